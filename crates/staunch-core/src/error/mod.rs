@@ -1,0 +1,234 @@
+//! The error type of every staunch layer and provider client.
+
+mod classify;
+mod convert;
+mod kind;
+#[cfg(test)]
+mod tests;
+
+pub use classify::{Classify, DefaultClassify};
+pub use kind::{ErrorClass, ErrorKind};
+
+use crate::{Usage, redact_secrets};
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// A type-erased error, as tower's middleware passes them (`tower::BoxError`).
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A failed LLM call: what kind of failure, who said so, and what it cost.
+///
+/// `LlmError` implements [`std::error::Error`], so it travels through
+/// tower's [`BoxError`]; [`LlmError::from_box`] gets it back, and turns
+/// tower's own timeout and load-shed errors and I/O errors into the right
+/// kind.
+///
+/// Its `Display` and `Debug` output pass the provider's message through
+/// [`redact_secrets`]: a key echoed in an authentication error is never
+/// printed.
+///
+/// ```
+/// use std::time::Duration;
+/// use staunch_core::{ErrorClass, ErrorKind, LlmError};
+///
+/// let err = LlmError::new(ErrorKind::RateLimited, "Rate limit reached for gpt-4o")
+///     .with_status(429)
+///     .with_retry_after(Duration::from_secs(2))
+///     .with_provider("openai")
+///     .with_model("gpt-4o");
+/// assert_eq!(err.class(), ErrorClass::Transient);
+/// assert_eq!(
+///     err.to_string(),
+///     "rate_limited (HTTP 429) from openai/gpt-4o: Rate limit reached for gpt-4o; retry after 2s"
+/// );
+/// ```
+#[non_exhaustive]
+pub struct LlmError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// The HTTP status, when the provider answered.
+    pub status: Option<u16>,
+    /// How long the provider asked us to wait (`Retry-After`, `retry-after-ms`).
+    pub retry_after: Option<Duration>,
+    /// The provider's `x-should-retry` instruction, which overrides the
+    /// class-based retry decision.
+    pub should_retry: Option<bool>,
+    /// The provider that failed.
+    pub provider: Option<String>,
+    /// The model that was asked.
+    pub model: Option<String>,
+    /// The provider's (or staunch's) description.
+    pub message: String,
+    /// The provider's request id, for support tickets.
+    pub request_id: Option<String>,
+    /// Calls made before giving up (set by the retry and fallback layers).
+    pub attempts: u32,
+    /// Tokens billed by the failed calls.
+    pub spent: Usage,
+    /// The errors of earlier fallback targets, in the order they were tried;
+    /// this error is the last target's.
+    pub earlier: Vec<LlmError>,
+    source: Option<BoxError>,
+}
+
+impl LlmError {
+    /// An error of `kind` with a description.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        LlmError {
+            kind,
+            status: None,
+            retry_after: None,
+            should_retry: None,
+            provider: None,
+            model: None,
+            message: message.into(),
+            request_id: None,
+            attempts: 1,
+            spent: Usage::default(),
+            earlier: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// The class of the kind ([`ErrorKind::class`]).
+    pub fn class(&self) -> ErrorClass {
+        self.kind.class()
+    }
+
+    /// Sets the HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Sets the server-requested wait.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// Sets the server's `x-should-retry` instruction.
+    pub fn with_should_retry(mut self, retry: bool) -> Self {
+        self.should_retry = Some(retry);
+        self
+    }
+
+    /// Sets the provider name.
+    pub fn with_provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Sets the model name.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sets the provider's request id.
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    /// Sets the tokens billed by the failed call.
+    pub fn with_spent(mut self, spent: Usage) -> Self {
+        self.spent = spent;
+        self
+    }
+
+    /// Sets the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The provider's message with any credential masked.
+    pub fn redacted_message(&self) -> std::borrow::Cow<'_, str> {
+        redact_secrets(&self.message)
+    }
+
+    /// Tokens billed by this failure and by every earlier fallback target's.
+    pub fn total_spent(&self) -> Usage {
+        self.earlier
+            .iter()
+            .fold(self.spent, |acc, e| acc + e.total_spent())
+    }
+}
+
+impl fmt::Display for LlmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(status) = self.status {
+            write!(f, " (HTTP {status})")?;
+        }
+        match (&self.provider, &self.model) {
+            (Some(p), Some(m)) => write!(f, " from {p}/{m}")?,
+            (Some(p), None) => write!(f, " from {p}")?,
+            (None, Some(m)) => write!(f, " from {m}")?,
+            (None, None) => {}
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.redacted_message())?;
+        }
+        if let Some(wait) = self.retry_after {
+            write!(f, "; retry after {wait:?}")?;
+        }
+        if self.attempts > 1 {
+            write!(f, "; after {} attempts", self.attempts)?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " [request {id}]")?;
+        }
+        for (i, e) in self.earlier.iter().enumerate() {
+            write!(f, "; earlier target {}: {e}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for LlmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("LlmError");
+        d.field("kind", &self.kind);
+        if let Some(s) = self.status {
+            d.field("status", &s);
+        }
+        if let Some(w) = self.retry_after {
+            d.field("retry_after", &w);
+        }
+        if let Some(r) = self.should_retry {
+            d.field("should_retry", &r);
+        }
+        if let Some(p) = &self.provider {
+            d.field("provider", p);
+        }
+        if let Some(m) = &self.model {
+            d.field("model", m);
+        }
+        d.field("message", &self.redacted_message());
+        if let Some(id) = &self.request_id {
+            d.field("request_id", id);
+        }
+        d.field("attempts", &self.attempts);
+        if !self.spent.is_zero() {
+            d.field("spent", &self.spent);
+        }
+        if !self.earlier.is_empty() {
+            d.field("earlier", &self.earlier);
+        }
+        if let Some(s) = &self.source {
+            d.field("source", &redact_secrets(&s.to_string()));
+        }
+        d.finish()
+    }
+}
+
+impl StdError for LlmError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}

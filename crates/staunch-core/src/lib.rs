@@ -1,0 +1,33 @@
+//! Provider-neutral types for LLM calls: the request, the response with an
+//! honest account of how it was produced, token usage and prices, and the
+//! error type with its classification.
+//!
+//! These types are shared by every staunch layer and provider client. They
+//! carry no runtime and do no I/O.
+//!
+//! ```
+//! use staunch_core::{ChatRequest, ErrorClass, ErrorKind, LlmError, Message};
+//!
+//! let request = ChatRequest::new("gpt-4o", [Message::system("Be brief."), Message::user("Hi")])
+//!     .with_max_tokens(64);
+//! // Cloning shares the message list: retries and fallbacks clone freely.
+//! let copy = request.clone();
+//! assert!(std::sync::Arc::ptr_eq(&request.messages, &copy.messages));
+//!
+//! let error = LlmError::new(ErrorKind::RateLimited, "slow down").with_status(429);
+//! assert_eq!(error.class(), ErrorClass::Transient);
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod redact;
+mod request;
+mod response;
+mod usage;
+
+pub use error::{BoxError, Classify, DefaultClassify, ErrorClass, ErrorKind, LlmError};
+pub use redact::redact_secrets;
+pub use request::{ChatRequest, Message, Role};
+pub use response::{ChatResponse, FinishReason, QualityTier, ResponseMeta};
+pub use usage::{Price, Usage};

@@ -1,0 +1,2 @@
+//! staunch
+pub use staunch_core as core;
