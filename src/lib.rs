@@ -1,2 +1,45 @@
-//! staunch
+//! # staunch
+//!
+//! Tower middleware that keeps LLM-powered agents working when their
+//! providers fail. Each resilience pattern is a tower `Layer`/`Service` pair
+//! over one provider-neutral request type, [`ChatRequest`](core::ChatRequest),
+//! so the layers compose with `ServiceBuilder` beside tower's own timeout,
+//! rate-limit and concurrency-limit layers and drop into axum or tonic
+//! services and existing tower clients.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`retry`] | retries transient failures with capped, jittered backoff, `Retry-After`, a retry budget and the deadline |
+//!
+//! The types shared by every layer and provider client live in
+//! [`staunch_core`], re-exported as [`core`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use staunch::core::{ChatRequest, ChatResponse, LlmError, Message};
+//! use staunch::retry::{RetryConfig, RetryLayer};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), LlmError> {
+//! let provider = service_fn(|req: ChatRequest| async move {
+//!     Ok::<_, LlmError>(ChatResponse::new(req.model, "pong"))
+//! });
+//! let client = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(RetryConfig::new().max_retries(3)))
+//!     .timeout(Duration::from_secs(60))
+//!     .service(provider);
+//! let answer = client
+//!     .oneshot(ChatRequest::new("gpt-4o", vec![Message::user("ping")]))
+//!     .await?;
+//! assert_eq!(answer.text(), "pong");
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod deadline;
+mod into_llm;
+pub mod retry;
+
+pub use deadline::Deadline;
 pub use staunch_core as core;

@@ -1,0 +1,154 @@
+//! The LLM retry decision, as a `tower::retry::Policy`.
+
+use super::RetryConfig;
+use crate::Deadline;
+use staunch_core::{ChatRequest, ChatResponse, ErrorClass, LlmError, Usage};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Sleep;
+
+/// Why the retry layer stopped retrying a failed request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GiveUp {
+    NotRetryable,
+    ServerSaidNo,
+    MaxRetries,
+    RetryAfterTooLong,
+    Deadline,
+    Budget,
+}
+
+impl GiveUp {
+    fn as_str(self) -> &'static str {
+        match self {
+            GiveUp::NotRetryable => "not retryable",
+            GiveUp::ServerSaidNo => "server sent x-should-retry: false",
+            GiveUp::MaxRetries => "max retries reached",
+            GiveUp::RetryAfterTooLong => "retry-after longer than max_retry_after",
+            GiveUp::Deadline => "the wait would pass the deadline",
+            GiveUp::Budget => "retry budget spent",
+        }
+    }
+}
+
+/// The per-request retry state. The service keeps a pristine copy and tower
+/// clones it for every call, so each logical request starts from zero.
+#[derive(Clone)]
+pub(crate) struct LlmPolicy {
+    config: Arc<RetryConfig>,
+    retries: u32,
+    failed_attempts: u32,
+    waited: Duration,
+    spent: Usage,
+}
+
+impl LlmPolicy {
+    pub(crate) fn new(config: Arc<RetryConfig>) -> Self {
+        LlmPolicy {
+            config,
+            retries: 0,
+            failed_attempts: 0,
+            waited: Duration::ZERO,
+            spent: Usage::default(),
+        }
+    }
+
+    /// Decides whether and how long to wait before retrying `error`.
+    fn decide(&self, request: &ChatRequest, error: &LlmError) -> Result<Duration, GiveUp> {
+        let config = &*self.config;
+        let retryable = match error.should_retry {
+            Some(false) => return Err(GiveUp::ServerSaidNo),
+            // Only a server can say "retry"; the instruction rides on an HTTP answer.
+            Some(true) if error.status.is_some() => true,
+            _ => config.classify.classify(error) == ErrorClass::Transient,
+        };
+        if !retryable {
+            return Err(GiveUp::NotRetryable);
+        }
+        if self.retries >= config.max_retries {
+            return Err(GiveUp::MaxRetries);
+        }
+        let wait = match error.retry_after {
+            Some(asked) if asked > config.max_retry_after => {
+                return Err(GiveUp::RetryAfterTooLong);
+            }
+            Some(asked) => asked,
+            None => config.jitter.jitter(config.backoff_bound(self.retries)),
+        };
+        if Deadline::of(request).is_some_and(|d| d.would_pass(wait)) {
+            return Err(GiveUp::Deadline);
+        }
+        // Withdraw last: a request that gives up for another reason keeps
+        // the budget for others.
+        if let Some(budget) = &config.budget
+            && !budget.withdraw()
+        {
+            return Err(GiveUp::Budget);
+        }
+        Ok(wait)
+    }
+}
+
+impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
+    type Future = Sleep;
+
+    fn retry(
+        &mut self,
+        request: &mut ChatRequest,
+        result: &mut Result<ChatResponse, LlmError>,
+    ) -> Option<Sleep> {
+        if self.retries == 0
+            && let Some(budget) = &self.config.budget
+        {
+            budget.deposit();
+        }
+        match result {
+            Ok(response) => {
+                let meta = &mut response.meta;
+                meta.attempts = meta.attempts.saturating_add(self.failed_attempts);
+                meta.retry_wait += self.waited;
+                meta.failed_usage += self.spent;
+                None
+            }
+            Err(error) => {
+                self.failed_attempts = self.failed_attempts.saturating_add(error.attempts.max(1));
+                let spent_before = self.spent;
+                self.spent += error.total_spent();
+                match self.decide(request, error) {
+                    Ok(wait) => {
+                        self.retries += 1;
+                        self.waited += wait;
+                        tracing::debug!(
+                            target: "staunch::retry",
+                            kind = error.kind.as_str(),
+                            status = error.status,
+                            retry = self.retries,
+                            wait_ms = wait.as_millis() as u64,
+                            "retrying"
+                        );
+                        Some(tokio::time::sleep(wait))
+                    }
+                    Err(reason) => {
+                        tracing::debug!(
+                            target: "staunch::retry",
+                            kind = error.kind.as_str(),
+                            status = error.status,
+                            attempts = self.failed_attempts,
+                            reason = reason.as_str(),
+                            "giving up"
+                        );
+                        error.attempts = self.failed_attempts;
+                        // Fold the earlier attempts' tokens into this error so
+                        // that its `total_spent` counts every token once.
+                        error.spent += spent_before;
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn clone_request(&mut self, request: &ChatRequest) -> Option<ChatRequest> {
+        Some(request.clone())
+    }
+}
