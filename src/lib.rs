@@ -43,3 +43,8 @@ pub mod retry;
 
 pub use deadline::Deadline;
 pub use staunch_core as core;
+
+/// The README's code, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

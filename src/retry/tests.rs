@@ -1,1 +1,553 @@
+use super::*;
+use crate::Deadline;
+use staunch_core::{ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError, Message, Usage};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
+/// One scripted outcome of the fake provider.
+#[derive(Clone)]
+enum Step {
+    Ok,
+    Fail {
+        kind: ErrorKind,
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        should_retry: Option<bool>,
+        spent: Usage,
+    },
+    Hang(Duration),
+}
+
+fn fail(kind: ErrorKind) -> Step {
+    Step::Fail {
+        kind,
+        status: None,
+        retry_after: None,
+        should_retry: None,
+        spent: Usage::default(),
+    }
+}
+
+fn fail_after(kind: ErrorKind, status: u16, retry_after: Duration) -> Step {
+    Step::Fail {
+        kind,
+        status: Some(status),
+        retry_after: Some(retry_after),
+        should_retry: None,
+        spent: Usage::default(),
+    }
+}
+
+/// A fake provider that plays a script (the last step repeats) and records
+/// the instant of every call.
+#[derive(Clone)]
+struct Scripted {
+    steps: Arc<Mutex<VecDeque<Step>>>,
+    calls: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Scripted {
+    fn new(steps: impl IntoIterator<Item = Step>) -> Self {
+        Scripted {
+            steps: Arc::new(Mutex::new(steps.into_iter().collect())),
+            calls: Arc::default(),
+        }
+    }
+
+    fn calls(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+}
+
+impl Service<ChatRequest> for Scripted {
+    type Response = ChatResponse;
+    type Error = BoxError;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<ChatResponse, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: ChatRequest) -> Self::Future {
+        self.calls.lock().unwrap().push(Instant::now());
+        let step = {
+            let mut steps = self.steps.lock().unwrap();
+            if steps.len() > 1 {
+                steps.pop_front().unwrap()
+            } else {
+                steps.front().cloned().unwrap()
+            }
+        };
+        Box::pin(async move {
+            match step {
+                Step::Ok => Ok(ChatResponse::new(req.model, "ok").with_usage(Usage::new(10, 5))),
+                Step::Fail {
+                    kind,
+                    status,
+                    retry_after,
+                    should_retry,
+                    spent,
+                } => {
+                    let mut e = LlmError::new(kind, "scripted").with_spent(spent);
+                    e.status = status;
+                    e.retry_after = retry_after;
+                    e.should_retry = should_retry;
+                    Err(e.into())
+                }
+                Step::Hang(d) => {
+                    tokio::time::sleep(d).await;
+                    Ok(ChatResponse::new(req.model, "late"))
+                }
+            }
+        })
+    }
+}
+
+fn request() -> ChatRequest {
+    ChatRequest::new("gpt-4o", vec![Message::user("hello")])
+}
+
+fn exact() -> RetryConfig {
+    RetryConfig::new().jitter(NoJitter).no_budget()
+}
+
+fn gaps(calls: &[Instant]) -> Vec<Duration> {
+    calls.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+#[tokio::test(start_paused = true)]
+async fn backoff_doubles_from_the_base_and_is_capped_before_jitter() {
+    let fake = Scripted::new([
+        fail(ErrorKind::Overloaded),
+        fail(ErrorKind::Server),
+        fail(ErrorKind::RateLimited),
+        fail(ErrorKind::Timeout),
+        fail(ErrorKind::Connect),
+        Step::Ok,
+    ]);
+    let config = exact()
+        .max_retries(5)
+        .base_delay(MS(500))
+        .max_delay(MS(3000));
+    let response = Retry::new(config, fake.clone())
+        .oneshot(request())
+        .await
+        .unwrap();
+    assert_eq!(
+        gaps(&fake.calls()),
+        [MS(500), MS(1000), MS(2000), MS(3000), MS(3000)]
+    );
+    assert_eq!(response.meta.attempts, 6);
+    assert_eq!(response.meta.retry_wait, MS(9500));
+    assert_eq!(response.meta.latency, MS(9500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_draws_below_the_capped_bound() {
+    // A jitter that halves the bound makes the draw visible and exact.
+    let fake = Scripted::new([
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Server),
+        Step::Ok,
+    ]);
+    let config = exact()
+        .max_retries(3)
+        .base_delay(MS(400))
+        .max_delay(MS(1000))
+        .jitter(|bound: Duration| bound / 2);
+    Retry::new(config, fake.clone())
+        .oneshot(request())
+        .await
+        .unwrap();
+    assert_eq!(gaps(&fake.calls()), [MS(200), MS(400), MS(500)]);
+}
+
+#[test]
+fn seeded_jitter_is_reproducible_and_bounded() {
+    let (a, b) = (SeededJitter::new(7), SeededJitter::new(7));
+    let bound = Duration::from_secs(8);
+    let xs: Vec<_> = (0..100).map(|_| a.jitter(bound)).collect();
+    let ys: Vec<_> = (0..100).map(|_| b.jitter(bound)).collect();
+    assert_eq!(xs, ys);
+    assert!(xs.iter().all(|d| *d <= bound));
+    assert!(xs.iter().any(|d| *d < bound / 2) && xs.iter().any(|d| *d > bound / 2));
+    assert!((0..1000).all(|_| FullJitter.jitter(MS(5)) <= MS(5)));
+    assert_eq!(FullJitter.jitter(Duration::ZERO), Duration::ZERO);
+    // A closure can't push a delay over the bound.
+    let wild = |_: Duration| Duration::from_secs(3600);
+    assert_eq!(wild.jitter(MS(10)), MS(10));
+}
+
+#[test]
+fn backoff_bound_saturates_instead_of_overflowing() {
+    let config = RetryConfig::new()
+        .base_delay(Duration::from_secs(1))
+        .max_delay(Duration::from_secs(30));
+    assert_eq!(config.backoff_bound(0), Duration::from_secs(1));
+    assert_eq!(config.backoff_bound(4), Duration::from_secs(16));
+    assert_eq!(config.backoff_bound(40), Duration::from_secs(30));
+    assert_eq!(config.backoff_bound(u32::MAX), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_wins_over_backoff() {
+    let fake = Scripted::new([
+        fail_after(ErrorKind::RateLimited, 429, MS(7_250)),
+        fail_after(ErrorKind::Overloaded, 529, MS(10)),
+        Step::Ok,
+    ]);
+    let response = Retry::new(exact(), fake.clone())
+        .oneshot(request())
+        .await
+        .unwrap();
+    assert_eq!(gaps(&fake.calls()), [MS(7_250), MS(10)]);
+    assert_eq!(response.meta.retry_wait, MS(7_260));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_the_cap_gives_up_at_once() {
+    let fake = Scripted::new([
+        fail_after(ErrorKind::RateLimited, 429, Duration::from_secs(300)),
+        Step::Ok,
+    ]);
+    let start = Instant::now();
+    let err = Retry::new(
+        exact().max_retry_after(Duration::from_secs(60)),
+        fake.clone(),
+    )
+    .oneshot(request())
+    .await
+    .unwrap_err();
+    assert_eq!(fake.count(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(err.kind, ErrorKind::RateLimited);
+    assert_eq!(
+        err.retry_after,
+        Some(Duration::from_secs(300)),
+        "kept for the fallback layer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unavailable_and_fatal_errors_are_never_retried() {
+    for kind in ErrorKind::ALL {
+        if kind.class() == ErrorClass::Transient {
+            continue;
+        }
+        let fake = Scripted::new([fail(kind), Step::Ok]);
+        let err = Retry::new(exact().max_retries(5), fake.clone())
+            .oneshot(request())
+            .await
+            .unwrap_err();
+        assert_eq!(fake.count(), 1, "{kind} was retried");
+        assert_eq!(err.kind, kind);
+        assert_eq!(err.attempts, 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transient_kind_is_retried() {
+    for kind in ErrorKind::ALL {
+        if kind.class() != ErrorClass::Transient {
+            continue;
+        }
+        let fake = Scripted::new([fail(kind), Step::Ok]);
+        let response = Retry::new(exact(), fake.clone())
+            .oneshot(request())
+            .await
+            .unwrap();
+        assert_eq!(fake.count(), 2, "{kind} was not retried");
+        assert_eq!(response.meta.attempts, 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_retries_counts_retries_after_the_first_attempt() {
+    for max in [0u32, 1, 2, 4] {
+        let fake = Scripted::new([fail(ErrorKind::Server)]);
+        let err = Retry::new(exact().max_retries(max), fake.clone())
+            .oneshot(request())
+            .await
+            .unwrap_err();
+        assert_eq!(fake.count() as u32, max + 1);
+        assert_eq!(err.attempts, max + 1);
+        assert_eq!(err.kind, ErrorKind::Server);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn x_should_retry_overrides_the_class() {
+    // `false` vetoes a retry of a 503.
+    let mut veto = fail(ErrorKind::Overloaded);
+    if let Step::Fail {
+        status,
+        should_retry,
+        ..
+    } = &mut veto
+    {
+        *status = Some(503);
+        *should_retry = Some(false);
+    }
+    let fake = Scripted::new([veto, Step::Ok]);
+    assert!(
+        Retry::new(exact(), fake.clone())
+            .oneshot(request())
+            .await
+            .is_err()
+    );
+    assert_eq!(fake.count(), 1);
+
+    // `true` asks for a retry of a 400.
+    let mut force = fail(ErrorKind::InvalidRequest);
+    if let Step::Fail {
+        status,
+        should_retry,
+        ..
+    } = &mut force
+    {
+        *status = Some(400);
+        *should_retry = Some(true);
+    }
+    let fake = Scripted::new([force, Step::Ok]);
+    assert!(
+        Retry::new(exact(), fake.clone())
+            .oneshot(request())
+            .await
+            .is_ok()
+    );
+    assert_eq!(fake.count(), 2);
+
+    // Without an HTTP status, `true` can't come from a server: ignored.
+    let mut local = fail(ErrorKind::BudgetExhausted);
+    if let Step::Fail { should_retry, .. } = &mut local {
+        *should_retry = Some(true);
+    }
+    let fake = Scripted::new([local, Step::Ok]);
+    assert!(
+        Retry::new(exact(), fake.clone())
+            .oneshot(request())
+            .await
+            .is_err()
+    );
+    assert_eq!(fake.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_classifier_decides() {
+    let fake = Scripted::new([fail(ErrorKind::ModelNotFound), Step::Ok]);
+    let config = exact().classify(|e: &LlmError| match e.kind {
+        ErrorKind::ModelNotFound => ErrorClass::Transient,
+        _ => e.class(),
+    });
+    Retry::new(config, fake.clone())
+        .oneshot(request())
+        .await
+        .unwrap();
+    assert_eq!(fake.count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_wait_passes_the_deadline() {
+    let fake = Scripted::new([fail(ErrorKind::Server)]);
+    let start = Instant::now();
+    let deadline = Deadline::after(MS(1_200));
+    let config = exact().max_retries(10).base_delay(MS(500));
+    let err = Retry::new(config, fake.clone())
+        .oneshot(request().with_extension(deadline))
+        .await
+        .unwrap_err();
+    // 0 ms: fail; wait 500 ms; 500 ms: fail; a 1 s wait would end at 1.5 s > 1.2 s.
+    assert_eq!(fake.calls(), [start, start + MS(500)]);
+    assert_eq!(err.attempts, 2);
+    assert!(Instant::now() < deadline.instant());
+
+    // A Retry-After that would pass the deadline also ends it.
+    let fake = Scripted::new([
+        fail_after(ErrorKind::RateLimited, 429, Duration::from_secs(5)),
+        Step::Ok,
+    ]);
+    let err = Retry::new(exact(), fake.clone())
+        .oneshot(request().with_extension(Deadline::after(Duration::from_secs(4))))
+        .await
+        .unwrap_err();
+    assert_eq!((fake.count(), err.kind), (1, ErrorKind::RateLimited));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_of_failed_attempts_are_reported() {
+    let truncated = Step::Fail {
+        kind: ErrorKind::TruncatedResponse,
+        status: Some(200),
+        retry_after: None,
+        should_retry: None,
+        spent: Usage::new(100, 40),
+    };
+    let fake = Scripted::new([truncated.clone(), truncated.clone(), Step::Ok]);
+    let response = Retry::new(exact(), fake).oneshot(request()).await.unwrap();
+    assert_eq!(response.meta.attempts, 3);
+    assert_eq!(response.meta.failed_usage, Usage::new(200, 80));
+    assert_eq!(response.usage, Usage::new(10, 5));
+    assert_eq!(response.total_usage(), Usage::new(210, 85));
+    assert_eq!(response.meta.retry_wait, MS(1500));
+
+    let fake = Scripted::new([truncated]);
+    let err = Retry::new(exact(), fake)
+        .oneshot(request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts, 3);
+    assert_eq!(err.spent, Usage::new(300, 120));
+    assert_eq!(err.total_spent(), Usage::new(300, 120));
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_retries_add_up_attempts_and_tokens() {
+    let costly = Step::Fail {
+        kind: ErrorKind::Server,
+        status: Some(500),
+        retry_after: None,
+        should_retry: None,
+        spent: Usage::new(1, 1),
+    };
+    let fake = Scripted::new([costly]);
+    let inner = Retry::new(exact().max_retries(1), fake.clone());
+    let err = Retry::new(exact().max_retries(2), inner)
+        .oneshot(request())
+        .await
+        .unwrap_err();
+    assert_eq!(fake.count(), 6);
+    assert_eq!(err.attempts, 6);
+    assert_eq!(err.spent, Usage::new(6, 6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_attempt_inside_is_retried() {
+    let fake = Scripted::new([Step::Hang(Duration::from_secs(600)), Step::Ok]);
+    let service = ServiceBuilder::new()
+        .layer(RetryLayer::new(exact()))
+        .timeout(Duration::from_secs(2))
+        .service(fake.clone());
+    let start = Instant::now();
+    let response = service.oneshot(request()).await.unwrap();
+    assert_eq!(response.text(), "ok");
+    assert_eq!(response.meta.attempts, 2);
+    assert_eq!(fake.calls(), [start, start + Duration::from_millis(2_500)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_total_timeout_outside_ends_the_loop() {
+    let fake = Scripted::new([fail(ErrorKind::Overloaded)]);
+    let service = ServiceBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .layer(RetryLayer::new(exact().max_retries(10)))
+        .service(fake.clone());
+    let start = Instant::now();
+    let err = LlmError::from_box(service.oneshot(request()).await.unwrap_err());
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    // Attempts at 0, 0.5 s and 1.5 s; the 2 s wait after that was cut short.
+    assert_eq!(fake.count(), 3);
+}
+
+/// Drives `n` concurrent requests through `service` against a provider that
+/// always fails, and returns how many calls reached the provider.
+async fn storm(config: RetryConfig, n: usize) -> usize {
+    let fake = Scripted::new([fail_after(ErrorKind::Overloaded, 529, MS(100))]);
+    let service = Retry::new(config, fake.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let svc = service.clone();
+        tasks.spawn(async move { svc.oneshot(request()).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        assert!(result.unwrap().is_err());
+    }
+    fake.count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_stops_a_retry_storm() {
+    let unbounded = storm(RetryConfig::new().no_budget(), 1_000).await;
+    assert_eq!(unbounded, 3_000, "two retries each without a budget");
+
+    // The default budget: 20% of requests plus 1 retry/s over 10 s.
+    let bounded = storm(RetryConfig::new(), 1_000).await;
+    let amplification = bounded as f64 / 1_000.0;
+    println!(
+        "calls for 1000 failing requests: {bounded} (x{amplification:.2}); without a budget: {unbounded}"
+    );
+    assert!(bounded > 1_000, "some retries are allowed");
+    assert!(
+        bounded <= 1_000 + 200 + 10,
+        "{bounded} calls: budget exceeded"
+    );
+
+    // A budget with no floor and no fraction forbids every retry.
+    let none = RetryBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
+    assert_eq!(storm(RetryConfig::new().budget(none), 100).await, 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_is_shared_by_clones_of_the_layer() {
+    let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
+    let layer = RetryLayer::new(exact().budget(budget));
+    let fake = Scripted::new([fail(ErrorKind::Server), Step::Ok]);
+    let a = tower::Layer::layer(&layer, fake.clone());
+    assert!(a.oneshot(request()).await.is_err());
+    assert_eq!(fake.count(), 1);
+}
+
+#[test]
+fn invalid_budgets_are_clear_errors() {
+    assert_eq!(
+        RetryBudget::new(MS(500), 1, 0.2).unwrap_err(),
+        InvalidRetryBudget::Window(MS(500))
+    );
+    assert!(matches!(
+        RetryBudget::new(Duration::from_secs(61), 1, 0.2),
+        Err(InvalidRetryBudget::Window(_))
+    ));
+    assert!(matches!(
+        RetryBudget::new(Duration::from_secs(10), 1, -0.1),
+        Err(InvalidRetryBudget::Fraction(_))
+    ));
+    assert!(matches!(
+        RetryBudget::new(Duration::from_secs(10), 1, f32::NAN),
+        Err(InvalidRetryBudget::Fraction(_))
+    ));
+    assert!(matches!(
+        RetryBudget::new(Duration::from_secs(10), u32::MAX, 0.2),
+        Err(InvalidRetryBudget::Floor(_))
+    ));
+    let msg = RetryBudget::new(Duration::ZERO, 1, 0.2)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("between 1 s and 60 s"), "{msg}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_on_the_first_try_is_reported_plainly() {
+    let fake = Scripted::new([Step::Ok]);
+    let response = Retry::new(RetryConfig::new(), fake.clone())
+        .oneshot(request())
+        .await
+        .unwrap();
+    assert_eq!(fake.count(), 1);
+    assert_eq!(response.meta.attempts, 1);
+    assert_eq!(response.meta.retry_wait, Duration::ZERO);
+    assert!(response.meta.failed_usage.is_zero());
+}

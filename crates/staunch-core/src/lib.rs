@@ -26,7 +26,9 @@ mod request;
 mod response;
 mod usage;
 
-pub use error::{BoxError, Classify, DefaultClassify, ErrorClass, ErrorKind, LlmError};
+pub use error::{
+    BoxError, Classify, DefaultClassify, ErrorClass, ErrorDetails, ErrorKind, LlmError,
+};
 pub use redact::redact_secrets;
 pub use request::{ChatRequest, Message, Role};
 pub use response::{ChatResponse, FinishReason, QualityTier, ResponseMeta};

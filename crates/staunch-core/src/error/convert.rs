@@ -34,10 +34,7 @@ impl LlmError {
             Err(other) => other,
         };
         let (kind, message) = classify_foreign(&*error);
-        LlmError {
-            source: Some(error),
-            ..LlmError::new(kind, message)
-        }
+        LlmError::new(kind, message).with_source(error)
     }
 }
 

@@ -19,6 +19,9 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// A failed LLM call: what kind of failure, who said so, and what it cost.
 ///
+/// Its fields ([`ErrorDetails`]) are read and written through it:
+/// `error.kind`, `error.retry_after`, `error.attempts += 1`.
+///
 /// `LlmError` implements [`std::error::Error`], so it travels through
 /// tower's [`BoxError`]; [`LlmError::from_box`] gets it back, and turns
 /// tower's own timeout and load-shed errors and I/O errors into the right
@@ -43,8 +46,18 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 ///     "rate_limited (HTTP 429) from openai/gpt-4o: Rate limit reached for gpt-4o; retry after 2s"
 /// );
 /// ```
-#[non_exhaustive]
 pub struct LlmError {
+    details: Box<ErrorDetails>,
+}
+
+/// The fields of an [`LlmError`], reached through it by `Deref`
+/// (`error.kind`, `error.status = Some(503)`).
+///
+/// They live behind one allocation so that an `LlmError` is a single
+/// pointer: `Result<ChatResponse, LlmError>` stays as small as the response,
+/// and the error path's allocation is nothing next to a network round trip.
+#[non_exhaustive]
+pub struct ErrorDetails {
     /// What went wrong.
     pub kind: ErrorKind,
     /// The HTTP status, when the provider answered.
@@ -72,22 +85,37 @@ pub struct LlmError {
     source: Option<BoxError>,
 }
 
+impl std::ops::Deref for LlmError {
+    type Target = ErrorDetails;
+    fn deref(&self) -> &ErrorDetails {
+        &self.details
+    }
+}
+
+impl std::ops::DerefMut for LlmError {
+    fn deref_mut(&mut self) -> &mut ErrorDetails {
+        &mut self.details
+    }
+}
+
 impl LlmError {
     /// An error of `kind` with a description.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         LlmError {
-            kind,
-            status: None,
-            retry_after: None,
-            should_retry: None,
-            provider: None,
-            model: None,
-            message: message.into(),
-            request_id: None,
-            attempts: 1,
-            spent: Usage::default(),
-            earlier: Vec::new(),
-            source: None,
+            details: Box::new(ErrorDetails {
+                kind,
+                status: None,
+                retry_after: None,
+                should_retry: None,
+                provider: None,
+                model: None,
+                message: message.into(),
+                request_id: None,
+                attempts: 1,
+                spent: Usage::default(),
+                earlier: Vec::new(),
+                source: None,
+            }),
         }
     }
 
@@ -140,7 +168,7 @@ impl LlmError {
 
     /// Sets the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.details.source = Some(source.into());
         self
     }
 
@@ -227,7 +255,8 @@ impl fmt::Debug for LlmError {
 
 impl StdError for LlmError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
+        self.details
+            .source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
     }

@@ -172,3 +172,18 @@ fn earlier_targets_are_reported_and_counted() {
         "overloaded: b; earlier target 1: rate_limited: a"
     );
 }
+
+#[test]
+fn an_error_is_one_pointer_and_its_fields_are_reachable() {
+    assert_eq!(
+        std::mem::size_of::<LlmError>(),
+        std::mem::size_of::<usize>()
+    );
+    let mut e = LlmError::new(ErrorKind::Server, "x");
+    e.status = Some(502);
+    e.attempts += 2;
+    assert_eq!(
+        (e.kind, e.status, e.attempts),
+        (ErrorKind::Server, Some(502), 3)
+    );
+}
