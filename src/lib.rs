@@ -38,8 +38,11 @@
 #![forbid(unsafe_code)]
 
 mod deadline;
+pub mod fallback;
 mod into_llm;
 pub mod retry;
+#[cfg(test)]
+mod test_support;
 
 pub use deadline::Deadline;
 pub use staunch_core as core;

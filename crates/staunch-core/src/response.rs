@@ -133,6 +133,9 @@ pub struct ResponseMeta {
     pub retry_wait: Duration,
     /// Tokens billed by attempts that failed (on top of [`ChatResponse::usage`]).
     pub failed_usage: Usage,
+    /// What the answer cost in US dollars, failed attempts included, when
+    /// the answering target's price is known.
+    pub cost: Option<f64>,
     /// Why the answer is not of full quality, for degraded tiers.
     pub warning: Option<String>,
 }
@@ -149,6 +152,7 @@ impl Default for ResponseMeta {
             latency: Duration::ZERO,
             retry_wait: Duration::ZERO,
             failed_usage: Usage::default(),
+            cost: None,
             warning: None,
         }
     }

@@ -71,6 +71,8 @@ pub struct ErrorDetails {
     pub provider: Option<String>,
     /// The model that was asked.
     pub model: Option<String>,
+    /// The fallback target that failed, when a fallback chain was involved.
+    pub target: Option<String>,
     /// The provider's (or staunch's) description.
     pub message: String,
     /// The provider's request id, for support tickets.
@@ -109,6 +111,7 @@ impl LlmError {
                 should_retry: None,
                 provider: None,
                 model: None,
+                target: None,
                 message: message.into(),
                 request_id: None,
                 attempts: 1,
@@ -151,6 +154,12 @@ impl LlmError {
     /// Sets the model name.
     pub fn with_model(mut self, model: impl Into<String>) -> Self {
         self.model = Some(model.into());
+        self
+    }
+
+    /// Sets the fallback target's name.
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
         self
     }
 
@@ -197,6 +206,9 @@ impl fmt::Display for LlmError {
             (None, Some(m)) => write!(f, " from {m}")?,
             (None, None) => {}
         }
+        if let Some(t) = &self.target {
+            write!(f, " at target {t}")?;
+        }
         if !self.message.is_empty() {
             write!(f, ": {}", self.redacted_message())?;
         }
@@ -234,6 +246,9 @@ impl fmt::Debug for LlmError {
         }
         if let Some(m) = &self.model {
             d.field("model", m);
+        }
+        if let Some(t) = &self.target {
+            d.field("target", t);
         }
         d.field("message", &self.redacted_message());
         if let Some(id) = &self.request_id {

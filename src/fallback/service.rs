@@ -1,0 +1,88 @@
+//! The fallback service.
+
+use super::future::ResponseFuture;
+use super::target::Target;
+use staunch_core::{ChatRequest, ChatResponse, Classify, DefaultClassify, LlmError};
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// An ordered chain of [`Target`]s: each request goes to the first target
+/// that can take it and moves down the chain on failure.
+///
+/// - After a `Transient` error (the target's own retries are spent) or an
+///   `Unavailable` one, the next target is tried; a `Fatal` error ends the
+///   chain at once.
+/// - A target whose [`health`](Target::health) says it is unavailable (an
+///   open circuit) is passed over without a call.
+/// - After a context overflow, targets whose context window is not larger
+///   than the one that overflowed are passed over.
+/// - No target is started once the request's [`Deadline`](crate::Deadline)
+///   has passed.
+///
+/// The response's meta names the target and model that answered, the
+/// fallback depth and [`QualityTier::Reduced`](staunch_core::QualityTier)
+/// when it was not the first target; attempts and tokens of the failed
+/// targets are added in. When every target fails, the error is the last
+/// target's, with the earlier targets' errors in
+/// [`earlier`](staunch_core::ErrorDetails::earlier), in order, and
+/// `attempts` counting every call of the chain.
+#[derive(Clone)]
+pub struct Fallback {
+    pub(super) targets: Arc<[Target]>,
+    pub(super) classify: Arc<dyn Classify>,
+}
+
+/// A fallback chain was built with no target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a fallback chain needs at least one target")]
+pub struct EmptyChain;
+
+impl Fallback {
+    /// A chain of `targets`, tried in order.
+    pub fn new(targets: impl IntoIterator<Item = Target>) -> Result<Self, EmptyChain> {
+        let targets: Arc<[Target]> = targets.into_iter().collect();
+        if targets.is_empty() {
+            return Err(EmptyChain);
+        }
+        Ok(Fallback {
+            targets,
+            classify: Arc::new(DefaultClassify),
+        })
+    }
+
+    /// Decides error classes with `classify` instead of the default table.
+    pub fn classify(mut self, classify: impl Classify) -> Self {
+        self.classify = Arc::new(classify);
+        self
+    }
+
+    /// The targets, in order.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+}
+
+impl fmt::Debug for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fallback")
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<ChatRequest> for Fallback {
+    type Response = ChatResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture;
+
+    /// Always ready: each target is driven to readiness in its turn.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ChatRequest) -> ResponseFuture {
+        ResponseFuture::new(self.targets.clone(), self.classify.clone(), request)
+    }
+}

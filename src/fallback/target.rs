@@ -1,0 +1,124 @@
+//! One target of a fallback chain.
+
+use crate::into_llm::IntoLlm;
+use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError, Price};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::util::BoxCloneSyncService;
+use tower_service::Service;
+
+/// The boxed, cloneable service behind a [`Target`].
+pub type TargetService = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
+
+/// Tells the fallback layer, without a call, whether a target would refuse
+/// a request now.
+///
+/// A circuit breaker's handle implements it, so that a chain passes over a
+/// target whose circuit is open instead of spending an attempt on it.
+pub trait TargetHealth: Send + Sync + 'static {
+    /// `Some(wait)` while calls would be refused, with the time until the
+    /// target may take calls again; `None` when a call may go through.
+    fn unavailable_for(&self) -> Option<Duration>;
+}
+
+impl<F> TargetHealth for F
+where
+    F: Fn() -> Option<Duration> + Send + Sync + 'static,
+{
+    fn unavailable_for(&self) -> Option<Duration> {
+        self()
+    }
+}
+
+/// A named service in a fallback chain, with what the chain needs to know
+/// about it: the model to ask there, its context window, its price and its
+/// health.
+///
+/// ```
+/// use staunch::core::{ChatRequest, ChatResponse, LlmError, Price};
+/// use staunch::fallback::Target;
+/// use tower::service_fn;
+///
+/// let mini = Target::new(
+///     "openai-mini",
+///     service_fn(|r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(r.model, "hi")) }),
+/// )
+/// .model("gpt-4o-mini")
+/// .context_window(128_000)
+/// .price(Price::per_million(0.15, 0.60));
+/// assert_eq!(mini.name(), "openai-mini");
+/// ```
+#[derive(Clone)]
+pub struct Target {
+    pub(super) name: Arc<str>,
+    pub(super) service: TargetService,
+    pub(super) model: Option<Arc<str>>,
+    pub(super) context_window: Option<u64>,
+    pub(super) price: Option<Price>,
+    pub(super) health: Option<Arc<dyn TargetHealth>>,
+}
+
+impl Target {
+    /// A target called `name` served by `service`. The service may fail
+    /// with any error tower produces; it is boxed once here.
+    pub fn new<S>(name: impl Into<Arc<str>>, service: S) -> Self
+    where
+        S: Service<ChatRequest, Response = ChatResponse> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        Target {
+            name: name.into(),
+            service: BoxCloneSyncService::new(IntoLlm::new(service)),
+            model: None,
+            context_window: None,
+            price: None,
+            health: None,
+        }
+    }
+
+    /// Asks this target for `model` instead of the request's model.
+    pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The target's context window in tokens; after a context overflow the
+    /// chain skips targets whose window is not larger than the one that
+    /// overflowed.
+    pub fn context_window(mut self, tokens: u64) -> Self {
+        self.context_window = Some(tokens);
+        self
+    }
+
+    /// The target's price, used to report each answer's cost.
+    pub fn price(mut self, price: Price) -> Self {
+        self.price = Some(price);
+        self
+    }
+
+    /// Consults `health` before each call and skips the target while it
+    /// reports the target unavailable (an open circuit).
+    pub fn health(mut self, health: impl TargetHealth) -> Self {
+        self.health = Some(Arc::new(health));
+        self
+    }
+
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("context_window", &self.context_window)
+            .field("price", &self.price)
+            .field("health", &self.health.as_ref().map(|_| "set"))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,291 @@
+use super::*;
+use crate::Deadline;
+use crate::retry::{NoJitter, RetryConfig, RetryLayer};
+use crate::test_support::{Scripted, Step, fail, request};
+use staunch_core::{ErrorKind, Price, QualityTier, Usage};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tower::{ServiceBuilder, ServiceExt};
+
+fn chain(targets: impl IntoIterator<Item = Target>) -> Fallback {
+    Fallback::new(targets).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_target_answers_at_full_quality() {
+    let (a, b) = (Scripted::new([Step::Ok]), Scripted::new([Step::Ok]));
+    let response = chain([Target::new("a", a.clone()), Target::new("b", b.clone())])
+        .oneshot(request())
+        .await
+        .unwrap();
+    assert_eq!((a.count(), b.count()), (1, 0));
+    let meta = &response.meta;
+    assert_eq!(meta.target.as_deref(), Some("a"));
+    assert_eq!(meta.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(
+        (meta.tier, meta.fallback_depth, meta.attempts),
+        (QualityTier::Full, 0, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_and_unavailable_errors_move_on_with_the_model_rewritten() {
+    let a = Scripted::new([fail(ErrorKind::Overloaded)]);
+    let b = Scripted::new([fail(ErrorKind::QuotaExhausted)]);
+    let c = Scripted::new([Step::Ok]);
+    let response = chain([
+        Target::new("anthropic", a.clone()).model("claude-sonnet-4-5"),
+        Target::new("openai", b.clone()),
+        Target::new("mini", c.clone()).model("gpt-4o-mini"),
+    ])
+    .oneshot(request())
+    .await
+    .unwrap();
+    assert_eq!(a.models(), ["claude-sonnet-4-5"]);
+    assert_eq!(b.models(), ["gpt-4o"]);
+    assert_eq!(c.models(), ["gpt-4o-mini"]);
+    let meta = &response.meta;
+    assert_eq!(meta.target.as_deref(), Some("mini"));
+    assert_eq!(meta.model.as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(
+        (meta.tier, meta.fallback_depth, meta.attempts),
+        (QualityTier::Reduced, 2, 3)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fatal_error_stops_the_chain() {
+    let a = Scripted::new([fail(ErrorKind::Server)]);
+    let b = Scripted::new([fail(ErrorKind::InvalidRequest)]);
+    let c = Scripted::new([Step::Ok]);
+    let err = chain([
+        Target::new("a", a.clone()),
+        Target::new("b", b.clone()),
+        Target::new("c", c.clone()),
+    ])
+    .oneshot(request())
+    .await
+    .unwrap_err();
+    assert_eq!((a.count(), b.count(), c.count()), (1, 1, 0));
+    assert_eq!(err.kind, ErrorKind::InvalidRequest);
+    assert_eq!(err.target.as_deref(), Some("b"));
+    assert_eq!(err.earlier.len(), 1);
+    assert_eq!(err.earlier[0].kind, ErrorKind::Server);
+    assert_eq!(err.attempts, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_target_fails_each_error_is_reported_in_order() {
+    let spent = Step::Fail {
+        kind: ErrorKind::TruncatedResponse,
+        status: Some(200),
+        retry_after: None,
+        should_retry: None,
+        spent: Usage::new(50, 20),
+    };
+    let a = Scripted::new([fail(ErrorKind::RateLimited)]);
+    let b = Scripted::new([spent]);
+    let c = Scripted::new([fail(ErrorKind::Authentication)]);
+    let err = chain([
+        Target::new("a", a),
+        Target::new("b", b),
+        Target::new("c", c),
+    ])
+    .oneshot(request())
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Authentication);
+    let kinds: Vec<_> = err
+        .earlier
+        .iter()
+        .map(|e| (e.kind, e.target.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (ErrorKind::RateLimited, "a".to_owned()),
+            (ErrorKind::TruncatedResponse, "b".to_owned())
+        ]
+    );
+    assert_eq!(err.attempts, 3);
+    assert_eq!(err.total_spent(), Usage::new(50, 20));
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("authentication at target c: scripted; after 3 attempts; earlier target 1: rate_limited at target a"),
+        "{shown}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_target_is_skipped_without_a_call() {
+    let open = Arc::new(AtomicBool::new(true));
+    let a = Scripted::new([Step::Ok]);
+    let b = Scripted::new([Step::Ok]);
+    let health = {
+        let open = open.clone();
+        move || {
+            open.load(Ordering::SeqCst)
+                .then_some(Duration::from_secs(12))
+        }
+    };
+    let service = chain([
+        Target::new("a", a.clone()).health(health),
+        Target::new("b", b.clone()),
+    ]);
+    let response = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!((a.count(), b.count()), (0, 1));
+    assert_eq!(response.meta.target.as_deref(), Some("b"));
+    assert_eq!(
+        (response.meta.fallback_depth, response.meta.attempts),
+        (1, 1)
+    );
+
+    // Every target unavailable: the error says so, and nothing was called.
+    let lone = chain([Target::new("a", a.clone()).health(|| Some(Duration::from_secs(3)))]);
+    let err = lone.oneshot(request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CircuitOpen);
+    assert_eq!(
+        (err.retry_after, err.attempts),
+        (Some(Duration::from_secs(3)), 0)
+    );
+    assert_eq!(a.count(), 0);
+
+    // Healthy again: the first target answers.
+    open.store(false, Ordering::SeqCst);
+    let response = service.oneshot(request()).await.unwrap();
+    assert_eq!(response.meta.target.as_deref(), Some("a"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_context_overflow_only_larger_windows_are_tried() {
+    let small = Scripted::new([fail(ErrorKind::ContextLengthExceeded)]);
+    let same = Scripted::new([Step::Ok]);
+    let unknown_small = Scripted::new([Step::Ok]);
+    let large = Scripted::new([Step::Ok]);
+    let response = chain([
+        Target::new("small", small.clone()).context_window(8_192),
+        Target::new("same", same.clone()).context_window(8_192),
+        Target::new("smaller", unknown_small.clone()).context_window(4_096),
+        Target::new("large", large.clone()).context_window(200_000),
+    ])
+    .oneshot(request())
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            small.count(),
+            same.count(),
+            unknown_small.count(),
+            large.count()
+        ),
+        (1, 0, 0, 1)
+    );
+    assert_eq!(response.meta.target.as_deref(), Some("large"));
+    assert_eq!(response.meta.fallback_depth, 3);
+    assert_eq!(response.meta.attempts, 2, "skipped targets cost no attempt");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_tokens_and_cost_of_every_target_are_reported() {
+    let truncated = Step::Fail {
+        kind: ErrorKind::TruncatedResponse,
+        status: Some(200),
+        retry_after: None,
+        should_retry: None,
+        spent: Usage::new(1_000, 500),
+    };
+    let a = Scripted::new([truncated]);
+    let b = Scripted::new([fail(ErrorKind::Server), Step::Ok]);
+    let retry = RetryLayer::new(
+        RetryConfig::new()
+            .jitter(NoJitter)
+            .no_budget()
+            .max_retries(1),
+    );
+    let response = chain([
+        Target::new(
+            "a",
+            ServiceBuilder::new()
+                .layer(retry.clone())
+                .service(a.clone()),
+        )
+        .price(Price::per_million(2.0, 10.0)),
+        Target::new("b", ServiceBuilder::new().layer(retry).service(b.clone()))
+            .price(Price::per_million(1.0, 4.0)),
+    ])
+    .oneshot(request())
+    .await
+    .unwrap();
+    assert_eq!((a.count(), b.count()), (2, 2));
+    let meta = &response.meta;
+    assert_eq!(meta.attempts, 4);
+    assert_eq!(meta.failed_usage, Usage::new(2_000, 1_000));
+    assert_eq!(response.usage, Usage::new(10, 5));
+    // a: 2000 in, 1000 out at 2/10 per million; b: 10 in, 5 out at 1/4.
+    let want = (2_000.0 * 2.0 + 1_000.0 * 10.0 + 10.0 * 1.0 + 5.0 * 4.0) / 1e6;
+    assert!(
+        (meta.cost.unwrap() - want).abs() < 1e-12,
+        "{:?} vs {want}",
+        meta.cost
+    );
+    assert_eq!(
+        meta.latency,
+        Duration::from_secs(1),
+        "a's and b's one backoff each"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_target_starts_after_the_deadline() {
+    let a = Scripted::new([Step::Hang(Duration::from_secs(10)), Step::Ok]);
+    let b = Scripted::new([Step::Ok]);
+    let slow_then_fail = ServiceBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .service(a.clone());
+    let err = chain([
+        Target::new("a", slow_then_fail),
+        Target::new("b", b.clone()),
+    ])
+    .oneshot(request().with_extension(Deadline::after(Duration::from_secs(5))))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert_eq!(b.count(), 0);
+
+    let err = chain([Target::new("b", b.clone())])
+        .oneshot(request().with_extension(Deadline::after(Duration::ZERO)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(err.message.contains("deadline"), "{}", err.message);
+    assert_eq!(b.count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn layers_nest_into_a_chain() {
+    let a = Scripted::new([fail(ErrorKind::Overloaded)]);
+    let b = Scripted::new([fail(ErrorKind::RateLimited)]);
+    let c = Scripted::new([Step::Ok]);
+    let service = ServiceBuilder::new()
+        .layer(FallbackLayer::new(
+            Target::new("c", c.clone()).model("gpt-4o-mini"),
+        ))
+        .layer(FallbackLayer::new(Target::new("b", b.clone())).primary_name("a"))
+        .service(a.clone());
+    let response = service.oneshot(request()).await.unwrap();
+    assert_eq!((a.count(), b.count(), c.count()), (1, 1, 1));
+    let meta = &response.meta;
+    assert_eq!(meta.target.as_deref(), Some("c"));
+    assert_eq!(meta.model.as_deref(), Some("gpt-4o-mini"));
+    // Nested chains count the targets passed over just as a flat chain would.
+    assert_eq!(
+        (meta.fallback_depth, meta.attempts, meta.tier),
+        (2, 3, QualityTier::Reduced)
+    );
+}
+
+#[test]
+fn an_empty_chain_is_refused() {
+    assert_eq!(Fallback::new([]).unwrap_err(), EmptyChain);
+}
