@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 mod deadline;
+pub mod degrade;
 pub mod fallback;
 mod into_llm;
 pub mod retry;

@@ -1,0 +1,118 @@
+//! The degradation configuration.
+
+use staunch_core::{ChatRequest, ChatResponse, Classify, DefaultClassify};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Marks a request that must not be degraded: its errors pass through
+/// untouched and its answer is not cached. Use it for operations where a
+/// stale or canned answer would be wrong (writes, payments, tool calls with
+/// side effects).
+///
+/// ```
+/// use staunch::core::{ChatRequest, Message};
+/// use staunch::degrade::NoDegrade;
+/// let request = ChatRequest::new("gpt-4o", vec![Message::user("Refund order 42")])
+///     .with_extension(NoDegrade);
+/// # let _ = request;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoDegrade;
+
+type StaticFn = dyn Fn(&ChatRequest) -> ChatResponse + Send + Sync;
+
+/// How the [`DegradeLayer`](super::DegradeLayer) degrades.
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `cache_ttl` | 10 min | how long a successful answer may be served again |
+/// | `cache_capacity` | 10,000 | answers kept at most (least recently used go first) |
+/// | `static_answer` | none | the answer of last resort, when nothing is cached |
+/// | `classify` | [`DefaultClassify`] | `Fatal` errors are never degraded |
+///
+/// ```
+/// use std::time::Duration;
+/// use staunch::degrade::DegradeConfig;
+///
+/// let config = DegradeConfig::new()
+///     .cache_ttl(Duration::from_secs(300))
+///     .cache_capacity(1_000)
+///     .static_answer("Our assistant is busy right now; please try again in a minute.");
+/// # let _ = config;
+/// ```
+#[derive(Clone)]
+pub struct DegradeConfig {
+    pub(super) cache: Option<(Duration, u64)>,
+    pub(super) static_answer: Option<Arc<StaticFn>>,
+    pub(super) classify: Arc<dyn Classify>,
+}
+
+impl Default for DegradeConfig {
+    fn default() -> Self {
+        DegradeConfig {
+            cache: Some((Duration::from_secs(600), 10_000)),
+            static_answer: None,
+            classify: Arc::new(DefaultClassify),
+        }
+    }
+}
+
+impl DegradeConfig {
+    /// The defaults of the table above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long a cached answer may be served.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        let capacity = self.cache.map_or(10_000, |(_, c)| c);
+        self.cache = Some((ttl, capacity));
+        self
+    }
+
+    /// How many answers the cache keeps at most.
+    pub fn cache_capacity(mut self, capacity: u64) -> Self {
+        let ttl = self.cache.map_or(Duration::from_secs(600), |(t, _)| t);
+        self.cache = Some((ttl, capacity));
+        self
+    }
+
+    /// Caches nothing: failures get the static answer or the error.
+    pub fn no_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// Answers `text` when every target failed and nothing is cached.
+    pub fn static_answer(self, text: impl Into<String>) -> Self {
+        let text: Arc<str> = Arc::from(text.into());
+        self.static_answer_with(move |request: &ChatRequest| {
+            ChatResponse::new(request.model.clone(), text.as_ref())
+        })
+    }
+
+    /// Builds the answer of last resort from the request.
+    pub fn static_answer_with<F>(mut self, answer: F) -> Self
+    where
+        F: Fn(&ChatRequest) -> ChatResponse + Send + Sync + 'static,
+    {
+        self.static_answer = Some(Arc::new(answer));
+        self
+    }
+
+    /// Decides error classes with `classify` instead of the default table.
+    pub fn classify(mut self, classify: impl Classify) -> Self {
+        self.classify = Arc::new(classify);
+        self
+    }
+}
+
+impl fmt::Debug for DegradeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DegradeConfig")
+            .field("cache", &self.cache)
+            .field("static_answer", &self.static_answer.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,132 @@
+//! The degradation response future.
+
+use super::layer::Shared;
+use crate::into_llm::to_llm;
+use pin_project_lite::pin_project;
+use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorClass, LlmError, QualityTier, Usage};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tokio::time::Instant;
+
+struct Degrading {
+    shared: Arc<Shared>,
+    key: u128,
+    request: Option<ChatRequest>,
+    started: Instant,
+}
+
+pin_project! {
+    /// The response future of [`Degrade`](super::Degrade).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        degrading: Option<Degrading>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn pass_through(inner: F) -> Self {
+        ResponseFuture {
+            inner,
+            degrading: None,
+        }
+    }
+
+    pub(super) fn degrading(
+        inner: F,
+        shared: Arc<Shared>,
+        key: u128,
+        request: Option<ChatRequest>,
+    ) -> Self {
+        ResponseFuture {
+            inner,
+            degrading: Some(Degrading {
+                shared,
+                key,
+                request,
+                started: Instant::now(),
+            }),
+        }
+    }
+}
+
+/// Marks `response` as a degraded answer to a request that failed with `error`.
+fn degraded(
+    mut response: ChatResponse,
+    tier: QualityTier,
+    error: &LlmError,
+    warning: String,
+) -> ChatResponse {
+    response.usage = Usage::default();
+    let meta = &mut response.meta;
+    meta.tier = tier;
+    meta.attempts = error.attempts;
+    meta.failed_usage = error.total_spent();
+    meta.retry_wait = std::time::Duration::ZERO;
+    meta.fallback_depth = 0;
+    meta.cost = None;
+    meta.warning = Some(warning);
+    response
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ChatResponse, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<ChatResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx)).map_err(to_llm);
+        let Some(state) = this.degrading.take() else {
+            return Poll::Ready(result);
+        };
+        let shared = &state.shared;
+        let error = match result {
+            Ok(response) => {
+                if let Some(cache) = &shared.cache
+                    && matches!(response.meta.tier, QualityTier::Full | QualityTier::Reduced)
+                {
+                    cache.insert(state.key, response.clone());
+                }
+                return Poll::Ready(Ok(response));
+            }
+            Err(error) => error,
+        };
+        if shared.config.classify.classify(&error) == ErrorClass::Fatal {
+            return Poll::Ready(Err(error));
+        }
+        if let Some((cached, age)) = shared.cache.as_ref().and_then(|c| c.get(state.key)) {
+            let warning = format!(
+                "served a cached answer from {}s ago: the request failed ({})",
+                age.as_secs(),
+                error.kind
+            );
+            tracing::warn!(target: "staunch::degrade", tier = "cached", kind = error.kind.as_str(), "degraded");
+            let mut response = degraded(
+                ChatResponse::clone(&cached),
+                QualityTier::Cached,
+                &error,
+                warning,
+            );
+            response.meta.latency = state.started.elapsed();
+            return Poll::Ready(Ok(response));
+        }
+        if let (Some(answer), Some(request)) = (&shared.config.static_answer, &state.request) {
+            let warning = format!(
+                "served the static answer: the request failed ({}) and no answer was cached",
+                error.kind
+            );
+            tracing::warn!(target: "staunch::degrade", tier = "static", kind = error.kind.as_str(), "degraded");
+            let mut response = degraded(answer(request), QualityTier::Static, &error, warning);
+            response.meta.provider = Some("staunch".to_owned());
+            response.meta.target = None;
+            response.meta.latency = state.started.elapsed();
+            return Poll::Ready(Ok(response));
+        }
+        Poll::Ready(Err(error))
+    }
+}

@@ -1,0 +1,153 @@
+//! The cache key: a stable fingerprint of the whole request.
+
+use serde_json::Value;
+use staunch_core::ChatRequest;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// A 128-bit fingerprint of everything that shapes the answer: the model,
+/// every message (role, name, full content), the sampling parameters, the
+/// stop sequences and the provider extras (objects hashed with sorted keys,
+/// so insertion order does not matter). Extensions are not part of it.
+///
+/// Two requests that differ anywhere, including deep inside the last
+/// message, get different keys (up to a 2^-128 collision chance); the same
+/// request gets the same key within a process.
+pub(crate) fn fingerprint(request: &ChatRequest) -> u128 {
+    let mut low = DefaultHasher::new();
+    let mut high = DefaultHasher::new();
+    // Different prefixes make the two 64-bit halves independent.
+    0xA5u8.hash(&mut low);
+    0x5Au8.hash(&mut high);
+    for h in [&mut low, &mut high] {
+        hash_request(request, h);
+    }
+    (u128::from(high.finish()) << 64) | u128::from(low.finish())
+}
+
+fn hash_request(request: &ChatRequest, h: &mut DefaultHasher) {
+    request.model.hash(h);
+    request.messages.len().hash(h);
+    for m in request.messages.iter() {
+        m.role.hash(h);
+        m.name.hash(h);
+        m.content.hash(h);
+    }
+    request.max_tokens.hash(h);
+    request.temperature.map(f32::to_bits).hash(h);
+    request.top_p.map(f32::to_bits).hash(h);
+    request.stop.hash(h);
+    request.extra.len().hash(h);
+    let mut keys: Vec<&String> = request.extra.keys().collect();
+    keys.sort_unstable();
+    for k in keys {
+        k.hash(h);
+        hash_value(&request.extra[k], h);
+    }
+}
+
+fn hash_value(value: &Value, h: &mut DefaultHasher) {
+    match value {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.to_string()).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            for item in items {
+                hash_value(item, h);
+            }
+        }
+        Value::Object(map) => {
+            (5u8, map.len()).hash(h);
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable();
+            for k in keys {
+                k.hash(h);
+                hash_value(&map[k], h);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+    use serde_json::json;
+    use staunch_core::{ChatRequest, Message};
+
+    fn base() -> ChatRequest {
+        ChatRequest::new(
+            "gpt-4o",
+            vec![
+                Message::system("be brief"),
+                Message::user("long question ".repeat(50)),
+            ],
+        )
+    }
+
+    #[test]
+    fn equal_requests_share_a_key() {
+        assert_eq!(fingerprint(&base()), fingerprint(&base()));
+        assert_eq!(
+            fingerprint(
+                &base()
+                    .with_extra("a", 1)
+                    .with_extra("b", json!({"x": 1, "y": 2}))
+            ),
+            fingerprint(
+                &base()
+                    .with_extra("b", json!({"y": 2, "x": 1}))
+                    .with_extra("a", 1)
+            ),
+            "extras are hashed in key order"
+        );
+    }
+
+    #[test]
+    fn any_difference_changes_the_key() {
+        let mut tail = base();
+        let mut messages = tail.messages.to_vec();
+        let last = messages.last_mut().unwrap();
+        last.content.push('!');
+        tail.messages = messages.into();
+        let variants = [
+            base().with_model("gpt-4o-mini"),
+            tail,
+            base().with_max_tokens(10),
+            base().with_temperature(0.0),
+            base().with_temperature(-0.0),
+            base().with_top_p(0.9),
+            base().with_stop(["END"]),
+            base().with_extra("seed", 1),
+            base().with_extra("seed", "1"),
+            ChatRequest::new(
+                "gpt-4o",
+                vec![
+                    Message::user("be brief"),
+                    Message::user("long question ".repeat(50)),
+                ],
+            ),
+            ChatRequest::new(
+                "gpt-4o",
+                vec![
+                    Message::system("be brief").with_name("x"),
+                    Message::user("long question ".repeat(50)),
+                ],
+            ),
+        ];
+        let mut keys: Vec<u128> = variants.iter().map(fingerprint).collect();
+        keys.push(fingerprint(&base()));
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "every variant has its own key");
+    }
+
+    #[test]
+    fn extensions_do_not_matter() {
+        assert_eq!(
+            fingerprint(&base().with_extension(7u32)),
+            fingerprint(&base())
+        );
+    }
+}

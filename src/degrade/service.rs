@@ -1,0 +1,109 @@
+//! The degradation service.
+
+use super::DegradeConfig;
+use super::config::NoDegrade;
+use super::future::ResponseFuture;
+use super::key::fingerprint;
+use super::layer::Shared;
+use crate::into_llm::to_llm;
+use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// Always answers unless the request itself is wrong: the inner stack's
+/// answer when it has one, else a cached answer to the same request
+/// ([`QualityTier::Cached`](staunch_core::QualityTier)), else a configured
+/// static answer ([`QualityTier::Static`](staunch_core::QualityTier)), else
+/// the error.
+///
+/// Put it outermost. Successful `Full` and `Reduced` answers are cached
+/// under a fingerprint of the whole request (model, every message in full,
+/// sampling parameters, stop sequences, extras). `Fatal` errors, and every
+/// error of a request marked [`NoDegrade`], pass through untouched.
+/// Degraded answers carry a warning that says why, the attempts and tokens
+/// the failure cost, and bill no tokens of their own.
+#[derive(Clone)]
+pub struct Degrade<S> {
+    pub(super) inner: S,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl<S> Degrade<S> {
+    /// Wraps `inner` with its own cache.
+    pub fn new(config: DegradeConfig, inner: S) -> Self {
+        tower_layer::Layer::layer(&super::DegradeLayer::new(config), inner)
+    }
+
+    /// Answers in the cache now.
+    pub fn cached_answers(&self) -> u64 {
+        self.shared.cache.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// Forgets every cached answer.
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.shared.cache {
+            cache.clear();
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Degrade<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Degrade")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl<S> Service<ChatRequest> for Degrade<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse>,
+    S::Error: Into<BoxError>,
+{
+    type Response = ChatResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        self.inner.poll_ready(cx).map_err(to_llm)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        if request.extensions.get::<NoDegrade>().is_some() {
+            return ResponseFuture::pass_through(self.inner.call(request));
+        }
+        let key = fingerprint(&request);
+        // Only a static answer built from the request needs the request
+        // after the call; a clone is O(1).
+        let for_static = self
+            .shared
+            .config
+            .static_answer
+            .is_some()
+            .then(|| request.clone());
+        ResponseFuture::degrading(
+            self.inner.call(request),
+            self.shared.clone(),
+            key,
+            for_static,
+        )
+    }
+}
