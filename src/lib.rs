@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod budget;
 mod deadline;
 pub mod degrade;
 pub mod fallback;

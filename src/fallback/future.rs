@@ -2,6 +2,7 @@
 
 use super::target::{Target, TargetService};
 use crate::Deadline;
+use crate::budget::Allowance;
 use pin_project_lite::pin_project;
 use staunch_core::{
     ChatRequest, ChatResponse, Classify, ErrorClass, ErrorKind, LlmError, QualityTier,
@@ -155,6 +156,18 @@ impl Future for ResponseFuture {
                         "the deadline passed before any fallback target was tried",
                     )
                 })));
+            }
+
+            if let Some(allowance) = this.request.extensions.get::<Allowance>() {
+                let spent: u64 = this.errors.iter().map(|e| e.total_spent().total()).sum();
+                allowance.set_earlier_targets(spent);
+                if !this.errors.is_empty() && !allowance.affords_another(0) {
+                    tracing::debug!(target: "staunch::fallback", spent, "request token cap reached; not trying further targets");
+                    let errors = std::mem::take(this.errors);
+                    return Poll::Ready(Err(chain_error(errors, || {
+                        LlmError::new(ErrorKind::Other, "fallback chain failed")
+                    })));
+                }
             }
 
             let Some(index) = next_target(this.targets, *this.next, *this.overflowed, this.errors)

@@ -2,6 +2,7 @@
 
 use super::RetryConfig;
 use crate::Deadline;
+use crate::budget::Allowance;
 use staunch_core::{ChatRequest, ChatResponse, ErrorClass, LlmError, Usage};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ pub(crate) enum GiveUp {
     RetryAfterTooLong,
     Deadline,
     Budget,
+    RequestBudget,
 }
 
 impl GiveUp {
@@ -27,6 +29,7 @@ impl GiveUp {
             GiveUp::RetryAfterTooLong => "retry-after longer than max_retry_after",
             GiveUp::Deadline => "the wait would pass the deadline",
             GiveUp::Budget => "retry budget spent",
+            GiveUp::RequestBudget => "another attempt would exceed the request's token cap",
         }
     }
 }
@@ -77,6 +80,13 @@ impl LlmPolicy {
         };
         if Deadline::of(request).is_some_and(|d| d.would_pass(wait)) {
             return Err(GiveUp::Deadline);
+        }
+        if request
+            .extensions
+            .get::<Allowance>()
+            .is_some_and(|a| !a.affords_another(self.spent.total()))
+        {
+            return Err(GiveUp::RequestBudget);
         }
         // Withdraw last: a request that gives up for another reason keeps
         // the budget for others.

@@ -1,0 +1,117 @@
+//! The budget response future and the settlement of a request's spend.
+
+use super::layer::Shared;
+use crate::into_llm::to_llm;
+use pin_project_lite::pin_project;
+use staunch_core::{BoxError, ChatResponse, LlmError, Price, Usage};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tokio::time::Instant;
+
+/// A request's reservation in the window. Settling records the real spend;
+/// dropping it unsettled (the caller gave up) releases the reservation and
+/// records nothing.
+pub(crate) struct Settle {
+    shared: Arc<Shared>,
+    price: Option<Price>,
+    reserved: (u64, f64),
+    settled: bool,
+}
+
+impl Settle {
+    pub(crate) fn new(shared: Arc<Shared>, price: Option<Price>, reserved: (u64, f64)) -> Self {
+        Settle {
+            shared,
+            price,
+            reserved,
+            settled: false,
+        }
+    }
+
+    fn settle(&mut self, usage: Usage, cost: Option<f64>) {
+        let cost = cost.unwrap_or_else(|| self.price.map_or(0.0, |p| p.cost(&usage)));
+        let mut window = self.shared.window();
+        release(&mut window, self.reserved);
+        window.record(Instant::now(), usage.total(), cost);
+        self.settled = true;
+    }
+}
+
+fn release(window: &mut super::window::Window, (tokens, cost): (u64, f64)) {
+    window.reserved_tokens = window.reserved_tokens.saturating_sub(tokens);
+    window.reserved_cost = (window.reserved_cost - cost).max(0.0);
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if !self.settled && self.reserved != (0, 0.0) {
+            release(&mut self.shared.window(), self.reserved);
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Budget`](super::Budget).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = Proj]
+    enum State<F> {
+        // Refused before any call.
+        Refused { error: Option<LlmError> },
+        // Running; settles its spend when done.
+        Running {
+            #[pin]
+            inner: F,
+            settle: Settle,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn refused(error: LlmError) -> Self {
+        tracing::debug!(target: "staunch::budget", message = %error, "refused");
+        ResponseFuture {
+            state: State::Refused { error: Some(error) },
+        }
+    }
+
+    pub(super) fn running(inner: F, settle: Settle) -> Self {
+        ResponseFuture {
+            state: State::Running { inner, settle },
+        }
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ChatResponse, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<ChatResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            Proj::Refused { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                LlmError::new(
+                    staunch_core::ErrorKind::BudgetExhausted,
+                    "budget refusal polled again after completion",
+                )
+            }))),
+            Proj::Running { inner, settle } => {
+                let result = ready!(inner.poll(cx)).map_err(to_llm);
+                match &result {
+                    Ok(response) => settle.settle(response.total_usage(), response.meta.cost),
+                    Err(error) => settle.settle(error.total_spent(), None),
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
+}

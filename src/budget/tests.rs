@@ -1,0 +1,204 @@
+use super::*;
+use crate::fallback::{Fallback, Target};
+use crate::retry::{NoJitter, Retry, RetryConfig};
+use crate::test_support::{Scripted, Step, request};
+use staunch_core::{ChatRequest, ErrorClass, ErrorKind, Price, Usage};
+use std::time::Duration;
+use tower::{Layer, ServiceExt};
+
+/// `request()` is "hello": an estimate of 2 + 4 prompt tokens; with
+/// `max_tokens(100)` one attempt is expected to need 106 tokens.
+fn ask() -> ChatRequest {
+    request().with_max_tokens(100)
+}
+
+fn costly(kind: ErrorKind, spent: Usage) -> Step {
+    Step::Fail {
+        kind,
+        status: Some(500),
+        retry_after: None,
+        should_retry: None,
+        spent,
+    }
+}
+
+fn layer(config: BudgetConfig) -> BudgetLayer {
+    BudgetLayer::new(config).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_over_the_per_request_cap_is_refused_before_any_call() {
+    let fake = Scripted::new([Step::Ok]);
+    let service = layer(BudgetConfig::new().per_request_tokens(105)).layer(fake.clone());
+    let err = service.clone().oneshot(ask()).await.unwrap_err();
+    assert_eq!(fake.count(), 0);
+    assert_eq!(err.kind, ErrorKind::BudgetExhausted);
+    assert_eq!(err.class(), ErrorClass::Fatal);
+    assert!(
+        err.message.contains("106 tokens") && err.message.contains("105"),
+        "{}",
+        err.message
+    );
+    // Exactly at the cap is allowed.
+    let service = layer(BudgetConfig::new().per_request_tokens(106)).layer(fake.clone());
+    service.oneshot(ask()).await.unwrap();
+    assert_eq!(fake.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_when_another_attempt_would_pass_the_request_cap() {
+    let run = |cap: Option<u64>| async move {
+        let fake = Scripted::new([costly(ErrorKind::Server, Usage::new(50, 50))]);
+        let retry = Retry::new(
+            RetryConfig::new().jitter(NoJitter).no_budget(),
+            fake.clone(),
+        );
+        let config = cap.map_or(BudgetConfig::new(), |c| {
+            BudgetConfig::new().per_request_tokens(c)
+        });
+        let err = layer(config).layer(retry).oneshot(ask()).await.unwrap_err();
+        (fake.count(), err)
+    };
+    let (calls, err) = run(None).await;
+    assert_eq!((calls, err.attempts), (3, 3));
+    // 100 spent + 106 more fits 300; 200 spent + 106 does not.
+    let (calls, err) = run(Some(300)).await;
+    assert_eq!((calls, err.attempts), (2, 2));
+    assert_eq!(err.kind, ErrorKind::Server);
+    assert_eq!(err.spent, Usage::new(100, 100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fallback_stops_when_the_next_target_would_pass_the_request_cap() {
+    let a = Scripted::new([costly(ErrorKind::TruncatedResponse, Usage::new(150, 50))]);
+    let b = Scripted::new([Step::Ok]);
+    let chain = Fallback::new([Target::new("a", a.clone()), Target::new("b", b.clone())]).unwrap();
+    let service = layer(BudgetConfig::new().per_request_tokens(300)).layer(chain.clone());
+    let err = service.oneshot(ask()).await.unwrap_err();
+    assert_eq!((a.count(), b.count()), (1, 0));
+    assert_eq!(err.kind, ErrorKind::TruncatedResponse);
+
+    let roomy = layer(BudgetConfig::new().per_request_tokens(400)).layer(chain);
+    assert!(roomy.oneshot(ask()).await.is_ok());
+    assert_eq!(b.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_cap_refuses_until_spend_ages_out() {
+    let fake = Scripted::new([Step::Ok]);
+    let budget = layer(
+        BudgetConfig::new()
+            .window(Duration::from_secs(60))
+            .window_tokens(200),
+    );
+    let service = budget.layer(fake.clone());
+    // Each answer bills 10 + 5 tokens (the fake's usage).
+    for _ in 0..6 {
+        service.clone().oneshot(ask()).await.unwrap();
+    }
+    assert_eq!(budget.handle().window_tokens(), 90);
+    // 90 used + 106 fits 200; the 7th leaves 105 used, and 105 + 106 does not.
+    service.clone().oneshot(ask()).await.unwrap();
+    let err = service.clone().oneshot(ask()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BudgetExhausted);
+    assert_eq!(fake.count(), 7);
+    // All spend was recorded in the first 3 s bucket, which leaves the
+    // window 63 s after it opened.
+    assert_eq!(err.retry_after, Some(Duration::from_secs(63)));
+    tokio::time::advance(Duration::from_secs(62)).await;
+    assert!(service.clone().oneshot(ask()).await.is_err());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    service.oneshot(ask()).await.unwrap();
+    assert_eq!(budget.handle().window_tokens(), 15);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cost_cap_prices_answers_and_failures() {
+    let fake = Scripted::new([costly(ErrorKind::Server, Usage::new(100_000, 0)), Step::Ok]);
+    let budget = layer(
+        BudgetConfig::new()
+            .window_cost(1.0)
+            .price("gpt-4o", Price::per_million(5.0, 20.0)),
+    );
+    let service = budget.layer(fake);
+    // The failure spent 100k input tokens: $0.50.
+    assert!(service.clone().oneshot(ask()).await.is_err());
+    assert!((budget.handle().window_cost() - 0.5).abs() < 1e-9);
+    // The answer: 10 in, 5 out.
+    service.clone().oneshot(ask()).await.unwrap();
+    let want = 0.5 + (10.0 * 5.0 + 5.0 * 20.0) / 1e6;
+    assert!((budget.handle().window_cost() - want).abs() < 1e-9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_cost_wins_over_the_price_table() {
+    let mut priced = staunch_core::ChatResponse::new("gpt-4o", "ok").with_usage(Usage::new(1, 1));
+    priced.meta.cost = Some(0.25);
+    let inner = tower::service_fn(move |_: ChatRequest| {
+        let r = priced.clone();
+        async move { Ok::<_, staunch_core::LlmError>(r) }
+    });
+    let budget = layer(
+        BudgetConfig::new()
+            .window_cost(10.0)
+            .default_price(Price::per_million(1.0, 1.0)),
+    );
+    budget.layer(inner).oneshot(ask()).await.unwrap();
+    assert!((budget.handle().window_cost() - 0.25).abs() < 1e-12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reservations_hold_concurrent_requests_and_are_released_on_drop() {
+    let fake = Scripted::new([Step::Hang(Duration::from_secs(3600))]);
+    let budget = layer(BudgetConfig::new().window_tokens(250));
+    let service = budget.layer(fake.clone());
+    let first = tokio::spawn(service.clone().oneshot(ask()));
+    let second = tokio::spawn(service.clone().oneshot(ask()));
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    assert_eq!(budget.handle().reserved_tokens(), 212);
+    let err = service.clone().oneshot(ask()).await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::BudgetExhausted,
+        "212 reserved + 106 > 250"
+    );
+    assert_eq!(fake.count(), 2);
+    first.abort();
+    second.abort();
+    let _ = (first.await, second.await);
+    assert_eq!(budget.handle().reserved_tokens(), 0);
+    assert_eq!(budget.handle().window_tokens(), 0, "nothing was billed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_are_recorded_too() {
+    let fake = Scripted::new([costly(ErrorKind::TruncatedResponse, Usage::new(30, 20))]);
+    let budget = layer(BudgetConfig::new());
+    assert!(budget.layer(fake).oneshot(ask()).await.is_err());
+    assert_eq!(budget.handle().window_tokens(), 50);
+}
+
+#[test]
+fn unenforceable_configs_are_clear_errors() {
+    assert_eq!(
+        BudgetLayer::new(BudgetConfig::new().window(Duration::ZERO)).unwrap_err(),
+        InvalidBudget::Window(Duration::ZERO)
+    );
+    let e = BudgetLayer::new(
+        BudgetConfig::new()
+            .window_cost(f64::NAN)
+            .default_price(Price::per_1k(1.0, 1.0)),
+    )
+    .unwrap_err();
+    assert!(matches!(e, InvalidBudget::Cost(c) if c.is_nan()));
+    assert_eq!(
+        BudgetLayer::new(BudgetConfig::new().window_cost(5.0)).unwrap_err(),
+        InvalidBudget::NoPrices
+    );
+    assert!(
+        InvalidBudget::NoPrices
+            .to_string()
+            .contains("default_price")
+    );
+}

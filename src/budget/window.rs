@@ -1,0 +1,91 @@
+//! The rolling window of spend.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const BUCKETS: u32 = 20;
+
+#[derive(Debug)]
+struct Bucket {
+    start: Instant,
+    tokens: u64,
+    cost: f64,
+}
+
+/// Tokens and cost spent over the last `span`, in buckets of `span / 20`,
+/// plus what requests in flight have reserved. A bucket leaves the window
+/// only once all of it is older than `span`, so the window never
+/// undercounts.
+#[derive(Debug)]
+pub(crate) struct Window {
+    span: Duration,
+    bucket: Duration,
+    buckets: VecDeque<Bucket>,
+    pub(crate) reserved_tokens: u64,
+    pub(crate) reserved_cost: f64,
+}
+
+impl Window {
+    pub(crate) fn new(span: Duration) -> Self {
+        Window {
+            span,
+            bucket: (span / BUCKETS).max(Duration::from_millis(1)),
+            buckets: VecDeque::new(),
+            reserved_tokens: 0,
+            reserved_cost: 0.0,
+        }
+    }
+
+    fn expiry(&self, bucket: &Bucket) -> Instant {
+        bucket.start + self.bucket + self.span
+    }
+
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some(front) = self.buckets.front() {
+            if self.expiry(front) > now {
+                break;
+            }
+            self.buckets.pop_front();
+        }
+    }
+
+    /// Tokens and cost recorded in the window.
+    pub(crate) fn used(&self) -> (u64, f64) {
+        self.buckets.iter().fold((0, 0.0), |(t, c), b| {
+            (t.saturating_add(b.tokens), c + b.cost)
+        })
+    }
+
+    pub(crate) fn record(&mut self, now: Instant, tokens: u64, cost: f64) {
+        match self.buckets.back_mut() {
+            Some(back) if now < back.start + self.bucket => {
+                back.tokens = back.tokens.saturating_add(tokens);
+                back.cost += cost;
+            }
+            _ => self.buckets.push_back(Bucket {
+                start: now,
+                tokens,
+                cost,
+            }),
+        }
+    }
+
+    /// How long until enough spend leaves the window that `fits` holds for
+    /// what remains; `None` if it never will (the request alone is too big).
+    pub(crate) fn wait_until(
+        &self,
+        now: Instant,
+        mut fits: impl FnMut(u64, f64) -> bool,
+    ) -> Option<Duration> {
+        let (mut tokens, mut cost) = self.used();
+        for bucket in &self.buckets {
+            tokens = tokens.saturating_sub(bucket.tokens);
+            cost -= bucket.cost;
+            if fits(tokens, cost) {
+                return Some(self.expiry(bucket).saturating_duration_since(now));
+            }
+        }
+        None
+    }
+}
