@@ -9,7 +9,13 @@
 //!
 //! | module | what it does |
 //! |---|---|
+//! | [`degrade`] | outermost: serves a cached, then a static answer when everything below fails |
+//! | [`budget`] | refuses requests that would pass a per-request or per-window token/cost cap |
+//! | [`fallback`] | ordered target chains that skip open circuits and too-small context windows |
 //! | [`retry`] | retries transient failures with capped, jittered backoff, `Retry-After`, a retry budget and the deadline |
+//!
+//! [`ServiceBuilderExt`] adds them to tower's `ServiceBuilder`; a
+//! [`Deadline`] in the request's extensions bounds every layer below it.
 //!
 //! The types shared by every layer and provider client live in
 //! [`staunch_core`], re-exported as [`core`].
@@ -38,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+mod builder;
 mod deadline;
 pub mod degrade;
 pub mod fallback;
@@ -46,6 +53,7 @@ pub mod retry;
 #[cfg(test)]
 mod test_support;
 
+pub use builder::ServiceBuilderExt;
 pub use deadline::Deadline;
 pub use staunch_core as core;
 

@@ -17,12 +17,13 @@
 //! let provider = service_fn(|r: ChatRequest| async move {
 //!     Ok::<_, LlmError>(ChatResponse::new(r.model, "ok").with_usage(Usage::new(900, 100)))
 //! });
-//! let layer = BudgetLayer::new(BudgetConfig::new().window_tokens(1_500)).expect("valid");
+//! let layer = BudgetLayer::new(BudgetConfig::new().window_tokens(1_100)).expect("valid");
 //! let service = layer.layer(provider);
 //! let ask = || ChatRequest::new("gpt-4o", vec![Message::user("hi")]).with_max_tokens(100);
 //!
 //! service.clone().oneshot(ask()).await.unwrap();
 //! assert_eq!(layer.handle().window_tokens(), 1_000);
+//! // 1,000 used + about 106 for the next one (prompt estimate + max_tokens) > 1,100.
 //! let refused = service.oneshot(ask()).await.unwrap_err();
 //! assert_eq!(refused.kind, ErrorKind::BudgetExhausted);
 //! # }
