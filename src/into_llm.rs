@@ -18,18 +18,6 @@ impl<S> IntoLlm<S> {
     pub(crate) fn new(inner: S) -> Self {
         IntoLlm { inner }
     }
-
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    pub(crate) fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    pub(crate) fn into_inner(self) -> S {
-        self.inner
-    }
 }
 
 /// Converts an error the way every staunch layer does.

@@ -49,6 +49,7 @@ mod deadline;
 pub mod degrade;
 pub mod fallback;
 mod into_llm;
+pub mod observe;
 pub mod retry;
 #[cfg(test)]
 mod test_support;

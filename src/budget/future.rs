@@ -75,8 +75,9 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn refused(error: LlmError) -> Self {
-        tracing::debug!(target: "staunch::budget", message = %error, "refused");
+    pub(super) fn refused(error: LlmError, scope: &'static str) -> Self {
+        tracing::info!(target: "staunch::budget", scope, message = %error, "refused");
+        metrics::counter!(crate::observe::names::BUDGET_REFUSALS, "scope" => scope).increment(1);
         ResponseFuture {
             state: State::Refused { error: Some(error) },
         }

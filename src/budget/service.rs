@@ -68,9 +68,12 @@ where
         let tokens = per_attempt.total();
         if let Some(cap) = config.per_request_tokens {
             if tokens > cap {
-                return ResponseFuture::refused(exhausted(format!(
-                    "the request needs about {tokens} tokens (prompt estimate plus max_tokens); the per-request cap is {cap}"
-                )));
+                return ResponseFuture::refused(
+                    exhausted(format!(
+                        "the request needs about {tokens} tokens (prompt estimate plus max_tokens); the per-request cap is {cap}"
+                    )),
+                    "request",
+                );
             }
             request.extensions.insert(Allowance::new(cap, tokens));
         }
@@ -99,7 +102,7 @@ where
                     config.window
                 ));
                 error.retry_after = window.wait_until(now, fits);
-                return ResponseFuture::refused(error);
+                return ResponseFuture::refused(error, "window");
             }
             window.reserved_tokens = window.reserved_tokens.saturating_add(tokens);
             window.reserved_cost += cost;

@@ -2,6 +2,7 @@
 
 use super::layer::Shared;
 use crate::into_llm::to_llm;
+use crate::observe::names;
 use pin_project_lite::pin_project;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorClass, LlmError, QualityTier, Usage};
 use std::future::Future;
@@ -106,6 +107,8 @@ where
                 error.kind
             );
             tracing::warn!(target: "staunch::degrade", tier = "cached", kind = error.kind.as_str(), "degraded");
+            metrics::counter!(names::DEGRADED, "tier" => "cached", "kind" => error.kind.as_str())
+                .increment(1);
             let mut response = degraded(
                 ChatResponse::clone(&cached),
                 QualityTier::Cached,
@@ -121,6 +124,8 @@ where
                 error.kind
             );
             tracing::warn!(target: "staunch::degrade", tier = "static", kind = error.kind.as_str(), "degraded");
+            metrics::counter!(names::DEGRADED, "tier" => "static", "kind" => error.kind.as_str())
+                .increment(1);
             let mut response = degraded(answer(request), QualityTier::Static, &error, warning);
             response.meta.provider = Some("staunch".to_owned());
             response.meta.target = None;

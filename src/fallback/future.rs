@@ -3,6 +3,7 @@
 use super::target::{Target, TargetService};
 use crate::Deadline;
 use crate::budget::Allowance;
+use crate::observe::names;
 use pin_project_lite::pin_project;
 use staunch_core::{
     ChatRequest, ChatResponse, Classify, ErrorClass, ErrorKind, LlmError, QualityTier,
@@ -178,13 +179,16 @@ impl Future for ResponseFuture {
                 })));
             };
             let target = &this.targets[index];
-            if index > 0 {
-                tracing::debug!(
+            if let Some(from) = this.errors.last().and_then(|e| e.target.clone()) {
+                tracing::info!(
                     target: "staunch::fallback",
+                    from = from.as_str(),
                     to = target.name.as_ref(),
                     depth = index,
                     "falling back"
                 );
+                metrics::counter!(names::FALLBACKS, "from" => from, "to" => target.name.to_string())
+                    .increment(1);
             }
             let mut request = this.request.clone();
             if let Some(model) = &target.model {
@@ -208,6 +212,8 @@ fn next_target(
 ) -> Option<usize> {
     for (index, target) in targets.iter().enumerate().skip(from) {
         if let Some(wait) = target.health.as_ref().and_then(|h| h.unavailable_for()) {
+            metrics::counter!(names::FALLBACK_SKIPS, "target" => target.name.to_string(), "reason" => "circuit_open")
+                .increment(1);
             errors.push(
                 skipped(
                     target,
@@ -221,6 +227,8 @@ fn next_target(
         if let (Some(over), Some(window)) = (overflowed, target.context_window)
             && window <= over
         {
+            metrics::counter!(names::FALLBACK_SKIPS, "target" => target.name.to_string(), "reason" => "context_window")
+                .increment(1);
             errors.push(skipped(
                 target,
                 ErrorKind::ContextLengthExceeded,

@@ -1,7 +1,7 @@
 //! The retry response future.
 
+use super::attempt::Attempt;
 use super::policy::LlmPolicy;
-use crate::into_llm::IntoLlm;
 use pin_project_lite::pin_project;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
 use std::future::Future;
@@ -10,7 +10,7 @@ use std::task::{Context, Poll, ready};
 use tokio::time::Instant;
 use tower_service::Service;
 
-type Inner<S> = tower::retry::future::ResponseFuture<LlmPolicy, IntoLlm<S>, ChatRequest>;
+type Inner<S> = tower::retry::future::ResponseFuture<LlmPolicy, Attempt<S>, ChatRequest>;
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry): tower's retry loop,

@@ -61,6 +61,7 @@
 //! # }
 //! ```
 
+mod attempt;
 mod config;
 mod future;
 mod jitter;

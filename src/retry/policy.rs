@@ -1,8 +1,10 @@
 //! The LLM retry decision, as a `tower::retry::Policy`.
 
 use super::RetryConfig;
+use super::attempt::AttemptNumber;
 use crate::Deadline;
 use crate::budget::Allowance;
+use crate::observe::names;
 use staunch_core::{ChatRequest, ChatResponse, ErrorClass, LlmError, Usage};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,19 @@ pub(crate) enum GiveUp {
 }
 
 impl GiveUp {
+    /// The metric label.
+    fn label(self) -> &'static str {
+        match self {
+            GiveUp::NotRetryable => "not_retryable",
+            GiveUp::ServerSaidNo => "server_said_no",
+            GiveUp::MaxRetries => "max_retries",
+            GiveUp::RetryAfterTooLong => "retry_after_too_long",
+            GiveUp::Deadline => "deadline",
+            GiveUp::Budget => "retry_budget",
+            GiveUp::RequestBudget => "request_budget",
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             GiveUp::NotRetryable => "not retryable",
@@ -128,6 +143,13 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                     Ok(wait) => {
                         self.retries += 1;
                         self.waited += wait;
+                        request.extensions.insert(AttemptNumber(self.retries + 1));
+                        metrics::counter!(
+                            names::RETRIES,
+                            "provider" => error.provider.clone().unwrap_or_else(|| "unknown".to_owned()),
+                            "kind" => error.kind.as_str()
+                        )
+                        .increment(1);
                         tracing::debug!(
                             target: "staunch::retry",
                             kind = error.kind.as_str(),
@@ -139,6 +161,8 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                         Some(tokio::time::sleep(wait))
                     }
                     Err(reason) => {
+                        metrics::counter!(names::RETRY_GIVEUPS, "reason" => reason.label())
+                            .increment(1);
                         tracing::debug!(
                             target: "staunch::retry",
                             kind = error.kind.as_str(),

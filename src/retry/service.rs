@@ -1,9 +1,9 @@
 //! The retry service.
 
 use super::RetryConfig;
+use super::attempt::Attempt;
 use super::future::ResponseFuture;
 use super::policy::LlmPolicy;
-use crate::into_llm::IntoLlm;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
 use std::fmt;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use tower_service::Service;
 /// The inner service is cloned for each request (tower's retry contract),
 /// so it should be cheap to clone (`Arc` inside, or a `BoxCloneService`).
 pub struct Retry<S> {
-    inner: tower::retry::Retry<LlmPolicy, IntoLlm<S>>,
+    inner: tower::retry::Retry<LlmPolicy, Attempt<S>>,
 }
 
 impl<S> Retry<S> {
@@ -35,7 +35,7 @@ impl<S> Retry<S> {
 
     pub(super) fn from_shared(config: Arc<RetryConfig>, inner: S) -> Self {
         Retry {
-            inner: tower::retry::Retry::new(LlmPolicy::new(config), IntoLlm::new(inner)),
+            inner: tower::retry::Retry::new(LlmPolicy::new(config), Attempt::new(inner)),
         }
     }
 

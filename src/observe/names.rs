@@ -1,0 +1,34 @@
+//! The names of the metrics staunch records.
+
+/// Counter: logical requests finished, by `outcome` (`ok`, `error`,
+/// `cancelled`), `tier` (`full`, `reduced`, `cached`, `static`, `none`) and
+/// error `kind` (`none` on success).
+pub const REQUESTS: &str = "staunch_requests_total";
+/// Histogram: seconds from a logical request's start to its answer or error, by `outcome`.
+pub const REQUEST_DURATION: &str = "staunch_request_duration_seconds";
+/// Counter: tokens billed, by `provider`, `model` and `direction` (`input`, `output`), failed attempts included.
+pub const TOKENS: &str = "staunch_tokens_total";
+/// Histogram: dollars per answered request (failed attempts included), by `provider`.
+pub const REQUEST_COST: &str = "staunch_request_cost_usd";
+/// Counter: retries started, by `provider` and the error `kind` that caused them.
+pub const RETRIES: &str = "staunch_retries_total";
+/// Counter: failed requests the retry layer stopped retrying, by `reason`
+/// (`not_retryable`, `server_said_no`, `max_retries`, `retry_after_too_long`,
+/// `deadline`, `retry_budget`, `request_budget`).
+pub const RETRY_GIVEUPS: &str = "staunch_retry_giveups_total";
+/// Counter: fallback activations, by the target that failed (`from`) and the one tried next (`to`).
+pub const FALLBACKS: &str = "staunch_fallbacks_total";
+/// Counter: fallback targets passed over without a call, by `target` and
+/// `reason` (`circuit_open`, `context_window`).
+pub const FALLBACK_SKIPS: &str = "staunch_fallback_skips_total";
+/// Counter: degraded answers served, by `tier` (`cached`, `static`) and the error `kind` they replaced.
+pub const DEGRADED: &str = "staunch_degraded_total";
+/// Counter: requests refused by a budget, by `scope` (`request`, `window`).
+pub const BUDGET_REFUSALS: &str = "staunch_budget_refusals_total";
+/// Counter: circuit breaker transitions, by `breaker`, `from` and `to`.
+pub const CIRCUIT_TRANSITIONS: &str = "staunch_circuit_transitions_total";
+/// Gauge: a circuit breaker's state, by `breaker`: 0 closed, 1 half-open,
+/// 2 open, 3 forced open, 4 disabled.
+pub const CIRCUIT_STATE: &str = "staunch_circuit_state";
+/// Counter: calls a circuit breaker refused while open, by `breaker`.
+pub const CIRCUIT_REJECTIONS: &str = "staunch_circuit_rejections_total";

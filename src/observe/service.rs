@@ -1,0 +1,75 @@
+//! The instrumentation service.
+
+use super::future::ResponseFuture;
+use crate::into_llm::to_llm;
+use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// Wraps a logical request in a `llm.request` tracing span (fields: the
+/// requested `model`; on completion `outcome`, `tier`, `provider`,
+/// `answered_model`, `target`, `attempts`, `fallback_depth`, `error_kind`,
+/// `status`, `latency_ms`) and records the request metrics of
+/// [`names`](super::names) when it ends: [`REQUESTS`](super::names::REQUESTS),
+/// [`REQUEST_DURATION`](super::names::REQUEST_DURATION),
+/// [`TOKENS`](super::names::TOKENS) and
+/// [`REQUEST_COST`](super::names::REQUEST_COST). A request dropped before it
+/// ends is counted as `cancelled`.
+#[derive(Clone, Debug)]
+pub struct Instrument<S> {
+    pub(super) inner: S,
+}
+
+impl<S> Instrument<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Instrument { inner }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> Service<ChatRequest> for Instrument<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse>,
+    S::Error: Into<BoxError>,
+{
+    type Response = ChatResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        self.inner.poll_ready(cx).map_err(to_llm)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let span = tracing::info_span!(
+            target: "staunch",
+            "llm.request",
+            model = %request.model,
+            outcome = tracing::field::Empty,
+            tier = tracing::field::Empty,
+            provider = tracing::field::Empty,
+            answered_model = tracing::field::Empty,
+            target = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            fallback_depth = tracing::field::Empty,
+            error_kind = tracing::field::Empty,
+            status = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        ResponseFuture::new(future, span)
+    }
+}

@@ -1,0 +1,195 @@
+//! The metrics of a scripted scenario, counted by a recording recorder.
+
+use super::InstrumentLayer;
+use crate::degrade::{DegradeConfig, DegradeLayer};
+use crate::fallback::{Fallback, Target};
+use crate::retry::{NoJitter, RetryConfig, RetryLayer};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use staunch_core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message, Usage};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+type Script = Arc<Mutex<VecDeque<Result<(), (ErrorKind, u16, Option<Duration>)>>>>;
+
+/// A provider named `provider` that plays `script` in order.
+fn provider(
+    provider: &'static str,
+    model: &'static str,
+    script: Script,
+) -> impl tower::Service<
+    ChatRequest,
+    Response = ChatResponse,
+    Error = LlmError,
+    Future = impl Future<Output = Result<ChatResponse, LlmError>> + Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    service_fn(move |req: ChatRequest| {
+        let step = script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("script long enough");
+        async move {
+            match step {
+                Ok(()) => {
+                    let mut r =
+                        ChatResponse::new(model, format!("answer to {}", req.messages[0].content))
+                            .with_usage(Usage::new(10, 5));
+                    r.meta.provider = Some(provider.to_owned());
+                    Ok(r)
+                }
+                Err((kind, status, retry_after)) => {
+                    let mut e = LlmError::new(kind, "scripted")
+                        .with_status(status)
+                        .with_provider(provider);
+                    e.retry_after = retry_after;
+                    Err(e)
+                }
+            }
+        }
+    })
+}
+
+fn counters(
+    snapshot: Vec<(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        DebugValue,
+    )>,
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (key, _, _, value) in snapshot {
+        if let DebugValue::Counter(n) = value {
+            let key = key.key();
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            out.insert(format!("{}{{{}}}", key.name(), labels.join(",")), n);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_scripted_scenario_records_exact_counters() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+
+    let primary: Script = Arc::new(Mutex::new(VecDeque::from([
+        Err((ErrorKind::Overloaded, 529, None)), // R1, retried
+        Ok(()),                                  // R1
+        Err((ErrorKind::RateLimited, 429, Some(Duration::from_secs(300)))), // R2, too long to wait
+        Err((ErrorKind::Authentication, 401, None)), // R3, not retryable
+        Err((ErrorKind::InvalidRequest, 400, None)), // R4, fatal
+    ])));
+    let backup: Script = Arc::new(Mutex::new(VecDeque::from([
+        Ok(()),                              // R2
+        Err((ErrorKind::Server, 500, None)), // R3, retried twice
+        Err((ErrorKind::Server, 500, None)),
+        Err((ErrorKind::Server, 500, None)),
+    ])));
+
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let retry = RetryLayer::new(RetryConfig::new().jitter(NoJitter).no_budget());
+            let chain = Fallback::new([
+                Target::new(
+                    "primary",
+                    ServiceBuilder::new().layer(retry.clone()).service(provider(
+                        "anthropic",
+                        "claude",
+                        primary.clone(),
+                    )),
+                )
+                .model("claude"),
+                Target::new(
+                    "backup",
+                    ServiceBuilder::new().layer(retry).service(provider(
+                        "openai",
+                        "gpt-4o",
+                        backup.clone(),
+                    )),
+                )
+                .model("gpt-4o"),
+            ])
+            .unwrap();
+            let stack = ServiceBuilder::new()
+                .layer(InstrumentLayer::new())
+                .layer(DegradeLayer::new(DegradeConfig::new()))
+                .service(chain);
+            let ask = |text: &str| ChatRequest::new("any", vec![Message::user(text)]);
+
+            let r1 = stack.clone().oneshot(ask("one")).await.unwrap();
+            assert_eq!(r1.meta.tier.as_str(), "full");
+            let r2 = stack.clone().oneshot(ask("two")).await.unwrap();
+            assert_eq!(r2.meta.tier.as_str(), "reduced");
+            let r3 = stack.clone().oneshot(ask("one")).await.unwrap();
+            assert_eq!(r3.meta.tier.as_str(), "cached");
+            let r4 = stack.clone().oneshot(ask("four")).await.unwrap_err();
+            assert_eq!(r4.kind, ErrorKind::InvalidRequest);
+        })
+    });
+    assert!(primary.lock().unwrap().is_empty() && backup.lock().unwrap().is_empty());
+
+    let got = counters(snapshotter.snapshot().into_vec());
+    let want: BTreeMap<String, u64> = [
+        ("staunch_requests_total{kind=none,outcome=ok,tier=full}", 1),
+        (
+            "staunch_requests_total{kind=none,outcome=ok,tier=reduced}",
+            1,
+        ),
+        (
+            "staunch_requests_total{kind=none,outcome=ok,tier=cached}",
+            1,
+        ),
+        (
+            "staunch_requests_total{kind=invalid_request,outcome=error,tier=none}",
+            1,
+        ),
+        (
+            "staunch_retries_total{kind=overloaded,provider=anthropic}",
+            1,
+        ),
+        ("staunch_retries_total{kind=server,provider=openai}", 2),
+        (
+            "staunch_retry_giveups_total{reason=retry_after_too_long}",
+            1,
+        ),
+        ("staunch_retry_giveups_total{reason=not_retryable}", 2),
+        ("staunch_retry_giveups_total{reason=max_retries}", 1),
+        ("staunch_fallbacks_total{from=primary,to=backup}", 2),
+        ("staunch_degraded_total{kind=server,tier=cached}", 1),
+        (
+            "staunch_tokens_total{direction=input,model=claude,provider=anthropic}",
+            10,
+        ),
+        (
+            "staunch_tokens_total{direction=output,model=claude,provider=anthropic}",
+            5,
+        ),
+        (
+            "staunch_tokens_total{direction=input,model=gpt-4o,provider=openai}",
+            10,
+        ),
+        (
+            "staunch_tokens_total{direction=output,model=gpt-4o,provider=openai}",
+            5,
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(got, want);
+}
