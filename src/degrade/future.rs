@@ -4,7 +4,9 @@ use super::layer::Shared;
 use crate::into_llm::to_llm;
 use crate::observe::names;
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorClass, LlmError, QualityTier, Usage};
+use staunch_core::{
+    BoxError, ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError, QualityTier, Usage,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -118,7 +120,17 @@ where
             response.meta.latency = state.started.elapsed();
             return Poll::Ready(Ok(response));
         }
-        if let (Some(answer), Some(request)) = (&shared.config.static_answer, &state.request) {
+        // A prompt too long for every model, or one every provider filters,
+        // will fail the same way later: a "try again" answer would mislead.
+        let about_the_request = matches!(
+            error.kind,
+            ErrorKind::ContextLengthExceeded | ErrorKind::ContentFiltered
+        );
+        if let (Some(answer), Some(request), false) = (
+            &shared.config.static_answer,
+            &state.request,
+            about_the_request,
+        ) {
             let warning = format!(
                 "served the static answer: the request failed ({}) and no answer was cached",
                 error.kind

@@ -18,6 +18,10 @@ use tower_service::Service;
 /// static answer ([`QualityTier::Static`](staunch_core::QualityTier)), else
 /// the error.
 ///
+/// The static answer is not served for a context overflow or a content
+/// filter hit: those fail the same way on retry, so the caller gets the
+/// error (a cached answer to the identical request is still served).
+///
 /// Put it outermost. Successful `Full` and `Reduced` answers are cached
 /// under a fingerprint of the whole request (model, every message in full,
 /// sampling parameters, stop sequences, extras). `Fatal` errors, and every

@@ -183,3 +183,18 @@ async fn the_cache_is_bounded_and_can_be_cleared() {
     service.clear_cache();
     assert_eq!(service.cached_answers(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_static_answer_for_failures_a_retry_would_repeat() {
+    for kind in [ErrorKind::ContextLengthExceeded, ErrorKind::ContentFiltered] {
+        let fake = Scripted::new([fail(kind)]);
+        let service = Degrade::new(DegradeConfig::new().static_answer("later"), fake);
+        assert_eq!(service.oneshot(request()).await.unwrap_err().kind, kind);
+    }
+    // The identical request answered before is still served from the cache.
+    let fake = Scripted::new([Step::Ok, fail(ErrorKind::ContentFiltered)]);
+    let service = Degrade::new(DegradeConfig::new().static_answer("later"), fake);
+    service.clone().oneshot(request()).await.unwrap();
+    let cached = service.oneshot(request()).await.unwrap();
+    assert_eq!(cached.meta.tier, QualityTier::Cached);
+}

@@ -1,0 +1,289 @@
+//! The full recommended stack of DESIGN.md, for three targets over scripted
+//! providers, driven through the failure scenarios with deterministic time.
+//!
+//! instrument > degrade > budget > fallback > per target: retry > tower
+//! timeout > tower buffer + rate limit > scripted provider.
+
+mod support;
+
+use staunch::ServiceBuilderExt;
+use staunch::budget::{BudgetConfig, BudgetLayer};
+use staunch::core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message, Price, QualityTier};
+use staunch::degrade::DegradeConfig;
+use staunch::fallback::{Fallback, Target};
+use staunch::observe::InstrumentLayer;
+use staunch::retry::{NoJitter, RetryConfig};
+use std::time::Duration;
+use support::{Provider, Step};
+use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+
+type Stack = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
+
+struct World {
+    stack: Stack,
+    openai: Provider,
+    anthropic: Provider,
+    mini: Provider,
+}
+
+/// One target: retry over a per-attempt timeout over a rate-limited provider.
+fn target(
+    name: &'static str,
+    provider: Provider,
+    model: &'static str,
+    window: u64,
+    price: Price,
+) -> Target {
+    let service = ServiceBuilder::new()
+        .llm_retry(
+            RetryConfig::new()
+                .max_retries(2)
+                .base_delay(Duration::from_millis(100))
+                .max_delay(Duration::from_secs(2))
+                .max_retry_after(Duration::from_secs(10))
+                .jitter(NoJitter)
+                .no_budget(),
+        )
+        .timeout(Duration::from_secs(5))
+        .buffer(32)
+        .rate_limit(50, Duration::from_secs(1))
+        .service(provider);
+    Target::new(name, service)
+        .model(model)
+        .context_window(window)
+        .price(price)
+}
+
+fn world() -> World {
+    let openai = Provider::new("openai").window(128_000);
+    let anthropic = Provider::new("anthropic").window(200_000);
+    let mini = Provider::new("mini").window(16_000);
+    let chain = Fallback::new([
+        target(
+            "openai",
+            openai.clone(),
+            "gpt-4o",
+            128_000,
+            Price::per_million(2.5, 10.0),
+        ),
+        target(
+            "anthropic",
+            anthropic.clone(),
+            "claude-sonnet-4-5",
+            200_000,
+            Price::per_million(3.0, 15.0),
+        ),
+        target(
+            "mini",
+            mini.clone(),
+            "gpt-4o-mini",
+            16_000,
+            Price::per_million(0.15, 0.6),
+        ),
+    ])
+    .expect("three targets");
+    let stack = ServiceBuilder::new()
+        .layer(InstrumentLayer::new())
+        .degrade(
+            DegradeConfig::new()
+                .static_answer("The assistant is unavailable; please retry shortly."),
+        )
+        .budget(
+            BudgetLayer::new(BudgetConfig::new().per_request_tokens(400_000))
+                .expect("valid budget"),
+        )
+        .service(chain);
+    World {
+        stack: BoxCloneSyncService::new(stack),
+        openai,
+        anthropic,
+        mini,
+    }
+}
+
+fn ask(text: &str) -> ChatRequest {
+    ChatRequest::new("default", vec![Message::user(text)]).with_max_tokens(256)
+}
+
+fn calls(w: &World) -> (usize, usize, usize) {
+    (w.openai.calls(), w.anthropic.calls(), w.mini.calls())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_primary_answers_when_all_is_well() {
+    let w = world();
+    let r = w.stack.clone().oneshot(ask("hello")).await.unwrap();
+    assert_eq!(calls(&w), (1, 0, 0));
+    assert_eq!(r.text(), "openai answers");
+    assert_eq!(r.meta.tier, QualityTier::Full);
+    assert_eq!(r.meta.target.as_deref(), Some("openai"));
+    assert_eq!(r.meta.model.as_deref(), Some("gpt-4o"));
+    assert_eq!((r.meta.attempts, r.meta.fallback_depth), (1, 0));
+    let cost = r.meta.cost.expect("priced");
+    assert!(
+        (cost - (6.0 * 2.5 + 20.0 * 10.0) / 1e6).abs() < 1e-12,
+        "{cost}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_primary_is_retried_after_retry_after() {
+    let w = world();
+    w.openai.script(
+        [Step::Fail(
+            ErrorKind::RateLimited,
+            429,
+            Some(Duration::from_secs(2)),
+        )],
+        Step::Answer,
+    );
+    let started = Instant::now();
+    let r = w.stack.clone().oneshot(ask("hello")).await.unwrap();
+    assert_eq!(calls(&w), (2, 0, 0));
+    assert_eq!(
+        w.openai.call_times(),
+        [started, started + Duration::from_secs(2)]
+    );
+    assert_eq!(r.meta.tier, QualityTier::Full);
+    assert_eq!(
+        (r.meta.attempts, r.meta.retry_wait),
+        (2, Duration::from_secs(2))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_longer_than_the_cap_falls_back_at_once() {
+    let w = world();
+    w.openai.script(
+        [Step::Fail(
+            ErrorKind::RateLimited,
+            429,
+            Some(Duration::from_secs(120)),
+        )],
+        Step::Answer,
+    );
+    let started = Instant::now();
+    let r = w.stack.clone().oneshot(ask("hello")).await.unwrap();
+    assert_eq!(calls(&w), (1, 1, 0));
+    assert_eq!(started.elapsed(), Duration::ZERO, "no one slept");
+    assert_eq!(r.meta.tier, QualityTier::Reduced);
+    assert_eq!(r.meta.target.as_deref(), Some("anthropic"));
+    assert_eq!(w.anthropic.models(), ["claude-sonnet-4-5"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_overflow_goes_to_the_large_window_target() {
+    let w = world();
+    // About 150k tokens: over gpt-4o's 128k, under Claude's 200k.
+    let long = "word ".repeat(120_000);
+    let r = w.stack.clone().oneshot(ask(&long)).await.unwrap();
+    assert_eq!(
+        calls(&w),
+        (1, 1, 0),
+        "overflow is not retried; mini's window is too small"
+    );
+    assert_eq!(r.meta.target.as_deref(), Some("anthropic"));
+    assert_eq!((r.meta.tier, r.meta.attempts), (QualityTier::Reduced, 2));
+
+    // Too long for every window: the error lists each target, mini skipped.
+    let huge = "word ".repeat(300_000);
+    let err = w.stack.clone().oneshot(ask(&huge)).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ContextLengthExceeded);
+    assert_eq!(calls(&w), (2, 2, 0));
+    assert_eq!(err.earlier.len(), 2);
+    assert_eq!(err.target.as_deref(), Some("mini"));
+    assert!(err.message.starts_with("skipped"), "{}", err.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_content_filter_hit_goes_to_another_provider() {
+    let w = world();
+    w.openai.script([Step::Filtered], Step::Answer);
+    let r = w
+        .stack
+        .clone()
+        .oneshot(ask("a touchy topic"))
+        .await
+        .unwrap();
+    assert_eq!(
+        calls(&w),
+        (1, 1, 0),
+        "a filter hit is not retried on the same provider"
+    );
+    assert_eq!(r.meta.target.as_deref(), Some("anthropic"));
+    assert_eq!(
+        r.meta.failed_usage.output_tokens, 3,
+        "the filtered attempt's tokens are reported"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_everything_is_down_cached_then_static_answers() {
+    let w = world();
+    let first = w.stack.clone().oneshot(ask("cache me")).await.unwrap();
+    assert_eq!(first.meta.tier, QualityTier::Full);
+
+    for p in [&w.openai, &w.anthropic, &w.mini] {
+        p.script([], Step::Fail(ErrorKind::Server, 500, None));
+    }
+    let cached = w.stack.clone().oneshot(ask("cache me")).await.unwrap();
+    assert_eq!(cached.meta.tier, QualityTier::Cached);
+    assert_eq!(cached.text(), first.text());
+    assert_eq!(
+        calls(&w),
+        (1 + 3, 3, 3),
+        "every target was tried, with its retries"
+    );
+    assert_eq!(cached.meta.attempts, 9);
+    assert!(cached.meta.warning.as_deref().unwrap().contains("server"));
+
+    let fresh = w.stack.clone().oneshot(ask("never seen")).await.unwrap();
+    assert_eq!(fresh.meta.tier, QualityTier::Static);
+    assert_eq!(
+        fresh.text(),
+        "The assistant is unavailable; please retry shortly."
+    );
+    assert_eq!(calls(&w), (7, 6, 6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fatal_request_fails_at_once_with_nothing_retried_cached_or_degraded() {
+    let w = world();
+    w.openai.script(
+        [Step::Fail(ErrorKind::InvalidRequest, 400, None)],
+        Step::Answer,
+    );
+    let err = w.stack.clone().oneshot(ask("bad")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidRequest);
+    assert_eq!(calls(&w), (1, 0, 0));
+    assert_eq!(err.attempts, 1);
+    // Not cached: the same request now answers fresh, at full quality.
+    let r = w.stack.clone().oneshot(ask("bad")).await.unwrap();
+    assert_eq!(r.meta.tier, QualityTier::Full);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_primary_is_cut_by_the_attempt_timeout_and_retried() {
+    let w = world();
+    w.openai.script([Step::Hang], Step::Answer);
+    let started = Instant::now();
+    let r = w.stack.clone().oneshot(ask("hello")).await.unwrap();
+    assert_eq!(calls(&w), (2, 0, 0));
+    assert_eq!(r.meta.attempts, 2);
+    assert_eq!(started.elapsed(), Duration::from_millis(5_100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_refuses_before_any_call() {
+    let w = world();
+    let err = w
+        .stack
+        .clone()
+        .oneshot(ask("hi").with_max_tokens(500_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BudgetExhausted);
+    assert_eq!(calls(&w), (0, 0, 0));
+}
