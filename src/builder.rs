@@ -1,6 +1,7 @@
 //! `ServiceBuilder` methods for the staunch layers, in the style of tower-http.
 
 use crate::budget::BudgetLayer;
+use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::degrade::{DegradeConfig, DegradeLayer};
 use crate::fallback::{FallbackLayer, Target};
 use crate::retry::{RetryConfig, RetryLayer};
@@ -39,6 +40,15 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Retries transient failures: [`RetryLayer`].
     fn llm_retry(self, config: RetryConfig) -> ServiceBuilder<Stack<RetryLayer, L>>;
 
+    /// Fails fast while the service below is down: a [`CircuitBreakerLayer`]
+    /// (built with [`CircuitBreakerLayer::new`], which validates the config;
+    /// keep a clone, or its [`handle`](CircuitBreakerLayer::handle), to
+    /// observe it and to let a fallback chain skip the target).
+    fn circuit_breaker(
+        self,
+        layer: CircuitBreakerLayer,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
+
     /// Falls back to `backup` when the services below fail: [`FallbackLayer`].
     fn fallback_to(self, backup: Target) -> ServiceBuilder<Stack<FallbackLayer, L>>;
 
@@ -54,6 +64,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn llm_retry(self, config: RetryConfig) -> ServiceBuilder<Stack<RetryLayer, L>> {
         self.layer(RetryLayer::new(config))
+    }
+
+    fn circuit_breaker(
+        self,
+        layer: CircuitBreakerLayer,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
+        self.layer(layer)
     }
 
     fn fallback_to(self, backup: Target) -> ServiceBuilder<Stack<FallbackLayer, L>> {

@@ -9,8 +9,10 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`degrade`] | outermost: serves a cached, then a static answer when everything below fails |
+//! | [`observe`] | outermost: a span and metrics per logical request; the metric names |
+//! | [`degrade`] |: serves a cached, then a static answer when everything below fails |
 //! | [`budget`] | refuses requests that would pass a per-request or per-window token/cost cap |
+//! | [`circuit_breaker`] | per target: fails fast while it is down, probes it back, lock-free when closed |
 //! | [`fallback`] | ordered target chains that skip open circuits and too-small context windows |
 //! | [`retry`] | retries transient failures with capped, jittered backoff, `Retry-After`, a retry budget and the deadline |
 //!
@@ -45,6 +47,7 @@
 
 pub mod budget;
 mod builder;
+pub mod circuit_breaker;
 mod deadline;
 pub mod degrade;
 pub mod fallback;

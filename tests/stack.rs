@@ -1,13 +1,16 @@
 //! The full recommended stack of DESIGN.md, for three targets over scripted
 //! providers, driven through the failure scenarios with deterministic time.
 //!
-//! instrument > degrade > budget > fallback > per target: retry > tower
-//! timeout > tower buffer + rate limit > scripted provider.
+//! instrument > degrade > budget > fallback > per target: circuit breaker >
+//! retry > tower timeout > tower buffer + rate limit > scripted provider.
 
 mod support;
 
 use staunch::ServiceBuilderExt;
 use staunch::budget::{BudgetConfig, BudgetLayer};
+use staunch::circuit_breaker::{
+    CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, CircuitState,
+};
 use staunch::core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message, Price, QualityTier};
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
@@ -23,20 +26,30 @@ type Stack = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
 
 struct World {
     stack: Stack,
+    openai_circuit: CircuitBreakerHandle,
     openai: Provider,
     anthropic: Provider,
     mini: Provider,
 }
 
-/// One target: retry over a per-attempt timeout over a rate-limited provider.
+/// One target: breaker over retry over a per-attempt timeout over a
+/// rate-limited provider; the chain asks the breaker before calling.
 fn target(
     name: &'static str,
     provider: Provider,
     model: &'static str,
     window: u64,
     price: Price,
-) -> Target {
+) -> (Target, CircuitBreakerHandle) {
+    let breaker = CircuitBreakerLayer::new(
+        CircuitBreakerConfig::new(name)
+            .consecutive_failures(Some(5))
+            .break_duration(Duration::from_secs(30)),
+    )
+    .expect("valid breaker");
+    let handle = breaker.handle();
     let service = ServiceBuilder::new()
+        .circuit_breaker(breaker)
         .llm_retry(
             RetryConfig::new()
                 .max_retries(2)
@@ -50,40 +63,40 @@ fn target(
         .buffer(32)
         .rate_limit(50, Duration::from_secs(1))
         .service(provider);
-    Target::new(name, service)
+    let target = Target::new(name, service)
         .model(model)
         .context_window(window)
         .price(price)
+        .health(handle.clone());
+    (target, handle)
 }
 
 fn world() -> World {
     let openai = Provider::new("openai").window(128_000);
     let anthropic = Provider::new("anthropic").window(200_000);
     let mini = Provider::new("mini").window(16_000);
-    let chain = Fallback::new([
-        target(
-            "openai",
-            openai.clone(),
-            "gpt-4o",
-            128_000,
-            Price::per_million(2.5, 10.0),
-        ),
-        target(
-            "anthropic",
-            anthropic.clone(),
-            "claude-sonnet-4-5",
-            200_000,
-            Price::per_million(3.0, 15.0),
-        ),
-        target(
-            "mini",
-            mini.clone(),
-            "gpt-4o-mini",
-            16_000,
-            Price::per_million(0.15, 0.6),
-        ),
-    ])
-    .expect("three targets");
+    let (a, openai_circuit) = target(
+        "openai",
+        openai.clone(),
+        "gpt-4o",
+        128_000,
+        Price::per_million(2.5, 10.0),
+    );
+    let (b, _) = target(
+        "anthropic",
+        anthropic.clone(),
+        "claude-sonnet-4-5",
+        200_000,
+        Price::per_million(3.0, 15.0),
+    );
+    let (c, _) = target(
+        "mini",
+        mini.clone(),
+        "gpt-4o-mini",
+        16_000,
+        Price::per_million(0.15, 0.6),
+    );
+    let chain = Fallback::new([a, b, c]).expect("three targets");
     let stack = ServiceBuilder::new()
         .layer(InstrumentLayer::new())
         .degrade(
@@ -97,6 +110,7 @@ fn world() -> World {
         .service(chain);
     World {
         stack: BoxCloneSyncService::new(stack),
+        openai_circuit,
         openai,
         anthropic,
         mini,
@@ -286,4 +300,58 @@ async fn the_budget_refuses_before_any_call() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BudgetExhausted);
     assert_eq!(calls(&w), (0, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_primary_down_long_enough_opens_its_circuit_and_is_skipped() {
+    let w = world();
+    w.openai
+        .script([], Step::Fail(ErrorKind::Overloaded, 503, None));
+    // The breaker sits outside retry: each request whose retries are spent
+    // on openai is one failure. Five such requests open the circuit; each
+    // is answered by anthropic.
+    for i in 1..=5u32 {
+        let r = w
+            .stack
+            .clone()
+            .oneshot(ask(&format!("request {i}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.meta.target.as_deref(), r.meta.attempts),
+            (Some("anthropic"), 4)
+        );
+        let want = if i < 5 {
+            CircuitState::Closed
+        } else {
+            CircuitState::Open
+        };
+        assert_eq!(w.openai_circuit.state(), want, "after request {i}");
+    }
+    assert_eq!(calls(&w), (15, 5, 0));
+    // Later requests skip openai without spending an attempt on it.
+    for text in ["six", "seven"] {
+        let r = w.stack.clone().oneshot(ask(text)).await.unwrap();
+        assert_eq!(r.meta.target.as_deref(), Some("anthropic"));
+        assert_eq!((r.meta.attempts, r.meta.fallback_depth), (1, 1));
+    }
+    assert_eq!(calls(&w), (15, 7, 0));
+    assert_eq!(w.openai_circuit.counts().failures, 5);
+    assert_eq!(
+        w.openai_circuit.counts().rejected,
+        0,
+        "skipped, not even refused"
+    );
+
+    // After the break, openai has recovered: the next request probes it and
+    // closes the circuit.
+    w.openai.script([], Step::Answer);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let r = w.stack.clone().oneshot(ask("eight")).await.unwrap();
+    assert_eq!(
+        (r.meta.target.as_deref(), r.meta.tier),
+        (Some("openai"), QualityTier::Full)
+    );
+    assert_eq!(w.openai_circuit.state(), CircuitState::Closed);
+    assert_eq!(calls(&w), (16, 7, 0));
 }

@@ -1,0 +1,125 @@
+//! The circuit breaker response future and the permit it carries.
+
+use super::state::{Admission, Breaker};
+use crate::into_llm::to_llm;
+use pin_project_lite::pin_project;
+use staunch_core::{BoxError, ChatResponse, LlmError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tokio::time::Instant;
+
+/// An admission held from `poll_ready` to the call's end. Dropped before
+/// the call ends (the caller gave up, an outer timeout fired), it gives back
+/// a probe slot and counts the call as ignored, never as a success.
+pub(crate) struct Permit {
+    breaker: Arc<Breaker>,
+    admission: Admission,
+    started: Option<Instant>,
+    settled: bool,
+}
+
+impl Permit {
+    pub(crate) fn new(breaker: Arc<Breaker>, admission: Admission) -> Self {
+        Permit {
+            breaker,
+            admission,
+            started: None,
+            settled: false,
+        }
+    }
+
+    pub(crate) fn admission(&self) -> Admission {
+        self.admission
+    }
+
+    /// A refused admission: nothing to give back.
+    pub(crate) fn discard(mut self) {
+        self.settled = true;
+    }
+
+    fn complete(&mut self, result: &Result<ChatResponse, LlmError>) {
+        let elapsed = self.started.map_or_else(Default::default, |s| s.elapsed());
+        self.breaker.complete(self.admission, result, elapsed);
+        self.settled = true;
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        match self.admission {
+            Admission::Probe { epoch } => {
+                self.breaker.release_probe(epoch);
+                if self.started.is_some() {
+                    self.breaker.stats.ignored.add(1);
+                }
+            }
+            Admission::Normal { .. } | Admission::Pass => {
+                // A permit taken in poll_ready but never used for a call
+                // (the service was dropped) is not a call at all.
+                if self.started.is_some() {
+                    self.breaker.stats.ignored.add(1);
+                }
+            }
+            Admission::Rejected { .. } => {}
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`CircuitBreaker`](super::CircuitBreaker).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        permit: Option<Permit>,
+        error: Option<LlmError>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn rejected(error: LlmError) -> Self {
+        ResponseFuture {
+            inner: None,
+            permit: None,
+            error: Some(error),
+        }
+    }
+
+    pub(super) fn running(inner: F, mut permit: Permit) -> Self {
+        permit.started = Some(Instant::now());
+        ResponseFuture {
+            inner: Some(inner),
+            permit: Some(permit),
+            error: None,
+        }
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ChatResponse, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<ChatResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err(this.error.take().unwrap_or_else(|| {
+                LlmError::new(
+                    staunch_core::ErrorKind::CircuitOpen,
+                    "circuit breaker future polled after completion",
+                )
+            })));
+        };
+        let result = ready!(inner.poll(cx)).map_err(to_llm);
+        if let Some(mut permit) = this.permit.take() {
+            permit.complete(&result);
+        }
+        Poll::Ready(result)
+    }
+}

@@ -1,0 +1,40 @@
+//! The circuit breaker layer.
+
+use super::config::{CircuitBreakerConfig, InvalidCircuitBreaker};
+use super::handle::CircuitBreakerHandle;
+use super::service::CircuitBreaker;
+use super::state::Breaker;
+use std::sync::Arc;
+use tower_layer::Layer;
+
+/// Applies [`CircuitBreaker`]. Every service it builds shares one circuit:
+/// apply one layer per target.
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerLayer {
+    handle: CircuitBreakerHandle,
+}
+
+impl CircuitBreakerLayer {
+    /// A breaker configured by `config`, or why the configuration can't work.
+    pub fn new(config: CircuitBreakerConfig) -> Result<Self, InvalidCircuitBreaker> {
+        config.validate()?;
+        Ok(CircuitBreakerLayer {
+            handle: CircuitBreakerHandle {
+                breaker: Arc::new(Breaker::new(config)),
+            },
+        })
+    }
+
+    /// The handle of the circuit this layer's services share.
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        self.handle.clone()
+    }
+}
+
+impl<S> Layer<S> for CircuitBreakerLayer {
+    type Service = CircuitBreaker<S>;
+
+    fn layer(&self, inner: S) -> CircuitBreaker<S> {
+        CircuitBreaker::from_handle(self.handle.clone(), inner)
+    }
+}

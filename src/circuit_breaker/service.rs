@@ -1,0 +1,129 @@
+//! The circuit breaker service.
+
+use super::future::{Permit, ResponseFuture};
+use super::handle::CircuitBreakerHandle;
+use super::state::Admission;
+use crate::into_llm::to_llm;
+use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError};
+use std::fmt;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// Fails fast while a target is down.
+///
+/// Closed, calls go through and their outcomes are counted; enough
+/// failures (in a row, or as a rate over a window) open the circuit. Open,
+/// every call fails at once with [`ErrorKind::CircuitOpen`], its
+/// `retry_after` the time until the next probe, without touching the inner
+/// service. After the break a few probe calls go through (half-open): enough
+/// successes close the circuit, a failure opens it again.
+///
+/// Readiness follows tower's contract: the admission is decided in
+/// `poll_ready` and held until `call` (like a concurrency-limit permit), so
+/// the inner service is driven to readiness exactly when a call will be
+/// made, and `poll_ready` itself never fails. A refused call does not poll
+/// the inner service at all, so an open circuit holds no slot of an inner
+/// concurrency limit. Clones share the circuit but not a held admission.
+pub struct CircuitBreaker<S> {
+    inner: S,
+    handle: CircuitBreakerHandle,
+    permit: Option<Permit>,
+}
+
+impl<S> CircuitBreaker<S> {
+    pub(super) fn from_handle(handle: CircuitBreakerHandle, inner: S) -> Self {
+        CircuitBreaker {
+            inner,
+            handle,
+            permit: None,
+        }
+    }
+
+    /// The handle of this service's circuit.
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        self.handle.clone()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for CircuitBreaker<S> {
+    fn clone(&self) -> Self {
+        CircuitBreaker {
+            inner: self.inner.clone(),
+            handle: self.handle.clone(),
+            permit: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for CircuitBreaker<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+impl<S> Service<ChatRequest> for CircuitBreaker<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse>,
+    S::Error: Into<BoxError>,
+{
+    type Response = ChatResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        let breaker = &self.handle.breaker;
+        let permit = self
+            .permit
+            .get_or_insert_with(|| Permit::new(breaker.clone(), breaker.acquire()));
+        if matches!(permit.admission(), Admission::Rejected { .. }) {
+            return Poll::Ready(Ok(()));
+        }
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Err(e)) => {
+                // The call will not happen: give the admission back.
+                self.permit = None;
+                Poll::Ready(Err(to_llm(e)))
+            }
+            other => other.map_err(to_llm),
+        }
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let breaker = &self.handle.breaker;
+        let permit = self
+            .permit
+            .take()
+            .unwrap_or_else(|| Permit::new(breaker.clone(), breaker.acquire()));
+        match permit.admission() {
+            Admission::Rejected { wait, forced } => {
+                let name = &*breaker.config.name;
+                let message = if forced {
+                    format!("circuit {name} is forced open")
+                } else if wait.is_some() {
+                    format!("circuit {name} is open")
+                } else {
+                    format!("circuit {name} is half-open and its probe slots are taken")
+                };
+                let mut error = LlmError::new(ErrorKind::CircuitOpen, message);
+                error.retry_after = wait;
+                error.attempts = 0;
+                permit.discard();
+                ResponseFuture::rejected(error)
+            }
+            _ => ResponseFuture::running(self.inner.call(request), permit),
+        }
+    }
+}

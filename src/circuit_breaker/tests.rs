@@ -1,0 +1,602 @@
+use super::*;
+use crate::test_support::{Scripted, Step, fail, fail_after, request};
+use staunch_core::{ChatRequest, ChatResponse, ErrorKind, LlmError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+fn layer(config: CircuitBreakerConfig) -> CircuitBreakerLayer {
+    CircuitBreakerLayer::new(config).unwrap()
+}
+
+async fn run<Sv>(service: &Sv, n: usize) -> Vec<Result<ChatResponse, LlmError>>
+where
+    Sv: Service<ChatRequest, Response = ChatResponse, Error = LlmError> + Clone,
+{
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(service.clone().oneshot(request()).await);
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_failures_open_the_circuit_and_a_success_resets_the_run() {
+    let fake = Scripted::new([
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Server),
+        Step::Ok,
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Overloaded),
+        fail(ErrorKind::Timeout),
+        Step::Ok,
+    ]);
+    let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(3)));
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    run(&service, 5).await;
+    assert_eq!(
+        handle.state(),
+        CircuitState::Closed,
+        "the success broke the run"
+    );
+    run(&service, 1).await;
+    assert_eq!(handle.state(), CircuitState::Open);
+    let counts = handle.counts();
+    assert_eq!(
+        (counts.successes, counts.failures, counts.transitions),
+        (1, 5, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_fails_fast_without_touching_the_target() {
+    let fake = Scripted::new([fail(ErrorKind::Server)]);
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(S(30)),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    run(&service, 1).await;
+    tokio::time::advance(S(10)).await;
+    let err = service.clone().oneshot(request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CircuitOpen);
+    assert_eq!(err.retry_after, Some(S(20)));
+    assert_eq!(err.attempts, 0);
+    assert!(err.message.contains("circuit p is open"), "{}", err.message);
+    assert_eq!(fake.count(), 1);
+    assert_eq!(handle.counts().rejected, 1);
+    assert!(!handle.is_call_permitted());
+}
+
+/// Counts `poll_ready` calls, to check the breaker leaves a refused call's
+/// inner service alone.
+#[derive(Clone)]
+struct CountReady {
+    inner: Scripted,
+    polls: Arc<AtomicUsize>,
+}
+
+impl Service<ChatRequest> for CountReady {
+    type Response = ChatResponse;
+    type Error = tower::BoxError;
+    type Future = <Scripted as Service<ChatRequest>>::Future;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), tower::BoxError>> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.inner.poll_ready(cx)
+    }
+    fn call(&mut self, r: ChatRequest) -> Self::Future {
+        self.inner.call(r)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn poll_ready_never_fails_and_skips_the_inner_service_when_refusing() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let inner = CountReady {
+        inner: Scripted::new([fail(ErrorKind::Server)]),
+        polls: polls.clone(),
+    };
+    let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(1)));
+    let mut service = cb.layer(inner);
+    service.ready().await.unwrap();
+    assert!(service.call(request()).await.is_err());
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+    // Open: ready at once, the inner service not polled, the call refused.
+    service.ready().await.unwrap();
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        service.call(request()).await.unwrap_err().kind,
+        ErrorKind::CircuitOpen
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_probes_close_or_reopen_with_a_growing_break() {
+    let fake = Scripted::new([
+        fail(ErrorKind::Server), // trips
+        fail(ErrorKind::Server), // probe 1 fails: 10 s -> 20 s
+        fail(ErrorKind::Server), // probe 2 fails: 20 s -> 40 s
+        fail(ErrorKind::Server), // probe 3 fails: capped at 50 s
+        Step::Ok,                // probe 4 succeeds: closed
+        fail(ErrorKind::Server), // trips again, with the base break
+    ]);
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(S(10))
+            .break_growth(2.0, S(50)),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    run(&service, 1).await;
+    for (wait, state) in [
+        (10, CircuitState::Open),
+        (20, CircuitState::Open),
+        (40, CircuitState::Open),
+        (50, CircuitState::Closed),
+    ] {
+        let early = service.clone().oneshot(request()).await.unwrap_err();
+        assert_eq!(early.retry_after, Some(S(wait)), "break before probe");
+        tokio::time::advance(S(wait)).await;
+        let _ = service.clone().oneshot(request()).await;
+        assert_eq!(handle.state(), state);
+    }
+    run(&service, 1).await;
+    let err = service.clone().oneshot(request()).await.unwrap_err();
+    assert_eq!(err.retry_after, Some(S(10)), "closing reset the break");
+    assert_eq!(fake.count(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_threshold_needs_that_many_probes() {
+    let fake = Scripted::new([fail(ErrorKind::Server), Step::Ok]);
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(S(5))
+            .success_threshold(3),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(fake);
+    run(&service, 1).await;
+    tokio::time::advance(S(5)).await;
+    run(&service, 2).await;
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
+    run(&service, 1).await;
+    assert_eq!(handle.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_admits_only_the_probe_limit_under_concurrent_callers() {
+    let fake = Scripted::new([fail(ErrorKind::Server), Step::Hang(S(60))]);
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(S(1))
+            .half_open_probes(2),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    run(&service, 1).await;
+    tokio::time::advance(S(1)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let s = service.clone();
+        tasks.spawn(async move { s.oneshot(request()).await });
+    }
+    tokio::task::yield_now().await;
+    assert_eq!(fake.count(), 1 + 2, "two probes reached the target");
+    assert_eq!(handle.counts().rejected, 4);
+    assert!(!handle.is_call_permitted());
+    let mut refused = 0;
+    while let Some(r) = tasks.join_next().await {
+        if r.unwrap().is_err() {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 4);
+    assert_eq!(
+        handle.state(),
+        CircuitState::Closed,
+        "the probes answered after their hang"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_probe_gives_its_slot_back_and_counts_as_ignored() {
+    let fake = Scripted::new([fail(ErrorKind::Server), Step::Hang(S(3600)), Step::Ok]);
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(S(1)),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    run(&service, 1).await;
+    tokio::time::advance(S(1)).await;
+    // An outer timeout gives up on the hanging probe.
+    let outer = tower::timeout::Timeout::new(service.clone(), S(5));
+    assert!(outer.oneshot(request()).await.is_err());
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
+    let counts = handle.counts();
+    assert_eq!(
+        (counts.successes, counts.ignored),
+        (0, 1),
+        "never a success"
+    );
+    // The slot is free again: the next call is a probe and closes the circuit.
+    service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(handle.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_with_retry_after_opens_a_cooldown_of_that_length() {
+    let fake = Scripted::new([
+        fail_after(ErrorKind::RateLimited, 429, Duration::from_millis(7_500)),
+        Step::Ok,
+    ]);
+    let transitions = Arc::new(Mutex::new(Vec::new()));
+    let seen = transitions.clone();
+    let cb = layer(
+        CircuitBreakerConfig::new("openai")
+            .break_duration(S(30))
+            .on_transition(move |t: &Transition| seen.lock().unwrap().push(t.clone())),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    let start = Instant::now();
+    run(&service, 1).await;
+    assert_eq!(handle.state(), CircuitState::Open, "one 429 is enough");
+    let err = service.clone().oneshot(request()).await.unwrap_err();
+    assert_eq!(err.retry_after, Some(Duration::from_millis(7_500)));
+    tokio::time::advance(Duration::from_millis(7_500)).await;
+    service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(handle.state(), CircuitState::Closed);
+    let t = transitions.lock().unwrap().clone();
+    let path: Vec<_> = t.iter().map(|t| (t.from, t.to)).collect();
+    assert_eq!(
+        path,
+        [
+            (CircuitState::Closed, CircuitState::Open),
+            (CircuitState::Open, CircuitState::HalfOpen),
+            (CircuitState::HalfOpen, CircuitState::Closed)
+        ]
+    );
+    assert_eq!(
+        t[0].reason,
+        TransitionReason::RateLimited(Duration::from_millis(7_500))
+    );
+    assert_eq!(t[0].open_for, Some(Duration::from_millis(7_500)));
+    assert_eq!((t[0].breaker.as_str(), t[0].at), ("openai", start));
+    assert_eq!(
+        handle.last_transition(),
+        Some(start + Duration::from_millis(7_500))
+    );
+
+    // Switched off, the same 429 is an ordinary failure.
+    let fake = Scripted::new([fail_after(ErrorKind::RateLimited, 429, S(7))]);
+    let cb = layer(CircuitBreakerConfig::new("p").rate_limit_cooldown(false));
+    let handle = cb.handle();
+    run(&cb.layer(fake), 1).await;
+    assert_eq!(handle.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn caller_errors_never_count() {
+    for kind in [
+        ErrorKind::InvalidRequest,
+        ErrorKind::BudgetExhausted,
+        ErrorKind::Cancelled,
+        ErrorKind::ContextLengthExceeded,
+        ErrorKind::ContentFiltered,
+        ErrorKind::CircuitOpen,
+    ] {
+        let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(1)));
+        let handle = cb.handle();
+        run(&cb.layer(Scripted::new([fail(kind)])), 10).await;
+        assert_eq!(handle.state(), CircuitState::Closed, "{kind}");
+        assert_eq!(
+            (handle.counts().ignored, handle.counts().failures),
+            (10, 0),
+            "{kind}"
+        );
+    }
+    // Provider-side unavailability does count.
+    for kind in [
+        ErrorKind::Authentication,
+        ErrorKind::QuotaExhausted,
+        ErrorKind::ModelNotFound,
+    ] {
+        let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(2)));
+        let handle = cb.handle();
+        run(&cb.layer(Scripted::new([fail(kind)])), 2).await;
+        assert_eq!(handle.state(), CircuitState::Open, "{kind}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_outcome_rule_decides() {
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .outcome(|r: &Result<ChatResponse, LlmError>| match r {
+                Err(e) if e.kind == ErrorKind::Server => Outcome::Ignored,
+                Err(_) => Outcome::Failure,
+                Ok(_) => Outcome::Success,
+            }),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(Scripted::new([
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Timeout),
+    ]));
+    run(&service, 2).await;
+    assert_eq!(handle.state(), CircuitState::Closed);
+    run(&service, 1).await;
+    assert_eq!(handle.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_rate_over_the_last_calls_trips_after_the_minimum() {
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(None)
+            .failure_rate(RateRule::new(RateWindow::Calls(10), 0.5, 10)),
+    );
+    let handle = cb.handle();
+    // Alternating: 50% from the start, but below the 10-call minimum for 9 calls.
+    let steps = (0..20).map(|i| {
+        if i % 2 == 0 {
+            fail(ErrorKind::Server)
+        } else {
+            Step::Ok
+        }
+    });
+    let service = cb.layer(Scripted::new(steps));
+    run(&service, 9).await;
+    assert_eq!(handle.state(), CircuitState::Closed);
+    run(&service, 1).await; // a success: the rule is only checked on failures
+    assert_eq!(handle.state(), CircuitState::Closed);
+    run(&service, 1).await; // 11th call, a failure: 5 of the last 10
+    assert_eq!(handle.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_rate_over_time_forgets_old_calls() {
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(None)
+            .failure_rate(RateRule::new(RateWindow::Time(S(10)), 0.6, 4)),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(Scripted::new([
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Server),
+        Step::Ok,
+        Step::Ok,
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Server),
+        fail(ErrorKind::Server),
+    ]));
+    run(&service, 2).await; // t=0: 2 failures
+    tokio::time::advance(S(11)).await; // they leave the window
+    run(&service, 2).await; // 2 successes
+    run(&service, 2).await; // 2 of 4 failed: 50% < 60%
+    assert_eq!(handle.state(), CircuitState::Closed);
+    run(&service, 1).await; // 3 of 5: 60%
+    assert_eq!(handle.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_calls_count_as_failures_when_asked() {
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(2))
+            .slow_call(S(2)),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(Scripted::new([Step::Hang(S(3))]));
+    run(&service, 1).await;
+    assert_eq!(handle.counts().failures, 1);
+    run(&service, 1).await;
+    assert_eq!(handle.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn operators_can_force_open_disable_and_reset() {
+    let fake = Scripted::new([fail(ErrorKind::Server)]);
+    let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(1)));
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+
+    handle.force_open();
+    assert_eq!(handle.state(), CircuitState::ForcedOpen);
+    tokio::time::advance(S(3600)).await;
+    let err = service.clone().oneshot(request()).await.unwrap_err();
+    assert_eq!((err.kind, err.retry_after), (ErrorKind::CircuitOpen, None));
+    assert!(err.message.contains("forced open"));
+    assert_eq!(fake.count(), 0);
+
+    handle.disable();
+    run(&service, 5).await;
+    assert_eq!(
+        handle.state(),
+        CircuitState::Disabled,
+        "failures don't trip a disabled breaker"
+    );
+    assert_eq!(fake.count(), 5);
+
+    handle.reset();
+    assert_eq!(handle.state(), CircuitState::Closed);
+    run(&service, 1).await;
+    assert_eq!(handle.state(), CircuitState::Open);
+    handle.reset();
+    assert!(handle.is_call_permitted());
+    assert_eq!(handle.counts().transitions, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_tells_a_fallback_chain_to_skip() {
+    use crate::fallback::TargetHealth;
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(S(8)),
+    );
+    let handle = cb.handle();
+    assert_eq!(handle.unavailable_for(), None);
+    run(&cb.layer(Scripted::new([fail(ErrorKind::Server)])), 1).await;
+    assert_eq!(handle.unavailable_for(), Some(S(8)));
+    tokio::time::advance(S(8)).await;
+    assert_eq!(
+        handle.unavailable_for(),
+        None,
+        "the next call would be a probe"
+    );
+}
+
+#[test]
+fn unworkable_configs_are_clear_errors() {
+    use InvalidCircuitBreaker as E;
+    let bad = [
+        (
+            CircuitBreakerConfig::new("p").consecutive_failures(None),
+            E::NoTripRule,
+        ),
+        (
+            CircuitBreakerConfig::new("p").consecutive_failures(Some(0)),
+            E::ZeroConsecutive,
+        ),
+        (
+            CircuitBreakerConfig::new("p").failure_rate(RateRule::new(
+                RateWindow::Calls(10),
+                1.5,
+                1,
+            )),
+            E::Rate(1.5),
+        ),
+        (
+            CircuitBreakerConfig::new("p").failure_rate(RateRule::new(
+                RateWindow::Calls(0),
+                0.5,
+                1,
+            )),
+            E::Window(RateWindow::Calls(0)),
+        ),
+        (
+            CircuitBreakerConfig::new("p").half_open_probes(0),
+            E::ZeroProbes,
+        ),
+        (
+            CircuitBreakerConfig::new("p").break_growth(0.5, S(60)),
+            E::Growth(0.5),
+        ),
+        (
+            CircuitBreakerConfig::new("p").break_duration(Duration::ZERO),
+            E::BreakDuration,
+        ),
+    ];
+    for (config, want) in bad {
+        assert_eq!(CircuitBreakerLayer::new(config).unwrap_err(), want);
+    }
+    assert!(E::NoTripRule.to_string().contains("trip rule"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_are_all_counted_exactly() {
+    let fake = Scripted::new([Step::Ok]);
+    let cb = layer(CircuitBreakerConfig::new("p"));
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let service = service.clone();
+        tasks.spawn(async move {
+            for _ in 0..500 {
+                service.clone().oneshot(request()).await.unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let counts = handle.counts();
+    assert_eq!(counts.successes, 4_000);
+    assert_eq!(fake.count(), 4_000);
+    assert_eq!(
+        (counts.failures, counts.ignored, counts.rejected),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_never_exceed_the_probe_limit() {
+    // The target holds every call until released, so probes stay in flight.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let reached = Arc::new(AtomicUsize::new(0));
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let inner = {
+        let (gate, reached, failing) = (gate.clone(), reached.clone(), failing.clone());
+        tower::service_fn(move |r: ChatRequest| {
+            let (gate, reached, failing) = (gate.clone(), reached.clone(), failing.clone());
+            async move {
+                if failing.load(Ordering::SeqCst) {
+                    return Err(LlmError::new(ErrorKind::Server, "down"));
+                }
+                reached.fetch_add(1, Ordering::SeqCst);
+                let _permit = gate
+                    .acquire()
+                    .await
+                    .map_err(|_| LlmError::new(ErrorKind::Server, "closed"))?;
+                Ok(ChatResponse::new(r.model, "ok"))
+            }
+        })
+    };
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(Duration::from_nanos(1))
+            .half_open_probes(3)
+            .success_threshold(100),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(inner);
+    assert!(service.clone().oneshot(request()).await.is_err());
+    failing.store(false, Ordering::SeqCst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let service = service.clone();
+        tasks.spawn(async move { service.oneshot(request()).await });
+    }
+    // Wait (without sleeping) until three probes are in flight.
+    while reached.load(Ordering::SeqCst) < 3 {
+        tokio::task::yield_now().await;
+    }
+    // Let the rest of the callers finish being refused.
+    while handle.counts().rejected < 61 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(reached.load(Ordering::SeqCst), 3);
+    gate.add_permits(3);
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::CircuitOpen);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((ok, refused), (3, 61));
+    assert_eq!(handle.counts().successes, 3);
+}
