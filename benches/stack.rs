@@ -2,7 +2,7 @@
 //! in-memory provider called directly, in one run.
 //!
 //! instrument > degrade > budget > fallback (3 targets) > per target:
-//! retry > tower timeout > tower concurrency limit > provider.
+//! circuit breaker > retry > tower timeout > tower concurrency limit > provider.
 //! (tower's rate limit is not `Clone`; in a stack it sits behind a `Buffer`,
 //! whose channel hop would dominate this measurement, so the bench uses the
 //! concurrency limit in its place.)
@@ -10,6 +10,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use staunch::ServiceBuilderExt;
 use staunch::budget::{BudgetConfig, BudgetLayer};
+use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use staunch::core::{ChatRequest, ChatResponse, LlmError, Message, Price, Usage};
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
@@ -63,7 +64,10 @@ where
 }
 
 fn target(name: &'static str, provider: InMemory, model: &'static str) -> Target {
+    let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new(name)).expect("valid");
+    let health = breaker.handle();
     let service = ServiceBuilder::new()
+        .circuit_breaker(breaker)
         .llm_retry(RetryConfig::new())
         .timeout(Duration::from_secs(30))
         .concurrency_limit(1_000)
@@ -72,6 +76,7 @@ fn target(name: &'static str, provider: InMemory, model: &'static str) -> Target
         .model(model)
         .context_window(128_000)
         .price(Price::per_million(2.5, 10.0))
+        .health(health)
 }
 
 fn bench(c: &mut Criterion) {

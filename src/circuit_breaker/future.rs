@@ -16,6 +16,9 @@ use tokio::time::Instant;
 pub(crate) struct Permit {
     breaker: Arc<Breaker>,
     admission: Admission,
+    // Whether the call was made, and (only when a slow-call rule is set,
+    // to keep the clock off the hot path) when it started.
+    called: bool,
     started: Option<Instant>,
     settled: bool,
 }
@@ -25,6 +28,7 @@ impl Permit {
         Permit {
             breaker,
             admission,
+            called: false,
             started: None,
             settled: false,
         }
@@ -54,14 +58,14 @@ impl Drop for Permit {
         match self.admission {
             Admission::Probe { epoch } => {
                 self.breaker.release_probe(epoch);
-                if self.started.is_some() {
+                if self.called {
                     self.breaker.stats.ignored.add(1);
                 }
             }
             Admission::Normal { .. } | Admission::Pass => {
                 // A permit taken in poll_ready but never used for a call
                 // (the service was dropped) is not a call at all.
-                if self.started.is_some() {
+                if self.called {
                     self.breaker.stats.ignored.add(1);
                 }
             }
@@ -90,7 +94,10 @@ impl<F> ResponseFuture<F> {
     }
 
     pub(super) fn running(inner: F, mut permit: Permit) -> Self {
-        permit.started = Some(Instant::now());
+        permit.called = true;
+        if permit.breaker.config.slow_call.is_some() {
+            permit.started = Some(Instant::now());
+        }
         ResponseFuture {
             inner: Some(inner),
             permit: Some(permit),
