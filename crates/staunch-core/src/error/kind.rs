@@ -90,6 +90,10 @@ pub enum ErrorKind {
     CircuitOpen,
     /// The response could not be understood.
     MalformedResponse,
+    /// The request exceeds a limit of this target that waiting can't lift
+    /// (OpenAI's 429 "Request too large … tokens per min": larger than the
+    /// whole per-minute allowance); another target may take it.
+    RequestTooLarge,
 
     // --- Fatal ---
     /// 400/422: the request is malformed for any target.
@@ -102,7 +106,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::RateLimited,
         ErrorKind::Overloaded,
         ErrorKind::Server,
@@ -119,6 +123,7 @@ impl ErrorKind {
         ErrorKind::ContentFiltered,
         ErrorKind::CircuitOpen,
         ErrorKind::MalformedResponse,
+        ErrorKind::RequestTooLarge,
         ErrorKind::InvalidRequest,
         ErrorKind::BudgetExhausted,
         ErrorKind::Cancelled,
@@ -137,7 +142,8 @@ impl ErrorKind {
             | ContextLengthExceeded
             | ContentFiltered
             | CircuitOpen
-            | MalformedResponse => ErrorClass::Unavailable,
+            | MalformedResponse
+            | RequestTooLarge => ErrorClass::Unavailable,
             InvalidRequest | BudgetExhausted | Cancelled => ErrorClass::Fatal,
         }
     }
@@ -191,6 +197,7 @@ impl ErrorKind {
             ContentFiltered => "content_filtered",
             CircuitOpen => "circuit_open",
             MalformedResponse => "malformed_response",
+            RequestTooLarge => "request_too_large",
             InvalidRequest => "invalid_request",
             BudgetExhausted => "budget_exhausted",
             Cancelled => "cancelled",

@@ -22,6 +22,7 @@ fn classification_table_row_by_row() {
         (ContentFiltered, Unavailable),
         (CircuitOpen, Unavailable),
         (MalformedResponse, Unavailable),
+        (RequestTooLarge, Unavailable),
         (InvalidRequest, Fatal),
         (BudgetExhausted, Fatal),
         (Cancelled, Fatal),

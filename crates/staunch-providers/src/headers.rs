@@ -1,0 +1,118 @@
+//! What providers say in response headers: how long to wait, whether to
+//! retry, which request it was.
+
+use http::HeaderMap;
+use std::time::{Duration, SystemTime};
+
+/// The wait a provider asks for: `retry-after-ms` (milliseconds, OpenAI
+/// and Azure), else `retry-after` as (fractional) seconds or an HTTP date.
+/// Negative, non-finite or unparsable values are ignored; a date in the
+/// past means no wait.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, SystemTime::now())
+}
+
+/// [`retry_after`] with an explicit "now", for dates.
+pub fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms.min(1e12) / 1_000.0));
+    }
+    let value = text("retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The server's `x-should-retry` instruction.
+pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    match headers.get("x-should-retry")?.to_str().ok()?.trim() {
+        v if v.eq_ignore_ascii_case("true") => Some(true),
+        v if v.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// The provider's request id (`x-request-id`, or Anthropic's `request-id`).
+pub fn request_id(headers: &HeaderMap) -> Option<String> {
+    ["x-request-id", "request-id"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok())
+        .map(|v| v.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn every_retry_after_form() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let at = |pairs: &[(&'static str, &str)]| retry_after_at(&headers(pairs), now);
+        assert_eq!(at(&[("retry-after", "2")]), Some(Duration::from_secs(2)));
+        assert_eq!(
+            at(&[("retry-after", "1.5")]),
+            Some(Duration::from_millis(1_500))
+        );
+        assert_eq!(
+            at(&[("retry-after", "Sun, 06 Nov 1994 08:49:57 GMT")]),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            at(&[("retry-after", "Sun, 06 Nov 1994 08:40:00 GMT")]),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            at(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            at(&[("retry-after-ms", "nope"), ("retry-after", "9")]),
+            Some(Duration::from_secs(9))
+        );
+        assert_eq!(at(&[("retry-after", "-1")]), None);
+        assert_eq!(at(&[("retry-after", "NaN")]), None);
+        assert_eq!(at(&[("retry-after", "soon")]), None);
+        assert_eq!(at(&[]), None);
+    }
+
+    #[test]
+    fn should_retry_and_request_id() {
+        assert_eq!(
+            should_retry(&headers(&[("x-should-retry", "true")])),
+            Some(true)
+        );
+        assert_eq!(
+            should_retry(&headers(&[("x-should-retry", "FALSE")])),
+            Some(false)
+        );
+        assert_eq!(should_retry(&headers(&[("x-should-retry", "maybe")])), None);
+        assert_eq!(
+            request_id(&headers(&[("request-id", "req_1")])).as_deref(),
+            Some("req_1")
+        );
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "abc")])).as_deref(),
+            Some("abc")
+        );
+    }
+}

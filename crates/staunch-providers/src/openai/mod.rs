@@ -1,0 +1,208 @@
+//! OpenAI Chat Completions, and every server that speaks it.
+
+pub mod wire;
+
+use crate::ConfigError;
+use crate::client::{Auth, Core, endpoint};
+use crate::key::ApiKey;
+use crate::transport::HttpOptions;
+use http::HeaderName;
+use staunch_core::{ChatRequest, ChatResponse, LlmError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// Settings of an [`OpenAi`] client.
+///
+/// | setting | default |
+/// |---|---|
+/// | `provider` (name in responses, errors, metrics) | `openai` |
+/// | `base_url` | `https://api.openai.com/v1` |
+/// | `path` | `/chat/completions` |
+/// | `api_key` | `OPENAI_API_KEY` from the environment, sent as `Authorization: Bearer` |
+/// | `query` | none (Azure: `api-version=…`) |
+/// | `header` | none (e.g. `OpenAI-Organization`) |
+/// | `http` | [`HttpOptions`] defaults |
+///
+/// Any OpenAI-compatible server works by its base URL: vLLM
+/// (`http://host:8000/v1`), Ollama (`http://localhost:11434/v1`), LM Studio,
+/// OpenRouter; an Azure deployment with
+/// [`azure_deployment`](Self::azure_deployment).
+#[derive(Clone, Debug)]
+pub struct OpenAiConfig {
+    provider: String,
+    base_url: String,
+    path: String,
+    api_key: Option<ApiKey>,
+    auth: Auth,
+    query: Option<String>,
+    headers: Vec<(String, String)>,
+    http: HttpOptions,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            provider: "openai".to_owned(),
+            base_url: "https://api.openai.com/v1".to_owned(),
+            path: "/chat/completions".to_owned(),
+            api_key: ApiKey::from_env("OPENAI_API_KEY"),
+            auth: Auth::Bearer,
+            query: None,
+            headers: Vec::new(),
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+impl OpenAiConfig {
+    /// The defaults of the table above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The provider's name in responses, errors and metrics.
+    pub fn provider(mut self, name: impl Into<String>) -> Self {
+        self.provider = name.into();
+        self
+    }
+
+    /// The server's base URL (up to and including `/v1`).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// The path of the chat endpoint under the base URL.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The API key (instead of the environment's).
+    pub fn api_key(mut self, key: ApiKey) -> Self {
+        self.api_key = Some(key);
+        self
+    }
+
+    /// Sends no key (local servers).
+    pub fn no_api_key(mut self) -> Self {
+        self.api_key = None;
+        self
+    }
+
+    /// A query string added to every request.
+    pub fn query(mut self, query: impl Into<String>) -> Self {
+        self.query = Some(query.into());
+        self
+    }
+
+    /// A header sent with every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Connection and size limits.
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.http = options;
+        self
+    }
+
+    /// An Azure OpenAI deployment: `https://{resource}.openai.azure.com/openai/deployments/{deployment}/chat/completions?api-version={version}`
+    /// with the key in the `api-key` header.
+    pub fn azure_deployment(
+        mut self,
+        resource_url: impl Into<String>,
+        deployment: &str,
+        api_version: &str,
+        key: ApiKey,
+    ) -> Self {
+        self.provider = "azure-openai".to_owned();
+        self.base_url = format!(
+            "{}/openai/deployments/{deployment}",
+            resource_url.into().trim_end_matches('/')
+        );
+        self.path = "/chat/completions".to_owned();
+        self.query = Some(format!("api-version={api_version}"));
+        self.auth = Auth::Header(HeaderName::from_static("api-key"));
+        self.api_key = Some(key);
+        self
+    }
+}
+
+/// An OpenAI Chat Completions client: a cloneable
+/// `Service<ChatRequest, Response = ChatResponse, Error = LlmError>` on a
+/// pooled hyper client with rustls (HTTP/1.1 and HTTP/2). Clones share the
+/// connection pool.
+///
+/// Every failure is an [`LlmError`] classified from the status, the error
+/// body and the headers (`retry-after-ms`, `retry-after`, `x-should-retry`,
+/// `x-request-id`); a `finish_reason: content_filter` answer is a
+/// `ContentFiltered` error. The key never appears in `Debug` output, errors
+/// or spans.
+///
+/// ```no_run
+/// use staunch_core::{ChatRequest, Message};
+/// use staunch_providers::{OpenAi, OpenAiConfig};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // OPENAI_API_KEY from the environment; or a local vLLM / Ollama:
+/// // OpenAiConfig::new().base_url("http://localhost:11434/v1").no_api_key()
+/// let client = OpenAi::new(OpenAiConfig::new())?;
+/// let answer = client
+///     .oneshot(ChatRequest::new("gpt-4o-mini", vec![Message::user("Say hi")]))
+///     .await?;
+/// println!("{}", answer.text());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct OpenAi {
+    core: Arc<Core>,
+}
+
+impl OpenAi {
+    /// A client for `config`, or why the config can't work (a bad URL or
+    /// header).
+    pub fn new(config: OpenAiConfig) -> Result<Self, ConfigError> {
+        let uri = endpoint(&config.base_url, &config.path, config.query.as_deref())?;
+        let core = Core::new(
+            config.provider,
+            uri,
+            config.api_key.as_ref(),
+            &config.auth,
+            &config.headers,
+            config.http,
+        )?;
+        Ok(OpenAi {
+            core: Arc::new(core),
+        })
+    }
+}
+
+impl Service<ChatRequest> for OpenAi {
+    type Response = ChatResponse;
+    type Error = LlmError;
+    type Future = Pin<Box<dyn Future<Output = Result<ChatResponse, LlmError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let core = self.core.clone();
+        Box::pin(async move {
+            let body = serde_json::to_vec(&wire::request_body(&request)).map_err(|e| {
+                LlmError::new(
+                    staunch_core::ErrorKind::InvalidRequest,
+                    "could not encode the request",
+                )
+                .with_source(e)
+            })?;
+            core.exchange(request.model, body, wire::parse).await
+        })
+    }
+}

@@ -1,0 +1,167 @@
+//! The HTTP transport shared by the clients: a pooled hyper client over
+//! rustls, with timeouts and a bound on the response size.
+
+use crate::ConfigError;
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use staunch_core::{ErrorKind, LlmError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Connection and size limits of a client.
+///
+/// | setting | default |
+/// |---|---|
+/// | `connect_timeout` | 10 s |
+/// | `request_timeout` (whole request: headers and body) | 600 s, as the official SDKs |
+/// | `max_response_bytes` | 16 MiB |
+/// | `pool_idle_timeout` | 90 s |
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) pool_idle_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(600),
+            max_response_bytes: 16 * 1024 * 1024,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl HttpOptions {
+    /// The defaults of the table above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long to wait for a connection.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How long a whole request may take, response body included.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// The largest response body accepted.
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+
+    /// How long an idle pooled connection is kept.
+    pub fn pool_idle_timeout(mut self, d: Duration) -> Self {
+        self.pool_idle_timeout = d;
+        self
+    }
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+#[derive(Clone)]
+pub(crate) struct Transport {
+    client: HyperClient,
+    options: Arc<HttpOptions>,
+}
+
+impl Transport {
+    pub(crate) fn new(options: HttpOptions) -> Result<Self, ConfigError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(options.connect_timeout));
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+            .map_err(|e| ConfigError::Tls(e.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(options.pool_idle_timeout)
+            .build(https);
+        Ok(Transport {
+            client,
+            options: Arc::new(options),
+        })
+    }
+
+    /// Sends `request` and reads the whole response, within the request
+    /// timeout and the size bound.
+    pub(crate) async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<RawResponse, LlmError> {
+        let timeout = self.options.request_timeout;
+        let limit = self.options.max_response_bytes;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(send_error)?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, limit)
+                .collect()
+                .await
+                .map_err(|e| body_error(e, limit))?
+                .to_bytes();
+            Ok(RawResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(LlmError::new(
+                ErrorKind::Timeout,
+                format!("no complete response within {timeout:?}"),
+            )),
+        }
+    }
+}
+
+fn send_error(error: hyper_util::client::legacy::Error) -> LlmError {
+    let connect = error.is_connect();
+    let mut llm = LlmError::from_box(Box::new(error));
+    if connect && llm.kind != ErrorKind::Timeout {
+        llm.kind = ErrorKind::Connect;
+    } else if llm.kind == ErrorKind::Other {
+        llm.kind = ErrorKind::Network;
+    }
+    llm
+}
+
+fn body_error(error: Box<dyn std::error::Error + Send + Sync>, limit: usize) -> LlmError {
+    if error.is::<http_body_util::LengthLimitError>() {
+        return LlmError::new(
+            ErrorKind::MalformedResponse,
+            format!("the response body is larger than the {limit}-byte limit"),
+        );
+    }
+    LlmError::new(
+        ErrorKind::TruncatedResponse,
+        "the connection closed before the response body was complete",
+    )
+    .with_source(error)
+}
