@@ -3,6 +3,8 @@
 //! context window, and records every call.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use staunch::core::{ChatRequest, ChatResponse, ErrorKind, FinishReason, LlmError, Usage};
 use std::collections::VecDeque;
 use std::future::Future;

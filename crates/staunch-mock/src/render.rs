@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::{Value, json};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,7 +14,21 @@ use std::task::{Context, Poll};
 /// then closes the connection mid-body).
 pub(crate) enum MockBody {
     Whole(Option<Bytes>),
-    Truncated(Option<Bytes>),
+    /// Sends its data, pauses so the headers and data reach the client,
+    /// then fails.
+    Truncated {
+        data: Option<Bytes>,
+        pause: Pin<Box<tokio::time::Sleep>>,
+    },
+}
+
+impl MockBody {
+    pub(crate) fn truncated(data: Bytes) -> Self {
+        MockBody::Truncated {
+            data: Some(data),
+            pause: Box::pin(tokio::time::sleep(std::time::Duration::from_millis(20))),
+        }
+    }
 }
 
 /// The error a truncated body ends with.
@@ -27,13 +42,13 @@ impl Body for MockBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, CutShort>>> {
         match self.get_mut() {
             MockBody::Whole(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            MockBody::Truncated(data) => match data.take() {
+            MockBody::Truncated { data, pause } => match data.take() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
-                None => Poll::Ready(Some(Err(CutShort))),
+                None => pause.as_mut().poll(cx).map(|()| Some(Err(CutShort))),
             },
         }
     }
@@ -297,9 +312,9 @@ pub(crate) fn render(
         }
         Fault::Truncated => {
             let whole = answer(route, body, n, false).to_string();
-            let mut response = Response::new(MockBody::Truncated(Some(Bytes::from(
+            let mut response = Response::new(MockBody::truncated(Bytes::from(
                 whole[..whole.len() / 2].to_owned(),
-            ))));
+            )));
             let h = response.headers_mut();
             h.insert(
                 http::header::CONTENT_TYPE,

@@ -182,6 +182,7 @@ async fn handle(
             ));
         }
     };
+    let headers = recorded_headers(request.headers());
     let body = match read_body(request).await {
         Ok(bytes) => bytes,
         Err(status) => {
@@ -198,14 +199,14 @@ async fn handle(
         }
     };
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-        state.admit(route, Value::Null);
+        state.admit(route, Value::Null, headers);
         return Ok(json_response(
             400,
             &json!({"error": {"message": "the request body is not valid JSON", "type": "invalid_request_error"}}),
             &[],
         ));
     };
-    let (fault, latency) = state.admit(route, json.clone());
+    let (fault, latency) = state.admit(route, json.clone(), headers);
     let n = served.fetch_add(1, Ordering::Relaxed) + 1;
     let extra = match &fault {
         Fault::Latency { ms } => *ms,
@@ -225,6 +226,20 @@ async fn handle(
             )
         })),
     }
+}
+
+/// The headers to record, credentials masked.
+fn recorded_headers(headers: &http::HeaderMap) -> std::collections::BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = match name.as_str() {
+                "authorization" | "x-api-key" | "api-key" => "[present]".to_owned(),
+                _ => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            };
+            (name.as_str().to_owned(), shown)
+        })
+        .collect()
 }
 
 /// Reads a request body within [`MAX_REQUEST_BYTES`]; the status to answer

@@ -40,6 +40,9 @@ pub struct Received {
     pub fault: &'static str,
     /// Its JSON body (`null` if it was not JSON).
     pub body: Value,
+    /// Its headers; credential values (`authorization`, `x-api-key`,
+    /// `api-key`) are recorded as `[present]`, never as sent.
+    pub headers: BTreeMap<String, String>,
 }
 
 /// What the mock has seen since it started (or was last reset).
@@ -131,7 +134,12 @@ impl State {
     }
 
     /// Records a request and decides what it gets, with the latency to add.
-    pub(crate) fn admit(&self, route: Route, body: Value) -> (Fault, u64) {
+    pub(crate) fn admit(
+        &self,
+        route: Route,
+        body: Value,
+        headers: BTreeMap<String, String>,
+    ) -> (Fault, u64) {
         let mut inner = self.lock();
         let at_ms = inner.started.elapsed().as_millis() as u64;
         let nth = inner.stats.requests_to(route) as usize;
@@ -183,6 +191,7 @@ impl State {
             at_ms,
             fault: fault.name(),
             body,
+            headers,
         });
         (fault, latency)
     }
