@@ -1,0 +1,276 @@
+//! The gateway's HTTP surface: an OpenAI-shaped chat endpoint over any
+//! staunch stack, the metrics, and the breakers' health. Shared by the
+//! example and its integration test.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use staunch::circuit_breaker::CircuitBreakerHandle;
+use staunch::core::{ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError, Message, Role};
+use std::sync::Arc;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use staunch::ServiceBuilderExt;
+use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+use staunch::core::Price;
+use staunch::degrade::DegradeConfig;
+use staunch::fallback::{Fallback, Target};
+use staunch::observe::InstrumentLayer;
+use staunch::retry::RetryConfig;
+use staunch_providers::{Anthropic, OpenAi};
+use std::time::Duration;
+use tower::ServiceBuilder;
+
+/// The stack the gateway serves.
+pub type Stack = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
+
+#[derive(Clone)]
+pub struct Gateway {
+    pub stack: Stack,
+    pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    pub breakers: Vec<CircuitBreakerHandle>,
+}
+
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(health))
+        .with_state(gateway)
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    role: Role,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct WireRequest {
+    model: String,
+    messages: Vec<WireMessage>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+fn openai_error(status: StatusCode, kind: &str, message: &str, code: Option<&str>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": kind, "param": null, "code": code}})),
+    )
+        .into_response()
+}
+
+async fn chat(State(gateway): State<Gateway>, body: axum::body::Bytes) -> Response {
+    let wire: WireRequest = match serde_json::from_slice(&body) {
+        Ok(w) => w,
+        Err(e) => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("invalid request body: {e}"),
+                None,
+            );
+        }
+    };
+    if wire.stream == Some(true) {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "streaming is not supported by this gateway yet",
+            Some("stream_unsupported"),
+        );
+    }
+    let messages: Vec<Message> = wire
+        .messages
+        .into_iter()
+        .map(|m| {
+            let message = Message::new(m.role, m.content.unwrap_or_default());
+            match m.name {
+                Some(name) => message.with_name(name),
+                None => message,
+            }
+        })
+        .collect();
+    let mut request = ChatRequest::new(wire.model, messages);
+    request.max_tokens = wire.max_tokens.or(wire.max_completion_tokens);
+    request.temperature = wire.temperature;
+    request.top_p = wire.top_p;
+    request = match wire.stop {
+        Some(Stop::One(s)) => request.with_stop([s]),
+        Some(Stop::Many(v)) => request.with_stop(v),
+        None => request,
+    };
+    for (k, v) in wire.extra {
+        request = request.with_extra(k, v);
+    }
+    match gateway.stack.oneshot(request).await {
+        Ok(answer) => answer_response(answer),
+        Err(error) => error_response(&error),
+    }
+}
+
+fn header(value: impl AsRef<str>) -> HeaderValue {
+    HeaderValue::from_str(value.as_ref()).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn answer_response(answer: ChatResponse) -> Response {
+    let meta = &answer.meta;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-staunch-model",
+        header(meta.model.as_deref().unwrap_or(&answer.model)),
+    );
+    headers.insert("x-staunch-tier", header(meta.tier.as_str()));
+    headers.insert("x-staunch-attempts", header(meta.attempts.to_string()));
+    if let Some(provider) = &meta.provider {
+        headers.insert("x-staunch-provider", header(provider));
+    }
+    if let Some(warning) = &meta.warning {
+        headers.insert("x-staunch-warning", header(warning));
+    }
+    let usage = answer.usage;
+    let body = json!({
+        "id": if answer.id.is_empty() { "chatcmpl-staunch".to_owned() } else { answer.id.clone() },
+        "object": "chat.completion",
+        "created": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        "model": answer.model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer.message.content},
+            "finish_reason": answer.finish_reason.as_str(),
+        }],
+        "usage": {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total(),
+        },
+    });
+    (StatusCode::OK, headers, Json(body)).into_response()
+}
+
+/// Maps a failure to the status an OpenAI client expects, so its own retry
+/// logic does the right thing.
+fn error_response(error: &LlmError) -> Response {
+    let status = match (error.kind, error.class()) {
+        (ErrorKind::BudgetExhausted | ErrorKind::RateLimited, _) => StatusCode::TOO_MANY_REQUESTS,
+        (ErrorKind::ContextLengthExceeded | ErrorKind::ContentFiltered, _) => {
+            StatusCode::BAD_REQUEST
+        }
+        (_, ErrorClass::Fatal) => StatusCode::BAD_REQUEST,
+        (ErrorKind::Timeout, _) => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut response = openai_error(
+        status,
+        "staunch_error",
+        &error.to_string(),
+        Some(error.kind.as_str()),
+    );
+    if let Some(wait) = error.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", header(wait.as_secs().max(1).to_string()));
+    }
+    response
+}
+
+async fn metrics(State(gateway): State<Gateway>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        (gateway.render_metrics)(),
+    )
+        .into_response()
+}
+
+async fn health(State(gateway): State<Gateway>) -> Response {
+    let breakers: Vec<Value> = gateway
+        .breakers
+        .iter()
+        .map(|b| json!({"name": b.name(), "state": b.state().as_str(), "call_permitted": b.is_call_permitted()}))
+        .collect();
+    Json(json!({"breakers": breakers})).into_response()
+}
+
+fn target<S>(
+    name: &'static str,
+    client: S,
+    model: &'static str,
+    price: Price,
+) -> Result<(Target, CircuitBreakerHandle), Box<dyn std::error::Error>>
+where
+    S: tower::Service<ChatRequest, Response = ChatResponse, Error = LlmError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new(name))?;
+    let handle = breaker.handle();
+    let service = ServiceBuilder::new()
+        .circuit_breaker(breaker)
+        .llm_retry(RetryConfig::new())
+        .timeout(Duration::from_secs(60))
+        .service(client);
+    Ok((
+        Target::new(name, service)
+            .model(model)
+            .price(price)
+            .health(handle.clone()),
+        handle,
+    ))
+}
+
+/// The stack over an OpenAI-compatible and an Anthropic-compatible client.
+pub fn build(
+    openai: OpenAi,
+    anthropic: Anthropic,
+) -> Result<(Stack, Vec<CircuitBreakerHandle>), Box<dyn std::error::Error>> {
+    let (a, ha) = target("openai", openai, "gpt-4o", Price::per_million(2.5, 10.0))?;
+    let (b, hb) = target(
+        "anthropic",
+        anthropic,
+        "claude-sonnet-4-5",
+        Price::per_million(3.0, 15.0),
+    )?;
+    let stack = ServiceBuilder::new()
+        .layer(InstrumentLayer::new())
+        .degrade(
+            DegradeConfig::new()
+                .static_answer("The assistant is unavailable right now; please retry shortly."),
+        )
+        .service(Fallback::new([a, b])?);
+    Ok((BoxCloneSyncService::new(stack), vec![ha, hb]))
+}

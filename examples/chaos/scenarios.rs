@@ -1,0 +1,72 @@
+//! The named chaos scenarios the demo can run.
+
+use staunch_mock::{Fault, Outage, RandomFault, Scenario};
+
+/// Names accepted by `--scenario`. Outage windows are placed for the
+/// default pace (300 requests at 100/s: a three-second run).
+pub const NAMES: [&str; 3] = ["storm", "outage", "calm"];
+
+fn p(probability: f64, fault: Fault) -> RandomFault {
+    RandomFault { probability, fault }
+}
+
+/// The scenario called `name`, seeded with `seed`.
+pub fn named(name: &str, seed: u64) -> Option<Scenario> {
+    let mut s = Scenario {
+        seed,
+        latency_ms: 15,
+        ..Scenario::default()
+    };
+    // gpt-4o is configured with a small window here so that the long
+    // prompts of the mix overflow it and must go to Claude.
+    s.context_windows.insert("gpt-4o".into(), 8_000);
+    s.context_windows.insert("gpt-4o-mini".into(), 8_000);
+    match name {
+        "storm" => {
+            // Rate-limit bursts with Retry-After, 5xx and 529 bursts, hangs,
+            // malformed and truncated bodies, resets, content-filter hits,
+            // and the OpenAI route down for three seconds.
+            s.openai.random = vec![
+                p(0.10, Fault::RateLimit { retry_after: 0.3 }),
+                p(0.06, Fault::Overloaded { retry_after: None }),
+                p(0.05, Fault::ServerError),
+                p(0.02, Fault::Hang),
+                p(0.02, Fault::Malformed),
+                p(0.02, Fault::CutJson),
+                p(0.02, Fault::Truncated),
+                p(0.02, Fault::Reset),
+                p(0.02, Fault::ContentFilter),
+            ];
+            s.anthropic.random = vec![
+                p(
+                    0.08,
+                    Fault::Overloaded {
+                        retry_after: Some(0.2),
+                    },
+                ),
+                p(0.04, Fault::RateLimit { retry_after: 0.2 }),
+                p(0.03, Fault::ServerError),
+                p(0.01, Fault::Hang),
+            ];
+            s.outage = Some(Outage {
+                start_ms: 1_000,
+                end_ms: 2_000,
+                routes: vec!["openai".into()],
+            });
+        }
+        "outage" => {
+            // Both providers down together for a while: only the cache and
+            // the static answer are left.
+            s.openai.random = vec![p(0.05, Fault::ServerError)];
+            s.anthropic.random = vec![p(0.05, Fault::Overloaded { retry_after: None })];
+            s.outage = Some(Outage {
+                start_ms: 1_200,
+                end_ms: 2_400,
+                routes: vec![],
+            });
+        }
+        "calm" => {}
+        _ => return None,
+    }
+    Some(s)
+}
