@@ -157,7 +157,7 @@ where
     let breaker = CircuitBreakerLayer::new(
         CircuitBreakerConfig::new(name)
             .consecutive_failures(Some(5))
-            .break_duration(Duration::from_secs(2)),
+            .break_duration(Duration::from_secs(1)),
     )?;
     let handle = breaker.handle();
     let service = ServiceBuilder::new()
