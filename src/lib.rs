@@ -10,7 +10,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`observe`] | outermost: a span and metrics per logical request; the metric names |
-//! | [`degrade`] |: serves a cached, then a static answer when everything below fails |
+//! | [`degrade`] | serves a cached, then a static answer when everything below fails |
 //! | [`budget`] | refuses requests that would pass a per-request or per-window token/cost cap |
 //! | [`circuit_breaker`] | per target: fails fast while it is down, probes it back, lock-free when closed |
 //! | [`fallback`] | ordered target chains that skip open circuits and too-small context windows |
