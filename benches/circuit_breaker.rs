@@ -8,35 +8,18 @@
 //! the response future with a no-op waker until it is ready (at once,
 //! unless a breaker's lock is contended).
 
+mod support;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
-use staunch::core::{ChatRequest, ChatResponse, LlmError, Message, Usage};
-use std::future::{Future, Ready, ready};
+use staunch::core::{ChatRequest, ChatResponse, LlmError};
+use std::future::Ready;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use support::{InMemory, call_once, request};
 use tower::{Layer, Service};
-
-#[derive(Clone)]
-struct InMemory {
-    answer: Arc<ChatResponse>,
-}
-
-impl Service<ChatRequest> for InMemory {
-    type Response = ChatResponse;
-    type Error = LlmError;
-    type Future = Ready<Result<ChatResponse, LlmError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: ChatRequest) -> Self::Future {
-        ready(Ok(ChatResponse::clone(&self.answer)))
-    }
-}
 
 /// failsafe has no tower layer: this wraps each call's future in its
 /// breaker, the way its futures interface is meant to be used.
@@ -65,31 +48,6 @@ where
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         self.breaker.call(self.inner.call(request))
-    }
-}
-
-/// One call. A breaker that answers `Pending` (tower-resilience does when
-/// its lock is contended) is polled again at once, so contention is
-/// charged to the breaker that causes it.
-fn call_once<S>(service: &mut S, request: &ChatRequest) -> ChatResponse
-where
-    S: Service<ChatRequest, Response = ChatResponse>,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        match service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => break,
-            Poll::Ready(Err(_)) => panic!("the closed breaker refused"),
-            Poll::Pending => std::hint::spin_loop(),
-        }
-    }
-    let mut future = pin!(service.call(request.clone()));
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(Ok(response)) => return response,
-            Poll::Ready(Err(_)) => panic!("the closed success path failed"),
-            Poll::Pending => std::hint::spin_loop(),
-        }
     }
 }
 
@@ -122,15 +80,8 @@ where
 }
 
 fn bench(c: &mut Criterion) {
-    let request = ChatRequest::new(
-        "gpt-4o",
-        vec![Message::system("You are terse."), Message::user("Say hi")],
-    );
-    let provider = InMemory {
-        answer: Arc::new(
-            ChatResponse::new("gpt-4o-2024-08-06", "hi").with_usage(Usage::new(12, 1)),
-        ),
-    };
+    let request = request();
+    let provider = InMemory::new();
     let ours = CircuitBreakerLayer::new(CircuitBreakerConfig::new("bench"))
         .expect("valid")
         .layer(provider.clone());

@@ -7,61 +7,21 @@
 //! whose channel hop would dominate this measurement, so the bench uses the
 //! concurrency limit in its place.)
 
+mod support;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use staunch::ServiceBuilderExt;
 use staunch::budget::{BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
-use staunch::core::{ChatRequest, ChatResponse, LlmError, Message, Price, Usage};
+use staunch::core::Price;
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
 use staunch::retry::RetryConfig;
-use std::future::{Future, Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tower::{Service, ServiceBuilder};
-
-#[derive(Clone)]
-struct InMemory {
-    answer: Arc<ChatResponse>,
-}
-
-impl Service<ChatRequest> for InMemory {
-    type Response = ChatResponse;
-    type Error = LlmError;
-    type Future = Ready<Result<ChatResponse, LlmError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: ChatRequest) -> Self::Future {
-        ready(Ok(ChatResponse::clone(&self.answer)))
-    }
-}
-
-fn call_once<S>(service: &mut S, request: &ChatRequest) -> ChatResponse
-where
-    S: Service<ChatRequest, Response = ChatResponse>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => unreachable!("every layer is ready at once here"),
-    }
-    let mut future = pin!(service.call(request.clone()));
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(response)) => response,
-        other => panic!(
-            "the success path must complete at once: {:?}",
-            other.map(|r| r.err())
-        ),
-    }
-}
+use support::{InMemory, call_once, request};
+use tower::ServiceBuilder;
 
 fn target(name: &'static str, provider: InMemory, model: &'static str) -> Target {
     let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new(name)).expect("valid");
@@ -85,16 +45,8 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let _guard = runtime.enter();
-    let request = ChatRequest::new(
-        "gpt-4o",
-        vec![Message::system("You are terse."), Message::user("Say hi")],
-    )
-    .with_max_tokens(16);
-    let provider = InMemory {
-        answer: Arc::new(
-            ChatResponse::new("gpt-4o-2024-08-06", "hi").with_usage(Usage::new(12, 1)),
-        ),
-    };
+    let request = request();
+    let provider = InMemory::new();
 
     let mut group = c.benchmark_group("stack_success_path");
     let mut raw = provider.clone();
