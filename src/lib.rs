@@ -58,7 +58,7 @@ pub mod retry;
 mod test_support;
 
 pub use builder::ServiceBuilderExt;
-pub use deadline::Deadline;
+pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use staunch_core as core;
 
 /// The README's code, compiled and run as a doctest.

@@ -1,5 +1,7 @@
-//! One attempt of the retry loop: error conversion plus an `llm.attempt` span.
+//! One attempt of the retry loop: error conversion, the deadline's cut and an
+//! `llm.attempt` span.
 
+use crate::deadline::{self, Bounded, Deadline};
 use crate::into_llm::to_llm;
 use pin_project_lite::pin_project;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
@@ -15,7 +17,10 @@ use tracing::Span;
 pub(crate) struct AttemptNumber(pub(crate) u32);
 
 /// Wraps the service below the retry loop: each call runs in its own
-/// `llm.attempt` span, and any error becomes an [`LlmError`].
+/// `llm.attempt` span, is cut when the request's [`Deadline`] comes (so an
+/// attempt runs for at most `min(its own timeout, time left)`), is not
+/// started once the deadline has passed, and any error becomes an
+/// [`LlmError`].
 #[derive(Clone, Debug)]
 pub(crate) struct Attempt<S> {
     inner: S,
@@ -64,9 +69,10 @@ where
             error_kind = tracing::field::Empty,
             status = tracing::field::Empty,
         );
+        let deadline = Deadline::of(&request);
         let inner = {
             let _entered = span.enter();
-            self.inner.call(request)
+            deadline::start(deadline, || self.inner.call(request))
         };
         AttemptFuture { inner, span }
     }
@@ -76,7 +82,7 @@ pin_project! {
     /// The future of one attempt.
     pub(crate) struct AttemptFuture<F> {
         #[pin]
-        inner: F,
+        inner: Bounded<F>,
         span: Span,
     }
 }
@@ -92,7 +98,7 @@ where
         let this = self.project();
         let result = {
             let _entered = this.span.enter();
-            ready!(this.inner.poll(cx)).map_err(to_llm)
+            ready!(this.inner.poll(cx))
         };
         if !this.span.is_disabled() {
             match &result {

@@ -3,7 +3,8 @@
 //! error type with its classification.
 //!
 //! These types are shared by every staunch layer and provider client. They
-//! carry no runtime and do no I/O.
+//! start no runtime and do no I/O; [`Deadline`] reads tokio's clock so that
+//! tests can pause it.
 //!
 //! ```
 //! use staunch_core::{ChatRequest, ErrorClass, ErrorKind, LlmError, Message};
@@ -20,12 +21,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod deadline;
 mod error;
 mod redact;
 mod request;
 mod response;
 mod usage;
 
+pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use error::{
     BoxError, Classify, DefaultClassify, ErrorClass, ErrorDetails, ErrorKind, LlmError,
 };

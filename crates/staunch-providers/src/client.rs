@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Uri};
 use http_body_util::Full;
-use staunch_core::{ChatResponse, ErrorKind, LlmError};
+use staunch_core::{ChatResponse, Deadline, ErrorKind, LlmError};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -94,11 +94,13 @@ impl Core {
         })
     }
 
-    /// POSTs `body` and reads the answer with `parse`; tags errors and the
-    /// response with the provider, the model and the latency.
+    /// POSTs `body` and reads the answer with `parse`, within `deadline`;
+    /// tags errors and the response with the provider, the model and the
+    /// latency.
     pub(crate) async fn exchange(
         &self,
         model: String,
+        deadline: Option<Deadline>,
         body: Vec<u8>,
         parse: fn(u16, &HeaderMap, &[u8]) -> Result<ChatResponse, LlmError>,
     ) -> Result<ChatResponse, LlmError> {
@@ -122,7 +124,7 @@ impl Core {
             .with_source(e)
         });
         let outcome = async {
-            let raw = self.transport.send(request?).await?;
+            let raw = self.transport.send(request?, deadline).await?;
             tracing::Span::current().record("status", raw.status);
             let mut result = parse(raw.status, &raw.headers, &raw.body);
             if let Err(error) = &mut result

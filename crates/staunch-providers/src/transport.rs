@@ -9,7 +9,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use staunch_core::{ErrorKind, LlmError};
+use staunch_core::{Deadline, ErrorKind, LlmError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use std::time::Duration;
 /// | setting | default |
 /// |---|---|
 /// | `connect_timeout` | 10 s |
-/// | `request_timeout` (whole request: headers and body) | 600 s, as the official SDKs |
+/// | `request_timeout` (whole request: headers and body; a request's [`Deadline`] cuts it shorter) | 600 s, as the official SDKs |
 /// | `max_response_bytes` | 16 MiB |
 /// | `pool_idle_timeout` | 90 s |
 #[derive(Clone, Debug)]
@@ -52,7 +52,8 @@ impl HttpOptions {
         self
     }
 
-    /// How long a whole request may take, response body included.
+    /// How long a whole request may take, response body included. A
+    /// request carrying a [`Deadline`] is cut at whichever comes first.
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d;
         self
@@ -110,12 +111,19 @@ impl Transport {
     }
 
     /// Sends `request` and reads the whole response, within the request
-    /// timeout and the size bound.
+    /// timeout, the request's deadline and the size bound.
     pub(crate) async fn send(
         &self,
         request: Request<Full<Bytes>>,
+        deadline: Option<Deadline>,
     ) -> Result<RawResponse, LlmError> {
         let timeout = self.options.request_timeout;
+        let by_deadline = deadline.filter(|d| d.remaining() < timeout);
+        if let Some(d) = by_deadline
+            && d.is_expired()
+        {
+            return Err(d.exceeded());
+        }
         let limit = self.options.max_response_bytes;
         let exchange = async {
             let response = self.client.request(request).await.map_err(send_error)?;
@@ -131,12 +139,19 @@ impl Transport {
                 body,
             })
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        let limit_at = match by_deadline {
+            Some(d) => d.instant(),
+            None => tokio::time::Instant::now() + timeout,
+        };
+        match tokio::time::timeout_at(limit_at, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(LlmError::new(
-                ErrorKind::Timeout,
-                format!("no complete response within {timeout:?}"),
-            )),
+            Err(_) => Err(match by_deadline {
+                Some(d) => d.exceeded(),
+                None => LlmError::new(
+                    ErrorKind::Timeout,
+                    format!("no complete response within {timeout:?}"),
+                ),
+            }),
         }
     }
 }

@@ -122,9 +122,48 @@ impl LlmError {
         }
     }
 
-    /// The class of the kind ([`ErrorKind::class`]).
+    /// The class of the error: the kind's ([`ErrorKind::class`]), unless
+    /// the server said otherwise. A server's `x-should-retry: false` makes a
+    /// transient error [`Unavailable`](ErrorClass::Unavailable) (this
+    /// target, not now: fall back), and `x-should-retry: true` on an HTTP
+    /// answer makes it [`Transient`](ErrorClass::Transient), so that the
+    /// class agrees with what the retry layer does.
+    ///
+    /// ```
+    /// use staunch_core::{ErrorClass, ErrorKind, LlmError};
+    /// let e = LlmError::new(ErrorKind::Server, "").with_status(500).with_should_retry(false);
+    /// assert_eq!(e.class(), ErrorClass::Unavailable);
+    /// ```
     pub fn class(&self) -> ErrorClass {
-        self.kind.class()
+        let class = self.kind.class();
+        match (self.should_retry, class) {
+            (Some(false), ErrorClass::Transient) => ErrorClass::Unavailable,
+            (Some(true), _) if self.status.is_some() => ErrorClass::Transient,
+            _ => class,
+        }
+    }
+
+    /// A [`Timeout`](ErrorKind::Timeout) caused by a [`Deadline`](crate::Deadline)
+    /// of `scope`: its message names the deadline and its source is a
+    /// [`DeadlineExceeded`](crate::DeadlineExceeded).
+    pub fn deadline_exceeded(scope: crate::DeadlineScope) -> Self {
+        let cause = crate::DeadlineExceeded { scope };
+        LlmError::new(ErrorKind::Timeout, cause.to_string()).with_source(cause)
+    }
+
+    /// The deadline that cut this call, when a [`Deadline`](crate::Deadline)
+    /// (rather than a per-attempt timeout or the network) ended it.
+    pub fn deadline_exceeded_scope(&self) -> Option<crate::DeadlineScope> {
+        self.details
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<crate::DeadlineExceeded>())
+            .map(|d| d.scope)
+    }
+
+    /// True when a [`Deadline`](crate::Deadline) ended this call.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        self.deadline_exceeded_scope().is_some()
     }
 
     /// Sets the HTTP status.

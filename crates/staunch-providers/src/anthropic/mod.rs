@@ -171,7 +171,9 @@ impl Service<ChatRequest> for Anthropic {
                     )
                     .with_source(e)
                 })?;
-            core.exchange(request.model, body, wire::parse).await
+            let deadline = staunch_core::Deadline::of(&request);
+            core.exchange(request.model, deadline, body, wire::parse)
+                .await
         })
     }
 }

@@ -202,7 +202,9 @@ impl Service<ChatRequest> for OpenAi {
                 )
                 .with_source(e)
             })?;
-            core.exchange(request.model, body, wire::parse).await
+            let deadline = staunch_core::Deadline::of(&request);
+            core.exchange(request.model, deadline, body, wire::parse)
+                .await
         })
     }
 }
