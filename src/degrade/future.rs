@@ -1,7 +1,7 @@
 //! The degradation response future.
 
 use super::layer::Shared;
-use crate::into_llm::to_llm;
+use crate::deadline::{Bounded, Deadline};
 use crate::observe::names;
 use pin_project_lite::pin_project;
 use staunch_core::{
@@ -23,28 +23,31 @@ struct Degrading {
 pin_project! {
     /// The response future of [`Degrade`](super::Degrade).
     pub struct ResponseFuture<F> {
+        // Cut at the request's deadline, so that a cached or static answer
+        // goes out by it, not after.
         #[pin]
-        inner: F,
+        inner: Bounded<F>,
         degrading: Option<Degrading>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn pass_through(inner: F) -> Self {
+    pub(super) fn pass_through(inner: F, deadline: Option<Deadline>) -> Self {
         ResponseFuture {
-            inner,
+            inner: Bounded::new(inner, deadline),
             degrading: None,
         }
     }
 
     pub(super) fn degrading(
         inner: F,
+        deadline: Option<Deadline>,
         shared: Arc<Shared>,
         key: u128,
         request: Option<ChatRequest>,
     ) -> Self {
         ResponseFuture {
-            inner,
+            inner: Bounded::new(inner, deadline),
             degrading: Some(Degrading {
                 shared,
                 key,
@@ -83,7 +86,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx)).map_err(to_llm);
+        let result = ready!(this.inner.poll(cx));
         let Some(state) = this.degrading.take() else {
             return Poll::Ready(result);
         };

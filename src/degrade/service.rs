@@ -5,6 +5,7 @@ use super::config::NoDegrade;
 use super::future::ResponseFuture;
 use super::key::fingerprint;
 use super::layer::Shared;
+use crate::deadline::Deadline;
 use crate::into_llm::to_llm;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
 use std::fmt;
@@ -91,8 +92,9 @@ where
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let deadline = Deadline::of(&request);
         if request.extensions.get::<NoDegrade>().is_some() {
-            return ResponseFuture::pass_through(self.inner.call(request));
+            return ResponseFuture::pass_through(self.inner.call(request), deadline);
         }
         let key = fingerprint(&request);
         // Only a static answer built from the request needs the request
@@ -105,6 +107,7 @@ where
             .then(|| request.clone());
         ResponseFuture::degrading(
             self.inner.call(request),
+            deadline,
             self.shared.clone(),
             key,
             for_static,

@@ -1,8 +1,9 @@
 //! The fallback response future: walks the chain one target at a time.
 
+use super::split::DeadlineSplit;
 use super::target::{Target, TargetService};
-use crate::Deadline;
 use crate::budget::Allowance;
+use crate::deadline::{Bounded, Deadline, DeadlineScope};
 use crate::observe::names;
 use pin_project_lite::pin_project;
 use staunch_core::{
@@ -18,41 +19,51 @@ use tower::util::Oneshot;
 pin_project! {
     /// The response future of [`Fallback`](super::Fallback).
     pub struct ResponseFuture {
-        targets: Arc<[Target]>,
-        classify: Arc<dyn Classify>,
-        request: ChatRequest,
-        // The next target to consider.
-        next: usize,
-        // The target whose call is in flight.
-        current: usize,
-        // One error per target passed, in order.
-        errors: Vec<LlmError>,
-        // Cost of the failed targets' tokens, where their price is known.
-        failed_cost: f64,
-        // The largest context window that overflowed.
-        overflowed: Option<u64>,
-        started: Instant,
+        chain: Chain,
         #[pin]
-        call: Option<Oneshot<TargetService, ChatRequest>>,
+        call: Option<Bounded<Oneshot<TargetService, ChatRequest>>>,
     }
+}
+
+/// What the future knows between calls.
+struct Chain {
+    targets: Arc<[Target]>,
+    classify: Arc<dyn Classify>,
+    split: DeadlineSplit,
+    request: ChatRequest,
+    // The next target to consider.
+    next: usize,
+    // The target whose call is in flight.
+    current: usize,
+    // One error per target passed, in order.
+    errors: Vec<LlmError>,
+    // Cost of the failed targets' tokens, where their price is known.
+    failed_cost: f64,
+    // The largest context window that overflowed.
+    overflowed: Option<u64>,
+    started: Instant,
 }
 
 impl ResponseFuture {
     pub(super) fn new(
         targets: Arc<[Target]>,
         classify: Arc<dyn Classify>,
+        split: DeadlineSplit,
         request: ChatRequest,
     ) -> Self {
         ResponseFuture {
-            targets,
-            classify,
-            request,
-            next: 0,
-            current: 0,
-            errors: Vec::new(),
-            failed_cost: 0.0,
-            overflowed: None,
-            started: Instant::now(),
+            chain: Chain {
+                targets,
+                classify,
+                split,
+                request,
+                next: 0,
+                current: 0,
+                errors: Vec::new(),
+                failed_cost: 0.0,
+                overflowed: None,
+                started: Instant::now(),
+            },
             call: None,
         }
     }
@@ -79,6 +90,141 @@ fn chain_error(mut errors: Vec<LlmError>, fallback: impl FnOnce() -> LlmError) -
     last
 }
 
+fn chain_failed() -> LlmError {
+    LlmError::new(ErrorKind::Other, "fallback chain failed")
+}
+
+impl Chain {
+    /// The answer of the current target, with what the chain did before it.
+    fn answered(&mut self, mut response: ChatResponse) -> ChatResponse {
+        let target = &self.targets[self.current];
+        let total_usage = response.total_usage();
+        let meta = &mut response.meta;
+        meta.attempts = self
+            .errors
+            .iter()
+            .fold(meta.attempts, |n, e| n.saturating_add(e.attempts));
+        for e in &self.errors {
+            meta.failed_usage += e.total_spent();
+        }
+        // A failed target that was itself a chain passed over all of its
+        // own targets.
+        let passed: usize = self.errors.iter().map(|e| 1 + e.earlier.len()).sum();
+        meta.fallback_depth = meta.fallback_depth.saturating_add(passed as u32);
+        if meta.fallback_depth > 0 && meta.tier == QualityTier::Full {
+            meta.tier = QualityTier::Reduced;
+        }
+        meta.target.get_or_insert_with(|| target.name.to_string());
+        if meta.model.is_none() {
+            meta.model = Some(match &target.model {
+                Some(m) => m.to_string(),
+                None => self.request.model.clone(),
+            });
+        }
+        meta.cost = match (meta.cost, target.price) {
+            (Some(inner), _) => Some(inner + self.failed_cost),
+            (None, Some(price)) => Some(price.cost(&total_usage) + self.failed_cost),
+            (None, None) => None,
+        };
+        meta.latency = self.started.elapsed();
+        response
+    }
+
+    /// Records the current target's failure; `Err` when it ends the chain.
+    fn failed(&mut self, mut error: LlmError) -> Result<(), LlmError> {
+        let target = &self.targets[self.current];
+        if error.target.is_none() {
+            error.target = Some(target.name.to_string());
+        }
+        if let Some(price) = target.price {
+            self.failed_cost += price.cost(&error.total_spent());
+        }
+        let class = self.classify.classify(&error);
+        if error.kind == ErrorKind::ContextLengthExceeded
+            && let Some(window) = target.context_window
+        {
+            self.overflowed = Some(self.overflowed.map_or(window, |w| w.max(window)));
+        }
+        self.errors.push(error);
+        if class == ErrorClass::Fatal {
+            return Err(chain_error(std::mem::take(&mut self.errors), chain_failed));
+        }
+        Ok(())
+    }
+
+    /// Whether the chain may go on: the deadline has not passed and the
+    /// request's token allowance affords another target.
+    fn may_continue(&mut self) -> Result<(), LlmError> {
+        if let Some(deadline) = Deadline::of(&self.request)
+            && deadline.is_expired()
+        {
+            return Err(chain_error(std::mem::take(&mut self.errors), || {
+                let mut error = deadline.exceeded();
+                error.message =
+                    "the request's deadline passed before any fallback target was tried".to_owned();
+                error.attempts = 0;
+                error
+            }));
+        }
+        if let Some(allowance) = self.request.extensions.get::<Allowance>() {
+            let spent: u64 = self.errors.iter().map(|e| e.total_spent().total()).sum();
+            allowance.set_earlier_targets(spent);
+            if !self.errors.is_empty() && !allowance.affords_another(0) {
+                tracing::debug!(target: "staunch::fallback", spent, "request token cap reached; not trying further targets");
+                return Err(chain_error(std::mem::take(&mut self.errors), chain_failed));
+            }
+        }
+        Ok(())
+    }
+
+    /// Picks the next target that may take the request and builds its
+    /// call, bounded by the target's share of the deadline.
+    fn start_next(&mut self) -> Result<Bounded<Oneshot<TargetService, ChatRequest>>, LlmError> {
+        let Some(index) = next_target(&self.targets, self.next, self.overflowed, &mut self.errors)
+        else {
+            return Err(chain_error(std::mem::take(&mut self.errors), chain_failed));
+        };
+        let target = &self.targets[index];
+        if let Some(from) = self.errors.last().and_then(|e| e.target.clone()) {
+            tracing::info!(
+                target: "staunch::fallback",
+                from = from.as_str(),
+                to = target.name.as_ref(),
+                depth = index,
+                "falling back"
+            );
+            metrics::counter!(names::FALLBACKS, "from" => from, "to" => target.name.to_string())
+                .increment(1);
+        }
+        let mut request = self.request.clone();
+        if let Some(model) = &target.model {
+            request.model = model.to_string();
+        }
+        let deadline = Deadline::of(&self.request).map(|d| {
+            let after = self.targets[index + 1..]
+                .iter()
+                .filter(|t| {
+                    t.health
+                        .as_ref()
+                        .is_none_or(|h| h.unavailable_for().is_none())
+                })
+                .count();
+            self.split.target_deadline(d, after)
+        });
+        if let Some(d) = deadline
+            && d.scope() == DeadlineScope::TargetShare
+        {
+            request.extensions.insert(d);
+        }
+        self.current = index;
+        self.next = index + 1;
+        Ok(Bounded::new(
+            Oneshot::new(target.service.clone(), request),
+            deadline,
+        ))
+    }
+}
+
 impl Future for ResponseFuture {
     type Output = Result<ChatResponse, LlmError>;
 
@@ -88,116 +234,23 @@ impl Future for ResponseFuture {
             if let Some(call) = this.call.as_mut().as_pin_mut() {
                 let result = ready!(call.poll(cx));
                 this.call.set(None);
-                let target = &this.targets[*this.current];
                 match result {
-                    Ok(mut response) => {
-                        let total_usage = response.total_usage();
-                        let meta = &mut response.meta;
-                        meta.attempts = this
-                            .errors
-                            .iter()
-                            .fold(meta.attempts, |n, e| n.saturating_add(e.attempts));
-                        for e in this.errors.iter() {
-                            meta.failed_usage += e.total_spent();
-                        }
-                        // A failed target that was itself a chain passed over
-                        // all of its own targets.
-                        let passed: usize = this.errors.iter().map(|e| 1 + e.earlier.len()).sum();
-                        meta.fallback_depth = meta.fallback_depth.saturating_add(passed as u32);
-                        if meta.fallback_depth > 0 && meta.tier == QualityTier::Full {
-                            meta.tier = QualityTier::Reduced;
-                        }
-                        meta.target.get_or_insert_with(|| target.name.to_string());
-                        if meta.model.is_none() {
-                            meta.model = Some(match &target.model {
-                                Some(m) => m.to_string(),
-                                None => this.request.model.clone(),
-                            });
-                        }
-                        meta.cost = match (meta.cost, target.price) {
-                            (Some(inner), _) => Some(inner + *this.failed_cost),
-                            (None, Some(price)) => {
-                                Some(price.cost(&total_usage) + *this.failed_cost)
-                            }
-                            (None, None) => None,
-                        };
-                        meta.latency = this.started.elapsed();
-                        return Poll::Ready(Ok(response));
-                    }
-                    Err(mut error) => {
-                        if error.target.is_none() {
-                            error.target = Some(target.name.to_string());
-                        }
-                        if let Some(price) = target.price {
-                            *this.failed_cost += price.cost(&error.total_spent());
-                        }
-                        let class = this.classify.classify(&error);
-                        if error.kind == ErrorKind::ContextLengthExceeded
-                            && let Some(window) = target.context_window
-                        {
-                            *this.overflowed =
-                                Some(this.overflowed.map_or(window, |w| w.max(window)));
-                        }
-                        this.errors.push(error);
-                        if class == ErrorClass::Fatal {
-                            let errors = std::mem::take(this.errors);
-                            return Poll::Ready(Err(chain_error(errors, || {
-                                LlmError::new(ErrorKind::Other, "fallback chain failed")
-                            })));
+                    Ok(response) => return Poll::Ready(Ok(this.chain.answered(response))),
+                    Err(error) => {
+                        if let Err(end) = this.chain.failed(error) {
+                            return Poll::Ready(Err(end));
                         }
                     }
                 }
             }
-
-            if Deadline::of(this.request).is_some_and(|d| d.is_expired()) {
-                let errors = std::mem::take(this.errors);
-                return Poll::Ready(Err(chain_error(errors, || {
-                    LlmError::new(
-                        ErrorKind::Timeout,
-                        "the deadline passed before any fallback target was tried",
-                    )
-                })));
+            let next = this
+                .chain
+                .may_continue()
+                .and_then(|()| this.chain.start_next());
+            match next {
+                Ok(call) => this.call.set(Some(call)),
+                Err(end) => return Poll::Ready(Err(end)),
             }
-
-            if let Some(allowance) = this.request.extensions.get::<Allowance>() {
-                let spent: u64 = this.errors.iter().map(|e| e.total_spent().total()).sum();
-                allowance.set_earlier_targets(spent);
-                if !this.errors.is_empty() && !allowance.affords_another(0) {
-                    tracing::debug!(target: "staunch::fallback", spent, "request token cap reached; not trying further targets");
-                    let errors = std::mem::take(this.errors);
-                    return Poll::Ready(Err(chain_error(errors, || {
-                        LlmError::new(ErrorKind::Other, "fallback chain failed")
-                    })));
-                }
-            }
-
-            let Some(index) = next_target(this.targets, *this.next, *this.overflowed, this.errors)
-            else {
-                let errors = std::mem::take(this.errors);
-                return Poll::Ready(Err(chain_error(errors, || {
-                    LlmError::new(ErrorKind::Other, "fallback chain failed")
-                })));
-            };
-            let target = &this.targets[index];
-            if let Some(from) = this.errors.last().and_then(|e| e.target.clone()) {
-                tracing::info!(
-                    target: "staunch::fallback",
-                    from = from.as_str(),
-                    to = target.name.as_ref(),
-                    depth = index,
-                    "falling back"
-                );
-                metrics::counter!(names::FALLBACKS, "from" => from, "to" => target.name.to_string())
-                    .increment(1);
-            }
-            let mut request = this.request.clone();
-            if let Some(model) = &target.model {
-                request.model = model.to_string();
-            }
-            *this.current = index;
-            *this.next = index + 1;
-            this.call
-                .set(Some(Oneshot::new(target.service.clone(), request)));
         }
     }
 }

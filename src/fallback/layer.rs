@@ -60,6 +60,7 @@ where
         Fallback {
             targets: Arc::from([primary, self.backup.clone()]),
             classify: Arc::new(DefaultClassify),
+            split: Default::default(),
         }
     }
 }

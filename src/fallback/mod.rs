@@ -36,6 +36,7 @@
 mod future;
 mod layer;
 mod service;
+mod split;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -43,4 +44,5 @@ mod tests;
 pub use future::ResponseFuture;
 pub use layer::FallbackLayer;
 pub use service::{EmptyChain, Fallback};
+pub use split::DeadlineSplit;
 pub use target::{Target, TargetHealth, TargetService};

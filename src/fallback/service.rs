@@ -1,6 +1,7 @@
 //! The fallback service.
 
 use super::future::ResponseFuture;
+use super::split::DeadlineSplit;
 use super::target::Target;
 use staunch_core::{ChatRequest, ChatResponse, Classify, DefaultClassify, LlmError};
 use std::fmt;
@@ -19,7 +20,9 @@ use tower_service::Service;
 /// - After a context overflow, targets whose context window is not larger
 ///   than the one that overflowed are passed over.
 /// - No target is started once the request's [`Deadline`](crate::Deadline)
-///   has passed.
+///   has passed, and each target's call (its retries included) is cut when
+///   its share of the time left is spent ([`DeadlineSplit`]), so the targets
+///   after it are still called in time.
 ///
 /// The response's meta names the target and model that answered, the
 /// fallback depth and [`QualityTier::Reduced`](staunch_core::QualityTier)
@@ -32,6 +35,7 @@ use tower_service::Service;
 pub struct Fallback {
     pub(super) targets: Arc<[Target]>,
     pub(super) classify: Arc<dyn Classify>,
+    pub(super) split: DeadlineSplit,
 }
 
 /// A fallback chain was built with no target.
@@ -49,12 +53,21 @@ impl Fallback {
         Ok(Fallback {
             targets,
             classify: Arc::new(DefaultClassify),
+            split: DeadlineSplit::default(),
         })
     }
 
     /// Decides error classes with `classify` instead of the default table.
     pub fn classify(mut self, classify: impl Classify) -> Self {
         self.classify = Arc::new(classify);
+        self
+    }
+
+    /// How a request's [`Deadline`](crate::Deadline) is shared among the
+    /// targets (default [`DeadlineSplit::Fraction`]`(0.5)`): a target may
+    /// use its share, so a healthy target after it is still called in time.
+    pub fn deadline_split(mut self, split: DeadlineSplit) -> Self {
+        self.split = split;
         self
     }
 
@@ -83,6 +96,11 @@ impl Service<ChatRequest> for Fallback {
     }
 
     fn call(&mut self, request: ChatRequest) -> ResponseFuture {
-        ResponseFuture::new(self.targets.clone(), self.classify.clone(), request)
+        ResponseFuture::new(
+            self.targets.clone(),
+            self.classify.clone(),
+            self.split,
+            request,
+        )
     }
 }

@@ -243,10 +243,12 @@ async fn no_target_starts_after_the_deadline() {
     let slow_then_fail = ServiceBuilder::new()
         .timeout(Duration::from_secs(5))
         .service(a.clone());
+    // Without a split, the first target may use the whole deadline.
     let err = chain([
         Target::new("a", slow_then_fail),
         Target::new("b", b.clone()),
     ])
+    .deadline_split(DeadlineSplit::Off)
     .oneshot(request().with_extension(Deadline::after(Duration::from_secs(5))))
     .await
     .unwrap_err();
@@ -258,8 +260,101 @@ async fn no_target_starts_after_the_deadline() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(err.is_deadline_exceeded());
     assert!(err.message.contains("deadline"), "{}", err.message);
     assert_eq!(b.count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_primary_leaves_the_next_target_its_share() {
+    // Issue 9's case: 5 s deadline, 2 s per-attempt timeout, retries on a
+    // hung primary; the healthy second target must still answer in time.
+    let a = Scripted::new([Step::Hang(Duration::from_secs(600))]);
+    let b = Scripted::new([Step::Ok]);
+    let primary = ServiceBuilder::new()
+        .layer(RetryLayer::new(
+            RetryConfig::new().jitter(NoJitter).no_budget(),
+        ))
+        .timeout(Duration::from_secs(2))
+        .service(a.clone());
+    let started = tokio::time::Instant::now();
+    let response = chain([
+        Target::new("a", primary.clone()),
+        Target::new("b", b.clone()),
+    ])
+    .oneshot(request().with_extension(Deadline::after(Duration::from_secs(5))))
+    .await
+    .unwrap();
+    // a gets 2.5 s: its 2 s attempt times out, and a 0.5 s backoff would
+    // reach the end of its share, so the chain moves on at once.
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!((a.count(), b.count()), (1, 1));
+    assert_eq!(response.meta.target.as_deref(), Some("b"));
+    assert_eq!(response.meta.fallback_depth, 1);
+
+    // With 6 s, a's share is 3 s: the retry starts at 2.5 s and is cut at
+    // 3 s, before its own 2 s timeout, and b answers in time.
+    let started = tokio::time::Instant::now();
+    let response = chain([Target::new("a", primary), Target::new("b", b.clone())])
+        .oneshot(request().with_extension(Deadline::after(Duration::from_secs(6))))
+        .await
+        .unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!((a.count(), b.count()), (3, 2));
+    assert_eq!(response.meta.target.as_deref(), Some("b"));
+    assert_eq!(response.meta.attempts, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_without_its_own_timeout_is_cut_at_its_share() {
+    let a = Scripted::new([Step::Hang(Duration::from_secs(600))]);
+    let b = Scripted::new([Step::Hang(Duration::from_secs(600))]);
+    let c = Scripted::new([Step::Ok]);
+    let started = tokio::time::Instant::now();
+    let response = chain([
+        Target::new("a", a.clone()),
+        Target::new("b", b.clone()),
+        Target::new("c", c.clone()),
+    ])
+    .deadline_split(DeadlineSplit::Equal)
+    .oneshot(request().with_extension(Deadline::after(Duration::from_secs(9))))
+    .await
+    .unwrap();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(6),
+        "3 s each for a and b"
+    );
+    assert_eq!(response.meta.target.as_deref(), Some("c"));
+    assert_eq!(response.meta.attempts, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_healthy_target_gets_all_that_is_left_and_no_more() {
+    let a = Scripted::new([Step::Hang(Duration::from_secs(600))]);
+    let b = Scripted::new([Step::Ok]);
+    let started = tokio::time::Instant::now();
+    // b's circuit is open: a is the last target that may be called.
+    let err = chain([
+        Target::new("a", a.clone()),
+        Target::new("b", b.clone()).health(|| Some(Duration::from_secs(30))),
+    ])
+    .oneshot(request().with_extension(Deadline::after(Duration::from_secs(4))))
+    .await
+    .unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(4));
+    assert_eq!(b.count(), 0);
+    let cut = err
+        .earlier
+        .iter()
+        .chain([&err])
+        .find(|e| e.target.as_deref() == Some("a"));
+    let cut = cut.expect("a's error is in the chain");
+    assert_eq!(cut.kind, ErrorKind::Timeout);
+    assert_eq!(
+        cut.deadline_exceeded_scope(),
+        Some(crate::DeadlineScope::Request)
+    );
 }
 
 #[tokio::test(start_paused = true)]

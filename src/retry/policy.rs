@@ -2,8 +2,8 @@
 
 use super::RetryConfig;
 use super::attempt::AttemptNumber;
-use crate::Deadline;
 use crate::budget::Allowance;
+use crate::deadline::Deadline;
 use crate::observe::names;
 use staunch_core::{ChatRequest, ChatResponse, ErrorClass, LlmError, Usage};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub(crate) enum GiveUp {
     MaxRetries,
     RetryAfterTooLong,
     Deadline,
+    DeadlinePassed,
     Budget,
     RequestBudget,
 }
@@ -31,6 +32,7 @@ impl GiveUp {
             GiveUp::MaxRetries => "max_retries",
             GiveUp::RetryAfterTooLong => "retry_after_too_long",
             GiveUp::Deadline => "deadline",
+            GiveUp::DeadlinePassed => "deadline_passed",
             GiveUp::Budget => "retry_budget",
             GiveUp::RequestBudget => "request_budget",
         }
@@ -43,6 +45,7 @@ impl GiveUp {
             GiveUp::MaxRetries => "max retries reached",
             GiveUp::RetryAfterTooLong => "retry-after longer than max_retry_after",
             GiveUp::Deadline => "the wait would pass the deadline",
+            GiveUp::DeadlinePassed => "the deadline cut the attempt",
             GiveUp::Budget => "retry budget spent",
             GiveUp::RequestBudget => "another attempt would exceed the request's token cap",
         }
@@ -74,6 +77,9 @@ impl LlmPolicy {
     /// Decides whether and how long to wait before retrying `error`.
     fn decide(&self, request: &ChatRequest, error: &LlmError) -> Result<Duration, GiveUp> {
         let config = &*self.config;
+        if error.is_deadline_exceeded() {
+            return Err(GiveUp::DeadlinePassed);
+        }
         let retryable = match error.should_retry {
             Some(false) => return Err(GiveUp::ServerSaidNo),
             // Only a server can say "retry"; the instruction rides on an HTTP answer.

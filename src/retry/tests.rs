@@ -439,3 +439,69 @@ async fn success_on_the_first_try_is_reported_plainly() {
     assert_eq!(response.meta.retry_wait, Duration::ZERO);
     assert!(response.meta.failed_usage.is_zero());
 }
+
+#[test]
+fn an_attempt_in_flight_is_cut_by_the_deadline_with_its_own_giveup_reason() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let fake = Scripted::new([Step::Hang(Duration::from_secs(3600))]);
+    let err = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let started = Instant::now();
+            // No per-attempt timeout at all: only the deadline bounds it.
+            let err = Retry::new(exact(), fake.clone())
+                .oneshot(request().with_extension(Deadline::after(Duration::from_secs(2))))
+                .await
+                .unwrap_err();
+            assert_eq!(started.elapsed(), Duration::from_secs(2));
+            err
+        })
+    });
+    assert_eq!(fake.count(), 1, "no retry after the deadline");
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(err.is_deadline_exceeded());
+    assert!(err.to_string().contains("deadline"), "{err}");
+    let giveups: Vec<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == crate::observe::names::RETRY_GIVEUPS)
+        .filter(|(.., v)| matches!(v, DebugValue::Counter(1)))
+        .flat_map(|(k, ..)| {
+            k.key()
+                .labels()
+                .map(|l| l.value().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(giveups, ["deadline_passed"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_that_answers_before_the_deadline_is_kept() {
+    let fake = Scripted::new([Step::Hang(Duration::from_millis(1_999))]);
+    let response = Retry::new(exact(), fake.clone())
+        .oneshot(request().with_extension(Deadline::after(Duration::from_secs(2))))
+        .await
+        .unwrap();
+    assert_eq!(response.text(), "late");
+    assert_eq!(response.meta.attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn x_should_retry_false_is_the_public_class_too() {
+    let e = LlmError::new(ErrorKind::Overloaded, "busy")
+        .with_status(529)
+        .with_should_retry(false);
+    assert_eq!(e.class(), ErrorClass::Unavailable);
+    let e = LlmError::new(ErrorKind::Authentication, "later")
+        .with_status(401)
+        .with_should_retry(true);
+    assert_eq!(e.class(), ErrorClass::Transient);
+}

@@ -26,6 +26,8 @@ pub enum Step {
     Filtered,
     /// No answer for an hour.
     Hang,
+    /// A complete answer after this long.
+    Slow(Duration),
 }
 
 /// A provider called `name` with an optional context window.
@@ -132,6 +134,14 @@ impl Service<ChatRequest> for Provider {
                 Step::Hang => {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     Err(fail(ErrorKind::Timeout, 504))
+                }
+                Step::Slow(after) => {
+                    tokio::time::sleep(after).await;
+                    let mut r = ChatResponse::new(request.model.clone(), format!("{name} answers"))
+                        .with_usage(Usage::new(prompt, 20));
+                    r.meta.provider = Some(name.to_owned());
+                    r.meta.model = Some(request.model.clone());
+                    Ok(r)
                 }
             }
         })
