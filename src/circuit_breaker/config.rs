@@ -80,10 +80,14 @@ type TransitionFn = dyn Fn(&Transition) + Send + Sync;
 /// | `break_duration` | 30 s | how long the circuit stays open before probing |
 /// | `break_growth` / `max_break_duration` | 1.0 (no growth) / 5 min | each re-open after a failed probe multiplies the break; reset on close |
 /// | `half_open_probes` | 1 | calls admitted at once while half-open |
+/// | `half_open_wait` | 5 s | how long a call that finds every probe slot taken waits for the verdict (cut by its deadline) |
 /// | `success_threshold` | 1 | probe successes that close the circuit |
 /// | `rate_limit_cooldown` | on | a 429 carrying `Retry-After` opens the circuit for exactly that long |
 /// | `outcome` | [`default_outcome`] | what counts as success, failure or neither |
 /// | `on_transition` | none | a callback for every state change |
+///
+/// With neither trip rule nor cooldown ([`off`](Self::off)) the breaker
+/// passes every call and only counts.
 ///
 /// LLM clients often run at a few requests per second, where rate windows
 /// with the usual 100-call minimum never fill: the default trip rule is
@@ -114,6 +118,7 @@ pub struct CircuitBreakerConfig {
     pub(super) half_open_probes: u32,
     pub(super) success_threshold: u32,
     pub(super) rate_limit_cooldown: bool,
+    pub(super) half_open_wait: Duration,
     pub(super) outcome: Arc<OutcomeFn>,
     pub(super) on_transition: Option<Arc<TransitionFn>>,
 }
@@ -122,9 +127,6 @@ pub struct CircuitBreakerConfig {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidCircuitBreaker {
-    /// No trip rule is set.
-    #[error("a circuit breaker needs a trip rule: consecutive_failures or failure_rate")]
-    NoTripRule,
     /// `consecutive_failures` must be at least 1.
     #[error("consecutive_failures must be at least 1")]
     ZeroConsecutive,
@@ -159,9 +161,34 @@ impl CircuitBreakerConfig {
             half_open_probes: 1,
             success_threshold: 1,
             rate_limit_cooldown: true,
+            half_open_wait: Duration::from_secs(5),
             outcome: Arc::new(default_outcome),
             on_transition: None,
         }
+    }
+
+    /// A breaker that is off: no trip rule and no rate-limit cooldown, so it
+    /// passes every call and only counts outcomes (its state is
+    /// [`Disabled`](super::CircuitState::Disabled); the handle can still
+    /// force it open). One code path serves targets with and without a
+    /// breaker.
+    ///
+    /// ```
+    /// use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+    /// let layer = CircuitBreakerLayer::new(CircuitBreakerConfig::off("local-llm")).unwrap();
+    /// assert_eq!(layer.handle().state(), CircuitState::Disabled);
+    /// ```
+    pub fn off(name: impl Into<Arc<str>>) -> Self {
+        CircuitBreakerConfig::new(name)
+            .consecutive_failures(None)
+            .rate_limit_cooldown(false)
+    }
+
+    /// True when nothing can trip the breaker (see [`off`](Self::off)).
+    pub fn is_off(&self) -> bool {
+        self.consecutive_failures.is_none()
+            && self.failure_rate.is_none()
+            && !self.rate_limit_cooldown
     }
 
     /// Trips after `n` failures in a row; `None` turns the rule off.
@@ -207,6 +234,16 @@ impl CircuitBreakerConfig {
         self
     }
 
+    /// How long a call that finds the circuit half-open with every probe
+    /// slot taken waits for the probes' verdict (in `poll_ready`, so a
+    /// request's deadline cuts the wait) before it is refused. Closed by
+    /// the probes, the waiting calls go through; opened, they fail with
+    /// `CircuitOpen`. `Duration::ZERO` refuses them at once.
+    pub fn half_open_wait(mut self, wait: Duration) -> Self {
+        self.half_open_wait = wait;
+        self
+    }
+
     /// Whether a 429 with `Retry-After` opens the circuit for that long.
     pub fn rate_limit_cooldown(mut self, on: bool) -> Self {
         self.rate_limit_cooldown = on;
@@ -234,9 +271,6 @@ impl CircuitBreakerConfig {
 
     /// Checks that the configuration can work.
     pub fn validate(&self) -> Result<(), InvalidCircuitBreaker> {
-        if self.consecutive_failures.is_none() && self.failure_rate.is_none() {
-            return Err(InvalidCircuitBreaker::NoTripRule);
-        }
         if self.consecutive_failures == Some(0) {
             return Err(InvalidCircuitBreaker::ZeroConsecutive);
         }
@@ -280,6 +314,7 @@ impl fmt::Debug for CircuitBreakerConfig {
             .field("half_open_probes", &self.half_open_probes)
             .field("success_threshold", &self.success_threshold)
             .field("rate_limit_cooldown", &self.rate_limit_cooldown)
+            .field("half_open_wait", &self.half_open_wait)
             .finish_non_exhaustive()
     }
 }

@@ -229,6 +229,7 @@ fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let remote = Remote { senders: Default::default() };
         let cb = CircuitBreakerLayer::new(
             CircuitBreakerConfig::new("model")
+                .half_open_wait(Duration::ZERO)
                 .consecutive_failures(Some(THRESHOLD))
                 .break_duration(BREAK)
                 .break_growth(2.0, MAX_BREAK)

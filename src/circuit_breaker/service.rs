@@ -6,7 +6,10 @@ use super::state::Admission;
 use crate::into_llm::to_llm;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use tokio::time::Sleep;
 use tower_service::Service;
 
 /// Fails fast while a target is down.
@@ -24,10 +27,19 @@ use tower_service::Service;
 /// made, and `poll_ready` itself never fails. A refused call does not poll
 /// the inner service at all, so an open circuit holds no slot of an inner
 /// concurrency limit. Clones share the circuit but not a held admission.
+///
+/// A call that finds the circuit half-open with every probe slot taken
+/// waits in `poll_ready` for the probes' verdict, up to
+/// [`half_open_wait`](super::CircuitBreakerConfig::half_open_wait): when
+/// the probes close the circuit it goes through, when they open it again it
+/// is refused. So a burst that arrives while a target is being probed is
+/// not turned away wholesale.
 pub struct CircuitBreaker<S> {
     inner: S,
     handle: CircuitBreakerHandle,
     permit: Option<Permit>,
+    // While waiting for a half-open verdict: when to stop waiting.
+    verdict_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> CircuitBreaker<S> {
@@ -36,6 +48,7 @@ impl<S> CircuitBreaker<S> {
             inner,
             handle,
             permit: None,
+            verdict_timer: None,
         }
     }
 
@@ -61,6 +74,7 @@ impl<S: Clone> Clone for CircuitBreaker<S> {
             inner: self.inner.clone(),
             handle: self.handle.clone(),
             permit: None,
+            verdict_timer: None,
         }
     }
 }
@@ -85,6 +99,22 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         let breaker = &self.handle.breaker;
+        // Half-open with every probe slot taken: wait for the verdict
+        // before asking for an admission, so a wait that ends well is not
+        // counted as a refusal.
+        let wait = breaker.config.half_open_wait;
+        while self.permit.is_none() && !wait.is_zero() && breaker.probe_slots_taken() {
+            let timer = self
+                .verdict_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
+            if timer.as_mut().poll(cx).is_ready() {
+                break; // Waited long enough: the admission below refuses.
+            }
+            if breaker.wait_for_verdict(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        self.verdict_timer = None;
         let permit = self
             .permit
             .get_or_insert_with(|| Permit::new(breaker.clone(), breaker.acquire()));

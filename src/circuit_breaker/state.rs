@@ -7,6 +7,7 @@ use staunch_core::{ChatResponse, ErrorKind, LlmError};
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::Waker;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -183,6 +184,9 @@ pub(crate) struct Breaker {
     rate: Option<RateCounter>,
     pub(crate) stats: Stats,
     meta: Mutex<Meta>,
+    /// Callers waiting for a half-open verdict or a free probe slot; only
+    /// touched off the closed-state path.
+    waiters: Mutex<Vec<Waker>>,
 }
 
 fn pack(epoch: u64, state: CircuitState) -> u64 {
@@ -200,10 +204,17 @@ impl Breaker {
             RateWindow::Time(d) => RateCounter::Time(TimeWindow::new(d.as_secs().max(1))),
         });
         let current_break = config.break_duration;
+        // With no rule that could trip it, the breaker is off: it passes
+        // every call and only counts.
+        let initial = if config.is_off() {
+            CircuitState::Disabled
+        } else {
+            CircuitState::Closed
+        };
         Breaker {
             config,
             base: Instant::now(),
-            word: Padded(AtomicU64::new(pack(0, CircuitState::Closed))),
+            word: Padded(AtomicU64::new(pack(0, initial))),
             open_until: AtomicU64::new(0),
             consecutive: Padded(AtomicU32::new(0)),
             probes_in_flight: AtomicU32::new(0),
@@ -214,6 +225,33 @@ impl Breaker {
                 last_transition: None,
                 current_break,
             }),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// True while the circuit is half-open with every probe slot taken.
+    pub(crate) fn probe_slots_taken(&self) -> bool {
+        self.state() == CircuitState::HalfOpen && self.probe_slots_full()
+    }
+
+    /// Wakes `waker` when the half-open circuit settles or a probe slot
+    /// frees; false when that already happened (the caller should look
+    /// again instead of waiting).
+    pub(crate) fn wait_for_verdict(&self, waker: &Waker) -> bool {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.probe_slots_taken() {
+            return false;
+        }
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+        true
+    }
+
+    fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+        for waker in waiters {
+            waker.wake();
         }
     }
 
@@ -405,6 +443,9 @@ impl Breaker {
                         TransitionReason::ProbesSucceeded,
                         None,
                     );
+                } else {
+                    // A slot is free for the next probe.
+                    self.wake_waiters();
                 }
             }
             Outcome::Failure => {
@@ -425,6 +466,7 @@ impl Breaker {
             let _ = self
                 .probes_in_flight
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            self.wake_waiters();
         }
     }
 
@@ -483,6 +525,9 @@ impl Breaker {
         self.stats.transitions.fetch_add(1, Ordering::Relaxed);
         meta.last_transition = Some(now);
         drop(meta);
+        if from == CircuitState::HalfOpen {
+            self.wake_waiters();
+        }
 
         let name = &*self.config.name;
         if to == CircuitState::Open || to == CircuitState::ForcedOpen {

@@ -181,7 +181,8 @@ async fn half_open_admits_only_the_probe_limit_under_concurrent_callers() {
         CircuitBreakerConfig::new("p")
             .consecutive_failures(Some(1))
             .break_duration(S(1))
-            .half_open_probes(2),
+            .half_open_probes(2)
+            .half_open_wait(Duration::ZERO),
     );
     let handle = cb.handle();
     let service = cb.layer(fake.clone());
@@ -469,10 +470,6 @@ fn unworkable_configs_are_clear_errors() {
     use InvalidCircuitBreaker as E;
     let bad = [
         (
-            CircuitBreakerConfig::new("p").consecutive_failures(None),
-            E::NoTripRule,
-        ),
-        (
             CircuitBreakerConfig::new("p").consecutive_failures(Some(0)),
             E::ZeroConsecutive,
         ),
@@ -508,7 +505,7 @@ fn unworkable_configs_are_clear_errors() {
     for (config, want) in bad {
         assert_eq!(CircuitBreakerLayer::new(config).unwrap_err(), want);
     }
-    assert!(E::NoTripRule.to_string().contains("trip rule"));
+    assert!(E::ZeroConsecutive.to_string().contains("at least 1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,4 +596,96 @@ async fn concurrent_callers_never_exceed_the_probe_limit() {
     }
     assert_eq!((ok, refused), (3, 61));
     assert_eq!(handle.counts().successes, 3);
+}
+
+/// Issue 9: a burst that arrives while the only probe is in flight waits
+/// for its verdict instead of being turned away (298 of 300 got the static
+/// answer before), and is refused at once when the probe fails.
+#[tokio::test(start_paused = true)]
+async fn a_burst_during_a_probe_waits_for_its_verdict() {
+    for probe_succeeds in [true, false] {
+        let probe = if probe_succeeds {
+            Step::Hang(S(2)) // answers "late", a success, after 2 s
+        } else {
+            fail(ErrorKind::Server)
+        };
+        let fake = Scripted::new([fail(ErrorKind::Server), probe, Step::Ok]);
+        let cb = layer(
+            CircuitBreakerConfig::new("p")
+                .consecutive_failures(Some(1))
+                .break_duration(S(1)),
+        );
+        let handle = cb.handle();
+        let service = cb.layer(fake.clone());
+        run(&service, 1).await;
+        tokio::time::advance(S(1)).await;
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..300 {
+            let s = service.clone();
+            tasks.spawn(async move { s.oneshot(request()).await });
+        }
+        let (mut ok, mut refused, mut probe_failed) = (0, 0, 0);
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Ok(_) => ok += 1,
+                Err(e) if e.kind == ErrorKind::CircuitOpen => refused += 1,
+                Err(e) => {
+                    assert_eq!(e.kind, ErrorKind::Server, "the probe's own failure");
+                    probe_failed += 1;
+                }
+            }
+        }
+        if probe_succeeds {
+            assert_eq!((ok, refused, probe_failed), (300, 0, 0));
+            assert_eq!(started.elapsed(), S(2), "the probe's 2 s, then all at once");
+            assert_eq!(handle.state(), CircuitState::Closed);
+            assert_eq!(handle.counts().rejected, 0, "waiting is not a refusal");
+        } else {
+            assert_eq!((ok, refused, probe_failed), (0, 299, 1));
+            assert_eq!(fake.count(), 2, "only the probe reached the target");
+            assert_eq!(handle.state(), CircuitState::Open);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_for_a_verdict_is_bounded() {
+    let fake = Scripted::new([fail(ErrorKind::Server), Step::Hang(S(3600))]);
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(S(1))
+            .half_open_wait(S(3)),
+    );
+    let service = cb.layer(fake.clone());
+    run(&service, 1).await;
+    tokio::time::advance(S(1)).await;
+    let probe = tokio::spawn(service.clone().oneshot(request()));
+    tokio::task::yield_now().await;
+    let started = Instant::now();
+    let err = service.clone().oneshot(request()).await.unwrap_err();
+    assert_eq!(started.elapsed(), S(3));
+    assert_eq!(err.kind, ErrorKind::CircuitOpen);
+    probe.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_without_a_trip_rule_is_off() {
+    let fake = Scripted::new([fail_after(ErrorKind::RateLimited, 429, S(7))]);
+    let cb = layer(CircuitBreakerConfig::off("p"));
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    let results = run(&service, 20).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().kind == ErrorKind::RateLimited)
+    );
+    assert_eq!(fake.count(), 20, "every call went through");
+    assert_eq!(handle.state(), CircuitState::Disabled);
+    assert!(handle.is_call_permitted());
+    // Without a trip rule but with the cooldown, only 429s open it.
+    let cb = layer(CircuitBreakerConfig::new("q").consecutive_failures(None));
+    assert_eq!(cb.handle().state(), CircuitState::Closed);
 }

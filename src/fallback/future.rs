@@ -180,7 +180,8 @@ impl Chain {
     /// Picks the next target that may take the request and builds its
     /// call, bounded by the target's share of the deadline.
     fn start_next(&mut self) -> Result<Bounded<Oneshot<TargetService, ChatRequest>>, LlmError> {
-        let Some(index) = next_target(&self.targets, self.next, self.overflowed, &mut self.errors)
+        let Some((index, next)) =
+            next_target(&self.targets, self.next, self.overflowed, &mut self.errors)
         else {
             return Err(chain_error(std::mem::take(&mut self.errors), chain_failed));
         };
@@ -217,7 +218,7 @@ impl Chain {
             request.extensions.insert(d);
         }
         self.current = index;
-        self.next = index + 1;
+        self.next = next;
         Ok(Bounded::new(
             Oneshot::new(target.service.clone(), request),
             deadline,
@@ -256,15 +257,23 @@ impl Future for ResponseFuture {
 }
 
 /// The first target from `from` on that may take the request, recording an
-/// error for each one passed over.
+/// error for each one passed over. A target whose circuit is half-open with
+/// its probe slots taken (its wait is zero) is passed over while another
+/// target may answer; when none may, it is called after all, and its
+/// breaker waits for the probes' verdict within the deadline. Returns the
+/// target and where to look next.
 fn next_target(
     targets: &[Target],
     from: usize,
     overflowed: Option<u64>,
     errors: &mut Vec<LlmError>,
-) -> Option<usize> {
+) -> Option<(usize, usize)> {
+    let mut probing = None;
     for (index, target) in targets.iter().enumerate().skip(from) {
         if let Some(wait) = target.health.as_ref().and_then(|h| h.unavailable_for()) {
+            if wait.is_zero() && probing.is_none() {
+                probing = Some((index, errors.len()));
+            }
             metrics::counter!(names::FALLBACK_SKIPS, "target" => target.name.to_string(), "reason" => "circuit_open")
                 .increment(1);
             errors.push(
@@ -289,7 +298,11 @@ fn next_target(
             ));
             continue;
         }
-        return Some(index);
+        return Some((index, index + 1));
     }
-    None
+    let (index, error_at) = probing?;
+    // Called after all: its skip is not an error of the chain, and every
+    // target after it has been passed over already.
+    errors.remove(error_at);
+    Some((index, targets.len()))
 }

@@ -384,3 +384,56 @@ async fn layers_nest_into_a_chain() {
 fn an_empty_chain_is_refused() {
     assert_eq!(Fallback::new([]).unwrap_err(), EmptyChain);
 }
+
+/// Issue 9: every target half-open with its probe in flight. The burst
+/// waits for the first target's verdict instead of failing at once.
+#[tokio::test(start_paused = true)]
+async fn a_burst_while_every_target_is_probed_waits_for_a_verdict() {
+    use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+    use tower::Layer;
+    let mut handles = Vec::new();
+    let mut targets = Vec::new();
+    let mut fakes = Vec::new();
+    for name in ["a", "b"] {
+        // Fails once (opening the circuit), then its probe answers after 1 s.
+        let fake = Scripted::new([
+            fail(ErrorKind::Server),
+            Step::Hang(Duration::from_secs(1)),
+            Step::Ok,
+        ]);
+        let breaker = CircuitBreakerLayer::new(
+            CircuitBreakerConfig::new(name)
+                .consecutive_failures(Some(1))
+                .break_duration(Duration::from_secs(5)),
+        )
+        .unwrap();
+        let handle = breaker.handle();
+        let service = breaker.layer(fake.clone());
+        // Open it.
+        let _ = service.clone().oneshot(request()).await;
+        targets.push(Target::new(name, service).health(handle.clone()));
+        handles.push(handle);
+        fakes.push(fake);
+    }
+    let chain = chain(targets);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let started = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let chain = chain.clone();
+        tasks.spawn(async move {
+            chain
+                .oneshot(request().with_extension(Deadline::after(Duration::from_secs(10))))
+                .await
+        });
+    }
+    let mut answered = 0;
+    while let Some(r) = tasks.join_next().await {
+        if r.unwrap().is_ok() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 300, "every request got an answer");
+    assert!(started.elapsed() <= Duration::from_secs(1));
+    assert!(handles.iter().all(|h| h.state() == CircuitState::Closed));
+}
