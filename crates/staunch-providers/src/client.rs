@@ -2,13 +2,14 @@
 //! telling the truth about the outcome.
 
 use crate::ConfigError;
-use crate::key::ApiKey;
+use crate::key::{ApiKey, MASK, Redactor};
 use crate::transport::{HttpOptions, Transport};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Uri};
 use http_body_util::Full;
-use staunch_core::{ChatResponse, Deadline, ErrorKind, LlmError};
+use staunch_core::{ChatResponse, Deadline, ErrorKind, LlmError, redact_secrets};
+use std::fmt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -27,15 +28,127 @@ pub(crate) struct Core {
     uri: Uri,
     headers: HeaderMap,
     transport: Transport,
+    /// The key, custom header values and query values, masked out of every
+    /// error before it leaves [`Core::exchange`].
+    redactor: Redactor,
 }
 
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("provider", &self.provider)
-            .field("uri", &self.uri)
+            .field("uri", &Masked(redact_url(&self.uri.to_string())))
             .finish_non_exhaustive()
     }
+}
+
+/// Header and query names whose values are protocol settings, not secrets:
+/// they are neither masked out of errors nor marked sensitive.
+const PUBLIC_NAMES: [&str; 7] = [
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
+    "api-version",
+    "content-type",
+    "accept",
+    "user-agent",
+];
+
+fn is_public(name: &str) -> bool {
+    PUBLIC_NAMES.iter().any(|p| p.eq_ignore_ascii_case(name))
+}
+
+/// Text that `Debug` prints as it is (for already-masked strings).
+pub(crate) struct Masked(pub(crate) String);
+
+impl fmt::Debug for Masked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Custom headers for `Debug`: names print, values are `[redacted]`
+/// (except well-known settings such as `anthropic-version`).
+pub(crate) struct HeadersDebug<'a>(pub(crate) &'a [(String, String)]);
+
+impl fmt::Debug for HeadersDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, value)| {
+                let shown = if is_public(name) {
+                    value.as_str()
+                } else {
+                    MASK
+                };
+                (name.as_str(), shown)
+            }))
+            .finish()
+    }
+}
+
+/// A query string with every value replaced by `[redacted]`, names kept
+/// (`api-version` values are kept).
+pub(crate) fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_public(name) => pair.to_owned(),
+            Some((name, _)) => format!("{name}={MASK}"),
+            None if pair.is_empty() => String::new(),
+            None => MASK.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A URL (or a path) for `Debug`: user info and query values masked.
+pub(crate) fn redact_url(url: &str) -> String {
+    let (mut head, query) = match url.split_once('?') {
+        Some((head, query)) => (head.to_owned(), Some(query)),
+        None => (url.to_owned(), None),
+    };
+    if let Some(scheme_end) = head.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = head[authority_start..]
+            .find('/')
+            .map_or(head.len(), |i| authority_start + i);
+        if let Some(at) = head[authority_start..authority_end].rfind('@') {
+            head.replace_range(authority_start..authority_start + at, MASK);
+        }
+    }
+    match query {
+        Some(query) => {
+            let (query, fragment) = query.split_once('#').unwrap_or((query, ""));
+            let mut out = format!("{head}?{}", redact_query(query));
+            if !fragment.is_empty() {
+                out.push('#');
+                out.push_str(MASK);
+            }
+            out
+        }
+        None => head,
+    }
+}
+
+/// The secret values of a query string (and of user info in the URL).
+fn uri_secrets(uri: &Uri) -> Vec<&str> {
+    let mut secrets = Vec::new();
+    if let Some(authority) = uri.authority()
+        && let Some((user_info, _)) = authority.as_str().rsplit_once('@')
+    {
+        secrets.push(user_info);
+        secrets.extend(user_info.split(':'));
+    }
+    if let Some(query) = uri.query() {
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some((name, _)) if is_public(name) => {}
+                Some((_, value)) => secrets.push(value),
+                None => secrets.push(pair),
+            }
+        }
+    }
+    secrets
 }
 
 /// Joins a base URL and a path, keeping exactly one slash between them.
@@ -67,13 +180,28 @@ impl Core {
     ) -> Result<Self, ConfigError> {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in extra {
+        let mut secrets: Vec<&str> = uri_secrets(&uri);
+        for (name, text) in extra {
             let name = HeaderName::try_from(name.as_str())
                 .map_err(|_| ConfigError::Header(name.clone()))?;
-            let value = HeaderValue::try_from(value.as_str())
+            let mut value = HeaderValue::try_from(text.as_str())
                 .map_err(|_| ConfigError::Header(name.to_string()))?;
+            if !is_public(name.as_str()) {
+                // A custom header may carry a key (`api-key`, a gateway's
+                // token): never printed, never indexed by HPACK, masked out
+                // of errors.
+                value.set_sensitive(true);
+                secrets.push(text);
+                if let Some((_, token)) = text.split_once(' ') {
+                    secrets.push(token);
+                }
+            }
             headers.insert(name, value);
         }
+        if let Some(key) = key {
+            secrets.push(key.expose());
+        }
+        let redactor = Redactor::new(secrets);
         if let Some(key) = key {
             let (name, text) = match auth {
                 Auth::Bearer => (
@@ -91,7 +219,44 @@ impl Core {
             uri,
             headers,
             transport: Transport::new(http)?,
+            redactor,
         })
+    }
+
+    /// `error` with the client's secrets masked out of everything it
+    /// carries (then, as a second net, anything shaped like a credential
+    /// out of the message and the request id). Runs on the error path only.
+    fn scrub(&self, mut error: LlmError) -> LlmError {
+        let r = &self.redactor;
+        r.redact_in_place(&mut error.message);
+        if let std::borrow::Cow::Owned(m) = redact_secrets(&error.message) {
+            error.message = m;
+        }
+        if let Some(id) = &mut error.request_id {
+            r.redact_in_place(id);
+            if let std::borrow::Cow::Owned(masked) = redact_secrets(id) {
+                *id = masked;
+            }
+        }
+        if let Some(target) = &mut error.target {
+            r.redact_in_place(target);
+        }
+        if !error.earlier.is_empty() {
+            let earlier = std::mem::take(&mut error.earlier);
+            error.earlier = earlier.into_iter().map(|e| self.scrub(e)).collect();
+        }
+        // A cause whose text carries a secret is replaced by its masked text.
+        let masked_source = std::error::Error::source(&error).and_then(|s| {
+            let text = s.to_string();
+            match r.redact(&text) {
+                std::borrow::Cow::Owned(m) => Some(m),
+                std::borrow::Cow::Borrowed(_) => None,
+            }
+        });
+        if let Some(text) = masked_source {
+            error = error.with_source(MaskedSource(text));
+        }
+        error
     }
 
     /// POSTs `body` and reads the answer with `parse`, within `deadline`;
@@ -143,11 +308,94 @@ impl Core {
                 response.meta.latency = started.elapsed();
                 Ok(response)
             }
-            Err(mut error) => {
+            Err(error) => {
+                let mut error = self.scrub(error);
                 error.provider.get_or_insert_with(|| self.provider.clone());
                 error.model.get_or_insert(model);
                 Err(error)
             }
         }
+    }
+}
+
+/// The cause of an error, as text with the client's secrets masked.
+#[derive(Debug)]
+struct MaskedSource(String);
+
+impl fmt::Display for MaskedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MaskedSource {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_queries_print_without_secrets() {
+        assert_eq!(
+            redact_url("https://user:pw@host:8/v1/x?api-version=1&key=abc&t#frag"),
+            "https://[redacted]@host:8/v1/x?api-version=1&key=[redacted]&[redacted]#[redacted]"
+        );
+        assert_eq!(redact_url("http://h/p"), "http://h/p");
+        assert_eq!(redact_query("code=x&"), "code=[redacted]&");
+    }
+
+    #[test]
+    fn errors_lose_every_secret_of_the_client() {
+        let uri = endpoint(
+            "http://127.0.0.1:9/v1?token=QUERYSECRET99",
+            "/c",
+            Some("key=QKEY1234567"),
+        )
+        .unwrap();
+        let core = Core::new(
+            "p".into(),
+            uri,
+            Some(&ApiKey::new("KEY-0123456789abcdef")),
+            &Auth::Bearer,
+            &[
+                ("x-gw".into(), "Token HEADERSECRET1".into()),
+                ("anthropic-version".into(), "2023-06-01".into()),
+            ],
+            crate::HttpOptions::default(),
+        )
+        .unwrap();
+        let debug = format!("{core:?}");
+        for s in ["QUERYSECRET99", "QKEY1234567"] {
+            assert!(!debug.contains(s), "{debug}");
+        }
+        let mut inner = LlmError::new(ErrorKind::Server, "earlier KEY-0123456789");
+        inner.target = Some("t HEADERSECRET1".into());
+        let mut error = LlmError::new(
+            ErrorKind::Authentication,
+            "bad KEY-0123456789abcdef, QUERYSECRET99, QKEY1234567, HEADERSECRET1; 2023-06-01",
+        )
+        .with_request_id("req 0123456789abcdef")
+        .with_source(std::io::Error::other("io KEY-0123456789abcdef"));
+        error.earlier.push(inner);
+        let error = core.scrub(error);
+        assert_eq!(
+            error.message,
+            // The header's " HEADERSECRET1" is a suffix of its value, space and all.
+            "bad [redacted], [redacted], [redacted],[redacted]; 2023-06-01"
+        );
+        assert_eq!(error.request_id.as_deref(), Some("req [redacted]"));
+        assert_eq!(error.earlier[0].message, "earlier [redacted]");
+        assert_eq!(error.earlier[0].target.as_deref(), Some("t[redacted]"));
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        assert_eq!(source, "io [redacted]");
+        assert!(core.headers.get("x-gw").unwrap().is_sensitive());
+        assert!(
+            !core
+                .headers
+                .get("anthropic-version")
+                .unwrap()
+                .is_sensitive()
+        );
+        assert!(core.headers.get("authorization").unwrap().is_sensitive());
     }
 }

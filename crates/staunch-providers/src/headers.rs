@@ -43,12 +43,17 @@ pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
     }
 }
 
-/// The provider's request id (`x-request-id`, or Anthropic's `request-id`).
+/// The provider's request id (`x-request-id`, or Anthropic's `request-id`),
+/// at most 200 characters, with anything shaped like a credential masked
+/// ([`redact_secrets`](staunch_core::redact_secrets)).
 pub fn request_id(headers: &HeaderMap) -> Option<String> {
     ["x-request-id", "request-id"]
         .iter()
         .find_map(|name| headers.get(*name)?.to_str().ok())
-        .map(|v| v.chars().take(200).collect())
+        .map(|v| {
+            let v: String = v.chars().take(200).collect();
+            staunch_core::redact_secrets(&v).into_owned()
+        })
 }
 
 #[cfg(test)]
@@ -113,6 +118,10 @@ mod tests {
         assert_eq!(
             request_id(&headers(&[("x-request-id", "abc")])).as_deref(),
             Some("abc")
+        );
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "req api_key=3f9c2b7e")])).as_deref(),
+            Some("req api_key=[redacted]")
         );
     }
 }

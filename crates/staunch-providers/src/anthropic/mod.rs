@@ -3,7 +3,7 @@
 pub mod wire;
 
 use crate::ConfigError;
-use crate::client::{Auth, Core, endpoint};
+use crate::client::{Auth, Core, HeadersDebug, Masked, endpoint, redact_url};
 use crate::key::ApiKey;
 use crate::transport::HttpOptions;
 use http::HeaderName;
@@ -25,7 +25,10 @@ use tower_service::Service;
 /// | `default_max_tokens` | 4,096 (the API requires `max_tokens`) |
 /// | `header` | none (e.g. `anthropic-beta`) |
 /// | `http` | [`HttpOptions`] defaults |
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output shows no secret: the key and custom header values
+/// print as `[redacted]`.
+#[derive(Clone)]
 pub struct AnthropicConfig {
     provider: String,
     base_url: String,
@@ -34,6 +37,20 @@ pub struct AnthropicConfig {
     default_max_tokens: u32,
     headers: Vec<(String, String)>,
     http: HttpOptions,
+}
+
+impl std::fmt::Debug for AnthropicConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnthropicConfig")
+            .field("provider", &self.provider)
+            .field("base_url", &Masked(redact_url(&self.base_url)))
+            .field("api_key", &self.api_key)
+            .field("version", &self.version)
+            .field("default_max_tokens", &self.default_max_tokens)
+            .field("headers", &HeadersDebug(&self.headers))
+            .field("http", &self.http)
+            .finish()
+    }
 }
 
 impl Default for AnthropicConfig {
@@ -86,7 +103,10 @@ impl AnthropicConfig {
         self
     }
 
-    /// A header sent with every request.
+    /// A header sent with every request. Its value counts as a secret (a
+    /// key may travel in it): it is sent marked sensitive and masked out of
+    /// errors and `Debug` output (except well-known settings such as
+    /// `anthropic-beta`).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -163,14 +183,13 @@ impl Service<ChatRequest> for Anthropic {
         let core = self.core.clone();
         let max_tokens = self.default_max_tokens;
         Box::pin(async move {
-            let body =
-                serde_json::to_vec(&wire::request_body(&request, max_tokens)).map_err(|e| {
-                    LlmError::new(
-                        staunch_core::ErrorKind::InvalidRequest,
-                        "could not encode the request",
-                    )
-                    .with_source(e)
-                })?;
+            let body = wire::encode_request(&request, max_tokens).map_err(|e| {
+                LlmError::new(
+                    staunch_core::ErrorKind::InvalidRequest,
+                    "could not encode the request",
+                )
+                .with_source(e)
+            })?;
             let deadline = staunch_core::Deadline::of(&request);
             core.exchange(request.model, deadline, body, wire::parse)
                 .await

@@ -3,7 +3,7 @@
 pub mod wire;
 
 use crate::ConfigError;
-use crate::client::{Auth, Core, endpoint};
+use crate::client::{Auth, Core, HeadersDebug, Masked, endpoint, redact_query, redact_url};
 use crate::key::ApiKey;
 use crate::transport::HttpOptions;
 use http::HeaderName;
@@ -30,7 +30,10 @@ use tower_service::Service;
 /// (`http://host:8000/v1`), Ollama (`http://localhost:11434/v1`), LM Studio,
 /// OpenRouter; an Azure deployment with
 /// [`azure_deployment`](Self::azure_deployment).
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output shows no secret: the key, custom header values and
+/// query values print as `[redacted]`.
+#[derive(Clone)]
 pub struct OpenAiConfig {
     provider: String,
     base_url: String,
@@ -40,6 +43,24 @@ pub struct OpenAiConfig {
     query: Option<String>,
     headers: Vec<(String, String)>,
     http: HttpOptions,
+}
+
+impl std::fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("provider", &self.provider)
+            .field("base_url", &Masked(redact_url(&self.base_url)))
+            .field("path", &Masked(redact_url(&self.path)))
+            .field("api_key", &self.api_key)
+            .field("auth", &self.auth)
+            .field(
+                "query",
+                &self.query.as_deref().map(|q| Masked(redact_query(q))),
+            )
+            .field("headers", &HeadersDebug(&self.headers))
+            .field("http", &self.http)
+            .finish()
+    }
 }
 
 impl Default for OpenAiConfig {
@@ -93,13 +114,18 @@ impl OpenAiConfig {
         self
     }
 
-    /// A query string added to every request.
+    /// A query string added to every request. Its values count as
+    /// secrets (a key may travel as `key=…`): they are masked out of errors
+    /// and `Debug` output (except `api-version`).
     pub fn query(mut self, query: impl Into<String>) -> Self {
         self.query = Some(query.into());
         self
     }
 
-    /// A header sent with every request.
+    /// A header sent with every request. Its value counts as a secret (a
+    /// key may travel in it): it is sent marked sensitive and masked out of
+    /// errors and `Debug` output (except well-known settings such as
+    /// `anthropic-version`).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -195,7 +221,7 @@ impl Service<ChatRequest> for OpenAi {
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let core = self.core.clone();
         Box::pin(async move {
-            let body = serde_json::to_vec(&wire::request_body(&request)).map_err(|e| {
+            let body = wire::encode_request(&request).map_err(|e| {
                 LlmError::new(
                     staunch_core::ErrorKind::InvalidRequest,
                     "could not encode the request",
