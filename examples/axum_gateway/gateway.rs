@@ -1,11 +1,20 @@
 //! The gateway's HTTP surface: an OpenAI-shaped chat endpoint over any
 //! staunch stack, the metrics, and the breakers' health. Shared by the
 //! example and its integration test.
+//!
+//! Its memory is bounded whatever clients send: at most
+//! [`Limits::max_concurrent`] chat requests are served at once (the rest
+//! wait, holding no body), and a body larger than
+//! [`Limits::max_body_bytes`] is refused with 413 before it is read
+//! whole. Every 4xx it produces (a body too large, not JSON, of the wrong
+//! shape, an unknown route, a wrong method) is an OpenAI-shaped JSON
+//! error, `{"error": {"message", "type", "param", "code"}}`.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -37,12 +46,87 @@ pub struct Gateway {
     pub breakers: Vec<CircuitBreakerHandle>,
 }
 
+/// What the gateway lets in.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Chat requests served at once; more wait their turn
+    /// (`STAUNCH_GATEWAY_MAX_CONCURRENT`, default 64).
+    pub max_concurrent: usize,
+    /// The largest request body accepted, in bytes; larger ones get a 413
+    /// (`STAUNCH_GATEWAY_MAX_BODY_BYTES`, default 2 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent: 64,
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, overridden by `STAUNCH_GATEWAY_MAX_CONCURRENT` and
+    /// `STAUNCH_GATEWAY_MAX_BODY_BYTES` when they are set to positive
+    /// numbers.
+    pub fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|n| *n > 0)
+        };
+        let defaults = Limits::default();
+        Limits {
+            max_concurrent: var("STAUNCH_GATEWAY_MAX_CONCURRENT")
+                .unwrap_or(defaults.max_concurrent),
+            max_body_bytes: var("STAUNCH_GATEWAY_MAX_BODY_BYTES")
+                .unwrap_or(defaults.max_body_bytes),
+        }
+    }
+}
+
+/// The gateway with [`Limits::from_env`].
 pub fn router(gateway: Gateway) -> Router {
+    router_with(gateway, Limits::from_env())
+}
+
+/// The gateway with explicit limits.
+pub fn router_with(gateway: Gateway, limits: Limits) -> Router {
+    let max_concurrent = limits.max_concurrent.max(1);
+    // One semaphore for the chat route, whatever axum clones.
+    let concurrency = tower::limit::GlobalConcurrencyLimitLayer::new(max_concurrent);
+    let max_body = limits.max_body_bytes;
     Router::new()
-        .route("/v1/chat/completions", post(chat))
+        .route(
+            "/v1/chat/completions",
+            post(move |state, body| chat(state, body, max_body)).layer(concurrency),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
         .with_state(gateway)
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    openai_error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        &format!("Invalid URL ({method} {})", uri.path()),
+        Some("not_found"),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    openai_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        &format!("{method} is not allowed on {}", uri.path()),
+        Some("method_not_allowed"),
+    )
 }
 
 #[derive(Deserialize)]
@@ -89,18 +173,47 @@ fn openai_error(status: StatusCode, kind: &str, message: &str, code: Option<&str
         .into_response()
 }
 
-async fn chat(State(gateway): State<Gateway>, body: axum::body::Bytes) -> Response {
-    let wire: WireRequest = match serde_json::from_slice(&body) {
-        Ok(w) => w,
-        Err(e) => {
+async fn chat(
+    State(gateway): State<Gateway>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+    max_body: usize,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return openai_error(
-                StatusCode::BAD_REQUEST,
+                StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
-                &format!("invalid request body: {e}"),
+                &format!("the request body is larger than the gateway's limit of {max_body} bytes"),
+                Some("request_too_large"),
+            );
+        }
+        Err(rejection) => {
+            return openai_error(
+                rejection.status(),
+                "invalid_request_error",
+                &format!("could not read the request body: {}", rejection.body_text()),
                 None,
             );
         }
     };
+    let wire: WireRequest = match serde_json::from_slice(&body) {
+        Ok(w) => w,
+        Err(e) => {
+            let code = if e.is_data() {
+                "invalid_type"
+            } else {
+                "invalid_json"
+            };
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("invalid request body: {e}"),
+                Some(code),
+            );
+        }
+    };
+    drop(body);
     if wire.stream == Some(true) {
         return openai_error(
             StatusCode::BAD_REQUEST,

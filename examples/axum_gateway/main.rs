@@ -12,13 +12,18 @@
 //! `x-staunch-attempts` (and `x-staunch-provider`, `x-staunch-warning`).
 //! `GET /metrics` is Prometheus text; `GET /healthz` the breakers' states.
 //!
+//! Memory stays bounded whatever clients send: at most
+//! `STAUNCH_GATEWAY_MAX_CONCURRENT` (64) chat requests are served at once,
+//! bodies over `STAUNCH_GATEWAY_MAX_BODY_BYTES` (2 MiB) get a 413, and every
+//! 4xx is an OpenAI-shaped JSON error.
+//!
 //! With no `OPENAI_API_KEY`/`ANTHROPIC_API_KEY` in the environment, it
 //! starts the embedded mock server (with a few faults) and points at it;
 //! with them, at the real providers.
 
 mod gateway;
 
-use gateway::{Gateway, build, router};
+use gateway::{Gateway, Limits, build, router};
 use staunch_mock::{Fault, MockServer, RandomFault, Scenario};
 use staunch_providers::{Anthropic, AnthropicConfig, OpenAi, OpenAiConfig};
 use std::sync::Arc;
@@ -85,6 +90,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         render_metrics: Arc::new(move || prometheus.render()),
         breakers,
     });
+    let limits = Limits::from_env();
+    println!(
+        "limits: {} chat requests at once, bodies up to {} bytes",
+        limits.max_concurrent, limits.max_body_bytes
+    );
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("gateway listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -15,7 +15,7 @@
 //!
 //! | endpoint | what |
 //! |---|---|
-//! | `GET /_mock/stats` | requests per route, faults served, the last 100 requests |
+//! | `GET /_mock/stats` | requests per route, faults served, the newest requests (within [`RecordLimits`]: 100 requests, 4 MiB by default) |
 //! | `GET /_mock/scenario` | the scenario in force, as JSON |
 //! | `POST /_mock/scenario` | replace the scenario (JSON body) |
 //! | `POST /_mock/reset` | forget the stats, restart the clock, reseed |
@@ -32,4 +32,4 @@ mod state;
 
 pub use scenario::{Fault, Outage, RandomFault, RouteScenario, Scenario, ScenarioError};
 pub use server::MockServer;
-pub use state::{MockStats, Received, Route};
+pub use state::{MockStats, Received, RecordLimits, RecordedBody, Route};

@@ -2,7 +2,7 @@
 
 use crate::render::{MockBody, ResetOnPurpose, json_response, render};
 use crate::scenario::{Fault, Scenario};
-use crate::state::{MockStats, Route, State};
+use crate::state::{MockStats, RecordLimits, Route, State};
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
@@ -87,9 +87,21 @@ impl MockServer {
         self.state.scenario()
     }
 
-    /// What it has seen.
+    /// What it has seen: counts of everything, and the newest requests
+    /// within the [`RecordLimits`].
     pub fn stats(&self) -> MockStats {
         self.state.stats()
+    }
+
+    /// Bounds what the request record keeps (evicting the oldest requests
+    /// at once if it holds more).
+    pub fn set_record_limits(&self, limits: RecordLimits) {
+        self.state.set_limits(limits);
+    }
+
+    /// The request record's bounds.
+    pub fn record_limits(&self) -> RecordLimits {
+        self.state.limits()
     }
 
     /// Forgets what it has seen, restarts the clock (outage windows), and
@@ -199,14 +211,15 @@ async fn handle(
         }
     };
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-        state.admit(route, Value::Null, headers);
+        state.admit(route, &Value::Null, &body, headers);
         return Ok(json_response(
             400,
             &json!({"error": {"message": "the request body is not valid JSON", "type": "invalid_request_error"}}),
             &[],
         ));
     };
-    let (fault, latency) = state.admit(route, json.clone(), headers);
+    let (fault, latency) = state.admit(route, &json, &body, headers);
+    drop(body);
     let n = served.fetch_add(1, Ordering::Relaxed) + 1;
     let extra = match &fault {
         Fault::Latency { ms } => *ms,

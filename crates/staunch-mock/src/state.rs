@@ -1,12 +1,13 @@
 //! The server's shared state: the scenario, the random draws, what it saw.
 
 use crate::scenario::{Fault, Scenario};
+use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use tokio::time::Instant;
 
 /// The routes the mock serves.
@@ -29,6 +30,136 @@ impl Route {
     }
 }
 
+/// How much of what it saw the mock keeps: the newest requests, at most
+/// `max_requests` of them and `max_bytes` of bodies and headers in all
+/// (oldest evicted first; a body larger than the whole budget is kept as a
+/// truncated prefix). Counts per route and fault are kept whatever the
+/// limits.
+///
+/// ```
+/// use staunch_mock::RecordLimits;
+///
+/// let limits = RecordLimits::default().max_requests(10).max_bytes(64 * 1024);
+/// assert_eq!((limits.max_requests, limits.max_bytes), (10, 65_536));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordLimits {
+    /// Requests kept at most (default 100).
+    pub max_requests: usize,
+    /// Bytes of bodies and headers kept at most (default 4 MiB).
+    pub max_bytes: usize,
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        RecordLimits {
+            max_requests: 100,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl RecordLimits {
+    /// Sets the most requests kept.
+    pub fn max_requests(mut self, n: usize) -> Self {
+        self.max_requests = n;
+        self
+    }
+
+    /// Sets the most bytes kept.
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+}
+
+/// A recorded request body: the raw bytes as sent (or their first bytes,
+/// when the body was larger than the record's budget), read as JSON on
+/// demand. Index it like a [`Value`]: `body["messages"][0]["role"]`.
+/// The record itself never holds a parsed copy; a clone (what
+/// [`MockStats`] hands out) parses once, on first use.
+pub struct RecordedBody {
+    bytes: Bytes,
+    truncated: bool,
+    parsed: OnceLock<Value>,
+}
+
+impl RecordedBody {
+    fn new(bytes: Bytes, truncated: bool) -> Self {
+        RecordedBody {
+            bytes,
+            truncated,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The bytes kept.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether only a prefix of the body was kept.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The body as JSON: `null` if it was not JSON or was truncated.
+    pub fn json(&self) -> &Value {
+        self.parsed.get_or_init(|| self.parse())
+    }
+
+    fn parse(&self) -> Value {
+        if self.truncated {
+            return Value::Null;
+        }
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+}
+
+impl Clone for RecordedBody {
+    /// Shares the bytes; the clone parses on its own.
+    fn clone(&self) -> Self {
+        RecordedBody::new(self.bytes.clone(), self.truncated)
+    }
+}
+
+impl std::fmt::Debug for RecordedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordedBody")
+            .field("bytes", &self.bytes.len())
+            .field("truncated", &self.truncated)
+            .finish()
+    }
+}
+
+impl Serialize for RecordedBody {
+    /// As its JSON (`null` if not JSON or truncated), parsed for the
+    /// occasion and not kept.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.parsed.get() {
+            Some(value) => value.serialize(serializer),
+            None => self.parse().serialize(serializer),
+        }
+    }
+}
+
+impl std::ops::Index<&str> for RecordedBody {
+    type Output = Value;
+
+    fn index(&self, key: &str) -> &Value {
+        &self.json()[key]
+    }
+}
+
+impl std::ops::Index<usize> for RecordedBody {
+    type Output = Value;
+
+    fn index(&self, i: usize) -> &Value {
+        &self.json()[i]
+    }
+}
+
 /// A request the mock received.
 #[derive(Clone, Debug, Serialize)]
 pub struct Received {
@@ -38,11 +169,27 @@ pub struct Received {
     pub at_ms: u64,
     /// The fault it was served.
     pub fault: &'static str,
-    /// Its JSON body (`null` if it was not JSON).
-    pub body: Value,
+    /// Its body, as raw bytes read as JSON on demand (`null` if it was not
+    /// JSON, or was too large to keep whole).
+    pub body: RecordedBody,
+    /// The body's size as sent, in bytes.
+    pub body_bytes: usize,
+    /// Whether only a prefix of the body was kept.
+    pub body_truncated: bool,
     /// Its headers; credential values (`authorization`, `x-api-key`,
     /// `api-key`) are recorded as `[present]`, never as sent.
     pub headers: BTreeMap<String, String>,
+}
+
+impl Received {
+    /// The bytes this record holds: body kept plus header names and values.
+    pub fn recorded_bytes(&self) -> usize {
+        self.body.bytes.len() + headers_bytes(&self.headers)
+    }
+}
+
+fn headers_bytes(headers: &BTreeMap<String, String>) -> usize {
+    headers.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
 /// What the mock has seen since it started (or was last reset).
@@ -52,8 +199,11 @@ pub struct MockStats {
     pub requests: BTreeMap<String, u64>,
     /// Faults served, by name (`ok` for normal answers).
     pub faults: BTreeMap<String, u64>,
-    /// The last requests, oldest first (at most 100).
+    /// The last requests, oldest first, within the [`RecordLimits`].
     pub recent: VecDeque<Received>,
+    /// The bytes `recent` holds (see [`Received::recorded_bytes`]); never
+    /// more than [`RecordLimits::max_bytes`].
+    pub recorded_bytes: usize,
 }
 
 impl MockStats {
@@ -68,13 +218,49 @@ impl MockStats {
     }
 }
 
-const RECENT: usize = 100;
-
 struct Inner {
     scenario: Scenario,
     rng: SmallRng,
     started: Instant,
     stats: MockStats,
+    limits: RecordLimits,
+}
+
+impl MockStats {
+    /// Drops the oldest requests until `requests` more requests and `room`
+    /// more bytes fit in `limits`.
+    fn evict_for(&mut self, requests: usize, room: usize, limits: RecordLimits) {
+        while let Some(oldest) = self.recent.front() {
+            let full = self.recent.len() + requests > limits.max_requests
+                || self.recorded_bytes + room > limits.max_bytes;
+            if !full {
+                break;
+            }
+            self.recorded_bytes -= oldest.recorded_bytes();
+            self.recent.pop_front();
+        }
+    }
+
+    /// Keeps `received` within `limits`: its body cut to what fits, the
+    /// oldest requests evicted to make room.
+    fn record(&mut self, mut received: Received, body: &[u8], limits: RecordLimits) {
+        if limits.max_requests == 0 {
+            return;
+        }
+        if headers_bytes(&received.headers) > limits.max_bytes {
+            received.headers.clear();
+        }
+        let room = limits.max_bytes - headers_bytes(&received.headers);
+        let kept = body.len().min(room);
+        // A copy of just the bytes kept, so the record never pins the
+        // connection's read buffer.
+        received.body = RecordedBody::new(Bytes::copy_from_slice(&body[..kept]), kept < body.len());
+        received.body_truncated = kept < body.len();
+        let cost = received.recorded_bytes();
+        self.evict_for(1, cost, limits);
+        self.recorded_bytes += cost;
+        self.recent.push_back(received);
+    }
 }
 
 pub(crate) struct State {
@@ -104,6 +290,7 @@ impl State {
                 scenario,
                 started: Instant::now(),
                 stats: MockStats::default(),
+                limits: RecordLimits::default(),
             }),
         }
     }
@@ -129,15 +316,28 @@ impl State {
         inner.rng = SmallRng::seed_from_u64(inner.scenario.seed);
     }
 
+    pub(crate) fn set_limits(&self, limits: RecordLimits) {
+        let mut inner = self.lock();
+        inner.limits = limits;
+        inner.stats.evict_for(0, 0, limits);
+    }
+
+    pub(crate) fn limits(&self) -> RecordLimits {
+        self.lock().limits
+    }
+
     pub(crate) fn stats(&self) -> MockStats {
         self.lock().stats.clone()
     }
 
-    /// Records a request and decides what it gets, with the latency to add.
+    /// Records a request (its raw `bytes`, within the limits) and decides
+    /// what it gets from its parsed `body` (`null` if not JSON), with the
+    /// latency to add.
     pub(crate) fn admit(
         &self,
         route: Route,
-        body: Value,
+        body: &Value,
+        bytes: &[u8],
         headers: BTreeMap<String, String>,
     ) -> (Fault, u64) {
         let mut inner = self.lock();
@@ -160,7 +360,7 @@ impl State {
         let too_long = scenario
             .context_windows
             .get(&model)
-            .is_some_and(|window| estimate_tokens(&body) > *window);
+            .is_some_and(|window| estimate_tokens(body) > *window);
         let latency = scenario.latency_ms;
         let scripted = routes.script.get(nth).cloned();
         let random = routes.random.clone();
@@ -180,19 +380,20 @@ impl State {
             }
             chosen
         };
+        let limits = inner.limits;
         let stats = &mut inner.stats;
         *stats.requests.entry(route.as_str().to_owned()).or_default() += 1;
         *stats.faults.entry(fault.name().to_owned()).or_default() += 1;
-        if stats.recent.len() == RECENT {
-            stats.recent.pop_front();
-        }
-        stats.recent.push_back(Received {
+        let received = Received {
             route,
             at_ms,
             fault: fault.name(),
-            body,
+            body: RecordedBody::new(Bytes::new(), false),
+            body_bytes: bytes.len(),
+            body_truncated: false,
             headers,
-        });
+        };
+        stats.record(received, bytes, limits);
         (fault, latency)
     }
 }

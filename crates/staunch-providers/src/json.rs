@@ -36,3 +36,38 @@ pub(crate) fn snippet(body: &[u8]) -> String {
 pub(crate) fn lower(s: &str) -> String {
     s.to_ascii_lowercase()
 }
+
+/// Serializes `value` into one buffer of `estimate` bytes' capacity (it
+/// grows only if the estimate was short), with no intermediate JSON tree.
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+    value: &T,
+    estimate: usize,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut body = Vec::with_capacity(estimate);
+    serde_json::to_writer(&mut body, value)?;
+    Ok(body)
+}
+
+/// A cheap estimate of a list of strings' JSON size.
+pub(crate) fn estimate_strings(strings: &[String]) -> usize {
+    strings.iter().map(|s| s.len() + 3).sum::<usize>() + 16
+}
+
+/// A cheap estimate of a JSON object's encoded size, without encoding it.
+pub(crate) fn estimate_map(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    map.iter()
+        .map(|(k, v)| k.len() + 4 + estimate_value(v))
+        .sum::<usize>()
+        + 2
+}
+
+fn estimate_value(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items.iter().map(|v| estimate_value(v) + 1).sum::<usize>() + 2,
+        Value::Object(map) => estimate_map(map),
+    }
+}

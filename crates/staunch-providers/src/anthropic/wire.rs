@@ -3,55 +3,133 @@
 use crate::json::{decode, lower, snippet};
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use staunch_core::{ChatRequest, ChatResponse, ErrorKind, FinishReason, LlmError, Role, Usage};
 
 /// The request body for `request`. System messages become the top-level
 /// `system` field; tool results are sent as user turns; `max_tokens`, which
-/// the API requires, defaults to `default_max_tokens`.
-pub fn request_body(request: &ChatRequest, default_max_tokens: u32) -> Value {
-    let system: Vec<&str> = request
-        .messages
-        .iter()
-        .filter(|m| m.role == Role::System)
-        .map(|m| m.content.as_str())
-        .collect();
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .filter(|m| m.role != Role::System)
-        .map(|m| {
-            let role = if m.role == Role::Assistant {
+/// the API requires, defaults to `default_max_tokens`; the provider extras
+/// override the typed fields. It borrows the request and serializes
+/// straight into the output, with no JSON tree in between;
+/// [`encode_request`] is what the client sends.
+pub fn request_body(request: &ChatRequest, default_max_tokens: u32) -> RequestBody<'_> {
+    RequestBody {
+        request,
+        default_max_tokens,
+    }
+}
+
+/// The body bytes for `request`, serialized into one buffer sized from a
+/// cheap estimate of the output (so memory stays about the body's size,
+/// whatever the conversation's length).
+pub fn encode_request(
+    request: &ChatRequest,
+    default_max_tokens: u32,
+) -> Result<Vec<u8>, serde_json::Error> {
+    // `{"role":"user","content":"…"},` before escaping (system text once).
+    let messages: usize = request.messages.iter().map(|m| m.content.len() + 34).sum();
+    let estimate = 128
+        + request.model.len()
+        + messages
+        + crate::json::estimate_strings(&request.stop)
+        + crate::json::estimate_map(&request.extra);
+    // A little room for escapes, so a typical body never reallocates.
+    crate::json::encode(
+        &request_body(request, default_max_tokens),
+        estimate + estimate / 32,
+    )
+}
+
+/// An Anthropic request body borrowed from a [`ChatRequest`]; see
+/// [`request_body`].
+pub struct RequestBody<'a> {
+    request: &'a ChatRequest,
+    default_max_tokens: u32,
+}
+
+impl serde::Serialize for RequestBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.request;
+        // A key in `extra` replaces the typed field of the same name.
+        let typed = |key: &str| !r.extra.contains_key(key);
+        let mut map = serializer.serialize_map(None)?;
+        if typed("model") {
+            map.serialize_entry("model", &r.model)?;
+        }
+        if typed("max_tokens") {
+            map.serialize_entry(
+                "max_tokens",
+                &r.max_tokens.unwrap_or(self.default_max_tokens),
+            )?;
+        }
+        if typed("system") && r.messages.iter().any(|m| m.role == Role::System) {
+            map.serialize_entry("system", &SystemText(&r.messages))?;
+        }
+        if typed("messages") {
+            map.serialize_entry("messages", &WireMessages(&r.messages))?;
+        }
+        if let Some(t) = r.temperature.filter(|_| typed("temperature")) {
+            map.serialize_entry("temperature", &t)?;
+        }
+        if let Some(p) = r.top_p.filter(|_| typed("top_p")) {
+            map.serialize_entry("top_p", &p)?;
+        }
+        if !r.stop.is_empty() && typed("stop_sequences") {
+            map.serialize_entry("stop_sequences", &*r.stop)?;
+        }
+        for (k, v) in r.extra.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The system messages joined by blank lines, written as one JSON string
+/// without building it first.
+struct SystemText<'a>(&'a [staunch_core::Message]);
+
+impl std::fmt::Display for SystemText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let system = self.0.iter().filter(|m| m.role == Role::System);
+        for (i, m) in system.enumerate() {
+            if i > 0 {
+                f.write_str("\n\n")?;
+            }
+            f.write_str(&m.content)?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for SystemText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The conversation without its system messages: assistant turns stay
+/// assistant, everything else (tool results included) is a user turn.
+struct WireMessages<'a>(&'a [staunch_core::Message]);
+
+#[derive(serde::Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+impl serde::Serialize for WireMessages<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let turns = self.0.iter().filter(|m| m.role != Role::System);
+        serializer.collect_seq(turns.map(|m| OutMessage {
+            role: if m.role == Role::Assistant {
                 "assistant"
             } else {
                 "user"
-            };
-            json!({"role": role, "content": m.content})
-        })
-        .collect();
-    let mut body = Map::new();
-    body.insert("model".into(), json!(request.model));
-    body.insert(
-        "max_tokens".into(),
-        json!(request.max_tokens.unwrap_or(default_max_tokens)),
-    );
-    if !system.is_empty() {
-        body.insert("system".into(), json!(system.join("\n\n")));
+            },
+            content: &m.content,
+        }))
     }
-    body.insert("messages".into(), Value::Array(messages));
-    if let Some(t) = request.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = request.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if !request.stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(request.stop));
-    }
-    for (k, v) in request.extra.iter() {
-        body.insert(k.clone(), v.clone());
-    }
-    Value::Object(body)
 }
 
 #[derive(Deserialize)]
@@ -183,7 +261,7 @@ pub fn error(status: u16, headers: &HeaderMap, body: &[u8]) -> LlmError {
             .as_ref()
             .and_then(|v| v.get("request_id"))
             .and_then(Value::as_str)
-            .map(str::to_owned)
+            .map(|id| staunch_core::redact_secrets(id).into_owned())
     });
     error
 }

@@ -3,49 +3,107 @@
 use crate::json::{decode, lower, snippet};
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use staunch_core::{ChatRequest, ChatResponse, ErrorKind, FinishReason, LlmError, Role, Usage};
 
 /// The request body for `request`: the neutral fields, then the provider
-/// extras (which may override them, e.g. `max_completion_tokens`).
-pub fn request_body(request: &ChatRequest) -> Value {
-    let messages: Vec<Value> = request
+/// extras (which override them, e.g. `max_completion_tokens`). It borrows
+/// the request and serializes straight into the output, with no JSON tree
+/// in between; [`encode_request`] is what the client sends.
+pub fn request_body(request: &ChatRequest) -> RequestBody<'_> {
+    RequestBody { request }
+}
+
+/// The body bytes for `request`, serialized into one buffer sized from a
+/// cheap estimate of the output (so memory stays about the body's size,
+/// whatever the conversation's length).
+pub fn encode_request(request: &ChatRequest) -> Result<Vec<u8>, serde_json::Error> {
+    let messages: usize = request
         .messages
         .iter()
+        // `{"role":"…","content":"…"},` and `,"name":"…"` or
+        // `,"tool_call_id":"…"`, before escaping.
         .map(|m| {
-            let mut msg = Map::new();
-            msg.insert("role".into(), json!(m.role.as_str()));
-            msg.insert("content".into(), json!(m.content));
-            if let Some(name) = &m.name {
-                let key = if m.role == Role::Tool {
-                    "tool_call_id"
-                } else {
-                    "name"
-                };
-                msg.insert(key.into(), json!(name));
-            }
-            Value::Object(msg)
+            m.role.as_str().len()
+                + 25
+                + m.content.len()
+                + m.name.as_ref().map_or(0, |n| n.len() + 18)
         })
-        .collect();
-    let mut body = Map::new();
-    body.insert("model".into(), json!(request.model));
-    body.insert("messages".into(), Value::Array(messages));
-    if let Some(n) = request.max_tokens {
-        body.insert("max_tokens".into(), json!(n));
+        .sum();
+    let estimate = 128
+        + request.model.len()
+        + messages
+        + crate::json::estimate_strings(&request.stop)
+        + crate::json::estimate_map(&request.extra);
+    // A little room for escapes, so a typical body never reallocates.
+    crate::json::encode(&request_body(request), estimate + estimate / 32)
+}
+
+/// An OpenAI request body borrowed from a [`ChatRequest`]; see
+/// [`request_body`].
+pub struct RequestBody<'a> {
+    request: &'a ChatRequest,
+}
+
+impl serde::Serialize for RequestBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.request;
+        // A key in `extra` replaces the typed field of the same name.
+        let typed = |key: &str| !r.extra.contains_key(key);
+        let mut map = serializer.serialize_map(None)?;
+        if typed("model") {
+            map.serialize_entry("model", &r.model)?;
+        }
+        if typed("messages") {
+            map.serialize_entry("messages", &WireMessages(&r.messages))?;
+        }
+        if let Some(n) = r.max_tokens.filter(|_| typed("max_tokens")) {
+            map.serialize_entry("max_tokens", &n)?;
+        }
+        if let Some(t) = r.temperature.filter(|_| typed("temperature")) {
+            map.serialize_entry("temperature", &t)?;
+        }
+        if let Some(p) = r.top_p.filter(|_| typed("top_p")) {
+            map.serialize_entry("top_p", &p)?;
+        }
+        if !r.stop.is_empty() && typed("stop") {
+            map.serialize_entry("stop", &*r.stop)?;
+        }
+        for (k, v) in r.extra.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
-    if let Some(t) = request.temperature {
-        body.insert("temperature".into(), json!(t));
+}
+
+/// The conversation, one wire message at a time.
+struct WireMessages<'a>(&'a [staunch_core::Message]);
+
+/// One message on the wire: a tool result's name is its `tool_call_id`.
+#[derive(serde::Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+impl serde::Serialize for WireMessages<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|m| {
+            let name = m.name.as_deref();
+            let tool = m.role == Role::Tool;
+            OutMessage {
+                role: m.role.as_str(),
+                content: &m.content,
+                name: name.filter(|_| !tool),
+                tool_call_id: name.filter(|_| tool),
+            }
+        }))
     }
-    if let Some(p) = request.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if !request.stop.is_empty() {
-        body.insert("stop".into(), json!(request.stop));
-    }
-    for (k, v) in request.extra.iter() {
-        body.insert(k.clone(), v.clone());
-    }
-    Value::Object(body)
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,210 @@
+//! Serializing a request costs memory proportional to its body, not a
+//! second JSON tree: 60,000 tiny messages (about 1.8 MB of JSON) are
+//! encoded through the clients' own encoder under a counting allocator.
+
+use staunch_core::{ChatRequest, Message};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts live bytes and the high-water mark.
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(size: usize) {
+    let now = CURRENT.fetch_add(size, Ordering::SeqCst) + size;
+    PEAK.fetch_max(now, Ordering::SeqCst);
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; the counters are
+// only bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with this layout.
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // The old and the new block may both be live during the move: count
+        // the new one first so the peak includes the copy.
+        grew(new_size);
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            CURRENT.fetch_sub(new_size, Ordering::SeqCst);
+        } else {
+            CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The tests share the counters: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MESSAGES: usize = 60_000;
+
+fn big_request() -> ChatRequest {
+    let messages: Vec<Message> = (0..MESSAGES)
+        .map(|i| {
+            if i % 2 == 0 {
+                Message::user(format!("{}", i % 10))
+            } else {
+                Message::assistant(format!("{}", i % 10))
+            }
+        })
+        .collect();
+    ChatRequest::new("gpt-4o", messages)
+        .with_max_tokens(16)
+        .with_stop(["END"])
+        .with_extra("seed", 42)
+}
+
+/// The peak of extra bytes live while `encode` runs, and the body length.
+fn measure(encode: impl FnOnce() -> Vec<u8>) -> (usize, usize) {
+    let base = CURRENT.load(Ordering::SeqCst);
+    PEAK.store(base, Ordering::SeqCst);
+    let body = encode();
+    let peak = PEAK.load(Ordering::SeqCst) - base;
+    let len = body.len();
+    // The body must be real JSON with every message in it.
+    let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+    let sent = value["messages"].as_array().map_or(0, Vec::len);
+    assert_eq!(sent, MESSAGES, "every message is in the body");
+    drop(value);
+    (peak, len)
+}
+
+#[test]
+fn the_openai_body_is_serialized_without_a_second_tree() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let request = big_request();
+    let (peak, len) =
+        measure(|| staunch_providers::openai::wire::encode_request(&request).unwrap());
+    println!(
+        "openai: body {len} bytes, peak extra allocation {peak} bytes ({:.2}x)",
+        peak as f64 / len as f64
+    );
+    assert!(len > 1_000_000, "the body is about 1.8 MB: {len}");
+    assert!(peak < 3 * len, "peak {peak} bytes for a {len}-byte body");
+}
+
+#[test]
+fn the_anthropic_body_is_serialized_without_a_second_tree() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let request = big_request();
+    let (peak, len) =
+        measure(|| staunch_providers::anthropic::wire::encode_request(&request, 4096).unwrap());
+    println!(
+        "anthropic: body {len} bytes, peak extra allocation {peak} bytes ({:.2}x)",
+        peak as f64 / len as f64
+    );
+    assert!(len > 1_000_000, "the body is about 1.8 MB: {len}");
+    assert!(peak < 3 * len, "peak {peak} bytes for a {len}-byte body");
+}
+
+/// The streamed body means what the request says: typed fields, tool call
+/// ids, system messages lifted, and extras merged in (replacing a typed
+/// field of the same name).
+#[test]
+fn the_streamed_bodies_carry_every_field_and_the_extras_win() {
+    use serde_json::{Value, json};
+    use staunch_core::Role;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let request = ChatRequest::new(
+        "gpt-4o",
+        vec![
+            Message::system("Be \"brief\"."),
+            Message::system("Use SI units."),
+            Message::user("hi").with_name("ann"),
+            Message::new(Role::Tool, "42").with_name("call_1"),
+            Message::assistant("ok"),
+        ],
+    )
+    .with_max_tokens(16)
+    .with_temperature(0.5)
+    .with_top_p(0.25)
+    .with_stop(["END"])
+    .with_extra("seed", 42)
+    .with_extra("max_tokens", 99);
+
+    let openai = staunch_providers::openai::wire::encode_request(&request).unwrap();
+    let openai: Value = serde_json::from_slice(&openai).unwrap();
+    assert_eq!(
+        openai,
+        json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": "Be \"brief\"."},
+                {"role": "system", "content": "Use SI units."},
+                {"role": "user", "content": "hi", "name": "ann"},
+                {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+                {"role": "assistant", "content": "ok"},
+            ],
+            "max_tokens": 99,
+            "temperature": 0.5,
+            "top_p": 0.25,
+            "stop": ["END"],
+            "seed": 42,
+        })
+    );
+
+    let anthropic = staunch_providers::anthropic::wire::encode_request(&request, 4096).unwrap();
+    let anthropic: Value = serde_json::from_slice(&anthropic).unwrap();
+    assert_eq!(
+        anthropic,
+        json!({
+            "model": "gpt-4o",
+            "max_tokens": 99,
+            "system": "Be \"brief\".\n\nUse SI units.",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "user", "content": "42"},
+                {"role": "assistant", "content": "ok"},
+            ],
+            "temperature": 0.5,
+            "top_p": 0.25,
+            "stop_sequences": ["END"],
+            "seed": 42,
+        })
+    );
+
+    // Without system messages or a max_tokens, the defaults of old.
+    let plain = ChatRequest::new("claude", vec![Message::user("x")]);
+    let body = staunch_providers::anthropic::wire::encode_request(&plain, 4096).unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({"model": "claude", "max_tokens": 4096, "messages": [{"role": "user", "content": "x"}]})
+    );
+    let body = staunch_providers::openai::wire::encode_request(&plain).unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({"model": "claude", "messages": [{"role": "user", "content": "x"}]})
+    );
+}
