@@ -45,18 +45,23 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod allowance;
 pub mod budget;
 mod builder;
 pub mod circuit_breaker;
 mod deadline;
 pub mod degrade;
 pub mod fallback;
+pub mod fingerprint;
+pub mod health;
 mod into_llm;
+pub mod metrics;
 pub mod observe;
 pub mod retry;
 #[cfg(test)]
 mod test_support;
 
+pub use allowance::Allowance;
 pub use builder::ServiceBuilderExt;
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use staunch_core as core;

@@ -29,7 +29,6 @@
 //! # }
 //! ```
 
-mod allowance;
 mod config;
 mod future;
 mod layer;
@@ -38,7 +37,7 @@ mod service;
 mod tests;
 mod window;
 
-pub(crate) use allowance::Allowance;
+pub use crate::allowance::Allowance;
 pub use config::{BudgetConfig, InvalidBudget};
 pub use future::ResponseFuture;
 pub use layer::{BudgetHandle, BudgetLayer};

@@ -1,8 +1,8 @@
 //! The budget service.
 
-use super::allowance::Allowance;
 use super::future::{ResponseFuture, Settle};
 use super::layer::Shared;
+use crate::allowance::Allowance;
 use crate::into_llm::to_llm;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError};
 use std::fmt;

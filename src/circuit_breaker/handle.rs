@@ -1,7 +1,7 @@
 //! The handle: observe and steer a breaker from outside the stack.
 
 use super::state::{Breaker, CircuitState, TransitionReason};
-use crate::fallback::TargetHealth;
+use crate::health::TargetHealth;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -2,7 +2,7 @@
 
 use super::config::{CircuitBreakerConfig, Outcome, RateWindow};
 use super::counters::{CallWindow, Padded, Striped, TimeWindow};
-use crate::observe::names;
+use crate::metrics as names;
 use staunch_core::{ChatResponse, ErrorKind, LlmError};
 use std::fmt;
 use std::sync::Mutex;

@@ -447,7 +447,7 @@ async fn operators_can_force_open_disable_and_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn the_handle_tells_a_fallback_chain_to_skip() {
-    use crate::fallback::TargetHealth;
+    use crate::health::TargetHealth;
     let cb = layer(
         CircuitBreakerConfig::new("p")
             .consecutive_failures(Some(1))

@@ -2,7 +2,7 @@
 
 use super::layer::Shared;
 use crate::deadline::{Bounded, Deadline};
-use crate::observe::names;
+use crate::metrics as names;
 use pin_project_lite::pin_project;
 use staunch_core::{
     BoxError, ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError, QualityTier, Usage,

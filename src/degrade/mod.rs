@@ -35,7 +35,6 @@
 mod cache;
 mod config;
 mod future;
-mod key;
 mod layer;
 mod service;
 #[cfg(test)]

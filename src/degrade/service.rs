@@ -3,9 +3,9 @@
 use super::DegradeConfig;
 use super::config::NoDegrade;
 use super::future::ResponseFuture;
-use super::key::fingerprint;
 use super::layer::Shared;
 use crate::deadline::Deadline;
+use crate::fingerprint::fingerprint;
 use crate::into_llm::to_llm;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
 use std::fmt;

@@ -2,9 +2,9 @@
 
 use super::split::DeadlineSplit;
 use super::target::{Target, TargetService};
-use crate::budget::Allowance;
+use crate::allowance::Allowance;
 use crate::deadline::{Bounded, Deadline, DeadlineScope};
-use crate::observe::names;
+use crate::metrics as names;
 use pin_project_lite::pin_project;
 use staunch_core::{
     ChatRequest, ChatResponse, Classify, ErrorClass, ErrorKind, LlmError, QualityTier,

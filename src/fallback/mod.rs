@@ -41,8 +41,9 @@ mod target;
 #[cfg(test)]
 mod tests;
 
+pub use crate::health::TargetHealth;
 pub use future::ResponseFuture;
 pub use layer::FallbackLayer;
 pub use service::{EmptyChain, Fallback};
 pub use split::DeadlineSplit;
-pub use target::{Target, TargetHealth, TargetService};
+pub use target::{Target, TargetService};

@@ -1,35 +1,15 @@
 //! One target of a fallback chain.
 
+use crate::health::TargetHealth;
 use crate::into_llm::IntoLlm;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError, Price};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
 /// The boxed, cloneable service behind a [`Target`].
 pub type TargetService = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
-
-/// Tells the fallback layer, without a call, whether a target would refuse
-/// a request now.
-///
-/// A circuit breaker's handle implements it, so that a chain passes over a
-/// target whose circuit is open instead of spending an attempt on it.
-pub trait TargetHealth: Send + Sync + 'static {
-    /// `Some(wait)` while calls would be refused, with the time until the
-    /// target may take calls again; `None` when a call may go through.
-    fn unavailable_for(&self) -> Option<Duration>;
-}
-
-impl<F> TargetHealth for F
-where
-    F: Fn() -> Option<Duration> + Send + Sync + 'static,
-{
-    fn unavailable_for(&self) -> Option<Duration> {
-        self()
-    }
-}
 
 /// A named service in a fallback chain, with what the chain needs to know
 /// about it: the model to ask there, its context window, its price and its

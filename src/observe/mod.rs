@@ -37,7 +37,7 @@
 
 mod future;
 mod layer;
-pub mod names;
+pub use crate::metrics as names;
 mod service;
 #[cfg(test)]
 mod tests;

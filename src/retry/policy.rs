@@ -2,9 +2,9 @@
 
 use super::RetryConfig;
 use super::attempt::AttemptNumber;
-use crate::budget::Allowance;
+use crate::allowance::Allowance;
 use crate::deadline::Deadline;
-use crate::observe::names;
+use crate::metrics as names;
 use staunch_core::{ChatRequest, ChatResponse, ErrorClass, LlmError, Usage};
 use std::sync::Arc;
 use std::time::Duration;

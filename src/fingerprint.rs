@@ -1,4 +1,5 @@
-//! The cache key: a stable fingerprint of the whole request.
+//! A stable fingerprint of the whole request: the degrade layer's cache key,
+//! and the key of any coalescing or caching layer.
 
 use serde_json::Value;
 use staunch_core::ChatRequest;
@@ -13,7 +14,16 @@ use xxhash_rust::xxh3::Xxh3;
 /// Two requests that differ anywhere, including deep inside the last
 /// message, get different keys (up to a 2^-128 collision chance); the same
 /// request gets the same key, in any process (XXH3 is a fixed function).
-pub(crate) fn fingerprint(request: &ChatRequest) -> u128 {
+///
+/// ```
+/// use staunch::core::{ChatRequest, Message};
+/// use staunch::fingerprint::fingerprint;
+/// let a = ChatRequest::new("gpt-4o", vec![Message::user("hi")]);
+/// let b = ChatRequest::new("gpt-4o", vec![Message::user("hi!")]);
+/// assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+/// assert_ne!(fingerprint(&a), fingerprint(&b));
+/// ```
+pub fn fingerprint(request: &ChatRequest) -> u128 {
     // One pass of XXH3-128: fast on long prompts, and a full 128 bits.
     let mut hasher = Xxh3::new();
     hash_request(request, &mut hasher);

@@ -1,4 +1,7 @@
-//! The names of the metrics staunch records.
+//! The names of the metrics staunch records, one constant each.
+//!
+//! A contract shared by every layer (each records its own) and by
+//! dashboards and alerts; re-exported as [`observe::names`](crate::observe::names).
 
 /// Counter: logical requests finished, by `outcome` (`ok`, `error`,
 /// `cancelled`), `tier` (`full`, `reduced`, `cached`, `static`, `none`) and

@@ -1,0 +1,29 @@
+//! Target health: whether a target would refuse a call now, asked without
+//! making one.
+//!
+//! A contract between layers: a [`CircuitBreakerHandle`](crate::circuit_breaker::CircuitBreakerHandle)
+//! implements it, a [`Fallback`](crate::fallback::Fallback) chain consults
+//! it to pass over targets that are down, and any future router or load
+//! balancer may do the same. Neither layer imports the other.
+
+use std::time::Duration;
+
+/// Tells the fallback layer, without a call, whether a target would refuse
+/// a request now.
+///
+/// A circuit breaker's handle implements it, so that a chain passes over a
+/// target whose circuit is open instead of spending an attempt on it.
+pub trait TargetHealth: Send + Sync + 'static {
+    /// `Some(wait)` while calls would be refused, with the time until the
+    /// target may take calls again; `None` when a call may go through.
+    fn unavailable_for(&self) -> Option<Duration>;
+}
+
+impl<F> TargetHealth for F
+where
+    F: Fn() -> Option<Duration> + Send + Sync + 'static,
+{
+    fn unavailable_for(&self) -> Option<Duration> {
+        self()
+    }
+}
