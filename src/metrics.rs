@@ -4,8 +4,10 @@
 //! dashboards and alerts; re-exported as [`observe::names`](crate::observe::names).
 
 /// Counter: logical requests finished, by `outcome` (`ok`, `error`,
-/// `cancelled`), `tier` (`full`, `reduced`, `cached`, `static`, `none`) and
-/// error `kind` (`none` on success).
+/// `cancelled`), `tier` (`full`, `reduced`, `cached`, `static`, `none`),
+/// error `kind` and error `class` (`transient`, `unavailable`, `fatal`;
+/// `none` on success). Alert on the `unavailable` share (targets refusing:
+/// keys, quotas, models) separately from `transient` (outages).
 pub const REQUESTS: &str = "staunch_requests_total";
 /// Histogram: seconds from a logical request's start to its answer or error, by `outcome`.
 pub const REQUEST_DURATION: &str = "staunch_request_duration_seconds";
@@ -13,11 +15,21 @@ pub const REQUEST_DURATION: &str = "staunch_request_duration_seconds";
 pub const TOKENS: &str = "staunch_tokens_total";
 /// Histogram: dollars per answered request (failed attempts included), by `provider`.
 pub const REQUEST_COST: &str = "staunch_request_cost_usd";
+/// Histogram: the fallback depth that answered (0: the first target), per
+/// answered logical request. A mean above 0 means the primary is failing
+/// over; alert on its p90 rising.
+pub const FALLBACK_DEPTH: &str = "staunch_fallback_depth";
+/// Counter: logical requests the retry layer retried at least once, by
+/// final `outcome` (`ok`, `error`). The retry success rate is
+/// `ok / (ok + error)`: when it falls, retries no longer help (a real
+/// outage) and only add load.
+pub const RETRIED_REQUESTS: &str = "staunch_retried_requests_total";
 /// Counter: retries started, by `provider` and the error `kind` that caused them.
 pub const RETRIES: &str = "staunch_retries_total";
 /// Counter: failed requests the retry layer stopped retrying, by `reason`
 /// (`not_retryable`, `server_said_no`, `max_retries`, `retry_after_too_long`,
-/// `deadline`, `retry_budget`, `request_budget`).
+/// `deadline` (the wait would pass it), `deadline_passed` (it cut the
+/// attempt), `retry_budget`, `request_budget`).
 pub const RETRY_GIVEUPS: &str = "staunch_retry_giveups_total";
 /// Counter: fallback activations, by the target that failed (`from`) and the one tried next (`to`).
 pub const FALLBACKS: &str = "staunch_fallbacks_total";

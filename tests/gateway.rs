@@ -182,10 +182,10 @@ async fn the_gateway_answers_in_openai_shape_and_says_what_staunch_did() {
     let m = send(&client, "GET", &format!("{base}/metrics"), "").await;
     assert_eq!(m.status, 200);
     for line in [
-        r#"staunch_requests_total{outcome="ok",tier="full",kind="none"} 1"#,
-        r#"staunch_requests_total{outcome="ok",tier="reduced",kind="none"} 1"#,
-        r#"staunch_requests_total{outcome="ok",tier="cached",kind="none"} 1"#,
-        r#"staunch_requests_total{outcome="error",tier="none",kind="invalid_request"} 1"#,
+        r#"staunch_requests_total{outcome="ok",tier="full",kind="none",class="none"} 1"#,
+        r#"staunch_requests_total{outcome="ok",tier="reduced",kind="none",class="none"} 1"#,
+        r#"staunch_requests_total{outcome="ok",tier="cached",kind="none",class="none"} 1"#,
+        r#"staunch_requests_total{outcome="error",tier="none",kind="invalid_request",class="fatal"} 1"#,
         r#"staunch_retries_total{provider="openai",kind="rate_limited"} 1"#,
         r#"staunch_fallbacks_total{from="openai",to="anthropic"} 2"#,
     ] {

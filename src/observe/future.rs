@@ -25,7 +25,7 @@ pin_project! {
             let this = this.project();
             if !*this.done {
                 this.span.record("outcome", "cancelled");
-                metrics::counter!(names::REQUESTS, "outcome" => "cancelled", "tier" => "none", "kind" => "none").increment(1);
+                metrics::counter!(names::REQUESTS, "outcome" => "cancelled", "tier" => "none", "kind" => "none", "class" => "none").increment(1);
                 metrics::histogram!(names::REQUEST_DURATION, "outcome" => "cancelled")
                     .record(this.started.elapsed().as_secs_f64());
             }
@@ -69,8 +69,9 @@ fn record_ok(span: &Span, response: &ChatResponse, seconds: f64) {
     span.record("attempts", meta.attempts);
     span.record("fallback_depth", meta.fallback_depth);
     span.record("latency_ms", seconds * 1e3);
-    metrics::counter!(names::REQUESTS, "outcome" => "ok", "tier" => meta.tier.as_str(), "kind" => "none")
+    metrics::counter!(names::REQUESTS, "outcome" => "ok", "tier" => meta.tier.as_str(), "kind" => "none", "class" => "none")
         .increment(1);
+    metrics::histogram!(names::FALLBACK_DEPTH).record(f64::from(meta.fallback_depth));
     metrics::histogram!(names::REQUEST_DURATION, "outcome" => "ok").record(seconds);
     count_tokens(provider, model, response.total_usage());
     if let Some(cost) = meta.cost {
@@ -90,7 +91,7 @@ fn record_err(span: &Span, error: &LlmError, seconds: f64) {
     }
     span.record("attempts", error.attempts);
     span.record("latency_ms", seconds * 1e3);
-    metrics::counter!(names::REQUESTS, "outcome" => "error", "tier" => "none", "kind" => error.kind.as_str())
+    metrics::counter!(names::REQUESTS, "outcome" => "error", "tier" => "none", "kind" => error.kind.as_str(), "class" => error.class().as_str())
         .increment(1);
     metrics::histogram!(names::REQUEST_DURATION, "outcome" => "error").record(seconds);
     count_error_tokens(error);

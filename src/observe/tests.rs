@@ -145,17 +145,20 @@ fn a_scripted_scenario_records_exact_counters() {
 
     let got = counters(snapshotter.snapshot().into_vec());
     let want: BTreeMap<String, u64> = [
-        ("staunch_requests_total{kind=none,outcome=ok,tier=full}", 1),
         (
-            "staunch_requests_total{kind=none,outcome=ok,tier=reduced}",
+            "staunch_requests_total{class=none,kind=none,outcome=ok,tier=full}",
             1,
         ),
         (
-            "staunch_requests_total{kind=none,outcome=ok,tier=cached}",
+            "staunch_requests_total{class=none,kind=none,outcome=ok,tier=reduced}",
             1,
         ),
         (
-            "staunch_requests_total{kind=invalid_request,outcome=error,tier=none}",
+            "staunch_requests_total{class=none,kind=none,outcome=ok,tier=cached}",
+            1,
+        ),
+        (
+            "staunch_requests_total{class=fatal,kind=invalid_request,outcome=error,tier=none}",
             1,
         ),
         (
@@ -169,6 +172,9 @@ fn a_scripted_scenario_records_exact_counters() {
         ),
         ("staunch_retry_giveups_total{reason=not_retryable}", 2),
         ("staunch_retry_giveups_total{reason=max_retries}", 1),
+        // R1 recovered after its retry; R3's backup did not.
+        ("staunch_retried_requests_total{outcome=ok}", 1),
+        ("staunch_retried_requests_total{outcome=error}", 1),
         ("staunch_fallbacks_total{from=primary,to=backup}", 2),
         ("staunch_degraded_total{kind=server,tier=cached}", 1),
         (

@@ -135,6 +135,9 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
         }
         match result {
             Ok(response) => {
+                if self.retries > 0 {
+                    metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "ok").increment(1);
+                }
                 let meta = &mut response.meta;
                 meta.attempts = meta.attempts.saturating_add(self.failed_attempts);
                 meta.retry_wait += self.waited;
@@ -169,6 +172,10 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                     Err(reason) => {
                         metrics::counter!(names::RETRY_GIVEUPS, "reason" => reason.label())
                             .increment(1);
+                        if self.retries > 0 {
+                            metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "error")
+                                .increment(1);
+                        }
                         tracing::debug!(
                             target: "staunch::retry",
                             kind = error.kind.as_str(),
