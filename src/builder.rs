@@ -4,9 +4,28 @@ use crate::budget::BudgetLayer;
 use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::degrade::{DegradeConfig, DegradeLayer};
 use crate::fallback::{FallbackLayer, Target};
+use crate::observe::InstrumentLayer;
 use crate::retry::{RetryConfig, RetryLayer};
 use tower::ServiceBuilder;
 use tower_layer::Stack;
+
+impl From<RetryConfig> for RetryLayer {
+    fn from(config: RetryConfig) -> Self {
+        RetryLayer::new(config)
+    }
+}
+
+impl From<DegradeConfig> for DegradeLayer {
+    fn from(config: DegradeConfig) -> Self {
+        DegradeLayer::new(config)
+    }
+}
+
+impl From<Target> for FallbackLayer {
+    fn from(backup: Target) -> Self {
+        FallbackLayer::new(backup)
+    }
+}
 
 mod sealed {
     pub trait Sealed<T> {}
@@ -16,10 +35,18 @@ mod sealed {
 /// Adds the staunch layers to [`ServiceBuilder`], outermost first, like its
 /// own `.timeout(..)` and `.rate_limit(..)`.
 ///
+/// Every method takes its layer. Where building the layer cannot fail, its
+/// config converts into it, so `.llm_retry(RetryConfig::new())` and
+/// `.degrade(DegradeConfig::new())` read as well as `.llm_retry(layer)`;
+/// the circuit breaker and the budget validate their configs in
+/// `CircuitBreakerLayer::new` / `BudgetLayer::new`, and their layers hold
+/// the handles you keep.
+///
 /// ```
 /// use std::time::Duration;
 /// use staunch::ServiceBuilderExt;
 /// use staunch::budget::{BudgetConfig, BudgetLayer};
+/// use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 /// use staunch::core::{ChatRequest, ChatResponse, LlmError};
 /// use staunch::degrade::DegradeConfig;
 /// use staunch::retry::RetryConfig;
@@ -29,16 +56,22 @@ mod sealed {
 ///     Ok::<_, LlmError>(ChatResponse::new(r.model, "ok"))
 /// });
 /// let stack = ServiceBuilder::new()
+///     .instrument()
 ///     .degrade(DegradeConfig::new().static_answer("Try again soon."))
 ///     .budget(BudgetLayer::new(BudgetConfig::new().per_request_tokens(50_000)).expect("valid"))
+///     .circuit_breaker(CircuitBreakerLayer::new(CircuitBreakerConfig::new("openai")).expect("valid"))
 ///     .llm_retry(RetryConfig::new())
 ///     .timeout(Duration::from_secs(60))
 ///     .service(provider);
 /// # let _ = stack;
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
-    /// Retries transient failures: [`RetryLayer`].
-    fn llm_retry(self, config: RetryConfig) -> ServiceBuilder<Stack<RetryLayer, L>>;
+    /// One `llm.request` span and the request metrics per logical request:
+    /// [`InstrumentLayer`].
+    fn instrument(self) -> ServiceBuilder<Stack<InstrumentLayer, L>>;
+
+    /// Retries transient failures: a [`RetryLayer`] (or its [`RetryConfig`]).
+    fn llm_retry(self, layer: impl Into<RetryLayer>) -> ServiceBuilder<Stack<RetryLayer, L>>;
 
     /// Fails fast while the service below is down: a [`CircuitBreakerLayer`]
     /// (built with [`CircuitBreakerLayer::new`], which validates the config;
@@ -49,11 +82,16 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: CircuitBreakerLayer,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
 
-    /// Falls back to `backup` when the services below fail: [`FallbackLayer`].
-    fn fallback_to(self, backup: Target) -> ServiceBuilder<Stack<FallbackLayer, L>>;
+    /// Falls back to `backup` when the services below fail: a
+    /// [`FallbackLayer`] (or the backup [`Target`] itself).
+    fn fallback_to(
+        self,
+        layer: impl Into<FallbackLayer>,
+    ) -> ServiceBuilder<Stack<FallbackLayer, L>>;
 
-    /// Serves cached or static answers when everything below fails: [`DegradeLayer`].
-    fn degrade(self, config: DegradeConfig) -> ServiceBuilder<Stack<DegradeLayer, L>>;
+    /// Serves cached or static answers when everything below fails: a
+    /// [`DegradeLayer`] (or its [`DegradeConfig`]).
+    fn degrade(self, layer: impl Into<DegradeLayer>) -> ServiceBuilder<Stack<DegradeLayer, L>>;
 
     /// Enforces token and cost caps: a [`BudgetLayer`] (built with
     /// [`BudgetLayer::new`], which validates the config; keep a clone to
@@ -62,8 +100,12 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
-    fn llm_retry(self, config: RetryConfig) -> ServiceBuilder<Stack<RetryLayer, L>> {
-        self.layer(RetryLayer::new(config))
+    fn instrument(self) -> ServiceBuilder<Stack<InstrumentLayer, L>> {
+        self.layer(InstrumentLayer::new())
+    }
+
+    fn llm_retry(self, layer: impl Into<RetryLayer>) -> ServiceBuilder<Stack<RetryLayer, L>> {
+        self.layer(layer.into())
     }
 
     fn circuit_breaker(
@@ -73,12 +115,15 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
-    fn fallback_to(self, backup: Target) -> ServiceBuilder<Stack<FallbackLayer, L>> {
-        self.layer(FallbackLayer::new(backup))
+    fn fallback_to(
+        self,
+        layer: impl Into<FallbackLayer>,
+    ) -> ServiceBuilder<Stack<FallbackLayer, L>> {
+        self.layer(layer.into())
     }
 
-    fn degrade(self, config: DegradeConfig) -> ServiceBuilder<Stack<DegradeLayer, L>> {
-        self.layer(DegradeLayer::new(config))
+    fn degrade(self, layer: impl Into<DegradeLayer>) -> ServiceBuilder<Stack<DegradeLayer, L>> {
+        self.layer(layer.into())
     }
 
     fn budget(self, layer: BudgetLayer) -> ServiceBuilder<Stack<BudgetLayer, L>> {

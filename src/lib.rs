@@ -58,6 +58,7 @@ mod into_llm;
 pub mod metrics;
 pub mod observe;
 pub mod retry;
+mod target;
 #[cfg(test)]
 mod test_support;
 
@@ -65,6 +66,7 @@ pub use allowance::Allowance;
 pub use builder::ServiceBuilderExt;
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use staunch_core as core;
+pub use target::TargetBuilder;
 
 /// The README's code, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,229 @@
+//! One fallback target with its own breaker, retry and per-attempt timeout,
+//! built in one call.
+
+use crate::circuit_breaker::{
+    CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, InvalidCircuitBreaker,
+};
+use crate::fallback::Target;
+use crate::retry::{RetryConfig, RetryLayer};
+use staunch_core::{BoxError, ChatRequest, ChatResponse, Price};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_service::Service;
+
+/// Builds the recommended per-target stack around a provider and wires the
+/// breaker's health into the [`Target`], so a fallback chain passes over the
+/// target while its circuit is open:
+///
+/// ```text
+/// CircuitBreaker   fail fast while the target is down (its handle is returned)
+///   Retry          transient failures, backoff + full jitter, Retry-After, budget
+///     Timeout      tower's, per attempt (60 s by default); a Deadline cuts it shorter
+///       provider
+/// ```
+///
+/// | setting | default |
+/// |---|---|
+/// | `breaker` | [`CircuitBreakerConfig::new`] named after the target (5 failures in a row) |
+/// | `retry` | [`RetryConfig::new`] (2 retries, full jitter, retry budget) |
+/// | `attempt_timeout` | 60 s |
+/// | `model`, `context_window`, `price` | none, as on [`Target`] |
+///
+/// ```
+/// use std::time::Duration;
+/// use staunch::TargetBuilder;
+/// use staunch::core::{ChatRequest, ChatResponse, LlmError, Price};
+/// use staunch::fallback::Fallback;
+/// use staunch::retry::RetryConfig;
+/// use tower::service_fn;
+///
+/// let provider = service_fn(|r: ChatRequest| async move {
+///     Ok::<_, LlmError>(ChatResponse::new(r.model, "hi"))
+/// });
+/// let (openai, openai_circuit) = TargetBuilder::new("openai", provider.clone())
+///     .model("gpt-4o")
+///     .price(Price::per_million(2.5, 10.0))
+///     .retry(RetryConfig::new().max_retries(3))
+///     .attempt_timeout(Duration::from_secs(30))
+///     .build()
+///     .expect("valid breaker");
+/// let (anthropic, _) = TargetBuilder::new("anthropic", provider)
+///     .model("claude-sonnet-4-5")
+///     .build()
+///     .expect("valid breaker");
+/// let chain = Fallback::new([openai, anthropic]).expect("two targets");
+/// assert!(openai_circuit.is_call_permitted());
+/// # let _ = chain;
+/// ```
+#[derive(Debug)]
+pub struct TargetBuilder<S> {
+    name: Arc<str>,
+    provider: S,
+    model: Option<Arc<str>>,
+    context_window: Option<u64>,
+    price: Option<Price>,
+    breaker: Option<CircuitBreakerConfig>,
+    retry: RetryConfig,
+    attempt_timeout: Option<Duration>,
+}
+
+impl<S> TargetBuilder<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    /// A target called `name` over `provider`, with the defaults above.
+    pub fn new(name: impl Into<Arc<str>>, provider: S) -> Self {
+        TargetBuilder {
+            name: name.into(),
+            provider,
+            model: None,
+            context_window: None,
+            price: None,
+            breaker: None,
+            retry: RetryConfig::new(),
+            attempt_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+
+    /// Asks this target for `model` instead of the request's model.
+    pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The target's context window in tokens ([`Target::context_window`]).
+    pub fn context_window(mut self, tokens: u64) -> Self {
+        self.context_window = Some(tokens);
+        self
+    }
+
+    /// The target's price ([`Target::price`]).
+    pub fn price(mut self, price: Price) -> Self {
+        self.price = Some(price);
+        self
+    }
+
+    /// The breaker's settings (by default [`CircuitBreakerConfig::new`] with
+    /// the target's name).
+    pub fn breaker(mut self, config: CircuitBreakerConfig) -> Self {
+        self.breaker = Some(config);
+        self
+    }
+
+    /// The retry settings.
+    pub fn retry(mut self, config: RetryConfig) -> Self {
+        self.retry = config;
+        self
+    }
+
+    /// Tower's per-attempt timeout, inside the retry layer (and so inside
+    /// the breaker: a hung probe can't keep the circuit half-open).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// No per-attempt timeout of its own: only a request's
+    /// [`Deadline`](crate::Deadline) and the provider client's timeout bound
+    /// an attempt.
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = None;
+        self
+    }
+
+    /// The target, and the handle of its breaker (to watch it, force it open
+    /// or reset it); the target already consults the breaker's health.
+    pub fn build(self) -> Result<(Target, CircuitBreakerHandle), InvalidCircuitBreaker> {
+        let config = self
+            .breaker
+            .unwrap_or_else(|| CircuitBreakerConfig::new(self.name.clone()));
+        let breaker = CircuitBreakerLayer::new(config)?;
+        let handle = breaker.handle();
+        let retry = RetryLayer::new(self.retry);
+        let mut target = match self.attempt_timeout {
+            Some(timeout) => Target::new(
+                self.name,
+                ServiceBuilder::new()
+                    .layer(breaker)
+                    .layer(retry)
+                    .timeout(timeout)
+                    .service(self.provider),
+            ),
+            None => Target::new(
+                self.name,
+                ServiceBuilder::new()
+                    .layer(breaker)
+                    .layer(retry)
+                    .service(self.provider),
+            ),
+        };
+        target = target.health(handle.clone());
+        if let Some(model) = self.model {
+            target = target.model(model);
+        }
+        if let Some(window) = self.context_window {
+            target = target.context_window(window);
+        }
+        if let Some(price) = self.price {
+            target = target.price(price);
+        }
+        Ok((target, handle))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fallback::Fallback;
+    use crate::test_support::{Scripted, Step, fail, request};
+    use staunch_core::ErrorKind;
+    use tower::ServiceExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_built_target_is_skipped_while_its_circuit_is_open() {
+        let down = Scripted::new([fail(ErrorKind::Server)]);
+        let up = Scripted::new([Step::Ok]);
+        let (a, a_circuit) = TargetBuilder::new("a", down.clone())
+            .breaker(CircuitBreakerConfig::new("a").consecutive_failures(Some(1)))
+            .retry(RetryConfig::new().no_budget().max_retries(0))
+            .build()
+            .unwrap();
+        let (b, _) = TargetBuilder::new("b", up.clone()).build().unwrap();
+        let chain = Fallback::new([a, b]).unwrap();
+        for _ in 0..3 {
+            let answer = chain.clone().oneshot(request()).await.unwrap();
+            assert_eq!(answer.meta.target.as_deref(), Some("b"));
+        }
+        assert!(!a_circuit.is_call_permitted());
+        assert_eq!(down.count(), 1, "the open circuit was passed over, not called");
+        assert_eq!(up.count(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_attempt_timeout_sits_inside_the_retry() {
+        let slow = Scripted::new([Step::Hang(Duration::from_secs(10)), Step::Ok]);
+        let (target, _) = TargetBuilder::new("a", slow.clone())
+            .retry(RetryConfig::new().no_budget().jitter(crate::retry::NoJitter))
+            .attempt_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let answer = Fallback::new([target])
+            .unwrap()
+            .oneshot(request())
+            .await
+            .unwrap();
+        assert_eq!(answer.meta.attempts, 2, "timed out once, then answered");
+    }
+
+    #[test]
+    fn an_invalid_breaker_is_a_clear_error() {
+        let err = TargetBuilder::new("a", Scripted::new([Step::Ok]))
+            .breaker(CircuitBreakerConfig::new("a").half_open_probes(0))
+            .build()
+            .unwrap_err();
+        assert_eq!(err, InvalidCircuitBreaker::ZeroProbes);
+    }
+}
