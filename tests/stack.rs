@@ -6,16 +6,14 @@
 
 mod support;
 
-use staunch::ServiceBuilderExt;
 use staunch::budget::{BudgetConfig, BudgetLayer};
-use staunch::circuit_breaker::{
-    CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, CircuitState,
-};
+use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitState};
 use staunch::core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message, Price, QualityTier};
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
 use staunch::retry::{NoJitter, RetryConfig};
+use staunch::{ServiceBuilderExt, TargetBuilder};
 use std::time::Duration;
 use support::{Provider, Step};
 use tokio::time::Instant;
@@ -41,16 +39,17 @@ fn target(
     window: u64,
     price: Price,
 ) -> (Target, CircuitBreakerHandle) {
-    let breaker = CircuitBreakerLayer::new(
-        CircuitBreakerConfig::new(name)
-            .consecutive_failures(Some(5))
-            .break_duration(Duration::from_secs(30)),
-    )
-    .expect("valid breaker");
-    let handle = breaker.handle();
-    let service = ServiceBuilder::new()
-        .circuit_breaker(breaker)
-        .llm_retry(
+    let limited = ServiceBuilder::new()
+        .buffer(32)
+        .rate_limit(50, Duration::from_secs(1))
+        .service(provider);
+    TargetBuilder::new(name, limited)
+        .breaker(
+            CircuitBreakerConfig::new(name)
+                .consecutive_failures(Some(5))
+                .break_duration(Duration::from_secs(30)),
+        )
+        .retry(
             RetryConfig::new()
                 .max_retries(2)
                 .base_delay(Duration::from_millis(100))
@@ -59,16 +58,12 @@ fn target(
                 .jitter(NoJitter)
                 .no_budget(),
         )
-        .timeout(Duration::from_secs(5))
-        .buffer(32)
-        .rate_limit(50, Duration::from_secs(1))
-        .service(provider);
-    let target = Target::new(name, service)
+        .attempt_timeout(Duration::from_secs(5))
         .model(model)
         .context_window(window)
         .price(price)
-        .health(handle.clone());
-    (target, handle)
+        .build()
+        .expect("valid breaker")
 }
 
 fn world() -> World {

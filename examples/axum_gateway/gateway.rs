@@ -25,15 +25,12 @@ use std::sync::Arc;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use staunch::ServiceBuilderExt;
-use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use staunch::core::Price;
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
-use staunch::retry::RetryConfig;
+use staunch::{ServiceBuilderExt, TargetBuilder};
 use staunch_providers::{Anthropic, OpenAi};
-use std::time::Duration;
 use tower::ServiceBuilder;
 
 /// The stack the gateway serves.
@@ -350,20 +347,10 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new(name))?;
-    let handle = breaker.handle();
-    let service = ServiceBuilder::new()
-        .circuit_breaker(breaker)
-        .llm_retry(RetryConfig::new())
-        .timeout(Duration::from_secs(60))
-        .service(client);
-    Ok((
-        Target::new(name, service)
-            .model(model)
-            .price(price)
-            .health(handle.clone()),
-        handle,
-    ))
+    Ok(TargetBuilder::new(name, client)
+        .model(model)
+        .price(price)
+        .build()?)
 }
 
 /// The stack over an OpenAI-compatible and an Anthropic-compatible client.

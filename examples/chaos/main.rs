@@ -21,14 +21,14 @@ mod scenarios;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use report::Run;
-use staunch::ServiceBuilderExt;
 use staunch::budget::{BudgetConfig, BudgetLayer};
-use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer};
+use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle};
 use staunch::core::{ChatRequest, ChatResponse, LlmError, Message, Price};
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::{InstrumentLayer, names};
 use staunch::retry::RetryConfig;
+use staunch::{ServiceBuilderExt, TargetBuilder};
 use staunch_mock::{MockServer, Route};
 use staunch_providers::{Anthropic, AnthropicConfig, HttpOptions, OpenAi, OpenAiConfig};
 use std::io::{IsTerminal, Write};
@@ -154,30 +154,25 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let breaker = CircuitBreakerLayer::new(
-        CircuitBreakerConfig::new(name)
-            .consecutive_failures(Some(5))
-            .break_duration(Duration::from_secs(1)),
-    )?;
-    let handle = breaker.handle();
-    let service = ServiceBuilder::new()
-        .circuit_breaker(breaker)
-        .llm_retry(
+    let (i, o) = price(model);
+    Ok(TargetBuilder::new(name, client)
+        .breaker(
+            CircuitBreakerConfig::new(name)
+                .consecutive_failures(Some(5))
+                .break_duration(Duration::from_secs(1)),
+        )
+        .retry(
             RetryConfig::new()
                 .max_retries(2)
                 .base_delay(Duration::from_millis(50))
                 .max_delay(Duration::from_millis(500))
                 .max_retry_after(Duration::from_secs(1)),
         )
-        .timeout(Duration::from_millis(800))
-        .service(client);
-    let (i, o) = price(model);
-    let target = Target::new(name, service)
+        .attempt_timeout(Duration::from_millis(800))
         .model(model)
         .context_window(window)
         .price(Price::per_million(i, o))
-        .health(handle.clone());
-    Ok((target, handle))
+        .build()?)
 }
 
 fn stack(
