@@ -198,7 +198,11 @@ mod tests {
             assert_eq!(answer.meta.target.as_deref(), Some("b"));
         }
         assert!(!a_circuit.is_call_permitted());
-        assert_eq!(down.count(), 1, "the open circuit was passed over, not called");
+        assert_eq!(
+            down.count(),
+            1,
+            "the open circuit was passed over, not called"
+        );
         assert_eq!(up.count(), 3);
     }
 
@@ -206,7 +210,11 @@ mod tests {
     async fn the_attempt_timeout_sits_inside_the_retry() {
         let slow = Scripted::new([Step::Hang(Duration::from_secs(10)), Step::Ok]);
         let (target, _) = TargetBuilder::new("a", slow.clone())
-            .retry(RetryConfig::new().no_budget().jitter(crate::retry::NoJitter))
+            .retry(
+                RetryConfig::new()
+                    .no_budget()
+                    .jitter(crate::retry::NoJitter),
+            )
             .attempt_timeout(Duration::from_secs(1))
             .build()
             .unwrap();

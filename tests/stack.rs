@@ -96,6 +96,7 @@ fn world() -> World {
         .layer(InstrumentLayer::new())
         .degrade(
             DegradeConfig::new()
+                .cache(Duration::from_secs(600), 10_000)
                 .static_answer("The assistant is unavailable; please retry shortly."),
         )
         .budget(

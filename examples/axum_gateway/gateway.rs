@@ -369,6 +369,7 @@ pub fn build(
         .layer(InstrumentLayer::new())
         .degrade(
             DegradeConfig::new()
+                .cache(std::time::Duration::from_secs(600), 10_000)
                 .static_answer("The assistant is unavailable right now; please retry shortly."),
         )
         .service(Fallback::new([a, b])?);

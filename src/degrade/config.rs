@@ -26,18 +26,25 @@ type StaticFn = dyn Fn(&ChatRequest) -> ChatResponse + Send + Sync;
 ///
 /// | setting | default | meaning |
 /// |---|---|---|
-/// | `cache_ttl` | 10 min | how long a successful answer may be served again |
-/// | `cache_capacity` | 10,000 | answers kept at most (least recently used go first) |
+/// | `cache` (`cache_ttl`, `cache_capacity`) | off | keep successful answers to serve the same request again when it fails; `cache_ttl` alone means 10,000 answers, `cache_capacity` alone 10 min |
 /// | `static_answer` | none | the answer of last resort, when nothing is cached |
 /// | `classify` | [`DefaultClassify`] | `Fatal` errors are never degraded |
+///
+/// The cache is off by default, by choice. It is the largest cost of the
+/// stack: every successful request pays one XXH3 pass over the whole
+/// request (model, every message, the extras) and a moka insert of a clone
+/// of the answer, and it holds up to `capacity` answers (10,000 answers of
+/// 2 KB are about 20 MB) for `ttl`. It also pays off only where the same
+/// request recurs (fixed prompts, pipelines that re-run), and it serves an
+/// answer that may be up to `ttl` old. Turn it on where that is what you
+/// want; see `benches/stack.rs` for its measured cost.
 ///
 /// ```
 /// use std::time::Duration;
 /// use staunch::degrade::DegradeConfig;
 ///
 /// let config = DegradeConfig::new()
-///     .cache_ttl(Duration::from_secs(300))
-///     .cache_capacity(1_000)
+///     .cache(Duration::from_secs(300), 1_000)
 ///     .static_answer("Our assistant is busy right now; please try again in a minute.");
 /// # let _ = config;
 /// ```
@@ -51,7 +58,7 @@ pub struct DegradeConfig {
 impl Default for DegradeConfig {
     fn default() -> Self {
         DegradeConfig {
-            cache: Some((Duration::from_secs(600), 10_000)),
+            cache: None,
             static_answer: None,
             classify: Arc::new(DefaultClassify),
         }
@@ -64,21 +71,29 @@ impl DegradeConfig {
         Self::default()
     }
 
-    /// How long a cached answer may be served.
+    /// Caches up to `capacity` successful answers for `ttl` each, to serve
+    /// one again when the same request fails (least recently used go first).
+    pub fn cache(mut self, ttl: Duration, capacity: u64) -> Self {
+        self.cache = Some((ttl, capacity));
+        self
+    }
+
+    /// Turns the cache on, keeping answers for `ttl`.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         let capacity = self.cache.map_or(10_000, |(_, c)| c);
         self.cache = Some((ttl, capacity));
         self
     }
 
-    /// How many answers the cache keeps at most.
+    /// Turns the cache on, keeping at most `capacity` answers.
     pub fn cache_capacity(mut self, capacity: u64) -> Self {
         let ttl = self.cache.map_or(Duration::from_secs(600), |(t, _)| t);
         self.cache = Some((ttl, capacity));
         self
     }
 
-    /// Caches nothing: failures get the static answer or the error.
+    /// Caches nothing (the default): failures get the static answer or the
+    /// error.
     pub fn no_cache(mut self) -> Self {
         self.cache = None;
         self

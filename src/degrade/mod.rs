@@ -1,9 +1,11 @@
 //! Graceful degradation: answer from the cache or with a static answer when
 //! every target has failed.
 //!
-//! [`DegradeLayer`] is the outermost layer of the recommended stack. It
-//! remembers successful answers (in [moka](https://docs.rs/moka), bounded by
-//! a TTL and a capacity) under a fingerprint of the whole request, and when
+//! [`DegradeLayer`] is the outermost layer of the recommended stack. When
+//! its cache is on ([`DegradeConfig::cache`]; off by default, see there for
+//! its cost) it remembers successful answers (in [moka](https://docs.rs/moka),
+//! bounded by a TTL and a capacity) under a fingerprint of the whole request,
+//! and when
 //! the stack below fails with anything but a `Fatal` error it serves, in
 //! order: the cached answer to the same request
 //! ([`QualityTier::Cached`](staunch_core::QualityTier)), the configured

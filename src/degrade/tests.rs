@@ -14,13 +14,19 @@ fn with_usage(kind: ErrorKind, spent: Usage) -> Step {
     }
 }
 
+
+/// The cache on, as the tests of cached answers need it (it is off by default).
+fn cached() -> DegradeConfig {
+    DegradeConfig::new().cache(Duration::from_secs(600), 10_000)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failure_is_answered_from_the_cache() {
     let fake = Scripted::new([
         Step::Ok,
         with_usage(ErrorKind::Overloaded, Usage::new(7, 0)),
     ]);
-    let service = Degrade::new(DegradeConfig::new(), fake.clone());
+    let service = Degrade::new(cached(), fake.clone());
 
     let first = service.clone().oneshot(request()).await.unwrap();
     assert_eq!(first.meta.tier, QualityTier::Full);
@@ -48,7 +54,7 @@ async fn a_failure_is_answered_from_the_cache() {
 #[tokio::test(start_paused = true)]
 async fn a_different_request_is_never_served_anothers_answer() {
     let fake = Scripted::new([Step::Ok, fail(ErrorKind::Server)]);
-    let service = Degrade::new(DegradeConfig::new(), fake);
+    let service = Degrade::new(cached(), fake);
     service.clone().oneshot(request()).await.unwrap();
     // Same prefix, one more character at the end of the last message.
     let other = ChatRequest::new("gpt-4o", vec![Message::user("hello!")]);
@@ -70,7 +76,7 @@ async fn then_the_static_answer_then_the_error() {
     assert_eq!(answer.meta.provider.as_deref(), Some("staunch"));
     assert!(answer.meta.warning.unwrap().contains("rate_limited"));
 
-    let without = Degrade::new(DegradeConfig::new(), fake.clone());
+    let without = Degrade::new(cached(), fake.clone());
     let err = without.oneshot(request()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::RateLimited);
 }
@@ -80,7 +86,6 @@ async fn a_static_answer_can_be_built_from_the_request() {
     let fake = Scripted::new([fail(ErrorKind::Timeout)]);
     let service = Degrade::new(
         DegradeConfig::new()
-            .no_cache()
             .static_answer_with(|r: &ChatRequest| {
                 ChatResponse::new(
                     r.model.clone(),
@@ -148,7 +153,7 @@ async fn only_model_answers_are_cached() {
         let canned = canned.clone();
         async move { Ok::<_, staunch_core::LlmError>(canned) }
     });
-    let service = Degrade::new(DegradeConfig::new(), inner);
+    let service = Degrade::new(cached(), inner);
     service.clone().oneshot(request()).await.unwrap();
     assert_eq!(service.cached_answers(), 0);
 
@@ -158,7 +163,7 @@ async fn only_model_answers_are_cached() {
         let backup = backup.clone();
         async move { Ok::<_, staunch_core::LlmError>(backup) }
     });
-    let service = Degrade::new(DegradeConfig::new(), inner);
+    let service = Degrade::new(cached(), inner);
     service.clone().oneshot(request()).await.unwrap();
     assert_eq!(
         service.cached_answers(),
@@ -193,8 +198,18 @@ async fn no_static_answer_for_failures_a_retry_would_repeat() {
     }
     // The identical request answered before is still served from the cache.
     let fake = Scripted::new([Step::Ok, fail(ErrorKind::ContentFiltered)]);
-    let service = Degrade::new(DegradeConfig::new().static_answer("later"), fake);
+    let service = Degrade::new(cached().static_answer("later"), fake);
     service.clone().oneshot(request()).await.unwrap();
     let cached = service.oneshot(request()).await.unwrap();
     assert_eq!(cached.meta.tier, QualityTier::Cached);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_is_off_by_default() {
+    let fake = Scripted::new([Step::Ok, fail(ErrorKind::Overloaded)]);
+    let service = Degrade::new(DegradeConfig::new(), fake);
+    service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(service.cached_answers(), 0);
+    let err = service.oneshot(request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Overloaded, "nothing cached to serve");
 }

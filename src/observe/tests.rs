@@ -127,7 +127,9 @@ fn a_scripted_scenario_records_exact_counters() {
             .unwrap();
             let stack = ServiceBuilder::new()
                 .layer(InstrumentLayer::new())
-                .layer(DegradeLayer::new(DegradeConfig::new()))
+                .layer(DegradeLayer::new(
+                    DegradeConfig::new().cache(Duration::from_secs(600), 100),
+                ))
                 .service(chain);
             let ask = |text: &str| ChatRequest::new("any", vec![Message::user(text)]);
 
