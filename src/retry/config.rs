@@ -172,6 +172,16 @@ impl RetryConfig {
     }
 
     /// Retries after the first attempt; 0 turns retrying off.
+    ///
+    /// `max_retries` bounds one request; the [retry budget](Self::budget)
+    /// bounds the fleet. The official OpenAI and Anthropic SDKs retry twice
+    /// with no budget, so in an outage every request costs three calls. With
+    /// the default budget (retries up to 20% of requests, plus a floor of 1
+    /// per second, over 10 s), 1,000 requests against a provider that fails
+    /// every call make at most about 1,210 calls instead of 3,000 (the
+    /// `the_budget_stops_a_retry_storm` test), while a lone failure still gets
+    /// its two retries. At low traffic the floor dominates: lower
+    /// `min_per_sec` there (at 5 requests/s, a floor of 10/s allows about 3×).
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
         self
