@@ -24,18 +24,20 @@ pin_project! {
         // inner service was never called.
         #[pin]
         inner: Option<F>,
-        #[pin]
-        timer: Option<Sleep>,
+        // Boxed: a `Sleep` is larger than the rest of every layer's future,
+        // and only a call with a deadline needs one.
+        timer: Option<Pin<Box<Sleep>>>,
         deadline: Option<Deadline>,
     }
 }
 
 impl<F> Bounded<F> {
     /// Bounds `inner` by `deadline`.
+    #[inline]
     pub(crate) fn new(inner: F, deadline: Option<Deadline>) -> Self {
         Bounded {
             inner: Some(inner),
-            timer: deadline.map(|d| tokio::time::sleep_until(d.instant())),
+            timer: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.instant()))),
             deadline,
         }
     }
@@ -52,6 +54,7 @@ impl<F> Bounded<F> {
 
 /// Calls `call` only when `deadline` (if any) has not passed, and bounds the
 /// call by it.
+#[inline]
 pub(crate) fn start<F>(deadline: Option<Deadline>, call: impl FnOnce() -> F) -> Bounded<F> {
     match deadline {
         Some(d) if d.is_expired() => Bounded::expired(d),
@@ -66,6 +69,7 @@ where
 {
     type Output = Result<T, LlmError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         // The call first: an answer that is ready when the deadline comes
@@ -77,8 +81,8 @@ where
         } else if let Some(deadline) = this.deadline {
             return Poll::Ready(Err(deadline.exceeded()));
         }
-        match (this.timer.as_pin_mut(), this.deadline) {
-            (Some(timer), Some(deadline)) => match timer.poll(cx) {
+        match (this.timer, this.deadline) {
+            (Some(timer), Some(deadline)) => match timer.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(deadline.exceeded())),
                 Poll::Pending => Poll::Pending,
             },

@@ -34,10 +34,12 @@ where
     type Error = LlmError;
     type Future = IntoLlmFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
+    #[inline]
     fn call(&mut self, request: R) -> Self::Future {
         IntoLlmFuture {
             inner: self.inner.call(request),
@@ -60,6 +62,7 @@ where
 {
     type Output = Result<T, LlmError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(ready!(self.project().inner.poll(cx)).map_err(to_llm))
     }

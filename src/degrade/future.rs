@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 struct Degrading {
     shared: Arc<Shared>,
-    key: u128,
+    // The cache key; `None` without a cache.
+    key: Option<u128>,
     request: Option<ChatRequest>,
     started: Instant,
 }
@@ -43,7 +44,7 @@ impl<F> ResponseFuture<F> {
         inner: F,
         deadline: Option<Deadline>,
         shared: Arc<Shared>,
-        key: u128,
+        key: Option<u128>,
         request: Option<ChatRequest>,
     ) -> Self {
         ResponseFuture {
@@ -93,10 +94,10 @@ where
         let shared = &state.shared;
         let error = match result {
             Ok(response) => {
-                if let Some(cache) = &shared.cache
+                if let (Some(cache), Some(key)) = (&shared.cache, state.key)
                     && matches!(response.meta.tier, QualityTier::Full | QualityTier::Reduced)
                 {
-                    cache.insert(state.key, response.clone());
+                    cache.insert(key, response.clone());
                 }
                 return Poll::Ready(Ok(response));
             }
@@ -105,7 +106,12 @@ where
         if shared.config.classify.classify(&error) == ErrorClass::Fatal {
             return Poll::Ready(Err(error));
         }
-        if let Some((cached, age)) = shared.cache.as_ref().and_then(|c| c.get(state.key)) {
+        if let Some((cached, age)) = shared
+            .cache
+            .as_ref()
+            .zip(state.key)
+            .and_then(|(c, key)| c.get(key))
+        {
             let warning = format!(
                 "served a cached answer from {}s ago: the request failed ({})",
                 age.as_secs(),

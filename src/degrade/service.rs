@@ -93,10 +93,18 @@ where
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let deadline = Deadline::of(&request);
-        if request.extensions.get::<NoDegrade>().is_some() {
+        // With neither a cache nor a static answer there is nothing to
+        // degrade to and nothing to remember: the answer or the error passes
+        // through as it is, without the bookkeeping.
+        let shared = &self.shared;
+        if (shared.cache.is_none() && shared.config.static_answer.is_none())
+            || request.extensions.get::<NoDegrade>().is_some()
+        {
             return ResponseFuture::pass_through(self.inner.call(request), deadline);
         }
-        let key = fingerprint(&request);
+        // The fingerprint is the cache key: without a cache, no need to
+        // hash the whole conversation.
+        let key = self.shared.cache.as_ref().map(|_| fingerprint(&request));
         // Only a static answer built from the request needs the request
         // after the call; a clone is O(1).
         let for_static = self

@@ -2,8 +2,10 @@
 
 use super::names;
 use crate::into_llm::to_llm;
+use metrics::{Key, Label, Level, Metadata};
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatResponse, LlmError, Usage};
+use staunch_core::{BoxError, ChatResponse, LlmError, QualityTier, Usage};
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -44,6 +46,109 @@ impl<F> ResponseFuture<F> {
     }
 }
 
+/// The metadata `metrics::counter!` and friends would pass from this
+/// module (target and module path `staunch::observe::future`, level INFO).
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+// The keys of the success path, built once. A key built by the macros at
+// each call allocates its label list and hashes it, recorder or not.
+static OK_DURATION_LABELS: [Label; 1] = [Label::from_static_parts("outcome", "ok")];
+static OK_DURATION: Key = Key::from_static_parts(names::REQUEST_DURATION, &OK_DURATION_LABELS);
+static FALLBACK_DEPTH: Key = Key::from_static_name(names::FALLBACK_DEPTH);
+
+macro_rules! ok_requests_key {
+    ($tier:literal) => {{
+        static LABELS: [Label; 4] = [
+            Label::from_static_parts("outcome", "ok"),
+            Label::from_static_parts("tier", $tier),
+            Label::from_static_parts("kind", "none"),
+            Label::from_static_parts("class", "none"),
+        ];
+        static KEY: Key = Key::from_static_parts(names::REQUESTS, &LABELS);
+        &KEY
+    }};
+}
+
+/// The key of `staunch_requests_total` for an answer of `tier`, when it is
+/// one of the tiers known here.
+fn ok_requests(tier: QualityTier) -> Option<&'static Key> {
+    Some(match tier {
+        QualityTier::Full => ok_requests_key!("full"),
+        QualityTier::Reduced => ok_requests_key!("reduced"),
+        QualityTier::Cached => ok_requests_key!("cached"),
+        QualityTier::Static => ok_requests_key!("static"),
+        _ => return None,
+    })
+}
+
+/// The keys that carry a provider and a model, built once per thread for
+/// the few pairs a stack answers from.
+struct AnswerKeys {
+    provider: Box<str>,
+    model: Box<str>,
+    input: Key,
+    output: Key,
+    cost: Key,
+}
+
+impl AnswerKeys {
+    fn new(provider: &str, model: &str) -> Self {
+        let tokens = |direction: &'static str| {
+            Key::from_parts(
+                names::TOKENS,
+                vec![
+                    Label::new("provider", provider.to_owned()),
+                    Label::new("model", model.to_owned()),
+                    Label::new("direction", direction),
+                ],
+            )
+        };
+        AnswerKeys {
+            provider: provider.into(),
+            model: model.into(),
+            input: tokens("input"),
+            output: tokens("output"),
+            cost: Key::from_parts(
+                names::REQUEST_COST,
+                vec![Label::new("provider", provider.to_owned())],
+            ),
+        }
+    }
+}
+
+/// Pairs remembered per thread; past this many the memory starts over.
+const ANSWER_KEYS: usize = 32;
+
+thread_local! {
+    static KEYS: RefCell<Vec<AnswerKeys>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with the keys of (`provider`, `model`); `None` when this
+/// thread's keys are out of reach (being torn down, or borrowed by a
+/// recorder that called back into this layer).
+fn with_answer_keys<T>(provider: &str, model: &str, f: impl FnOnce(&AnswerKeys) -> T) -> Option<T> {
+    KEYS.try_with(|keys| {
+        let mut keys = keys.try_borrow_mut().ok()?;
+        let found = keys
+            .iter()
+            .position(|k| *k.provider == *provider && *k.model == *model);
+        let index = match found {
+            Some(index) => index,
+            None => {
+                if keys.len() >= ANSWER_KEYS {
+                    keys.clear();
+                }
+                keys.push(AnswerKeys::new(provider, model));
+                keys.len() - 1
+            }
+        };
+        Some(f(&keys[index]))
+    })
+    .ok()
+    .flatten()
+}
+
 fn count_tokens(provider: &str, model: &str, usage: Usage) {
     if usage.input_tokens > 0 {
         metrics::counter!(names::TOKENS, "provider" => provider.to_owned(), "model" => model.to_owned(), "direction" => "input")
@@ -55,28 +160,70 @@ fn count_tokens(provider: &str, model: &str, usage: Usage) {
     }
 }
 
+/// The metrics of an answer: what `record_ok` used to record with the
+/// macros, through keys built once.
+fn count_answer(provider: &str, model: &str, usage: Usage, cost: Option<f64>) {
+    let recorded = (usage.input_tokens == 0 && usage.output_tokens == 0 && cost.is_none())
+        || with_answer_keys(provider, model, |keys| {
+            metrics::with_recorder(|recorder| {
+                if usage.input_tokens > 0 {
+                    recorder
+                        .register_counter(&keys.input, &METADATA)
+                        .increment(usage.input_tokens);
+                }
+                if usage.output_tokens > 0 {
+                    recorder
+                        .register_counter(&keys.output, &METADATA)
+                        .increment(usage.output_tokens);
+                }
+                if let Some(cost) = cost {
+                    recorder
+                        .register_histogram(&keys.cost, &METADATA)
+                        .record(cost);
+                }
+            })
+        })
+        .is_some();
+    if !recorded {
+        count_tokens(provider, model, usage);
+        if let Some(cost) = cost {
+            metrics::histogram!(names::REQUEST_COST, "provider" => provider.to_owned())
+                .record(cost);
+        }
+    }
+}
+
 fn record_ok(span: &Span, response: &ChatResponse, seconds: f64) {
     let meta = &response.meta;
     let provider = meta.provider.as_deref().unwrap_or("unknown");
     let model = meta.model.as_deref().unwrap_or(&response.model);
-    span.record("outcome", "ok");
-    span.record("tier", meta.tier.as_str());
-    span.record("provider", provider);
-    span.record("answered_model", model);
-    if let Some(target) = &meta.target {
-        span.record("target", target.as_str());
+    // A span no subscriber wants records nothing: skip the field lookups.
+    if !span.is_disabled() {
+        span.record("outcome", "ok");
+        span.record("tier", meta.tier.as_str());
+        span.record("provider", provider);
+        span.record("answered_model", model);
+        if let Some(target) = &meta.target {
+            span.record("target", target.as_str());
+        }
+        span.record("attempts", meta.attempts);
+        span.record("fallback_depth", meta.fallback_depth);
+        span.record("latency_ms", seconds * 1e3);
     }
-    span.record("attempts", meta.attempts);
-    span.record("fallback_depth", meta.fallback_depth);
-    span.record("latency_ms", seconds * 1e3);
-    metrics::counter!(names::REQUESTS, "outcome" => "ok", "tier" => meta.tier.as_str(), "kind" => "none", "class" => "none")
-        .increment(1);
-    metrics::histogram!(names::FALLBACK_DEPTH).record(f64::from(meta.fallback_depth));
-    metrics::histogram!(names::REQUEST_DURATION, "outcome" => "ok").record(seconds);
-    count_tokens(provider, model, response.total_usage());
-    if let Some(cost) = meta.cost {
-        metrics::histogram!(names::REQUEST_COST, "provider" => provider.to_owned()).record(cost);
-    }
+    metrics::with_recorder(|recorder| {
+        match ok_requests(meta.tier) {
+            Some(key) => recorder.register_counter(key, &METADATA).increment(1),
+            None => metrics::counter!(names::REQUESTS, "outcome" => "ok", "tier" => meta.tier.as_str(), "kind" => "none", "class" => "none")
+                .increment(1),
+        }
+        recorder
+            .register_histogram(&FALLBACK_DEPTH, &METADATA)
+            .record(f64::from(meta.fallback_depth));
+        recorder
+            .register_histogram(&OK_DURATION, &METADATA)
+            .record(seconds);
+    });
+    count_answer(provider, model, response.total_usage(), meta.cost);
 }
 
 fn record_err(span: &Span, error: &LlmError, seconds: f64) {

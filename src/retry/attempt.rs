@@ -57,6 +57,7 @@ where
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
+    #[inline]
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let attempt = request.extensions.get::<AttemptNumber>().map_or(1, |n| n.0);
         let span = tracing::debug_span!(
@@ -94,6 +95,7 @@ where
 {
     type Output = Result<ChatResponse, LlmError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {

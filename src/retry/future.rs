@@ -31,6 +31,7 @@ where
     S: Service<ChatRequest, Response = ChatResponse>,
     S::Error: Into<BoxError>,
 {
+    #[inline]
     pub(super) fn new(inner: Inner<S>, started: Instant) -> Self {
         ResponseFuture { inner, started }
     }
@@ -43,6 +44,7 @@ where
 {
     type Output = Result<ChatResponse, LlmError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut result = ready!(this.inner.poll(cx));

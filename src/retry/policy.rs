@@ -6,6 +6,7 @@ use crate::allowance::Allowance;
 use crate::deadline::Deadline;
 use crate::metrics as names;
 use staunch_core::{ChatRequest, ChatResponse, ErrorClass, LlmError, Usage};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Sleep;
@@ -121,13 +122,16 @@ impl LlmPolicy {
 }
 
 impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
-    type Future = Sleep;
+    // Boxed: tower keeps the wait inline in every response future, and a
+    // `Sleep` is larger than the rest of the state; only a retry pays for
+    // the box.
+    type Future = Pin<Box<Sleep>>;
 
     fn retry(
         &mut self,
         request: &mut ChatRequest,
         result: &mut Result<ChatResponse, LlmError>,
-    ) -> Option<Sleep> {
+    ) -> Option<Pin<Box<Sleep>>> {
         if self.retries == 0
             && let Some(budget) = &self.config.budget
         {
@@ -167,7 +171,7 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                             wait_ms = wait.as_millis() as u64,
                             "retrying"
                         );
-                        Some(tokio::time::sleep(wait))
+                        Some(Box::pin(tokio::time::sleep(wait)))
                     }
                     Err(reason) => {
                         metrics::counter!(names::RETRY_GIVEUPS, "reason" => reason.label())

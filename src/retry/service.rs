@@ -80,10 +80,12 @@ where
     type Error = LlmError;
     type Future = ResponseFuture<S>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         ResponseFuture::new(self.inner.call(request), Instant::now())
     }

@@ -1,0 +1,260 @@
+//! Where the nanoseconds go: the success path of each layer alone over the
+//! same ready in-memory provider, and the whole recommended stack (the one
+//! of `benches/stack.rs`), all in one run. After the run it prints a table
+//! of medians and of each variant's overhead over `raw`, read back from
+//! criterion's estimates of this run.
+//!
+//! No tracing subscriber and no metrics recorder are installed: this is the
+//! cost of the layers themselves, not of an exporter.
+
+mod support;
+
+use criterion::Criterion;
+use staunch::ServiceBuilderExt;
+use staunch::budget::{BudgetConfig, BudgetLayer};
+use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+use staunch::core::{ChatRequest, ChatResponse, Price};
+use staunch::degrade::{DegradeConfig, DegradeLayer};
+use staunch::fallback::{Fallback, Target};
+use staunch::observe::InstrumentLayer;
+use staunch::retry::{RetryConfig, RetryLayer};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::{InMemory, call_once, request};
+use tower::{Layer, Service, ServiceBuilder};
+
+const GROUP: &str = "layers_success_path";
+
+/// The variants, in table order: (bench id, what it is).
+const ROWS: &[(&str, &str)] = &[
+    ("raw", "provider called directly"),
+    ("instrument", "InstrumentLayer (no subscriber, no recorder)"),
+    ("degrade", "DegradeLayer, defaults (cache off)"),
+    ("degrade_static", "DegradeLayer, static answer"),
+    (
+        "degrade_cache",
+        "DegradeLayer, cache on (10 000 answers, 10 min)",
+    ),
+    ("budget", "BudgetLayer, per-request and window caps"),
+    ("fallback_1", "Fallback of one target"),
+    ("circuit_breaker", "CircuitBreakerLayer, defaults"),
+    ("retry", "RetryLayer, defaults (with retry budget)"),
+    ("retry_no_budget", "RetryLayer, no retry budget"),
+    ("tower_timeout", "tower TimeoutLayer (30 s), for scale"),
+    ("full_stack", "the recommended stack (benches/stack.rs)"),
+];
+
+fn budget_layer() -> BudgetLayer {
+    BudgetLayer::new(
+        BudgetConfig::new()
+            .per_request_tokens(100_000)
+            .window_tokens(u64::MAX / 2)
+            .default_price(Price::per_million(2.5, 10.0)),
+    )
+    .expect("valid")
+}
+
+fn target(name: &'static str, provider: InMemory, model: &'static str) -> Target {
+    let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new(name)).expect("valid");
+    let health = breaker.handle();
+    let service = ServiceBuilder::new()
+        .circuit_breaker(breaker)
+        .llm_retry(RetryConfig::new())
+        .timeout(Duration::from_secs(30))
+        .concurrency_limit(1_000)
+        .service(provider);
+    Target::new(name, service)
+        .model(model)
+        .context_window(128_000)
+        .price(Price::per_million(2.5, 10.0))
+        .health(health)
+}
+
+/// How the variants are driven: timed by criterion, or (for an
+/// instruction-count profiler such as `valgrind --tool=callgrind`, where
+/// wall time means nothing) one variant called a fixed number of times.
+enum Runner<'a> {
+    Criterion(&'a mut Criterion),
+    Count { id: String, calls: u64 },
+}
+
+fn run<S>(c: &mut Runner<'_>, id: &str, mut service: S, request: &ChatRequest)
+where
+    S: Service<ChatRequest, Response = ChatResponse>,
+{
+    match c {
+        Runner::Criterion(c) => {
+            let mut group = c.benchmark_group(GROUP);
+            group.bench_function(id, |b| {
+                b.iter(|| black_box(call_once(&mut service, request)))
+            });
+            group.finish();
+        }
+        Runner::Count { id: only, calls } => {
+            if only == id {
+                for _ in 0..*calls {
+                    black_box(call_once(&mut service, request));
+                }
+            }
+        }
+    }
+}
+
+fn bench(c: &mut Runner<'_>) {
+    let request = request();
+    let provider = InMemory::new();
+
+    run(c, "raw", provider.clone(), &request);
+    run(
+        c,
+        "instrument",
+        InstrumentLayer::new().layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "degrade",
+        DegradeLayer::new(DegradeConfig::new()).layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "degrade_static",
+        DegradeLayer::new(DegradeConfig::new().static_answer("later")).layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "degrade_cache",
+        DegradeLayer::new(DegradeConfig::new().cache(Duration::from_secs(600), 10_000))
+            .layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "budget",
+        budget_layer().layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "fallback_1",
+        Fallback::new([Target::new("only", provider.clone())]).expect("one target"),
+        &request,
+    );
+    run(
+        c,
+        "circuit_breaker",
+        CircuitBreakerLayer::new(CircuitBreakerConfig::new("bench"))
+            .expect("valid")
+            .layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "retry",
+        RetryLayer::new(RetryConfig::new()).layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "retry_no_budget",
+        RetryLayer::new(RetryConfig::new().no_budget()).layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "tower_timeout",
+        tower::timeout::TimeoutLayer::new(Duration::from_secs(30)).layer(provider.clone()),
+        &request,
+    );
+
+    let chain = Fallback::new([
+        target("openai", provider.clone(), "gpt-4o"),
+        target("anthropic", provider.clone(), "claude-sonnet-4-5"),
+        target("mini", provider, "gpt-4o-mini"),
+    ])
+    .expect("three targets");
+    let stack = ServiceBuilder::new()
+        .layer(InstrumentLayer::new())
+        .degrade(DegradeConfig::new().static_answer("later"))
+        .budget(budget_layer())
+        .service(chain);
+    run(c, "full_stack", stack, &request);
+}
+
+/// Where criterion keeps its estimates (its own rule: `CRITERION_HOME`,
+/// else `$CARGO_TARGET_DIR/criterion`, else `target/criterion`).
+fn criterion_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    target.join("criterion")
+}
+
+/// The median of `id` in this run, in nanoseconds.
+fn median(id: &str) -> Option<f64> {
+    let path = criterion_home()
+        .join(GROUP)
+        .join(id)
+        .join("new")
+        .join("estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+fn print_table(started: std::time::SystemTime) {
+    let fresh = |id: &str| {
+        let path = criterion_home()
+            .join(GROUP)
+            .join(id)
+            .join("new")
+            .join("estimates.json");
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= started)
+    };
+    let Some(raw) = median("raw").filter(|_| fresh("raw")) else {
+        return; // raw was filtered out of this run: nothing to compare to.
+    };
+    println!();
+    println!("| layer (alone over the provider) | median | over raw |");
+    println!("|---|---:|---:|");
+    for (id, what) in ROWS {
+        let Some(m) = median(id).filter(|_| fresh(id)) else {
+            continue;
+        };
+        let over = if *id == "raw" {
+            "—".to_owned()
+        } else {
+            format!("{:+.0} ns", m - raw)
+        };
+        println!("| `{id}`: {what} | {m:.0} ns | {over} |");
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _guard = runtime.enter();
+    // `LAYERS_COUNT=<id>:<calls>`: call one variant that many times, no timing.
+    if let Ok(spec) = std::env::var("LAYERS_COUNT") {
+        let (id, calls) = spec.split_once(':').expect("LAYERS_COUNT=<id>:<calls>");
+        bench(&mut Runner::Count {
+            id: id.to_owned(),
+            calls: calls.parse().expect("a number of calls"),
+        });
+        return;
+    }
+    let started = std::time::SystemTime::now();
+    let mut criterion = Criterion::default().configure_from_args();
+    bench(&mut Runner::Criterion(&mut criterion));
+    criterion.final_summary();
+    print_table(started);
+}
