@@ -14,7 +14,6 @@ fn with_usage(kind: ErrorKind, spent: Usage) -> Step {
     }
 }
 
-
 /// The cache on, as the tests of cached answers need it (it is off by default).
 fn cached() -> DegradeConfig {
     DegradeConfig::new().cache(Duration::from_secs(600), 10_000)
@@ -85,13 +84,12 @@ async fn then_the_static_answer_then_the_error() {
 async fn a_static_answer_can_be_built_from_the_request() {
     let fake = Scripted::new([fail(ErrorKind::Timeout)]);
     let service = Degrade::new(
-        DegradeConfig::new()
-            .static_answer_with(|r: &ChatRequest| {
-                ChatResponse::new(
-                    r.model.clone(),
-                    format!("{} messages received", r.messages.len()),
-                )
-            }),
+        DegradeConfig::new().static_answer_with(|r: &ChatRequest| {
+            ChatResponse::new(
+                r.model.clone(),
+                format!("{} messages received", r.messages.len()),
+            )
+        }),
         fake,
     );
     let answer = service.oneshot(request()).await.unwrap();
