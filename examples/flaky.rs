@@ -124,7 +124,7 @@ async fn main() {
             let words = req
                 .messages
                 .iter()
-                .map(|m| m.content.len() as u64)
+                .map(|m| m.content.byte_len() as u64)
                 .sum::<u64>()
                 / 4;
             Ok::<_, LlmError>(

@@ -2,7 +2,7 @@
 //! and the key of any coalescing or caching layer.
 
 use serde_json::Value;
-use staunch_core::ChatRequest;
+use staunch_core::{ChatRequest, Content, ContentPart, Dialect, ResponseFormat};
 use std::hash::Hash;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -36,18 +36,68 @@ fn hash_request(request: &ChatRequest, h: &mut Xxh3) {
     for m in request.messages.iter() {
         m.role.hash(h);
         m.name.hash(h);
-        m.content.hash(h);
+        hash_content(&m.content, h);
+        m.tool_calls.hash(h);
+        m.tool_call_id.hash(h);
+        m.is_error.hash(h);
     }
     request.max_tokens.hash(h);
     request.temperature.map(f32::to_bits).hash(h);
     request.top_p.map(f32::to_bits).hash(h);
     request.stop.hash(h);
-    request.extra.len().hash(h);
-    let mut keys: Vec<&String> = request.extra.keys().collect();
-    keys.sort_unstable();
-    for k in keys {
-        k.hash(h);
-        hash_value(&request.extra[k], h);
+    request.tools.len().hash(h);
+    for tool in request.tools.iter() {
+        tool.name.hash(h);
+        tool.description.hash(h);
+        hash_value(&tool.parameters, h);
+        tool.strict.hash(h);
+    }
+    request.tool_choice.hash(h);
+    request.parallel_tool_calls.hash(h);
+    match &request.response_format {
+        None => 0u8.hash(h),
+        Some(ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        }) => {
+            (1u8, name, strict).hash(h);
+            hash_value(schema, h);
+        }
+        Some(other) => (2u8, other.is_json()).hash(h),
+    }
+    for dialect in [Dialect::OpenAi, Dialect::Anthropic] {
+        let extra = request.extra.get(dialect);
+        (dialect, extra.len()).hash(h);
+        let mut keys: Vec<&String> = extra.keys().collect();
+        keys.sort_unstable();
+        for k in keys {
+            k.hash(h);
+            hash_value(&extra[k], h);
+        }
+    }
+}
+
+fn hash_content(content: &Content, h: &mut Xxh3) {
+    match content {
+        Content::Text(text) => (0u8, text).hash(h),
+        Content::Parts(parts) => {
+            (1u8, parts.len()).hash(h);
+            for part in parts {
+                match part {
+                    ContentPart::Text { text } => (0u8, text).hash(h),
+                    ContentPart::ImageUrl { url, detail } => (1u8, url, detail).hash(h),
+                    ContentPart::ImageBase64 { media_type, data } => {
+                        (2u8, media_type, data).hash(h)
+                    }
+                    ContentPart::Opaque { dialect, part } => {
+                        (3u8, dialect).hash(h);
+                        hash_value(part, h);
+                    }
+                    _ => 4u8.hash(h),
+                }
+            }
+        }
     }
 }
 
@@ -79,7 +129,7 @@ fn hash_value(value: &Value, h: &mut Xxh3) {
 mod tests {
     use super::fingerprint;
     use serde_json::json;
-    use staunch_core::{ChatRequest, Message};
+    use staunch_core::{ChatRequest, Dialect, Message};
 
     fn base() -> ChatRequest {
         ChatRequest::new(
@@ -95,15 +145,15 @@ mod tests {
     fn equal_requests_share_a_key() {
         assert_eq!(fingerprint(&base()), fingerprint(&base()));
         assert_eq!(
+            fingerprint(&base().with_extra(Dialect::OpenAi, "a", 1).with_extra(
+                Dialect::OpenAi,
+                "b",
+                json!({"x": 1, "y": 2})
+            )),
             fingerprint(
                 &base()
-                    .with_extra("a", 1)
-                    .with_extra("b", json!({"x": 1, "y": 2}))
-            ),
-            fingerprint(
-                &base()
-                    .with_extra("b", json!({"y": 2, "x": 1}))
-                    .with_extra("a", 1)
+                    .with_extra(Dialect::OpenAi, "b", json!({"y": 2, "x": 1}))
+                    .with_extra(Dialect::OpenAi, "a", 1)
             ),
             "extras are hashed in key order"
         );
@@ -114,7 +164,7 @@ mod tests {
         let mut tail = base();
         let mut messages = tail.messages.to_vec();
         let last = messages.last_mut().unwrap();
-        last.content.push('!');
+        last.content = format!("{}!", last.content.text()).into();
         tail.messages = messages.into();
         let variants = [
             base().with_model("gpt-4o-mini"),
@@ -124,8 +174,24 @@ mod tests {
             base().with_temperature(-0.0),
             base().with_top_p(0.9),
             base().with_stop(["END"]),
-            base().with_extra("seed", 1),
-            base().with_extra("seed", "1"),
+            base().with_extra(Dialect::OpenAi, "seed", 1),
+            base().with_extra(Dialect::OpenAi, "seed", "1"),
+            base().with_extra(Dialect::Anthropic, "seed", 1),
+            base().with_tools([staunch_core::ToolDefinition::new(
+                "t",
+                json!({"type": "object"}),
+            )]),
+            base().with_tool_choice(staunch_core::ToolChoice::Required),
+            base().with_response_format(staunch_core::ResponseFormat::JsonObject),
+            ChatRequest::new(
+                "gpt-4o",
+                vec![
+                    Message::system("be brief"),
+                    Message::user_parts([staunch_core::ContentPart::text(
+                        "long question ".repeat(50),
+                    )]),
+                ],
+            ),
             ChatRequest::new(
                 "gpt-4o",
                 vec![

@@ -61,6 +61,7 @@ pub mod retry;
 mod target;
 #[cfg(test)]
 mod test_support;
+pub mod validate;
 
 pub use allowance::Allowance;
 pub use builder::ServiceBuilderExt;

@@ -24,6 +24,12 @@ pub const FALLBACK_DEPTH: &str = "staunch_fallback_depth";
 /// `ok / (ok + error)`: when it falls, retries no longer help (a real
 /// outage) and only add load.
 pub const RETRIED_REQUESTS: &str = "staunch_retried_requests_total";
+/// Counter: answers the validate layer rejected, by `reason`
+/// (`unknown_tool`, `tool_arguments_not_json`, `tool_arguments_schema`,
+/// `answer_not_json`, `answer_schema`, `custom`). A rising rate for one
+/// model means its output format drifts: pin the model or tighten the
+/// prompt.
+pub const VALIDATION_FAILURES: &str = "staunch_validation_failures_total";
 /// Counter: retries started, by `provider` and the error `kind` that caused them.
 pub const RETRIES: &str = "staunch_retries_total";
 /// Counter: failed requests the retry layer stopped retrying, by `reason`

@@ -6,6 +6,7 @@ use crate::circuit_breaker::{
 };
 use crate::fallback::Target;
 use crate::retry::{RetryConfig, RetryLayer};
+use crate::validate::{ValidateConfig, ValidateLayer};
 use staunch_core::{BoxError, ChatRequest, ChatResponse, Price};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tower_service::Service;
 /// target while its circuit is open:
 ///
 /// ```text
+/// Validate         (optional) answers checked before they count
 /// CircuitBreaker   fail fast while the target is down (its handle is returned)
 ///   Retry          transient failures, backoff + full jitter, Retry-After, budget
 ///     Timeout      tower's, per attempt (60 s by default); a Deadline cuts it shorter
@@ -66,6 +68,7 @@ pub struct TargetBuilder<S> {
     breaker: Option<CircuitBreakerConfig>,
     retry: RetryConfig,
     attempt_timeout: Option<Duration>,
+    validate: Option<ValidateConfig>,
 }
 
 impl<S> TargetBuilder<S>
@@ -85,6 +88,7 @@ where
             breaker: None,
             retry: RetryConfig::new(),
             attempt_timeout: Some(Duration::from_secs(60)),
+            validate: None,
         }
     }
 
@@ -126,6 +130,15 @@ where
         self
     }
 
+    /// Checks every answer before it counts (tool-call arguments against
+    /// their schemas, JSON answers against theirs, checks of your own),
+    /// outside the breaker: a rejected answer is asked again, then handed to
+    /// the next target ([`ValidateLayer`]).
+    pub fn validate(mut self, config: ValidateConfig) -> Self {
+        self.validate = Some(config);
+        self
+    }
+
     /// No per-attempt timeout of its own: only a request's
     /// [`Deadline`](crate::Deadline) and the provider client's timeout bound
     /// an attempt.
@@ -143,22 +156,14 @@ where
         let breaker = CircuitBreakerLayer::new(config)?;
         let handle = breaker.handle();
         let retry = RetryLayer::new(self.retry);
+        let validate = self.validate.map(ValidateLayer::new);
+        let stack = ServiceBuilder::new()
+            .option_layer(validate)
+            .layer(breaker)
+            .layer(retry);
         let mut target = match self.attempt_timeout {
-            Some(timeout) => Target::new(
-                self.name,
-                ServiceBuilder::new()
-                    .layer(breaker)
-                    .layer(retry)
-                    .timeout(timeout)
-                    .service(self.provider),
-            ),
-            None => Target::new(
-                self.name,
-                ServiceBuilder::new()
-                    .layer(breaker)
-                    .layer(retry)
-                    .service(self.provider),
-            ),
+            Some(timeout) => Target::new(self.name, stack.timeout(timeout).service(self.provider)),
+            None => Target::new(self.name, stack.service(self.provider)),
         };
         target = target.health(handle.clone());
         if let Some(model) = self.model {

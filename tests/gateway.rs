@@ -160,11 +160,12 @@ async fn the_gateway_answers_in_openai_shape_and_says_what_staunch_did() {
     // Bodies that are not requests are refused clearly.
     let r = send(&client, "POST", &chat, "{not json").await;
     assert_eq!(r.status, 400);
+    assert_eq!(r.json["error"]["code"], "invalid_json");
     assert!(
         r.json["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("invalid request body")
+            .contains("not valid JSON")
     );
     let r = send(
         &client,
@@ -244,7 +245,7 @@ async fn every_bad_input_gets_an_openai_shaped_json_error_and_the_gateway_keeps_
             let last = request
                 .messages
                 .last()
-                .map(|m| m.content.clone())
+                .map(|m| m.text().into_owned())
                 .unwrap_or_default();
             async move {
                 Ok::<_, LlmError>(ChatResponse::new(

@@ -34,7 +34,7 @@ async fn an_answer_is_mapped_both_ways() {
         ],
     )
     .with_stop(["\n\nHuman:"])
-    .with_extra("top_k", 40);
+    .with_extra(staunch::core::Dialect::Anthropic, "top_k", 40);
     let answer = anthropic(&server).oneshot(request).await.unwrap();
     assert_eq!(answer.text(), "mock answer to: How far is the Moon?");
     assert_eq!(answer.id, "msg_mock_1");

@@ -28,7 +28,7 @@ async fn an_answer_is_mapped_both_ways() {
         .with_temperature(0.5)
         .with_top_p(0.9)
         .with_stop(["END"])
-        .with_extra("seed", 42);
+        .with_extra(staunch::core::Dialect::OpenAi, "seed", 42);
     let answer = openai(&server).oneshot(request).await.unwrap();
     assert_eq!(answer.text(), "mock answer to: What is 2+2?");
     assert_eq!(

@@ -17,10 +17,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use staunch::circuit_breaker::CircuitBreakerHandle;
-use staunch::core::{ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError, Message, Role};
+use staunch::core::{ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError};
 use std::sync::Arc;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
@@ -30,6 +29,7 @@ use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
 use staunch::{ServiceBuilderExt, TargetBuilder};
+use staunch_providers::openai::wire::{self, IngressError};
 use staunch_providers::{Anthropic, OpenAi};
 use tower::ServiceBuilder;
 
@@ -126,42 +126,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-struct WireMessage {
-    role: Role,
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-struct WireRequest {
-    model: String,
-    messages: Vec<WireMessage>,
-    #[serde(default)]
-    max_tokens: Option<u32>,
-    #[serde(default)]
-    max_completion_tokens: Option<u32>,
-    #[serde(default)]
-    temperature: Option<f32>,
-    #[serde(default)]
-    top_p: Option<f32>,
-    #[serde(default)]
-    stop: Option<Stop>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(flatten)]
-    extra: Map<String, Value>,
-}
-
 fn openai_error(status: StatusCode, kind: &str, message: &str, code: Option<&str>) -> Response {
     (
         status,
@@ -194,24 +158,32 @@ async fn chat(
             );
         }
     };
-    let wire: WireRequest = match serde_json::from_slice(&body) {
-        Ok(w) => w,
+    let decoded = match wire::decode_request(&body) {
+        Ok(decoded) => decoded,
         Err(e) => {
-            let code = if e.is_data() {
-                "invalid_type"
-            } else {
-                "invalid_json"
+            let code = match &e {
+                IngressError::Json(_) => "invalid_json",
+                IngressError::Body(_) => "invalid_type",
+                _ => "invalid_value",
             };
-            return openai_error(
+            let mut response = openai_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
-                &format!("invalid request body: {e}"),
+                &e.to_string(),
                 Some(code),
             );
+            if let Some(field) = e.field()
+                && let Ok(body) = serde_json::to_vec(&json!({"error": {
+                    "message": e.to_string(), "type": "invalid_request_error",
+                    "param": field, "code": code}}))
+            {
+                *response.body_mut() = axum::body::Body::from(body);
+            }
+            return response;
         }
     };
     drop(body);
-    if wire.stream == Some(true) {
+    if decoded.stream {
         return openai_error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -219,29 +191,7 @@ async fn chat(
             Some("stream_unsupported"),
         );
     }
-    let messages: Vec<Message> = wire
-        .messages
-        .into_iter()
-        .map(|m| {
-            let message = Message::new(m.role, m.content.unwrap_or_default());
-            match m.name {
-                Some(name) => message.with_name(name),
-                None => message,
-            }
-        })
-        .collect();
-    let mut request = ChatRequest::new(wire.model, messages);
-    request.max_tokens = wire.max_tokens.or(wire.max_completion_tokens);
-    request.temperature = wire.temperature;
-    request.top_p = wire.top_p;
-    request = match wire.stop {
-        Some(Stop::One(s)) => request.with_stop([s]),
-        Some(Stop::Many(v)) => request.with_stop(v),
-        None => request,
-    };
-    for (k, v) in wire.extra {
-        request = request.with_extra(k, v);
-    }
+    let request = decoded.request;
     match gateway.stack.oneshot(request).await {
         Ok(answer) => answer_response(answer),
         Err(error) => error_response(&error),
@@ -267,24 +217,15 @@ fn answer_response(answer: ChatResponse) -> Response {
     if let Some(warning) = &meta.warning {
         headers.insert("x-staunch-warning", header(warning));
     }
-    let usage = answer.usage;
-    let body = json!({
-        "id": if answer.id.is_empty() { "chatcmpl-staunch".to_owned() } else { answer.id.clone() },
-        "object": "chat.completion",
-        "created": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        "model": answer.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.message.content},
-            "finish_reason": answer.finish_reason.as_str(),
-        }],
-        "usage": {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.total(),
-        },
-    });
-    (StatusCode::OK, headers, Json(body)).into_response()
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let body = wire::encode_response(&answer, created);
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    (StatusCode::OK, headers, body).into_response()
 }
 
 /// Maps a failure to the status an OpenAI client expects, so its own retry

@@ -29,6 +29,8 @@ pub fn default_outcome(result: &Result<ChatResponse, LlmError>) -> Outcome {
             ErrorKind::ContextLengthExceeded
             | ErrorKind::ContentFiltered
             | ErrorKind::CircuitOpen
+            | ErrorKind::FeatureUnsupported
+            | ErrorKind::ValidationFailed
             | ErrorKind::Cancelled => Outcome::Ignored,
             _ if e.class() == ErrorClass::Fatal => Outcome::Ignored,
             _ => Outcome::Failure,

@@ -48,6 +48,21 @@ impl Permit {
         self.breaker.complete(self.admission, result, elapsed);
         self.settled = true;
     }
+
+    /// Settles the call with an outcome decided elsewhere.
+    pub(crate) fn record(&mut self, outcome: super::Outcome) {
+        let elapsed = self.started.map_or_else(Default::default, |s| s.elapsed());
+        self.breaker.record(self.admission, outcome, None, elapsed);
+        self.settled = true;
+    }
+
+    /// Marks the call as made (and starts its clock for a slow-call rule).
+    pub(crate) fn start(&mut self) {
+        self.called = true;
+        if self.breaker.config.slow_call.is_some() {
+            self.started = Some(Instant::now());
+        }
+    }
 }
 
 impl Drop for Permit {
@@ -94,10 +109,7 @@ impl<F> ResponseFuture<F> {
     }
 
     pub(super) fn running(inner: F, mut permit: Permit) -> Self {
-        permit.called = true;
-        if permit.breaker.config.slow_call.is_some() {
-            permit.started = Some(Instant::now());
-        }
+        permit.start();
         ResponseFuture {
             inner: Some(inner),
             permit: Some(permit),

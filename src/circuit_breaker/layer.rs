@@ -25,6 +25,16 @@ impl CircuitBreakerLayer {
         })
     }
 
+    /// The same circuit around any service, LLM or not: `classify` sorts the
+    /// service's errors into classes (`Fatal` ones are ignored, the others
+    /// count as failures). See [`AnyCircuitBreaker`](super::AnyCircuitBreaker).
+    pub fn for_any<C>(&self, classify: C) -> super::AnyCircuitBreakerLayer<C> {
+        super::AnyCircuitBreakerLayer {
+            handle: self.handle.clone(),
+            classify: Arc::new(classify),
+        }
+    }
+
     /// The handle of the circuit this layer's services share.
     pub fn handle(&self) -> CircuitBreakerHandle {
         self.handle.clone()

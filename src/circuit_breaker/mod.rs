@@ -59,6 +59,7 @@
 //! # }
 //! ```
 
+mod any;
 mod config;
 mod counters;
 mod future;
@@ -71,6 +72,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use any::{AnyCircuitBreaker, AnyCircuitBreakerLayer, AnyFuture, BreakerError};
 pub use config::{
     CircuitBreakerConfig, InvalidCircuitBreaker, Outcome, RateRule, RateWindow, default_outcome,
 };

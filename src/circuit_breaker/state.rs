@@ -341,7 +341,25 @@ impl Breaker {
         result: &Result<ChatResponse, LlmError>,
         elapsed: Duration,
     ) {
-        let mut outcome = (self.config.outcome)(result);
+        let outcome = (self.config.outcome)(result);
+        let cooldown = match result {
+            Err(e) if self.config.rate_limit_cooldown && e.kind == ErrorKind::RateLimited => {
+                e.retry_after.filter(|d| !d.is_zero())
+            }
+            _ => None,
+        };
+        self.record(admission, outcome, cooldown, elapsed);
+    }
+
+    /// Records an admitted call's outcome (decided by the caller), with the
+    /// cooldown a rate limit asked for.
+    pub(crate) fn record(
+        &self,
+        admission: Admission,
+        mut outcome: Outcome,
+        cooldown: Option<Duration>,
+        elapsed: Duration,
+    ) {
         if outcome == Outcome::Success && self.config.slow_call.is_some_and(|limit| elapsed > limit)
         {
             outcome = Outcome::Failure;
@@ -351,12 +369,6 @@ impl Breaker {
             Outcome::Failure => self.stats.failures.add(1),
             Outcome::Ignored => self.stats.ignored.add(1),
         }
-        let cooldown = match result {
-            Err(e) if self.config.rate_limit_cooldown && e.kind == ErrorKind::RateLimited => {
-                e.retry_after.filter(|d| !d.is_zero())
-            }
-            _ => None,
-        };
         match admission {
             Admission::Normal { epoch } => self.complete_closed(epoch, outcome, cooldown),
             Admission::Probe { epoch } => self.complete_probe(epoch, outcome, cooldown),

@@ -37,7 +37,7 @@ fn provider(
             match step {
                 Ok(()) => {
                     let mut r =
-                        ChatResponse::new(model, format!("answer to {}", req.messages[0].content))
+                        ChatResponse::new(model, format!("answer to {}", req.messages[0].text()))
                             .with_usage(Usage::new(10, 5));
                     r.meta.provider = Some(provider.to_owned());
                     Ok(r)

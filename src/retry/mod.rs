@@ -61,6 +61,7 @@
 //! # }
 //! ```
 
+mod any;
 mod attempt;
 mod config;
 mod future;
@@ -71,6 +72,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub use any::AnyRetryPolicy;
 pub use config::{InvalidRetryBudget, RetryBudget, RetryConfig};
 pub use future::ResponseFuture;
 pub use jitter::{FullJitter, Jitter, NoJitter, SeededJitter};

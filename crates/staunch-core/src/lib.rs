@@ -21,18 +21,24 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod content;
 mod deadline;
+mod dialect;
 mod error;
 mod redact;
 mod request;
 mod response;
+mod tool;
 mod usage;
 
+pub use content::{Content, ContentPart, PartRef, PartsIter};
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
+pub use dialect::{Dialect, Extras};
 pub use error::{
     BoxError, Classify, DefaultClassify, ErrorClass, ErrorDetails, ErrorKind, LlmError,
 };
 pub use redact::redact_secrets;
 pub use request::{ChatRequest, Message, Role};
 pub use response::{ChatResponse, FinishReason, QualityTier, ResponseMeta};
+pub use tool::{ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
 pub use usage::{Price, Usage};

@@ -1,7 +1,10 @@
 //! The provider-neutral chat request.
 
+use crate::{
+    Content, ContentPart, Dialect, Extras, ResponseFormat, ToolCall, ToolChoice, ToolDefinition,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
 
@@ -12,6 +15,10 @@ use std::sync::Arc;
 pub enum Role {
     /// Instructions for the model (OpenAI's `system`, Anthropic's top-level `system`).
     System,
+    /// Instructions from the application developer (OpenAI's `developer`
+    /// role, which newer models prefer to `system`; Anthropic's top-level
+    /// `system`).
+    Developer,
     /// The end user.
     User,
     /// The model.
@@ -21,10 +28,11 @@ pub enum Role {
 }
 
 impl Role {
-    /// The wire name: `system`, `user`, `assistant` or `tool`.
+    /// The wire name: `system`, `developer`, `user`, `assistant` or `tool`.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Role::System => "system",
+            Role::Developer => "developer",
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::Tool => "tool",
@@ -38,48 +46,115 @@ impl fmt::Display for Role {
     }
 }
 
-/// One message of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One message of a conversation: its role, its content (text or parts),
+/// and for an assistant the tool calls it made, for a tool result the call
+/// it answers.
+///
+/// ```
+/// use staunch_core::{Message, Role, ToolCall};
+/// let call = ToolCall::new("call_1", "get_weather", r#"{"city":"Paris"}"#);
+/// let conversation = [
+///     Message::user("Weather in Paris?"),
+///     Message::assistant_tool_calls("", vec![call]),
+///     Message::tool_result("call_1", r#"{"celsius": 21}"#),
+/// ];
+/// assert_eq!(conversation[2].role, Role::Tool);
+/// assert_eq!(conversation[2].tool_call_id.as_deref(), Some("call_1"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Message {
     /// Who wrote it.
     pub role: Role,
-    /// Its text.
-    pub content: String,
-    /// An optional participant name (or, for [`Role::Tool`], the tool call id).
+    /// What it says.
+    #[serde(default)]
+    pub content: Content,
+    /// An optional participant name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The tool calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a [`Role::Tool`] message: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// For a [`Role::Tool`] message: the tool failed, and the content says how.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub is_error: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Message {
     /// A message from `role` with `content`.
-    pub fn new(role: Role, content: impl Into<String>) -> Self {
+    pub fn new(role: Role, content: impl Into<Content>) -> Self {
         Message {
             role,
             content: content.into(),
             name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            is_error: false,
         }
     }
 
     /// A system message.
-    pub fn system(content: impl Into<String>) -> Self {
+    pub fn system(content: impl Into<Content>) -> Self {
         Self::new(Role::System, content)
     }
 
+    /// A developer message (OpenAI's `developer` role).
+    pub fn developer(content: impl Into<Content>) -> Self {
+        Self::new(Role::Developer, content)
+    }
+
     /// A user message.
-    pub fn user(content: impl Into<String>) -> Self {
+    pub fn user(content: impl Into<Content>) -> Self {
         Self::new(Role::User, content)
     }
 
+    /// A user message of several parts (text and images).
+    pub fn user_parts(parts: impl IntoIterator<Item = ContentPart>) -> Self {
+        Self::new(Role::User, Content::Parts(parts.into_iter().collect()))
+    }
+
     /// An assistant message.
-    pub fn assistant(content: impl Into<String>) -> Self {
+    pub fn assistant(content: impl Into<Content>) -> Self {
         Self::new(Role::Assistant, content)
     }
 
-    /// Sets the participant name (or tool call id).
+    /// An assistant message that calls tools (its text may be empty).
+    pub fn assistant_tool_calls(text: impl Into<Content>, calls: Vec<ToolCall>) -> Self {
+        let mut message = Self::new(Role::Assistant, text);
+        message.tool_calls = calls;
+        message
+    }
+
+    /// The result of tool call `call_id`.
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<Content>) -> Self {
+        let mut message = Self::new(Role::Tool, content);
+        message.tool_call_id = Some(call_id.into());
+        message
+    }
+
+    /// The failure of tool call `call_id`, described by `content`.
+    pub fn tool_error(call_id: impl Into<String>, content: impl Into<Content>) -> Self {
+        let mut message = Self::tool_result(call_id, content);
+        message.is_error = true;
+        message
+    }
+
+    /// Sets the participant name.
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
+    }
+
+    /// The text of the content ([`Content::text`]).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        self.content.text()
     }
 }
 
@@ -95,16 +170,24 @@ impl Message {
 /// travels in [`extensions`](Self::extensions), as in `http::Request`; it is
 /// not serialized.
 ///
+/// Tools, the tool choice and the output format are fields of their own,
+/// which every provider dialect maps; [`extra`](Self::extra) carries what
+/// only one dialect understands, for that dialect only.
+///
 /// ```
-/// use staunch_core::{ChatRequest, Message};
+/// use serde_json::json;
+/// use staunch_core::{ChatRequest, Dialect, Message, ToolChoice, ToolDefinition};
 ///
 /// let request = ChatRequest::new("claude-sonnet-4-5", vec![Message::user("Summarise this")])
 ///     .with_max_tokens(256)
 ///     .with_temperature(0.2)
 ///     .with_stop(["\n\n"])
-///     .with_extra("top_k", 40);
+///     .with_tools([ToolDefinition::new("search", json!({"type": "object"}))])
+///     .with_tool_choice(ToolChoice::Auto)
+///     .with_extra(Dialect::Anthropic, "top_k", 40);
 /// assert_eq!(request.messages.len(), 1);
-/// assert_eq!(request.extra["top_k"], 40);
+/// assert_eq!(request.extra.get(Dialect::Anthropic)["top_k"], 40);
+/// assert!(request.extra.get(Dialect::OpenAi).is_empty());
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -125,10 +208,22 @@ pub struct ChatRequest {
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "slice_is_empty")]
     pub stop: Arc<[String]>,
-    /// Provider options passed through to the wire body as they are
-    /// (`top_k`, `seed`, `response_format`, …).
-    #[serde(default, skip_serializing_if = "map_is_empty")]
-    pub extra: Arc<Map<String, Value>>,
+    /// Tools the model may call, shared between clones.
+    #[serde(default, skip_serializing_if = "tools_are_empty")]
+    pub tools: Arc<[ToolDefinition]>,
+    /// Whether and which tool the model must call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may call several tools in one answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// The format the answer must take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// Provider options passed through to one dialect's wire body as they
+    /// are (OpenAI's `seed`, Anthropic's `top_k`, …).
+    #[serde(default, skip_serializing_if = "extras_are_empty")]
+    pub extra: Arc<Extras>,
     /// Per-request metadata for the layers; not serialized.
     #[serde(skip)]
     pub extensions: http::Extensions,
@@ -138,8 +233,12 @@ fn slice_is_empty(s: &Arc<[String]>) -> bool {
     s.is_empty()
 }
 
-fn map_is_empty(m: &Arc<Map<String, Value>>) -> bool {
+fn extras_are_empty(m: &Arc<Extras>) -> bool {
     m.is_empty()
+}
+
+fn tools_are_empty(t: &Arc<[ToolDefinition]>) -> bool {
+    t.is_empty()
 }
 
 impl ChatRequest {
@@ -152,6 +251,10 @@ impl ChatRequest {
             temperature: None,
             top_p: None,
             stop: Arc::from([]),
+            tools: Arc::from([]),
+            tool_choice: None,
+            parallel_tool_calls: None,
+            response_format: None,
             extra: Arc::default(),
             extensions: http::Extensions::new(),
         }
@@ -191,10 +294,45 @@ impl ChatRequest {
         self
     }
 
-    /// Adds a provider option to the wire body (copy-on-write if shared).
-    pub fn with_extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        Arc::make_mut(&mut self.extra).insert(key.into(), value.into());
+    /// Adds a provider option to the wire body of `dialect`'s targets only
+    /// (copy-on-write if shared).
+    pub fn with_extra(
+        mut self,
+        dialect: Dialect,
+        key: impl Into<String>,
+        value: impl Into<Value>,
+    ) -> Self {
+        Arc::make_mut(&mut self.extra).insert(dialect, key, value);
         self
+    }
+
+    /// Sets the tools the model may call.
+    pub fn with_tools(mut self, tools: impl IntoIterator<Item = ToolDefinition>) -> Self {
+        self.tools = tools.into_iter().collect();
+        self
+    }
+
+    /// Sets the tool choice.
+    pub fn with_tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.tool_choice = Some(choice);
+        self
+    }
+
+    /// Allows or forbids several tool calls in one answer.
+    pub fn with_parallel_tool_calls(mut self, allowed: bool) -> Self {
+        self.parallel_tool_calls = Some(allowed);
+        self
+    }
+
+    /// Sets the output format.
+    pub fn with_response_format(mut self, format: ResponseFormat) -> Self {
+        self.response_format = Some(format);
+        self
+    }
+
+    /// The definition of tool `name`, if offered.
+    pub fn tool(&self, name: &str) -> Option<&ToolDefinition> {
+        self.tools.iter().find(|t| t.name == name)
     }
 
     /// Inserts per-request metadata for the layers.
@@ -209,10 +347,37 @@ impl ChatRequest {
     /// fit a context window?), not billing.
     pub fn estimated_input_tokens(&self) -> u64 {
         const PER_MESSAGE: u64 = 4;
-        self.messages
+        // An image costs on the order of a thousand tokens at most sizes.
+        const PER_IMAGE: u64 = 1_000;
+        let messages: u64 = self
+            .messages
             .iter()
-            .map(|m| (m.content.len() as u64).div_ceil(4) + PER_MESSAGE)
-            .sum()
+            .map(|m| {
+                let text = (m.content.byte_len() as u64).div_ceil(4);
+                let images = match &m.content {
+                    Content::Parts(parts) => {
+                        parts.iter().filter(|p| p.is_image()).count() as u64 * PER_IMAGE
+                    }
+                    Content::Text(_) => 0,
+                };
+                let calls: u64 = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| ((c.name.len() + c.arguments.len()) as u64).div_ceil(4) + PER_MESSAGE)
+                    .sum();
+                text + images + calls + PER_MESSAGE
+            })
+            .sum();
+        let tools: u64 = self
+            .tools
+            .iter()
+            .map(|t| {
+                let schema = t.parameters.to_string().len();
+                let description = t.description.as_ref().map_or(0, String::len);
+                ((t.name.len() + schema + description) as u64).div_ceil(4)
+            })
+            .sum();
+        messages + tools
     }
 }
 
@@ -226,15 +391,16 @@ fn is_secret_key(key: &str) -> bool {
 
 impl fmt::Debug for ChatRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Extra<'a>(&'a Map<String, Value>);
+        struct Extra<'a>(&'a Extras);
         impl fmt::Debug for Extra<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let mut map = f.debug_map();
-                for (k, v) in self.0 {
+                for (dialect, k, v) in self.0.iter() {
+                    let key = format!("{dialect}.{k}");
                     if is_secret_key(k) {
-                        map.entry(k, &"[redacted]");
+                        map.entry(&key, &"[redacted]");
                     } else {
-                        map.entry(k, v);
+                        map.entry(&key, v);
                     }
                 }
                 map.finish()
@@ -247,6 +413,15 @@ impl fmt::Debug for ChatRequest {
             .field("temperature", &self.temperature)
             .field("top_p", &self.top_p)
             .field("stop", &self.stop)
+            .field(
+                "tools",
+                &self.tools.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            )
+            .field("tool_choice", &self.tool_choice)
+            .field(
+                "response_format",
+                &self.response_format.as_ref().map(|_| "set"),
+            )
             .field("extra", &Extra(&self.extra))
             .finish_non_exhaustive()
     }
@@ -258,8 +433,11 @@ mod tests {
 
     #[test]
     fn clone_shares_messages_and_extras() {
-        let a =
-            ChatRequest::new("m", vec![Message::user("x".repeat(10_000))]).with_extra("seed", 1);
+        let a = ChatRequest::new("m", vec![Message::user("x".repeat(10_000))]).with_extra(
+            Dialect::OpenAi,
+            "seed",
+            1,
+        );
         let b = a.clone();
         assert!(Arc::ptr_eq(&a.messages, &b.messages));
         assert!(Arc::ptr_eq(&a.extra, &b.extra));
@@ -267,10 +445,10 @@ mod tests {
 
     #[test]
     fn with_extra_copies_on_write() {
-        let a = ChatRequest::new("m", vec![]).with_extra("seed", 1);
-        let b = a.clone().with_extra("top_k", 5);
-        assert_eq!(a.extra.len(), 1);
-        assert_eq!(b.extra.len(), 2);
+        let a = ChatRequest::new("m", vec![]).with_extra(Dialect::OpenAi, "seed", 1);
+        let b = a.clone().with_extra(Dialect::Anthropic, "top_k", 5);
+        assert_eq!(a.extra.iter().count(), 1);
+        assert_eq!(b.extra.iter().count(), 2);
     }
 
     #[test]
@@ -308,8 +486,8 @@ mod tests {
     #[test]
     fn debug_hides_secret_extras() {
         let req = ChatRequest::new("m", vec![])
-            .with_extra("api_key", "sk-live")
-            .with_extra("seed", 7);
+            .with_extra(Dialect::OpenAi, "api_key", "sk-live")
+            .with_extra(Dialect::OpenAi, "seed", 7);
         let shown = format!("{req:?}");
         assert!(!shown.contains("sk-live"), "{shown}");
         assert!(

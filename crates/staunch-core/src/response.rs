@@ -1,6 +1,6 @@
 //! The provider-neutral chat response and the account of how it was made.
 
-use crate::{Message, Usage};
+use crate::{Message, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -175,8 +175,11 @@ pub struct ChatResponse {
     pub id: String,
     /// The model as the provider reported it.
     pub model: String,
-    /// The assistant's message.
+    /// The assistant's message: its content and the tool calls it made.
     pub message: Message,
+    /// The model's refusal, when it declined to answer (OpenAI's `refusal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
     /// Tokens billed for this answer.
@@ -192,7 +195,8 @@ impl ChatResponse {
         ChatResponse {
             id: String::new(),
             model: model.into(),
-            message: Message::assistant(content),
+            message: Message::assistant(content.into()),
+            refusal: None,
             finish_reason: FinishReason::Stop,
             usage: Usage::default(),
             meta: ResponseMeta::default(),
@@ -223,9 +227,22 @@ impl ChatResponse {
         self
     }
 
-    /// The answer's text.
-    pub fn text(&self) -> &str {
-        &self.message.content
+    /// An answer from `model` that calls tools (finish reason `tool_calls`).
+    pub fn tool_calls(model: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        let mut response = ChatResponse::new(model, String::new());
+        response.message.tool_calls = calls;
+        response.finish_reason = FinishReason::ToolCalls;
+        response
+    }
+
+    /// The answer's text (its text parts, joined).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        self.message.content.text()
+    }
+
+    /// The tool calls the answer made.
+    pub fn calls(&self) -> &[ToolCall] {
+        &self.message.tool_calls
     }
 
     /// Tokens billed for this answer and every failed attempt before it.

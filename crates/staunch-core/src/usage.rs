@@ -7,10 +7,23 @@ use std::ops::{Add, AddAssign};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Usage {
-    /// Prompt (input) tokens.
+    /// Prompt (input) tokens, cached ones included.
     pub input_tokens: u64,
-    /// Completion (output) tokens.
+    /// Completion (output) tokens, reasoning ones included.
     pub output_tokens: u64,
+    /// Of the input tokens, those read from the provider's prompt cache
+    /// (OpenAI's `cached_tokens`, Anthropic's `cache_read_input_tokens`),
+    /// where reported.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_input_tokens: u64,
+    /// Of the output tokens, those spent reasoning (OpenAI's
+    /// `reasoning_tokens`), where reported.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -19,7 +32,21 @@ impl Usage {
         Usage {
             input_tokens,
             output_tokens,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
         }
+    }
+
+    /// Sets the cached input tokens.
+    pub const fn with_cached_input(mut self, tokens: u64) -> Self {
+        self.cached_input_tokens = tokens;
+        self
+    }
+
+    /// Sets the reasoning tokens.
+    pub const fn with_reasoning(mut self, tokens: u64) -> Self {
+        self.reasoning_tokens = tokens;
+        self
     }
 
     /// Input plus output tokens (saturating).
@@ -39,6 +66,10 @@ impl Add for Usage {
         Usage {
             input_tokens: self.input_tokens.saturating_add(rhs.input_tokens),
             output_tokens: self.output_tokens.saturating_add(rhs.output_tokens),
+            cached_input_tokens: self
+                .cached_input_tokens
+                .saturating_add(rhs.cached_input_tokens),
+            reasoning_tokens: self.reasoning_tokens.saturating_add(rhs.reasoning_tokens),
         }
     }
 }

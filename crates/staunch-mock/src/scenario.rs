@@ -40,6 +40,25 @@ pub enum Fault {
     /// A 200 whose answer the content filter stopped (OpenAI
     /// `finish_reason: content_filter`, Anthropic `stop_reason: refusal`).
     ContentFilter,
+    /// A 200 whose tool call has broken arguments. OpenAI: `arguments` is
+    /// text that is not JSON (the valid arguments cut in half, e.g.
+    /// `{"city":"`). Anthropic, whose `input` is always an object: an
+    /// object without the schema's required properties (or, when it requires
+    /// none, another object the schema refuses). When the answer calls no
+    /// tool (the request has no tools, `tool_choice` is `none`, the
+    /// conversation ends with tool results) or the schema can't be broken
+    /// this way, the answer is normal; the fault is still counted as served.
+    BadToolArguments,
+    /// A 200 whose JSON is valid but breaks the schema asked for: a tool
+    /// call's arguments (OpenAI) or `input` (Anthropic, which carries a JSON
+    /// output format as a forced tool), or an OpenAI `json_schema` answer,
+    /// with the first required property of the wrong type (else a required
+    /// property missing; see [`schema::violation`](crate::schema::violation));
+    /// an OpenAI `json_object` answer that is a JSON array. When the answer
+    /// is neither a tool call nor JSON (no tools, no format), or the schema
+    /// accepts anything, the answer is normal; the fault is still counted as
+    /// served.
+    SchemaViolation,
     /// A 200 whose body is not JSON.
     Malformed,
     /// A 200 whose JSON body stops halfway (the HTTP message is complete).
@@ -77,6 +96,8 @@ impl Fault {
             Fault::Unauthorized => "unauthorized",
             Fault::ContextOverflow => "context_overflow",
             Fault::ContentFilter => "content_filter",
+            Fault::BadToolArguments => "bad_tool_arguments",
+            Fault::SchemaViolation => "schema_violation",
             Fault::Malformed => "malformed",
             Fault::CutJson => "cut_json",
             Fault::Truncated => "truncated",

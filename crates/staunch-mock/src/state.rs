@@ -267,13 +267,46 @@ pub(crate) struct State {
     inner: Mutex<Inner>,
 }
 
+/// The bytes of text in a message's content (a string, or the text of its
+/// parts and blocks: `text`, tool results' `content`, `tool_use` input) and
+/// in its OpenAI `tool_calls` arguments.
+fn text_bytes(message: &Value) -> usize {
+    fn content(c: &Value) -> usize {
+        match c {
+            Value::String(s) => s.len(),
+            Value::Array(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    Value::String(s) => s.len(),
+                    _ => {
+                        p.get("text").and_then(Value::as_str).map_or(0, str::len)
+                            + p.get("content").map_or(0, content)
+                            + p.get("input").map_or(0, |i| i.to_string().len())
+                    }
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map_or(0, |calls| {
+            calls
+                .iter()
+                .filter_map(|c| c["function"]["arguments"].as_str())
+                .map(str::len)
+                .sum()
+        });
+    message.get("content").map_or(0, content) + calls
+}
+
 /// A rough token count: about four bytes of text per token plus framing.
 pub(crate) fn estimate_tokens(body: &Value) -> u64 {
     let mut total = 0;
     if let Some(messages) = body.get("messages").and_then(Value::as_array) {
         for m in messages {
-            let text = m.get("content").and_then(Value::as_str).unwrap_or_default();
-            total += (text.len() as u64).div_ceil(4) + 4;
+            total += (text_bytes(m) as u64).div_ceil(4) + 4;
         }
     }
     if let Some(system) = body.get("system").and_then(Value::as_str) {

@@ -2,13 +2,14 @@
 //! telling the truth about the outcome.
 
 use crate::ConfigError;
+use crate::dialect::Wire;
 use crate::key::{ApiKey, MASK, Redactor};
 use crate::transport::{HttpOptions, Transport};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Uri};
 use http_body_util::Full;
-use staunch_core::{ChatResponse, Deadline, ErrorKind, LlmError, redact_secrets};
+use staunch_core::{ChatRequest, ChatResponse, Deadline, ErrorKind, LlmError, redact_secrets};
 use std::fmt;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -262,12 +263,45 @@ impl Core {
     /// POSTs `body` and reads the answer with `parse`, within `deadline`;
     /// tags errors and the response with the provider, the model and the
     /// latency.
+    /// Sends `request` in `wire`'s dialect: builds the body (a request the
+    /// dialect can't express fails here, before anything is sent), POSTs it
+    /// within the request's deadline and reads the answer.
+    pub(crate) async fn call<W: Wire>(
+        &self,
+        wire: &W,
+        request: ChatRequest,
+    ) -> Result<ChatResponse, LlmError> {
+        let body = match wire.encode(&request) {
+            Ok(body) => body,
+            Err(error) => {
+                let mut error = self.scrub(error);
+                tracing::debug!(
+                    target: "staunch::providers",
+                    provider = %self.provider,
+                    dialect = W::DIALECT.as_str(),
+                    kind = error.kind.as_str(),
+                    "refused before the wire"
+                );
+                error.attempts = 0;
+                error.provider.get_or_insert_with(|| self.provider.clone());
+                error.model.get_or_insert_with(|| request.model.clone());
+                return Err(error);
+            }
+        };
+        let deadline = Deadline::of(&request);
+        let model = request.model.clone();
+        self.exchange(model, deadline, body, |status, headers, body| {
+            wire.parse(&request, status, headers, body)
+        })
+        .await
+    }
+
     pub(crate) async fn exchange(
         &self,
         model: String,
         deadline: Option<Deadline>,
         body: Vec<u8>,
-        parse: fn(u16, &HeaderMap, &[u8]) -> Result<ChatResponse, LlmError>,
+        parse: impl FnOnce(u16, &HeaderMap, &[u8]) -> Result<ChatResponse, LlmError>,
     ) -> Result<ChatResponse, LlmError> {
         let started = Instant::now();
         let span = tracing::debug_span!(

@@ -61,7 +61,7 @@ pub(crate) fn estimate_map(map: &serde_json::Map<String, serde_json::Value>) -> 
         + 2
 }
 
-fn estimate_value(value: &serde_json::Value) -> usize {
+pub(crate) fn estimate_value(value: &serde_json::Value) -> usize {
     use serde_json::Value;
     match value {
         Value::Null | Value::Bool(_) => 5,

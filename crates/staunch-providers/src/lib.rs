@@ -28,6 +28,7 @@
 
 pub mod anthropic;
 mod client;
+mod dialect;
 pub mod headers;
 mod json;
 mod key;

@@ -2,7 +2,7 @@
 //! second JSON tree: 60,000 tiny messages (about 1.8 MB of JSON) are
 //! encoded through the clients' own encoder under a counting allocator.
 
-use staunch_core::{ChatRequest, Message};
+use staunch_core::{ChatRequest, Dialect, Message};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,7 +81,7 @@ fn big_request() -> ChatRequest {
     ChatRequest::new("gpt-4o", messages)
         .with_max_tokens(16)
         .with_stop(["END"])
-        .with_extra("seed", 42)
+        .with_extra(Dialect::OpenAi, "seed", 42)
 }
 
 /// The peak of extra bytes live while `encode` runs, and the body length.
@@ -135,13 +135,15 @@ fn the_streamed_bodies_carry_every_field_and_the_extras_win() {
     use serde_json::{Value, json};
     use staunch_core::Role;
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let call = staunch_core::ToolCall::new("call_1", "answer", r#"{"q":1}"#);
     let request = ChatRequest::new(
         "gpt-4o",
         vec![
             Message::system("Be \"brief\"."),
             Message::system("Use SI units."),
             Message::user("hi").with_name("ann"),
-            Message::new(Role::Tool, "42").with_name("call_1"),
+            Message::assistant_tool_calls("", vec![call]),
+            Message::tool_result("call_1", "42"),
             Message::assistant("ok"),
         ],
     )
@@ -149,8 +151,10 @@ fn the_streamed_bodies_carry_every_field_and_the_extras_win() {
     .with_temperature(0.5)
     .with_top_p(0.25)
     .with_stop(["END"])
-    .with_extra("seed", 42)
-    .with_extra("max_tokens", 99);
+    .with_extra(Dialect::OpenAi, "seed", 42)
+    .with_extra(Dialect::OpenAi, "max_tokens", 99)
+    .with_extra(Dialect::Anthropic, "top_k", 5);
+    assert_eq!(request.messages[4].role, Role::Tool);
 
     let openai = staunch_providers::openai::wire::encode_request(&request).unwrap();
     let openai: Value = serde_json::from_slice(&openai).unwrap();
@@ -162,6 +166,9 @@ fn the_streamed_bodies_carry_every_field_and_the_extras_win() {
                 {"role": "system", "content": "Be \"brief\"."},
                 {"role": "system", "content": "Use SI units."},
                 {"role": "user", "content": "hi", "name": "ann"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "answer", "arguments": "{\"q\":1}"}}
+                ]},
                 {"role": "tool", "content": "42", "tool_call_id": "call_1"},
                 {"role": "assistant", "content": "ok"},
             ],
@@ -179,17 +186,22 @@ fn the_streamed_bodies_carry_every_field_and_the_extras_win() {
         anthropic,
         json!({
             "model": "gpt-4o",
-            "max_tokens": 99,
+            "max_tokens": 16,
             "system": "Be \"brief\".\n\nUse SI units.",
             "messages": [
                 {"role": "user", "content": "hi"},
-                {"role": "user", "content": "42"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "call_1", "name": "answer", "input": {"q": 1}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "42"}
+                ]},
                 {"role": "assistant", "content": "ok"},
             ],
             "temperature": 0.5,
             "top_p": 0.25,
             "stop_sequences": ["END"],
-            "seed": 42,
+            "top_k": 5,
         })
     );
 

@@ -94,6 +94,15 @@ pub enum ErrorKind {
     /// (OpenAI's 429 "Request too large … tokens per min": larger than the
     /// whole per-minute allowance); another target may take it.
     RequestTooLarge,
+    /// The request uses a feature this target's dialect cannot express (an
+    /// image in a tool result, another dialect's content part, a JSON Schema
+    /// answer together with tools): refused before the wire, so the chain
+    /// moves on to a target that can.
+    FeatureUnsupported,
+    /// The answer failed a check of the [validate layer](https://docs.rs/staunch):
+    /// tool-call arguments that are not JSON or break the tool's schema, a
+    /// JSON answer that breaks its schema, or a check of your own.
+    ValidationFailed,
 
     // --- Fatal ---
     /// 400/422: the request is malformed for any target.
@@ -106,7 +115,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::RateLimited,
         ErrorKind::Overloaded,
         ErrorKind::Server,
@@ -124,6 +133,8 @@ impl ErrorKind {
         ErrorKind::CircuitOpen,
         ErrorKind::MalformedResponse,
         ErrorKind::RequestTooLarge,
+        ErrorKind::FeatureUnsupported,
+        ErrorKind::ValidationFailed,
         ErrorKind::InvalidRequest,
         ErrorKind::BudgetExhausted,
         ErrorKind::Cancelled,
@@ -143,7 +154,9 @@ impl ErrorKind {
             | ContentFiltered
             | CircuitOpen
             | MalformedResponse
-            | RequestTooLarge => ErrorClass::Unavailable,
+            | RequestTooLarge
+            | FeatureUnsupported
+            | ValidationFailed => ErrorClass::Unavailable,
             InvalidRequest | BudgetExhausted | Cancelled => ErrorClass::Fatal,
         }
     }
@@ -198,6 +211,8 @@ impl ErrorKind {
             CircuitOpen => "circuit_open",
             MalformedResponse => "malformed_response",
             RequestTooLarge => "request_too_large",
+            FeatureUnsupported => "feature_unsupported",
+            ValidationFailed => "validation_failed",
             InvalidRequest => "invalid_request",
             BudgetExhausted => "budget_exhausted",
             Cancelled => "cancelled",

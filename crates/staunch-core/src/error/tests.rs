@@ -23,6 +23,8 @@ fn classification_table_row_by_row() {
         (CircuitOpen, Unavailable),
         (MalformedResponse, Unavailable),
         (RequestTooLarge, Unavailable),
+        (FeatureUnsupported, Unavailable),
+        (ValidationFailed, Unavailable),
         (InvalidRequest, Fatal),
         (BudgetExhausted, Fatal),
         (Cancelled, Fatal),

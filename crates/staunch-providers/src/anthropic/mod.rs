@@ -1,5 +1,9 @@
 //! Anthropic Messages.
 
+mod answer;
+mod error;
+mod ingress;
+mod request;
 pub mod wire;
 
 use crate::ConfigError;
@@ -181,18 +185,32 @@ impl Service<ChatRequest> for Anthropic {
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let core = self.core.clone();
-        let max_tokens = self.default_max_tokens;
-        Box::pin(async move {
-            let body = wire::encode_request(&request, max_tokens).map_err(|e| {
-                LlmError::new(
-                    staunch_core::ErrorKind::InvalidRequest,
-                    "could not encode the request",
-                )
-                .with_source(e)
-            })?;
-            let deadline = staunch_core::Deadline::of(&request);
-            core.exchange(request.model, deadline, body, wire::parse)
-                .await
-        })
+        let wire = AnthropicWire {
+            default_max_tokens: self.default_max_tokens,
+        };
+        Box::pin(async move { core.call(&wire, request).await })
+    }
+}
+
+/// The Anthropic dialect behind the client seam.
+struct AnthropicWire {
+    default_max_tokens: u32,
+}
+
+impl crate::dialect::Wire for AnthropicWire {
+    const DIALECT: staunch_core::Dialect = staunch_core::Dialect::Anthropic;
+
+    fn encode(&self, request: &ChatRequest) -> Result<Vec<u8>, LlmError> {
+        wire::encode_request(request, self.default_max_tokens)
+    }
+
+    fn parse(
+        &self,
+        request: &ChatRequest,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<ChatResponse, LlmError> {
+        wire::parse_for(request, status, headers, body)
     }
 }

@@ -1,6 +1,12 @@
 //! OpenAI Chat Completions, and every server that speaks it.
 
+mod answer;
+mod error;
+mod ingress;
+mod request;
 pub mod wire;
+
+pub use ingress::Decoded;
 
 use crate::ConfigError;
 use crate::client::{Auth, Core, HeadersDebug, Masked, endpoint, redact_query, redact_url};
@@ -220,17 +226,27 @@ impl Service<ChatRequest> for OpenAi {
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let core = self.core.clone();
-        Box::pin(async move {
-            let body = wire::encode_request(&request).map_err(|e| {
-                LlmError::new(
-                    staunch_core::ErrorKind::InvalidRequest,
-                    "could not encode the request",
-                )
-                .with_source(e)
-            })?;
-            let deadline = staunch_core::Deadline::of(&request);
-            core.exchange(request.model, deadline, body, wire::parse)
-                .await
-        })
+        Box::pin(async move { core.call(&OpenAiWire, request).await })
+    }
+}
+
+/// The OpenAI dialect behind the client seam.
+struct OpenAiWire;
+
+impl crate::dialect::Wire for OpenAiWire {
+    const DIALECT: staunch_core::Dialect = staunch_core::Dialect::OpenAi;
+
+    fn encode(&self, request: &ChatRequest) -> Result<Vec<u8>, LlmError> {
+        wire::encode_request(request)
+    }
+
+    fn parse(
+        &self,
+        _request: &ChatRequest,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<ChatResponse, LlmError> {
+        wire::parse(status, headers, body)
     }
 }

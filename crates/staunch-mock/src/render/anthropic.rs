@@ -1,0 +1,154 @@
+//! The Anthropic Messages dialect: reading a request's turns, `tool_result`
+//! blocks, tools and `tool_choice` (a JSON output format arrives as a
+//! forced tool), and writing messages (text, `tool_use`, refusals) and
+//! Anthropic's error bodies.
+
+use super::{
+    Arguments, Ask, Failure, Format, Reply, Tool, ToolChoice, completion_tokens, content_text,
+    last_user_text, rate_limit_message,
+};
+use crate::scenario::Fault;
+use crate::state::estimate_tokens;
+use serde_json::{Value, json};
+
+/// The header carrying the request id.
+pub(super) const REQUEST_ID: &str = "request-id";
+
+/// Reads what `body` asks for: the conversation ends with a user turn,
+/// which may carry `tool_result` blocks; client `tools` (server tools, with
+/// a `type` other than `custom`, are never called); `tool_choice` (`auto`,
+/// `any`, `tool` with a `name`, `none`).
+pub(super) fn read(body: &Value) -> Ask<'_> {
+    let last = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last());
+    let last_is_user = last.is_some_and(|m| m["role"] == "user");
+    let results: Vec<String> = match last.map(|m| &m["content"]) {
+        Some(Value::Array(blocks)) if last_is_user => blocks
+            .iter()
+            .filter(|b| b["type"] == "tool_result")
+            .map(|b| content_text(&b["content"]))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|tools| {
+            tools
+                .iter()
+                .filter(|t| t.get("type").is_none_or(|k| k == "custom"))
+                .filter_map(|t| {
+                    Some(Tool {
+                        name: t.get("name")?.as_str()?,
+                        schema: t.get("input_schema"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let choice = match body.get("tool_choice") {
+        Some(c) => match c["type"].as_str() {
+            Some("none") => ToolChoice::None,
+            Some("any") => ToolChoice::Any,
+            Some("tool") => c["name"]
+                .as_str()
+                .map_or(ToolChoice::Any, ToolChoice::Named),
+            _ => ToolChoice::Auto,
+        },
+        None => ToolChoice::Auto,
+    };
+    Ask {
+        model: body.get("model").and_then(Value::as_str).unwrap_or("mock"),
+        user_text: last_user_text(body),
+        last_is_user: last_is_user && results.is_empty(),
+        tool_results: (!results.is_empty()).then_some(results),
+        tools,
+        choice,
+        format: Format::Text,
+    }
+}
+
+/// The message answering `ask` (whose raw `body` gives the usage), the
+/// `n`th the server sends: `stop_reason` `end_turn` with a text block,
+/// `tool_use` with one `tool_use` block whose `input` is an object, or
+/// `refusal` with no content.
+pub(super) fn answer<'a>(
+    ask: &Ask<'a>,
+    body: &Value,
+    fault: &Fault,
+    n: u64,
+) -> Result<Value, Failure<'a>> {
+    let reply = ask.reply(fault, true)?;
+    let prompt = estimate_tokens(body);
+    let completion = completion_tokens(&reply);
+    let (content, stop) = match reply {
+        Reply::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
+        Reply::Filtered => (json!([]), "refusal"),
+        Reply::Call { name, arguments } => {
+            let input = match arguments {
+                Arguments::Json(value) => value,
+                Arguments::Text(text) => Value::String(text),
+            };
+            (
+                json!([{"type": "tool_use", "id": format!("toolu_mock_{n}"), "name": name, "input": input}]),
+                "tool_use",
+            )
+        }
+    };
+    Ok(json!({
+        "id": format!("msg_mock_{n}"),
+        "type": "message",
+        "role": "assistant",
+        "model": ask.model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": null,
+        "usage": {"input_tokens": prompt, "output_tokens": completion}
+    }))
+}
+
+fn body(kind: &str, message: &str, n: u64) -> Value {
+    json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": format!("req_mock_{n}")})
+}
+
+/// Status, body and headers (besides the request id and `retry-after`) of
+/// `failure`.
+pub(super) fn error(failure: &Failure<'_>, n: u64) -> (u16, Value, Vec<(&'static str, String)>) {
+    let (status, body) = match failure {
+        Failure::RateLimit { retry_after, model } => (
+            429,
+            body(
+                "rate_limit_error",
+                &rate_limit_message(model, *retry_after),
+                n,
+            ),
+        ),
+        Failure::Overloaded { .. } => (529, body("overloaded_error", "Overloaded", n)),
+        Failure::Server => (500, body("api_error", "Internal server error", n)),
+        Failure::Quota => (
+            429,
+            json!({
+                "type": "error",
+                "error": {
+                    "type": "rate_limit_error",
+                    "message": "You have reached your specified API usage limits.",
+                    "details": {"error_code": "enforced_spend_limit_reached"}
+                },
+                "request_id": format!("req_mock_{n}")
+            }),
+        ),
+        Failure::Unauthorized => (401, body("authentication_error", "invalid x-api-key", n)),
+        Failure::ContextOverflow { tokens } => (
+            400,
+            body(
+                "invalid_request_error",
+                &format!("prompt is too long: {tokens} tokens > maximum"),
+                n,
+            ),
+        ),
+        Failure::Invalid(message) => (400, body("invalid_request_error", message, n)),
+    };
+    (status, body, Vec::new())
+}

@@ -1,0 +1,516 @@
+//! Answers and faults in each provider's wire format: what to answer is
+//! decided here from a neutral reading of the request ([`Ask`]); each
+//! dialect's module reads its request body into that and writes the answers
+//! and errors in its own format.
+
+mod anthropic;
+mod openai;
+
+use crate::scenario::Fault;
+use crate::schema;
+use crate::state::{Route, estimate_tokens};
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A response body: whole, or one that stops halfway with an error (hyper
+/// then closes the connection mid-body).
+pub(crate) enum MockBody {
+    Whole(Option<Bytes>),
+    /// Sends its data, pauses so the headers and data reach the client,
+    /// then fails.
+    Truncated {
+        data: Option<Bytes>,
+        pause: Pin<Box<tokio::time::Sleep>>,
+    },
+}
+
+impl MockBody {
+    pub(crate) fn truncated(data: Bytes) -> Self {
+        MockBody::Truncated {
+            data: Some(data),
+            pause: Box::pin(tokio::time::sleep(std::time::Duration::from_millis(20))),
+        }
+    }
+}
+
+/// The error a truncated body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the mock cut this body short on purpose")]
+pub(crate) struct CutShort;
+
+impl Body for MockBody {
+    type Data = Bytes;
+    type Error = CutShort;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, CutShort>>> {
+        match self.get_mut() {
+            MockBody::Whole(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            MockBody::Truncated { data, pause } => match data.take() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => pause.as_mut().poll(cx).map(|()| Some(Err(CutShort))),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, MockBody::Whole(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            MockBody::Whole(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+pub(crate) fn json_response(
+    status: u16,
+    body: &Value,
+    headers: &[(&str, String)],
+) -> Response<MockBody> {
+    raw_response(
+        status,
+        Bytes::from(body.to_string()),
+        "application/json",
+        headers,
+    )
+}
+
+pub(crate) fn raw_response(
+    status: u16,
+    body: Bytes,
+    content_type: &'static str,
+    headers: &[(&str, String)],
+) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::Whole(Some(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = response.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(*name),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            h.insert(name, value);
+        }
+    }
+    response
+}
+
+/// What a request asks for, read from its body by its dialect's module.
+pub(crate) struct Ask<'a> {
+    pub(crate) model: &'a str,
+    /// The text of the last user message (the first 48 characters).
+    pub(crate) user_text: String,
+    /// Whether the conversation ends with tool results: their contents.
+    pub(crate) tool_results: Option<Vec<String>>,
+    /// Whether the conversation ends with a user message.
+    pub(crate) last_is_user: bool,
+    pub(crate) tools: Vec<Tool<'a>>,
+    pub(crate) choice: ToolChoice<'a>,
+    pub(crate) format: Format<'a>,
+}
+
+/// A tool the request offers.
+pub(crate) struct Tool<'a> {
+    pub(crate) name: &'a str,
+    /// Its JSON Schema (`None`: no parameters).
+    pub(crate) schema: Option<&'a Value>,
+}
+
+/// Which tool the request lets or makes the model call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ToolChoice<'a> {
+    /// A tool when the user just spoke (the default).
+    Auto,
+    /// Never a tool.
+    None,
+    /// Always a tool: the first (OpenAI `required`, Anthropic `any`).
+    Any,
+    /// Always this tool.
+    Named(&'a str),
+}
+
+/// The answer format asked for (OpenAI `response_format`; Anthropic sends
+/// a JSON format as a forced tool instead).
+pub(crate) enum Format<'a> {
+    Text,
+    JsonObject,
+    JsonSchema(&'a Value),
+}
+
+/// What the mock answers, before it is written in a dialect.
+pub(crate) enum Reply {
+    /// Text (a JSON answer is text too).
+    Text(String),
+    /// The content filter stopped the answer.
+    Filtered,
+    /// A call to a tool.
+    Call { name: String, arguments: Arguments },
+}
+
+/// A tool call's arguments.
+pub(crate) enum Arguments {
+    /// A JSON value (an object unless a fault broke it).
+    Json(Value),
+    /// Text that is not JSON (a fault; only OpenAI carries arguments as text).
+    Text(String),
+}
+
+impl Arguments {
+    /// The arguments as OpenAI sends them: JSON text.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Arguments::Json(v) => v.to_string(),
+            Arguments::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// A failure answered with the provider's error body.
+pub(crate) enum Failure<'a> {
+    RateLimit {
+        retry_after: f64,
+        model: &'a str,
+    },
+    Overloaded {
+        retry_after: Option<f64>,
+    },
+    Server,
+    Quota,
+    Unauthorized,
+    ContextOverflow {
+        tokens: u64,
+    },
+    /// A request the provider would refuse (400 `invalid_request_error`).
+    Invalid(String),
+}
+
+/// How an answer fault corrupts a tool call or JSON answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Corrupt {
+    None,
+    Arguments,
+    Schema,
+}
+
+/// Tool results are quoted up to this many characters each.
+const QUOTE_CHARS: usize = 500;
+
+/// The first `max` characters of `text`.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// The text of a content: a string, or the `text` of its parts (a tool
+/// result's nested `content` included).
+pub(crate) fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| match p {
+                Value::String(s) => Some(s.clone()),
+                _ => p
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| p.get("content").map(content_text)),
+            })
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// The text of the last `user` message of `messages`, clipped to 48
+/// characters.
+pub(crate) fn last_user_text(body: &Value) -> String {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        })
+        .and_then(|m| m.get("content"))
+        .map(|c| clip(&content_text(c), 48))
+        .unwrap_or_default()
+}
+
+impl<'a> Ask<'a> {
+    /// The tool to call, if any: a forced choice always calls; `auto` calls
+    /// the first tool when the user spoke last. A forced name that is not
+    /// among the tools is the provider's 400.
+    fn tool(&self) -> Result<Option<&Tool<'a>>, Failure<'a>> {
+        if self.tools.is_empty() {
+            return Ok(None);
+        }
+        match self.choice {
+            ToolChoice::None => Ok(None),
+            ToolChoice::Auto if !self.last_is_user => Ok(None),
+            ToolChoice::Auto | ToolChoice::Any => Ok(self.tools.first()),
+            ToolChoice::Named(name) => match self.tools.iter().find(|t| t.name == name) {
+                Some(tool) => Ok(Some(tool)),
+                None => Err(Failure::Invalid(format!(
+                    "tool_choice names the tool {name:?}, which is not among the request's tools"
+                ))),
+            },
+        }
+    }
+
+    /// The answer's text: the tool results quoted when the conversation
+    /// ends with them, else the usual echo of the user.
+    fn text(&self) -> String {
+        match &self.tool_results {
+            Some(results) => results
+                .iter()
+                .map(|r| format!("Tool result: {}", clip(r, QUOTE_CHARS)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => format!("mock answer to: {}", self.user_text),
+        }
+    }
+
+    /// What to answer, given the answer fault (`Ok` and the like, a content
+    /// filter, or a corruption of the tool call or JSON answer). `objects`:
+    /// tool arguments must stay a JSON object (Anthropic's `input`).
+    pub(crate) fn reply(&self, fault: &Fault, objects: bool) -> Result<Reply, Failure<'a>> {
+        let corrupt = match fault {
+            Fault::ContentFilter => return Ok(Reply::Filtered),
+            Fault::BadToolArguments => Corrupt::Arguments,
+            Fault::SchemaViolation => Corrupt::Schema,
+            _ => Corrupt::None,
+        };
+        if let Some(tool) = self.tool()? {
+            let empty = json!({"type": "object"});
+            let schema = tool.schema.unwrap_or(&empty);
+            return Ok(Reply::Call {
+                name: tool.name.to_owned(),
+                arguments: arguments(schema, corrupt, objects),
+            });
+        }
+        let text = match &self.format {
+            Format::Text => self.text(),
+            Format::JsonObject => match corrupt {
+                // Valid JSON, but not the object asked for.
+                Corrupt::Schema => json!([self.text()]).to_string(),
+                _ => json!({"answer": self.text()}).to_string(),
+            },
+            Format::JsonSchema(schema) => {
+                let broken = match corrupt {
+                    Corrupt::Schema => schema::violation(schema),
+                    _ => None,
+                };
+                broken
+                    .unwrap_or_else(|| schema::example(schema))
+                    .to_string()
+            }
+        };
+        Ok(Reply::Text(text))
+    }
+}
+
+/// A call's arguments for `schema`, corrupted as asked when the schema
+/// can be broken (else valid).
+fn arguments(schema: &Value, corrupt: Corrupt, objects: bool) -> Arguments {
+    let valid = || schema::example(schema);
+    let object = |v: &Value| !objects || v.is_object();
+    match corrupt {
+        Corrupt::None => Arguments::Json(valid()),
+        Corrupt::Arguments if !objects => {
+            // A JSON object cut short is never JSON.
+            let text = valid().to_string();
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Arguments::Text(text[..cut].to_owned())
+        }
+        Corrupt::Arguments => Arguments::Json(
+            schema::without_required(schema)
+                .or_else(|| schema::violation(schema).filter(object))
+                .unwrap_or_else(valid),
+        ),
+        Corrupt::Schema => Arguments::Json(
+            schema::violation(schema)
+                .filter(object)
+                .unwrap_or_else(valid),
+        ),
+    }
+}
+
+/// A rough count of an answer's tokens.
+pub(crate) fn completion_tokens(reply: &Reply) -> u64 {
+    match reply {
+        Reply::Text(text) => text.split_whitespace().count() as u64,
+        Reply::Filtered => 0,
+        Reply::Call { name, arguments } => {
+            ((name.len() + arguments.text().len()) as u64).div_ceil(4) + 4
+        }
+    }
+}
+
+fn seconds(s: f64) -> String {
+    if s.fract() == 0.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("{s}")
+    }
+}
+
+/// The request's model, `mock` if it names none.
+fn model(body: &Value) -> &str {
+    body.get("model").and_then(Value::as_str).unwrap_or("mock")
+}
+
+/// The rate-limit message both dialects send.
+pub(crate) fn rate_limit_message(model: &str, retry_after: f64) -> String {
+    format!(
+        "Rate limit reached for {model} on requests per min (RPM): Limit 60, Used 60, Requested 1. Please try again in {}s.",
+        seconds(retry_after)
+    )
+}
+
+/// The normal answer to `body` on `route`: the JSON of the reply, or the
+/// failure the provider would answer a request it refuses with.
+fn answer<'a>(route: Route, body: &'a Value, fault: &Fault, n: u64) -> Result<Value, Failure<'a>> {
+    match route {
+        Route::OpenAi => openai::answer(&openai::read(body), body, fault, n),
+        Route::Anthropic => anthropic::answer(&anthropic::read(body), body, fault, n),
+    }
+}
+
+/// The error response for `failure` on `route`.
+fn error(route: Route, failure: &Failure<'_>, n: u64) -> Response<MockBody> {
+    let (status, body, mut headers) = match route {
+        Route::OpenAi => openai::error(failure),
+        Route::Anthropic => anthropic::error(failure, n),
+    };
+    headers.insert(0, id_header(route, n));
+    if let Failure::RateLimit { retry_after, .. }
+    | Failure::Overloaded {
+        retry_after: Some(retry_after),
+    } = failure
+    {
+        headers.push(("retry-after", seconds(*retry_after)));
+    }
+    json_response(status, &body, &headers)
+}
+
+/// The request-id header of `route`.
+fn id_header(route: Route, n: u64) -> (&'static str, String) {
+    let name = match route {
+        Route::OpenAi => openai::REQUEST_ID,
+        Route::Anthropic => anthropic::REQUEST_ID,
+    };
+    (name, format!("req_mock_{n}"))
+}
+
+/// The response for `fault` on `route`; `None` for faults that have no
+/// response (hang, reset, handled by the caller).
+pub(crate) fn render(
+    route: Route,
+    fault: &Fault,
+    body: &Value,
+    n: u64,
+) -> Option<Response<MockBody>> {
+    let id = id_header(route, n);
+    let fail = |failure: Failure<'_>| Some(error(route, &failure, n));
+    match fault {
+        Fault::Ok
+        | Fault::Latency { .. }
+        | Fault::ContentFilter
+        | Fault::BadToolArguments
+        | Fault::SchemaViolation => Some(match answer(route, body, fault, n) {
+            Ok(answer) => json_response(200, &answer, &[id]),
+            Err(failure) => error(route, &failure, n),
+        }),
+        Fault::RateLimit { retry_after } => fail(Failure::RateLimit {
+            retry_after: *retry_after,
+            model: model(body),
+        }),
+        Fault::Overloaded { retry_after } => fail(Failure::Overloaded {
+            retry_after: *retry_after,
+        }),
+        Fault::ServerError => fail(Failure::Server),
+        Fault::BadGateway => Some(raw_response(
+            502,
+            Bytes::from_static(b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+            "text/html",
+            &[],
+        )),
+        Fault::Quota => fail(Failure::Quota),
+        Fault::Unauthorized => fail(Failure::Unauthorized),
+        Fault::ContextOverflow => fail(Failure::ContextOverflow {
+            tokens: estimate_tokens(body),
+        }),
+        Fault::Malformed => Some(raw_response(
+            200,
+            Bytes::from_static(b"<html>upstream returned something that is not JSON</html>"),
+            "text/html",
+            &[id],
+        )),
+        Fault::CutJson => {
+            let whole = match answer(route, body, &Fault::Ok, n) {
+                Ok(answer) => answer.to_string(),
+                Err(failure) => return fail(failure),
+            };
+            let half = Bytes::from(whole[..whole.len() / 2].to_owned());
+            Some(raw_response(200, half, "application/json", &[id]))
+        }
+        Fault::Truncated => {
+            let whole = match answer(route, body, &Fault::Ok, n) {
+                Ok(answer) => answer.to_string(),
+                Err(failure) => return fail(failure),
+            };
+            let mut response = Response::new(MockBody::truncated(Bytes::from(
+                whole[..whole.len() / 2].to_owned(),
+            )));
+            let h = response.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(v) = HeaderValue::try_from(whole.len().to_string()) {
+                h.insert(http::header::CONTENT_LENGTH, v);
+            }
+            Some(response)
+        }
+        Fault::Status {
+            status,
+            body,
+            headers,
+        } => {
+            let extra: Vec<(&str, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            Some(raw_response(
+                *status,
+                Bytes::from(body.clone()),
+                "application/json",
+                &extra,
+            ))
+        }
+        Fault::Hang | Fault::Reset => None,
+    }
+}
+
+/// The error the service returns to make hyper drop the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("the mock reset this connection on purpose")]
+pub(crate) struct ResetOnPurpose;

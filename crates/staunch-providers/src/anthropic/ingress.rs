@@ -1,0 +1,338 @@
+//! The ingress side of the Anthropic dialect: a Messages request from a
+//! client read into the neutral model, and a neutral answer written back in
+//! the shape the official SDKs parse.
+
+use crate::openai::wire::IngressError;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use staunch_core::{
+    ChatRequest, ChatResponse, Content, ContentPart, Dialect, Extras, FinishReason, Message, Role,
+    ToolCall, ToolChoice, ToolDefinition,
+};
+use std::sync::Arc;
+
+/// A Messages request read from a client.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Decoded {
+    /// The neutral request; fields only Anthropic understands are in its
+    /// Anthropic extras.
+    pub request: ChatRequest,
+    /// The client asked for a stream (`stream: true`).
+    pub stream: bool,
+}
+
+#[derive(Deserialize)]
+struct InRequest {
+    model: String,
+    messages: Vec<InMessage>,
+    max_tokens: u32,
+    #[serde(default)]
+    system: Option<InContent>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    stop_sequences: Option<Vec<String>>,
+    #[serde(default)]
+    tools: Option<Vec<InTool>>,
+    #[serde(default)]
+    tool_choice: Option<InChoice>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum InRole {
+    User,
+    Assistant,
+}
+
+#[derive(Deserialize)]
+struct InMessage {
+    role: InRole,
+    content: InContent,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InContent {
+    Text(String),
+    Blocks(Vec<Map<String, Value>>),
+}
+
+#[derive(Deserialize)]
+struct InTool {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    input_schema: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct InChoice {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    disable_parallel_tool_use: Option<bool>,
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> IngressError {
+    IngressError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Reads a Messages request body into the neutral model: the top-level
+/// `system`, user and assistant turns with their blocks (text, images,
+/// `tool_use` as tool calls, `tool_result` as tool messages, any other block
+/// kept as an Anthropic-only part), tools and tool choice; any other field
+/// is kept as an Anthropic extra. Never panics; a bad body is an
+/// [`IngressError`] naming what is wrong.
+///
+/// ```
+/// use staunch_providers::anthropic::wire::decode_request;
+/// let body = br#"{"model": "claude-sonnet-4-5", "max_tokens": 256, "system": "Be brief.",
+///   "messages": [{"role": "user", "content": "Weather in Paris?"},
+///                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+///                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "21 C"}]}]}"#;
+/// let decoded = decode_request(body).unwrap();
+/// let messages = &decoded.request.messages;
+/// assert_eq!(messages[2].tool_calls[0].id, "toolu_1");
+/// assert_eq!(messages[3].tool_call_id.as_deref(), Some("toolu_1"));
+/// ```
+pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
+    let raw: InRequest = serde_json::from_slice(body).map_err(IngressError::from_json)?;
+    let mut messages = Vec::with_capacity(raw.messages.len() + 1);
+    match raw.system {
+        None => {}
+        Some(InContent::Text(text)) => messages.push(Message::system(text)),
+        Some(InContent::Blocks(blocks)) => {
+            let text: String = blocks
+                .iter()
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            messages.push(Message::system(text));
+        }
+    }
+    for (i, m) in raw.messages.into_iter().enumerate() {
+        turn(i, m, &mut messages)?;
+    }
+    let tools: Vec<ToolDefinition> = raw
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            let schema = t
+                .input_schema
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+            let mut tool = ToolDefinition::new(t.name, schema);
+            tool.description = t.description;
+            tool
+        })
+        .collect();
+    let mut request = ChatRequest::new(raw.model, messages)
+        .with_tools(tools)
+        .with_max_tokens(raw.max_tokens);
+    request.temperature = raw.temperature;
+    request.top_p = raw.top_p;
+    request.stop = raw.stop_sequences.unwrap_or_default().into();
+    if let Some(choice) = raw.tool_choice {
+        request.tool_choice = Some(match (choice.kind.as_str(), choice.name) {
+            ("auto", _) => ToolChoice::Auto,
+            ("any", _) => ToolChoice::Required,
+            ("none", _) => ToolChoice::None,
+            ("tool", Some(name)) => ToolChoice::Tool(name),
+            ("tool", None) => return Err(field("tool_choice.name", "missing")),
+            (other, _) => {
+                return Err(field(
+                    "tool_choice.type",
+                    format!("expected auto, any, tool or none, not {other:?}"),
+                ));
+            }
+        });
+        request.parallel_tool_calls = choice.disable_parallel_tool_use.map(|d| !d);
+    }
+    let mut extras = Extras::default();
+    extras.anthropic = raw.rest;
+    request.extra = Arc::new(extras);
+    Ok(Decoded {
+        request,
+        stream: raw.stream.unwrap_or(false),
+    })
+}
+
+/// One turn: a user turn's `tool_result` blocks become tool messages (first,
+/// as Anthropic orders them), the rest a user message; an assistant turn's
+/// `tool_use` blocks become its tool calls.
+fn turn(i: usize, m: InMessage, out: &mut Vec<Message>) -> Result<(), IngressError> {
+    let blocks = match m.content {
+        InContent::Text(text) => {
+            out.push(match m.role {
+                InRole::User => Message::user(text),
+                InRole::Assistant => Message::assistant(text),
+            });
+            return Ok(());
+        }
+        InContent::Blocks(blocks) => blocks,
+    };
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    for (j, mut b) in blocks.into_iter().enumerate() {
+        let at = |name: &str| format!("messages[{i}].content[{j}].{name}");
+        let text_of = |b: &Map<String, Value>, name: &str| {
+            b.get(name).and_then(Value::as_str).map(str::to_owned)
+        };
+        match b.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "text" => match b.remove("text") {
+                Some(Value::String(text)) => parts.push(ContentPart::Text { text }),
+                _ => return Err(field(at("text"), "a text block needs a string `text`")),
+            },
+            "image" => parts.push(
+                image(&b)
+                    .ok_or_else(|| field(at("source"), "an image needs a base64 or url source"))?,
+            ),
+            "tool_use" => {
+                let id = text_of(&b, "id").ok_or_else(|| field(at("id"), "missing"))?;
+                let name = text_of(&b, "name").ok_or_else(|| field(at("name"), "missing"))?;
+                let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
+                calls.push(ToolCall::new(id, name, input.to_string()));
+            }
+            "tool_result" => {
+                let id = text_of(&b, "tool_use_id")
+                    .ok_or_else(|| field(at("tool_use_id"), "missing"))?;
+                let content = match b.remove("content") {
+                    None | Some(Value::Null) => Content::default(),
+                    Some(Value::String(text)) => Content::Text(text),
+                    Some(Value::Array(items)) => Content::Parts(
+                        items
+                            .into_iter()
+                            .filter_map(|item| match item {
+                                Value::Object(map) => Some(map),
+                                _ => None,
+                            })
+                            .map(|map| match map.get("type").and_then(Value::as_str) {
+                                Some("text") => ContentPart::text(
+                                    map.get("text").and_then(Value::as_str).unwrap_or_default(),
+                                ),
+                                Some("image") => image(&map).unwrap_or(ContentPart::Opaque {
+                                    dialect: Dialect::Anthropic,
+                                    part: Value::Object(map),
+                                }),
+                                _ => ContentPart::Opaque {
+                                    dialect: Dialect::Anthropic,
+                                    part: Value::Object(map),
+                                },
+                            })
+                            .collect(),
+                    ),
+                    Some(_) => {
+                        return Err(field(at("content"), "expected a string or blocks"));
+                    }
+                };
+                let mut result = Message::tool_result(id, content);
+                result.is_error = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                out.push(result);
+            }
+            "" => return Err(field(at("type"), "every block needs a type")),
+            _ => parts.push(ContentPart::Opaque {
+                dialect: Dialect::Anthropic,
+                part: Value::Object(b),
+            }),
+        }
+    }
+    let role = match m.role {
+        InRole::User => Role::User,
+        InRole::Assistant => Role::Assistant,
+    };
+    if parts.is_empty() && calls.is_empty() {
+        return Ok(()); // A user turn of tool results only.
+    }
+    let content = match parts.as_slice() {
+        [ContentPart::Text { text }] => Content::Text(text.clone()),
+        _ => Content::Parts(parts),
+    };
+    let mut message = Message::new(role, content);
+    message.tool_calls = calls;
+    out.push(message);
+    Ok(())
+}
+
+fn image(block: &Map<String, Value>) -> Option<ContentPart> {
+    let source = block.get("source")?;
+    let text = |name: &str| source.get(name).and_then(Value::as_str);
+    match text("type")? {
+        "base64" => Some(ContentPart::image_base64(
+            text("media_type")?,
+            text("data")?,
+        )),
+        "url" => Some(ContentPart::image_url(text("url")?)),
+        _ => None,
+    }
+}
+
+/// Writes `response` as a Messages answer: text and `tool_use` blocks, the
+/// stop reason and the usage, with `model` the model that actually answered.
+/// Fails when a tool call's arguments are not a JSON object (an answer from
+/// another dialect that Anthropic clients could not read).
+pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError> {
+    let mut content = Vec::new();
+    let text = response.text();
+    if !text.is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for call in &response.message.tool_calls {
+        let input = match call.arguments_json() {
+            Ok(input @ Value::Object(_)) => input,
+            _ => {
+                return Err(field(
+                    "tool_calls.arguments",
+                    format!(
+                        "the arguments of tool call {:?} are not a JSON object",
+                        call.id
+                    ),
+                ));
+            }
+        };
+        content.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+    }
+    let stop_reason = match &response.finish_reason {
+        FinishReason::Stop => "end_turn",
+        FinishReason::Length => "max_tokens",
+        FinishReason::ToolCalls => "tool_use",
+        FinishReason::ContentFilter => "refusal",
+        FinishReason::Other(other) => other.as_str(),
+        _ => "end_turn",
+    };
+    let usage = response.usage;
+    let model = response.meta.model.as_deref().unwrap_or(&response.model);
+    let id = if response.id.is_empty() {
+        "msg_staunch"
+    } else {
+        &response.id
+    };
+    let body = json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": null,
+        "usage": {
+            "input_tokens": usage.input_tokens.saturating_sub(usage.cached_input_tokens),
+            "output_tokens": usage.output_tokens,
+            "cache_read_input_tokens": usage.cached_input_tokens,
+        },
+    });
+    Ok(serde_json::to_vec(&body).unwrap_or_default())
+}

@@ -1,0 +1,28 @@
+//! The seam between the clients and the wire formats: what every dialect
+//! provides (the request body with its checks, the answer, the error), and
+//! the checks every dialect shares. A new provider is one folder that
+//! implements [`Wire`] and a config that names its endpoint.
+
+pub(crate) mod conversation;
+
+use http::HeaderMap;
+use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError};
+
+/// One provider dialect, as the client core drives it.
+pub(crate) trait Wire: Send + Sync + 'static {
+    /// The dialect.
+    const DIALECT: Dialect;
+
+    /// The request body, or why this dialect cannot express the request
+    /// (an `Unavailable` error naming the feature, before anything is sent).
+    fn encode(&self, request: &ChatRequest) -> Result<Vec<u8>, LlmError>;
+
+    /// Reads the answer (or the error) of `request`.
+    fn parse(
+        &self,
+        request: &ChatRequest,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<ChatResponse, LlmError>;
+}

@@ -1,0 +1,410 @@
+//! The ingress side of the OpenAI dialect: a Chat Completions request from
+//! a client read into the neutral model, and a neutral answer written back
+//! in the shape the official SDKs parse.
+
+use super::answer::WireCall;
+use crate::dialect::conversation::parse_data_url;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use staunch_core::{
+    ChatRequest, ChatResponse, Content, ContentPart, Dialect, Extras, FinishReason, Message,
+    ResponseFormat, Role, ToolChoice, ToolDefinition,
+};
+use std::sync::Arc;
+
+/// A client's request that can't be read, with what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngressError {
+    /// The body is not JSON (the message names the line and the column).
+    #[error("the request body is not valid JSON: {0}")]
+    Json(String),
+    /// The body is JSON but not the shape of a request (a missing field, a
+    /// wrong type; the message names the field, the line and the column).
+    #[error("invalid request body: {0}")]
+    Body(String),
+    /// A field has a value this gateway can't serve.
+    #[error("{field}: {message}")]
+    Field {
+        /// The field, as a JSON path (`messages[2].content[0].type`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl IngressError {
+    pub(crate) fn from_json(error: serde_json::Error) -> Self {
+        if error.is_data() {
+            IngressError::Body(error.to_string())
+        } else {
+            IngressError::Json(error.to_string())
+        }
+    }
+
+    /// The field at fault, when one is known.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            IngressError::Field { field, .. } => Some(field),
+            IngressError::Body(_) | IngressError::Json(_) => None,
+        }
+    }
+}
+
+/// A Chat Completions request read from a client.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Decoded {
+    /// The neutral request; fields only OpenAI understands are in its
+    /// OpenAI extras.
+    pub request: ChatRequest,
+    /// The client asked for a stream (`stream: true`).
+    pub stream: bool,
+    /// The client asked for usage in the stream (`stream_options.include_usage`).
+    pub include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct InRequest {
+    model: String,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    tools: Option<Vec<InTool>>,
+    #[serde(default)]
+    tool_choice: Option<InChoice>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    response_format: Option<InFormat>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct InMessage {
+    role: Role,
+    #[serde(default)]
+    content: Option<InContent>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireCall>>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InContent {
+    Text(String),
+    Parts(Vec<Map<String, Value>>),
+}
+
+#[derive(Deserialize)]
+struct InTool {
+    #[serde(rename = "type")]
+    kind: String,
+    function: InFunction,
+}
+
+#[derive(Deserialize)]
+struct InFunction {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InChoice {
+    Mode(String),
+    Named { function: NamedFunction },
+}
+
+#[derive(Deserialize)]
+struct NamedFunction {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct InFormat {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    json_schema: Option<InSchema>,
+}
+
+#[derive(Deserialize)]
+struct InSchema {
+    name: String,
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> IngressError {
+    IngressError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Reads a Chat Completions request body into the neutral model: roles
+/// (`developer` included), content as text or parts (text, images by URL or
+/// `data:` URL, any other part kept as an OpenAI-only part), tools, tool
+/// choice, tool calls and results, `response_format`; any other field is
+/// kept as an OpenAI extra. Never panics; a bad body is an [`IngressError`]
+/// naming what is wrong.
+///
+/// ```
+/// use staunch_providers::openai::wire::decode_request;
+/// let body = br#"{"model": "gpt-4o", "messages": [
+///     {"role": "developer", "content": "Be brief."},
+///     {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]}
+/// ], "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+///    "seed": 7}"#;
+/// let decoded = decode_request(body).unwrap();
+/// assert_eq!(decoded.request.tools[0].name, "get_weather");
+/// assert_eq!(decoded.request.extra.openai["seed"], 7);
+/// ```
+pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
+    let raw: InRequest = serde_json::from_slice(body).map_err(IngressError::from_json)?;
+    if raw.n.is_some_and(|n| n != 1) {
+        return Err(field("n", "only one choice (n = 1) is supported"));
+    }
+    let messages = raw
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| message(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tools = Vec::new();
+    for (i, t) in raw.tools.unwrap_or_default().into_iter().enumerate() {
+        if t.kind != "function" {
+            return Err(field(
+                format!("tools[{i}].type"),
+                format!("only function tools are supported, not {:?}", t.kind),
+            ));
+        }
+        let parameters = t
+            .function
+            .parameters
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+        let mut tool = ToolDefinition::new(t.function.name, parameters);
+        tool.description = t.function.description;
+        tool.strict = t.function.strict;
+        tools.push(tool);
+    }
+    let tool_choice = match raw.tool_choice {
+        None => None,
+        Some(InChoice::Mode(mode)) => Some(match mode.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(field(
+                    "tool_choice",
+                    format!("expected auto, none, required or a function, not {other:?}"),
+                ));
+            }
+        }),
+        Some(InChoice::Named { function }) => Some(ToolChoice::Tool(function.name)),
+    };
+    let response_format = match raw.response_format {
+        None => None,
+        Some(f) => Some(match (f.kind.as_str(), f.json_schema) {
+            ("text", _) => ResponseFormat::Text,
+            ("json_object", _) => ResponseFormat::JsonObject,
+            ("json_schema", Some(s)) => ResponseFormat::JsonSchema {
+                name: s.name,
+                schema: s.schema.unwrap_or_else(|| json!({})),
+                strict: s.strict,
+            },
+            ("json_schema", None) => {
+                return Err(field("response_format.json_schema", "missing"));
+            }
+            (other, _) => {
+                return Err(field(
+                    "response_format.type",
+                    format!("expected text, json_object or json_schema, not {other:?}"),
+                ));
+            }
+        }),
+    };
+    let mut request = ChatRequest::new(raw.model, messages).with_tools(tools);
+    request.max_tokens = raw.max_completion_tokens.or(raw.max_tokens);
+    request.temperature = raw.temperature;
+    request.top_p = raw.top_p;
+    request.stop = match raw.stop {
+        None => Arc::from([]),
+        Some(Stop::One(s)) => Arc::from([s]),
+        Some(Stop::Many(v)) => v.into(),
+    };
+    request.tool_choice = tool_choice;
+    request.parallel_tool_calls = raw.parallel_tool_calls;
+    request.response_format = response_format;
+    let mut extras = Extras::default();
+    extras.openai = raw.rest;
+    request.extra = Arc::new(extras);
+    Ok(Decoded {
+        request,
+        stream: raw.stream.unwrap_or(false),
+        include_usage: raw.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+fn message(i: usize, m: InMessage) -> Result<Message, IngressError> {
+    let content = match m.content {
+        None => Content::default(),
+        Some(InContent::Text(text)) => Content::Text(text),
+        Some(InContent::Parts(parts)) => Content::Parts(
+            parts
+                .into_iter()
+                .enumerate()
+                .map(|(j, p)| part(i, j, p))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let mut message = Message::new(m.role, content);
+    message.name = m.name;
+    message.tool_calls = m
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(WireCall::into_call)
+        .collect();
+    message.tool_call_id = m.tool_call_id;
+    if m.role == Role::Tool && message.tool_call_id.is_none() {
+        return Err(field(
+            format!("messages[{i}].tool_call_id"),
+            "a tool message needs the id of the call it answers",
+        ));
+    }
+    Ok(message)
+}
+
+fn part(i: usize, j: usize, mut p: Map<String, Value>) -> Result<ContentPart, IngressError> {
+    let at = |name: &str| format!("messages[{i}].content[{j}].{name}");
+    let kind = p.get("type").and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        "text" => match p.remove("text") {
+            Some(Value::String(text)) => Ok(ContentPart::Text { text }),
+            _ => Err(field(at("text"), "a text part needs a string `text`")),
+        },
+        "image_url" => {
+            let image = p.get("image_url");
+            let url = image
+                .and_then(|i| i.get("url"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| field(at("image_url.url"), "an image part needs a url"))?;
+            let detail = image
+                .and_then(|i| i.get("detail"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            Ok(match parse_data_url(url) {
+                Some((media_type, data)) if detail.is_none() => {
+                    ContentPart::image_base64(media_type, data)
+                }
+                _ => ContentPart::ImageUrl {
+                    url: url.to_owned(),
+                    detail,
+                },
+            })
+        }
+        "" => Err(field(at("type"), "every content part needs a type")),
+        _ => Ok(ContentPart::Opaque {
+            dialect: Dialect::OpenAi,
+            part: Value::Object(p),
+        }),
+    }
+}
+
+/// Writes `response` as a Chat Completions answer: the text, the tool calls,
+/// the refusal, the finish reason and the usage (cached and reasoning
+/// tokens included), with `model` the model that actually answered.
+pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
+    let calls: Vec<Value> = response
+        .message
+        .tool_calls
+        .iter()
+        .map(|c| {
+            json!({"id": c.id, "type": "function",
+                   "function": {"name": c.name, "arguments": c.arguments}})
+        })
+        .collect();
+    let text = response.text();
+    let mut message = json!({
+        "role": "assistant",
+        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::from(text.as_ref()) },
+        "refusal": response.refusal,
+    });
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let model = response.meta.model.as_deref().unwrap_or(&response.model);
+    let usage = response.usage;
+    let id = if response.id.is_empty() {
+        "chatcmpl-staunch"
+    } else {
+        &response.id
+    };
+    let body = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": match response.finish_reason {
+                FinishReason::Length => "length",
+                FinishReason::ToolCalls => "tool_calls",
+                FinishReason::ContentFilter => "content_filter",
+                _ => "stop",
+            },
+        }],
+        "usage": {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total(),
+            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        },
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}

@@ -1,0 +1,147 @@
+//! The validate response future: ask, check, ask again.
+
+use super::ValidateConfig;
+use super::check::{self, Invalid};
+use crate::into_llm::to_llm;
+use crate::metrics as names;
+use pin_project_lite::pin_project;
+use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError, Usage};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tower::util::Oneshot;
+use tower_service::Service;
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, F>
+    where
+        S: Service<ChatRequest>,
+    {
+        First { #[pin] call: F },
+        Again { #[pin] call: Oneshot<S, ChatRequest> },
+    }
+}
+
+pin_project! {
+    /// The response future of [`Validate`](super::Validate).
+    pub struct ResponseFuture<S>
+    where
+        S: Service<ChatRequest>,
+    {
+        #[pin]
+        state: State<S, S::Future>,
+        spare: S,
+        request: ChatRequest,
+        config: Arc<ValidateConfig>,
+        // Answers rejected so far, the calls they took, and their tokens.
+        rejected: u32,
+        rejected_calls: u32,
+        spent: Usage,
+    }
+}
+
+impl<S> ResponseFuture<S>
+where
+    S: Service<ChatRequest>,
+{
+    pub(super) fn new(
+        mut ready: S,
+        spare: S,
+        request: ChatRequest,
+        config: Arc<ValidateConfig>,
+    ) -> Self {
+        let call = ready.call(request.clone());
+        ResponseFuture {
+            state: State::First { call },
+            spare,
+            request,
+            config,
+            rejected: 0,
+            rejected_calls: 0,
+            spent: Usage::default(),
+        }
+    }
+}
+
+fn validate(
+    config: &ValidateConfig,
+    request: &ChatRequest,
+    answer: &ChatResponse,
+) -> Result<(), Invalid> {
+    if config.tool_arguments {
+        check::tool_calls(request, answer)?;
+    }
+    if config.json_output {
+        check::json_output(request, answer)?;
+    }
+    config.custom(request, answer)
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<ChatResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let result = match this.state.as_mut().project() {
+                StateProj::First { call } => ready!(call.poll(cx)).map_err(to_llm),
+                StateProj::Again { call } => ready!(call.poll(cx)).map_err(to_llm),
+            };
+            let mut answer = match result {
+                Ok(answer) => answer,
+                Err(mut error) => {
+                    error.attempts = error.attempts.saturating_add(*this.rejected_calls);
+                    error.spent += *this.spent;
+                    return Poll::Ready(Err(error));
+                }
+            };
+            let invalid = match validate(this.config, this.request, &answer) {
+                Ok(()) => {
+                    let meta = &mut answer.meta;
+                    meta.attempts = meta.attempts.saturating_add(*this.rejected_calls);
+                    meta.failed_usage += *this.spent;
+                    return Poll::Ready(Ok(answer));
+                }
+                Err(invalid) => invalid,
+            };
+            metrics::counter!(names::VALIDATION_FAILURES, "reason" => invalid.reason.as_str())
+                .increment(1);
+            tracing::debug!(
+                target: "staunch::validate",
+                reason = invalid.reason.as_str(),
+                rejected = *this.rejected + 1,
+                "answer failed validation"
+            );
+            *this.rejected += 1;
+            *this.rejected_calls = this.rejected_calls.saturating_add(answer.meta.attempts);
+            *this.spent += answer.total_usage();
+            if *this.rejected <= this.config.retries {
+                let service = this.spare.clone();
+                this.state.set(State::Again {
+                    call: Oneshot::new(service, this.request.clone()),
+                });
+                continue;
+            }
+            let meta = &answer.meta;
+            let mut error = LlmError::new(
+                ErrorKind::ValidationFailed,
+                format!(
+                    "the answer failed validation {} time(s): {invalid}",
+                    *this.rejected
+                ),
+            )
+            .with_spent(*this.spent);
+            error.attempts = *this.rejected_calls;
+            error.provider = meta.provider.clone();
+            error.model = meta.model.clone().or_else(|| Some(answer.model.clone()));
+            error.target = meta.target.clone();
+            return Poll::Ready(Err(error));
+        }
+    }
+}
