@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The official OpenAI and Anthropic Python SDKs against staunch-mock.
+#
+#   bash tests/sdk/run.sh [pytest arguments...]
+#
+# Needs Python 3 (with venv and pip), a Rust toolchain, and access to PyPI
+# and crates.io the first time. Installs the SDKs into a virtualenv at
+# ${CARGO_TARGET_DIR:-target}/sdk-venv (reused, and reinstalled when
+# tests/sdk/requirements.txt changes), builds the staunch-mock binary, and
+# runs pytest on tests/sdk. The tests talk to the mock on 127.0.0.1 only.
+# The exit status is pytest's.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target=$root/$target ;; esac
+venv=$target/sdk-venv
+requirements=$root/tests/sdk/requirements.txt
+python=${PYTHON:-python3}
+
+# The virtualenv, installed once per version of the requirements.
+stamp=$venv/.requirements.sha256
+wanted=$("$python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$requirements")
+if [[ ! -x $venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
+  echo "sdk: installing tests/sdk/requirements.txt into $venv"
+  if [[ ! -x $venv/bin/python ]]; then
+    mkdir -p "$target"
+    "$python" -m venv "$venv" || {
+      echo "sdk: '$python -m venv' failed; install Python's venv module (Debian/Ubuntu: apt-get install python3-venv)" >&2
+      exit 1
+    }
+  fi
+  rm -f "$stamp"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$wanted" >"$stamp"
+fi
+"$venv/bin/python" - <<'EOF'
+import anthropic, openai, pydantic, pytest
+print(f"sdk: openai {openai.__version__}, anthropic {anthropic.__version__}, "
+      f"pydantic {pydantic.VERSION}, pytest {pytest.__version__}")
+EOF
+
+# The mock binary; cargo reports where it put it.
+echo "sdk: cargo build -p staunch-mock --bin staunch-mock"
+STAUNCH_MOCK_BIN=$(
+  cargo build -p staunch-mock --bin staunch-mock --message-format=json-render-diagnostics |
+    "$venv/bin/python" -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "staunch-mock" and message.get("executable"):
+        print(message["executable"])
+'
+)
+if [[ ! -x $STAUNCH_MOCK_BIN ]]; then
+  echo "sdk: cargo did not report the staunch-mock binary" >&2
+  exit 1
+fi
+export STAUNCH_MOCK_BIN
+unset STAUNCH_MOCK_URL
+
+# pytest's summary line is the last line of output; its status is ours.
+export PYTHONDONTWRITEBYTECODE=1
+exec "$venv/bin/python" -m pytest tests/sdk -p no:cacheprovider --rootdir tests/sdk -v "$@"
