@@ -23,11 +23,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("raw", |b| {
         b.iter(|| black_box(call_once(&mut raw, &request)))
     });
-    let mut wrapped = Retry::new(RetryConfig::new(), provider.clone());
+    let mut wrapped = Retry::new(provider.clone(), RetryConfig::new());
     group.bench_function("retry", |b| {
         b.iter(|| black_box(call_once(&mut wrapped, &request)))
     });
-    let mut unbudgeted = Retry::new(RetryConfig::new().no_budget(), provider);
+    let mut unbudgeted = Retry::new(provider, RetryConfig::new().no_budget());
     group.bench_function("retry_no_budget", |b| {
         b.iter(|| black_box(call_once(&mut unbudgeted, &request)))
     });

@@ -25,6 +25,21 @@ pub struct Budget<S> {
 }
 
 impl<S> Budget<S> {
+    /// Wraps `inner` in a budget of its own enforcing `config`, or says why
+    /// it can't be enforced. To share one window between services, build a
+    /// [`BudgetLayer`](super::BudgetLayer) and apply it to each.
+    pub fn new(inner: S, config: super::BudgetConfig) -> Result<Self, super::InvalidBudget> {
+        Ok(tower_layer::Layer::layer(
+            &super::BudgetLayer::new(config)?,
+            inner,
+        ))
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner

@@ -50,8 +50,8 @@ async fn retries_stop_when_another_attempt_would_pass_the_request_cap() {
     let run = |cap: Option<u64>| async move {
         let fake = Scripted::new([costly(ErrorKind::Server, Usage::new(50, 50))]);
         let retry = Retry::new(
-            RetryConfig::new().jitter(NoJitter).no_budget(),
             fake.clone(),
+            RetryConfig::new().jitter(NoJitter).no_budget(),
         );
         let config = cap.map_or(BudgetConfig::new(), |c| {
             BudgetConfig::new().per_request_tokens(c)

@@ -52,6 +52,20 @@ impl<S> CircuitBreaker<S> {
         }
     }
 
+    /// Wraps `inner` in a breaker of its own configured by `config`, or says
+    /// why the configuration can't work. To share one circuit between
+    /// services, build a [`CircuitBreakerLayer`](super::CircuitBreakerLayer)
+    /// and apply it to each.
+    pub fn new(
+        inner: S,
+        config: super::CircuitBreakerConfig,
+    ) -> Result<Self, super::InvalidCircuitBreaker> {
+        Ok(tower_layer::Layer::layer(
+            &super::CircuitBreakerLayer::new(config)?,
+            inner,
+        ))
+    }
+
     /// The handle of this service's circuit.
     pub fn handle(&self) -> CircuitBreakerHandle {
         self.handle.clone()
@@ -60,6 +74,11 @@ impl<S> CircuitBreaker<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 
     /// Unwraps the inner service.

@@ -37,7 +37,7 @@ pub struct Degrade<S> {
 
 impl<S> Degrade<S> {
     /// Wraps `inner` with its own cache.
-    pub fn new(config: DegradeConfig, inner: S) -> Self {
+    pub fn new(inner: S, config: DegradeConfig) -> Self {
         tower_layer::Layer::layer(&super::DegradeLayer::new(config), inner)
     }
 

@@ -25,7 +25,7 @@ async fn a_failure_is_answered_from_the_cache() {
         Step::Ok,
         with_usage(ErrorKind::Overloaded, Usage::new(7, 0)),
     ]);
-    let service = Degrade::new(cached(), fake.clone());
+    let service = Degrade::new(fake.clone(), cached());
 
     let first = service.clone().oneshot(request()).await.unwrap();
     assert_eq!(first.meta.tier, QualityTier::Full);
@@ -53,7 +53,7 @@ async fn a_failure_is_answered_from_the_cache() {
 #[tokio::test(start_paused = true)]
 async fn a_different_request_is_never_served_anothers_answer() {
     let fake = Scripted::new([Step::Ok, fail(ErrorKind::Server)]);
-    let service = Degrade::new(cached(), fake);
+    let service = Degrade::new(fake, cached());
     service.clone().oneshot(request()).await.unwrap();
     // Same prefix, one more character at the end of the last message.
     let other = ChatRequest::new("gpt-4o", vec![Message::user("hello!")]);
@@ -65,8 +65,8 @@ async fn a_different_request_is_never_served_anothers_answer() {
 async fn then_the_static_answer_then_the_error() {
     let fake = Scripted::new([fail(ErrorKind::RateLimited)]);
     let with_static = Degrade::new(
-        DegradeConfig::new().static_answer("busy, try later"),
         fake.clone(),
+        DegradeConfig::new().static_answer("busy, try later"),
     );
     let answer = with_static.oneshot(request()).await.unwrap();
     assert_eq!(answer.meta.tier, QualityTier::Static);
@@ -75,7 +75,7 @@ async fn then_the_static_answer_then_the_error() {
     assert_eq!(answer.meta.provider.as_deref(), Some("staunch"));
     assert!(answer.meta.warning.unwrap().contains("rate_limited"));
 
-    let without = Degrade::new(cached(), fake.clone());
+    let without = Degrade::new(fake.clone(), cached());
     let err = without.oneshot(request()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::RateLimited);
 }
@@ -84,13 +84,13 @@ async fn then_the_static_answer_then_the_error() {
 async fn a_static_answer_can_be_built_from_the_request() {
     let fake = Scripted::new([fail(ErrorKind::Timeout)]);
     let service = Degrade::new(
+        fake,
         DegradeConfig::new().static_answer_with(|r: &ChatRequest| {
             ChatResponse::new(
                 r.model.clone(),
                 format!("{} messages received", r.messages.len()),
             )
         }),
-        fake,
     );
     let answer = service.oneshot(request()).await.unwrap();
     assert_eq!(answer.text(), "1 messages received");
@@ -103,7 +103,7 @@ async fn fatal_errors_are_never_degraded() {
         fail(ErrorKind::InvalidRequest),
         fail(ErrorKind::BudgetExhausted),
     ]);
-    let service = Degrade::new(DegradeConfig::new().static_answer("x"), fake);
+    let service = Degrade::new(fake, DegradeConfig::new().static_answer("x"));
     service.clone().oneshot(request()).await.unwrap();
     for kind in [ErrorKind::InvalidRequest, ErrorKind::BudgetExhausted] {
         let err = service.clone().oneshot(request()).await.unwrap_err();
@@ -114,7 +114,7 @@ async fn fatal_errors_are_never_degraded() {
 #[tokio::test(start_paused = true)]
 async fn a_request_can_opt_out() {
     let fake = Scripted::new([Step::Ok, fail(ErrorKind::Overloaded)]);
-    let service = Degrade::new(DegradeConfig::new().static_answer("x"), fake);
+    let service = Degrade::new(fake, DegradeConfig::new().static_answer("x"));
     let marked = || request().with_extension(NoDegrade);
     service.clone().oneshot(marked()).await.unwrap();
     assert_eq!(
@@ -130,8 +130,8 @@ async fn a_request_can_opt_out() {
 async fn cached_answers_expire_after_the_ttl() {
     let fake = Scripted::new([Step::Ok, fail(ErrorKind::Overloaded)]);
     let service = Degrade::new(
-        DegradeConfig::new().cache_ttl(Duration::from_secs(60)),
         fake,
+        DegradeConfig::new().cache_ttl(Duration::from_secs(60)),
     );
     service.clone().oneshot(request()).await.unwrap();
     tokio::time::advance(Duration::from_secs(59)).await;
@@ -151,7 +151,7 @@ async fn only_model_answers_are_cached() {
         let canned = canned.clone();
         async move { Ok::<_, staunch_core::LlmError>(canned) }
     });
-    let service = Degrade::new(cached(), inner);
+    let service = Degrade::new(inner, cached());
     service.clone().oneshot(request()).await.unwrap();
     assert_eq!(service.cached_answers(), 0);
 
@@ -161,7 +161,7 @@ async fn only_model_answers_are_cached() {
         let backup = backup.clone();
         async move { Ok::<_, staunch_core::LlmError>(backup) }
     });
-    let service = Degrade::new(cached(), inner);
+    let service = Degrade::new(inner, cached());
     service.clone().oneshot(request()).await.unwrap();
     assert_eq!(
         service.cached_answers(),
@@ -173,7 +173,7 @@ async fn only_model_answers_are_cached() {
 #[tokio::test(start_paused = true)]
 async fn the_cache_is_bounded_and_can_be_cleared() {
     let fake = Scripted::new([Step::Ok]);
-    let service = Degrade::new(DegradeConfig::new().cache_capacity(2), fake);
+    let service = Degrade::new(fake, DegradeConfig::new().cache_capacity(2));
     for i in 0..20 {
         let req = ChatRequest::new("gpt-4o", vec![Message::user(format!("question {i}"))]);
         service.clone().oneshot(req).await.unwrap();
@@ -191,12 +191,12 @@ async fn the_cache_is_bounded_and_can_be_cleared() {
 async fn no_static_answer_for_failures_a_retry_would_repeat() {
     for kind in [ErrorKind::ContextLengthExceeded, ErrorKind::ContentFiltered] {
         let fake = Scripted::new([fail(kind)]);
-        let service = Degrade::new(DegradeConfig::new().static_answer("later"), fake);
+        let service = Degrade::new(fake, DegradeConfig::new().static_answer("later"));
         assert_eq!(service.oneshot(request()).await.unwrap_err().kind, kind);
     }
     // The identical request answered before is still served from the cache.
     let fake = Scripted::new([Step::Ok, fail(ErrorKind::ContentFiltered)]);
-    let service = Degrade::new(cached().static_answer("later"), fake);
+    let service = Degrade::new(fake, cached().static_answer("later"));
     service.clone().oneshot(request()).await.unwrap();
     let cached = service.oneshot(request()).await.unwrap();
     assert_eq!(cached.meta.tier, QualityTier::Cached);
@@ -205,7 +205,7 @@ async fn no_static_answer_for_failures_a_retry_would_repeat() {
 #[tokio::test(start_paused = true)]
 async fn the_cache_is_off_by_default() {
     let fake = Scripted::new([Step::Ok, fail(ErrorKind::Overloaded)]);
-    let service = Degrade::new(DegradeConfig::new(), fake);
+    let service = Degrade::new(fake, DegradeConfig::new());
     service.clone().oneshot(request()).await.unwrap();
     assert_eq!(service.cached_answers(), 0);
     let err = service.oneshot(request()).await.unwrap_err();

@@ -29,7 +29,7 @@ pub struct Retry<S> {
 
 impl<S> Retry<S> {
     /// Wraps `inner` with the retry behaviour of `config`.
-    pub fn new(config: RetryConfig, inner: S) -> Self {
+    pub fn new(inner: S, config: RetryConfig) -> Self {
         Self::from_shared(Arc::new(config), inner)
     }
 

@@ -30,7 +30,7 @@ async fn backoff_doubles_from_the_base_and_is_capped_before_jitter() {
         .max_retries(5)
         .base_delay(MS(500))
         .max_delay(MS(3000));
-    let response = Retry::new(config, fake.clone())
+    let response = Retry::new(fake.clone(), config)
         .oneshot(request())
         .await
         .unwrap();
@@ -57,7 +57,7 @@ async fn jitter_draws_below_the_capped_bound() {
         .base_delay(MS(400))
         .max_delay(MS(1000))
         .jitter(|bound: Duration| bound / 2);
-    Retry::new(config, fake.clone())
+    Retry::new(fake.clone(), config)
         .oneshot(request())
         .await
         .unwrap();
@@ -98,7 +98,7 @@ async fn retry_after_wins_over_backoff() {
         fail_after(ErrorKind::Overloaded, 529, MS(10)),
         Step::Ok,
     ]);
-    let response = Retry::new(exact(), fake.clone())
+    let response = Retry::new(fake.clone(), exact())
         .oneshot(request())
         .await
         .unwrap();
@@ -114,8 +114,8 @@ async fn retry_after_beyond_the_cap_gives_up_at_once() {
     ]);
     let start = Instant::now();
     let err = Retry::new(
-        exact().max_retry_after(Duration::from_secs(60)),
         fake.clone(),
+        exact().max_retry_after(Duration::from_secs(60)),
     )
     .oneshot(request())
     .await
@@ -137,7 +137,7 @@ async fn unavailable_and_fatal_errors_are_never_retried() {
             continue;
         }
         let fake = Scripted::new([fail(kind), Step::Ok]);
-        let err = Retry::new(exact().max_retries(5), fake.clone())
+        let err = Retry::new(fake.clone(), exact().max_retries(5))
             .oneshot(request())
             .await
             .unwrap_err();
@@ -154,7 +154,7 @@ async fn every_transient_kind_is_retried() {
             continue;
         }
         let fake = Scripted::new([fail(kind), Step::Ok]);
-        let response = Retry::new(exact(), fake.clone())
+        let response = Retry::new(fake.clone(), exact())
             .oneshot(request())
             .await
             .unwrap();
@@ -167,7 +167,7 @@ async fn every_transient_kind_is_retried() {
 async fn max_retries_counts_retries_after_the_first_attempt() {
     for max in [0u32, 1, 2, 4] {
         let fake = Scripted::new([fail(ErrorKind::Server)]);
-        let err = Retry::new(exact().max_retries(max), fake.clone())
+        let err = Retry::new(fake.clone(), exact().max_retries(max))
             .oneshot(request())
             .await
             .unwrap_err();
@@ -192,7 +192,7 @@ async fn x_should_retry_overrides_the_class() {
     }
     let fake = Scripted::new([veto, Step::Ok]);
     assert!(
-        Retry::new(exact(), fake.clone())
+        Retry::new(fake.clone(), exact())
             .oneshot(request())
             .await
             .is_err()
@@ -212,7 +212,7 @@ async fn x_should_retry_overrides_the_class() {
     }
     let fake = Scripted::new([force, Step::Ok]);
     assert!(
-        Retry::new(exact(), fake.clone())
+        Retry::new(fake.clone(), exact())
             .oneshot(request())
             .await
             .is_ok()
@@ -226,7 +226,7 @@ async fn x_should_retry_overrides_the_class() {
     }
     let fake = Scripted::new([local, Step::Ok]);
     assert!(
-        Retry::new(exact(), fake.clone())
+        Retry::new(fake.clone(), exact())
             .oneshot(request())
             .await
             .is_err()
@@ -241,7 +241,7 @@ async fn a_custom_classifier_decides() {
         ErrorKind::ModelNotFound => ErrorClass::Transient,
         _ => e.class(),
     });
-    Retry::new(config, fake.clone())
+    Retry::new(fake.clone(), config)
         .oneshot(request())
         .await
         .unwrap();
@@ -254,7 +254,7 @@ async fn no_wait_passes_the_deadline() {
     let start = Instant::now();
     let deadline = Deadline::after(MS(1_200));
     let config = exact().max_retries(10).base_delay(MS(500));
-    let err = Retry::new(config, fake.clone())
+    let err = Retry::new(fake.clone(), config)
         .oneshot(request().with_extension(deadline))
         .await
         .unwrap_err();
@@ -268,7 +268,7 @@ async fn no_wait_passes_the_deadline() {
         fail_after(ErrorKind::RateLimited, 429, Duration::from_secs(5)),
         Step::Ok,
     ]);
-    let err = Retry::new(exact(), fake.clone())
+    let err = Retry::new(fake.clone(), exact())
         .oneshot(request().with_extension(Deadline::after(Duration::from_secs(4))))
         .await
         .unwrap_err();
@@ -285,7 +285,7 @@ async fn tokens_of_failed_attempts_are_reported() {
         spent: Usage::new(100, 40),
     };
     let fake = Scripted::new([truncated.clone(), truncated.clone(), Step::Ok]);
-    let response = Retry::new(exact(), fake).oneshot(request()).await.unwrap();
+    let response = Retry::new(fake, exact()).oneshot(request()).await.unwrap();
     assert_eq!(response.meta.attempts, 3);
     assert_eq!(response.meta.failed_usage, Usage::new(200, 80));
     assert_eq!(response.usage, Usage::new(10, 5));
@@ -293,7 +293,7 @@ async fn tokens_of_failed_attempts_are_reported() {
     assert_eq!(response.meta.retry_wait, MS(1500));
 
     let fake = Scripted::new([truncated]);
-    let err = Retry::new(exact(), fake)
+    let err = Retry::new(fake, exact())
         .oneshot(request())
         .await
         .unwrap_err();
@@ -312,8 +312,8 @@ async fn nested_retries_add_up_attempts_and_tokens() {
         spent: Usage::new(1, 1),
     };
     let fake = Scripted::new([costly]);
-    let inner = Retry::new(exact().max_retries(1), fake.clone());
-    let err = Retry::new(exact().max_retries(2), inner)
+    let inner = Retry::new(fake.clone(), exact().max_retries(1));
+    let err = Retry::new(inner, exact().max_retries(2))
         .oneshot(request())
         .await
         .unwrap_err();
@@ -355,7 +355,7 @@ async fn a_total_timeout_outside_ends_the_loop() {
 /// always fails, and returns how many calls reached the provider.
 async fn storm(config: RetryConfig, n: usize) -> usize {
     let fake = Scripted::new([fail_after(ErrorKind::Overloaded, 529, MS(100))]);
-    let service = Retry::new(config, fake.clone());
+    let service = Retry::new(fake.clone(), config);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
         let svc = service.clone();
@@ -430,7 +430,7 @@ fn invalid_budgets_are_clear_errors() {
 #[tokio::test(start_paused = true)]
 async fn success_on_the_first_try_is_reported_plainly() {
     let fake = Scripted::new([Step::Ok]);
-    let response = Retry::new(RetryConfig::new(), fake.clone())
+    let response = Retry::new(fake.clone(), RetryConfig::new())
         .oneshot(request())
         .await
         .unwrap();
@@ -455,7 +455,7 @@ fn an_attempt_in_flight_is_cut_by_the_deadline_with_its_own_giveup_reason() {
         runtime.block_on(async {
             let started = Instant::now();
             // No per-attempt timeout at all: only the deadline bounds it.
-            let err = Retry::new(exact(), fake.clone())
+            let err = Retry::new(fake.clone(), exact())
                 .oneshot(request().with_extension(Deadline::after(Duration::from_secs(2))))
                 .await
                 .unwrap_err();
@@ -486,7 +486,7 @@ fn an_attempt_in_flight_is_cut_by_the_deadline_with_its_own_giveup_reason() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_attempt_that_answers_before_the_deadline_is_kept() {
     let fake = Scripted::new([Step::Hang(Duration::from_millis(1_999))]);
-    let response = Retry::new(exact(), fake.clone())
+    let response = Retry::new(fake.clone(), exact())
         .oneshot(request().with_extension(Deadline::after(Duration::from_secs(2))))
         .await
         .unwrap();
