@@ -1,26 +1,35 @@
 //! `ServiceBuilder` methods for the staunch layers, in the style of tower-http.
 
+#[cfg(feature = "budget")]
 use crate::budget::BudgetLayer;
+#[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::CircuitBreakerLayer;
+#[cfg(feature = "degrade")]
 use crate::degrade::{DegradeConfig, DegradeLayer};
+#[cfg(feature = "fallback")]
 use crate::fallback::{FallbackLayer, Target};
+#[cfg(feature = "observe")]
 use crate::observe::InstrumentLayer;
+#[cfg(feature = "retry")]
 use crate::retry::{RetryConfig, RetryLayer};
 use tower::ServiceBuilder;
 use tower_layer::Stack;
 
+#[cfg(feature = "retry")]
 impl From<RetryConfig> for RetryLayer {
     fn from(config: RetryConfig) -> Self {
         RetryLayer::new(config)
     }
 }
 
+#[cfg(feature = "degrade")]
 impl From<DegradeConfig> for DegradeLayer {
     fn from(config: DegradeConfig) -> Self {
         DegradeLayer::new(config)
     }
 }
 
+#[cfg(feature = "fallback")]
 impl From<Target> for FallbackLayer {
     fn from(backup: Target) -> Self {
         FallbackLayer::new(backup)
@@ -43,6 +52,7 @@ mod sealed {
 /// the handles you keep.
 ///
 /// ```
+/// # #[cfg(feature = "full")] {
 /// use std::time::Duration;
 /// use staunch::ServiceBuilderExt;
 /// use staunch::budget::{BudgetConfig, BudgetLayer};
@@ -64,15 +74,19 @@ mod sealed {
 ///     .timeout(Duration::from_secs(60))
 ///     .service(provider);
 /// # let _ = stack;
+/// # }
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
+    #[cfg(feature = "observe")]
     /// One `llm.request` span and the request metrics per logical request:
     /// [`InstrumentLayer`].
     fn instrument(self) -> ServiceBuilder<Stack<InstrumentLayer, L>>;
 
+    #[cfg(feature = "retry")]
     /// Retries transient failures: a [`RetryLayer`] (or its [`RetryConfig`]).
     fn llm_retry(self, layer: impl Into<RetryLayer>) -> ServiceBuilder<Stack<RetryLayer, L>>;
 
+    #[cfg(feature = "circuit-breaker")]
     /// Fails fast while the service below is down: a [`CircuitBreakerLayer`]
     /// (built with [`CircuitBreakerLayer::new`], which validates the config;
     /// keep a clone, or its [`handle`](CircuitBreakerLayer::handle), to
@@ -82,6 +96,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: CircuitBreakerLayer,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
 
+    #[cfg(feature = "fallback")]
     /// Falls back to `backup` when the services below fail: a
     /// [`FallbackLayer`] (or the backup [`Target`] itself).
     fn fallback_to(
@@ -89,10 +104,12 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: impl Into<FallbackLayer>,
     ) -> ServiceBuilder<Stack<FallbackLayer, L>>;
 
+    #[cfg(feature = "degrade")]
     /// Serves cached or static answers when everything below fails: a
     /// [`DegradeLayer`] (or its [`DegradeConfig`]).
     fn degrade(self, layer: impl Into<DegradeLayer>) -> ServiceBuilder<Stack<DegradeLayer, L>>;
 
+    #[cfg(feature = "budget")]
     /// Enforces token and cost caps: a [`BudgetLayer`] (built with
     /// [`BudgetLayer::new`], which validates the config; keep a clone to
     /// read its [`handle`](BudgetLayer::handle)).
@@ -100,14 +117,17 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "observe")]
     fn instrument(self) -> ServiceBuilder<Stack<InstrumentLayer, L>> {
         self.layer(InstrumentLayer::new())
     }
 
+    #[cfg(feature = "retry")]
     fn llm_retry(self, layer: impl Into<RetryLayer>) -> ServiceBuilder<Stack<RetryLayer, L>> {
         self.layer(layer.into())
     }
 
+    #[cfg(feature = "circuit-breaker")]
     fn circuit_breaker(
         self,
         layer: CircuitBreakerLayer,
@@ -115,6 +135,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
+    #[cfg(feature = "fallback")]
     fn fallback_to(
         self,
         layer: impl Into<FallbackLayer>,
@@ -122,10 +143,12 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer.into())
     }
 
+    #[cfg(feature = "degrade")]
     fn degrade(self, layer: impl Into<DegradeLayer>) -> ServiceBuilder<Stack<DegradeLayer, L>> {
         self.layer(layer.into())
     }
 
+    #[cfg(feature = "budget")]
     fn budget(self, layer: BudgetLayer) -> ServiceBuilder<Stack<BudgetLayer, L>> {
         self.layer(layer)
     }

@@ -44,32 +44,44 @@
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// With only some layers built, helpers shared by the others go unused.
+#![cfg_attr(not(feature = "full"), allow(unused))]
 
 mod allowance;
+#[cfg(feature = "budget")]
 pub mod budget;
 mod builder;
+#[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 mod deadline;
+#[cfg(feature = "degrade")]
 pub mod degrade;
+#[cfg(feature = "fallback")]
 pub mod fallback;
+#[cfg(feature = "fingerprint")]
 pub mod fingerprint;
 pub mod health;
 mod into_llm;
 pub mod metrics;
+#[cfg(feature = "observe")]
 pub mod observe;
+#[cfg(feature = "retry")]
 pub mod retry;
+#[cfg(feature = "target")]
 mod target;
-#[cfg(test)]
+#[cfg(all(test, feature = "full"))]
 mod test_support;
+#[cfg(feature = "validate")]
 pub mod validate;
 
 pub use allowance::Allowance;
 pub use builder::ServiceBuilderExt;
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use staunch_core as core;
+#[cfg(feature = "target")]
 pub use target::TargetBuilder;
 
 /// The README's code, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "full"))]
 pub struct ReadmeDoctests;

@@ -53,3 +53,48 @@ pub const CIRCUIT_TRANSITIONS: &str = "staunch_circuit_transitions_total";
 pub const CIRCUIT_STATE: &str = "staunch_circuit_state";
 /// Counter: calls a circuit breaker refused while open, by `breaker`.
 pub const CIRCUIT_REJECTIONS: &str = "staunch_circuit_rejections_total";
+
+/// A metric handle that records nothing: what the recording macros give
+/// when the `metrics` feature is off.
+#[cfg(not(feature = "metrics"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Noop;
+
+#[cfg(not(feature = "metrics"))]
+impl Noop {
+    pub(crate) fn increment(self, _: u64) {}
+    pub(crate) fn set(self, _: f64) {}
+    #[allow(dead_code)]
+    pub(crate) fn record(self, _: f64) {}
+}
+
+/// Records through the `metrics` facade; without the `metrics` feature it
+/// compiles to nothing and evaluates no label.
+#[cfg(feature = "metrics")]
+macro_rules! counter {
+    ($($t:tt)*) => { ::metrics::counter!($($t)*) };
+}
+
+#[cfg(not(feature = "metrics"))]
+macro_rules! counter {
+    ($name:expr $(, $k:literal => $v:expr)* $(,)?) => {{
+        let _ = || {
+            let _ = &$name;
+            $( let _ = &$v; )*
+        };
+        $crate::metrics::Noop
+    }};
+}
+
+/// As [`counter!`], for gauges.
+#[cfg(feature = "metrics")]
+macro_rules! gauge {
+    ($($t:tt)*) => { ::metrics::gauge!($($t)*) };
+}
+
+#[cfg(not(feature = "metrics"))]
+macro_rules! gauge {
+    ($($t:tt)*) => { $crate::metrics::counter!($($t)*) };
+}
+
+pub(crate) use {counter, gauge};

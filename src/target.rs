@@ -6,6 +6,7 @@ use crate::circuit_breaker::{
 };
 use crate::fallback::Target;
 use crate::retry::{RetryConfig, RetryLayer};
+#[cfg(feature = "validate")]
 use crate::validate::{ValidateConfig, ValidateLayer};
 use staunch_core::{BoxError, ChatRequest, ChatResponse, Price};
 use std::sync::Arc;
@@ -68,6 +69,7 @@ pub struct TargetBuilder<S> {
     breaker: Option<CircuitBreakerConfig>,
     retry: RetryConfig,
     attempt_timeout: Option<Duration>,
+    #[cfg(feature = "validate")]
     validate: Option<ValidateConfig>,
 }
 
@@ -88,6 +90,7 @@ where
             breaker: None,
             retry: RetryConfig::new(),
             attempt_timeout: Some(Duration::from_secs(60)),
+            #[cfg(feature = "validate")]
             validate: None,
         }
     }
@@ -130,6 +133,7 @@ where
         self
     }
 
+    #[cfg(feature = "validate")]
     /// Checks every answer before it counts (tool-call arguments against
     /// their schemas, JSON answers against theirs, checks of your own),
     /// outside the breaker: a rejected answer is asked again, then handed to
@@ -156,11 +160,11 @@ where
         let breaker = CircuitBreakerLayer::new(config)?;
         let handle = breaker.handle();
         let retry = RetryLayer::new(self.retry);
-        let validate = self.validate.map(ValidateLayer::new);
-        let stack = ServiceBuilder::new()
-            .option_layer(validate)
-            .layer(breaker)
-            .layer(retry);
+        #[cfg(feature = "validate")]
+        let stack = ServiceBuilder::new().option_layer(self.validate.map(ValidateLayer::new));
+        #[cfg(not(feature = "validate"))]
+        let stack = ServiceBuilder::new();
+        let stack = stack.layer(breaker).layer(retry);
         let mut target = match self.attempt_timeout {
             Some(timeout) => Target::new(self.name, stack.timeout(timeout).service(self.provider)),
             None => Target::new(self.name, stack.service(self.provider)),

@@ -77,7 +77,7 @@ pin_project! {
 impl<F> ResponseFuture<F> {
     pub(super) fn refused(error: LlmError, scope: &'static str) -> Self {
         tracing::info!(target: "staunch::budget", scope, message = %error, "refused");
-        metrics::counter!(crate::observe::names::BUDGET_REFUSALS, "scope" => scope).increment(1);
+        crate::metrics::counter!(crate::metrics::BUDGET_REFUSALS, "scope" => scope).increment(1);
         ResponseFuture {
             state: State::Refused { error: Some(error) },
         }

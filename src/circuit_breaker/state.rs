@@ -329,7 +329,7 @@ impl Breaker {
 
     fn reject(&self, wait: Option<Duration>, forced: bool) -> Admission {
         self.stats.rejected.add(1);
-        metrics::counter!(names::CIRCUIT_REJECTIONS, "breaker" => self.config.name.to_string())
+        crate::metrics::counter!(names::CIRCUIT_REJECTIONS, "breaker" => self.config.name.to_string())
             .increment(1);
         Admission::Rejected { wait, forced }
     }
@@ -547,9 +547,10 @@ impl Breaker {
         } else {
             tracing::info!(target: "staunch::circuit_breaker", breaker = name, from = from.as_str(), to = to.as_str(), reason = %reason, "circuit transition");
         }
-        metrics::counter!(names::CIRCUIT_TRANSITIONS, "breaker" => name.to_owned(), "from" => from.as_str(), "to" => to.as_str())
+        crate::metrics::counter!(names::CIRCUIT_TRANSITIONS, "breaker" => name.to_owned(), "from" => from.as_str(), "to" => to.as_str())
             .increment(1);
-        metrics::gauge!(names::CIRCUIT_STATE, "breaker" => name.to_owned()).set(to.code() as f64);
+        crate::metrics::gauge!(names::CIRCUIT_STATE, "breaker" => name.to_owned())
+            .set(to.code() as f64);
         if let Some(callback) = &self.config.on_transition {
             callback(&Transition {
                 breaker: name.to_owned(),

@@ -118,7 +118,7 @@ where
                 error.kind
             );
             tracing::warn!(target: "staunch::degrade", tier = "cached", kind = error.kind.as_str(), "degraded");
-            metrics::counter!(names::DEGRADED, "tier" => "cached", "kind" => error.kind.as_str())
+            crate::metrics::counter!(names::DEGRADED, "tier" => "cached", "kind" => error.kind.as_str())
                 .increment(1);
             let mut response = degraded(
                 ChatResponse::clone(&cached),
@@ -145,7 +145,7 @@ where
                 error.kind
             );
             tracing::warn!(target: "staunch::degrade", tier = "static", kind = error.kind.as_str(), "degraded");
-            metrics::counter!(names::DEGRADED, "tier" => "static", "kind" => error.kind.as_str())
+            crate::metrics::counter!(names::DEGRADED, "tier" => "static", "kind" => error.kind.as_str())
                 .increment(1);
             let mut response = degraded(answer(request), QualityTier::Static, &error, warning);
             response.meta.provider = Some("staunch".to_owned());

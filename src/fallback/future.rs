@@ -194,7 +194,7 @@ impl Chain {
                 depth = index,
                 "falling back"
             );
-            metrics::counter!(names::FALLBACKS, "from" => from, "to" => target.name.to_string())
+            crate::metrics::counter!(names::FALLBACKS, "from" => from, "to" => target.name.to_string())
                 .increment(1);
         }
         let mut request = self.request.clone();
@@ -274,7 +274,7 @@ fn next_target(
             if wait.is_zero() && probing.is_none() {
                 probing = Some((index, errors.len()));
             }
-            metrics::counter!(names::FALLBACK_SKIPS, "target" => target.name.to_string(), "reason" => "circuit_open")
+            crate::metrics::counter!(names::FALLBACK_SKIPS, "target" => target.name.to_string(), "reason" => "circuit_open")
                 .increment(1);
             errors.push(
                 skipped(
@@ -289,7 +289,7 @@ fn next_target(
         if let (Some(over), Some(window)) = (overflowed, target.context_window)
             && window <= over
         {
-            metrics::counter!(names::FALLBACK_SKIPS, "target" => target.name.to_string(), "reason" => "context_window")
+            crate::metrics::counter!(names::FALLBACK_SKIPS, "target" => target.name.to_string(), "reason" => "context_window")
                 .increment(1);
             errors.push(skipped(
                 target,

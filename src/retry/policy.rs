@@ -140,7 +140,8 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
         match result {
             Ok(response) => {
                 if self.retries > 0 {
-                    metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "ok").increment(1);
+                    crate::metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "ok")
+                        .increment(1);
                 }
                 let meta = &mut response.meta;
                 meta.attempts = meta.attempts.saturating_add(self.failed_attempts);
@@ -157,7 +158,7 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                         self.retries += 1;
                         self.waited += wait;
                         request.extensions.insert(AttemptNumber(self.retries + 1));
-                        metrics::counter!(
+                        crate::metrics::counter!(
                             names::RETRIES,
                             "provider" => error.provider.clone().unwrap_or_else(|| "unknown".to_owned()),
                             "kind" => error.kind.as_str()
@@ -174,10 +175,10 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                         Some(Box::pin(tokio::time::sleep(wait)))
                     }
                     Err(reason) => {
-                        metrics::counter!(names::RETRY_GIVEUPS, "reason" => reason.label())
+                        crate::metrics::counter!(names::RETRY_GIVEUPS, "reason" => reason.label())
                             .increment(1);
                         if self.retries > 0 {
-                            metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "error")
+                            crate::metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "error")
                                 .increment(1);
                         }
                         tracing::debug!(

@@ -110,7 +110,7 @@ where
                 }
                 Err(invalid) => invalid,
             };
-            metrics::counter!(names::VALIDATION_FAILURES, "reason" => invalid.reason.as_str())
+            crate::metrics::counter!(names::VALIDATION_FAILURES, "reason" => invalid.reason.as_str())
                 .increment(1);
             tracing::debug!(
                 target: "staunch::validate",

@@ -9,8 +9,9 @@ impl LlmError {
     /// error that is there instead:
     ///
     /// - an `LlmError` comes back as it was;
-    /// - tower's `timeout::error::Elapsed` becomes [`ErrorKind::Timeout`];
-    /// - tower's `load_shed::error::Overloaded` becomes [`ErrorKind::Overloaded`];
+    /// - with the `tower` feature (which the staunch crate turns on), tower's
+    ///   `timeout::error::Elapsed` becomes [`ErrorKind::Timeout`] and its
+    ///   `load_shed::error::Overloaded` [`ErrorKind::Overloaded`];
     /// - an [`io::Error`] anywhere in the source chain (hyper and
     ///   hyper-util wrap them) becomes [`ErrorKind::Connect`] for refused or
     ///   unreachable connections, [`ErrorKind::Timeout`] for timeouts and
@@ -22,8 +23,10 @@ impl LlmError {
     /// ```
     /// use staunch_core::{BoxError, ErrorKind, LlmError};
     ///
+    /// # #[cfg(feature = "tower")] {
     /// let boxed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
     /// assert_eq!(LlmError::from_box(boxed).kind, ErrorKind::Timeout);
+    /// # }
     ///
     /// let boxed: BoxError = LlmError::new(ErrorKind::Overloaded, "529").into();
     /// assert_eq!(LlmError::from_box(boxed).message, "529");
@@ -41,9 +44,11 @@ impl LlmError {
 fn classify_foreign(error: &(dyn StdError + 'static)) -> (ErrorKind, String) {
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = current {
+        #[cfg(feature = "tower")]
         if e.is::<tower::timeout::error::Elapsed>() {
             return (ErrorKind::Timeout, "attempt timed out".to_owned());
         }
+        #[cfg(feature = "tower")]
         if e.is::<tower::load_shed::error::Overloaded>() {
             return (
                 ErrorKind::Overloaded,

@@ -95,6 +95,7 @@ fn from_box_recovers_an_llm_error_intact() {
 }
 
 #[test]
+#[cfg(feature = "tower")]
 fn from_box_maps_tower_errors() {
     let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
     let e = LlmError::from_box(elapsed);
