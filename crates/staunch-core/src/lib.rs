@@ -28,6 +28,7 @@ mod error;
 mod redact;
 mod request;
 mod response;
+mod stream;
 mod tool;
 mod usage;
 
@@ -40,5 +41,6 @@ pub use error::{
 pub use redact::redact_secrets;
 pub use request::{ChatRequest, Message, Role};
 pub use response::{ChatResponse, FinishReason, QualityTier, ResponseMeta};
+pub use stream::{EventStream, ResponseStream, StreamAccumulator, StreamEvent};
 pub use tool::{ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
 pub use usage::{Price, Usage};

@@ -224,6 +224,10 @@ pub struct ChatRequest {
     /// are (OpenAI's `seed`, Anthropic's `top_k`, …).
     #[serde(default, skip_serializing_if = "extras_are_empty")]
     pub extra: Arc<Extras>,
+    /// Whether the answer should stream: its future then resolves at the
+    /// first content event and its body is a stream of events.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stream: bool,
     /// Per-request metadata for the layers; not serialized.
     #[serde(skip)]
     pub extensions: http::Extensions,
@@ -255,6 +259,7 @@ impl ChatRequest {
             tool_choice: None,
             parallel_tool_calls: None,
             response_format: None,
+            stream: false,
             extra: Arc::default(),
             extensions: http::Extensions::new(),
         }
@@ -303,6 +308,12 @@ impl ChatRequest {
         value: impl Into<Value>,
     ) -> Self {
         Arc::make_mut(&mut self.extra).insert(dialect, key, value);
+        self
+    }
+
+    /// Asks for a streamed answer.
+    pub fn with_stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
         self
     }
 

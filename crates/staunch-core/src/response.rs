@@ -187,6 +187,10 @@ pub struct ChatResponse {
     /// How the answer was produced.
     #[serde(default)]
     pub meta: ResponseMeta,
+    /// For a streamed answer, its events after the commit point (the
+    /// fields above then hold only what the head of the stream said).
+    #[serde(skip)]
+    pub stream: Option<crate::ResponseStream>,
 }
 
 impl ChatResponse {
@@ -200,6 +204,7 @@ impl ChatResponse {
             finish_reason: FinishReason::Stop,
             usage: Usage::default(),
             meta: ResponseMeta::default(),
+            stream: None,
         }
     }
 
