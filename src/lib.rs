@@ -67,6 +67,7 @@ pub mod metrics;
 pub mod observe;
 #[cfg(feature = "retry")]
 pub mod retry;
+mod stream_watch;
 #[cfg(feature = "target")]
 mod target;
 #[cfg(all(test, feature = "full"))]

@@ -30,6 +30,20 @@ pub const RETRIED_REQUESTS: &str = "staunch_retried_requests_total";
 /// model means its output format drifts: pin the model or tighten the
 /// prompt.
 pub const VALIDATION_FAILURES: &str = "staunch_validation_failures_total";
+/// Histogram: seconds from a streamed request's start to its first content
+/// event (the commit point). Alert on its p99: first tokens that take long
+/// are where users give up.
+pub const TIME_TO_FIRST_TOKEN: &str = "staunch_time_to_first_token_seconds";
+/// Histogram: seconds from a streamed request's start to the end of its
+/// stream, by `outcome` (`complete`, `error`, `dropped`).
+pub const STREAM_DURATION: &str = "staunch_stream_duration_seconds";
+/// Counter: events passed to callers by streamed answers.
+pub const STREAM_EVENTS: &str = "staunch_stream_events_total";
+/// Counter: streams that broke after their commit point (the caller got a
+/// classified error as the stream's last item), by `provider` and `kind`
+/// (`timeout` for a stall, `truncated_response` for a cut, `overloaded` …).
+/// Any rise: answers end early for users.
+pub const STREAM_ERRORS: &str = "staunch_stream_errors_total";
 /// Counter: retries started, by `provider` and the error `kind` that caused them.
 pub const RETRIES: &str = "staunch_retries_total";
 /// Counter: failed requests the retry layer stopped retrying, by `reason`

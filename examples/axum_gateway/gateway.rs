@@ -183,16 +183,10 @@ async fn chat(
         }
     };
     drop(body);
-    if decoded.stream {
-        return openai_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "streaming is not supported by this gateway yet",
-            Some("stream_unsupported"),
-        );
-    }
-    let request = decoded.request;
+    let include_usage = decoded.include_usage;
+    let request = decoded.request.with_stream(decoded.stream);
     match gateway.stack.oneshot(request).await {
+        Ok(answer) if answer.is_streaming() => stream_response(answer, include_usage),
         Ok(answer) => answer_response(answer),
         Err(error) => error_response(&error),
     }
@@ -202,7 +196,8 @@ fn header(value: impl AsRef<str>) -> HeaderValue {
     HeaderValue::from_str(value.as_ref()).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-fn answer_response(answer: ChatResponse) -> Response {
+/// What staunch did, as headers.
+fn meta_headers(answer: &ChatResponse) -> HeaderMap {
     let meta = &answer.meta;
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -217,15 +212,121 @@ fn answer_response(answer: ChatResponse) -> Response {
     if let Some(warning) = &meta.warning {
         headers.insert("x-staunch-warning", header(warning));
     }
-    let created = std::time::SystemTime::now()
+    headers
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let body = wire::encode_response(&answer, created);
+        .map_or(0, |d| d.as_secs())
+}
+
+fn answer_response(answer: ChatResponse) -> Response {
+    let mut headers = meta_headers(&answer);
+    let body = wire::encode_response(&answer, unix_now());
     headers.insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     (StatusCode::OK, headers, body).into_response()
+}
+
+/// A streamed answer as OpenAI server-sent events. After the commit point a
+/// failure goes out as an in-band `data: {"error": …}` event and the
+/// connection closes without `[DONE]`, so no client mistakes a broken
+/// stream for a complete one.
+fn stream_response(mut answer: ChatResponse, include_usage: bool) -> Response {
+    let mut headers = meta_headers(&answer);
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    let Some(events) = answer.take_stream() else {
+        return answer_response(answer);
+    };
+    let model = answer
+        .meta
+        .model
+        .clone()
+        .unwrap_or_else(|| answer.model.clone());
+    let id = if answer.id.is_empty() {
+        "chatcmpl-staunch".to_owned()
+    } else {
+        answer.id.clone()
+    };
+    let sse = SseBody {
+        events,
+        id,
+        model,
+        created: unix_now(),
+        include_usage,
+        first: true,
+        ended: false,
+    };
+    (StatusCode::OK, headers, axum::body::Body::from_stream(sse)).into_response()
+}
+
+/// The events of a stream, written as Chat Completions chunks.
+struct SseBody {
+    events: staunch::core::EventStream,
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    first: bool,
+    ended: bool,
+}
+
+impl futures_core::Stream for SseBody {
+    type Item = Result<axum::body::Bytes, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            let item = match this.events.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(item) => item,
+            };
+            let bytes = match item {
+                Some(Ok(event)) => {
+                    match wire::encode_chunk(
+                        &event,
+                        &this.id,
+                        &this.model,
+                        this.created,
+                        this.first,
+                        this.include_usage,
+                    ) {
+                        Some(chunk) => {
+                            this.first = false;
+                            chunk
+                        }
+                        None => continue,
+                    }
+                }
+                Some(Err(error)) => {
+                    this.ended = true;
+                    wire::encode_stream_error(&error)
+                }
+                None => {
+                    this.ended = true;
+                    wire::STREAM_DONE.to_vec()
+                }
+            };
+            return Poll::Ready(Some(Ok(axum::body::Bytes::from(bytes))));
+        }
+    }
 }
 
 /// Maps a failure to the status an OpenAI client expects, so its own retry

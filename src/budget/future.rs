@@ -18,6 +18,8 @@ pub(crate) struct Settle {
     price: Option<Price>,
     reserved: (u64, f64),
     settled: bool,
+    /// The request's input estimate, for a stream that reports no usage.
+    pub(crate) input_estimate: u64,
 }
 
 impl Settle {
@@ -27,7 +29,22 @@ impl Settle {
             price,
             reserved,
             settled: false,
+            input_estimate: 0,
         }
+    }
+
+    /// Moves the reservation out (into a stream's watcher), leaving this
+    /// one settled.
+    fn take(&mut self) -> Settle {
+        let taken = Settle {
+            shared: self.shared.clone(),
+            price: self.price,
+            reserved: self.reserved,
+            settled: self.settled,
+            input_estimate: self.input_estimate,
+        };
+        self.settled = true;
+        taken
     }
 
     fn settle(&mut self, usage: Usage, cost: Option<f64>) {
@@ -106,8 +123,26 @@ where
                 )
             }))),
             Proj::Running { inner, settle } => {
-                let result = ready!(inner.poll(cx)).map_err(to_llm);
-                match &result {
+                let mut result = ready!(inner.poll(cx)).map_err(to_llm);
+                match &mut result {
+                    Ok(response) if response.is_streaming() => {
+                        // Settled with the streamed usage when the stream
+                        // ends, broken or dropped streams included.
+                        let mut settle = settle.take();
+                        let failed = response.meta.failed_usage;
+                        let input = settle.input_estimate;
+                        crate::stream_watch::watch(response, move |end, tally| {
+                            let usage = match end {
+                                crate::stream_watch::StreamEnd::Broke(error)
+                                    if !error.spent.is_zero() =>
+                                {
+                                    error.spent
+                                }
+                                _ => tally.usage_or_estimate(input),
+                            };
+                            settle.settle(usage + failed, None);
+                        });
+                    }
                     Ok(response) => settle.settle(response.total_usage(), response.meta.cost),
                     Err(error) => settle.settle(error.total_spent(), None),
                 }

@@ -123,7 +123,10 @@ where
             window.reserved_cost += cost;
             reserved = (tokens, cost);
         }
-        let settle = Settle::new(self.shared.clone(), price, reserved);
+        let mut settle = Settle::new(self.shared.clone(), price, reserved);
+        if request.stream {
+            settle.input_estimate = request.estimated_input_tokens();
+        }
         ResponseFuture::running(self.inner.call(request), settle)
     }
 }

@@ -2,6 +2,7 @@
 
 use super::state::{Admission, Breaker};
 use crate::into_llm::to_llm;
+use crate::stream_watch::StreamEnd;
 use pin_project_lite::pin_project;
 use staunch_core::{BoxError, ChatResponse, LlmError};
 use std::future::Future;
@@ -135,10 +136,36 @@ where
                 )
             })));
         };
-        let result = ready!(inner.poll(cx)).map_err(to_llm);
+        let mut result = ready!(inner.poll(cx)).map_err(to_llm);
         if let Some(mut permit) = this.permit.take() {
-            permit.complete(&result);
+            match &mut result {
+                // A streamed answer is judged at its end: a break after the
+                // commit point is a failure of this target.
+                Ok(response) if response.is_streaming() => {
+                    let outcome = permit.breaker.config.outcome.clone();
+                    crate::stream_watch::watch(response, move |end, _| match end {
+                        StreamEnd::Complete => permit.record(super::Outcome::Success),
+                        StreamEnd::Broke(error) => {
+                            let verdict = outcome(&Err(shallow(error)));
+                            permit.record(verdict);
+                        }
+                        // Permit's drop: the call counts as ignored.
+                        StreamEnd::Dropped => drop(permit),
+                    });
+                }
+                _ => permit.complete(&result),
+            }
         }
         Poll::Ready(result)
     }
+}
+
+/// What an outcome rule needs of a stream's error: its kind, status and the
+/// server's instructions (the error itself goes on to the caller).
+fn shallow(error: &LlmError) -> LlmError {
+    let mut copy = LlmError::new(error.kind, String::new());
+    copy.status = error.status;
+    copy.retry_after = error.retry_after;
+    copy.should_retry = error.should_retry;
+    copy
 }

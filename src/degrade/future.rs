@@ -18,6 +18,8 @@ struct Degrading {
     // The cache key; `None` without a cache.
     key: Option<u128>,
     request: Option<ChatRequest>,
+    // The request asked for a stream: a degraded answer is replayed as one.
+    stream: bool,
     started: Instant,
 }
 
@@ -46,6 +48,7 @@ impl<F> ResponseFuture<F> {
         shared: Arc<Shared>,
         key: Option<u128>,
         request: Option<ChatRequest>,
+        stream: bool,
     ) -> Self {
         ResponseFuture {
             inner: Bounded::new(inner, deadline),
@@ -53,6 +56,7 @@ impl<F> ResponseFuture<F> {
                 shared,
                 key,
                 request,
+                stream,
                 started: Instant::now(),
             }),
         }
@@ -94,8 +98,10 @@ where
         let shared = &state.shared;
         let error = match result {
             Ok(response) => {
+                // A streamed answer is not cached: it is not complete yet.
                 if let (Some(cache), Some(key)) = (&shared.cache, state.key)
                     && matches!(response.meta.tier, QualityTier::Full | QualityTier::Reduced)
+                    && !response.is_streaming()
                 {
                     cache.insert(key, response.clone());
                 }
@@ -127,6 +133,9 @@ where
                 warning,
             );
             response.meta.latency = state.started.elapsed();
+            if state.stream {
+                crate::stream_watch::replay(&mut response);
+            }
             return Poll::Ready(Ok(response));
         }
         // A prompt too long for every model, or one every provider filters,
@@ -151,6 +160,9 @@ where
             response.meta.provider = Some("staunch".to_owned());
             response.meta.target = None;
             response.meta.latency = state.started.elapsed();
+            if state.stream {
+                crate::stream_watch::replay(&mut response);
+            }
             return Poll::Ready(Ok(response));
         }
         Poll::Ready(Err(error))

@@ -113,12 +113,14 @@ where
             .static_answer
             .is_some()
             .then(|| request.clone());
+        let stream = request.stream;
         ResponseFuture::degrading(
             self.inner.call(request),
             deadline,
             self.shared.clone(),
             key,
             for_static,
+            stream,
         )
     }
 }

@@ -266,16 +266,43 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = {
+        let mut result = {
             let _entered = this.span.enter();
             ready!(this.inner.poll(cx)).map_err(to_llm)
         };
         *this.done = true;
         let seconds = this.started.elapsed().as_secs_f64();
-        match &result {
-            Ok(response) => record_ok(this.span, response, seconds),
+        match &mut result {
+            Ok(response) => {
+                record_ok(this.span, response, seconds);
+                if response.is_streaming() {
+                    watch_stream(response, seconds, *this.started);
+                }
+            }
             Err(error) => record_err(this.span, error, seconds),
         }
         Poll::Ready(result)
     }
+}
+
+/// A streamed answer: the time to its first token now (the commit point),
+/// its duration, events and how it ended when it ends.
+fn watch_stream(response: &mut ChatResponse, first_token: f64, started: tokio::time::Instant) {
+    metrics::histogram!(names::TIME_TO_FIRST_TOKEN).record(first_token);
+    let provider = response.meta.provider.clone().unwrap_or_default();
+    crate::stream_watch::watch(response, move |end, tally| {
+        let duration = started.elapsed().as_secs_f64();
+        let (outcome, kind) = match end {
+            crate::stream_watch::StreamEnd::Complete => ("complete", "none"),
+            crate::stream_watch::StreamEnd::Broke(error) => ("error", error.kind.as_str()),
+            crate::stream_watch::StreamEnd::Dropped => ("dropped", "none"),
+        };
+        metrics::histogram!(names::STREAM_DURATION, "outcome" => outcome).record(duration);
+        metrics::counter!(names::STREAM_EVENTS).increment(tally.events);
+        if outcome == "error" {
+            metrics::counter!(names::STREAM_ERRORS, "provider" => provider, "kind" => kind)
+                .increment(1);
+        }
+        tracing::debug!(target: "staunch::observe", outcome, kind, events = tally.events, duration_ms = duration * 1e3, "stream ended");
+    });
 }

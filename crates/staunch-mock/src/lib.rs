@@ -27,7 +27,54 @@
 //! - **JSON**: OpenAI `response_format` `json_schema` gets content that is
 //!   JSON valid for the schema, `json_object` gets `{"answer": "<text>"}`.
 //!   Anthropic sends a JSON format as a forced tool, so it gets a `tool_use`
-//!   of that tool whose input matches its `input_schema`.
+//!   of that tool whose input matches its `input_schema`;
+//! - **an assistant prefill** (the conversation ends with the assistant's
+//!   turn: OpenAI a trailing `{"role": "assistant", "content": "..."}`
+//!   without tool calls, Anthropic a trailing assistant turn) whose text
+//!   begins the text answer gets only the rest of it, streamed or not (a
+//!   prefill that does not begin it gets the whole answer). A route with
+//!   `reject_prefill = true` answers the provider's 400
+//!   `invalid_request_error` "prefill is not supported" instead.
+//!
+//! # Streaming
+//!
+//! A request with `"stream": true` gets `200` with `content-type:
+//! text/event-stream` and the same answer as above (text, tool call, JSON,
+//! prefill remainder) sent event by event over time: the text in
+//! token-sized pieces (words with the whitespace before them, at most 12
+//! bytes), a tool call's arguments in pieces of its JSON, so the collected
+//! stream equals the answer that is not streamed. Each content event comes
+//! [`Scenario::stream_token_ms`] after the one before (5 ms by default, 0:
+//! as fast as possible; a route can set its own,
+//! [`RouteScenario::stream_token_ms`]).
+//!
+//! - **OpenAI**: `data: {chunk}\n\n` events of `chat.completion.chunk`
+//!   (`id`, `object`, `created`, `model`, `choices[{index, delta,
+//!   finish_reason}]`): a first chunk with `delta.role: "assistant"`
+//!   (and `content: ""`, or `null` before a tool call), a chunk per piece
+//!   of text (`delta.content`), or a tool call's opening (`tool_calls[{index,
+//!   id, type, function: {name, arguments: ""}}]`) and then its argument
+//!   pieces (`tool_calls[{index, function: {arguments}}]`); a chunk with
+//!   an empty delta and the `finish_reason` (`stop`, `tool_calls`,
+//!   `content_filter`); with `stream_options.include_usage`, a chunk with
+//!   `choices: []` and the `usage` (every other chunk then has `usage:
+//!   null`); then `data: [DONE]`.
+//! - **Anthropic**: `event: X\ndata: {json}\n\n` events: `message_start`
+//!   (the message without content, `usage.input_tokens`), for text a
+//!   `content_block_start` of a text block, `ping`; then `content_block_delta`
+//!   events (`text_delta`), or a `tool_use` block's `content_block_start`
+//!   (`id`, `name`, `input: {}`) and its input as `input_json_delta`
+//!   `partial_json` pieces; `content_block_stop`, `message_delta`
+//!   (`stop_reason`, `usage.output_tokens`), `message_stop`.
+//!
+//! A stream's *content events* are its pieces of text, a tool call's
+//! opening and its argument pieces (not the role chunk, `message_start`,
+//! `ping` or the finish): the stream faults below count them, and a count
+//! past the answer's end means just before the finish. Faults that are not
+//! about streams work the same on a streamed request (an error status
+//! before any byte, latency before the headers, a hang, a reset); the
+//! stream faults leave a request without `stream` its normal answer
+//! (`slow_first_token` delays it).
 //!
 //! # Faults
 //!
@@ -56,6 +103,13 @@
 //! | `hang` | no answer until the client gives up or the server stops |
 //! | `reset` | the connection closes without an answer |
 //! | `status` (`status`, `body`, `headers`) | any status, body and headers of your own |
+//! | `slow_first_token` (`ms`) | a stream whose headers and opening events come at once and first content event `ms` later |
+//! | `stall_after` (`tokens`) | a stream that sends `tokens` content events, then nothing (no finish, no terminator) with the connection open, until the client gives up |
+//! | `cut_after` (`tokens`) | a stream whose connection closes abruptly after `tokens` content events (no finish, no terminator) |
+//! | `malformed_event_at` (`n`) | a stream with an event that is not JSON (OpenAI `data: {"id":…,"choices": [`, Anthropic a cut `content_block_delta`) after `n` content events; it carries none of the answer and the stream goes on normally |
+//! | `no_terminator` | a complete stream (content, finish, usage) without `data: [DONE]` / `message_stop`; the body then ends |
+//! | `error_event_at` (`n`, `kind`) | a stream with an in-band error after `n` content events, then the end: OpenAI `data: {"error": {"message", "type", "param", "code"}}`, Anthropic `event: error` `{"type": "error", "error": {"type", "message"}}`; `kind` is `overloaded` (the default: OpenAI `server_error` "The engine is currently overloaded…", Anthropic `overloaded_error` "Overloaded"), `server` (`server_error` / `api_error`) or `rate_limit` (`rate_limit_exceeded` / `rate_limit_error`) |
+//! | `error_first_frame` | a 200 event stream whose first and only frame is the overloaded error event: the provider failed before any content |
 //!
 //! Error faults carry the provider's own error body and headers (request
 //! ids, `Retry-After`). Scenarios load from TOML or JSON, are built in
@@ -79,6 +133,9 @@ pub mod schema;
 mod server;
 mod state;
 
-pub use scenario::{Fault, Outage, RandomFault, RouteScenario, Scenario, ScenarioError};
+pub use scenario::{
+    DEFAULT_STREAM_TOKEN_MS, Fault, Outage, RandomFault, RouteScenario, Scenario, ScenarioError,
+    StreamErrorKind,
+};
 pub use server::MockServer;
 pub use state::{MockStats, Received, RecordLimits, RecordedBody, Route};

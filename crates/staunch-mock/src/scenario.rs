@@ -69,6 +69,49 @@ pub enum Fault {
     Hang,
     /// The connection closes without an answer.
     Reset,
+    /// A stream whose headers (and opening events) go out at once and
+    /// whose first content event comes `ms` later. Without `stream`: the
+    /// normal answer, `ms` later.
+    SlowFirstToken {
+        /// The delay before the first content event.
+        ms: u64,
+    },
+    /// A stream that stops after `tokens` content events: nothing more
+    /// arrives (no finish, no terminator) and the connection stays open
+    /// until the client gives up or the server stops.
+    StallAfter {
+        /// Content events sent before the stall.
+        tokens: usize,
+    },
+    /// A stream whose connection closes abruptly after `tokens` content
+    /// events (no finish, no terminator).
+    CutAfter {
+        /// Content events sent before the cut.
+        tokens: usize,
+    },
+    /// A stream with one event that is not valid JSON, after `n` content
+    /// events; the stream then goes on normally (the broken event carries
+    /// none of the answer, so skipping it loses nothing).
+    MalformedEventAt {
+        /// Content events sent before the broken event.
+        n: usize,
+    },
+    /// A complete stream (content, finish reason, usage) without its
+    /// terminator (`data: [DONE]` / `message_stop`); the body then ends.
+    NoTerminator,
+    /// A stream that carries an in-band error event after `n` content
+    /// events, then ends: OpenAI `data: {"error": {...}}`, Anthropic
+    /// `event: error`.
+    ErrorEventAt {
+        /// Content events sent before the error.
+        n: usize,
+        /// The error sent.
+        #[serde(default)]
+        kind: StreamErrorKind,
+    },
+    /// A 200 event stream whose first frame is an error event (overloaded):
+    /// the provider failed before any content.
+    ErrorFirstFrame,
     /// Any status with a body and headers of your own.
     Status {
         /// The status code.
@@ -103,9 +146,47 @@ impl Fault {
             Fault::Truncated => "truncated",
             Fault::Hang => "hang",
             Fault::Reset => "reset",
+            Fault::SlowFirstToken { .. } => "slow_first_token",
+            Fault::StallAfter { .. } => "stall_after",
+            Fault::CutAfter { .. } => "cut_after",
+            Fault::MalformedEventAt { .. } => "malformed_event_at",
+            Fault::NoTerminator => "no_terminator",
+            Fault::ErrorEventAt { .. } => "error_event_at",
+            Fault::ErrorFirstFrame => "error_first_frame",
             Fault::Status { .. } => "status",
         }
     }
+
+    /// Whether this fault only changes streamed answers (a request without
+    /// `stream` gets the normal answer; [`SlowFirstToken`](Fault::SlowFirstToken)
+    /// delays it).
+    pub fn is_stream_fault(&self) -> bool {
+        matches!(
+            self,
+            Fault::SlowFirstToken { .. }
+                | Fault::StallAfter { .. }
+                | Fault::CutAfter { .. }
+                | Fault::MalformedEventAt { .. }
+                | Fault::NoTerminator
+                | Fault::ErrorEventAt { .. }
+                | Fault::ErrorFirstFrame
+        )
+    }
+}
+
+/// The error an in-band stream error event carries
+/// ([`Fault::ErrorEventAt`]), in the route's own format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamErrorKind {
+    /// OpenAI `server_error` "The engine is currently overloaded…" /
+    /// Anthropic `overloaded_error` "Overloaded".
+    #[default]
+    Overloaded,
+    /// OpenAI `server_error` / Anthropic `api_error`.
+    Server,
+    /// OpenAI `rate_limit_exceeded` / Anthropic `rate_limit_error`.
+    RateLimit,
 }
 
 /// A fault drawn at random with `probability` (0.0–1.0).
@@ -127,6 +208,13 @@ pub struct RouteScenario {
     /// Faults drawn in order with their probabilities (the first that hits
     /// wins); a request that draws none gets a normal answer.
     pub random: Vec<RandomFault>,
+    /// Milliseconds before each streamed content event on this route
+    /// (`None`: the scenario's [`stream_token_ms`](Scenario::stream_token_ms)).
+    pub stream_token_ms: Option<u64>,
+    /// Refuse an assistant prefill (a conversation ending with the
+    /// assistant's turn) with a 400 `invalid_request_error` "prefill is not
+    /// supported", instead of continuing it.
+    pub reject_prefill: bool,
 }
 
 /// A window of time, relative to the server's start (or last reset), in
@@ -157,10 +245,19 @@ pub struct Outage {
 ///     [openai]
 ///     script = [{ type = "rate_limit", retry_after = 0.5 }, { type = "ok" }]
 ///     random = [{ probability = 0.1, fault = { type = "overloaded" } }]
+///     [anthropic]
+///     stream_token_ms = 0
+///     reject_prefill = true
+///     script = [
+///         { type = "stall_after", tokens = 3 },
+///         { type = "error_event_at", n = 2, kind = "overloaded" },
+///     ]
 /// "#).unwrap();
 /// assert_eq!(scenario.openai.script.len(), 2);
+/// assert_eq!(scenario.stream_token_ms, staunch_mock::DEFAULT_STREAM_TOKEN_MS);
+/// assert_eq!(scenario.anthropic.script[0], staunch_mock::Fault::StallAfter { tokens: 3 });
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Scenario {
     /// Seed of the random draws: the same seed and arrival order give the
@@ -168,6 +265,10 @@ pub struct Scenario {
     pub seed: u64,
     /// Latency added to every answer, in milliseconds.
     pub latency_ms: u64,
+    /// Milliseconds before each content event of a streamed answer
+    /// ([`DEFAULT_STREAM_TOKEN_MS`] by default; 0: as fast as possible). A
+    /// route can set its own.
+    pub stream_token_ms: u64,
     /// Context windows by model, in tokens: a prompt estimated larger gets
     /// the provider's overflow error.
     pub context_windows: BTreeMap<String, u64>,
@@ -177,6 +278,23 @@ pub struct Scenario {
     pub openai: RouteScenario,
     /// Faults of `/v1/messages`.
     pub anthropic: RouteScenario,
+}
+
+/// The default [`Scenario::stream_token_ms`].
+pub const DEFAULT_STREAM_TOKEN_MS: u64 = 5;
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            seed: 0,
+            latency_ms: 0,
+            stream_token_ms: DEFAULT_STREAM_TOKEN_MS,
+            context_windows: BTreeMap::new(),
+            outage: None,
+            openai: RouteScenario::default(),
+            anthropic: RouteScenario::default(),
+        }
+    }
 }
 
 /// A scenario file that could not be read.

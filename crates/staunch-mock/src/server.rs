@@ -1,6 +1,6 @@
 //! The HTTP server.
 
-use crate::render::{MockBody, ResetOnPurpose, json_response, render};
+use crate::render::{MockBody, Options, ResetOnPurpose, json_response, render, wants_stream};
 use crate::scenario::{Fault, Scenario};
 use crate::state::{MockStats, RecordLimits, Route, State};
 use bytes::Bytes;
@@ -218,26 +218,35 @@ async fn handle(
             &[],
         ));
     };
-    let (fault, latency) = state.admit(route, &json, &body, headers);
+    let admitted = state.admit(route, &json, &body, headers);
     drop(body);
     let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-    let extra = match &fault {
+    let extra = match &admitted.fault {
         Fault::Latency { ms } => *ms,
+        // A streamed answer delays its first content event instead.
+        Fault::SlowFirstToken { ms } if !wants_stream(&json) => *ms,
         _ => 0,
     };
-    if latency + extra > 0 {
-        tokio::time::sleep(Duration::from_millis(latency + extra)).await;
+    let latency = admitted.latency_ms + extra;
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    match fault {
+    let options = Options {
+        token_ms: admitted.token_ms,
+        reject_prefill: admitted.reject_prefill,
+    };
+    match admitted.fault {
         Fault::Hang => std::future::pending().await,
         Fault::Reset => Err(ResetOnPurpose),
-        other => Ok(render(route, &other, &json, n).unwrap_or_else(|| {
-            json_response(
-                500,
-                &json!({"error": {"message": "unrenderable fault"}}),
-                &[],
-            )
-        })),
+        other => Ok(
+            render(route, &other, &json, n, &options).unwrap_or_else(|| {
+                json_response(
+                    500,
+                    &json!({"error": {"message": "unrenderable fault"}}),
+                    &[],
+                )
+            }),
+        ),
     }
 }
 

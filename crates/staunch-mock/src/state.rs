@@ -267,6 +267,18 @@ pub(crate) struct State {
     inner: Mutex<Inner>,
 }
 
+/// What the scenario decided for one request.
+pub(crate) struct Admitted {
+    /// The fault to serve (`Ok` for a normal answer).
+    pub(crate) fault: Fault,
+    /// Latency to add before answering, in milliseconds.
+    pub(crate) latency_ms: u64,
+    /// The route's delay before each streamed content event.
+    pub(crate) token_ms: u64,
+    /// Whether the route refuses assistant prefills.
+    pub(crate) reject_prefill: bool,
+}
+
 /// The bytes of text in a message's content (a string, or the text of its
 /// parts and blocks: `text`, tool results' `content`, `tool_use` input) and
 /// in its OpenAI `tool_calls` arguments.
@@ -365,14 +377,14 @@ impl State {
 
     /// Records a request (its raw `bytes`, within the limits) and decides
     /// what it gets from its parsed `body` (`null` if not JSON), with the
-    /// latency to add.
+    /// latency to add and the route's streaming and prefill settings.
     pub(crate) fn admit(
         &self,
         route: Route,
         body: &Value,
         bytes: &[u8],
         headers: BTreeMap<String, String>,
-    ) -> (Fault, u64) {
+    ) -> Admitted {
         let mut inner = self.lock();
         let at_ms = inner.started.elapsed().as_millis() as u64;
         let nth = inner.stats.requests_to(route) as usize;
@@ -394,7 +406,9 @@ impl State {
             .context_windows
             .get(&model)
             .is_some_and(|window| estimate_tokens(body) > *window);
-        let latency = scenario.latency_ms;
+        let latency_ms = scenario.latency_ms;
+        let token_ms = routes.stream_token_ms.unwrap_or(scenario.stream_token_ms);
+        let reject_prefill = routes.reject_prefill;
         let scripted = routes.script.get(nth).cloned();
         let random = routes.random.clone();
         let fault = if down {
@@ -427,6 +441,11 @@ impl State {
             headers,
         };
         stats.record(received, bytes, limits);
-        (fault, latency)
+        Admitted {
+            fault,
+            latency_ms,
+            token_ms,
+            reject_prefill,
+        }
     }
 }

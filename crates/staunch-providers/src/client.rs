@@ -290,10 +290,101 @@ impl Core {
         };
         let deadline = Deadline::of(&request);
         let model = request.model.clone();
+        if request.stream {
+            return self.stream(wire, &request, deadline, body).await;
+        }
         self.exchange(model, deadline, body, |status, headers, body| {
             wire.parse(&request, status, headers, body)
         })
         .await
+    }
+
+    /// Sends a streamed request and reads it up to its commit point: the
+    /// first content event. Everything before it is an ordinary error; the
+    /// answer carries the rest as its stream.
+    async fn stream<W: Wire>(
+        &self,
+        wire: &W,
+        request: &ChatRequest,
+        deadline: Option<Deadline>,
+        body: Vec<u8>,
+    ) -> Result<ChatResponse, LlmError> {
+        let started = Instant::now();
+        let model = request.model.clone();
+        let span = tracing::debug_span!(
+            target: "staunch::providers",
+            "llm.http",
+            provider = %self.provider,
+            model = %model,
+            stream = true,
+            status = tracing::field::Empty,
+        );
+        let options = self.transport.options();
+        let first_token_by = started + options.first_token_timeout;
+        let outcome = async {
+            let http = self.http_request(body)?;
+            let head = self.transport.send_streaming(http, deadline).await?;
+            tracing::Span::current().record("status", head.status);
+            if !(200..300).contains(&head.status) {
+                let bytes = self.transport.read_error_body(head.body).await;
+                let mut error = match wire.parse(request, head.status, &head.headers, &bytes) {
+                    Err(error) => error,
+                    Ok(_) => LlmError::new(ErrorKind::Other, "an error status with an answer"),
+                };
+                if error.request_id.is_none() {
+                    error.request_id = crate::headers::request_id(&head.headers);
+                }
+                return Err(error);
+            }
+            let mut live = crate::streaming::LiveStream::new(
+                head.body,
+                wire.events(request),
+                options.max_event_bytes,
+                first_token_by,
+                options.idle_timeout,
+                deadline,
+                request.estimated_input_tokens(),
+                options.retry_first_token_timeout,
+                self.provider.clone(),
+                model.clone(),
+            );
+            match live.open().await {
+                crate::streaming::Opened::Committed => Ok(live),
+                crate::streaming::Opened::Failed(error) => Err(error),
+            }
+        }
+        .instrument(span)
+        .await;
+        match outcome {
+            Ok(live) => {
+                let mut response = ChatResponse::streaming(model.clone(), Box::pin(live));
+                response.meta.provider = Some(self.provider.clone());
+                response.meta.model = Some(model);
+                response.meta.latency = started.elapsed();
+                Ok(response)
+            }
+            Err(error) => {
+                let mut error = self.scrub(error);
+                error.provider.get_or_insert_with(|| self.provider.clone());
+                error.model.get_or_insert(model);
+                Err(error)
+            }
+        }
+    }
+
+    /// The HTTP request for `body`, with the client's headers.
+    fn http_request(&self, body: Vec<u8>) -> Result<Request<Full<Bytes>>, LlmError> {
+        let mut request = Request::post(self.uri.clone());
+        if let Some(headers) = request.headers_mut() {
+            headers.extend(self.headers.clone());
+        }
+        request.body(Full::new(Bytes::from(body))).map_err(|e| {
+            LlmError::new(
+                ErrorKind::InvalidRequest,
+                "could not build the HTTP request",
+            )
+            .with_source(e)
+        })
     }
 
     pub(crate) async fn exchange(
@@ -311,17 +402,7 @@ impl Core {
             model = %model,
             status = tracing::field::Empty,
         );
-        let mut request = Request::post(self.uri.clone());
-        if let Some(headers) = request.headers_mut() {
-            headers.extend(self.headers.clone());
-        }
-        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| {
-            LlmError::new(
-                ErrorKind::InvalidRequest,
-                "could not build the HTTP request",
-            )
-            .with_source(e)
-        });
+        let request = self.http_request(body);
         let outcome = async {
             let raw = self.transport.send(request?, deadline).await?;
             tracing::Span::current().record("status", raw.status);

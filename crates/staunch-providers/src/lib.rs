@@ -33,6 +33,8 @@ pub mod headers;
 mod json;
 mod key;
 pub mod openai;
+mod sse;
+mod streaming;
 mod transport;
 
 pub use anthropic::{Anthropic, AnthropicConfig};

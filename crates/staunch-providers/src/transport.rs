@@ -21,12 +21,26 @@ use std::time::Duration;
 /// | `request_timeout` (whole request: headers and body; a request's [`Deadline`] cuts it shorter) | 600 s, as the official SDKs |
 /// | `max_response_bytes` | 16 MiB |
 /// | `pool_idle_timeout` | 90 s |
+/// | `header_timeout` (streams: until the response headers) | 60 s |
+/// | `first_token_timeout` (streams: from the request to the first content event) | 60 s |
+/// | `idle_timeout` (streams: between two events after the first content) | 30 s |
+/// | `retry_first_token_timeout` | off: a missed first token moves to the next target at once |
+/// | `max_event_bytes` (streams: one server-sent event) | 1 MiB |
+///
+/// A streamed request is bounded by the first four stream limits (and its
+/// [`Deadline`]) instead of `request_timeout`, since a long answer may
+/// legitimately stream for minutes.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_response_bytes: usize,
     pub(crate) pool_idle_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) first_token_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) retry_first_token_timeout: bool,
+    pub(crate) max_event_bytes: usize,
 }
 
 impl Default for HttpOptions {
@@ -36,6 +50,11 @@ impl Default for HttpOptions {
             request_timeout: Duration::from_secs(600),
             max_response_bytes: 16 * 1024 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
+            header_timeout: Duration::from_secs(60),
+            first_token_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            retry_first_token_timeout: false,
+            max_event_bytes: 1024 * 1024,
         }
     }
 }
@@ -62,6 +81,44 @@ impl HttpOptions {
     /// The largest response body accepted.
     pub fn max_response_bytes(mut self, n: usize) -> Self {
         self.max_response_bytes = n;
+        self
+    }
+
+    /// Streams: how long to wait for the response headers; an upstream that
+    /// accepts and stays silent is abandoned after it (a transient
+    /// `Timeout`).
+    pub fn header_timeout(mut self, d: Duration) -> Self {
+        self.header_timeout = d;
+        self
+    }
+
+    /// Streams: how long, from the request, the first content event may
+    /// take. A miss is a `Timeout` that, unless
+    /// [`retry_first_token_timeout`](Self::retry_first_token_timeout) is on,
+    /// says `x-should-retry: false`, so the chain moves to the next target
+    /// instead of asking the slow one again.
+    pub fn first_token_timeout(mut self, d: Duration) -> Self {
+        self.first_token_timeout = d;
+        self
+    }
+
+    /// Streams: whether a missed first token may be retried on the same
+    /// target.
+    pub fn retry_first_token_timeout(mut self, on: bool) -> Self {
+        self.retry_first_token_timeout = on;
+        self
+    }
+
+    /// Streams: the longest silence between two events after the first
+    /// content; a stall ends the stream with a `Timeout` error.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Streams: the largest single server-sent event accepted.
+    pub fn max_event_bytes(mut self, n: usize) -> Self {
+        self.max_event_bytes = n;
         self
     }
 
@@ -152,6 +209,68 @@ impl Transport {
                     format!("no complete response within {timeout:?}"),
                 ),
             }),
+        }
+    }
+}
+
+/// The head of a streamed response, its body still to be read.
+pub(crate) struct StreamingResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: hyper::body::Incoming,
+}
+
+impl Transport {
+    /// The options.
+    pub(crate) fn options(&self) -> &HttpOptions {
+        &self.options
+    }
+
+    /// Sends `request` and waits for the response headers only, within the
+    /// header timeout and the request's deadline; the body is left to read.
+    pub(crate) async fn send_streaming(
+        &self,
+        request: Request<Full<Bytes>>,
+        deadline: Option<Deadline>,
+    ) -> Result<StreamingResponse, LlmError> {
+        let timeout = self.options.header_timeout;
+        let by_deadline = deadline.filter(|d| d.remaining() < timeout);
+        if let Some(d) = by_deadline
+            && d.is_expired()
+        {
+            return Err(d.exceeded());
+        }
+        let limit_at = match by_deadline {
+            Some(d) => d.instant(),
+            None => tokio::time::Instant::now() + timeout,
+        };
+        match tokio::time::timeout_at(limit_at, self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let (parts, body) = response.into_parts();
+                Ok(StreamingResponse {
+                    status: parts.status.as_u16(),
+                    headers: parts.headers,
+                    body,
+                })
+            }
+            Ok(Err(e)) => Err(send_error(e)),
+            Err(_) => Err(match by_deadline {
+                Some(d) => d.exceeded(),
+                None => LlmError::new(
+                    ErrorKind::Timeout,
+                    format!("no response headers within {timeout:?}"),
+                ),
+            }),
+        }
+    }
+
+    /// Reads the rest of an error answer's body, bounded in size and time.
+    pub(crate) async fn read_error_body(&self, body: hyper::body::Incoming) -> Bytes {
+        let limit = self.options.max_response_bytes.min(64 * 1024);
+        let read = Limited::new(body, limit).collect();
+        match tokio::time::timeout(self.options.header_timeout, read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            _ => Bytes::new(),
         }
     }
 }

@@ -3,12 +3,14 @@
 //! forced tool), and writing messages (text, `tool_use`, refusals) and
 //! Anthropic's error bodies.
 
+use super::stream::{Events, pieces, sse};
 use super::{
     Arguments, Ask, Failure, Format, Reply, Tool, ToolChoice, completion_tokens, content_text,
     last_user_text, rate_limit_message,
 };
 use crate::scenario::Fault;
 use crate::state::estimate_tokens;
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 /// The header carrying the request id.
@@ -17,7 +19,8 @@ pub(super) const REQUEST_ID: &str = "request-id";
 /// Reads what `body` asks for: the conversation ends with a user turn,
 /// which may carry `tool_result` blocks; client `tools` (server tools, with
 /// a `type` other than `custom`, are never called); `tool_choice` (`auto`,
-/// `any`, `tool` with a `name`, `none`).
+/// `any`, `tool` with a `name`, `none`); a trailing assistant turn's text is
+/// a prefill.
 pub(super) fn read(body: &Value) -> Ask<'_> {
     let last = body
         .get("messages")
@@ -59,6 +62,10 @@ pub(super) fn read(body: &Value) -> Ask<'_> {
         },
         None => ToolChoice::Auto,
     };
+    let prefill = last
+        .filter(|m| m["role"] == "assistant")
+        .map(|m| content_text(&m["content"]))
+        .filter(|text| !text.is_empty());
     Ask {
         model: body.get("model").and_then(Value::as_str).unwrap_or("mock"),
         user_text: last_user_text(body),
@@ -67,6 +74,8 @@ pub(super) fn read(body: &Value) -> Ask<'_> {
         tools,
         choice,
         format: Format::Text,
+        prefill,
+        reject_prefill: false,
     }
 }
 
@@ -107,6 +116,94 @@ pub(super) fn answer<'a>(
         "stop_sequence": null,
         "usage": {"input_tokens": prompt, "output_tokens": completion}
     }))
+}
+
+/// The streamed answer to `ask`, as Anthropic's events: `message_start`
+/// (the message without content, `usage.input_tokens`), a text block's
+/// `content_block_start`, `ping`; then a `text_delta` per piece of text, or
+/// a `tool_use` block's `content_block_start` (id, name, `input: {}`) and
+/// its input in `input_json_delta` pieces; `content_block_stop`,
+/// `message_delta` (`stop_reason`, `usage.output_tokens`), `message_stop`.
+pub(super) fn events<'a>(
+    ask: &Ask<'a>,
+    body: &Value,
+    fault: &Fault,
+    n: u64,
+) -> Result<Events, Failure<'a>> {
+    let reply = ask.reply(fault, true)?;
+    let prompt = estimate_tokens(body);
+    let completion = completion_tokens(&reply);
+    let event = |name: &str, data: Value| sse(Some(name), &data.to_string());
+    let mut head = vec![event(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": format!("msg_mock_{n}"),
+            "type": "message",
+            "role": "assistant",
+            "model": ask.model,
+            "content": [],
+            "stop_reason": null,
+            "stop_sequence": null,
+            "usage": {"input_tokens": prompt, "output_tokens": 1}
+        }}),
+    )];
+    let block_delta = |delta: Value| {
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+        )
+    };
+    let (content, stop, block) = match &reply {
+        Reply::Text(text) => {
+            head.push(event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            let content = pieces(text)
+                .into_iter()
+                .map(|piece| block_delta(json!({"type": "text_delta", "text": piece})))
+                .collect();
+            (content, "end_turn", true)
+        }
+        Reply::Filtered => (Vec::new(), "refusal", false),
+        Reply::Call { name, arguments } => {
+            let input = match arguments {
+                Arguments::Json(value) => value.to_string(),
+                Arguments::Text(text) => Value::String(text.clone()).to_string(),
+            };
+            let mut content = vec![event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {
+                    "type": "tool_use", "id": format!("toolu_mock_{n}"), "name": name, "input": {}
+                }}),
+            )];
+            content.extend(pieces(&input).into_iter().map(|piece| {
+                block_delta(json!({"type": "input_json_delta", "partial_json": piece}))
+            }));
+            (content, "tool_use", true)
+        }
+    };
+    head.push(event("ping", json!({"type": "ping"})));
+    let mut tail = Vec::new();
+    if block {
+        tail.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+    }
+    tail.push(event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": completion}}),
+    ));
+    Ok(Events {
+        head,
+        content,
+        tail,
+        terminator: event("message_stop", json!({"type": "message_stop"})),
+        malformed: Bytes::from_static(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"te\n\n",
+        ),
+    })
 }
 
 fn body(kind: &str, message: &str, n: u64) -> Value {

@@ -5,22 +5,32 @@
 
 mod anthropic;
 mod openai;
+mod stream;
 
-use crate::scenario::Fault;
+use crate::scenario::{Fault, StreamErrorKind};
 use crate::schema;
 use crate::state::{Route, estimate_tokens};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::{Value, json};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use stream::Step;
 
-/// A response body: whole, or one that stops halfway with an error (hyper
-/// then closes the connection mid-body).
+/// A response body: whole, one that stops halfway with an error (hyper
+/// then closes the connection mid-body), or a stream of events sent over
+/// time.
 pub(crate) enum MockBody {
     Whole(Option<Bytes>),
+    /// Goes through its steps: data frames, waits between them, and maybe
+    /// a stall (pending for ever) or a cut (an error) at the end.
+    Stream {
+        steps: VecDeque<Step>,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    },
     /// Sends its data, pauses so the headers and data reach the client,
     /// then fails.
     Truncated {
@@ -57,11 +67,34 @@ impl Body for MockBody {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => pause.as_mut().poll(cx).map(|()| Some(Err(CutShort))),
             },
+            MockBody::Stream { steps, sleep } => loop {
+                if let Some(s) = sleep {
+                    ready!(s.as_mut().poll(cx));
+                    *sleep = None;
+                }
+                match steps.pop_front() {
+                    None => return Poll::Ready(None),
+                    Some(Step::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                    Some(Step::Wait(d)) if d.is_zero() => {}
+                    Some(Step::Wait(d)) => *sleep = Some(Box::pin(tokio::time::sleep(d))),
+                    Some(Step::Stall) => {
+                        // Never woken: the body stays open until the
+                        // connection is dropped.
+                        steps.push_front(Step::Stall);
+                        return Poll::Pending;
+                    }
+                    Some(Step::Cut) => return Poll::Ready(Some(Err(CutShort))),
+                }
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, MockBody::Whole(None))
+        match self {
+            MockBody::Whole(data) => data.is_none(),
+            MockBody::Truncated { .. } => false,
+            MockBody::Stream { steps, sleep } => steps.is_empty() && sleep.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -110,6 +143,14 @@ pub(crate) fn raw_response(
     response
 }
 
+/// The route's settings a rendering needs.
+pub(crate) struct Options {
+    /// Milliseconds before each streamed content event.
+    pub(crate) token_ms: u64,
+    /// Refuse an assistant prefill with a 400.
+    pub(crate) reject_prefill: bool,
+}
+
 /// What a request asks for, read from its body by its dialect's module.
 pub(crate) struct Ask<'a> {
     pub(crate) model: &'a str,
@@ -122,6 +163,11 @@ pub(crate) struct Ask<'a> {
     pub(crate) tools: Vec<Tool<'a>>,
     pub(crate) choice: ToolChoice<'a>,
     pub(crate) format: Format<'a>,
+    /// The text of a trailing assistant turn (an assistant prefill the
+    /// answer continues), if any.
+    pub(crate) prefill: Option<String>,
+    /// Whether a prefill is refused (the route's `reject_prefill`).
+    pub(crate) reject_prefill: bool,
 }
 
 /// A tool the request offers.
@@ -289,6 +335,9 @@ impl<'a> Ask<'a> {
     /// filter, or a corruption of the tool call or JSON answer). `objects`:
     /// tool arguments must stay a JSON object (Anthropic's `input`).
     pub(crate) fn reply(&self, fault: &Fault, objects: bool) -> Result<Reply, Failure<'a>> {
+        if self.reject_prefill && self.prefill.is_some() {
+            return Err(Failure::Invalid("prefill is not supported".to_owned()));
+        }
         let corrupt = match fault {
             Fault::ContentFilter => return Ok(Reply::Filtered),
             Fault::BadToolArguments => Corrupt::Arguments,
@@ -319,6 +368,14 @@ impl<'a> Ask<'a> {
                     .unwrap_or_else(|| schema::example(schema))
                     .to_string()
             }
+        };
+        // An assistant prefill that begins the answer: only the rest.
+        let text = match &self.prefill {
+            Some(prefill) => match text.strip_prefix(prefill.as_str()) {
+                Some(rest) => rest.to_owned(),
+                None => text,
+            },
+            None => text,
         };
         Ok(Reply::Text(text))
     }
@@ -385,12 +442,102 @@ pub(crate) fn rate_limit_message(model: &str, retry_after: f64) -> String {
     )
 }
 
+/// What `body` asks for on `route`, under the route's options.
+fn ask<'a>(route: Route, body: &'a Value, options: &Options) -> Ask<'a> {
+    let mut ask = match route {
+        Route::OpenAi => openai::read(body),
+        Route::Anthropic => anthropic::read(body),
+    };
+    ask.reject_prefill = options.reject_prefill;
+    ask
+}
+
 /// The normal answer to `body` on `route`: the JSON of the reply, or the
 /// failure the provider would answer a request it refuses with.
-fn answer<'a>(route: Route, body: &'a Value, fault: &Fault, n: u64) -> Result<Value, Failure<'a>> {
+fn answer<'a>(
+    route: Route,
+    body: &'a Value,
+    fault: &Fault,
+    n: u64,
+    options: &Options,
+) -> Result<Value, Failure<'a>> {
+    let ask = ask(route, body, options);
     match route {
-        Route::OpenAi => openai::answer(&openai::read(body), body, fault, n),
-        Route::Anthropic => anthropic::answer(&anthropic::read(body), body, fault, n),
+        Route::OpenAi => openai::answer(&ask, body, fault, n),
+        Route::Anthropic => anthropic::answer(&ask, body, fault, n),
+    }
+}
+
+/// Whether `body` asks for a streamed answer (`"stream": true`).
+pub(crate) fn wants_stream(body: &Value) -> bool {
+    body.get("stream").and_then(Value::as_bool) == Some(true)
+}
+
+/// The in-band error event of `kind` on `route`.
+fn error_event(route: Route, kind: StreamErrorKind, body: &Value, n: u64) -> Bytes {
+    let failure = match kind {
+        StreamErrorKind::Overloaded => Failure::Overloaded { retry_after: None },
+        StreamErrorKind::Server => Failure::Server,
+        StreamErrorKind::RateLimit => Failure::RateLimit {
+            retry_after: 1.0,
+            model: model(body),
+        },
+    };
+    match route {
+        Route::OpenAi => stream::sse(None, &openai::error(&failure).1.to_string()),
+        Route::Anthropic => {
+            stream::sse(Some("error"), &anthropic::error(&failure, n).1.to_string())
+        }
+    }
+}
+
+/// A 200 event stream going through `steps`.
+fn stream_response(route: Route, steps: VecDeque<Step>, n: u64) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::Stream { steps, sleep: None });
+    let h = response.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    let (name, id) = id_header(route, n);
+    if let Ok(id) = HeaderValue::try_from(id) {
+        h.insert(name, id);
+    }
+    response
+}
+
+/// The streamed answer to `body` on `route` under `fault` (a normal answer,
+/// a stream fault, or an answer fault such as a content filter), or the
+/// error the provider answers a request it refuses with (before any byte of
+/// the stream).
+fn streamed(
+    route: Route,
+    body: &Value,
+    fault: &Fault,
+    n: u64,
+    options: &Options,
+) -> Response<MockBody> {
+    if *fault == Fault::ErrorFirstFrame {
+        let error = error_event(route, StreamErrorKind::Overloaded, body, n);
+        return stream_response(route, stream::error_first(error), n);
+    }
+    let ask = ask(route, body, options);
+    let events = match route {
+        Route::OpenAi => openai::events(&ask, body, fault, n),
+        Route::Anthropic => anthropic::events(&ask, body, fault, n),
+    };
+    match events {
+        Ok(events) => {
+            let steps = stream::plan(events, fault, options.token_ms, |kind| {
+                error_event(route, kind, body, n)
+            });
+            stream_response(route, steps, n)
+        }
+        Err(failure) => error(route, &failure, n),
     }
 }
 
@@ -427,6 +574,7 @@ pub(crate) fn render(
     fault: &Fault,
     body: &Value,
     n: u64,
+    options: &Options,
 ) -> Option<Response<MockBody>> {
     let id = id_header(route, n);
     let fail = |failure: Failure<'_>| Some(error(route, &failure, n));
@@ -435,9 +583,26 @@ pub(crate) fn render(
         | Fault::Latency { .. }
         | Fault::ContentFilter
         | Fault::BadToolArguments
-        | Fault::SchemaViolation => Some(match answer(route, body, fault, n) {
-            Ok(answer) => json_response(200, &answer, &[id]),
-            Err(failure) => error(route, &failure, n),
+        | Fault::SchemaViolation
+        | Fault::SlowFirstToken { .. }
+        | Fault::StallAfter { .. }
+        | Fault::CutAfter { .. }
+        | Fault::MalformedEventAt { .. }
+        | Fault::NoTerminator
+        | Fault::ErrorEventAt { .. }
+        | Fault::ErrorFirstFrame => Some(if wants_stream(body) {
+            streamed(route, body, fault, n, options)
+        } else {
+            // Stream faults leave an answer that is not streamed alone.
+            let fault = if fault.is_stream_fault() {
+                &Fault::Ok
+            } else {
+                fault
+            };
+            match answer(route, body, fault, n, options) {
+                Ok(answer) => json_response(200, &answer, &[id]),
+                Err(failure) => error(route, &failure, n),
+            }
         }),
         Fault::RateLimit { retry_after } => fail(Failure::RateLimit {
             retry_after: *retry_after,
@@ -465,7 +630,7 @@ pub(crate) fn render(
             &[id],
         )),
         Fault::CutJson => {
-            let whole = match answer(route, body, &Fault::Ok, n) {
+            let whole = match answer(route, body, &Fault::Ok, n, options) {
                 Ok(answer) => answer.to_string(),
                 Err(failure) => return fail(failure),
             };
@@ -473,7 +638,7 @@ pub(crate) fn render(
             Some(raw_response(200, half, "application/json", &[id]))
         }
         Fault::Truncated => {
-            let whole = match answer(route, body, &Fault::Ok, n) {
+            let whole = match answer(route, body, &Fault::Ok, n, options) {
                 Ok(answer) => answer.to_string(),
                 Err(failure) => return fail(failure),
             };

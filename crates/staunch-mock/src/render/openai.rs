@@ -2,12 +2,14 @@
 //! `tool_choice` and `response_format`, and writing completions (text, tool
 //! calls, content-filter stops) and OpenAI's error bodies.
 
+use super::stream::{Events, pieces, sse};
 use super::{
     Arguments, Ask, Failure, Format, Reply, Tool, ToolChoice, completion_tokens, content_text,
     last_user_text, rate_limit_message,
 };
 use crate::scenario::Fault;
 use crate::state::estimate_tokens;
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 /// The header carrying the request id.
@@ -23,7 +25,8 @@ fn role(message: &Value) -> Option<&str> {
 /// Reads what `body` asks for: the conversation ends with the user or with
 /// `role: tool` messages; `tools` of `type: function`; `tool_choice`
 /// (`auto`, `none`, `required`, or `{"type": "function", "function":
-/// {"name"}}`); `response_format` (`json_object`, `json_schema`).
+/// {"name"}}`); `response_format` (`json_object`, `json_schema`); a
+/// trailing `assistant` message without tool calls is a prefill.
 pub(super) fn read(body: &Value) -> Ask<'_> {
     let messages = body
         .get("messages")
@@ -72,6 +75,16 @@ pub(super) fn read(body: &Value) -> Ask<'_> {
         }
         _ => Format::Text,
     };
+    let prefill = messages
+        .last()
+        .filter(|m| role(m) == Some("assistant"))
+        .filter(|m| {
+            m.get("tool_calls")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+        })
+        .map(|m| content_text(&m["content"]))
+        .filter(|text| !text.is_empty());
     Ask {
         model: body.get("model").and_then(Value::as_str).unwrap_or("mock"),
         user_text: last_user_text(body),
@@ -80,6 +93,8 @@ pub(super) fn read(body: &Value) -> Ask<'_> {
         tools,
         choice,
         format,
+        prefill,
+        reject_prefill: false,
     }
 }
 
@@ -123,6 +138,98 @@ pub(super) fn answer<'a>(
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     }))
+}
+
+/// The streamed answer to `ask`, as `chat.completion.chunk` events: a role
+/// chunk (`content: ""`, or `null` before a tool call), one chunk per piece
+/// of text, or a tool call's opening (id, type, name, empty arguments) and
+/// then its arguments in pieces; a chunk with the `finish_reason`; with
+/// `stream_options.include_usage`, a chunk with no choices and the usage
+/// (and `usage: null` on every other chunk); then `data: [DONE]`.
+pub(super) fn events<'a>(
+    ask: &Ask<'a>,
+    body: &Value,
+    fault: &Fault,
+    n: u64,
+) -> Result<Events, Failure<'a>> {
+    let reply = ask.reply(fault, false)?;
+    let prompt = estimate_tokens(body);
+    let completion = completion_tokens(&reply);
+    let with_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let id = format!("chatcmpl-mock-{n}");
+    let chunk = |choices: Value| {
+        let mut chunk = json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000u64,
+            "model": ask.model,
+            "system_fingerprint": null,
+            "choices": choices,
+        });
+        if with_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    };
+    let delta = |delta: Value, finish: Option<&str>| {
+        let choice =
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+        sse(None, &chunk(choice).to_string())
+    };
+    let (role, content, finish) = match &reply {
+        Reply::Text(text) => (
+            json!({"role": "assistant", "content": ""}),
+            pieces(text)
+                .into_iter()
+                .map(|piece| delta(json!({"content": piece}), None))
+                .collect(),
+            "stop",
+        ),
+        Reply::Filtered => (
+            json!({"role": "assistant", "content": ""}),
+            Vec::new(),
+            "content_filter",
+        ),
+        Reply::Call { name, arguments } => {
+            let opening = json!({"tool_calls": [{
+                "index": 0,
+                "id": format!("call_mock_{n}"),
+                "type": "function",
+                "function": {"name": name, "arguments": ""}
+            }]});
+            let arguments = arguments.text();
+            let mut content = vec![delta(opening, None)];
+            content.extend(pieces(&arguments).into_iter().map(|piece| {
+                delta(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                    None,
+                )
+            }));
+            (
+                json!({"role": "assistant", "content": null}),
+                content,
+                "tool_calls",
+            )
+        }
+    };
+    let mut tail = vec![delta(json!({}), Some(finish))];
+    if with_usage {
+        let mut last = chunk(json!([]));
+        last["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+        tail.push(sse(None, &last.to_string()));
+    }
+    Ok(Events {
+        head: vec![delta(role, None)],
+        content,
+        tail,
+        terminator: Bytes::from_static(b"data: [DONE]\n\n"),
+        malformed: Bytes::from(format!(
+            "data: {{\"id\":\"{id}\",\"object\":\"chat.completion.chunk\",\"choices\": [\n\n"
+        )),
+    })
 }
 
 fn body(message: &str, kind: &str, code: Option<&str>) -> Value {

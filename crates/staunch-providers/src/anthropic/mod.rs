@@ -2,6 +2,7 @@
 
 mod answer;
 mod error;
+mod events;
 mod ingress;
 mod request;
 pub mod wire;
@@ -212,5 +213,19 @@ impl crate::dialect::Wire for AnthropicWire {
         body: &[u8],
     ) -> Result<ChatResponse, LlmError> {
         wire::parse_for(request, status, headers, body)
+    }
+
+    fn events(&self, request: &ChatRequest) -> Box<dyn crate::dialect::EventParser> {
+        // A JSON output format's forced tool streams as the answer's text.
+        Box::new(match request::json_tool(request) {
+            Some((name, _)) => events::AnthropicEvents::with_json_tool(name),
+            None => events::AnthropicEvents::new(),
+        })
+    }
+}
+
+impl crate::dialect::EventParser for events::AnthropicEvents {
+    fn parse(&mut self, frame: &crate::sse::SseFrame) -> crate::sse::Step {
+        events::AnthropicEvents::parse(self, frame)
     }
 }

@@ -220,6 +220,9 @@ impl Serialize for RequestBody<'_> {
                 map.serialize_entry("tool_choice", &choice)?;
             }
         }
+        if r.stream && typed("stream") {
+            map.serialize_entry("stream", &true)?;
+        }
         for (k, v) in extra {
             map.serialize_entry(k, v)?;
         }

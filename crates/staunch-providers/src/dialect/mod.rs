@@ -5,8 +5,16 @@
 
 pub(crate) mod conversation;
 
+use crate::sse::{SseFrame, Step};
 use http::HeaderMap;
 use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError};
+
+/// Reads one dialect's stream events, keeping what it must between them
+/// (tool-call indices, input tokens).
+pub(crate) trait EventParser: Send + 'static {
+    /// What one server-sent event means.
+    fn parse(&mut self, frame: &SseFrame) -> Step;
+}
 
 /// One provider dialect, as the client core drives it.
 pub(crate) trait Wire: Send + Sync + 'static {
@@ -25,4 +33,7 @@ pub(crate) trait Wire: Send + Sync + 'static {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<ChatResponse, LlmError>;
+
+    /// A reader of this dialect's stream events, for the answer to `request`.
+    fn events(&self, request: &ChatRequest) -> Box<dyn EventParser>;
 }

@@ -408,3 +408,94 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
     });
     serde_json::to_vec(&body).unwrap_or_default()
 }
+
+/// Writes one event of a streamed answer as a Chat Completions chunk, the
+/// way the official SDKs read them: `data: {chunk}` and a blank line. The
+/// first call for a stream should pass `first: true` (its delta carries the
+/// role). A usage event is written only when the client asked for it
+/// (`include_usage`), as a chunk with no choices; other events always.
+pub fn encode_chunk(
+    event: &staunch_core::StreamEvent,
+    id: &str,
+    model: &str,
+    created: u64,
+    first: bool,
+    include_usage: bool,
+) -> Option<Vec<u8>> {
+    use staunch_core::StreamEvent;
+    let choice = |delta: Value, finish: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+    };
+    let with_role = |mut delta: Value| {
+        if first {
+            delta["role"] = Value::from("assistant");
+        }
+        delta
+    };
+    let chunk = match event {
+        StreamEvent::TextDelta(text) => choice(with_role(json!({"content": text})), Value::Null),
+        StreamEvent::ToolCallDelta {
+            index,
+            id: call_id,
+            name,
+            arguments,
+        } => {
+            let mut call = json!({"index": index, "function": {"arguments": arguments}});
+            if let Some(call_id) = call_id {
+                call["id"] = Value::from(call_id.as_str());
+                call["type"] = Value::from("function");
+            }
+            if let Some(name) = name {
+                call["function"]["name"] = Value::from(name.as_str());
+            }
+            choice(with_role(json!({"tool_calls": [call]})), Value::Null)
+        }
+        StreamEvent::Finish(reason) => {
+            let reason = match reason {
+                FinishReason::Length => "length",
+                FinishReason::ToolCalls => "tool_calls",
+                FinishReason::ContentFilter => "content_filter",
+                _ => "stop",
+            };
+            choice(with_role(json!({})), Value::from(reason))
+        }
+        StreamEvent::Usage(usage) if include_usage => json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": usage.input_tokens,
+                "completion_tokens": usage.output_tokens,
+                "total_tokens": usage.total(),
+                "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+                "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+            },
+        }),
+        _ => return None,
+    };
+    Some(sse_data(&chunk))
+}
+
+/// A stream's in-band error, as OpenAI-compatible servers send one after
+/// the stream began: `data: {"error": {...}}`. The connection should then
+/// close without `[DONE]`, so that a client never takes the stream for
+/// complete.
+pub fn encode_stream_error(error: &staunch_core::LlmError) -> Vec<u8> {
+    sse_data(&json!({"error": {
+        "message": error.to_string(),
+        "type": "staunch_error",
+        "param": null,
+        "code": error.kind.as_str(),
+    }}))
+}
+
+/// The end of a complete stream: `data: [DONE]`.
+pub const STREAM_DONE: &[u8] = b"data: [DONE]\n\n";
+
+fn sse_data(value: &Value) -> Vec<u8> {
+    let mut out = b"data: ".to_vec();
+    // Serializing a JSON value can't fail.
+    let _ = serde_json::to_writer(&mut out, value);
+    out.extend_from_slice(b"\n\n");
+    out
+}

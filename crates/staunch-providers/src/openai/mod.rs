@@ -2,6 +2,7 @@
 
 mod answer;
 mod error;
+mod events;
 mod ingress;
 mod request;
 pub mod wire;
@@ -248,5 +249,15 @@ impl crate::dialect::Wire for OpenAiWire {
         body: &[u8],
     ) -> Result<ChatResponse, LlmError> {
         wire::parse(status, headers, body)
+    }
+
+    fn events(&self, _request: &ChatRequest) -> Box<dyn crate::dialect::EventParser> {
+        Box::new(events::OpenAiEvents::new())
+    }
+}
+
+impl crate::dialect::EventParser for events::OpenAiEvents {
+    fn parse(&mut self, frame: &crate::sse::SseFrame) -> crate::sse::Step {
+        events::OpenAiEvents::parse(self, frame)
     }
 }

@@ -143,6 +143,21 @@ impl Serialize for RequestBody<'_> {
         {
             map.serialize_entry("response_format", &Format(format))?;
         }
+        if r.stream && typed("stream") {
+            map.serialize_entry("stream", &true)?;
+            if typed("stream_options") {
+                #[derive(Serialize)]
+                struct StreamOptions {
+                    include_usage: bool,
+                }
+                map.serialize_entry(
+                    "stream_options",
+                    &StreamOptions {
+                        include_usage: true,
+                    },
+                )?;
+            }
+        }
         for (k, v) in extra {
             map.serialize_entry(k, v)?;
         }

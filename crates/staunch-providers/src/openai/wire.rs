@@ -4,5 +4,8 @@
 
 pub use super::answer::parse;
 pub use super::error::error;
-pub use super::ingress::{Decoded, IngressError, decode_request, encode_response};
+pub use super::ingress::{
+    Decoded, IngressError, STREAM_DONE, decode_request, encode_chunk, encode_response,
+    encode_stream_error,
+};
 pub use super::request::{RequestBody, check, encode_request, request_body};
