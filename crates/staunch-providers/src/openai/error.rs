@@ -94,6 +94,8 @@ pub fn error(status: u16, headers: &HeaderMap, body: &[u8]) -> LlmError {
         429 if lowered.contains("request too large") => ErrorKind::RequestTooLarge,
         400 | 413 | 422 if is_context_overflow(&code, &lowered) => ErrorKind::ContextLengthExceeded,
         400 | 422 if is_content_filter(&b, &lowered) => ErrorKind::ContentFiltered,
+        // "The engine is currently overloaded", as a 5xx or in a stream.
+        500..=599 if lowered.contains("overloaded") => ErrorKind::Overloaded,
         _ => ErrorKind::from_status(status),
     };
     let mut error = LlmError::new(kind, message).with_status(status);
