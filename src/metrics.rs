@@ -44,6 +44,8 @@ pub const STREAM_EVENTS: &str = "staunch_stream_events_total";
 /// (`timeout` for a stall, `truncated_response` for a cut, `overloaded` …).
 /// Any rise: answers end early for users.
 pub const STREAM_ERRORS: &str = "staunch_stream_errors_total";
+/// Counter: broken streams continued on a prefill-capable target.
+pub const STREAM_CONTINUATIONS: &str = "staunch_stream_continuations_total";
 /// Counter: retries started, by `provider` and the error `kind` that caused them.
 pub const RETRIES: &str = "staunch_retries_total";
 /// Counter: failed requests the retry layer stopped retrying, by `reason`

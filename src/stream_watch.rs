@@ -26,6 +26,8 @@ pub(crate) struct Tally {
     pub(crate) usage: Option<Usage>,
     /// Bytes of text and tool-call arguments passed.
     pub(crate) output_bytes: u64,
+    /// Continuations of a broken stream.
+    pub(crate) continuations: u64,
 }
 
 impl Tally {
@@ -37,6 +39,7 @@ impl Tally {
                 self.output_bytes += arguments.len() as u64
             }
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
+            StreamEvent::Continued { .. } => self.continuations += 1,
             _ => {}
         }
     }

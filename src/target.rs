@@ -66,6 +66,7 @@ pub struct TargetBuilder<S> {
     model: Option<Arc<str>>,
     context_window: Option<u64>,
     price: Option<Price>,
+    accepts_prefill: bool,
     breaker: Option<CircuitBreakerConfig>,
     retry: RetryConfig,
     attempt_timeout: Option<Duration>,
@@ -87,6 +88,7 @@ where
             model: None,
             context_window: None,
             price: None,
+            accepts_prefill: false,
             breaker: None,
             retry: RetryConfig::new(),
             attempt_timeout: Some(Duration::from_secs(60)),
@@ -110,6 +112,14 @@ where
     /// The target's price ([`Target::price`]).
     pub fn price(mut self, price: Price) -> Self {
         self.price = Some(price);
+        self
+    }
+
+    /// Declares that the target continues an assistant prefill
+    /// ([`Target::accepts_prefill`]): a streamed answer that breaks is then
+    /// continued on it.
+    pub fn accepts_prefill(mut self, accepts: bool) -> Self {
+        self.accepts_prefill = accepts;
         self
     }
 
@@ -179,6 +189,7 @@ where
         if let Some(price) = self.price {
             target = target.price(price);
         }
+        target = target.accepts_prefill(self.accepts_prefill);
         Ok((target, handle))
     }
 }

@@ -303,3 +303,112 @@ async fn an_error_in_the_first_frame_is_an_ordinary_error_and_the_breaker_sees_p
     }
     assert_eq!(circuit.state(), CircuitState::Open);
 }
+
+/// A chain whose second target accepts a prefill.
+fn continuing_chain(mock: &MockServer) -> Fallback {
+    let (openai, _) = TargetBuilder::new("openai", client(mock, Route::OpenAi))
+        .retry(RetryConfig::new().max_retries(0))
+        .build()
+        .unwrap();
+    let (anthropic, _) = TargetBuilder::new("anthropic", client(mock, Route::Anthropic))
+        .accepts_prefill(true)
+        .build()
+        .unwrap();
+    Fallback::new([openai, anthropic]).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_text_stream_continues_on_a_prefill_target_from_where_it_stopped() {
+    let mock = mock(vec![Fault::CutAfter { tokens: 3 }], vec![]).await;
+    let want = plain_text(&mock, Route::OpenAi).await;
+    mock.reset();
+    let answer = continuing_chain(&mock).oneshot(ask()).await.unwrap();
+    assert_eq!(answer.meta.target.as_deref(), Some("openai"));
+    let mut stream = answer.take_stream_for_test();
+    let mut text = String::new();
+    let mut continued = Vec::new();
+    while let Some(item) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        match item.expect("continued, not broken") {
+            StreamEvent::TextDelta(t) => text.push_str(&t),
+            StreamEvent::Continued { target } => continued.push(target),
+            _ => {}
+        }
+    }
+    assert_eq!(text, want, "the whole answer, no word twice");
+    assert_eq!(continued, ["anthropic"]);
+    // What Anthropic was asked: the conversation with the text so far as
+    // the assistant's prefill.
+    let stats = mock.stats();
+    let sent = stats
+        .recent
+        .iter()
+        .find(|r| r.route == Route::Anthropic)
+        .expect("the continuation reached Anthropic");
+    let last = sent.body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["role"], "assistant");
+    assert!(want.starts_with(last["content"].as_str().unwrap()));
+
+    // Collected, the answer says it was continued.
+    mock.reset();
+    let collected = continuing_chain(&mock)
+        .oneshot(ask())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(collected.text(), want);
+    assert_eq!(collected.meta.continuations, ["anthropic"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_nothing_can_continue_the_caller_gets_the_original_break() {
+    let mock = mock(vec![Fault::CutAfter { tokens: 3 }], vec![]).await;
+    let mut scenario = mock.scenario();
+    scenario.anthropic.reject_prefill = true;
+    mock.set_scenario(scenario);
+    let got = read(continuing_chain(&mock).oneshot(ask()).await.unwrap()).await;
+    assert_eq!(got.content_events, 3);
+    assert_eq!(
+        got.error.expect("the break").kind,
+        ErrorKind::TruncatedResponse
+    );
+    assert_eq!(
+        mock.stats().requests_to(Route::Anthropic),
+        1,
+        "asked, and it refused"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_carried_tool_calls_is_never_continued() {
+    let mock = mock(vec![Fault::CutAfter { tokens: 2 }], vec![]).await;
+    let weather = ToolDefinition::new(
+        "get_weather",
+        serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+    );
+    let got = read(
+        continuing_chain(&mock)
+            .oneshot(ask().with_tools([weather]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(got.error.is_some());
+    assert_eq!(mock.stats().requests_to(Route::Anthropic), 0);
+}
+
+trait TakeStream {
+    fn take_stream_for_test(self) -> staunch::core::EventStream;
+}
+
+impl TakeStream for ChatResponse {
+    fn take_stream_for_test(mut self) -> staunch::core::EventStream {
+        self.take_stream().expect("a streamed answer")
+    }
+}

@@ -127,6 +127,14 @@ impl Chain {
             (None, None) => None,
         };
         meta.latency = self.started.elapsed();
+        if response.is_streaming() {
+            super::continuation::Continuing::wrap(
+                &mut response,
+                &self.targets,
+                self.current,
+                &self.request,
+            );
+        }
         response
     }
 

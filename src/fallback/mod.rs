@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod continuation;
 mod future;
 mod layer;
 mod service;

@@ -24,6 +24,16 @@ use tower_service::Service;
 ///   its share of the time left is spent ([`DeadlineSplit`]), so the targets
 ///   after it are still called in time.
 ///
+/// A streamed answer is handed over at its commit point (its first
+/// content event); everything before it is an ordinary failure of the
+/// target. When a text-only stream breaks after it and a target from the
+/// serving one on [accepts a prefill](Target::accepts_prefill), the chain
+/// asks that target for the rest (the text so far sent as an assistant
+/// prefill) and the caller's stream goes on from where it stopped, after a
+/// [`StreamEvent::Continued`](staunch_core::StreamEvent::Continued) event.
+/// A stream that carried tool calls is never continued; when no target can
+/// continue, the caller gets the original break as the stream's error.
+///
 /// The response's meta names the target and model that answered, the
 /// fallback depth and [`QualityTier::Reduced`](staunch_core::QualityTier)
 /// when it was not the first target; attempts and tokens of the failed

@@ -37,6 +37,7 @@ pub struct Target {
     pub(super) context_window: Option<u64>,
     pub(super) price: Option<Price>,
     pub(super) health: Option<Arc<dyn TargetHealth>>,
+    pub(super) accepts_prefill: bool,
 }
 
 impl Target {
@@ -55,6 +56,7 @@ impl Target {
             context_window: None,
             price: None,
             health: None,
+            accepts_prefill: false,
         }
     }
 
@@ -85,6 +87,16 @@ impl Target {
         self
     }
 
+    /// Declares that this target continues an assistant message given as
+    /// its last message (a prefill: Anthropic does, OpenAI's Chat
+    /// Completions does not). A streamed text answer that breaks after its
+    /// commit point is then continued on it, from where it stopped: see
+    /// [`Fallback`](super::Fallback). Off by default.
+    pub fn accepts_prefill(mut self, accepts: bool) -> Self {
+        self.accepts_prefill = accepts;
+        self
+    }
+
     /// The target's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -99,6 +111,7 @@ impl fmt::Debug for Target {
             .field("context_window", &self.context_window)
             .field("price", &self.price)
             .field("health", &self.health.as_ref().map(|_| "set"))
+            .field("accepts_prefill", &self.accepts_prefill)
             .finish_non_exhaustive()
     }
 }

@@ -299,6 +299,9 @@ fn watch_stream(response: &mut ChatResponse, first_token: f64, started: tokio::t
         };
         metrics::histogram!(names::STREAM_DURATION, "outcome" => outcome).record(duration);
         metrics::counter!(names::STREAM_EVENTS).increment(tally.events);
+        if tally.continuations > 0 {
+            metrics::counter!(names::STREAM_CONTINUATIONS).increment(tally.continuations);
+        }
         if outcome == "error" {
             metrics::counter!(names::STREAM_ERRORS, "provider" => provider, "kind" => kind)
                 .increment(1);

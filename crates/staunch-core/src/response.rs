@@ -138,6 +138,12 @@ pub struct ResponseMeta {
     pub cost: Option<f64>,
     /// Why the answer is not of full quality, for degraded tiers.
     pub warning: Option<String>,
+    /// For a streamed answer that broke and was continued: the targets
+    /// that continued it, in order (filled by
+    /// [`ChatResponse::collect`](crate::ChatResponse::collect); a stream
+    /// reader sees [`StreamEvent::Continued`](crate::StreamEvent::Continued)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continuations: Vec<String>,
 }
 
 impl Default for ResponseMeta {
@@ -154,6 +160,7 @@ impl Default for ResponseMeta {
             failed_usage: Usage::default(),
             cost: None,
             warning: None,
+            continuations: Vec::new(),
         }
     }
 }

@@ -33,6 +33,13 @@ pub enum StreamEvent {
     Usage(Usage),
     /// Why generation stopped: the last content event of a complete stream.
     Finish(FinishReason),
+    /// The stream broke after content and continues from another request
+    /// (the text so far sent as an assistant prefill) to this target; the
+    /// text events after it go on from where the stream stopped.
+    Continued {
+        /// The target that continues the answer.
+        target: String,
+    },
 }
 
 impl StreamEvent {
@@ -89,6 +96,7 @@ pub struct StreamAccumulator {
     calls: Vec<ToolCall>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
+    continuations: Vec<String>,
     events: u64,
 }
 
@@ -124,6 +132,7 @@ impl StreamAccumulator {
             }
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
             StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
+            StreamEvent::Continued { target } => self.continuations.push(target.clone()),
         }
     }
 
@@ -183,6 +192,7 @@ impl StreamAccumulator {
         if let Some(finish) = self.finish {
             response.finish_reason = finish;
         }
+        response.meta.continuations.extend(self.continuations);
     }
 }
 
