@@ -1,8 +1,10 @@
-"""Starts the staunch-mock binary for the SDK tests.
+"""Starts the binaries the SDK tests talk to: staunch-mock and the
+axum_gateway example.
 
-`STAUNCH_MOCK_BIN` names the binary (tests/sdk/run.sh builds it and sets it).
-`STAUNCH_MOCK_URL` points the tests at a mock that is already running
-instead. Only loopback traffic: the mock listens on 127.0.0.1.
+`STAUNCH_MOCK_BIN` names the mock binary and `STAUNCH_GATEWAY_BIN` the
+gateway example's (tests/sdk/run.sh builds both and sets them).
+`STAUNCH_MOCK_URL` / `STAUNCH_GATEWAY_URL` point the tests at ones that are
+already running instead. Only loopback traffic: both listen on 127.0.0.1.
 """
 
 import os
@@ -16,7 +18,12 @@ from urllib.parse import urlsplit
 import pytest
 
 READY_TIMEOUT_S = 20.0
-LISTENING = re.compile(r"staunch-mock listening on (http://127\.0\.0\.1:\d+)")
+MOCK_LISTENING = re.compile(r"staunch-mock listening on (http://127\.0\.0\.1:\d+)")
+GATEWAY_LISTENING = re.compile(r"gateway listening on (http://127\.0\.0\.1:\d+)")
+
+# Keys that would make the gateway call the real providers instead of its
+# embedded mock; none of them reaches it.
+PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 
 
 def _accepts(host, port):
@@ -27,32 +34,27 @@ def _accepts(host, port):
         return False
 
 
-@pytest.fixture(scope="session")
-def mock_url():
-    """The mock's base URL (`http://127.0.0.1:PORT`), once it accepts
-    connections; the mock is stopped when the session ends."""
-    external = os.environ.get("STAUNCH_MOCK_URL")
-    if external:
-        yield external.rstrip("/")
-        return
-
-    binary = os.environ.get("STAUNCH_MOCK_BIN")
+def _serve(name, binary_var, build_hint, args, listening, env=None):
+    """Starts `$binary_var args...`, waits (bounded) until the address it
+    prints (matched by `listening`) accepts connections, yields that URL,
+    and stops the process afterwards."""
+    binary = os.environ.get(binary_var)
     if not binary or not os.access(binary, os.X_OK):
         pytest.fail(
-            f"STAUNCH_MOCK_BIN={binary!r} is not an executable; run tests/sdk/run.sh, "
-            "or set STAUNCH_MOCK_BIN to the staunch-mock binary "
-            "(cargo build -p staunch-mock --bin staunch-mock)"
+            f"{binary_var}={binary!r} is not an executable; run tests/sdk/run.sh, "
+            f"or set {binary_var} to the {name} binary ({build_hint})"
         )
 
-    # The binary binds 127.0.0.1 on a port the OS picks (--port 0) and prints
+    # The binary binds 127.0.0.1 on a port the OS picks (port 0) and prints
     # the address it got, so no other process can take the port in between.
     # Its output goes to a file rather than a pipe that nobody would drain.
-    log = tempfile.NamedTemporaryFile(prefix="staunch-mock-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        [binary, "--port", "0"],
+        [binary, *args],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
 
     def output():
@@ -64,9 +66,9 @@ def mock_url():
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"staunch-mock exited with {proc.returncode}:\n{output()}")
+                pytest.fail(f"{name} exited with {proc.returncode}:\n{output()}")
             if url is None:
-                found = LISTENING.search(output())
+                found = listening.search(output())
                 url = found.group(1) if found else None
             if url is not None:
                 parts = urlsplit(url)
@@ -74,9 +76,7 @@ def mock_url():
                     break
             time.sleep(0.05)
         else:
-            pytest.fail(
-                f"staunch-mock did not accept connections within {READY_TIMEOUT_S:.0f} s:\n{output()}"
-            )
+            pytest.fail(f"{name} did not accept connections within {READY_TIMEOUT_S:.0f} s:\n{output()}")
         yield url
     finally:
         proc.terminate()
@@ -87,3 +87,41 @@ def mock_url():
             proc.wait()
         log.close()
         os.unlink(log.name)
+
+
+@pytest.fixture(scope="session")
+def mock_url():
+    """The mock's base URL (`http://127.0.0.1:PORT`), once it accepts
+    connections; the mock is stopped when the session ends."""
+    external = os.environ.get("STAUNCH_MOCK_URL")
+    if external:
+        yield external.rstrip("/")
+        return
+    yield from _serve(
+        "staunch-mock",
+        "STAUNCH_MOCK_BIN",
+        "cargo build -p staunch-mock --bin staunch-mock",
+        ["--port", "0"],
+        MOCK_LISTENING,
+    )
+
+
+@pytest.fixture(scope="session")
+def gateway_url():
+    """The axum_gateway example's base URL (`http://127.0.0.1:PORT`), once it
+    accepts connections. It runs without provider keys, so it serves its
+    embedded mock (with its few random faults); it is stopped when the
+    session ends."""
+    external = os.environ.get("STAUNCH_GATEWAY_URL")
+    if external:
+        yield external.rstrip("/")
+        return
+    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEYS}
+    yield from _serve(
+        "axum_gateway",
+        "STAUNCH_GATEWAY_BIN",
+        "cargo build -p staunch --example axum_gateway",
+        ["--listen", "127.0.0.1:0"],
+        GATEWAY_LISTENING,
+        env=env,
+    )

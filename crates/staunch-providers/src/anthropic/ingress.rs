@@ -336,3 +336,175 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
     });
     Ok(serde_json::to_vec(&body).unwrap_or_default())
 }
+
+/// Writes a streamed answer as Anthropic's server-sent events, the way the
+/// official SDKs read them: `message_start`, then per block
+/// `content_block_start` / `content_block_delta` (`text_delta`,
+/// `input_json_delta`) / `content_block_stop`, then `message_delta` with the
+/// stop reason and usage, and `message_stop`. A failure after the commit
+/// point is an `error` event, and no `message_stop` follows.
+#[derive(Debug)]
+pub struct StreamEncoder {
+    id: String,
+    model: String,
+    started: bool,
+    // The open block: its index and whether it is a tool call (and which).
+    open: Option<(usize, Option<u32>)>,
+    next_block: usize,
+    usage: staunch_core::Usage,
+    stop_reason: Option<&'static str>,
+}
+
+impl StreamEncoder {
+    /// An encoder for a message `id` from `model`.
+    pub fn new(id: impl Into<String>, model: impl Into<String>) -> Self {
+        StreamEncoder {
+            id: id.into(),
+            model: model.into(),
+            started: false,
+            open: None,
+            next_block: 0,
+            usage: staunch_core::Usage::default(),
+            stop_reason: None,
+        }
+    }
+
+    fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        let _ = serde_json::to_writer(&mut *out, data);
+        out.extend_from_slice(b"\n\n");
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let message = json!({"type": "message_start", "message": {
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}});
+        Self::event(out, "message_start", &message);
+    }
+
+    fn close_block(&mut self, out: &mut Vec<u8>) {
+        if let Some((index, _)) = self.open.take() {
+            Self::event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+    }
+
+    /// The bytes of one event (possibly none, possibly several SSE events).
+    pub fn encode(&mut self, event: &staunch_core::StreamEvent) -> Vec<u8> {
+        use staunch_core::StreamEvent;
+        let mut out = Vec::new();
+        self.start(&mut out);
+        match event {
+            StreamEvent::TextDelta(text) => {
+                if !matches!(self.open, Some((_, None))) {
+                    self.close_block(&mut out);
+                    let index = self.next_block;
+                    self.next_block += 1;
+                    self.open = Some((index, None));
+                    Self::event(
+                        &mut out,
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": index,
+                                "content_block": {"type": "text", "text": ""}}),
+                    );
+                }
+                let index = self.open.map_or(0, |(i, _)| i);
+                Self::event(
+                    &mut out,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": index,
+                            "delta": {"type": "text_delta", "text": text}}),
+                );
+            }
+            StreamEvent::ToolCallDelta {
+                index: call,
+                id,
+                name,
+                arguments,
+            } => {
+                if self.open.map(|(_, c)| c) != Some(Some(*call)) {
+                    self.close_block(&mut out);
+                    let index = self.next_block;
+                    self.next_block += 1;
+                    self.open = Some((index, Some(*call)));
+                    Self::event(
+                        &mut out,
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": index,
+                                "content_block": {"type": "tool_use",
+                                    "id": id.as_deref().unwrap_or_default(),
+                                    "name": name.as_deref().unwrap_or_default(), "input": {}}}),
+                    );
+                }
+                if !arguments.is_empty() {
+                    let index = self.open.map_or(0, |(i, _)| i);
+                    Self::event(
+                        &mut out,
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": index,
+                                "delta": {"type": "input_json_delta", "partial_json": arguments}}),
+                    );
+                }
+            }
+            StreamEvent::Usage(usage) => self.usage = *usage,
+            StreamEvent::Finish(reason) => {
+                self.stop_reason = Some(match reason {
+                    FinishReason::Length => "max_tokens",
+                    FinishReason::ToolCalls => "tool_use",
+                    FinishReason::ContentFilter => "refusal",
+                    _ => "end_turn",
+                });
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The end of a complete stream: the open block closed, the stop reason
+    /// and usage, `message_stop`.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.start(&mut out);
+        self.close_block(&mut out);
+        let usage = self.usage;
+        Self::event(
+            &mut out,
+            "message_delta",
+            &json!({"type": "message_delta",
+                    "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
+                    "usage": {"input_tokens": usage.input_tokens.saturating_sub(usage.cached_input_tokens),
+                              "output_tokens": usage.output_tokens,
+                              "cache_read_input_tokens": usage.cached_input_tokens}}),
+        );
+        Self::event(&mut out, "message_stop", &json!({"type": "message_stop"}));
+        out
+    }
+
+    /// A failure after the commit point: an `error` event (no
+    /// `message_stop` follows, so no client takes the stream for complete).
+    pub fn error(&mut self, error: &staunch_core::LlmError) -> Vec<u8> {
+        let mut out = Vec::new();
+        let kind = match error.kind {
+            staunch_core::ErrorKind::Overloaded => "overloaded_error",
+            staunch_core::ErrorKind::RateLimited => "rate_limit_error",
+            staunch_core::ErrorKind::Timeout => "timeout_error",
+            _ => "api_error",
+        };
+        Self::event(
+            &mut out,
+            "error",
+            &json!({"type": "error", "error": {"type": kind, "message": error.to_string()}}),
+        );
+        out
+    }
+}

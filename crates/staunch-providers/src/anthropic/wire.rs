@@ -4,6 +4,6 @@
 
 pub use super::answer::{parse, parse_for};
 pub use super::error::error;
-pub use super::ingress::{Decoded, decode_request, encode_response};
+pub use super::ingress::{Decoded, StreamEncoder, decode_request, encode_response};
 pub use super::request::{RequestBody, check, encode_request, request_body};
 pub use crate::openai::wire::IngressError;
