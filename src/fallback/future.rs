@@ -114,10 +114,10 @@ impl Chain {
         if meta.fallback_depth > 0 && meta.tier == QualityTier::Full {
             meta.tier = QualityTier::Reduced;
         }
-        meta.target.get_or_insert_with(|| target.name.to_string());
+        meta.target.get_or_insert_with(|| String::from(&*target.name));
         if meta.model.is_none() {
             meta.model = Some(match &target.model {
-                Some(m) => m.to_string(),
+                Some(m) => String::from(&**m),
                 None => self.request.model.clone(),
             });
         }
@@ -207,7 +207,7 @@ impl Chain {
         }
         let mut request = self.request.clone();
         if let Some(model) = &target.model {
-            request.model = model.to_string();
+            request.model = String::from(&**model);
         }
         let deadline = Deadline::of(&self.request).map(|d| {
             let after = self.targets[index + 1..]
