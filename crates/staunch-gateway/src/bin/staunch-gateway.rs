@@ -1,0 +1,223 @@
+//! The staunch gateway.
+//!
+//! ```text
+//! staunch-gateway [--config FILE] [--listen ADDR]   serve
+//! staunch-gateway check FILE                        validate a configuration
+//! ```
+//!
+//! With no `--config` it serves the embedded mock LLM server, every model
+//! routed to it, so a new user sees it work at once. SIGTERM (or Ctrl-C)
+//! drains the requests and streams in flight within the configured grace
+//! period; SIGHUP reloads the configuration file without dropping a
+//! request (a configuration that fails to load or build is refused and the
+//! old one kept).
+
+use staunch_gateway::config::{Config, LogFormat};
+use staunch_gateway::{Gateway, router};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "usage: staunch-gateway [--config FILE] [--listen ADDR] | staunch-gateway check FILE";
+
+enum Command {
+    Serve {
+        config: Option<PathBuf>,
+        listen: Option<SocketAddr>,
+    },
+    Check(PathBuf),
+}
+
+fn parse_args() -> Result<Command, String> {
+    let mut args = std::env::args().skip(1);
+    let mut config = None;
+    let mut listen = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "check" => {
+                let file = args.next().ok_or("check needs a FILE")?;
+                return Ok(Command::Check(file.into()));
+            }
+            "--config" => config = Some(args.next().ok_or("--config needs a FILE")?.into()),
+            "--listen" => {
+                let addr = args.next().ok_or("--listen needs an address")?;
+                listen = Some(addr.parse().map_err(|e| format!("--listen {addr}: {e}"))?);
+            }
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(Command::Serve { config, listen })
+}
+
+fn main() -> ExitCode {
+    let command = match parse_args() {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Check(path) => match Config::load(&path) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} provider(s), {} route(s), {} client key(s))",
+                    path.display(),
+                    config.providers.len(),
+                    config.routes.len(),
+                    config.client_keys.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, listen } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("could not start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config, listen)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("{message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        _ => builder.init(),
+    }
+}
+
+async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), String> {
+    let mut config = match &path {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::mock(),
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+        config.validate().map_err(|e| e.to_string())?;
+    }
+    init_logs(config.server.log_format);
+    if path.is_none() {
+        let keys = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+            .iter()
+            .any(|k| std::env::var_os(k).is_some());
+        tracing::warn!(
+            provider_keys_set = keys,
+            "no --config: serving the embedded mock LLM server for every model \
+             (see crates/staunch-gateway/examples/gateway.toml to route to real providers)"
+        );
+    }
+    if config.client_keys.is_empty() {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "client authentication is off: no client keys are configured and the gateway listens on loopback only"
+        );
+    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("could not install the metrics recorder: {e}"))?;
+    let grace = config.server.shutdown_grace;
+    let listen = config.server.listen;
+    let gateway = Gateway::build(config)
+        .await
+        .map_err(|e| format!("could not start: {e}"))?
+        .with_metrics(move || recorder.render());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("could not listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("gateway listening on http://{bound}");
+    tracing::info!(address = %bound, "gateway listening");
+
+    if let Some(path) = path.clone() {
+        tokio::spawn(reload_on_sighup(gateway.clone(), path));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router(gateway)).with_graceful_shutdown({
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => return result.map_err(|e| e.to_string()),
+        () = shutdown_signal() => {}
+    }
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: draining requests in flight"
+    );
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => {
+            tracing::warn!("the grace period ended with requests still in flight");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn reload_on_sighup(gateway: Gateway, path: PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Config::load(&path) {
+                Err(errors) => {
+                    tracing::error!(errors = %errors, "reload refused: the configuration is invalid; the old one stays")
+                }
+                Ok(config) => match gateway.reload(config).await {
+                    Ok(()) => tracing::info!(path = %path.display(), "configuration reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload refused; the old configuration stays")
+                    }
+                },
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (gateway, path);
+        std::future::pending::<()>().await;
+    }
+}

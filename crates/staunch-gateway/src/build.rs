@@ -1,0 +1,382 @@
+//! From a [`Config`] to running stacks: one provider client per provider,
+//! one staunch stack per route, one budget per client key.
+
+use crate::config::{ClientKey, Config, OnRefusal, Provider, ProviderKind, Route};
+use sha2::{Digest, Sha256};
+use staunch::budget::{BudgetConfig, BudgetLayer};
+use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitState};
+use staunch::core::{ChatRequest, ChatResponse, Classify, ErrorClass, ErrorKind, LlmError, Price};
+use staunch::degrade::DegradeConfig;
+use staunch::fallback::Fallback;
+use staunch::retry::RetryConfig;
+use staunch::{ServiceBuilderExt, TargetBuilder};
+use staunch_mock::{Fault, MockServer, RandomFault, Scenario};
+use staunch_providers::{Anthropic, AnthropicConfig, ApiKey, HttpOptions, OpenAi, OpenAiConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+/// One route's stack.
+pub(crate) type Stack = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
+
+/// Why a configuration could not be put to work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A provider client could not be built (a bad URL or header).
+    #[error("provider {provider}: {message}")]
+    Provider {
+        /// The provider's name.
+        provider: String,
+        /// Why.
+        message: String,
+    },
+    /// A breaker or budget setting can't work.
+    #[error("{0}")]
+    Setting(String),
+    /// The embedded mock could not start.
+    #[error("the embedded mock could not start: {0}")]
+    Mock(#[from] std::io::Error),
+}
+
+/// One route, ready to serve.
+pub(crate) struct CompiledRoute {
+    pub(crate) route: Route,
+    pub(crate) stack: Stack,
+    pub(crate) breakers: Vec<(String, CircuitBreakerHandle)>,
+}
+
+impl CompiledRoute {
+    /// Ready while at least one target's circuit is not open.
+    pub(crate) fn ready(&self) -> bool {
+        self.breakers
+            .iter()
+            .any(|(_, b)| !matches!(b.state(), CircuitState::Open | CircuitState::ForcedOpen))
+    }
+}
+
+/// A client key, by the SHA-256 of the key.
+pub(crate) struct KeyEntry {
+    pub(crate) name: String,
+    pub(crate) budget: Option<BudgetLayer>,
+}
+
+/// Everything a configuration builds; swapped whole on reload.
+pub(crate) struct Running {
+    pub(crate) config: Config,
+    pub(crate) routes: Vec<CompiledRoute>,
+    pub(crate) keys: HashMap<[u8; 32], KeyEntry>,
+    // Kept alive while the configuration serves.
+    pub(crate) _mock: Option<MockServer>,
+}
+
+impl Running {
+    pub(crate) fn route(&self, model: &str) -> Option<&CompiledRoute> {
+        self.routes.iter().find(|r| r.route.matches(model))
+    }
+}
+
+/// The gateway: its running configuration, swapped atomically on reload
+/// (requests in flight finish on the configuration they started with).
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) running: Arc<RwLock<Arc<Running>>>,
+    pub(crate) metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Builds every provider client and route stack of `config` (starting
+    /// the embedded mock if a provider is of kind `mock`).
+    pub async fn build(config: Config) -> Result<Gateway, GatewayError> {
+        let running = build(config).await?;
+        Ok(Gateway {
+            running: Arc::new(RwLock::new(Arc::new(running))),
+            metrics: None,
+        })
+    }
+
+    /// Serves `render` (Prometheus text) at `/metrics`.
+    pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics = Some(Arc::new(render));
+        self
+    }
+
+    /// Puts `config` to work in place of the current one. A configuration
+    /// that can't be built is refused and the current one kept.
+    pub async fn reload(&self, config: Config) -> Result<(), GatewayError> {
+        let running = Arc::new(build(config).await?);
+        *self.running.write().unwrap_or_else(|p| p.into_inner()) = running;
+        Ok(())
+    }
+
+    pub(crate) fn current(&self) -> Arc<Running> {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The configuration being served.
+    pub fn config(&self) -> Config {
+        self.current().config.clone()
+    }
+}
+
+/// The SHA-256 of a client key.
+pub(crate) fn key_hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+async fn build(config: Config) -> Result<Running, GatewayError> {
+    let mut mock = None;
+    let mut clients: HashMap<String, Stack> = HashMap::new();
+    for (name, provider) in &config.providers {
+        let client = client(name, provider, &mut mock).await?;
+        clients.insert(name.clone(), client);
+    }
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (i, route) in config.routes.iter().enumerate() {
+        routes.push(compile(i, route, &clients)?);
+    }
+    let mut keys = HashMap::new();
+    for key in &config.client_keys {
+        let (hash, entry) = key_entry(key)?;
+        keys.insert(hash, entry);
+    }
+    Ok(Running {
+        config,
+        routes,
+        keys,
+        _mock: mock,
+    })
+}
+
+fn key_entry(key: &ClientKey) -> Result<([u8; 32], KeyEntry), GatewayError> {
+    let hash = parse_hex32(&key.sha256)
+        .ok_or_else(|| GatewayError::Setting(format!("client key {}: bad sha256", key.name)))?;
+    let budget = if key.window_tokens.is_some() || key.window_cost.is_some() {
+        let mut config = BudgetConfig::new().window(key.window);
+        if let Some(tokens) = key.window_tokens {
+            config = config.window_tokens(tokens);
+        }
+        if let Some(cost) = key.window_cost {
+            config = config.window_cost(cost);
+        }
+        Some(
+            BudgetLayer::new(config)
+                .map_err(|e| GatewayError::Setting(format!("client key {}: {e}", key.name)))?,
+        )
+    } else {
+        None
+    };
+    Ok((
+        hash,
+        KeyEntry {
+            name: key.name.clone(),
+            budget,
+        },
+    ))
+}
+
+async fn client(
+    name: &str,
+    provider: &Provider,
+    mock: &mut Option<MockServer>,
+) -> Result<Stack, GatewayError> {
+    let http = HttpOptions::new()
+        .connect_timeout(provider.connect_timeout)
+        .request_timeout(provider.request_timeout)
+        .first_token_timeout(provider.first_token_timeout)
+        .idle_timeout(provider.idle_timeout);
+    let key = provider.api_key_env.as_deref().and_then(ApiKey::from_env);
+    let failed = |e: staunch_providers::ConfigError| GatewayError::Provider {
+        provider: name.to_owned(),
+        message: e.to_string(),
+    };
+    let stack = match provider.kind {
+        ProviderKind::Anthropic => {
+            let mut config = AnthropicConfig::new().provider(name).http(http);
+            if let Some(url) = &provider.base_url {
+                config = config.base_url(url.clone());
+            }
+            config = match key {
+                Some(key) => config.api_key(key),
+                None => config,
+            };
+            for (k, v) in &provider.headers {
+                config = config.header(k.clone(), v.clone());
+            }
+            Stack::new(Anthropic::new(config).map_err(failed)?)
+        }
+        ProviderKind::Mock => {
+            if mock.is_none() {
+                let scenario = match &provider.scenario {
+                    Some(path) => {
+                        Scenario::from_file(path).map_err(|e| GatewayError::Provider {
+                            provider: name.to_owned(),
+                            message: e.to_string(),
+                        })?
+                    }
+                    None => demo_scenario(),
+                };
+                *mock = Some(MockServer::start(scenario).await?);
+            }
+            let server = mock
+                .as_ref()
+                .map(MockServer::openai_base_url)
+                .unwrap_or_default();
+            let config = OpenAiConfig::new()
+                .provider(name)
+                .base_url(server)
+                .no_api_key()
+                .http(http);
+            Stack::new(OpenAi::new(config).map_err(failed)?)
+        }
+        _ => {
+            let mut config = OpenAiConfig::new().provider(name).http(http);
+            if let Some(url) = &provider.base_url {
+                config = config.base_url(url.clone());
+            }
+            config = match key {
+                Some(key) => config.api_key(key),
+                None => config.no_api_key(),
+            };
+            for (k, v) in &provider.headers {
+                config = config.header(k.clone(), v.clone());
+            }
+            Stack::new(OpenAi::new(config).map_err(failed)?)
+        }
+    };
+    Ok(stack)
+}
+
+/// The embedded mock's faults: a few rate limits and server errors, so a
+/// new user sees retries and fallbacks at work.
+fn demo_scenario() -> Scenario {
+    let mut scenario = Scenario {
+        seed: 1,
+        ..Scenario::default()
+    };
+    scenario.openai.random = vec![
+        RandomFault {
+            probability: 0.05,
+            fault: Fault::RateLimit { retry_after: 0.1 },
+        },
+        RandomFault {
+            probability: 0.05,
+            fault: Fault::ServerError,
+        },
+    ];
+    scenario
+}
+
+/// Content-policy refusals end the chain (and are not degraded) on a route
+/// that returns them to the client.
+#[derive(Clone, Copy)]
+struct ReturnRefusals;
+
+impl Classify for ReturnRefusals {
+    fn classify(&self, error: &LlmError) -> ErrorClass {
+        match error.kind {
+            ErrorKind::ContentFiltered => ErrorClass::Fatal,
+            _ => error.class(),
+        }
+    }
+}
+
+fn compile(
+    index: usize,
+    route: &Route,
+    clients: &HashMap<String, Stack>,
+) -> Result<CompiledRoute, GatewayError> {
+    let mut targets = Vec::with_capacity(route.targets.len());
+    let mut breakers = Vec::with_capacity(route.targets.len());
+    for (j, t) in route.targets.iter().enumerate() {
+        let client = clients.get(&t.provider).cloned().ok_or_else(|| {
+            GatewayError::Setting(format!(
+                "routes[{index}].targets[{j}]: no provider named {:?}",
+                t.provider
+            ))
+        })?;
+        let name = format!("{}/{}", t.provider, t.model);
+        let mut builder = TargetBuilder::new(name.clone(), client)
+            .model(t.model.clone())
+            .accepts_prefill(t.accepts_prefill)
+            .retry(
+                RetryConfig::new()
+                    .max_retries(t.retry.max_retries)
+                    .base_delay(t.retry.base_delay)
+                    .max_delay(t.retry.max_delay),
+            )
+            .breaker(
+                CircuitBreakerConfig::new(name.clone())
+                    .consecutive_failures(Some(t.breaker.consecutive_failures))
+                    .break_duration(t.breaker.break_duration),
+            )
+            .attempt_timeout(t.attempt_timeout);
+        if let Some(price) = t.price {
+            builder = builder.price(Price::per_million(price.input, price.output));
+        }
+        if let Some(window) = t.context_window {
+            builder = builder.context_window(window);
+        }
+        let (target, handle) = builder
+            .build()
+            .map_err(|e| GatewayError::Setting(format!("routes[{index}].targets[{j}]: {e}")))?;
+        targets.push(target);
+        breakers.push((name, handle));
+    }
+    let mut chain = Fallback::new(targets)
+        .map_err(|e| GatewayError::Setting(format!("routes[{index}]: {e}")))?;
+    let mut degrade = DegradeConfig::new();
+    if route.on_refusal == OnRefusal::Return {
+        chain = chain.classify(ReturnRefusals);
+        degrade = degrade.classify(ReturnRefusals);
+    }
+    if let Some(d) = &route.degrade {
+        if let Some(text) = &d.static_answer {
+            degrade = degrade.static_answer(text.clone());
+        }
+        if let Some(ttl) = d.cache_ttl {
+            degrade = degrade.cache(ttl, d.cache_capacity);
+        }
+    }
+    let per_request = route.budget.as_ref().and_then(|b| b.per_request_tokens);
+    let budget = match per_request {
+        Some(tokens) => Some(
+            BudgetLayer::new(BudgetConfig::new().per_request_tokens(tokens))
+                .map_err(|e| GatewayError::Setting(format!("routes[{index}].budget: {e}")))?,
+        ),
+        None => None,
+    };
+    let stack = ServiceBuilder::new()
+        .instrument()
+        .degrade(degrade)
+        .option_layer(budget)
+        .service(chain);
+    Ok(CompiledRoute {
+        route: route.clone(),
+        stack: BoxCloneSyncService::new(stack),
+        breakers,
+    })
+}

@@ -1,0 +1,210 @@
+//! The two ingress shapes: OpenAI `POST /v1/chat/completions` (and `GET
+//! /v1/models`) and Anthropic `POST /v1/messages`, both translated through
+//! the neutral model so either client can be served by either provider.
+
+mod sse;
+
+use crate::auth::{self, Access};
+use crate::build::Gateway;
+use crate::errors::{Shape, failure, reply};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use staunch::Deadline;
+use staunch_core::{ChatRequest, ChatResponse};
+use staunch_providers::openai::wire::IngressError;
+use staunch_providers::{anthropic, openai};
+use tower::{Layer, ServiceExt};
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `POST /v1/chat/completions`.
+pub(crate) async fn openai_chat(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read(Shape::OpenAi, body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let decoded = match openai::wire::decode_request(&body) {
+        Ok(decoded) => decoded,
+        Err(e) => return bad_request(Shape::OpenAi, &e),
+    };
+    drop(body);
+    let request = decoded.request.with_stream(decoded.stream);
+    let include_usage = decoded.include_usage;
+    serve(gateway, Shape::OpenAi, &headers, request, move |answer| {
+        if answer.is_streaming() {
+            sse::openai(answer, include_usage)
+        } else {
+            let body = openai::wire::encode_response(&answer, unix_now());
+            json(answer_headers(&answer), body)
+        }
+    })
+    .await
+}
+
+/// `POST /v1/messages`.
+pub(crate) async fn anthropic_messages(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read(Shape::Anthropic, body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let decoded = match anthropic::wire::decode_request(&body) {
+        Ok(decoded) => decoded,
+        Err(e) => return bad_request(Shape::Anthropic, &e),
+    };
+    drop(body);
+    let request = decoded.request.with_stream(decoded.stream);
+    serve(gateway, Shape::Anthropic, &headers, request, |answer| {
+        if answer.is_streaming() {
+            return sse::anthropic(answer);
+        }
+        match anthropic::wire::encode_response(&answer) {
+            Ok(body) => json(answer_headers(&answer), body),
+            Err(e) => reply(
+                Shape::Anthropic,
+                StatusCode::BAD_GATEWAY,
+                "untranslatable_answer",
+                &e.to_string(),
+            ),
+        }
+    })
+    .await
+}
+
+/// `GET /v1/models`: the routes' model names.
+pub(crate) async fn models(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+    let running = gateway.current();
+    if let Access::Denied = auth::check(&running, &headers) {
+        return denied(Shape::OpenAi);
+    }
+    let data: Vec<serde_json::Value> = running
+        .routes
+        .iter()
+        .map(|r| serde_json::json!({"id": r.route.model, "object": "model", "created": 0, "owned_by": "staunch"}))
+        .collect();
+    axum::Json(serde_json::json!({"object": "list", "data": data})).into_response()
+}
+
+fn read(shape: Shape, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
+    body.map_err(|rejection| {
+        Box::new(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            reply(
+                shape,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "the request body is larger than the gateway's limit",
+            )
+        } else {
+            reply(
+                shape,
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                &format!("could not read the request body: {}", rejection.body_text()),
+            )
+        })
+    })
+}
+
+fn bad_request(shape: Shape, error: &IngressError) -> Response {
+    let code = match error {
+        IngressError::Json(_) => "invalid_json",
+        IngressError::Body(_) => "invalid_type",
+        _ => "invalid_value",
+    };
+    reply(shape, StatusCode::BAD_REQUEST, code, &error.to_string())
+}
+
+fn denied(shape: Shape) -> Response {
+    reply(
+        shape,
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+        "a valid gateway key is required (Authorization: Bearer KEY or x-api-key: KEY)",
+    )
+}
+
+/// Authenticates, routes, bounds by the route's deadline, charges the
+/// key's budget, and calls the route's stack.
+async fn serve(
+    gateway: Gateway,
+    shape: Shape,
+    headers: &HeaderMap,
+    mut request: ChatRequest,
+    answer: impl FnOnce(ChatResponse) -> Response,
+) -> Response {
+    let running = gateway.current();
+    let budget = match auth::check(&running, headers) {
+        Access::Denied => return denied(shape),
+        Access::Open => None,
+        Access::Key(key) => {
+            tracing::debug!(target: "staunch_gateway", key = %key.name, "client key");
+            key.budget.clone()
+        }
+    };
+    let Some(route) = running.route(&request.model) else {
+        return reply(
+            shape,
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            &format!("no route serves the model {:?}", request.model),
+        );
+    };
+    if let Some(deadline) = route.route.deadline {
+        request = request.with_extension(Deadline::after(deadline));
+    }
+    let stack = route.stack.clone();
+    drop(running);
+    let result = match budget {
+        Some(budget) => budget.layer(stack).oneshot(request).await,
+        None => stack.oneshot(request).await,
+    };
+    match result {
+        Ok(response) => answer(response),
+        Err(error) => failure(shape, &error),
+    }
+}
+
+fn header(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// What staunch did, as headers.
+pub(crate) fn answer_headers(answer: &ChatResponse) -> HeaderMap {
+    let meta = &answer.meta;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-staunch-model",
+        header(meta.model.as_deref().unwrap_or(&answer.model)),
+    );
+    headers.insert("x-staunch-tier", header(meta.tier.as_str()));
+    headers.insert("x-staunch-attempts", header(&meta.attempts.to_string()));
+    if let Some(target) = &meta.target {
+        headers.insert("x-staunch-target", header(target));
+    }
+    if let Some(warning) = &meta.warning {
+        headers.insert("x-staunch-warning", header(warning));
+    }
+    headers
+}
+
+fn json(mut headers: HeaderMap, body: Vec<u8>) -> Response {
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    (StatusCode::OK, headers, body).into_response()
+}

@@ -1,0 +1,95 @@
+//! # staunch-gateway
+//!
+//! The staunch stack behind OpenAI- and Anthropic-compatible HTTP, so that
+//! agents in any language reach models through it with only a base URL:
+//!
+//! - `POST /v1/chat/completions` and `GET /v1/models` (OpenAI shape) and
+//!   `POST /v1/messages` (Anthropic shape), both translated through the
+//!   neutral model so either client can be served by either provider,
+//!   streaming and tools included;
+//! - routes from a public model name (exact or a `*` pattern) to ordered
+//!   targets, each with its own breaker, retry and attempt timeout, behind
+//!   degrade and budget layers ([`config`]);
+//! - client keys stored as SHA-256 hashes and compared in constant time,
+//!   each with an optional token/cost budget;
+//! - `/metrics`, `/healthz`, `/readyz`, `x-request-id`, errors in each
+//!   ingress's own shape, upstream statuses passed through where they mean
+//!   something to the client.
+//!
+//! ```no_run
+//! use staunch_gateway::{Gateway, config::Config, router};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load(std::path::Path::new("gateway.toml"))?;
+//! let listen = config.server.listen;
+//! let gateway = Gateway::build(config).await?;
+//! let listener = tokio::net::TcpListener::bind(listen).await?;
+//! axum::serve(listener, router(gateway)).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod auth;
+mod build;
+pub mod config;
+mod errors;
+mod ingress;
+mod ops;
+
+pub use build::{Gateway, GatewayError};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use errors::Shape;
+
+/// The gateway's routes, with the body and concurrency limits of the
+/// configuration it was built from.
+pub fn router(gateway: Gateway) -> Router {
+    let server = gateway.config().server;
+    let limit = tower::limit::GlobalConcurrencyLimitLayer::new(server.max_concurrency);
+    let api = Router::new()
+        .route("/v1/chat/completions", post(ingress::openai_chat))
+        .route("/v1/messages", post(ingress::anthropic_messages))
+        .route("/v1/models", get(ingress::models))
+        .layer(limit);
+    Router::new()
+        .merge(api)
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(server.max_body_bytes))
+        .layer(axum::middleware::from_fn(ops::request_id))
+        .with_state(gateway)
+}
+
+fn shape_of(uri: &Uri) -> Shape {
+    if uri.path().starts_with("/v1/messages") {
+        Shape::Anthropic
+    } else {
+        Shape::OpenAi
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    errors::reply(
+        shape_of(&uri),
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    errors::reply(
+        shape_of(&uri),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("{method} is not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,105 @@
+//! Operations: `/metrics`, `/healthz`, `/readyz`, and a request id on every
+//! request (taken from `x-request-id` or made) and its log lines.
+
+use crate::build::Gateway;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tracing::Instrument;
+
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
+    match &gateway.metrics {
+        Some(render) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
+    }
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: a configuration is loaded and every route has a target
+/// whose circuit is not open.
+pub(crate) async fn readyz(State(gateway): State<Gateway>) -> Response {
+    let running = gateway.current();
+    let routes: Vec<_> = running
+        .routes
+        .iter()
+        .map(|r| {
+            let targets: Vec<_> = r
+                .breakers
+                .iter()
+                .map(|(name, b)| json!({"target": name, "circuit": b.state().as_str()}))
+                .collect();
+            json!({"model": r.route.model, "ready": r.ready(), "targets": targets})
+        })
+        .collect();
+    let ready = running.routes.iter().all(|r| r.ready());
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({"ready": ready, "routes": routes})),
+    )
+        .into_response()
+}
+
+/// A request id that is unique in this process and hard to guess across
+/// restarts.
+fn new_request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("req_{nanos:016x}{n:08x}")
+}
+
+/// Takes `x-request-id` (a short printable one) or makes one, logs the
+/// request within a span that carries it, and echoes it in the response.
+pub(crate) async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_owned);
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request.headers_mut().insert("x-request-id", value.clone());
+    let span = tracing::info_span!(
+        target: "staunch_gateway",
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            target: "staunch_gateway",
+            status = response.status().as_u16(),
+            model = response.headers().get("x-staunch-model").and_then(|v| v.to_str().ok()).unwrap_or(""),
+            tier = response.headers().get("x-staunch-tier").and_then(|v| v.to_str().ok()).unwrap_or(""),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "served"
+        );
+    });
+    response.headers_mut().insert("x-request-id", value);
+    response
+}

@@ -1,0 +1,784 @@
+//! The configuration file: every field and default, and errors that name
+//! the line and the field.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use staunch_gateway::config::*;
+
+const KEY_HASH: &str = "e2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100eeea6f";
+
+/// The errors of a config that must not parse.
+fn errors(text: &str) -> Vec<ConfigError> {
+    match Config::parse(text, "gw.toml") {
+        Ok(c) => panic!("expected errors, parsed {c:#?}"),
+        Err(e) => {
+            // Display: one error per line.
+            assert_eq!(e.to_string().lines().count(), e.0.len(), "{e}");
+            e.0
+        }
+    }
+}
+
+/// The only error of a config.
+fn error(text: &str) -> ConfigError {
+    let mut e = errors(text);
+    assert_eq!(e.len(), 1, "expected one error, got {e:#?}");
+    e.remove(0)
+}
+
+fn find<'a>(errors: &'a [ConfigError], field: &str) -> &'a ConfigError {
+    errors
+        .iter()
+        .find(|e| e.field == field)
+        .unwrap_or_else(|| panic!("no error for {field} in {errors:#?}"))
+}
+
+const MINIMAL: &str = r#"
+[providers.openai]
+kind = "openai"
+
+[[routes]]
+model = "*"
+targets = [{ provider = "openai", model = "gpt-4o" }]
+"#;
+
+#[test]
+fn minimal_config_takes_every_default() {
+    let c = Config::parse(MINIMAL, "gw.toml").unwrap();
+    assert_eq!(c.server, Server::default());
+    assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.server.max_body_bytes, 2 * 1024 * 1024);
+    assert_eq!(c.server.max_concurrency, 256);
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.server.log_format, LogFormat::Json);
+
+    let p = &c.providers["openai"];
+    assert_eq!(p, &Provider::new(ProviderKind::OpenAi));
+    assert_eq!(p.base_url, None);
+    assert_eq!(p.api_key_env, None);
+    assert!(p.headers.is_empty());
+    assert_eq!(p.connect_timeout, Duration::from_secs(10));
+    assert_eq!(p.request_timeout, Duration::from_secs(600));
+    assert_eq!(p.first_token_timeout, Duration::from_secs(60));
+    assert_eq!(p.idle_timeout, Duration::from_secs(30));
+    assert_eq!(p.scenario, None);
+
+    let r = &c.routes[0];
+    assert_eq!(r.on_refusal, OnRefusal::Fallback);
+    assert_eq!(r.deadline, None);
+    assert_eq!(r.degrade, None);
+    assert_eq!(r.budget, None);
+    let t = &r.targets[0];
+    assert_eq!(t, &RouteTarget::new("openai", "gpt-4o"));
+    assert_eq!(t.price, None);
+    assert_eq!(t.context_window, None);
+    assert!(!t.accepts_prefill);
+    assert_eq!(t.retry.max_retries, 2);
+    assert_eq!(t.retry.base_delay, Duration::from_millis(500));
+    assert_eq!(t.retry.max_delay, Duration::from_millis(8000));
+    assert_eq!(t.breaker.consecutive_failures, 5);
+    assert_eq!(t.breaker.break_duration, Duration::from_secs(30));
+    assert_eq!(t.attempt_timeout, Duration::from_secs(60));
+
+    assert!(c.client_keys.is_empty());
+    assert!(!c.auth_required());
+    assert_eq!(c.validate(), Ok(()));
+}
+
+const FULL: &str = r#"
+[server]
+listen = "0.0.0.0:9000"
+max_body_bytes = 1024
+max_concurrency = 8
+shutdown_grace_secs = 2.5
+log_format = "text"
+
+[providers.oai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+headers = { OpenAI-Organization = "org-1", x-extra = "yes" }
+connect_timeout_secs = 1
+request_timeout_secs = 2
+first_token_timeout_secs = 3
+idle_timeout_secs = 4
+
+[providers.ant]
+kind = "anthropic"
+
+[providers.local]
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:8000/v1"
+
+[providers.mock]
+kind = "mock"
+scenario = "chaos.toml"
+
+[[routes]]
+model = "gpt-*"
+on_refusal = "return"
+deadline_secs = 90
+degrade = { static_answer = "sorry", cache_ttl_secs = 300, cache_capacity = 50 }
+budget = { per_request_tokens = 4000 }
+
+[[routes.targets]]
+provider = "oai"
+model = "gpt-4o"
+price = { input = 2.5, output = 10 }
+context_window = 128000
+accepts_prefill = true
+retry = { max_retries = 4, base_delay_ms = 100, max_delay_ms = 1000 }
+breaker = { consecutive_failures = 3, break_secs = 10 }
+attempt_timeout_secs = 20
+
+[[routes.targets]]
+provider = "ant"
+model = "claude-sonnet-4-5"
+
+[[routes]]
+model = "*"
+targets = [{ provider = "local", model = "llama" }, { provider = "mock", model = "m" }]
+
+[[client_keys]]
+name = "ci"
+sha256 = "E2186DBDB1BB4193608605E84F33208765B5693B55EDD4F730A719A100EEEA6F"
+window_secs = 3600
+window_tokens = 100000
+window_cost = 1.5
+
+[[client_keys]]
+name = "dev"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+"#;
+
+fn full_expected() -> Config {
+    let oai = Provider {
+        base_url: Some("https://api.openai.com/v1".into()),
+        api_key_env: Some("OPENAI_API_KEY".into()),
+        headers: BTreeMap::from([
+            ("OpenAI-Organization".into(), "org-1".into()),
+            ("x-extra".into(), "yes".into()),
+        ]),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        first_token_timeout: Duration::from_secs(3),
+        idle_timeout: Duration::from_secs(4),
+        ..Provider::new(ProviderKind::OpenAi)
+    };
+    let local = Provider {
+        base_url: Some("http://127.0.0.1:8000/v1".into()),
+        ..Provider::new(ProviderKind::OpenAiCompatible)
+    };
+    let mock = Provider {
+        scenario: Some("chaos.toml".into()),
+        ..Provider::new(ProviderKind::Mock)
+    };
+    Config {
+        server: Server {
+            listen: "0.0.0.0:9000".parse().unwrap(),
+            max_body_bytes: 1024,
+            max_concurrency: 8,
+            shutdown_grace: Duration::from_millis(2500),
+            log_format: LogFormat::Text,
+        },
+        providers: BTreeMap::from([
+            ("oai".into(), oai),
+            ("ant".into(), Provider::new(ProviderKind::Anthropic)),
+            ("local".into(), local),
+            ("mock".into(), mock),
+        ]),
+        routes: vec![
+            Route {
+                on_refusal: OnRefusal::Return,
+                deadline: Some(Duration::from_secs(90)),
+                degrade: Some(Degrade {
+                    static_answer: Some("sorry".into()),
+                    cache_ttl: Some(Duration::from_secs(300)),
+                    cache_capacity: 50,
+                }),
+                budget: Some(RouteBudget {
+                    per_request_tokens: Some(4000),
+                }),
+                ..Route::new(
+                    "gpt-*",
+                    vec![
+                        RouteTarget {
+                            price: Some(Price {
+                                input: 2.5,
+                                output: 10.0,
+                            }),
+                            context_window: Some(128000),
+                            accepts_prefill: true,
+                            retry: Retry {
+                                max_retries: 4,
+                                base_delay: Duration::from_millis(100),
+                                max_delay: Duration::from_millis(1000),
+                            },
+                            breaker: Breaker {
+                                consecutive_failures: 3,
+                                break_duration: Duration::from_secs(10),
+                            },
+                            attempt_timeout: Duration::from_secs(20),
+                            ..RouteTarget::new("oai", "gpt-4o")
+                        },
+                        RouteTarget::new("ant", "claude-sonnet-4-5"),
+                    ],
+                )
+            },
+            Route::new(
+                "*",
+                vec![
+                    RouteTarget::new("local", "llama"),
+                    RouteTarget::new("mock", "m"),
+                ],
+            ),
+        ],
+        client_keys: vec![
+            ClientKey {
+                name: "ci".into(),
+                // Stored in lower case.
+                sha256: KEY_HASH.into(),
+                window: Duration::from_secs(3600),
+                window_tokens: Some(100000),
+                window_cost: Some(1.5),
+            },
+            ClientKey {
+                name: "dev".into(),
+                sha256: "0".repeat(64),
+                window: Duration::from_secs(60),
+                window_tokens: None,
+                window_cost: None,
+            },
+        ],
+    }
+}
+
+#[test]
+fn full_config_reads_every_field() {
+    let c = Config::parse(FULL, "gw.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c, full_expected());
+    assert!(c.auth_required());
+    assert_eq!(c.validate(), Ok(()));
+}
+
+#[test]
+fn config_serializes_back_to_the_same_config() {
+    let c = Config::parse(FULL, "gw.toml").unwrap();
+    let text = toml::to_string(&c).unwrap();
+    let again = Config::parse(&text, "serialized").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(again, c);
+}
+
+#[test]
+fn route_for_takes_the_first_match() {
+    let c = Config::parse(FULL, "gw.toml").unwrap();
+    assert_eq!(c.route_for("gpt-4o").unwrap().model, "gpt-*");
+    assert_eq!(c.route_for("claude-3").unwrap().model, "*");
+    assert_eq!(c.route_for("").unwrap().model, "*");
+}
+
+#[test]
+fn matches_with_patterns() {
+    let r = |p: &str| Route::new(p, vec![]);
+    assert!(r("gpt-4o").matches("gpt-4o"));
+    assert!(!r("gpt-4o").matches("gpt-4o-mini"));
+    assert!(!r("gpt-4o").matches("gpt-4"));
+    assert!(r("*").matches(""));
+    assert!(r("*").matches("anything"));
+    assert!(r("gpt-*").matches("gpt-"));
+    assert!(r("gpt-*").matches("gpt-4o-mini"));
+    assert!(!r("gpt-*").matches("xgpt-4o"));
+    assert!(r("*-mini").matches("gpt-4o-mini"));
+    assert!(!r("*-mini").matches("gpt-4o-mini-2024"));
+    assert!(r("claude-*-sonnet-*").matches("claude-3-5-sonnet-latest"));
+    assert!(!r("claude-*-sonnet-*").matches("claude-3-5-haiku-latest"));
+    assert!(r("a*a").matches("aa"));
+    assert!(!r("a*a").matches("a"));
+    assert!(r("a**b").matches("ab"));
+    assert!(r("*o*").matches("gpt-4o"));
+    assert!(!r("").matches("x"));
+    assert!(r("").matches(""));
+    // Matching is case-sensitive.
+    assert!(!r("GPT-*").matches("gpt-4o"));
+}
+
+#[test]
+fn mock_config_is_valid() {
+    let c = Config::mock();
+    assert_eq!(c.validate(), Ok(()));
+    assert_eq!(c.providers["mock"].kind, ProviderKind::Mock);
+    let route = c.route_for("any-model").unwrap();
+    assert_eq!(route.targets.len(), 2);
+    assert!(route.targets.iter().all(|t| t.provider == "mock"));
+    assert!(!c.auth_required());
+    // And the same config written as a file.
+    let text = toml::to_string(&c).unwrap();
+    assert_eq!(Config::parse(&text, "mock").unwrap(), c);
+}
+
+#[test]
+fn example_file_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.server, Server::default());
+    assert_eq!(c.providers.len(), 4);
+    assert_eq!(c.routes.len(), 3);
+    assert_eq!(c.routes[0].targets.len(), 3);
+    assert_eq!(c.client_keys[0].sha256, KEY_HASH);
+    assert_eq!(c.route_for("gpt-4o-mini").unwrap().model, "gpt-*");
+    assert_eq!(c.route_for("claude-opus").unwrap().model, "claude-*");
+    assert_eq!(c.route_for("llama").unwrap().model, "*");
+}
+
+#[test]
+fn load_names_the_file_and_resolves_the_scenario() {
+    let dir = std::env::temp_dir().join(format!("staunch-gateway-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gw.toml");
+    std::fs::write(
+        &path,
+        "[providers.m]\nkind = \"mock\"\nscenario = \"chaos.toml\"\n\n[[routes]]\nmodel = \"*\"\ntargets = [{ provider = \"m\", model = \"x\" }]\n",
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.providers["m"].scenario, Some(dir.join("chaos.toml")));
+
+    std::fs::write(&path, "[server]\nlisten = 1\n").unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:2: server.listen: ", path.display())),
+        "{e}"
+    );
+
+    let missing = dir.join("missing.toml");
+    let e = Config::load(&missing).unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert_eq!(e.0[0].line, None);
+    assert!(
+        e.to_string().starts_with(&format!(
+            "{}: cannot read the configuration",
+            missing.display()
+        )),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+#[test]
+fn display_names_origin_line_and_field() {
+    let e = ConfigError {
+        origin: "gw.toml".into(),
+        line: Some(7),
+        field: "routes[0].model".into(),
+        message: "bad".into(),
+    };
+    assert_eq!(e.to_string(), "gw.toml:7: routes[0].model: bad");
+    let e = ConfigError { line: None, ..e };
+    assert_eq!(e.to_string(), "gw.toml: routes[0].model: bad");
+    let two = ConfigErrors(vec![e.clone(), e]);
+    assert_eq!(
+        two.to_string(),
+        "gw.toml: routes[0].model: bad\ngw.toml: routes[0].model: bad"
+    );
+}
+
+#[test]
+fn unknown_field_typo() {
+    let e = error(&format!(
+        "{MINIMAL}\n[server]\nlisten = \"127.0.0.1:1\"\nmax_concurency = 4\n"
+    ));
+    assert_eq!(e.line, Some(11));
+    assert_eq!(e.field, "server.max_concurency");
+    assert!(e.message.contains("unknown field `max_concurency`"), "{e}");
+    assert!(e.message.contains("`max_concurrency`"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("gw.toml:11: server.max_concurency: unknown field"),
+        "{e}"
+    );
+
+    // In a target, in an inline table.
+    let e = error(
+        r#"
+[providers.openai]
+kind = "openai"
+
+[[routes]]
+model = "*"
+targets = [{ provider = "openai", model = "gpt-4o", retry = { max_retrys = 1 } }]
+"#,
+    );
+    assert_eq!(e.line, Some(7));
+    assert_eq!(e.field, "routes[0].targets[0].retry.max_retrys");
+
+    // At the top level.
+    let e = error(&format!("rotes = []\n{MINIMAL}"));
+    assert_eq!((e.line, e.field.as_str()), (Some(1), "rotes"));
+    assert!(e.message.contains("`routes`"), "{e}");
+}
+
+#[test]
+fn wrong_type() {
+    let e = error(&format!("{MINIMAL}\n[server]\nmax_body_bytes = \"2MiB\"\n"));
+    assert_eq!(e.line, Some(10));
+    assert_eq!(e.field, "server.max_body_bytes");
+    assert!(e.message.contains("invalid type: string \"2MiB\""), "{e}");
+
+    let e = error(&format!("{MINIMAL}\n[server]\nlisten = \"localhost\"\n"));
+    assert_eq!((e.line, e.field.as_str()), (Some(10), "server.listen"));
+
+    let e = error(&format!("{MINIMAL}\n[server]\nlog_format = \"xml\"\n"));
+    assert_eq!((e.line, e.field.as_str()), (Some(10), "server.log_format"));
+    assert!(e.message.contains("unknown variant `xml`"), "{e}");
+
+    let e = error(&format!("{MINIMAL}\n[providers.x]\nkind = \"opnai\"\n"));
+    assert_eq!((e.line, e.field.as_str()), (Some(10), "providers.x.kind"));
+    assert!(e.message.contains("`openai-compatible`"), "{e}");
+
+    let e = error("routes = 3\n");
+    assert_eq!((e.line, e.field.as_str()), (Some(1), "routes"));
+    assert!(e.message.contains("array"), "{e}");
+
+    let e = error(&format!(
+        "{MINIMAL}\n[[client_keys]]\nname = \"a\"\nsha256 = \"{KEY_HASH}\"\nwindow_secs = -1\n"
+    ));
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (Some(12), "client_keys[0].window_secs")
+    );
+}
+
+#[test]
+fn missing_required_field_names_its_table() {
+    let e = error(
+        r#"
+[providers.openai]
+kind = "openai"
+
+[[routes]]
+model = "*"
+
+[[routes.targets]]
+provider = "openai"
+"#,
+    );
+    assert_eq!(e.field, "routes[0].targets[0]");
+    assert_eq!(e.line, Some(8));
+    assert!(e.message.contains("missing field `model`"), "{e}");
+}
+
+#[test]
+fn unknown_provider_lists_the_known_ones() {
+    let e = error(
+        r#"
+[providers.openai]
+kind = "openai"
+
+[providers.anthropic]
+kind = "anthropic"
+
+[[routes]]
+model = "*"
+targets = [
+  { provider = "openai", model = "gpt-4o" },
+  { provider = "opnai", model = "gpt-4o-mini" },
+]
+"#,
+    );
+    assert_eq!(e.line, Some(12));
+    assert_eq!(e.field, "routes[0].targets[1].provider");
+    assert_eq!(
+        e.message,
+        "unknown provider \"opnai\"; known providers: anthropic, openai"
+    );
+
+    let e = error("[[routes]]\nmodel = \"*\"\ntargets = [{ provider = \"x\", model = \"m\" }]\n");
+    assert_eq!(e.field, "routes[0].targets[0].provider");
+    assert!(e.message.contains("no providers are defined"), "{e}");
+}
+
+#[test]
+fn openai_compatible_needs_base_url() {
+    let e = error(&format!(
+        "{MINIMAL}\n[providers.local]\nkind = \"openai-compatible\"\n"
+    ));
+    assert_eq!(e.line, Some(9), "the provider's header line: {e}");
+    assert_eq!(e.field, "providers.local.base_url");
+    assert!(e.message.contains("needs base_url"), "{e}");
+
+    let e = error(&format!(
+        "{MINIMAL}\n[providers.local]\nkind = \"openai-compatible\"\nbase_url = \"localhost:8000\"\n"
+    ));
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (Some(11), "providers.local.base_url")
+    );
+}
+
+#[test]
+fn bad_sha256() {
+    let text = format!(
+        "{MINIMAL}\n[[client_keys]]\nname = \"a\"\nsha256 = \"abc123\"\n\n[[client_keys]]\nname = \"b\"\nsha256 = \"{}\"\n",
+        "z".repeat(64)
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_eq!(e[0].field, "client_keys[0].sha256");
+    assert_eq!(e[0].line, Some(11));
+    assert!(e[0].message.contains("64 hex digits"), "{}", e[0]);
+    assert_eq!(e[1].field, "client_keys[1].sha256");
+    assert_eq!(e[1].line, Some(15));
+}
+
+#[test]
+fn duplicate_client_keys() {
+    let text = format!(
+        "{MINIMAL}\n[[client_keys]]\nname = \"a\"\nsha256 = \"{KEY_HASH}\"\n\n[[client_keys]]\nname = \"a\"\nsha256 = \"{}\"\n",
+        KEY_HASH.to_uppercase()
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    let name = find(&e, "client_keys[1].name");
+    assert_eq!(name.line, Some(14));
+    assert!(
+        name.message.contains("duplicate client key name \"a\""),
+        "{name}"
+    );
+    assert!(
+        find(&e, "client_keys[1].sha256")
+            .message
+            .contains("same key")
+    );
+}
+
+#[test]
+fn public_listen_without_keys_is_refused() {
+    let e = error(&format!("{MINIMAL}\n[server]\nlisten = \"0.0.0.0:8080\"\n"));
+    assert_eq!((e.line, e.field.as_str()), (Some(10), "server.listen"));
+    assert!(
+        e.message
+            .starts_with("refusing to serve without client keys on a public address"),
+        "{e}"
+    );
+
+    // With a key it is allowed, and auth is required.
+    let c = Config::parse(
+        &format!("{MINIMAL}\n[server]\nlisten = \"[::]:8080\"\n\n[[client_keys]]\nname = \"a\"\nsha256 = \"{KEY_HASH}\"\n"),
+        "gw.toml",
+    )
+    .unwrap();
+    assert!(c.auth_required());
+
+    // Loopback v6 without keys is fine.
+    let c = Config::parse(
+        &format!("{MINIMAL}\n[server]\nlisten = \"[::1]:8080\"\n"),
+        "gw.toml",
+    )
+    .unwrap();
+    assert!(!c.auth_required());
+}
+
+#[test]
+fn empty_routes() {
+    let e = error("[providers.openai]\nkind = \"openai\"\n");
+    assert_eq!((e.line, e.field.as_str()), (None, "routes"));
+    assert!(e.message.starts_with("no routes"), "{e}");
+    assert_eq!(e.to_string(), format!("gw.toml: routes: {}", e.message));
+
+    let e = error("routes = []\n[providers.openai]\nkind = \"openai\"\n");
+    assert_eq!((e.line, e.field.as_str()), (Some(1), "routes"));
+
+    let e = error("[providers.openai]\nkind = \"openai\"\n\n[[routes]]\nmodel = \"*\"\n");
+    assert_eq!((e.line, e.field.as_str()), (Some(4), "routes[0].targets"));
+    assert!(e.message.contains("at least one target"), "{e}");
+}
+
+#[test]
+fn bad_route_models() {
+    let text = r#"
+[providers.p]
+kind = "mock"
+
+[[routes]]
+model = "gpt-4o"
+targets = [{ provider = "p", model = "a" }]
+
+[[routes]]
+model = ""
+targets = [{ provider = "p", model = "a" }]
+
+[[routes]]
+model = "gpt-*"
+targets = [{ provider = "p", model = "a" }]
+
+[[routes]]
+model = "gpt-4o"
+targets = [{ provider = "p", model = "a" }]
+
+[[routes]]
+model = "gpt-4o-mini"
+targets = [{ provider = "p", model = "a" }]
+"#;
+    let e = errors(text);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert_eq!(e[0].field, "routes[1].model");
+    assert_eq!(e[0].line, Some(10));
+    assert!(e[0].message.contains("empty model pattern"), "{}", e[0]);
+    assert_eq!(e[1].field, "routes[3].model");
+    assert_eq!(e[1].line, Some(18));
+    assert_eq!(
+        e[1].message,
+        "duplicate route for model \"gpt-4o\" (first at routes[0], line 6)"
+    );
+    assert_eq!(e[2].field, "routes[4].model");
+    assert!(
+        e[2].message
+            .starts_with("unreachable route: routes[2], line 14"),
+        "{}",
+        e[2]
+    );
+}
+
+#[test]
+fn toml_syntax_error() {
+    let e = error(&format!("{MINIMAL}\n[server\nlisten = \"127.0.0.1:1\"\n"));
+    assert_eq!(e.line, Some(9));
+    assert!(e.message.starts_with("invalid TOML"), "{e}");
+    assert!(e.to_string().starts_with("gw.toml:9: "), "{e}");
+
+    let e = error(&format!("{MINIMAL}\n[server]\nmax_concurrency = 12abc\n"));
+    assert_eq!(e.line, Some(10));
+    assert_eq!(e.field, "server.max_concurrency");
+
+    let e = error("[[routes]]\nmodel = \"unterminated\n");
+    assert_eq!(e.line, Some(2));
+}
+
+#[test]
+fn out_of_range_values() {
+    let text = r#"
+[server]
+max_body_bytes = 0
+max_concurrency = 0
+
+[providers.p]
+kind = "openai"
+api_key_env = ""
+headers = { "bad header" = "x" }
+idle_timeout_secs = 0
+
+[[routes]]
+model = "*"
+deadline_secs = 0
+degrade = {}
+budget = { per_request_tokens = 0 }
+
+[[routes.targets]]
+provider = "p"
+model = ""
+price = { input = -1, output = 1 }
+context_window = 0
+retry = { base_delay_ms = 9000 }
+breaker = { consecutive_failures = 0, break_secs = 0 }
+attempt_timeout_secs = 0
+"#;
+    let e = errors(text);
+    for field in [
+        "server.max_body_bytes",
+        "server.max_concurrency",
+        "providers.p.api_key_env",
+        "providers.p.headers.\"bad header\"",
+        "providers.p.idle_timeout_secs",
+        "routes[0].deadline_secs",
+        "routes[0].degrade",
+        "routes[0].budget.per_request_tokens",
+        "routes[0].targets[0].model",
+        "routes[0].targets[0].price.input",
+        "routes[0].targets[0].context_window",
+        "routes[0].targets[0].retry.base_delay_ms",
+        "routes[0].targets[0].breaker.consecutive_failures",
+        "routes[0].targets[0].breaker.break_secs",
+        "routes[0].targets[0].attempt_timeout_secs",
+    ] {
+        assert!(find(&e, field).line.is_some(), "{field}: {e:#?}");
+    }
+    assert_eq!(e.len(), 15, "{e:#?}");
+    // In the file's order.
+    let lines: Vec<usize> = e.iter().map(|e| e.line.unwrap()).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+}
+
+#[test]
+fn several_errors_are_all_reported() {
+    let text = r#"
+[server]
+max_body_bytes = "big"
+
+[providers.openai]
+kind = "openai"
+
+[providers.local]
+kind = "openai-compatible"
+
+[providers.broken]
+kind = "openai"
+timeout = 3
+
+[[routes]]
+model = "gpt-*"
+targets = [
+  { provider = "openai", model = "gpt-4o" },
+  { provider = "opnai", model = "gpt-4o-mini" },
+]
+
+[[routes]]
+model = "claude-*"
+[[routes.targets]]
+provder = "openai"
+model = "m"
+
+[[routes]]
+model = "*"
+targets = [{ provider = "broken", model = "m" }, { provider = "nope", model = "m" }]
+"#;
+    let e = errors(text);
+    let got: Vec<(Option<usize>, &str)> = e.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some(3), "server.max_body_bytes"),
+            (Some(8), "providers.local.base_url"),
+            (Some(13), "providers.broken.timeout"),
+            (Some(19), "routes[0].targets[1].provider"),
+            (Some(25), "routes[1].targets[0].provder"),
+            // routes[1] failed, routes[2] keeps its index, and "broken" is
+            // a known provider even though its table has an error.
+            (Some(30), "routes[2].targets[1].provider"),
+        ],
+        "{e:#?}"
+    );
+    let all = ConfigErrors(e).to_string();
+    assert_eq!(all.lines().count(), 6);
+    assert!(all.lines().all(|l| l.starts_with("gw.toml:")), "{all}");
+}
+
+#[test]
+fn validate_checks_configs_built_in_code() {
+    let mut c = Config::mock();
+    c.routes[0].targets.push(RouteTarget::new("nowhere", "m"));
+    c.server.listen = "0.0.0.0:80".parse().unwrap();
+    let e = c.validate().unwrap_err();
+    assert_eq!(e.0.len(), 2, "{e}");
+    assert!(
+        e.0.iter()
+            .all(|e| e.origin == "<config>" && e.line.is_none())
+    );
+    assert!(e.to_string().contains("<config>: routes[0].targets[2].provider: unknown provider \"nowhere\"; known providers: mock"), "{e}");
+}
