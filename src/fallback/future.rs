@@ -114,7 +114,8 @@ impl Chain {
         if meta.fallback_depth > 0 && meta.tier == QualityTier::Full {
             meta.tier = QualityTier::Reduced;
         }
-        meta.target.get_or_insert_with(|| String::from(&*target.name));
+        meta.target
+            .get_or_insert_with(|| String::from(&*target.name));
         if meta.model.is_none() {
             meta.model = Some(match &target.model {
                 Some(m) => String::from(&**m),
