@@ -1,0 +1,173 @@
+//! The `staunch-gateway` binary as operators run it: `check`, SIGHUP reload
+//! (a bad file is refused and the old configuration kept), and SIGTERM
+//! draining a stream in flight before exiting.
+#![cfg(unix)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_staunch-gateway");
+
+fn config(dir: &std::path::Path, model: &str, token_ms: u64) -> std::path::PathBuf {
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(&scenario, format!("stream_token_ms = {token_ms}\n")).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_secs = 10
+log_format = "json"
+
+[providers.mock]
+kind = "mock"
+scenario = "scenario.toml"
+
+[[routes]]
+model = "{model}"
+  [[routes.targets]]
+  provider = "mock"
+  model = "mock-model"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts the binary and reads the address it prints.
+fn start(config: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("gateway listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn status_of(url: &str, model: &str) -> u16 {
+    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let body =
+        format!(r#"{{"model": "{model}", "messages": [{{"role": "user", "content": "hi"}}]}}"#);
+    let request = http::Request::post(format!("{url}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    http.request(request).await.unwrap().status().as_u16()
+}
+
+#[test]
+fn check_reports_every_error_with_its_line() {
+    let dir = tempdir();
+    let good = config(&dir, "gpt-4o", 0);
+    let out = Command::new(BIN).arg("check").arg(&good).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisen = \"x\"\n\n[[routes]]\nmodel = \"m\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("check").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(errors.contains("bad.toml:2"), "{errors}");
+    assert!(errors.contains("lisen"), "{errors}");
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_a_bad_file_is_refused() {
+    let dir = tempdir();
+    let path = config(&dir, "gpt-4o", 0);
+    let (mut child, url) = start(&path);
+    assert_eq!(status_of(&url, "gpt-4o").await, 200);
+    assert_eq!(status_of(&url, "gpt-5").await, 404);
+
+    config(&dir, "gpt-5", 0);
+    signal(&child, "HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if status_of(&url, "gpt-5").await == 200 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reloaded, "the new route is served after SIGHUP");
+
+    std::fs::write(&path, "this is not toml [").unwrap();
+    signal(&child, "HUP");
+    // The reload is refused: the last good configuration keeps serving.
+    for _ in 0..10 {
+        assert_eq!(status_of(&url, "gpt-5").await, 200);
+    }
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_stream_in_flight() {
+    let dir = tempdir();
+    // 100 ms a token: the stream takes about half a second.
+    let path = config(&dir, "gpt-4o", 100);
+    let (mut child, url) = start(&path);
+    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let body =
+        r#"{"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let request = http::Request::post(format!("{url}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = http.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // The stream has begun; now the operator stops the gateway.
+    signal(&child, "TERM");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.trim_end().ends_with("data: [DONE]"),
+        "the stream finished: {text}"
+    );
+    assert!(
+        child.wait().unwrap().success(),
+        "a clean exit after draining"
+    );
+}
+
+fn tempdir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("staunch-gateway-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,492 @@
+//! The gateway over loopback: both ingress shapes, streaming and not, tools,
+//! fallback across dialects, client keys, limits, reload, and bad input of
+//! every kind. The upstream providers are the mock on 127.0.0.1.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use sha2::Digest;
+use staunch_gateway::config::Config;
+use staunch_gateway::{Gateway, router};
+use staunch_mock::{Fault, MockServer, Scenario};
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+async fn send(http: &Http, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    let mut request = http::Request::post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = http
+        .request(request.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn sha256_hex(key: &str) -> String {
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A config: `gpt-4o` on OpenAI then Anthropic, `claude-*` on Anthropic,
+/// both providers the mock.
+fn config_text(mock: &MockServer, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 65536
+{extra}
+
+[providers.openai]
+kind = "openai-compatible"
+base_url = "{openai}"
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = "{anthropic}"
+
+[[routes]]
+model = "gpt-4o"
+  [[routes.targets]]
+  provider = "openai"
+  model = "gpt-4o"
+  retry = {{ max_retries = 0 }}
+  [[routes.targets]]
+  provider = "anthropic"
+  model = "claude-sonnet-4-5"
+
+[[routes]]
+model = "claude-*"
+  [[routes.targets]]
+  provider = "anthropic"
+  model = "claude-sonnet-4-5"
+"#,
+        openai = mock.openai_base_url(),
+        anthropic = mock.anthropic_base_url(),
+    )
+}
+
+struct Running {
+    base: String,
+    http: Http,
+    gateway: Gateway,
+    mock: MockServer,
+}
+
+async fn start(openai: Vec<Fault>, anthropic: Vec<Fault>, extra: &str) -> Running {
+    let mut scenario = Scenario::default();
+    scenario.openai.script = openai;
+    scenario.anthropic.script = anthropic;
+    let mock = MockServer::start(scenario).await.unwrap();
+    let config = Config::parse(&config_text(&mock, extra), "test.toml").unwrap();
+    let gateway = Gateway::build(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, router(gateway.clone())).into_future());
+    Running {
+        base: format!("http://{addr}"),
+        http: Client::builder(TokioExecutor::new()).build_http(),
+        gateway,
+        mock,
+    }
+}
+
+fn chat(model: &str) -> String {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 32})
+        .to_string()
+}
+
+#[tokio::test]
+async fn both_shapes_answer_and_say_which_model_answered() {
+    let gw = start(vec![], vec![], "").await;
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/chat/completions", gw.base),
+        &[],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["object"], "chat.completion");
+    assert_eq!(r.json()["model"], "gpt-4o");
+    assert_eq!(r.headers["x-staunch-model"], "gpt-4o");
+    assert!(r.headers.contains_key("x-request-id"));
+
+    let body = json!({"model": "claude-3", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]});
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/messages", gw.base),
+        &[],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["type"], "message");
+    assert_eq!(r.json()["model"], "claude-sonnet-4-5");
+    assert_eq!(r.json()["content"][0]["type"], "text");
+
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/chat/completions", gw.base),
+        &[("x-request-id", "abc-123")],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(
+        r.headers["x-request-id"], "abc-123",
+        "a caller's id is kept"
+    );
+}
+
+#[tokio::test]
+async fn an_openai_client_is_served_by_anthropic_when_openai_fails() {
+    let gw = start(vec![Fault::Unauthorized], vec![], "").await;
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/chat/completions", gw.base),
+        &[],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["model"],
+        "claude-sonnet-4-5",
+        "the model that actually answered"
+    );
+    assert_eq!(r.headers["x-staunch-tier"], "reduced");
+    assert_eq!(r.json()["choices"][0]["message"]["role"], "assistant");
+}
+
+#[tokio::test]
+async fn tools_and_streams_go_through_both_shapes() {
+    let gw = start(vec![], vec![], "").await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Weather?"}], "tools": tools});
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/chat/completions", gw.base),
+        &[],
+        body.to_string(),
+    )
+    .await;
+    let call = &r.json()["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather", "{}", r.text);
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["city"].is_string());
+
+    let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/chat/completions", gw.base),
+        &[],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(r.headers["content-type"], "text/event-stream");
+    let data: Vec<&str> = r
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let text: String = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, "mock answer to: hi");
+
+    let body = json!({"model": "claude-x", "max_tokens": 32, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/messages", gw.base),
+        &[],
+        body.to_string(),
+    )
+    .await;
+    let events: Vec<&str> = r
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"));
+    assert_eq!(events.last(), Some(&"message_stop"));
+}
+
+#[tokio::test]
+async fn a_break_after_the_commit_point_goes_out_in_band_without_a_terminator() {
+    let gw = start(
+        vec![Fault::CutAfter { tokens: 2 }],
+        vec![Fault::CutAfter { tokens: 2 }],
+        "",
+    )
+    .await;
+    let body =
+        json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/chat/completions", gw.base),
+        &[],
+        body.to_string(),
+    )
+    .await;
+    let data: Vec<&str> = r
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert!(!data.contains(&"[DONE]"), "{}", r.text);
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "truncated_response");
+
+    let body = json!({"model": "claude-x", "max_tokens": 32, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/messages", gw.base),
+        &[],
+        body.to_string(),
+    )
+    .await;
+    let events: Vec<&str> = r
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"error"), "{}", r.text);
+    assert!(!events.contains(&"message_stop"));
+}
+
+#[tokio::test]
+async fn client_keys_are_required_once_configured_and_budgets_apply() {
+    let keys = format!(
+        "[[client_keys]]\nname = \"team\"\nsha256 = \"{}\"\nwindow_tokens = 40\n",
+        sha256_hex("team-secret")
+    );
+    // The extra text lands in [server]; put the keys after it in their own table.
+    let gw = start(vec![], vec![], "").await;
+    let config = format!("{}\n{keys}", config_text(&gw.mock, ""));
+    gw.gateway
+        .reload(Config::parse(&config, "keys.toml").unwrap())
+        .await
+        .unwrap();
+
+    let url = format!("{}/v1/chat/completions", gw.base);
+    let r = send(&gw.http, &url, &[], chat("gpt-4o")).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["type"], "authentication_error");
+    let r = send(
+        &gw.http,
+        &url,
+        &[("authorization", "Bearer wrong")],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let body = json!({"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/messages", gw.base),
+        &[("x-api-key", "nope")],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["type"].as_str()), (401, Some("error")));
+    assert_eq!(r.json()["error"]["type"], "authentication_error");
+
+    let ok = send(
+        &gw.http,
+        &url,
+        &[("authorization", "Bearer team-secret")],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    // The key's 40-token window cannot hold another ~37-token request: a 429.
+    let spent = send(
+        &gw.http,
+        &url,
+        &[("authorization", "Bearer team-secret")],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(spent.status, 429, "{}", spent.text);
+    assert_eq!(spent.json()["error"]["code"], "budget_exhausted");
+}
+
+#[tokio::test]
+async fn upstream_statuses_pass_through_where_they_mean_something() {
+    let wait = Fault::RateLimit { retry_after: 120.0 };
+    let gw = start(vec![wait.clone(); 4], vec![wait; 4], "").await;
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/chat/completions", gw.base),
+        &[],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.headers.contains_key("retry-after"));
+
+    let gw = start(
+        vec![Fault::ContextOverflow],
+        vec![Fault::ContextOverflow],
+        "",
+    )
+    .await;
+    let r = send(
+        &gw.http,
+        &format!("{}/v1/chat/completions", gw.base),
+        &[],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(
+        r.status, 400,
+        "a request too long for every target stays a 400"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_of_every_kind_gets_a_clear_4xx_in_the_right_shape() {
+    let gw = start(vec![], vec![], "").await;
+    let openai = format!("{}/v1/chat/completions", gw.base);
+    let anthropic = format!("{}/v1/messages", gw.base);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let huge = format!(
+        "{{\"model\": \"gpt-4o\", \"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
+        "x".repeat(100_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("invalid JSON", b"{not json".to_vec(), 400),
+        (
+            "wrong types",
+            br#"{"model": 7, "messages": "hi"}"#.to_vec(),
+            400,
+        ),
+        ("deep nesting", deep.into_bytes(), 400),
+        ("invalid UTF-8", b"{\"model\": \"\xff\xfe\"}".to_vec(), 400),
+        (
+            "unknown part type",
+            br#"{"model": "gpt-4o", "messages": [{"role": "user", "content": [{"text": "x"}]}]}"#
+                .to_vec(),
+            400,
+        ),
+        ("unknown model", chat("llama-9").into_bytes(), 404),
+        ("huge body", huge.into_bytes(), 413),
+    ];
+    for (what, body, status) in cases {
+        let r = send(&gw.http, &openai, &[], body.clone()).await;
+        assert_eq!(r.status, status, "{what}: {}", r.text);
+        assert!(
+            r.json()["error"]["message"].is_string(),
+            "{what}: OpenAI shape: {}",
+            r.text
+        );
+        let r = send(&gw.http, &anthropic, &[], body).await;
+        assert!(r.status >= 400 && r.status < 500, "{what}");
+        assert_eq!(
+            r.json()["type"],
+            "error",
+            "{what}: Anthropic shape: {}",
+            r.text
+        );
+    }
+    // Still serving, with bounded memory.
+    let r = send(&gw.http, &openai, &[], chat("gpt-4o")).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_routes_and_a_bad_one_is_refused() {
+    let gw = start(vec![], vec![], "").await;
+    let url = format!("{}/v1/chat/completions", gw.base);
+    assert_eq!(send(&gw.http, &url, &[], chat("gpt-5")).await.status, 404);
+    let renamed = config_text(&gw.mock, "").replace(
+        "model = \"gpt-4o\"\n  [[routes.targets]]",
+        "model = \"gpt-5\"\n  [[routes.targets]]",
+    );
+    gw.gateway
+        .reload(Config::parse(&renamed, "new.toml").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(send(&gw.http, &url, &[], chat("gpt-5")).await.status, 200);
+
+    // A configuration that can't be built is refused; the old one serves.
+    let mut bad = Config::parse(&renamed, "bad.toml").unwrap();
+    bad.providers
+        .get_mut("openai")
+        .unwrap()
+        .headers
+        .insert("bad header".into(), "x".into());
+    assert!(gw.gateway.reload(bad).await.is_err());
+    assert_eq!(send(&gw.http, &url, &[], chat("gpt-5")).await.status, 200);
+    // And one that does not parse never gets that far.
+    assert!(Config::parse("[[routes]]\nmodel = 3", "broken.toml").is_err());
+}
+
+#[tokio::test]
+async fn readiness_follows_the_circuits_and_models_are_listed() {
+    let gw = start(vec![], vec![], "").await;
+    let get = |path: &str| {
+        let url = format!("{}{path}", gw.base);
+        let http = gw.http.clone();
+        async move {
+            let response = http.get(url.parse().unwrap()).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, ready) = get("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["ready"], true);
+    let (status, models) = get("/v1/models").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["gpt-4o", "claude-*"]);
+    assert_eq!(get("/healthz").await.0, 200);
+}
