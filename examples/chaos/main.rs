@@ -3,7 +3,7 @@
 //! way real providers do.
 //!
 //! ```text
-//! cargo run --release --example chaos -- [--scenario storm|outage|calm]
+//! cargo run --release --example chaos -- [--scenario storm|outage|calm|stream]
 //!     [--requests N] [--concurrency C] [--rate R] [--seed S] [--json]
 //! ```
 //!
@@ -15,9 +15,18 @@
 //! budget > fallback gpt-4o -> claude-sonnet-4-5 -> gpt-4o-mini, each target
 //! behind a circuit breaker, retry and a per-attempt timeout). Then it
 //! prints both side by side. Nothing leaves the machine.
+//!
+//! `--scenario stream` asks for every answer as a stream, against stream
+//! faults (cuts, stalls, in-band error events, errors in the first frame,
+//! slow first tokens), and reports for each side how many callers got the
+//! complete answer, a clean error, or a truncated answer presented as
+//! complete, and the time to the first token (see `streaming.rs`). The run
+//! fails (exit status 1) if the stack presented any truncated answer as
+//! complete.
 
 mod report;
 mod scenarios;
+mod streaming;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use report::Run;
@@ -125,9 +134,14 @@ fn price(model: &str) -> (f64, f64) {
 }
 
 fn http() -> HttpOptions {
+    // The stream limits bound streamed requests only (the `stream`
+    // scenario); the others are bounded by `request_timeout`.
     HttpOptions::new()
         .connect_timeout(Duration::from_secs(1))
         .request_timeout(Duration::from_secs(2))
+        .header_timeout(Duration::from_secs(1))
+        .first_token_timeout(Duration::from_millis(600))
+        .idle_timeout(Duration::from_millis(400))
 }
 
 fn naive(server: &MockServer) -> Result<Client, Box<dyn std::error::Error>> {
@@ -209,6 +223,31 @@ fn stack(
 /// Sends the request mix through `client`: one request every `1/rate`
 /// seconds, at most `concurrency` in flight, with a progress display.
 async fn drive(label: &str, client: Client, args: &Args, run: &mut Run) {
+    pace(
+        label,
+        args,
+        move |i| {
+            let client = client.clone();
+            async move {
+                let started = Instant::now();
+                let result = client.oneshot(request(i)).await;
+                (result, started.elapsed())
+            }
+        },
+        |(result, latency)| run.record(&result, latency, price),
+    )
+    .await;
+}
+
+/// Runs `task(i)` for every request `i` of the mix: one every `1/rate`
+/// seconds, at most `concurrency` in flight, with a progress display;
+/// `record` gets each result as it comes.
+async fn pace<T, F, Fut>(label: &str, args: &Args, mut task: F, mut record: impl FnMut(T))
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     let done = Arc::new(AtomicU64::new(0));
     let tty = std::io::stderr().is_terminal() && !args.json;
     let total = args.requests as u64;
@@ -246,21 +285,20 @@ async fn drive(label: &str, client: Client, args: &Args, run: &mut Run) {
     for i in 0..args.requests {
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / args.rate)).await;
         if tasks.len() >= args.concurrency
-            && let Some(Ok((result, latency))) = tasks.join_next().await
+            && let Some(Ok(result)) = tasks.join_next().await
         {
-            run.record(&result, latency, price);
+            record(result);
         }
-        let (client, done) = (client.clone(), done.clone());
+        let (future, done) = (task(i), done.clone());
         tasks.spawn(async move {
-            let started = Instant::now();
-            let result = client.oneshot(request(i)).await;
+            let result = future.await;
             done.fetch_add(1, Ordering::Relaxed);
-            (result, started.elapsed())
+            result
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        if let Ok((result, latency)) = joined {
-            run.record(&result, latency, price);
+        if let Ok(result) = joined {
+            record(result);
         }
     }
     let _ = progress.await;
@@ -300,6 +338,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let scenario = scenarios::named(&args.scenario, args.seed).ok_or("unknown scenario")?;
     let server = MockServer::start(scenario).await?;
+    if args.scenario == "stream" {
+        return run_stream(args, server, snapshotter).await;
+    }
     if !args.json {
         println!(
             "chaos scenario {:?} (seed {}): {} requests at {}/s, at most {} in flight, mock LLM server on {}",
@@ -364,6 +405,111 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 c.transitions
             );
         }
+    }
+    Ok(())
+}
+
+/// The `stream` scenario: the same streamed requests read by a naive
+/// reader over the bare client, and through the stack.
+async fn run_stream(
+    args: Args,
+    server: MockServer,
+    snapshotter: Snapshotter,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use streaming::{Reader, StreamRun};
+    if !args.json {
+        println!(
+            "chaos scenario \"stream\" (seed {}): {} streamed requests at {}/s, at most {} in flight, mock LLM server on {}",
+            args.seed,
+            args.requests,
+            args.rate,
+            args.concurrency,
+            server.url()
+        );
+    }
+    let calls = |server: &MockServer| {
+        let stats = server.stats();
+        stats.requests_to(Route::OpenAi) + stats.requests_to(Route::Anthropic)
+    };
+
+    let mut naive_run = StreamRun::new("(a) naive client");
+    let started = Instant::now();
+    streaming::drive(
+        "naive client",
+        naive(&server)?,
+        Reader::Naive,
+        &args,
+        &mut naive_run,
+    )
+    .await;
+    naive_run.finish(started.elapsed(), calls(&server));
+
+    server.reset();
+    let _ = counter_totals(&snapshotter); // nothing of (a) counts for (b)
+    let (client, breakers) = stack(&server)?;
+    let mut stack_run = StreamRun::new("(b) staunch stack");
+    let started = Instant::now();
+    streaming::drive(
+        "staunch stack",
+        client,
+        Reader::Staunch,
+        &args,
+        &mut stack_run,
+    )
+    .await;
+    stack_run.finish(started.elapsed(), calls(&server));
+    let totals = counter_totals(&snapshotter);
+    let total = |name: &str| totals.get(name).copied().unwrap_or(0);
+    stack_run.retries = total(names::RETRIES);
+    stack_run.fallback_activations = total(names::FALLBACKS);
+
+    let ok = stack_run.truncated_as_complete == 0;
+    if args.json {
+        let report = serde_json::json!({
+            "scenario": args.scenario,
+            "seed": args.seed,
+            "requests": args.requests,
+            "concurrency": args.concurrency,
+            "rate": args.rate,
+            "naive": naive_run,
+            "staunch": stack_run,
+            "staunch_never_truncated_as_complete": ok,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        streaming::print(&naive_run, &stack_run);
+        println!();
+        for b in &breakers {
+            let c = b.counts();
+            println!(
+                "breaker {:<12} now {:<9} successes {:>4}  failures {:>3}  refused {:>3}  transitions {}",
+                b.name(),
+                b.state().as_str(),
+                c.successes,
+                c.failures,
+                c.rejected,
+                c.transitions
+            );
+        }
+        println!();
+        if ok {
+            println!(
+                "check: the staunch stack presented no truncated answer as complete ({} of {} streams broke after content; each ended with a classified error)",
+                stack_run.errors_after_content, stack_run.requests
+            );
+        } else {
+            println!(
+                "CHECK FAILED: the staunch stack presented {} truncated answers as complete",
+                stack_run.truncated_as_complete
+            );
+        }
+    }
+    if !ok {
+        return Err(format!(
+            "the staunch stack presented {} truncated answers as complete",
+            stack_run.truncated_as_complete
+        )
+        .into());
     }
     Ok(())
 }

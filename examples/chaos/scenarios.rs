@@ -1,10 +1,11 @@
 //! The named chaos scenarios the demo can run.
 
-use staunch_mock::{Fault, Outage, RandomFault, Scenario};
+use staunch_mock::{Fault, Outage, RandomFault, Scenario, StreamErrorKind};
 
 /// Names accepted by `--scenario`. Outage windows are placed for the
-/// default pace (300 requests at 100/s: a three-second run).
-pub const NAMES: [&str; 3] = ["storm", "outage", "calm"];
+/// default pace (300 requests at 100/s: a three-second run). `stream`
+/// sends every request with `stream: true` (see `streaming.rs`).
+pub const NAMES: [&str; 4] = ["storm", "outage", "calm", "stream"];
 
 fn p(probability: f64, fault: Fault) -> RandomFault {
     RandomFault { probability, fault }
@@ -66,6 +67,42 @@ pub fn named(name: &str, seed: u64) -> Option<Scenario> {
             });
         }
         "calm" => {}
+        "stream" => {
+            // Streams that break the ways real ones do: before the first
+            // token (an error in the first frame, a slow first token, the
+            // usual error statuses and resets) and after it (a cut
+            // connection, a stall, an in-band error event), plus the
+            // harmless ones (one malformed event, a missing terminator).
+            s.openai.random = vec![
+                p(0.05, Fault::ErrorFirstFrame),
+                p(0.05, Fault::SlowFirstToken { ms: 1_500 }),
+                p(0.05, Fault::CutAfter { tokens: 2 }),
+                p(0.04, Fault::StallAfter { tokens: 3 }),
+                p(
+                    0.04,
+                    Fault::ErrorEventAt {
+                        n: 3,
+                        kind: StreamErrorKind::Overloaded,
+                    },
+                ),
+                p(0.03, Fault::MalformedEventAt { n: 2 }),
+                p(0.03, Fault::NoTerminator),
+                p(0.05, Fault::RateLimit { retry_after: 0.3 }),
+                p(0.03, Fault::Overloaded { retry_after: None }),
+                p(0.02, Fault::Reset),
+            ];
+            s.anthropic.random = vec![
+                p(
+                    0.04,
+                    Fault::Overloaded {
+                        retry_after: Some(0.2),
+                    },
+                ),
+                p(0.03, Fault::ErrorFirstFrame),
+                p(0.02, Fault::SlowFirstToken { ms: 1_500 }),
+                p(0.02, Fault::CutAfter { tokens: 1 }),
+            ];
+        }
         _ => return None,
     }
     Some(s)

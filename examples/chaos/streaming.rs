@@ -1,0 +1,322 @@
+//! The `stream` scenario: every request asks for a stream, and for each one
+//! the demo records what the caller ended up holding — the complete
+//! answer, a clean error, or a truncated answer presented as complete — and
+//! the time to the first token.
+//!
+//! Both sides see the same wire: the bare client classifies a broken
+//! stream (a cut, a stall, an in-band error event) as an error item at the
+//! end of the stream. What differs is what reads it.
+//!
+//! - (a) The naive reader does what most streaming code does today: append
+//!   each delta, and stop at the first error or at the end of the stream,
+//!   keeping what it has as the answer. Whatever it kept without a finish
+//!   reason (or that is not the whole answer) is a truncated answer
+//!   presented as complete.
+//! - (b) The staunch stack's caller relies on its contract: a stream never
+//!   ends cleanly unless it is complete, and a break is a classified error
+//!   as its last item. An answer that ends cleanly without its finish
+//!   reason, or with text that is not the whole answer, would be a
+//!   truncated answer presented as complete: the demo counts them, and
+//!   fails the run (exit status 1) if there is any.
+
+use crate::{Args, Client};
+use serde::Serialize;
+use staunch::core::{ChatRequest, QualityTier, StreamEvent};
+use std::collections::BTreeMap;
+use std::future::poll_fn;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+/// Who reads the stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// Stops at the first error or the end and keeps what it has.
+    Naive,
+    /// Takes an error item as the error it is.
+    Staunch,
+}
+
+/// How one request ended for its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The whole answer, with its finish reason.
+    Complete,
+    /// An error before any content: the caller knows it has nothing.
+    ErrorBeforeContent,
+    /// Some content, then a classified error: the caller knows the answer
+    /// is incomplete.
+    ErrorAfterContent,
+    /// Content that stopped early, held as if it were the answer.
+    TruncatedAsComplete,
+}
+
+/// What one request gave its caller.
+pub struct Outcome {
+    ending: Ending,
+    error: Option<&'static str>,
+    first_token: Option<Duration>,
+    latency: Duration,
+    tier: Option<QualityTier>,
+}
+
+/// The text the mock answers to request `request` (its echo of the user's
+/// last message, clipped to 48 characters), to check that a "complete"
+/// answer really is the whole answer.
+fn expected_text(request: &ChatRequest) -> String {
+    let user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == staunch::core::Role::User)
+        .map(|m| m.content.text().chars().take(48).collect::<String>())
+        .unwrap_or_default();
+    format!("mock answer to: {user}")
+}
+
+/// Sends `request` through `client` and reads the streamed answer as
+/// `reader` does.
+pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcome {
+    let expected = expected_text(&request);
+    let started = Instant::now();
+    let mut answer = match client.oneshot(request).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            return Outcome {
+                ending: Ending::ErrorBeforeContent,
+                error: Some(e.kind.as_str()),
+                first_token: None,
+                latency: started.elapsed(),
+                tier: None,
+            };
+        }
+    };
+    let tier = Some(answer.meta.tier);
+    let Some(mut stream) = answer.take_stream() else {
+        // Not streamed (no layer here answers so): whole by construction.
+        return Outcome {
+            ending: Ending::Complete,
+            error: None,
+            first_token: Some(started.elapsed()),
+            latency: started.elapsed(),
+            tier,
+        };
+    };
+    let mut text = String::new();
+    let mut first_token = None;
+    let mut finish = None;
+    let mut broke = None;
+    while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        match item {
+            Ok(event) => {
+                if event.is_content() && first_token.is_none() {
+                    first_token = Some(started.elapsed());
+                }
+                match event {
+                    StreamEvent::TextDelta(t) => text.push_str(&t),
+                    StreamEvent::Finish(reason) => finish = Some(reason),
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                broke = Some(e.kind.as_str());
+                break;
+            }
+        }
+    }
+    let latency = started.elapsed();
+    // A model's answer must be the mock's whole answer; a static answer
+    // of the degrade layer is whole by construction.
+    let whole = finish.is_some()
+        && (tier == Some(QualityTier::Static) || text == expected || finish_is_filter(&finish));
+    let ending = match (reader, broke) {
+        (Reader::Staunch, Some(_)) => Ending::ErrorAfterContent,
+        _ if whole => Ending::Complete,
+        _ => Ending::TruncatedAsComplete,
+    };
+    Outcome {
+        ending,
+        error: broke,
+        first_token,
+        latency,
+        tier,
+    }
+}
+
+fn finish_is_filter(finish: &Option<staunch::core::FinishReason>) -> bool {
+    matches!(finish, Some(staunch::core::FinishReason::ContentFilter))
+}
+
+/// What happened in one streamed run.
+#[derive(Default, Serialize)]
+pub struct StreamRun {
+    pub name: String,
+    pub requests: u64,
+    pub complete: u64,
+    pub complete_from_fallback: u64,
+    pub complete_static: u64,
+    pub clean_errors: u64,
+    pub errors_before_content: u64,
+    pub errors_after_content: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// Answers that stopped early but were held as complete: must be 0 for
+    /// the stack.
+    pub truncated_as_complete: u64,
+    pub provider_calls: u64,
+    pub retries: u64,
+    pub fallback_activations: u64,
+    pub first_token_p50_ms: f64,
+    pub first_token_p99_ms: f64,
+    pub answer_p50_ms: f64,
+    pub answer_p99_ms: f64,
+    pub wall_s: f64,
+    #[serde(skip)]
+    first_tokens: Vec<Duration>,
+    #[serde(skip)]
+    latencies: Vec<Duration>,
+}
+
+impl StreamRun {
+    pub fn new(name: &str) -> Self {
+        StreamRun {
+            name: name.to_owned(),
+            ..StreamRun::default()
+        }
+    }
+
+    pub fn record(&mut self, outcome: Outcome) {
+        self.requests += 1;
+        self.latencies.push(outcome.latency);
+        self.first_tokens.extend(outcome.first_token);
+        match outcome.ending {
+            Ending::Complete => {
+                self.complete += 1;
+                match outcome.tier {
+                    Some(QualityTier::Reduced) => self.complete_from_fallback += 1,
+                    Some(QualityTier::Static) => self.complete_static += 1,
+                    _ => {}
+                }
+            }
+            Ending::ErrorBeforeContent => self.errors_before_content += 1,
+            Ending::ErrorAfterContent => self.errors_after_content += 1,
+            Ending::TruncatedAsComplete => self.truncated_as_complete += 1,
+        }
+        if outcome.ending != Ending::TruncatedAsComplete
+            && let Some(kind) = outcome.error
+        {
+            *self.errors.entry(kind.to_owned()).or_default() += 1;
+        }
+        self.clean_errors = self.errors_before_content + self.errors_after_content;
+    }
+
+    pub fn finish(&mut self, wall: Duration, provider_calls: u64) {
+        self.wall_s = wall.as_secs_f64();
+        self.provider_calls = provider_calls;
+        (self.first_token_p50_ms, self.first_token_p99_ms) = percentiles(&mut self.first_tokens);
+        (self.answer_p50_ms, self.answer_p99_ms) = percentiles(&mut self.latencies);
+    }
+}
+
+/// p50 and p99 in milliseconds (nearest rank).
+fn percentiles(values: &mut [Duration]) -> (f64, f64) {
+    values.sort_unstable();
+    let pick = |q: f64| {
+        if values.is_empty() {
+            return 0.0;
+        }
+        let i = ((values.len() as f64 - 1.0) * q).round() as usize;
+        values[i].as_secs_f64() * 1e3
+    };
+    (pick(0.50), pick(0.99))
+}
+
+/// Sends the request mix, streamed, through `client`, read by `reader`.
+pub async fn drive(label: &str, client: Client, reader: Reader, args: &Args, run: &mut StreamRun) {
+    crate::pace(
+        label,
+        args,
+        move |i| ask(client.clone(), crate::request(i).with_stream(true), reader),
+        |outcome| run.record(outcome),
+    )
+    .await;
+}
+
+fn pct(n: u64, of: u64) -> String {
+    if of == 0 {
+        return "-".into();
+    }
+    format!("{n} ({:.1}%)", n as f64 * 100.0 / of as f64)
+}
+
+fn top(map: &BTreeMap<String, u64>) -> String {
+    let mut v: Vec<_> = map.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let shown: Vec<String> = v.iter().take(2).map(|(k, n)| format!("{k} {n}")).collect();
+    if shown.is_empty() {
+        return "-".into();
+    }
+    let mut text = shown.join(", ");
+    if text.chars().count() > 26 {
+        text = text.chars().take(25).collect::<String>() + "…";
+    }
+    text
+}
+
+pub fn print(naive: &StreamRun, stack: &StreamRun) {
+    let both = |f: &dyn Fn(&StreamRun) -> String| (f(naive), f(stack));
+    let rows: Vec<(&str, (String, String))> = vec![
+        ("streamed requests", both(&|r| r.requests.to_string())),
+        ("complete answers", both(&|r| pct(r.complete, r.requests))),
+        (
+            "  from a fallback / static",
+            both(&|r| format!("{} / {}", r.complete_from_fallback, r.complete_static)),
+        ),
+        ("clean errors", both(&|r| pct(r.clean_errors, r.requests))),
+        (
+            "  before any content",
+            both(&|r| r.errors_before_content.to_string()),
+        ),
+        (
+            "  after partial content",
+            both(&|r| r.errors_after_content.to_string()),
+        ),
+        ("  most common", both(&|r| top(&r.errors))),
+        (
+            "truncated, shown as complete",
+            both(&|r| pct(r.truncated_as_complete, r.requests)),
+        ),
+        (
+            "time to first token p50/p99",
+            both(&|r| {
+                format!(
+                    "{:.0} / {:.0} ms",
+                    r.first_token_p50_ms, r.first_token_p99_ms
+                )
+            }),
+        ),
+        (
+            "whole answer p50 / p99",
+            both(&|r| format!("{:.0} / {:.0} ms", r.answer_p50_ms, r.answer_p99_ms)),
+        ),
+        (
+            "provider calls on the wire",
+            both(&|r| r.provider_calls.to_string()),
+        ),
+        ("retries", both(&|r| r.retries.to_string())),
+        (
+            "fallback activations",
+            both(&|r| r.fallback_activations.to_string()),
+        ),
+        ("wall time", both(&|r| format!("{:.1} s", r.wall_s))),
+    ];
+    println!();
+    println!("{:<28} {:>26} {:>26}", "", naive.name, stack.name);
+    println!("{}", "-".repeat(82));
+    for (label, (a, b)) in rows {
+        println!("{label:<28} {a:>26} {b:>26}");
+    }
+    println!();
+    println!(
+        "time to first token: over the requests that got one (the stack's tail includes first tokens\n\
+         that never came, given up on and answered by the next target)"
+    );
+}
