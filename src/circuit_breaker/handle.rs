@@ -89,6 +89,23 @@ impl CircuitBreakerHandle {
         );
     }
 
+    /// Opens the circuit for `duration`, as if it had tripped here: used to
+    /// share state between replicas (a breaker that opened on one is opened
+    /// on the others for the time it has left). A circuit already open,
+    /// forced open or disabled is left as it is.
+    pub fn open_for(&self, duration: Duration) {
+        if matches!(self.state(), CircuitState::Closed | CircuitState::HalfOpen)
+            && !duration.is_zero()
+        {
+            self.breaker.transition(
+                None,
+                CircuitState::Open,
+                TransitionReason::Shared(duration),
+                Some(duration),
+            );
+        }
+    }
+
     /// Closes the circuit and clears its failure counts.
     pub fn reset(&self) {
         self.breaker

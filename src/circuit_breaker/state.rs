@@ -95,6 +95,9 @@ pub enum TransitionReason {
     Disabled,
     /// An operator reset it.
     Reset,
+    /// Another replica sharing this breaker's state saw the target fail:
+    /// open for this long ([`CircuitBreakerHandle::open_for`](super::CircuitBreakerHandle::open_for)).
+    Shared(Duration),
 }
 
 impl fmt::Display for TransitionReason {
@@ -111,6 +114,7 @@ impl fmt::Display for TransitionReason {
             TransitionReason::ForcedOpen => f.write_str("forced open"),
             TransitionReason::Disabled => f.write_str("disabled"),
             TransitionReason::Reset => f.write_str("reset"),
+            TransitionReason::Shared(d) => write!(f, "opened by another replica for {d:?}"),
         }
     }
 }

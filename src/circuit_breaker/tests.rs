@@ -689,3 +689,23 @@ async fn a_breaker_without_a_trip_rule_is_off() {
     let cb = layer(CircuitBreakerConfig::new("q").consecutive_failures(None));
     assert_eq!(cb.handle().state(), CircuitState::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn open_for_opens_a_closed_circuit_for_that_long() {
+    let fake = Scripted::new([Step::Ok]);
+    let cb = layer(CircuitBreakerConfig::new("p"));
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    handle.open_for(S(5));
+    assert_eq!(handle.state(), CircuitState::Open);
+    let refused = service.clone().oneshot(request()).await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::CircuitOpen);
+    assert_eq!(fake.count(), 0);
+    tokio::time::advance(S(5)).await;
+    service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(handle.state(), CircuitState::Closed);
+    // A forced-open circuit is left as it is.
+    handle.force_open();
+    handle.open_for(S(1));
+    assert_eq!(handle.state(), CircuitState::ForcedOpen);
+}
