@@ -1,18 +1,28 @@
-"""Starts the binaries the SDK tests talk to: staunch-mock and the
-axum_gateway example.
+"""Starts the binaries the SDK tests talk to: staunch-mock, the
+axum_gateway example, and the staunch-gateway service.
 
-`STAUNCH_MOCK_BIN` names the mock binary and `STAUNCH_GATEWAY_BIN` the
-gateway example's (tests/sdk/run.sh builds both and sets them).
-`STAUNCH_MOCK_URL` / `STAUNCH_GATEWAY_URL` point the tests at ones that are
-already running instead. Only loopback traffic: both listen on 127.0.0.1.
+`STAUNCH_MOCK_BIN` names the mock binary, `STAUNCH_GATEWAY_BIN` the gateway
+example's and `STAUNCH_GATEWAY_SERVICE_BIN` the staunch-gateway binary
+(tests/sdk/run.sh builds them and sets these). `STAUNCH_MOCK_URL` /
+`STAUNCH_GATEWAY_URL` point the tests at a mock / gateway example that is
+already running instead; staunch-gateway is always started here, with a
+configuration written for the session. Only loopback traffic: all of them
+listen on 127.0.0.1.
 """
 
+import hashlib
+import json
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
@@ -125,3 +135,163 @@ def gateway_url():
         GATEWAY_LISTENING,
         env=env,
     )
+
+
+# --- staunch-gateway ----------------------------------------------------------
+
+# The first line staunch-gateway prints on stdout, and nothing else there.
+SERVICE_LISTENING = re.compile(r"gateway listening on (http://127\.0\.0\.1:\d+)")
+# The client key the session's configuration accepts (stored as its SHA-256).
+SERVICE_KEY = "sk-staunch-sdk-tests-8d1f0c"
+# How long staunch-gateway may drain after SIGTERM (`shutdown_grace_secs`).
+SERVICE_GRACE_S = 5
+
+
+@dataclass(frozen=True)
+class GatewayService:
+    """A running staunch-gateway: its base URL (`http://127.0.0.1:PORT`),
+    the client key it accepts, its routes' model patterns, in order, and
+    the models of the targets those routes try."""
+
+    url: str
+    key: str
+    routes: tuple
+    target_models: tuple
+
+
+def _toml_string(value):
+    # A TOML basic string: JSON's escaping is a subset TOML reads alike.
+    return json.dumps(value)
+
+
+def _service_config(directory, key):
+    """Writes a staunch-gateway configuration into `directory`: the
+    embedded mock (with a scenario file of no faults, so that no answer
+    depends on a random draw), one route `*` to two mock targets, and one
+    client key. Returns its path and the routes and target models it has."""
+    scenario = os.path.join(directory, "calm.toml")
+    with open(scenario, "w", encoding="utf-8") as f:
+        f.write("# staunch-mock scenario: no faults.\nseed = 7\n")
+    routes = ("*",)
+    targets = ("mock-primary", "mock-fallback")
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    config = os.path.join(directory, "gateway.toml")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(
+            f"""[server]
+listen = "127.0.0.1:0"
+shutdown_grace_secs = {SERVICE_GRACE_S}
+log_format = "text"
+
+[providers.mock]
+kind = "mock"
+# Relative to this file.
+scenario = "calm.toml"
+
+[[routes]]
+model = {_toml_string(routes[0])}
+targets = [
+  {{ provider = "mock", model = {_toml_string(targets[0])} }},
+  {{ provider = "mock", model = {_toml_string(targets[1])} }},
+]
+
+[[client_keys]]
+name = "sdk-tests"
+sha256 = "{digest}"
+"""
+        )
+    return config, routes, targets
+
+
+def _first_line(path):
+    """The first whole line of a file, without its newline, or None."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        line = f.readline()
+    return line.rstrip("\r\n") if line.endswith("\n") else None
+
+
+def _ready(url):
+    """Whether `GET url/readyz` answers 200."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def gateway_service():
+    """staunch-gateway, started with a configuration written into a
+    temporary directory (see `_service_config`), once `/readyz` answers 200:
+    a `GatewayService`. At the end of the session it gets SIGTERM and must
+    exit with status 0 within its grace period."""
+    binary = os.environ.get("STAUNCH_GATEWAY_SERVICE_BIN")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.fail(
+            f"STAUNCH_GATEWAY_SERVICE_BIN={binary!r} is not an executable; run tests/sdk/run.sh, "
+            "or set STAUNCH_GATEWAY_SERVICE_BIN to the staunch-gateway binary "
+            "(cargo build -p staunch-gateway --bin staunch-gateway)"
+        )
+    directory = tempfile.mkdtemp(prefix="staunch-gateway-")
+    config, routes, targets = _service_config(directory, SERVICE_KEY)
+    stdout_path = os.path.join(directory, "stdout.log")
+    stderr_path = os.path.join(directory, "stderr.log")
+    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEYS}
+    # Files rather than pipes that nobody would drain; stdout carries only
+    # the address line, the logs go to stderr.
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(
+            [binary, "--config", config, "--listen", "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+        )
+
+    def output():
+        parts = []
+        for name, path in (("stdout", stdout_path), ("stderr", stderr_path)):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                parts.append(f"--- {name} ---\n{f.read()}")
+        return "\n".join(parts)
+
+    stopped = False
+    try:
+        url = None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"staunch-gateway exited with {proc.returncode}:\n{output()}")
+            if url is None:
+                line = _first_line(stdout_path)
+                if line is not None:
+                    found = SERVICE_LISTENING.fullmatch(line)
+                    if not found:
+                        pytest.fail(f"staunch-gateway's first line of stdout is {line!r}:\n{output()}")
+                    url = found.group(1)
+            if url is not None and _ready(url):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"staunch-gateway was not ready within {READY_TIMEOUT_S:.0f} s:\n{output()}")
+
+        yield GatewayService(url=url, key=SERVICE_KEY, routes=routes, target_models=targets)
+
+        # A clean stop: SIGTERM, then status 0 within the grace period.
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            code = proc.wait(timeout=SERVICE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"staunch-gateway did not exit within {SERVICE_GRACE_S} s of SIGTERM:\n{output()}")
+        stopped = True
+        if code != 0:
+            pytest.fail(
+                f"staunch-gateway exited with {code} after SIGTERM "
+                f"({time.monotonic() - started:.2f} s):\n{output()}"
+            )
+    finally:
+        if not stopped and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(directory, ignore_errors=True)

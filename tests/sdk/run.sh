@@ -6,10 +6,11 @@
 # Needs Python 3 (with venv and pip), a Rust toolchain, and access to PyPI
 # and crates.io the first time. Installs the SDKs into a virtualenv at
 # ${CARGO_TARGET_DIR:-target}/sdk-venv (reused, and reinstalled when
-# tests/sdk/requirements.txt changes), builds the staunch-mock binary and
-# the axum_gateway example, and runs pytest on tests/sdk. The tests talk to
-# the mock and the gateway (which, without provider keys, serves its
-# embedded mock) on 127.0.0.1 only.
+# tests/sdk/requirements.txt changes), builds the staunch-mock binary, the
+# axum_gateway example and the staunch-gateway binary, and runs pytest on
+# tests/sdk. The tests talk to the mock, the gateway example (which, without
+# provider keys, serves its embedded mock) and staunch-gateway (configured
+# with its embedded mock and a client key) on 127.0.0.1 only.
 # The exit status is pytest's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,11 +45,13 @@ print(f"sdk: openai {openai.__version__}, anthropic {anthropic.__version__}, "
 EOF
 
 # The binaries, built in one cargo call; cargo reports where it put them:
-# the mock, and the gateway example (which serves its embedded mock when it
-# has no provider keys).
-echo "sdk: cargo build -p staunch-mock --bin staunch-mock -p staunch --example axum_gateway"
+# the mock, the gateway example (which serves its embedded mock when it has
+# no provider keys), and the staunch-gateway service.
+echo "sdk: cargo build -p staunch-mock --bin staunch-mock -p staunch --example axum_gateway" \
+  "-p staunch-gateway --bin staunch-gateway"
 executables=$(
   cargo build -p staunch-mock --bin staunch-mock -p staunch --example axum_gateway \
+    -p staunch-gateway --bin staunch-gateway \
     --message-format=json-render-diagnostics |
     "$venv/bin/python" -c '
 import json, sys
@@ -56,15 +59,16 @@ for line in sys.stdin:
     message = json.loads(line)
     if message.get("reason") == "compiler-artifact" and message.get("executable"):
         name = message["target"]["name"]
-        if name in ("staunch-mock", "axum_gateway"):
+        if name in ("staunch-mock", "axum_gateway", "staunch-gateway"):
             print(name, message["executable"])
 '
 )
-STAUNCH_MOCK_BIN= STAUNCH_GATEWAY_BIN=
+STAUNCH_MOCK_BIN= STAUNCH_GATEWAY_BIN= STAUNCH_GATEWAY_SERVICE_BIN=
 while IFS= read -r line; do
   case $line in
     "staunch-mock "*) STAUNCH_MOCK_BIN=${line#* } ;;
     "axum_gateway "*) STAUNCH_GATEWAY_BIN=${line#* } ;;
+    "staunch-gateway "*) STAUNCH_GATEWAY_SERVICE_BIN=${line#* } ;;
   esac
 done <<<"$executables"
 if [[ ! -x $STAUNCH_MOCK_BIN ]]; then
@@ -75,7 +79,11 @@ if [[ ! -x $STAUNCH_GATEWAY_BIN ]]; then
   echo "sdk: cargo did not report the axum_gateway example binary" >&2
   exit 1
 fi
-export STAUNCH_MOCK_BIN STAUNCH_GATEWAY_BIN
+if [[ ! -x $STAUNCH_GATEWAY_SERVICE_BIN ]]; then
+  echo "sdk: cargo did not report the staunch-gateway binary" >&2
+  exit 1
+fi
+export STAUNCH_MOCK_BIN STAUNCH_GATEWAY_BIN STAUNCH_GATEWAY_SERVICE_BIN
 unset STAUNCH_MOCK_URL STAUNCH_GATEWAY_URL
 
 # pytest's summary line is the last line of output; its status is ours.

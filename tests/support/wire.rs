@@ -4,7 +4,6 @@
 use staunch::core::{ChatRequest, Message};
 use staunch_mock::{Fault, MockServer, Scenario};
 use staunch_providers::{Anthropic, AnthropicConfig, ApiKey, HttpOptions, OpenAi, OpenAiConfig};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The key the tests send; it must never show up in any output.
@@ -41,18 +40,6 @@ pub async fn server(openai: Vec<Fault>, anthropic: Vec<Fault>) -> MockServer {
     scenario.openai.script = openai;
     scenario.anthropic.script = anthropic;
     MockServer::start(scenario).await.expect("mock server")
-}
-
-/// A custom response: any status, body and headers.
-pub fn status(status: u16, body: &str, headers: &[(&str, &str)]) -> Fault {
-    Fault::Status {
-        status,
-        body: body.to_owned(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
-    }
 }
 
 pub fn ask(model: &str) -> ChatRequest {

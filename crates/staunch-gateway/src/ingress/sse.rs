@@ -38,7 +38,7 @@ pub(crate) fn openai(mut answer: ChatResponse, include_usage: bool) -> Response 
         .clone()
         .unwrap_or_else(|| answer.model.clone());
     let id = if answer.id.is_empty() {
-        "chatcmpl-staunch".to_owned()
+        format!("chatcmpl-{}", unique())
     } else {
         answer.id.clone()
     };
@@ -72,7 +72,7 @@ pub(crate) fn anthropic(mut answer: ChatResponse) -> Response {
         .clone()
         .unwrap_or_else(|| answer.model.clone());
     let id = if answer.id.is_empty() {
-        "msg_staunch".to_owned()
+        format!("msg_{}", unique())
     } else {
         answer.id.clone()
     };
@@ -134,4 +134,14 @@ impl Stream for Encoded {
             return Poll::Ready(Some(Ok(Bytes::from(bytes))));
         }
     }
+}
+
+/// A stream id unique in this process.
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{nanos:x}{:06x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }

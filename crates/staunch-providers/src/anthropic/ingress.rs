@@ -111,6 +111,9 @@ fn field(field: impl Into<String>, message: impl Into<String>) -> IngressError {
 /// ```
 pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
     let raw: InRequest = serde_json::from_slice(body).map_err(IngressError::from_json)?;
+    if raw.messages.is_empty() {
+        return Err(field("messages", "at least one message is required"));
+    }
     let mut messages = Vec::with_capacity(raw.messages.len() + 1);
     match raw.system {
         None => {}

@@ -206,6 +206,9 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
     if raw.n.is_some_and(|n| n != 1) {
         return Err(field("n", "only one choice (n = 1) is supported"));
     }
+    if raw.messages.is_empty() {
+        return Err(field("messages", "at least one message is required"));
+    }
     let messages = raw
         .messages
         .into_iter()
@@ -320,6 +323,21 @@ fn message(i: usize, m: InMessage) -> Result<Message, IngressError> {
 fn part(i: usize, j: usize, mut p: Map<String, Value>) -> Result<ContentPart, IngressError> {
     let at = |name: &str| format!("messages[{i}].content[{j}].{name}");
     let kind = p.get("type").and_then(Value::as_str).unwrap_or_default();
+    // The parts we model take exactly their documented fields: anything
+    // else is a mistake the client should hear about, not drop silently.
+    let allowed: &[&str] = match kind {
+        "text" => &["type", "text"],
+        "image_url" => &["type", "image_url"],
+        _ => &[],
+    };
+    if !allowed.is_empty()
+        && let Some(unknown) = p.keys().find(|k| !allowed.contains(&k.as_str()))
+    {
+        return Err(field(
+            at(unknown),
+            format!("unknown field in a {kind} part"),
+        ));
+    }
     match kind {
         "text" => match p.remove("text") {
             Some(Value::String(text)) => Ok(ContentPart::Text { text }),

@@ -2,10 +2,10 @@
 
 mod support;
 
-use staunch::core::{ChatRequest, ErrorKind, FinishReason, LlmError, Message};
+use staunch_core::{ChatRequest, ErrorKind, FinishReason, LlmError, Message};
 use staunch_mock::{Fault, Route};
 use std::time::Duration;
-use support::wire::{anthropic, ask, server, status};
+use support::{anthropic, ask, server, status};
 use tower::ServiceExt;
 
 async fn fail_with(fault: Fault) -> LlmError {
@@ -34,7 +34,7 @@ async fn an_answer_is_mapped_both_ways() {
         ],
     )
     .with_stop(["\n\nHuman:"])
-    .with_extra(staunch::core::Dialect::Anthropic, "top_k", 40);
+    .with_extra(staunch_core::Dialect::Anthropic, "top_k", 40);
     let answer = anthropic(&server).oneshot(request).await.unwrap();
     assert_eq!(answer.text(), "mock answer to: How far is the Moon?");
     assert_eq!(answer.id, "msg_mock_1");

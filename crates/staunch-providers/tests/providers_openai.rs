@@ -4,10 +4,10 @@
 
 mod support;
 
-use staunch::core::{ErrorKind, FinishReason, LlmError, Usage};
+use staunch_core::{ErrorKind, FinishReason, LlmError, Usage};
 use staunch_mock::{Fault, Route};
 use std::time::{Duration, SystemTime};
-use support::wire::{KEY, ask, openai, server, status};
+use support::{KEY, ask, openai, server, status};
 use tower::ServiceExt;
 
 async fn fail_with(fault: Fault) -> LlmError {
@@ -28,7 +28,7 @@ async fn an_answer_is_mapped_both_ways() {
         .with_temperature(0.5)
         .with_top_p(0.9)
         .with_stop(["END"])
-        .with_extra(staunch::core::Dialect::OpenAi, "seed", 42);
+        .with_extra(staunch_core::Dialect::OpenAi, "seed", 42);
     let answer = openai(&server).oneshot(request).await.unwrap();
     assert_eq!(answer.text(), "mock answer to: What is 2+2?");
     assert_eq!(
@@ -295,7 +295,7 @@ async fn an_oversized_body_is_refused() {
         staunch_providers::OpenAiConfig::new()
             .base_url(server.openai_base_url())
             .no_api_key()
-            .http(support::wire::http().max_response_bytes(64)),
+            .http(support::http().max_response_bytes(64)),
     )
     .unwrap();
     let err = client.oneshot(ask("gpt-4o")).await.unwrap_err();
@@ -324,7 +324,7 @@ async fn connection_failures_timeouts_and_resets() {
         staunch_providers::OpenAiConfig::new()
             .base_url(server.openai_base_url())
             .no_api_key()
-            .http(support::wire::http().request_timeout(Duration::from_millis(150))),
+            .http(support::http().request_timeout(Duration::from_millis(150))),
     )
     .unwrap();
     let err = impatient.oneshot(ask("gpt-4o")).await.unwrap_err();

@@ -1,32 +1,114 @@
 //! The mock server itself: scripts, seeded random faults, outage windows,
 //! context windows, the control endpoint, scenario files, shutdown.
-
-mod support;
+//!
+//! The requests go over loopback with hyper's client (as in `streaming.rs`),
+//! so the assertions are about what the mock serves: statuses and error
+//! bodies. How the clients classify those is staunch-providers' business
+//! (its `tests/providers_*.rs`).
 
 use bytes::Bytes;
+use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use staunch::core::{ChatRequest, ErrorKind, Message};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
 use staunch_mock::{Fault, MockServer, Outage, RandomFault, Route, Scenario};
+use std::net::SocketAddr;
 use std::time::Duration;
-use support::wire::{anthropic, ask, openai};
-use tower::ServiceExt;
 
-async fn kinds(server: &MockServer, n: usize) -> Vec<Option<ErrorKind>> {
-    let client = openai(server);
+/// Sends `body` with `method` to `path` on a fresh HTTP/1.1 connection and
+/// returns the status and the JSON body (`null` if not JSON); `Err` when the
+/// connection closes without an answer.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> Result<(u16, Value), hyper::Error> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).unwrap();
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// An OpenAI chat request for `model` with `prompt`, as the client sends it.
+fn openai_body(model: &str, prompt: &str) -> String {
+    json!({
+        "model": model,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": prompt},
+        ],
+        "max_tokens": 32,
+    })
+    .to_string()
+}
+
+/// The status and body of an OpenAI chat request for `model` with `prompt`.
+async fn openai(server: &MockServer, model: &str, prompt: &str) -> (u16, Value) {
+    send(
+        server.addr(),
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-test-TOPSECRET")],
+        openai_body(model, prompt),
+    )
+    .await
+    .expect("an answer")
+}
+
+/// The status and body of an Anthropic messages request.
+async fn anthropic(server: &MockServer) -> (u16, Value) {
+    let body = json!({
+        "model": "claude",
+        "max_tokens": 32,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": "What is 2+2?"}],
+    });
+    send(
+        server.addr(),
+        "POST",
+        "/v1/messages",
+        &[
+            ("x-api-key", "sk-test-TOPSECRET"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        body.to_string(),
+    )
+    .await
+    .expect("an answer")
+}
+
+/// The statuses of `n` OpenAI requests in a row.
+async fn statuses(server: &MockServer, n: usize) -> Vec<u16> {
     let mut out = Vec::new();
     for _ in 0..n {
-        out.push(
-            client
-                .clone()
-                .oneshot(ask("gpt-4o"))
-                .await
-                .err()
-                .map(|e| e.kind),
-        );
+        out.push(openai(server, "gpt-4o", "What is 2+2?").await.0);
     }
     out
+}
+
+async fn control(server: &MockServer, method: &str, path: &str, body: &str) -> (u16, Value) {
+    send(server.addr(), method, path, &[], body.to_owned())
+        .await
+        .expect("an answer")
 }
 
 #[tokio::test]
@@ -35,17 +117,12 @@ async fn the_script_plays_in_order_per_route() {
     scenario.openai.script = vec![Fault::ServerError, Fault::Ok, Fault::Unauthorized];
     scenario.anthropic.script = vec![Fault::Overloaded { retry_after: None }];
     let server = MockServer::start(scenario).await.unwrap();
+    assert_eq!(statuses(&server, 4).await, [500, 200, 401, 200]);
+    let (code, body) = anthropic(&server).await;
     assert_eq!(
-        kinds(&server, 4).await,
-        [
-            Some(ErrorKind::Server),
-            None,
-            Some(ErrorKind::Authentication),
-            None
-        ]
+        (code, &body["error"]["type"]),
+        (529, &json!("overloaded_error"))
     );
-    let err = anthropic(&server).oneshot(ask("claude")).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Overloaded);
     let stats = server.stats();
     assert_eq!(
         (
@@ -94,12 +171,12 @@ async fn random_faults_repeat_with_the_seed() {
         ];
         s
     };
-    let a = kinds(&MockServer::start(scenario(11)).await.unwrap(), 40).await;
-    let b = kinds(&MockServer::start(scenario(11)).await.unwrap(), 40).await;
-    let c = kinds(&MockServer::start(scenario(12)).await.unwrap(), 40).await;
+    let a = statuses(&MockServer::start(scenario(11)).await.unwrap(), 40).await;
+    let b = statuses(&MockServer::start(scenario(11)).await.unwrap(), 40).await;
+    let c = statuses(&MockServer::start(scenario(12)).await.unwrap(), 40).await;
     assert_eq!(a, b, "same seed, same faults");
     assert_ne!(a, c, "another seed, other faults");
-    let failures = a.iter().filter(|k| k.is_some()).count();
+    let failures = a.iter().filter(|&&code| code != 200).count();
     assert!(
         (10..=35).contains(&failures),
         "about half of 40 should fail, {failures} did"
@@ -118,21 +195,26 @@ async fn an_outage_window_and_context_windows() {
     };
     scenario.context_windows.insert("gpt-4o-mini".into(), 100);
     let server = MockServer::start(scenario).await.unwrap();
-    let err = anthropic(&server).oneshot(ask("claude")).await.unwrap_err();
-    assert_eq!((err.kind, err.status), (ErrorKind::Overloaded, Some(529)));
-    assert!(
-        openai(&server).oneshot(ask("gpt-4o")).await.is_ok(),
+    let (code, body) = anthropic(&server).await;
+    assert_eq!(
+        (code, &body["error"]["type"]),
+        (529, &json!("overloaded_error"))
+    );
+    assert_eq!(
+        openai(&server, "gpt-4o", "What is 2+2?").await.0,
+        200,
         "openai is not in the outage"
     );
 
-    let long = ChatRequest::new("gpt-4o-mini", vec![Message::user("word ".repeat(200))]);
-    let err = openai(&server).oneshot(long.clone()).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::ContextLengthExceeded);
-    assert!(
-        openai(&server)
-            .oneshot(long.with_model("gpt-4o"))
-            .await
-            .is_ok(),
+    let long = "word ".repeat(200);
+    let (code, body) = openai(&server, "gpt-4o-mini", &long).await;
+    assert_eq!(
+        (code, &body["error"]["code"]),
+        (400, &json!("context_length_exceeded"))
+    );
+    assert_eq!(
+        openai(&server, "gpt-4o", &long).await.0,
+        200,
         "no window for gpt-4o"
     );
 
@@ -145,7 +227,7 @@ async fn an_outage_window_and_context_windows() {
     });
     server.set_scenario(later);
     server.reset();
-    assert!(anthropic(&server).oneshot(ask("claude")).await.is_ok());
+    assert_eq!(anthropic(&server).await.0, 200);
     assert_eq!(
         server.stats().requests_to(Route::Anthropic),
         1,
@@ -153,31 +235,10 @@ async fn an_outage_window_and_context_windows() {
     );
 }
 
-async fn control(
-    server: &MockServer,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> (u16, serde_json::Value) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", server.url()))
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
-}
-
 #[tokio::test]
 async fn the_control_endpoint_changes_the_scenario_at_runtime() {
     let server = MockServer::start(Scenario::default()).await.unwrap();
-    assert_eq!(kinds(&server, 1).await, [None]);
+    assert_eq!(statuses(&server, 1).await, [200]);
     let (code, _) = control(
         &server,
         "POST",
@@ -187,7 +248,7 @@ async fn the_control_endpoint_changes_the_scenario_at_runtime() {
     .await;
     assert_eq!(code, 200);
     // Request counts go on: the 2nd request gets script[1].
-    assert_eq!(kinds(&server, 1).await, [Some(ErrorKind::Server)]);
+    assert_eq!(statuses(&server, 1).await, [500]);
     let (code, stats) = control(&server, "GET", "/_mock/stats", "").await;
     assert_eq!((code, stats["requests"]["openai"].as_u64()), (200, Some(2)));
     assert_eq!(stats["recent"][1]["fault"], "server_error");
@@ -246,19 +307,23 @@ async fn shutdown_closes_hanging_connections() {
     let mut scenario = Scenario::default();
     scenario.openai.script = vec![Fault::Hang];
     let server = MockServer::start(scenario).await.unwrap();
-    let client = openai(&server);
-    let pending = tokio::spawn(client.clone().oneshot(ask("gpt-4o")));
+    let pending = tokio::spawn(send(
+        server.addr(),
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        openai_body("gpt-4o", "What is 2+2?"),
+    ));
     while server.stats().requests_to(Route::OpenAi) == 0 {
         tokio::task::yield_now().await;
     }
     server.shutdown();
-    let err = tokio::time::timeout(Duration::from_secs(5), pending)
+    let outcome = tokio::time::timeout(Duration::from_secs(5), pending)
         .await
         .expect("the hanging call ends when the server stops")
-        .unwrap()
-        .unwrap_err();
+        .unwrap();
     assert!(
-        matches!(err.kind, ErrorKind::Network | ErrorKind::TruncatedResponse),
-        "{err:?}"
+        outcome.is_err(),
+        "the connection closed without an answer: {outcome:?}"
     );
 }
