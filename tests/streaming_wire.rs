@@ -412,3 +412,39 @@ impl TakeStream for ChatResponse {
         self.take_stream().expect("a streamed answer")
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_upstream_is_abandoned_after_the_header_timeout_and_not_asked_again() {
+    let mock = mock(vec![Fault::Hang], vec![]).await;
+    let silent = BoxCloneSyncService::new(
+        OpenAi::new(
+            OpenAiConfig::new()
+                .base_url(mock.openai_base_url())
+                .api_key(ApiKey::new("sk-test"))
+                .http(options().header_timeout(Duration::from_secs(3))),
+        )
+        .unwrap(),
+    );
+    let started = Instant::now();
+    let err = silent.clone().oneshot(ask()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert_eq!(
+        err.class(),
+        ErrorClass::Unavailable,
+        "next target, not again"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+
+    mock.reset();
+    let (openai, _) = TargetBuilder::new("openai", silent).build().unwrap();
+    let (anthropic, _) = TargetBuilder::new("anthropic", client(&mock, Route::Anthropic))
+        .build()
+        .unwrap();
+    let answer = Fallback::new([openai, anthropic])
+        .unwrap()
+        .oneshot(ask())
+        .await
+        .unwrap();
+    assert_eq!(answer.meta.target.as_deref(), Some("anthropic"));
+    assert_eq!(mock.stats().requests_to(Route::OpenAi), 1, "asked once");
+}

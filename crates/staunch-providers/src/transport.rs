@@ -84,9 +84,11 @@ impl HttpOptions {
         self
     }
 
-    /// Streams: how long to wait for the response headers; an upstream that
-    /// accepts and stays silent is abandoned after it (a transient
-    /// `Timeout`).
+    /// Streams: how long to wait for the response headers. An upstream that
+    /// accepts and stays silent is abandoned after it with a `Timeout`
+    /// that, like a missed first token, moves the chain to the next target
+    /// instead of asking the silent one again (see
+    /// [`retry_first_token_timeout`](Self::retry_first_token_timeout)).
     pub fn header_timeout(mut self, d: Duration) -> Self {
         self.header_timeout = d;
         self
@@ -102,8 +104,8 @@ impl HttpOptions {
         self
     }
 
-    /// Streams: whether a missed first token may be retried on the same
-    /// target.
+    /// Streams: whether a missed first token (or missed response headers)
+    /// may be retried on the same target.
     pub fn retry_first_token_timeout(mut self, on: bool) -> Self {
         self.retry_first_token_timeout = on;
         self
@@ -256,10 +258,13 @@ impl Transport {
             Ok(Err(e)) => Err(send_error(e)),
             Err(_) => Err(match by_deadline {
                 Some(d) => d.exceeded(),
+                // A silent upstream is abandoned for the next target, not
+                // asked again (unless told to retry slow starts).
                 None => LlmError::new(
                     ErrorKind::Timeout,
                     format!("no response headers within {timeout:?}"),
-                ),
+                )
+                .with_should_retry(self.options.retry_first_token_timeout),
             }),
         }
     }
