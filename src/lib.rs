@@ -12,6 +12,7 @@
 //! | [`observe`] | outermost: a span and metrics per logical request; the metric names |
 //! | [`degrade`] | serves a cached, then a static answer when everything below fails |
 //! | [`budget`] | refuses requests that would pass a per-request or per-window token/cost cap |
+//! | [`quota`] | per target: requests and tokens per minute/day, lock-free; waits in order or refuses at once; learns the provider's limits |
 //! | [`circuit_breaker`] | per target: fails fast while it is down, probes it back, lock-free when closed |
 //! | [`fallback`] | ordered target chains that skip open circuits and too-small context windows |
 //! | [`retry`] | retries transient failures with capped, jittered backoff, `Retry-After`, a retry budget and the deadline |
@@ -65,6 +66,8 @@ mod into_llm;
 pub mod metrics;
 #[cfg(feature = "observe")]
 pub mod observe;
+#[cfg(feature = "quota")]
+pub mod quota;
 #[cfg(feature = "retry")]
 pub mod retry;
 mod stream_watch;

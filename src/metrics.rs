@@ -69,6 +69,18 @@ pub const CIRCUIT_TRANSITIONS: &str = "staunch_circuit_transitions_total";
 pub const CIRCUIT_STATE: &str = "staunch_circuit_state";
 /// Counter: calls a circuit breaker refused while open, by `breaker`.
 pub const CIRCUIT_REJECTIONS: &str = "staunch_circuit_rejections_total";
+/// Counter: requests a quota refused without calling the provider, by
+/// `quota` and `reason` (`max_wait`: room comes later than the request may
+/// wait; `deadline`: the wait would reach its deadline; `too_large`: it
+/// needs more tokens than a whole limit). A steady rate means the target's
+/// limits are too small for its traffic: raise them or add a target.
+pub const QUOTA_REFUSALS: &str = "staunch_quota_refusals_total";
+/// Counter: requests that waited for room in a quota, by `quota`.
+pub const QUOTA_WAITS: &str = "staunch_quota_waits_total";
+/// Counter: pauses a provider imposed on a quota, by `quota` and `reason`
+/// (`retry_after`: a 429's `Retry-After`; `remaining`: its headers said
+/// nothing is left until the reset).
+pub const QUOTA_PAUSES: &str = "staunch_quota_pauses_total";
 
 /// A metric handle that records nothing: what the recording macros give
 /// when the `metrics` feature is off.
