@@ -1,0 +1,516 @@
+//! The shared quota's state: leases, the Redis decision, the local fallback.
+
+use super::config::{Limit, SharedQuotaConfig};
+use crate::local::LocalGcra;
+use crate::metrics as names;
+use crate::scripts;
+use redis::aio::ConnectionManager;
+use staunch_core::{ChatRequest, ErrorKind, LlmError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What a request was admitted with, to reconcile when its answer comes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grant {
+    /// Tokens reserved (0 without a token limit).
+    pub(crate) tokens: u64,
+    /// Admitted through Redis (a lease or a decision), not locally.
+    pub(crate) shared: bool,
+}
+
+/// One limit: its Redis key, its lease and its local fallback.
+#[derive(Debug)]
+pub(crate) struct LimitState {
+    key: String,
+    limit: Limit,
+    /// Microseconds per unit, on Redis' clock.
+    interval_us: f64,
+    window_us: f64,
+    lease: u64,
+    /// Leased units not yet spent (negative: spent beyond the lease, paid
+    /// by the next refill).
+    pool: AtomicI64,
+    /// When the lease's leftover expires, nanoseconds since `base`.
+    pool_expires: AtomicU64,
+    /// This replica's share of the limit, used while Redis is unreachable;
+    /// it also records shared admissions so a fall back starts from this
+    /// replica's recent use.
+    local: LocalGcra,
+    /// Units admitted locally during an outage, charged to Redis when it
+    /// is back.
+    unshared: AtomicU64,
+}
+
+impl LimitState {
+    fn new(key: String, limit: Limit, lease: u64, replicas: u32, base: Instant) -> Self {
+        let window_us = limit.per.as_secs_f64() * 1e6;
+        let local_amount = (limit.amount / u64::from(replicas)).max(1);
+        LimitState {
+            key,
+            limit,
+            interval_us: window_us / limit.amount as f64,
+            window_us,
+            lease: lease.min(limit.amount),
+            pool: AtomicI64::new(0),
+            pool_expires: AtomicU64::new(0),
+            local: LocalGcra::new(local_amount, limit.per, base),
+            unshared: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `units` from the lease if it holds them and has not expired.
+    fn try_take(&self, units: u64, now: u64) -> bool {
+        if units == 0 {
+            return true;
+        }
+        if self.pool_expires.load(Ordering::Acquire) <= now {
+            return false;
+        }
+        let units = units as i64;
+        self.pool
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                (p >= units).then_some(p - units)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, units: u64) {
+        if units > 0 {
+            self.pool.fetch_add(units as i64, Ordering::AcqRel);
+        }
+    }
+
+    /// The lease's usable units now; an expired leftover is dropped (a debt
+    /// is kept).
+    fn available(&self, now: u64) -> i64 {
+        if self.pool_expires.load(Ordering::Acquire) <= now {
+            let _ = self
+                .pool
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                    (p > 0).then_some(0)
+                });
+        }
+        self.pool.load(Ordering::Acquire)
+    }
+
+    /// The script's arguments for a request of `cost` units: the least it
+    /// must grant and the most it should.
+    fn ask(&self, cost: u64, now: u64) -> (u64, u64) {
+        if cost == 0 {
+            return (0, 0);
+        }
+        let have = self.available(now);
+        let need = (cost as i64 - have).max(0) as u64;
+        if need == 0 {
+            // Raced with a refund: the lease holds it; take nothing.
+            return (0, 0);
+        }
+        (need, need.max(self.lease))
+    }
+
+    /// Credits a grant and spends `cost` of it.
+    fn credit(&self, grant: u64, cost: u64, now: u64, ttl: u64) {
+        if grant > 0 {
+            self.pool_expires
+                .store(now.saturating_add(ttl), Ordering::Release);
+        }
+        self.pool
+            .fetch_add(grant as i64 - cost as i64, Ordering::AcqRel);
+        self.local.record(cost);
+    }
+}
+
+/// A shared quota: what every service built by one layer shares.
+#[derive(Debug)]
+pub(crate) struct Quota {
+    pub(crate) config: SharedQuotaConfig,
+    requests: Option<LimitState>,
+    tokens: Option<LimitState>,
+    /// One refill at a time per replica when leasing, so a replica holds
+    /// at most one lease per limit.
+    refill: tokio::sync::Mutex<()>,
+    leasing: bool,
+    /// False while Redis is unreachable.
+    shared: AtomicBool,
+    /// The last probe of an unreachable Redis, nanoseconds since `base`.
+    last_probe: AtomicU64,
+    base: Instant,
+    pub(crate) stats: Stats,
+}
+
+/// Counts for the handle.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) redis_decisions: AtomicU64,
+    pub(crate) leased: AtomicU64,
+    pub(crate) fallbacks: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) outages: AtomicU64,
+}
+
+impl Quota {
+    pub(crate) fn new(config: SharedQuotaConfig) -> Self {
+        let base = Instant::now();
+        // `{name}` is a hash tag: both keys live in one Redis Cluster slot.
+        let key = |what: &str| format!("{}:quota:{{{}}}:{what}", config.prefix, config.name);
+        let requests = config.requests.map(|l| {
+            LimitState::new(
+                key("requests"),
+                l,
+                config.lease_requests,
+                config.replicas,
+                base,
+            )
+        });
+        let tokens = config
+            .tokens
+            .map(|l| LimitState::new(key("tokens"), l, config.lease_tokens, config.replicas, base));
+        let leasing = requests.as_ref().is_some_and(|l| l.lease > 0)
+            || tokens.as_ref().is_some_and(|l| l.lease > 0);
+        metrics::gauge!(names::SHARED, "kind" => "quota", "name" => config.name.to_string())
+            .set(1.0);
+        Quota {
+            config,
+            requests,
+            tokens,
+            refill: tokio::sync::Mutex::new(()),
+            leasing,
+            shared: AtomicBool::new(true),
+            last_probe: AtomicU64::new(0),
+            base,
+            stats: Stats::default(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::Acquire)
+    }
+
+    /// The tokens a request reserves: its prompt estimate plus its output
+    /// cap, at most the whole limit.
+    pub(crate) fn estimate(&self, request: &ChatRequest) -> u64 {
+        match &self.tokens {
+            None => 0,
+            Some(t) => {
+                let output = request
+                    .max_tokens
+                    .map_or(self.config.default_output_tokens, u64::from);
+                (request.estimated_input_tokens() + output).min(t.limit.amount)
+            }
+        }
+    }
+
+    fn costs(&self, tokens: u64) -> [(Option<&LimitState>, u64); 2] {
+        [(self.requests.as_ref(), 1), (self.tokens.as_ref(), tokens)]
+    }
+
+    /// A decision that needs no Redis round trip: from the lease, or local
+    /// while Redis is unreachable. `None`: ask Redis.
+    pub(crate) fn decide_now(self: &Arc<Self>, tokens: u64) -> Option<Result<Grant, LlmError>> {
+        if !self.is_shared() {
+            self.maybe_probe();
+            return Some(self.decide_locally(tokens));
+        }
+        if self.requests.is_none() && self.tokens.is_none() {
+            return Some(Ok(Grant {
+                tokens,
+                shared: true,
+            }));
+        }
+        self.take_leased(tokens).map(Ok)
+    }
+
+    fn take_leased(&self, tokens: u64) -> Option<Grant> {
+        if !self.leasing {
+            return None;
+        }
+        let now = self.now();
+        let mut taken: [Option<(&LimitState, u64)>; 2] = [None, None];
+        for (i, (limit, cost)) in self.costs(tokens).into_iter().enumerate() {
+            if let Some(limit) = limit {
+                if !limit.try_take(cost, now) {
+                    for (l, c) in taken.into_iter().flatten() {
+                        l.give_back(c);
+                    }
+                    return None;
+                }
+                taken[i] = Some((limit, cost));
+            }
+        }
+        for (l, c) in taken.into_iter().flatten() {
+            l.local.record(c);
+        }
+        self.stats.leased.fetch_add(1, Ordering::Relaxed);
+        Some(Grant {
+            tokens,
+            shared: true,
+        })
+    }
+
+    /// The shared decision, within the timeout; local when Redis fails.
+    pub(crate) async fn decide(self: Arc<Self>, tokens: u64) -> Result<Grant, LlmError> {
+        let outcome = tokio::time::timeout(self.config.timeout, self.decide_shared(tokens)).await;
+        match outcome {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(error)) => {
+                self.lost(&error.to_string());
+                self.decide_locally(tokens)
+            }
+            Err(_) => {
+                self.lost("no answer within the timeout");
+                self.decide_locally(tokens)
+            }
+        }
+    }
+
+    async fn decide_shared(
+        &self,
+        tokens: u64,
+    ) -> Result<Result<Grant, LlmError>, redis::RedisError> {
+        let _guard = if self.leasing {
+            let guard = self.refill.lock().await;
+            // Another request may have refilled the lease meanwhile.
+            if let Some(grant) = self.take_leased(tokens) {
+                return Ok(Ok(grant));
+            }
+            Some(guard)
+        } else {
+            None
+        };
+        let now = self.now();
+        let mut invocation = scripts::TAKE.prepare_invoke();
+        let mut asked = Vec::with_capacity(2);
+        for (limit, cost) in self.costs(tokens) {
+            if let Some(limit) = limit {
+                let (min, want) = limit.ask(cost, now);
+                invocation
+                    .key(&limit.key)
+                    .arg(limit.interval_us)
+                    .arg(limit.window_us)
+                    .arg(min)
+                    .arg(want);
+                asked.push((limit, cost));
+            }
+        }
+        let mut conn: ConnectionManager = self.config.redis.manager.clone();
+        let (allowed, first, second, wait_us): (i64, u64, u64, u64) =
+            invocation.invoke_async(&mut conn).await?;
+        self.stats.redis_decisions.fetch_add(1, Ordering::Relaxed);
+        if allowed == 1 {
+            let ttl = u64::try_from(self.config.lease_ttl.as_nanos()).unwrap_or(u64::MAX);
+            for ((limit, cost), grant) in asked.into_iter().zip([first, second]) {
+                limit.credit(grant, cost, now, ttl);
+            }
+            Ok(Ok(Grant {
+                tokens,
+                shared: true,
+            }))
+        } else {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            Ok(Err(self.refusal(Duration::from_micros(wait_us), "shared")))
+        }
+    }
+
+    fn refusal(&self, wait: Duration, how: &str) -> LlmError {
+        LlmError::new(
+            ErrorKind::RateLimited,
+            format!(
+                "{how} quota of {} is used up; room in {} ms",
+                self.config.name,
+                wait.as_millis()
+            ),
+        )
+        .with_retry_after(wait)
+        .with_should_retry(false)
+    }
+
+    /// Local decision at this replica's share of the limits.
+    fn decide_locally(&self, tokens: u64) -> Result<Grant, LlmError> {
+        self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(names::FALLBACKS, "kind" => "quota", "name" => self.config.name.to_string())
+            .increment(1);
+        let mut taken: Vec<(&LimitState, u64)> = Vec::with_capacity(2);
+        for (limit, cost) in self.costs(tokens) {
+            if let Some(limit) = limit {
+                if let Err(wait) = limit.local.try_take(cost) {
+                    for (l, c) in taken {
+                        l.local.give_back(c);
+                    }
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(self.refusal(wait, "local fallback"));
+                }
+                taken.push((limit, cost));
+            }
+        }
+        for (l, c) in taken {
+            l.unshared.fetch_add(c, Ordering::Relaxed);
+        }
+        Ok(Grant {
+            tokens,
+            shared: false,
+        })
+    }
+
+    /// Redis failed: decide locally until a probe finds it back.
+    fn lost(&self, why: &str) {
+        self.last_probe.store(self.now(), Ordering::Release);
+        if self.shared.swap(false, Ordering::AcqRel) {
+            self.stats.outages.fetch_add(1, Ordering::Relaxed);
+            metrics::gauge!(names::SHARED, "kind" => "quota", "name" => self.config.name.to_string())
+                .set(0.0);
+            tracing::warn!(
+                target: "staunch::redis",
+                quota = &*self.config.name,
+                error = why,
+                replicas = self.config.replicas,
+                "Redis is unreachable or slow: quota decisions are local (limit / replicas) until it answers again"
+            );
+        }
+    }
+
+    /// While Redis is unreachable, tries it in the background at most once
+    /// per `probe_interval`; no request waits for it.
+    fn maybe_probe(self: &Arc<Self>) {
+        let now = self.now();
+        let last = self.last_probe.load(Ordering::Acquire);
+        let interval = u64::try_from(self.config.probe_interval.as_nanos()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) < interval
+            || self
+                .last_probe
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let quota = Arc::clone(self);
+        runtime.spawn(async move {
+            let mut conn = quota.config.redis.manager.clone();
+            let ping = tokio::time::timeout(
+                quota.config.timeout.max(Duration::from_millis(250)),
+                redis::cmd("PING").query_async::<()>(&mut conn),
+            )
+            .await;
+            if matches!(ping, Ok(Ok(()))) {
+                quota.resume().await;
+            }
+        });
+    }
+
+    /// Redis answers again: charge it what was admitted locally meanwhile
+    /// (at most one local bucket per limit), then share again.
+    async fn resume(&self) {
+        let mut conn = self.config.redis.manager.clone();
+        for limit in [&self.requests, &self.tokens].into_iter().flatten() {
+            let local_amount = (limit.limit.amount / u64::from(self.config.replicas)).max(1);
+            let debt = limit.unshared.swap(0, Ordering::AcqRel).min(local_amount);
+            if debt > 0 {
+                let _ = tokio::time::timeout(
+                    self.config.timeout.max(Duration::from_millis(250)),
+                    scripts::ADJUST
+                        .key(&limit.key)
+                        .arg(limit.interval_us)
+                        .arg(debt as f64)
+                        .invoke_async::<i64>(&mut conn),
+                )
+                .await;
+            }
+        }
+        if !self.shared.swap(true, Ordering::AcqRel) {
+            metrics::gauge!(names::SHARED, "kind" => "quota", "name" => self.config.name.to_string())
+                .set(1.0);
+            tracing::info!(
+                target: "staunch::redis",
+                quota = &*self.config.name,
+                "Redis answers again: quota decisions are shared"
+            );
+        }
+    }
+
+    /// The answer came: settle the token reservation with what was used.
+    /// Unused tokens go back to the lease (up to its size) and the rest to
+    /// Redis; tokens used beyond the reservation are a debt the next
+    /// refill pays.
+    pub(crate) fn settle(self: &Arc<Self>, grant: Grant, used: u64) {
+        let Some(limit) = &self.tokens else {
+            return;
+        };
+        let reserved = grant.tokens;
+        if used == reserved {
+            return;
+        }
+        if !grant.shared {
+            if used < reserved {
+                limit.local.give_back(reserved - used);
+                let _ = limit
+                    .unshared
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                        Some(u.saturating_sub(reserved - used))
+                    });
+            } else {
+                limit.local.record(used - reserved);
+                limit.unshared.fetch_add(used - reserved, Ordering::AcqRel);
+            }
+            return;
+        }
+        if used > reserved {
+            limit.local.record(used - reserved);
+            if self.leasing {
+                limit
+                    .pool
+                    .fetch_sub((used - reserved) as i64, Ordering::AcqRel);
+            } else {
+                self.adjust_later(used as f64 - reserved as f64);
+            }
+            return;
+        }
+        let unused = reserved - used;
+        limit.local.give_back(unused);
+        let mut to_redis = unused;
+        if limit.lease > 0 && limit.pool_expires.load(Ordering::Acquire) > self.now() {
+            let room = (limit.lease as i64 - limit.pool.load(Ordering::Acquire)).max(0) as u64;
+            let keep = room.min(unused);
+            limit.give_back(keep);
+            to_redis -= keep;
+        }
+        if to_redis > 0 {
+            self.adjust_later(-(to_redis as f64));
+        }
+    }
+
+    /// Moves the shared token limit by `units` in the background.
+    fn adjust_later(self: &Arc<Self>, units: f64) {
+        let Some(limit) = &self.tokens else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.is_shared() {
+            return;
+        }
+        let key = limit.key.clone();
+        let interval = limit.interval_us;
+        let timeout = self.config.timeout;
+        let mut conn = self.config.redis.manager.clone();
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(
+                timeout,
+                scripts::ADJUST
+                    .key(key)
+                    .arg(interval)
+                    .arg(units)
+                    .invoke_async::<i64>(&mut conn),
+            )
+            .await;
+        });
+    }
+}
