@@ -44,6 +44,9 @@ impl Reservation {
     fn finish(self, result: &mut Result<ChatResponse, LlmError>) {
         match result {
             Ok(response) if response.is_streaming() => {
+                if let Some(headers) = &response.meta.rate_limit_headers {
+                    super::layer::observe(&self.shared, &super::Observed::from_headers(headers));
+                }
                 // Reconciled with the streamed usage when the stream ends,
                 // broken or dropped streams included.
                 let failed = response.meta.failed_usage;
@@ -57,6 +60,9 @@ impl Reservation {
                 });
             }
             Ok(response) => {
+                if let Some(headers) = &response.meta.rate_limit_headers {
+                    super::layer::observe(&self.shared, &super::Observed::from_headers(headers));
+                }
                 let usage = response.total_usage();
                 // No usage reported: nothing to reconcile with, so the
                 // reservation stands.
@@ -65,6 +71,9 @@ impl Reservation {
                 }
             }
             Err(error) => {
+                if let Some(headers) = &error.rate_limit_headers {
+                    super::layer::observe(&self.shared, &super::Observed::from_headers(headers));
+                }
                 let config = &self.shared.config;
                 if config.pause_on_rate_limit
                     && error.kind == ErrorKind::RateLimited

@@ -537,3 +537,28 @@ mod property {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_quota_learns_from_the_headers_the_provider_sent_with_its_answer() {
+    // The provider's answer says one request is left for 2 s.
+    let provider = tower::service_fn(|r: ChatRequest| async move {
+        let mut answer = ChatResponse::new(r.model, "ok").with_usage(Usage::new(6, 4));
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
+        headers.insert("x-ratelimit-reset-requests", "2s".parse().unwrap());
+        answer.meta.rate_limit_headers = Some(headers);
+        Ok::<_, LlmError>(answer)
+    });
+    let layer = quota(QuotaConfig::new("openai").max_wait(Duration::ZERO));
+    let service = layer.layer(provider);
+    service.clone().oneshot(ask()).await.unwrap();
+    let err = service.clone().oneshot(ask()).await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::RateLimited,
+        "paused before the provider would refuse"
+    );
+    assert_eq!(err.retry_after, Some(2 * SEC));
+    tokio::time::advance(2 * SEC).await;
+    service.oneshot(ask()).await.unwrap();
+}

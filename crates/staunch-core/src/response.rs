@@ -144,6 +144,11 @@ pub struct ResponseMeta {
     /// reader sees [`StreamEvent::Continued`](crate::StreamEvent::Continued)).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub continuations: Vec<String>,
+    /// The provider's rate-limit headers on this answer (OpenAI's
+    /// `x-ratelimit-*`, Anthropic's `anthropic-ratelimit-*`, `retry-after`),
+    /// for a quota layer to learn the real limits from. Not serialized.
+    #[serde(skip)]
+    pub rate_limit_headers: Option<http::HeaderMap>,
 }
 
 impl Default for ResponseMeta {
@@ -161,6 +166,7 @@ impl Default for ResponseMeta {
             cost: None,
             warning: None,
             continuations: Vec::new(),
+            rate_limit_headers: None,
         }
     }
 }

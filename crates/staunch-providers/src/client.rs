@@ -334,6 +334,7 @@ impl Core {
                 if error.request_id.is_none() {
                     error.request_id = crate::headers::request_id(&head.headers);
                 }
+                error.rate_limit_headers = crate::headers::rate_limit(&head.headers);
                 return Err(error);
             }
             let mut live = crate::streaming::LiveStream::new(
@@ -348,16 +349,18 @@ impl Core {
                 self.provider.clone(),
                 model.clone(),
             );
+            let limits = crate::headers::rate_limit(&head.headers);
             match live.open().await {
-                crate::streaming::Opened::Committed => Ok(live),
+                crate::streaming::Opened::Committed => Ok((live, limits)),
                 crate::streaming::Opened::Failed(error) => Err(error),
             }
         }
         .instrument(span)
         .await;
         match outcome {
-            Ok(live) => {
+            Ok((live, limits)) => {
                 let mut response = ChatResponse::streaming(model.clone(), Box::pin(live));
+                response.meta.rate_limit_headers = limits;
                 response.meta.provider = Some(self.provider.clone());
                 response.meta.model = Some(model);
                 response.meta.latency = started.elapsed();
@@ -407,10 +410,15 @@ impl Core {
             let raw = self.transport.send(request?, deadline).await?;
             tracing::Span::current().record("status", raw.status);
             let mut result = parse(raw.status, &raw.headers, &raw.body);
-            if let Err(error) = &mut result
-                && error.request_id.is_none()
-            {
-                error.request_id = crate::headers::request_id(&raw.headers);
+            let limits = crate::headers::rate_limit(&raw.headers);
+            match &mut result {
+                Ok(response) => response.meta.rate_limit_headers = limits,
+                Err(error) => {
+                    if error.request_id.is_none() {
+                        error.request_id = crate::headers::request_id(&raw.headers);
+                    }
+                    error.rate_limit_headers = limits;
+                }
             }
             result
         }

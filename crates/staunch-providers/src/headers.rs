@@ -125,3 +125,41 @@ mod tests {
         );
     }
 }
+
+/// The rate-limit headers of an answer (OpenAI's `x-ratelimit-*`,
+/// Anthropic's `anthropic-ratelimit-*`, `retry-after`, `retry-after-ms`),
+/// for a quota layer; `None` when there are none.
+pub fn rate_limit(headers: &HeaderMap) -> Option<HeaderMap> {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n.starts_with("x-ratelimit-")
+            || n.starts_with("anthropic-ratelimit-")
+            || n.starts_with("retry-after")
+        {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_rate_limit_headers_are_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining-tokens", "10".parse().unwrap());
+        h.insert(
+            "anthropic-ratelimit-requests-reset",
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        );
+        h.insert("retry-after", "3".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        let kept = rate_limit(&h).unwrap();
+        assert_eq!(kept.len(), 3);
+        assert!(!kept.contains_key("content-type"));
+        assert!(rate_limit(&HeaderMap::new()).is_none());
+    }
+}

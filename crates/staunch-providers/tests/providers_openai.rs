@@ -77,6 +77,9 @@ async fn rate_limits_carry_their_wait() {
     );
     assert_eq!(err.request_id.as_deref(), Some("req_mock_1"));
     assert_eq!(err.provider.as_deref(), Some("openai"));
+    // The rate-limit headers ride up for a quota layer to learn from.
+    let limits = err.rate_limit_headers.as_ref().expect("rate-limit headers");
+    assert!(limits.contains_key("retry-after"), "{limits:?}");
 
     let in_seconds = status(
         429,

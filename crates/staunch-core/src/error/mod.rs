@@ -84,6 +84,9 @@ pub struct ErrorDetails {
     /// The errors of earlier fallback targets, in the order they were tried;
     /// this error is the last target's.
     pub earlier: Vec<LlmError>,
+    /// The provider's rate-limit headers on the failed answer (see
+    /// [`ResponseMeta::rate_limit_headers`](crate::ResponseMeta::rate_limit_headers)).
+    pub rate_limit_headers: Option<http::HeaderMap>,
     source: Option<BoxError>,
 }
 
@@ -117,6 +120,7 @@ impl LlmError {
                 attempts: 1,
                 spent: Usage::default(),
                 earlier: Vec::new(),
+                rate_limit_headers: None,
                 source: None,
             }),
         }
