@@ -78,13 +78,9 @@ impl Reservation {
                 if config.pause_on_rate_limit
                     && error.kind == ErrorKind::RateLimited
                     && error.status.is_some()
+                    && let Some(wait) = error.retry_after.filter(|w| !w.is_zero())
                 {
-                    if let Some(wait) = error.retry_after.filter(|w| !w.is_zero()) {
-                        super::layer::observe(
-                            &self.shared,
-                            &super::Observed::new().retry_after(wait),
-                        );
-                    }
+                    super::layer::observe(&self.shared, &super::Observed::new().retry_after(wait));
                 }
                 // A provider that answered with an error status, or said
                 // what it billed, is taken at its word; a call cut without

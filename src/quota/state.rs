@@ -354,11 +354,11 @@ impl Shared {
             }
         }
         let mut retry = false;
-        if let Some(wait) = seen.retry_after.filter(|w| !w.is_zero()) {
-            if let Some(until) = Instant::now().checked_add(wait) {
-                self.pause_until(until);
-                retry = true;
-            }
+        if let Some(wait) = seen.retry_after.filter(|w| !w.is_zero())
+            && let Some(until) = Instant::now().checked_add(wait)
+        {
+            self.pause_until(until);
+            retry = true;
         }
         (exhausted, retry)
     }

@@ -646,10 +646,10 @@ impl Config {
         let mut config = Config::parse(&text, &origin)?;
         if let Some(dir) = path.parent() {
             for provider in config.providers.values_mut() {
-                if let Some(scenario) = &mut provider.scenario {
-                    if scenario.is_relative() {
-                        *scenario = dir.join(&*scenario);
-                    }
+                if let Some(scenario) = &mut provider.scenario
+                    && scenario.is_relative()
+                {
+                    *scenario = dir.join(&*scenario);
                 }
             }
         }
@@ -1082,13 +1082,13 @@ impl Check<'_> {
             },
             None => {}
         }
-        if let Some(env) = &p.api_key_env {
-            if env.is_empty() || env.contains('=') || env.contains('\0') {
-                self.error(
-                    key(&path, "api_key_env"),
-                    format!("{env:?} is not an environment variable name"),
-                );
-            }
+        if let Some(env) = &p.api_key_env
+            && (env.is_empty() || env.contains('=') || env.contains('\0'))
+        {
+            self.error(
+                key(&path, "api_key_env"),
+                format!("{env:?} is not an environment variable name"),
+            );
         }
         for (hname, hvalue) in &p.headers {
             let hpath = child(&key(&path, "headers"), Seg::Key(hname.clone()));
@@ -1311,10 +1311,10 @@ impl Check<'_> {
             if k.window_tokens == Some(0) {
                 self.error(key(&path, "window_tokens"), "must be greater than 0");
             }
-            if let Some(cost) = k.window_cost {
-                if !(cost.is_finite() && cost > 0.0) {
-                    self.error(key(&path, "window_cost"), "must be a number of dollars > 0");
-                }
+            if let Some(cost) = k.window_cost
+                && !(cost.is_finite() && cost > 0.0)
+            {
+                self.error(key(&path, "window_cost"), "must be a number of dollars > 0");
             }
         }
     }
