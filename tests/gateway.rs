@@ -134,7 +134,10 @@ async fn the_gateway_answers_in_openai_shape_and_says_what_staunch_did() {
         &client,
         "POST",
         &chat,
-        r#"{"model": "gpt-4o", "messages": []}"#,
+        // A forced tool the request does not offer: the provider's 400.
+        r#"{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "b"}}}"#,
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.text);

@@ -38,7 +38,13 @@
 //! generator's own tokio workers, to leave the other core to the servers),
 //! `--max-p99-ms MS` (100; the p99 under which an open-loop rate counts as
 //! sustained), `--label NAME` (carried into the output), `--only target`
-//! or `--only direct` (one path).
+//! or `--only direct` (one path), `--rounds N` (3: each phase is cut into N
+//! slices and the direct and gateway slices alternate, so that a burst of
+//! CPU from a neighbour on a shared machine lands on both paths alike),
+//! `--api-key KEY` (sent as `Authorization: Bearer KEY` on both paths; a
+//! dummy by default), `--stop-when-unsustained` (skip the rates above the
+//! first one the gateway (or, alone, the direct path) did not sustain; give
+//! the rates in increasing order).
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header};
@@ -65,7 +71,7 @@ fn usage() -> ! {
         "usage: loadgen --target URL --direct URL [--rate R[,R...]] [--saturate] \
          [--concurrency C] [--duration S] [--pid PID] [--stream] [--json] \
          [--model M] [--warmup S] [--threads N] [--timeout S] [--max-in-flight N] \
-         [--max-p99-ms MS] [--label NAME] [--only target|direct]"
+         [--max-p99-ms MS] [--label NAME] [--only target|direct] [--rounds N] [--api-key KEY] [--stop-when-unsustained]"
     );
     std::process::exit(2);
 }
@@ -93,6 +99,9 @@ struct Args {
     max_in_flight: usize,
     max_p99_ms: f64,
     label: Option<String>,
+    rounds: u32,
+    api_key: String,
+    stop_when_unsustained: bool,
 }
 
 fn parse_args() -> Args {
@@ -113,6 +122,9 @@ fn parse_args() -> Args {
         max_in_flight: 10_000,
         max_p99_ms: 100.0,
         label: None,
+        rounds: 3,
+        api_key: "sk-loadgen-dummy".to_owned(),
+        stop_when_unsustained: false,
     };
     let mut only: Option<String> = None;
     let mut it = std::env::args().skip(1);
@@ -175,6 +187,12 @@ fn parse_args() -> Args {
                 args.max_p99_ms = number(&value(&mut it, "--max-p99-ms"), "--max-p99-ms")
             }
             "--label" => args.label = Some(value(&mut it, "--label")),
+            "--api-key" => args.api_key = value(&mut it, "--api-key"),
+            "--stop-when-unsustained" => args.stop_when_unsustained = true,
+            "--rounds" => {
+                args.rounds = number(&value(&mut it, "--rounds"), "--rounds");
+                args.rounds = args.rounds.clamp(1, 100);
+            }
             "--only" => only = Some(value(&mut it, "--only")),
             "-h" | "--help" => usage(),
             other => {
@@ -246,6 +264,7 @@ struct Shot {
     stream: bool,
     timeout: Duration,
     counter: Arc<AtomicU64>,
+    authorization: http::HeaderValue,
 }
 
 enum Outcome {
@@ -283,7 +302,7 @@ impl Shot {
     async fn fire_inner(&self) -> Outcome {
         let request = Request::post(self.uri.clone())
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::AUTHORIZATION, "Bearer sk-loadgen-dummy")
+            .header(header::AUTHORIZATION, self.authorization.clone())
             .body(Full::new(self.body()))
             .expect("a valid request");
         let sent = Instant::now();
@@ -391,14 +410,10 @@ struct PathStats {
 }
 
 impl PathStats {
-    fn from_record(mut record: Record, started: Instant, sent: u64, skipped: u64) -> PathStats {
+    fn from_record(mut record: Record, elapsed: f64, sent: u64, skipped: u64) -> PathStats {
         record.latencies.sort_unstable();
         record.ttfb.sort_unstable();
         let ok = record.latencies.len() as u64;
-        let elapsed = record
-            .last_done
-            .map_or(Duration::ZERO, |t| t.saturating_duration_since(started))
-            .as_secs_f64();
         PathStats {
             sent,
             ok,
@@ -535,6 +550,7 @@ struct ProcessStats {
     pid: u32,
     processes: usize,
     cpu_s: f64,
+    wall_s: f64,
     cpu_cores: f64,
     cpu_us_per_request: f64,
     peak_rss_mb: f64,
@@ -571,7 +587,7 @@ fn sample_before(pid: u32) -> ProcessSample {
     }
 }
 
-fn sample_after(pid: u32, before: &ProcessSample, answered: u64, tck: f64) -> ProcessStats {
+fn sample_after(pid: u32, before: &ProcessSample, tck: f64) -> ProcessStats {
     let mut pids = process_tree(pid);
     for p in &before.pids {
         if !pids.contains(p) {
@@ -587,15 +603,32 @@ fn sample_after(pid: u32, before: &ProcessSample, answered: u64, tck: f64) -> Pr
         pid,
         processes: pids.len(),
         cpu_s,
+        wall_s: wall,
         cpu_cores: if wall > 0.0 { cpu_s / wall } else { 0.0 },
-        cpu_us_per_request: if answered > 0 {
-            cpu_s * 1e6 / answered as f64
-        } else {
-            f64::NAN
-        },
+        cpu_us_per_request: f64::NAN,
         peak_rss_mb: peak as f64 / (1024.0 * 1024.0),
         rss_mb: rss as f64 / (1024.0 * 1024.0),
         peak_reset: before.peak_reset,
+    }
+}
+
+impl ProcessStats {
+    /// Adds a later slice of the same phase: CPU adds up, the peak is the
+    /// highest, the current RSS the latest.
+    fn add(self, later: ProcessStats) -> ProcessStats {
+        let cpu_s = self.cpu_s + later.cpu_s;
+        let wall_s = self.wall_s + later.wall_s;
+        ProcessStats {
+            pid: self.pid,
+            processes: self.processes.max(later.processes),
+            cpu_s,
+            wall_s,
+            cpu_cores: if wall_s > 0.0 { cpu_s / wall_s } else { 0.0 },
+            cpu_us_per_request: f64::NAN,
+            peak_rss_mb: self.peak_rss_mb.max(later.peak_rss_mb),
+            rss_mb: later.rss_mb,
+            peak_reset: self.peak_reset && later.peak_reset,
+        }
     }
 }
 
@@ -711,48 +744,108 @@ fn client(pool: usize) -> HttpClient {
         .build(connector)
 }
 
-async fn run_path(args: &Args, url: &str, mode: Mode, pid: Option<u32>, tck: f64) -> PathStats {
-    let pool = match mode {
-        Mode::Saturate { concurrency } => concurrency,
-        Mode::Rate { .. } => 1024,
-    };
-    let shot = Arc::new(Shot {
-        client: client(pool),
-        uri: endpoint(url),
-        model: args.model.clone(),
-        stream: args.stream,
-        timeout: args.timeout,
-        counter: Arc::new(AtomicU64::new(0)),
-    });
-    if !args.warmup.is_zero() {
-        let warm = match mode {
+/// One path of one mode: its client, and what its slices recorded so far.
+struct PathRun {
+    shot: Arc<Shot>,
+    record: Record,
+    sent: u64,
+    skipped: u64,
+    elapsed_s: f64,
+    wall_s: f64,
+    self_cpu_s: f64,
+    process: Option<ProcessStats>,
+}
+
+impl PathRun {
+    async fn new(args: &Args, url: &str, mode: Mode) -> PathRun {
+        let pool = match mode {
             Mode::Saturate { concurrency } => concurrency,
-            Mode::Rate { rate } => ((rate / 100.0).ceil() as usize).clamp(1, 256),
+            Mode::Rate { .. } => 1024,
         };
-        let _ = closed_loop(shot.clone(), warm, args.warmup).await;
-    }
-    let before = pid.map(sample_before);
-    let self_before = self_ticks();
-    let wall = Instant::now();
-    let mut stats = match mode {
-        Mode::Saturate { concurrency } => {
-            let started = Instant::now();
-            let (record, sent) = closed_loop(shot, concurrency, args.duration).await;
-            PathStats::from_record(record, started, sent, 0)
+        let shot = Arc::new(Shot {
+            client: client(pool),
+            uri: endpoint(url),
+            model: args.model.clone(),
+            stream: args.stream,
+            timeout: args.timeout,
+            counter: Arc::new(AtomicU64::new(0)),
+            authorization: http::HeaderValue::try_from(format!("Bearer {}", args.api_key))
+                .unwrap_or_else(|_| fail("--api-key is not a valid header value")),
+        });
+        if !args.warmup.is_zero() {
+            // Opens the connections and wakes the server up; not recorded.
+            let warm = match mode {
+                Mode::Saturate { concurrency } => concurrency,
+                Mode::Rate { rate } => ((rate / 200.0).ceil() as usize).clamp(2, 256),
+            };
+            let _ = closed_loop(shot.clone(), warm, args.warmup).await;
         }
-        Mode::Rate { rate } => {
-            let (record, sent, skipped, started) =
-                open_loop(shot, rate, args.duration, args.max_in_flight).await;
-            PathStats::from_record(record, started, sent, skipped)
+        PathRun {
+            shot,
+            record: Record::default(),
+            sent: 0,
+            skipped: 0,
+            elapsed_s: 0.0,
+            wall_s: 0.0,
+            self_cpu_s: 0.0,
+            process: None,
         }
-    };
-    let wall = wall.elapsed().as_secs_f64();
-    stats.loadgen_cpu_cores =
-        self_ticks().saturating_sub(self_before) as f64 / tck / wall.max(1e-9);
-    if let (Some(pid), Some(before)) = (pid, before) {
-        stats.process = Some(sample_after(pid, &before, stats.ok, tck));
     }
-    stats
+
+    /// Runs one slice of `duration`, sampling `pid` around it.
+    async fn slice(
+        &mut self,
+        args: &Args,
+        mode: Mode,
+        duration: Duration,
+        pid: Option<u32>,
+        tck: f64,
+    ) {
+        let before = pid.map(sample_before);
+        let self_before = self_ticks();
+        let wall = Instant::now();
+        let (mut record, sent, skipped, started) = match mode {
+            Mode::Saturate { concurrency } => {
+                let started = Instant::now();
+                let (record, sent) = closed_loop(self.shot.clone(), concurrency, duration).await;
+                (record, sent, 0, started)
+            }
+            Mode::Rate { rate } => {
+                open_loop(self.shot.clone(), rate, duration, args.max_in_flight).await
+            }
+        };
+        let wall = wall.elapsed().as_secs_f64();
+        self.wall_s += wall;
+        self.self_cpu_s += self_ticks().saturating_sub(self_before) as f64 / tck;
+        if let (Some(pid), Some(before)) = (pid, before) {
+            let slice = sample_after(pid, &before, tck);
+            self.process = Some(match self.process.take() {
+                Some(so_far) => so_far.add(slice),
+                None => slice,
+            });
+        }
+        self.elapsed_s += record
+            .last_done
+            .take()
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(started))
+            .as_secs_f64();
+        self.sent += sent;
+        self.skipped += skipped;
+        self.record.merge(record);
+    }
+
+    fn finish(self) -> PathStats {
+        let mut stats =
+            PathStats::from_record(self.record, self.elapsed_s, self.sent, self.skipped);
+        stats.loadgen_cpu_cores = self.self_cpu_s / self.wall_s.max(1e-9);
+        stats.process = self.process.map(|mut p| {
+            if stats.ok > 0 {
+                p.cpu_us_per_request = p.cpu_s * 1e6 / stats.ok as f64;
+            }
+            p
+        });
+        stats
+    }
 }
 
 struct RunResult {
@@ -813,7 +906,7 @@ fn fmt_ms(x: f64) -> String {
 
 fn print_header(args: &Args) {
     println!(
-        "loadgen{}: direct {} / target {}; {}; model {}; {:.0} s per phase after {:.1} s warm-up; {} loadgen thread(s)",
+        "loadgen{}: direct {} / target {}; {}; model {}; {:.0} s per path in {} alternating slice(s) after {:.1} s warm-up; {} loadgen thread(s)",
         args.label
             .as_deref()
             .map(|l| format!(" [{l}]"))
@@ -827,6 +920,7 @@ fn print_header(args: &Args) {
         },
         args.model,
         args.duration.as_secs_f64(),
+        args.rounds,
         args.warmup.as_secs_f64(),
         args.threads,
     );
@@ -937,19 +1031,50 @@ async fn run(args: Args) {
         print_header(&args);
     }
     let mut runs = Vec::new();
+    let mut skipped_rates: Vec<f64> = Vec::new();
     for mode in modes {
-        let direct = match &args.direct {
-            Some(url) => Some(run_path(&args, url, mode, None, tck).await),
+        if let Mode::Rate { rate } = mode
+            && args.stop_when_unsustained
+            && runs.iter().any(|r: &RunResult| {
+                matches!(r.mode, Mode::Rate { .. })
+                    && r.target
+                        .as_ref()
+                        .or(r.direct.as_ref())
+                        .is_some_and(|s| !RunResult::sustained(s, r.mode, args.max_p99_ms))
+            })
+        {
+            if !args.json {
+                println!(
+                    "{:<18} skipped: a lower rate was not sustained",
+                    mode.name()
+                );
+            }
+            skipped_rates.push(rate);
+            continue;
+        }
+        // Direct and gateway slices alternate, so that a neighbour's burst
+        // of CPU on this shared machine lands on both paths alike.
+        let mut direct = match &args.direct {
+            Some(url) => Some(PathRun::new(&args, url, mode).await),
             None => None,
         };
-        let target = match &args.target {
-            Some(url) => Some(run_path(&args, url, mode, args.pid, tck).await),
+        let mut target = match &args.target {
+            Some(url) => Some(PathRun::new(&args, url, mode).await),
             None => None,
         };
+        let slice = args.duration / args.rounds;
+        for _ in 0..args.rounds {
+            if let Some(d) = direct.as_mut() {
+                d.slice(&args, mode, slice, None, tck).await;
+            }
+            if let Some(t) = target.as_mut() {
+                t.slice(&args, mode, slice, args.pid, tck).await;
+            }
+        }
         let run = RunResult {
             mode,
-            direct,
-            target,
+            direct: direct.map(PathRun::finish),
+            target: target.map(PathRun::finish),
         };
         if !args.json {
             print_run(&run, &args);
@@ -966,9 +1091,11 @@ async fn run(args: Args) {
             "duration_s": args.duration.as_secs_f64(),
             "warmup_s": args.warmup.as_secs_f64(),
             "loadgen_threads": args.threads,
+            "rounds": args.rounds,
             "max_p99_ms": args.max_p99_ms,
             "pid": args.pid,
             "runs": runs.iter().map(|r| r.to_json(&args)).collect::<Vec<_>>(),
+            "skipped_rates": skipped_rates,
         });
         println!(
             "{}",

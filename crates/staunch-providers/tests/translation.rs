@@ -369,8 +369,13 @@ fn bad_ingress_bodies_are_clear_errors() {
         ),
         (br#"{"model": "m", "messages": [], "n": 3}"#, "n = 1"),
         (
-            br#"{"model": "m", "messages": [], "tool_choice": "sometimes"}"#,
+            br#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}"#,
             "sometimes",
+        ),
+        (br#"{"model": "m", "messages": []}"#, "at least one message"),
+        (
+            br#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache": 1}]}]}"#,
+            "unknown field",
         ),
         (b"\xff\xfe", "not valid JSON"),
     ] {
