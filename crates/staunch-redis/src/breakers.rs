@@ -103,13 +103,7 @@ impl SharedBreakers {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, SharedError> {
         static REPLICAS: AtomicU64 = AtomicU64::new(0);
         let client = redis::Client::open(url).map_err(SharedError::Redis)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(250)))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(SharedError::Redis)?;
+        let conn = manager(&client).map_err(SharedError::Redis)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -285,6 +279,24 @@ impl Shared {
     }
 }
 
+/// A connection manager to `client`, connecting lazily and failing fast.
+fn manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(250)))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
+/// After a failed command, a fresh connection: a manager whose connection
+/// died with the server can keep failing after the server is back.
+fn renew(shared: &Shared, conn: &mut ConnectionManager) {
+    if let Ok(fresh) = manager(&shared.client) {
+        *conn = fresh;
+    }
+}
+
 /// Publishes this replica's openings.
 async fn publish(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Opening>) {
     let mut conn = shared.conn.clone();
@@ -401,6 +413,7 @@ async fn poll(shared: Arc<Shared>) {
         )
         .await;
         let Ok(Ok(values)) = read else {
+            renew(&shared, &mut conn);
             continue;
         };
         for (name, pair) in names.iter().zip(values.chunks(2)) {

@@ -60,6 +60,12 @@
 //! by itself. Breakers go on working locally, and re-subscribe when Redis
 //! is back.
 //!
+//! Known limit: an opening published in the first moments after Redis comes
+//! back is sometimes lost (about one test run in three on a loaded 2-core
+//! machine), and an opening that happened while Redis was down is not
+//! published again; the other replicas then learn of the target's failure
+//! from their own calls. The test of that path is ignored until fixed.
+//!
 //! ```no_run
 //! use staunch_redis::{RedisConnection, SharedQuotaConfig, SharedQuotaLayer};
 //! # async fn build() -> Result<(), staunch_redis::SharedError> {
