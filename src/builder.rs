@@ -10,6 +10,8 @@ use crate::degrade::{DegradeConfig, DegradeLayer};
 use crate::fallback::{FallbackLayer, Target};
 #[cfg(feature = "observe")]
 use crate::observe::InstrumentLayer;
+#[cfg(feature = "quota")]
+use crate::quota::QuotaLayer;
 #[cfg(feature = "retry")]
 use crate::retry::{RetryConfig, RetryLayer};
 use tower::ServiceBuilder;
@@ -47,9 +49,9 @@ mod sealed {
 /// Every method takes its layer. Where building the layer cannot fail, its
 /// config converts into it, so `.llm_retry(RetryConfig::new())` and
 /// `.degrade(DegradeConfig::new())` read as well as `.llm_retry(layer)`;
-/// the circuit breaker and the budget validate their configs in
-/// `CircuitBreakerLayer::new` / `BudgetLayer::new`, and their layers hold
-/// the handles you keep.
+/// the circuit breaker, the budget and the quota validate their configs in
+/// `CircuitBreakerLayer::new` / `BudgetLayer::new` / `QuotaLayer::new`, and
+/// their layers hold the handles you keep.
 ///
 /// ```
 /// # #[cfg(feature = "full")] {
@@ -59,6 +61,7 @@ mod sealed {
 /// use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 /// use staunch::core::{ChatRequest, ChatResponse, LlmError};
 /// use staunch::degrade::DegradeConfig;
+/// use staunch::quota::{QuotaConfig, QuotaLayer};
 /// use staunch::retry::RetryConfig;
 /// use tower::{service_fn, ServiceBuilder};
 ///
@@ -71,6 +74,7 @@ mod sealed {
 ///     .budget(BudgetLayer::new(BudgetConfig::new().per_request_tokens(50_000)).expect("valid"))
 ///     .circuit_breaker(CircuitBreakerLayer::new(CircuitBreakerConfig::new("openai")).expect("valid"))
 ///     .llm_retry(RetryConfig::new())
+///     .quota(QuotaLayer::new(QuotaConfig::new("openai").requests_per_minute(500)).expect("valid"))
 ///     .timeout(Duration::from_secs(60))
 ///     .service(provider);
 /// # let _ = stack;
@@ -114,6 +118,18 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// [`BudgetLayer::new`], which validates the config; keep a clone to
     /// read its [`handle`](BudgetLayer::handle)).
     fn budget(self, layer: BudgetLayer) -> ServiceBuilder<Stack<BudgetLayer, L>>;
+
+    #[cfg(feature = "quota")]
+    /// Keeps one target within its requests and tokens per minute (and per
+    /// day): a [`QuotaLayer`] (built with [`QuotaLayer::new`], which
+    /// validates the config; keep its [`handle`](QuotaLayer::handle) to
+    /// read the room left or feed it the provider's headers). It goes per
+    /// target, inside the breaker and the retry layer and above the
+    /// per-attempt timeout, so that every attempt is admitted; a request
+    /// that can't be admitted within `max_wait` and its deadline fails at
+    /// once with `RateLimited` (`should_retry` false) and the chain moves
+    /// on. Every service one layer builds shares its limits.
+    fn quota(self, layer: QuotaLayer) -> ServiceBuilder<Stack<QuotaLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -150,6 +166,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     #[cfg(feature = "budget")]
     fn budget(self, layer: BudgetLayer) -> ServiceBuilder<Stack<BudgetLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "quota")]
+    fn quota(self, layer: QuotaLayer) -> ServiceBuilder<Stack<QuotaLayer, L>> {
         self.layer(layer)
     }
 }

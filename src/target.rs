@@ -1,10 +1,12 @@
-//! One fallback target with its own breaker, retry and per-attempt timeout,
-//! built in one call.
+//! One fallback target with its own breaker, retry, quota and per-attempt
+//! timeout, built in one call.
 
 use crate::circuit_breaker::{
     CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, InvalidCircuitBreaker,
 };
 use crate::fallback::Target;
+#[cfg(feature = "quota")]
+use crate::quota::{InvalidQuota, QuotaConfig, QuotaHandle, QuotaLayer};
 use crate::retry::{RetryConfig, RetryLayer};
 #[cfg(feature = "validate")]
 use crate::validate::{ValidateConfig, ValidateLayer};
@@ -22,8 +24,9 @@ use tower_service::Service;
 /// Validate         (optional) answers checked before they count
 /// CircuitBreaker   fail fast while the target is down (its handle is returned)
 ///   Retry          transient failures, backoff + full jitter, Retry-After, budget
-///     Timeout      tower's, per attempt (60 s by default); a Deadline cuts it shorter
-///       provider
+///     Quota        (optional) requests / tokens per minute, every attempt admitted
+///       Timeout    tower's, per attempt (60 s by default); a Deadline cuts it shorter
+///         provider
 /// ```
 ///
 /// | setting | default |
@@ -31,6 +34,7 @@ use tower_service::Service;
 /// | `breaker` | [`CircuitBreakerConfig::new`] named after the target (5 failures in a row) |
 /// | `retry` | [`RetryConfig::new`] (2 retries, full jitter, retry budget) |
 /// | `attempt_timeout` | 60 s |
+/// | `quota` | none (feature `quota`; [`QuotaConfig`](crate::quota::QuotaConfig)) |
 /// | `model`, `context_window`, `price` | none, as on [`Target`] |
 ///
 /// ```
@@ -72,6 +76,8 @@ pub struct TargetBuilder<S> {
     attempt_timeout: Option<Duration>,
     #[cfg(feature = "validate")]
     validate: Option<ValidateConfig>,
+    #[cfg(feature = "quota")]
+    quota: Option<QuotaLayer>,
 }
 
 impl<S> TargetBuilder<S>
@@ -94,6 +100,8 @@ where
             attempt_timeout: Some(Duration::from_secs(60)),
             #[cfg(feature = "validate")]
             validate: None,
+            #[cfg(feature = "quota")]
+            quota: None,
         }
     }
 
@@ -153,6 +161,54 @@ where
         self
     }
 
+    #[cfg(feature = "quota")]
+    /// Keeps the target within `config`'s requests and tokens per minute
+    /// (and per day), with a [`QuotaLayer`] between the retry layer and the
+    /// per-attempt timeout, so that every attempt, retries included, is
+    /// admitted. A request that fits waits for its slot (within the
+    /// config's `max_wait` and the request's [`Deadline`](crate::Deadline));
+    /// one that does not is refused at once, without calling the provider,
+    /// with `RateLimited`, `retry_after` and `should_retry` false: the retry
+    /// layer passes it on, the breaker opens for `retry_after` (its
+    /// `rate_limit_cooldown`), and a fallback chain moves to its next
+    /// target.
+    ///
+    /// The layer is built here, so an invalid config (a limit of 0) is an
+    /// error here, and [`quota_handle`](Self::quota_handle) gives its
+    /// handle before or after [`build`](Self::build). Name the config after
+    /// the target: the name labels the quota's metrics and errors.
+    ///
+    /// ```
+    /// use staunch::TargetBuilder;
+    /// use staunch::core::{ChatRequest, ChatResponse, LlmError};
+    /// use staunch::quota::QuotaConfig;
+    /// use tower::service_fn;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = service_fn(|r: ChatRequest| async move {
+    ///     Ok::<_, LlmError>(ChatResponse::new(r.model, "hi"))
+    /// });
+    /// let builder = TargetBuilder::new("openai", provider)
+    ///     .quota(QuotaConfig::new("openai").requests_per_minute(500).tokens_per_minute(30_000))?;
+    /// let quota = builder.quota_handle().expect("a quota was set");
+    /// let (openai, _circuit) = builder.build()?;
+    /// assert_eq!(quota.available_requests(), Some(500));
+    /// # let _ = openai; Ok(()) }
+    /// ```
+    pub fn quota(mut self, config: QuotaConfig) -> Result<Self, InvalidQuota> {
+        self.quota = Some(QuotaLayer::new(config)?);
+        Ok(self)
+    }
+
+    #[cfg(feature = "quota")]
+    /// The handle of the quota set with [`quota`](Self::quota), if any: the
+    /// room left, and [`observe`](QuotaHandle::observe) /
+    /// [`pause_for`](QuotaHandle::pause_for). Every clone of the built
+    /// target shares it.
+    pub fn quota_handle(&self) -> Option<QuotaHandle> {
+        self.quota.as_ref().map(QuotaLayer::handle)
+    }
+
     /// No per-attempt timeout of its own: only a request's
     /// [`Deadline`](crate::Deadline) and the provider client's timeout bound
     /// an attempt.
@@ -175,10 +231,24 @@ where
         #[cfg(not(feature = "validate"))]
         let stack = ServiceBuilder::new();
         let stack = stack.layer(breaker).layer(retry);
-        let mut target = match self.attempt_timeout {
-            Some(timeout) => Target::new(self.name, stack.timeout(timeout).service(self.provider)),
-            None => Target::new(self.name, stack.service(self.provider)),
+        let (name, provider, attempt_timeout) = (self.name, self.provider, self.attempt_timeout);
+        // The quota (when set) then the per-attempt timeout (when set) over
+        // the provider: each combination is its own service type.
+        macro_rules! with_timeout {
+            ($stack:expr) => {
+                match attempt_timeout {
+                    Some(timeout) => Target::new(name, $stack.timeout(timeout).service(provider)),
+                    None => Target::new(name, $stack.service(provider)),
+                }
+            };
+        }
+        #[cfg(feature = "quota")]
+        let mut target = match self.quota {
+            Some(quota) => with_timeout!(stack.layer(quota)),
+            None => with_timeout!(stack),
         };
+        #[cfg(not(feature = "quota"))]
+        let mut target = with_timeout!(stack);
         target = target.health(handle.clone());
         if let Some(model) = self.model {
             target = target.model(model);
@@ -244,6 +314,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer.meta.attempts, 2, "timed out once, then answered");
+    }
+
+    #[cfg(feature = "quota")]
+    #[tokio::test(start_paused = true)]
+    async fn a_built_target_refuses_past_its_rpm_and_the_chain_moves_on() {
+        let limited = Scripted::new([Step::Ok]);
+        let spare = Scripted::new([Step::Ok]);
+        let builder = TargetBuilder::new("a", limited.clone())
+            .quota(
+                QuotaConfig::new("a")
+                    .requests_per_minute(2)
+                    .max_wait(Duration::from_secs(5)),
+            )
+            .unwrap();
+        let quota = builder.quota_handle().unwrap();
+        let (a, a_circuit) = builder.build().unwrap();
+        let (b, _) = TargetBuilder::new("b", spare.clone()).build().unwrap();
+        let chain = Fallback::new([a, b]).unwrap();
+        let mut answered_by = Vec::new();
+        for _ in 0..4 {
+            let answer = chain.clone().oneshot(request()).await.unwrap();
+            answered_by.push(answer.meta.target.as_deref().unwrap_or("?").to_owned());
+        }
+        // Two requests per minute: the third would wait 30 s, past
+        // max_wait, so it is refused at once, without a retry, and the
+        // chain answers from b; the refusal opened a's breaker for those
+        // 30 s, so the fourth goes straight to b.
+        assert_eq!(answered_by, ["a", "a", "b", "b"]);
+        assert_eq!(
+            limited.count(),
+            2,
+            "the provider never saw the refused request"
+        );
+        assert_eq!(spare.count(), 2);
+        assert_eq!(quota.available_requests(), Some(0));
+        assert!(!a_circuit.is_call_permitted());
+        // A minute later there is room again.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let answer = chain.clone().oneshot(request()).await.unwrap();
+        assert_eq!(answer.meta.target.as_deref(), Some("a"));
+        assert_eq!(limited.count(), 3);
+    }
+
+    #[cfg(feature = "quota")]
+    #[test]
+    fn an_invalid_quota_is_a_clear_error() {
+        let err = TargetBuilder::new("a", Scripted::new([Step::Ok]))
+            .quota(QuotaConfig::new("a").requests_per_minute(0))
+            .err()
+            .expect("a limit of 0 is refused");
+        assert_eq!(err, InvalidQuota::Zero("requests per minute"));
     }
 
     #[test]

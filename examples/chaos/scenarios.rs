@@ -4,8 +4,10 @@ use staunch_mock::{Fault, Outage, RandomFault, Scenario, StreamErrorKind};
 
 /// Names accepted by `--scenario`. Outage windows are placed for the
 /// default pace (300 requests at 100/s: a three-second run). `stream`
-/// sends every request with `stream: true` (see `streaming.rs`).
-pub const NAMES: [&str; 4] = ["storm", "outage", "calm", "stream"];
+/// sends every request with `stream: true` (see `streaming.rs`); `quota`
+/// sends it through four replicas sharing one provider quota (see
+/// `quota.rs`; 50/s by default).
+pub const NAMES: [&str; 5] = ["storm", "outage", "calm", "stream", "quota"];
 
 fn p(probability: f64, fault: Fault) -> RandomFault {
     RandomFault { probability, fault }
@@ -67,6 +69,9 @@ pub fn named(name: &str, seed: u64) -> Option<Scenario> {
             });
         }
         "calm" => {}
+        // No faults: the only refusals are the provider quota's 429s, which
+        // `quota.rs` enforces in front of the OpenAI route.
+        "quota" => {}
         "stream" => {
             // Streams that break the ways real ones do: before the first
             // token (an error in the first frame, a slow first token, the

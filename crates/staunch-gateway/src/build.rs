@@ -8,6 +8,7 @@ use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, Circu
 use staunch::core::{ChatRequest, ChatResponse, Classify, ErrorClass, ErrorKind, LlmError, Price};
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::Fallback;
+use staunch::quota::QuotaConfig;
 use staunch::retry::RetryConfig;
 use staunch::{ServiceBuilderExt, TargetBuilder};
 use staunch_mock::{Fault, MockServer, RandomFault, Scenario};
@@ -32,7 +33,7 @@ pub enum GatewayError {
         /// Why.
         message: String,
     },
-    /// A breaker or budget setting can't work.
+    /// A breaker, budget or quota setting can't work.
     #[error("{0}")]
     Setting(String),
     /// The embedded mock could not start.
@@ -339,6 +340,20 @@ fn compile(
         }
         if let Some(window) = t.context_window {
             builder = builder.context_window(window);
+        }
+        if let Some(quota) = &t.quota {
+            // Between the target's retry and its attempt timeout: every
+            // attempt is admitted, and a refusal moves the chain on.
+            let mut config = QuotaConfig::new(name.clone()).max_wait(quota.max_wait);
+            if let Some(requests) = quota.requests_per_minute {
+                config = config.requests_per_minute(requests);
+            }
+            if let Some(tokens) = quota.tokens_per_minute {
+                config = config.tokens_per_minute(tokens);
+            }
+            builder = builder.quota(config).map_err(|e| {
+                GatewayError::Setting(format!("routes[{index}].targets[{j}].quota: {e}"))
+            })?;
         }
         let (target, handle) = builder
             .build()

@@ -322,6 +322,10 @@ pub struct RouteTarget {
         default = "RouteTarget::default_attempt_timeout"
     )]
     pub attempt_timeout: Duration,
+    /// Its own quota (`quota = { requests_per_minute, tokens_per_minute,
+    /// max_wait_ms }`, none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
 }
 
 impl RouteTarget {
@@ -340,6 +344,7 @@ impl RouteTarget {
             retry: Retry::default(),
             breaker: Breaker::default(),
             attempt_timeout: Self::default_attempt_timeout(),
+            quota: None,
         }
     }
 }
@@ -394,6 +399,54 @@ impl Default for Breaker {
         Breaker {
             consecutive_failures: 5,
             break_duration: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A target's quota, kept by the gateway so that the provider never has
+/// to refuse: requests and tokens per minute, each a bucket of that size
+/// refilled continuously over the minute (as OpenAI and Anthropic describe
+/// their own limits). A request that has no room waits for it up to
+/// `max_wait_ms` (and the route's deadline); past that it is refused at
+/// once, without calling the provider, and the route's next target
+/// answers. A request reserves one request and its prompt estimate plus
+/// its `max_tokens` (1,024 when unset) tokens, reconciled with the tokens
+/// billed. The quota belongs to this target of this route, in this
+/// gateway process; a reload starts it afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Requests per minute (`requests_per_minute`, none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    /// Tokens (prompt and completion) per minute (`tokens_per_minute`,
+    /// none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// The longest a request waits for room (`max_wait_ms`, 10000; 0
+    /// never waits: a request without room goes to the next target at
+    /// once).
+    #[serde(
+        rename = "max_wait_ms",
+        with = "millis",
+        default = "Quota::default_max_wait"
+    )]
+    pub max_wait: Duration,
+}
+
+impl Quota {
+    fn default_max_wait() -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+impl Default for Quota {
+    /// No limits yet, and a wait of at most 10 s.
+    fn default() -> Self {
+        Quota {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            max_wait: Self::default_max_wait(),
         }
     }
 }
@@ -1267,6 +1320,26 @@ impl Check<'_> {
             t.breaker.break_duration,
         );
         self.positive(key(path, "attempt_timeout_secs"), t.attempt_timeout);
+        if let Some(quota) = &t.quota {
+            let qpath = key(path, "quota");
+            if quota.requests_per_minute.is_none() && quota.tokens_per_minute.is_none() {
+                self.error(
+                    qpath.clone(),
+                    "quota needs requests_per_minute or tokens_per_minute (or remove it)",
+                );
+            }
+            for (name, limit) in [
+                ("requests_per_minute", quota.requests_per_minute),
+                ("tokens_per_minute", quota.tokens_per_minute),
+            ] {
+                if limit == Some(0) {
+                    self.error(
+                        key(&qpath, name),
+                        "must be greater than 0 (leave it out for no limit)",
+                    );
+                }
+            }
+        }
     }
 
     fn client_keys(&mut self, config: &Config) {

@@ -81,6 +81,7 @@ fn minimal_config_takes_every_default() {
     assert_eq!(t.breaker.consecutive_failures, 5);
     assert_eq!(t.breaker.break_duration, Duration::from_secs(30));
     assert_eq!(t.attempt_timeout, Duration::from_secs(60));
+    assert_eq!(t.quota, None);
 
     assert!(c.client_keys.is_empty());
     assert!(!c.auth_required());
@@ -132,10 +133,12 @@ accepts_prefill = true
 retry = { max_retries = 4, base_delay_ms = 100, max_delay_ms = 1000 }
 breaker = { consecutive_failures = 3, break_secs = 10 }
 attempt_timeout_secs = 20
+quota = { requests_per_minute = 60, tokens_per_minute = 10000, max_wait_ms = 250 }
 
 [[routes.targets]]
 provider = "ant"
 model = "claude-sonnet-4-5"
+quota = { tokens_per_minute = 5000 }
 
 [[routes]]
 model = "*"
@@ -221,9 +224,21 @@ fn full_expected() -> Config {
                                 break_duration: Duration::from_secs(10),
                             },
                             attempt_timeout: Duration::from_secs(20),
+                            quota: Some(Quota {
+                                requests_per_minute: Some(60),
+                                tokens_per_minute: Some(10000),
+                                max_wait: Duration::from_millis(250),
+                            }),
                             ..RouteTarget::new("oai", "gpt-4o")
                         },
-                        RouteTarget::new("ant", "claude-sonnet-4-5"),
+                        RouteTarget {
+                            // max_wait_ms defaults to 10 s.
+                            quota: Some(Quota {
+                                tokens_per_minute: Some(5000),
+                                ..Quota::default()
+                            }),
+                            ..RouteTarget::new("ant", "claude-sonnet-4-5")
+                        },
                     ],
                 )
             },
@@ -330,6 +345,15 @@ fn example_file_parses() {
     assert_eq!(c.route_for("gpt-4o-mini").unwrap().model, "gpt-*");
     assert_eq!(c.route_for("claude-opus").unwrap().model, "claude-*");
     assert_eq!(c.route_for("llama").unwrap().model, "*");
+    assert_eq!(
+        c.routes[0].targets[0].quota,
+        Some(Quota {
+            requests_per_minute: Some(500),
+            tokens_per_minute: Some(30000),
+            max_wait: Duration::from_secs(2),
+        })
+    );
+    assert_eq!(c.routes[0].targets[1].quota, None);
 }
 
 #[test]
@@ -781,4 +805,163 @@ fn validate_checks_configs_built_in_code() {
             .all(|e| e.origin == "<config>" && e.line.is_none())
     );
     assert!(e.to_string().contains("<config>: routes[0].targets[2].provider: unknown provider \"nowhere\"; known providers: mock"), "{e}");
+}
+
+#[test]
+fn quota_limits_must_be_positive_and_name_their_line() {
+    let text = r#"
+[providers.p]
+kind = "openai"
+
+[[routes]]
+model = "*"
+
+[[routes.targets]]
+provider = "p"
+model = "a"
+quota = { requests_per_minute = 0, tokens_per_minute = 1000 }
+
+[[routes.targets]]
+provider = "p"
+model = "b"
+quota = { max_wait_ms = 500 }
+
+[[routes.targets]]
+provider = "p"
+model = "c"
+quota = { requests_per_minute = 10, tokens_per_minute = 0, max_wait_ms = 0 }
+"#;
+    let e = errors(text);
+    let got: Vec<(Option<usize>, &str)> = e.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some(11), "routes[0].targets[0].quota.requests_per_minute"),
+            (Some(16), "routes[0].targets[1].quota"),
+            (Some(21), "routes[0].targets[2].quota.tokens_per_minute"),
+        ],
+        "{e:#?}"
+    );
+    assert_eq!(
+        e[0].to_string(),
+        "gw.toml:11: routes[0].targets[0].quota.requests_per_minute: must be greater than 0 (leave it out for no limit)"
+    );
+    assert!(
+        e[1].message
+            .contains("requests_per_minute or tokens_per_minute"),
+        "{e:#?}"
+    );
+    // A max_wait_ms of 0 is allowed: it never waits.
+    let ok = text
+        .replace("requests_per_minute = 0,", "requests_per_minute = 5,")
+        .replace(
+            "{ max_wait_ms = 500 }",
+            "{ requests_per_minute = 1, max_wait_ms = 500 }",
+        )
+        .replace("tokens_per_minute = 0,", "tokens_per_minute = 1,");
+    let c = Config::parse(&ok, "gw.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.routes[0].targets[2].quota.unwrap().max_wait,
+        Duration::ZERO
+    );
+}
+
+#[test]
+fn quota_typos_and_wrong_types_name_their_line() {
+    let e = error(
+        r#"
+[providers.p]
+kind = "openai"
+
+[[routes]]
+model = "*"
+targets = [
+  { provider = "p", model = "a", quota = { request_per_minute = 5 } },
+]
+"#,
+    );
+    assert_eq!(e.line, Some(8), "{e:#?}");
+    assert_eq!(e.field, "routes[0].targets[0].quota.request_per_minute");
+    assert!(e.message.contains("unknown field"), "{e:#?}");
+
+    let e = error(
+        r#"
+[providers.p]
+kind = "openai"
+
+[[routes]]
+model = "*"
+
+[[routes.targets]]
+provider = "p"
+model = "a"
+quota = { requests_per_minute = -3 }
+"#,
+    );
+    assert_eq!(e.line, Some(11), "{e:#?}");
+    assert_eq!(e.field, "routes[0].targets[0].quota.requests_per_minute");
+}
+
+#[test]
+fn validate_checks_quotas_built_in_code() {
+    let mut c = Config::mock();
+    c.routes[0].targets[0].quota = Some(Quota {
+        requests_per_minute: Some(0),
+        ..Quota::default()
+    });
+    let e = c.validate().unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(
+        e.0[0].field,
+        "routes[0].targets[0].quota.requests_per_minute"
+    );
+}
+
+/// The quota is put to work: a target at its requests per minute is
+/// passed over (without waiting, with `max_wait_ms = 0`) and the next
+/// target answers.
+#[tokio::test]
+async fn a_target_at_its_quota_hands_over_to_the_next() {
+    use tower::ServiceExt;
+    let mock = staunch_mock::MockServer::start(staunch_mock::Scenario::default())
+        .await
+        .unwrap();
+    let text = format!(
+        r#"
+[providers.m]
+kind = "openai-compatible"
+base_url = "{}"
+
+[[routes]]
+model = "*"
+targets = [
+  {{ provider = "m", model = "primary", quota = {{ requests_per_minute = 2, max_wait_ms = 0 }} }},
+  {{ provider = "m", model = "spare" }},
+]
+"#,
+        mock.openai_base_url()
+    );
+    let config = Config::parse(&text, "gw.toml").unwrap_or_else(|e| panic!("{e}"));
+    let app = staunch_gateway::router(staunch_gateway::Gateway::build(config).await.unwrap());
+    let mut answered_by = Vec::new();
+    for _ in 0..4 {
+        let request = http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                r#"{"model":"any","messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#,
+            ))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        answered_by.push(
+            response.headers()["x-staunch-target"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        answered_by,
+        ["m/primary", "m/primary", "m/spare", "m/spare"]
+    );
 }
