@@ -71,3 +71,34 @@ pub(crate) fn estimate_value(value: &serde_json::Value) -> usize {
         Value::Object(map) => estimate_map(map),
     }
 }
+
+/// A cheap estimate of a request body's size, for one buffer sized once:
+/// the dialect's framing of each message (`per_message`), each tool with
+/// `tool_framing` bytes around its name, description and schema, the stop
+/// sequences and the dialect's extras, plus a little room for escapes so a
+/// typical body never reallocates.
+pub(crate) fn estimate_request(
+    request: &staunch_core::ChatRequest,
+    dialect: staunch_core::Dialect,
+    per_message: impl Fn(&staunch_core::Message) -> usize,
+    tool_framing: usize,
+) -> usize {
+    let messages: usize = request.messages.iter().map(per_message).sum();
+    let tools: usize = request
+        .tools
+        .iter()
+        .map(|t| {
+            t.name.len()
+                + t.description.as_ref().map_or(0, String::len)
+                + estimate_value(&t.parameters)
+                + tool_framing
+        })
+        .sum();
+    let estimate = 160
+        + request.model.len()
+        + messages
+        + tools
+        + estimate_strings(&request.stop)
+        + estimate_map(request.extra.get(dialect));
+    estimate + estimate / 32
+}

@@ -125,10 +125,10 @@ fn arguments(text: &str) -> Option<&RawValue> {
 /// one buffer sized from a cheap estimate of the output.
 pub fn encode_request(request: &ChatRequest, default_max_tokens: u32) -> Result<Vec<u8>, LlmError> {
     check(request)?;
-    let messages: usize = request
-        .messages
-        .iter()
-        .map(|m| {
+    let estimate = crate::json::estimate_request(
+        request,
+        Dialect::Anthropic,
+        |m| {
             m.content.byte_len()
                 + 48
                 + m.tool_call_id.as_ref().map_or(0, |id| id.len() + 48)
@@ -136,29 +136,12 @@ pub fn encode_request(request: &ChatRequest, default_max_tokens: u32) -> Result<
                     .iter()
                     .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 48)
                     .sum::<usize>()
-        })
-        .sum();
-    let tools: usize = request
-        .tools
-        .iter()
-        .map(|t| {
-            t.name.len()
-                + t.description.as_ref().map_or(0, String::len)
-                + crate::json::estimate_value(&t.parameters)
-                + 48
-        })
-        .sum();
-    let estimate = 160
-        + request.model.len()
-        + messages
-        + tools
-        + crate::json::estimate_strings(&request.stop)
-        + crate::json::estimate_map(request.extra.get(Dialect::Anthropic));
-    crate::json::encode(
-        &request_body(request, default_max_tokens),
-        estimate + estimate / 32,
-    )
-    .map_err(|e| conversation::invalid("could not encode the request for Anthropic").with_source(e))
+        },
+        48,
+    );
+    crate::json::encode(&request_body(request, default_max_tokens), estimate).map_err(|e| {
+        conversation::invalid("could not encode the request for Anthropic").with_source(e)
+    })
 }
 
 /// An Anthropic request body borrowed from a [`ChatRequest`]; see

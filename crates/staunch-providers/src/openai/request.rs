@@ -56,10 +56,10 @@ pub fn check(request: &ChatRequest) -> Result<(), LlmError> {
 /// about the body's size, whatever the conversation's length).
 pub fn encode_request(request: &ChatRequest) -> Result<Vec<u8>, LlmError> {
     check(request)?;
-    let messages: usize = request
-        .messages
-        .iter()
-        .map(|m| {
+    let estimate = crate::json::estimate_request(
+        request,
+        Dialect::OpenAi,
+        |m| {
             m.role.as_str().len()
                 + 25
                 + m.content.byte_len()
@@ -69,26 +69,10 @@ pub fn encode_request(request: &ChatRequest) -> Result<Vec<u8>, LlmError> {
                     .iter()
                     .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 64)
                     .sum::<usize>()
-        })
-        .sum();
-    let tools: usize = request
-        .tools
-        .iter()
-        .map(|t| {
-            t.name.len()
-                + t.description.as_ref().map_or(0, String::len)
-                + crate::json::estimate_value(&t.parameters)
-                + 80
-        })
-        .sum();
-    let estimate = 160
-        + request.model.len()
-        + messages
-        + tools
-        + crate::json::estimate_strings(&request.stop)
-        + crate::json::estimate_map(request.extra.get(Dialect::OpenAi));
-    // A little room for escapes, so a typical body never reallocates.
-    crate::json::encode(&request_body(request), estimate + estimate / 32).map_err(|e| {
+        },
+        80,
+    );
+    crate::json::encode(&request_body(request), estimate).map_err(|e| {
         conversation::invalid("could not encode the request for OpenAI").with_source(e)
     })
 }
