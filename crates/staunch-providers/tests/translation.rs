@@ -445,3 +445,26 @@ proptest! {
         prop_assert_eq!(results(&back), results(&original));
     }
 }
+
+#[test]
+fn system_messages_mid_conversation_are_lifted_and_turns_still_alternate() {
+    let request = ChatRequest::new(
+        "m",
+        vec![
+            Message::user("a"),
+            Message::system("be brief"),
+            Message::user("b"),
+            Message::developer("no emoji"),
+            Message::assistant("c"),
+        ],
+    );
+    let wire = body(anthropic::wire::encode_request(&request, 10).unwrap());
+    assert_eq!(wire["system"], "be brief\n\nno emoji");
+    assert_eq!(
+        wire["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": "c"},
+        ])
+    );
+}

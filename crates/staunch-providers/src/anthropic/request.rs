@@ -128,9 +128,11 @@ pub fn encode_request(request: &ChatRequest, default_max_tokens: u32) -> Result<
     let estimate = crate::json::estimate_request(
         request,
         Dialect::Anthropic,
+        // `{"role":"assistant","content":"…"},` is about 34 bytes around
+        // the text; blocks and tool results add their own below.
         |m| {
             m.content.byte_len()
-                + 48
+                + 34
                 + m.tool_call_id.as_ref().map_or(0, |id| id.len() + 48)
                 + m.tool_calls
                     .iter()
@@ -250,18 +252,22 @@ fn side(m: &Message) -> &'static str {
 
 impl Serialize for Turns<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A turn is a run of messages of one side; system messages (lifted
+        // to `system`) inside a run are skipped, without collecting the
+        // conversation into a second list.
+        let messages = self.0;
         let mut seq = serializer.serialize_seq(None)?;
-        let turns: Vec<&Message> = self.0.iter().filter(|m| !is_system(m)).collect();
         let mut start = 0;
-        while start < turns.len() {
-            let role = side(turns[start]);
-            let end = turns[start..]
+        while let Some(first) = messages[start..].iter().position(|m| !is_system(m)) {
+            let start_at = start + first;
+            let role = side(&messages[start_at]);
+            let end = messages[start_at..]
                 .iter()
-                .position(|m| side(m) != role)
-                .map_or(turns.len(), |n| start + n);
+                .position(|m| !is_system(m) && side(m) != role)
+                .map_or(messages.len(), |n| start_at + n);
             seq.serialize_element(&Turn {
                 role,
-                messages: &turns[start..end],
+                messages: &messages[start_at..end],
             })?;
             start = end;
         }
@@ -271,7 +277,8 @@ impl Serialize for Turns<'_> {
 
 struct Turn<'a> {
     role: &'static str,
-    messages: &'a [&'a Message],
+    // The turn's messages, system ones among them skipped.
+    messages: &'a [Message],
 }
 
 impl Serialize for Turn<'_> {
@@ -279,14 +286,14 @@ impl Serialize for Turn<'_> {
         let mut map = serializer.serialize_map(Some(2))?;
         map.serialize_entry("role", self.role)?;
         // One plain user or assistant text stays a string.
-        match self.messages {
-            [m] if m.tool_calls.is_empty() && m.role != Role::Tool => {
-                if let Content::Text(text) = &m.content {
-                    map.serialize_entry("content", text)?;
-                    return map.end();
-                }
-            }
-            _ => {}
+        let mut turn = self.messages.iter().filter(|m| !is_system(m));
+        if let (Some(m), None) = (turn.next(), turn.next())
+            && m.tool_calls.is_empty()
+            && m.role != Role::Tool
+            && let Content::Text(text) = &m.content
+        {
+            map.serialize_entry("content", text)?;
+            return map.end();
         }
         map.serialize_entry("content", &Blocks(self.messages))?;
         map.end()
@@ -295,7 +302,7 @@ impl Serialize for Turn<'_> {
 
 /// A turn's content blocks. Tool results come first in a user turn, as
 /// Anthropic requires.
-struct Blocks<'a>(&'a [&'a Message]);
+struct Blocks<'a>(&'a [Message]);
 
 impl Serialize for Blocks<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -303,7 +310,11 @@ impl Serialize for Blocks<'_> {
         for m in self.0.iter().filter(|m| m.role == Role::Tool) {
             seq.serialize_element(&ToolResult(m))?;
         }
-        for m in self.0.iter().filter(|m| m.role != Role::Tool) {
+        for m in self
+            .0
+            .iter()
+            .filter(|m| m.role != Role::Tool && !is_system(m))
+        {
             content_blocks(&mut seq, &m.content)?;
             for call in &m.tool_calls {
                 seq.serialize_element(&ToolUse(call))?;
