@@ -3,6 +3,9 @@
 //! context window, and records every call.
 #![allow(dead_code)]
 
+/// The loopback helpers are the providers crate's own: one copy for both
+/// test suites.
+#[path = "../../crates/staunch-providers/tests/support/mod.rs"]
 pub mod wire;
 
 use staunch::core::{ChatRequest, ChatResponse, ErrorKind, FinishReason, LlmError, Usage};

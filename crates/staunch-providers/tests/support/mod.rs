@@ -1,5 +1,6 @@
 //! Helpers for the tests that drive the clients against the mock server
-//! over loopback. Each test file compiles its own copy and uses only some.
+//! over loopback. Each test file compiles its own copy and uses only some;
+//! the root crate's tests include this file too (`tests/support/mod.rs`).
 #![allow(dead_code)]
 
 use staunch_core::{ChatRequest, Message};
