@@ -99,6 +99,21 @@ struct Running {
     mock: MockServer,
 }
 
+impl Running {
+    /// POST `body` to `path` on the gateway.
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        send(&self.http, &format!("{}{path}", self.base), headers, body).await
+    }
+}
+
+/// The values of the `field:` lines of an SSE body, in order.
+fn sse<'a>(text: &'a str, field: &str) -> Vec<&'a str> {
+    let prefix = format!("{field}: ");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .collect()
+}
+
 async fn start(openai: Vec<Fault>, anthropic: Vec<Fault>, extra: &str) -> Running {
     let mut scenario = Scenario::default();
     scenario.openai.script = openai;
@@ -125,13 +140,7 @@ fn chat(model: &str) -> String {
 #[tokio::test]
 async fn both_shapes_answer_and_say_which_model_answered() {
     let gw = start(vec![], vec![], "").await;
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/chat/completions", gw.base),
-        &[],
-        chat("gpt-4o"),
-    )
-    .await;
+    let r = gw.post("/v1/chat/completions", &[], chat("gpt-4o")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["object"], "chat.completion");
     assert_eq!(r.json()["model"], "gpt-4o");
@@ -139,25 +148,19 @@ async fn both_shapes_answer_and_say_which_model_answered() {
     assert!(r.headers.contains_key("x-request-id"));
 
     let body = json!({"model": "claude-3", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]});
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/messages", gw.base),
-        &[],
-        body.to_string(),
-    )
-    .await;
+    let r = gw.post("/v1/messages", &[], body.to_string()).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["type"], "message");
     assert_eq!(r.json()["model"], "claude-sonnet-4-5");
     assert_eq!(r.json()["content"][0]["type"], "text");
 
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/chat/completions", gw.base),
-        &[("x-request-id", "abc-123")],
-        chat("gpt-4o"),
-    )
-    .await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-request-id", "abc-123")],
+            chat("gpt-4o"),
+        )
+        .await;
     assert_eq!(
         r.headers["x-request-id"], "abc-123",
         "a caller's id is kept"
@@ -167,13 +170,7 @@ async fn both_shapes_answer_and_say_which_model_answered() {
 #[tokio::test]
 async fn an_openai_client_is_served_by_anthropic_when_openai_fails() {
     let gw = start(vec![Fault::Unauthorized], vec![], "").await;
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/chat/completions", gw.base),
-        &[],
-        chat("gpt-4o"),
-    )
-    .await;
+    let r = gw.post("/v1/chat/completions", &[], chat("gpt-4o")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.json()["model"],
@@ -190,13 +187,7 @@ async fn tools_and_streams_go_through_both_shapes() {
     let tools = json!([{"type": "function", "function": {"name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Weather?"}], "tools": tools});
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/chat/completions", gw.base),
-        &[],
-        body.to_string(),
-    )
-    .await;
+    let r = gw.post("/v1/chat/completions", &[], body.to_string()).await;
     let call = &r.json()["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather", "{}", r.text);
     let args: Value =
@@ -205,19 +196,9 @@ async fn tools_and_streams_go_through_both_shapes() {
 
     let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
                       "messages": [{"role": "user", "content": "hi"}]});
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/chat/completions", gw.base),
-        &[],
-        body.to_string(),
-    )
-    .await;
+    let r = gw.post("/v1/chat/completions", &[], body.to_string()).await;
     assert_eq!(r.headers["content-type"], "text/event-stream");
-    let data: Vec<&str> = r
-        .text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
+    let data: Vec<&str> = sse(r.text.as_str(), "data");
     assert_eq!(data.last(), Some(&"[DONE]"));
     let text: String = data
         .iter()
@@ -232,18 +213,8 @@ async fn tools_and_streams_go_through_both_shapes() {
 
     let body = json!({"model": "claude-x", "max_tokens": 32, "stream": true,
                       "messages": [{"role": "user", "content": "hi"}]});
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/messages", gw.base),
-        &[],
-        body.to_string(),
-    )
-    .await;
-    let events: Vec<&str> = r
-        .text
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: "))
-        .collect();
+    let r = gw.post("/v1/messages", &[], body.to_string()).await;
+    let events: Vec<&str> = sse(r.text.as_str(), "event");
     assert_eq!(events.first(), Some(&"message_start"));
     assert_eq!(events.last(), Some(&"message_stop"));
 }
@@ -258,36 +229,16 @@ async fn a_break_after_the_commit_point_goes_out_in_band_without_a_terminator() 
     .await;
     let body =
         json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/chat/completions", gw.base),
-        &[],
-        body.to_string(),
-    )
-    .await;
-    let data: Vec<&str> = r
-        .text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
+    let r = gw.post("/v1/chat/completions", &[], body.to_string()).await;
+    let data: Vec<&str> = sse(r.text.as_str(), "data");
     assert!(!data.contains(&"[DONE]"), "{}", r.text);
     let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "truncated_response");
 
     let body = json!({"model": "claude-x", "max_tokens": 32, "stream": true,
                       "messages": [{"role": "user", "content": "hi"}]});
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/messages", gw.base),
-        &[],
-        body.to_string(),
-    )
-    .await;
-    let events: Vec<&str> = r
-        .text
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: "))
-        .collect();
+    let r = gw.post("/v1/messages", &[], body.to_string()).await;
+    let events: Vec<&str> = sse(r.text.as_str(), "event");
     assert_eq!(events.last(), Some(&"error"), "{}", r.text);
     assert!(!events.contains(&"message_stop"));
 }
@@ -319,13 +270,9 @@ async fn client_keys_are_required_once_configured_and_budgets_apply() {
     .await;
     assert_eq!(r.status, 401);
     let body = json!({"model": "claude-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/messages", gw.base),
-        &[("x-api-key", "nope")],
-        body.to_string(),
-    )
-    .await;
+    let r = gw
+        .post("/v1/messages", &[("x-api-key", "nope")], body.to_string())
+        .await;
     assert_eq!((r.status, r.json()["type"].as_str()), (401, Some("error")));
     assert_eq!(r.json()["error"]["type"], "authentication_error");
 
@@ -353,13 +300,7 @@ async fn client_keys_are_required_once_configured_and_budgets_apply() {
 async fn upstream_statuses_pass_through_where_they_mean_something() {
     let wait = Fault::RateLimit { retry_after: 120.0 };
     let gw = start(vec![wait.clone(); 4], vec![wait; 4], "").await;
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/chat/completions", gw.base),
-        &[],
-        chat("gpt-4o"),
-    )
-    .await;
+    let r = gw.post("/v1/chat/completions", &[], chat("gpt-4o")).await;
     assert_eq!(r.status, 429, "{}", r.text);
     assert!(r.headers.contains_key("retry-after"));
 
@@ -369,13 +310,7 @@ async fn upstream_statuses_pass_through_where_they_mean_something() {
         "",
     )
     .await;
-    let r = send(
-        &gw.http,
-        &format!("{}/v1/chat/completions", gw.base),
-        &[],
-        chat("gpt-4o"),
-    )
-    .await;
+    let r = gw.post("/v1/chat/completions", &[], chat("gpt-4o")).await;
     assert_eq!(
         r.status, 400,
         "a request too long for every target stays a 400"
