@@ -15,55 +15,18 @@ import openai
 import pytest
 from anthropic.types import TextBlock, ToolUseBlock
 from openai.types.chat import ChatCompletion, ChatCompletionMessageToolCall
-from pydantic import BaseModel
 
-try:  # the name of a function tool call since openai 1.99
-    from openai.types.chat import ChatCompletionMessageFunctionToolCall as FunctionToolCall
-except ImportError:  # older SDKs have only the one type
-    FunctionToolCall = ChatCompletionMessageToolCall
-
-# Any name is routed by `*`; these are not ones an SDK may come to flag as
-# deprecated.
-MODEL_OPENAI = "mock-gpt"
-MODEL_ANTHROPIC = "mock-claude"
-
-# Long enough that the mock streams it in many pieces.
-PROMPT = "Tell me, in a few words, why the sky is blue on a clear day."
-
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}},
-    "required": ["city"],
-}
-OPENAI_TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The current weather in a city.",
-            "parameters": WEATHER_SCHEMA,
-        },
-    }
-]
-ANTHROPIC_TOOLS = [
-    {
-        "name": "get_weather",
-        "description": "The current weather in a city.",
-        "input_schema": WEATHER_SCHEMA,
-    }
-]
-
-
-class GetWeather(BaseModel):
-    """The current weather in a city."""
-
-    city: str
-
-
-def _mock_text(prompt):
-    """The mock's text answer to a last user message (see staunch-mock's
-    docs, "Answers")."""
-    return f"mock answer to: {prompt[:48]}"
+from wire import (
+    MODEL_OPENAI,
+    MODEL_ANTHROPIC,
+    PROMPT,
+    OPENAI_TOOLS,
+    ANTHROPIC_TOOLS,
+    GetWeather,
+    mock_text,
+    stream_method,
+    FunctionToolCall,
+)
 
 
 # The gateway retries and falls back on its own; the SDKs must not hide what
@@ -84,17 +47,6 @@ def ant(gateway_service):
         base_url=gateway_service.url, api_key=gateway_service.key, max_retries=0, timeout=20
     ) as client:
         yield client
-
-
-def _stream_method(client):
-    """`chat.completions.stream` (openai >= 1.92), or the older beta one."""
-    for owner in (client.chat.completions, getattr(getattr(client, "beta", None), "chat", None)):
-        if owner is None:
-            continue
-        completions = getattr(owner, "completions", owner)
-        if hasattr(completions, "stream"):
-            return completions.stream
-    pytest.skip(f"openai {openai.__version__} has no chat.completions.stream")
 
 
 def _staunch_model(headers, gateway_service):
@@ -123,7 +75,7 @@ def test_openai_chat_non_streamed(oai, gateway_service):
     choice = completion.choices[0]
     assert choice.finish_reason == "stop"
     assert choice.message.role == "assistant"
-    assert choice.message.content == _mock_text(PROMPT)
+    assert choice.message.content == mock_text(PROMPT)
     assert not choice.message.tool_calls
     usage = completion.usage
     assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
@@ -153,7 +105,7 @@ def test_openai_chat_streamed_with_usage(oai, gateway_service):
     content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(content_chunks) > 1, "the mock streams text in pieces"
     text = "".join(c.choices[0].delta.content for c in content_chunks)
-    assert text == whole.choices[0].message.content == _mock_text(PROMPT)
+    assert text == whole.choices[0].message.content == mock_text(PROMPT)
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["stop"], finishes
 
@@ -169,13 +121,13 @@ def test_openai_chat_streamed_with_usage(oai, gateway_service):
 
 def test_openai_stream_helper_final_completion(oai):
     messages = [{"role": "user", "content": "Name three colours of the rainbow, please."}]
-    stream_method = _stream_method(oai)
-    with stream_method(model=MODEL_OPENAI, messages=messages, stream_options={"include_usage": True}) as stream:
+    open_stream = stream_method(oai)
+    with open_stream(model=MODEL_OPENAI, messages=messages, stream_options={"include_usage": True}) as stream:
         text = "".join(event.delta for event in stream if event.type == "content.delta")
         final = stream.get_final_completion()
 
     assert final.choices[0].finish_reason == "stop"
-    assert final.choices[0].message.content == text == _mock_text(messages[0]["content"])
+    assert final.choices[0].message.content == text == mock_text(messages[0]["content"])
     assert final.usage is not None and final.usage.completion_tokens > 0
 
 
@@ -212,9 +164,9 @@ def test_openai_tool_call_streamed(oai):
     # A strict function tool, so the helper also parses the arguments.
     tools = [openai.pydantic_function_tool(GetWeather, name="get_weather")]
     messages = [{"role": "user", "content": "What is the weather in Lyon?"}]
-    stream_method = _stream_method(oai)
+    open_stream = stream_method(oai)
     argument_deltas, done = [], []
-    with stream_method(model=MODEL_OPENAI, messages=messages, tools=tools) as stream:
+    with open_stream(model=MODEL_OPENAI, messages=messages, tools=tools) as stream:
         for event in stream:
             if event.type == "tool_calls.function.arguments.delta":
                 argument_deltas.append(event.arguments_delta)
@@ -331,7 +283,7 @@ def test_anthropic_messages_create(ant, gateway_service):
     assert message.model == model
     assert [block.type for block in message.content] == ["text"], message.content
     assert isinstance(message.content[0], TextBlock)
-    assert message.content[0].text == _mock_text(PROMPT)
+    assert message.content[0].text == mock_text(PROMPT)
     assert message.stop_reason == "end_turn"
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
 
@@ -350,7 +302,7 @@ def test_anthropic_messages_stream(ant, gateway_service):
     text = "".join(pieces)
     assert [block.type for block in final.content] == ["text"], final.content
     assert isinstance(final.content[0], TextBlock)
-    assert final.content[0].text == text == whole.content[0].text == _mock_text(PROMPT)
+    assert final.content[0].text == text == whole.content[0].text == mock_text(PROMPT)
     assert final.role == "assistant"
     assert final.model == model
     assert final.stop_reason == whole.stop_reason == "end_turn"

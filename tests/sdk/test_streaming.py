@@ -13,38 +13,16 @@ import anthropic
 import openai
 import pytest
 from anthropic.types import TextBlock, ToolUseBlock
-from pydantic import BaseModel
 
-MODEL_OPENAI = "mock-gpt"
-MODEL_ANTHROPIC = "mock-claude"
-
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}},
-    "required": ["city"],
-}
-ANTHROPIC_TOOLS = [
-    {
-        "name": "get_weather",
-        "description": "The current weather in a city.",
-        "input_schema": WEATHER_SCHEMA,
-    }
-]
-
-# Long enough that the mock streams it in many pieces.
-PROMPT = "Tell me, in a few words, why the sky is blue on a clear day."
-
-
-class GetWeather(BaseModel):
-    """The current weather in a city."""
-
-    city: str
-
-
-def _mock_text(prompt):
-    """The mock's text answer to a last user message (see staunch-mock's
-    docs, "Answers")."""
-    return f"mock answer to: {prompt[:48]}"
+from wire import (
+    MODEL_OPENAI,
+    MODEL_ANTHROPIC,
+    PROMPT,
+    ANTHROPIC_TOOLS,
+    GetWeather,
+    mock_text,
+    stream_method,
+)
 
 
 @pytest.fixture
@@ -67,17 +45,6 @@ def gw(gateway_url):
         yield client
 
 
-def _stream_method(client):
-    """`chat.completions.stream` (openai >= 1.92), or the older beta one."""
-    for owner in (client.chat.completions, getattr(getattr(client, "beta", None), "chat", None)):
-        if owner is None:
-            continue
-        completions = getattr(owner, "completions", owner)
-        if hasattr(completions, "stream"):
-            return completions.stream
-    pytest.skip(f"openai {openai.__version__} has no chat.completions.stream")
-
-
 # --- OpenAI Chat Completions from the mock ------------------------------------
 
 
@@ -97,7 +64,7 @@ def test_openai_stream_text_equals_non_streamed_answer(oai):
     content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(content_chunks) > 1, "the mock streams text in pieces"
     text = "".join(c.choices[0].delta.content for c in content_chunks)
-    assert text == whole.choices[0].message.content == _mock_text(PROMPT)
+    assert text == whole.choices[0].message.content == mock_text(PROMPT)
 
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -119,9 +86,9 @@ def test_openai_stream_helper_final_completion(oai):
     messages = [{"role": "user", "content": PROMPT}]
     whole = oai.chat.completions.create(model=MODEL_OPENAI, messages=messages)
 
-    stream_method = _stream_method(oai)
+    open_stream = stream_method(oai)
     deltas = []
-    with stream_method(
+    with open_stream(
         model=MODEL_OPENAI, messages=messages, stream_options={"include_usage": True}
     ) as stream:
         for event in stream:
@@ -147,9 +114,9 @@ def test_openai_stream_helper_assembles_tool_call(oai):
     whole = oai.chat.completions.create(model=MODEL_OPENAI, messages=messages, tools=tools)
     whole_call = whole.choices[0].message.tool_calls[0]
 
-    stream_method = _stream_method(oai)
+    open_stream = stream_method(oai)
     argument_deltas, done = [], []
-    with stream_method(model=MODEL_OPENAI, messages=messages, tools=tools) as stream:
+    with open_stream(model=MODEL_OPENAI, messages=messages, tools=tools) as stream:
         for event in stream:
             if event.type == "tool_calls.function.arguments.delta":
                 argument_deltas.append(event.arguments_delta)
@@ -189,7 +156,7 @@ def test_anthropic_stream_text_equals_non_streamed_answer(ant):
     assert len(pieces) > 1, "the mock streams text in pieces"
     text = "".join(pieces)
     whole_text = "".join(block.text for block in whole.content if isinstance(block, TextBlock))
-    assert text == whole_text == _mock_text(PROMPT)
+    assert text == whole_text == mock_text(PROMPT)
     assert [block.type for block in final.content] == ["text"], final.content
     assert isinstance(final.content[0], TextBlock)
     assert final.content[0].text == text
@@ -246,7 +213,7 @@ def test_gateway_stream_complete_text_with_staunch_headers(gw):
         chunks = list(response.parse())
 
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == _mock_text(PROMPT), (text, dict(response.headers))
+    assert text == mock_text(PROMPT), (text, dict(response.headers))
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["stop"], finishes
     assert all(c.model == model for c in chunks), {c.model for c in chunks}
@@ -257,13 +224,13 @@ def test_gateway_stream_complete_text_with_staunch_headers(gw):
 
 def test_gateway_stream_helper_final_completion(gw):
     messages = [{"role": "user", "content": "Name three colours of the rainbow, please."}]
-    stream_method = _stream_method(gw)
-    with stream_method(model="gpt-4o", messages=messages) as stream:
+    open_stream = stream_method(gw)
+    with open_stream(model="gpt-4o", messages=messages) as stream:
         text = "".join(event.delta for event in stream if event.type == "content.delta")
         final = stream.get_final_completion()
 
     assert final.choices[0].finish_reason == "stop"
-    assert final.choices[0].message.content == text == _mock_text(messages[0]["content"])
+    assert final.choices[0].message.content == text == mock_text(messages[0]["content"])
 
 
 def test_gateway_non_streamed_answer_matches_stream(gw):
@@ -273,7 +240,7 @@ def test_gateway_non_streamed_answer_matches_stream(gw):
     assert raw.headers.get("x-staunch-model"), dict(raw.headers)
     completion = raw.parse()
     assert completion.choices[0].finish_reason == "stop"
-    assert completion.choices[0].message.content == _mock_text(messages[0]["content"])
+    assert completion.choices[0].message.content == mock_text(messages[0]["content"])
 
 
 def test_gateway_stream_helper_assembles_tool_call(gw):
@@ -281,8 +248,8 @@ def test_gateway_stream_helper_assembles_tool_call(gw):
         pytest.skip(f"openai {openai.__version__} has no pydantic_function_tool")
     tools = [openai.pydantic_function_tool(GetWeather, name="get_weather")]
     messages = [{"role": "user", "content": "What is the weather in Lyon?"}]
-    stream_method = _stream_method(gw)
-    with stream_method(model="gpt-4o", messages=messages, tools=tools) as stream:
+    open_stream = stream_method(gw)
+    with open_stream(model="gpt-4o", messages=messages, tools=tools) as stream:
         final = stream.get_final_completion()
 
     choice = final.choices[0]

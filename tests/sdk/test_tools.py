@@ -15,38 +15,13 @@ from anthropic.types import TextBlock, ToolUseBlock
 from openai.types.chat import ChatCompletionMessageToolCall
 from pydantic import BaseModel
 
-try:  # the name of a function tool call since openai 1.99
-    from openai.types.chat import ChatCompletionMessageFunctionToolCall as FunctionToolCall
-except ImportError:  # older SDKs have only the one type
-    FunctionToolCall = ChatCompletionMessageToolCall
-
-# The mock answers any model name; these are not ones an SDK may come to
-# flag as deprecated.
-MODEL_OPENAI = "mock-gpt"
-MODEL_ANTHROPIC = "mock-claude"
-
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}},
-    "required": ["city"],
-}
-OPENAI_TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The current weather in a city.",
-            "parameters": WEATHER_SCHEMA,
-        },
-    }
-]
-ANTHROPIC_TOOLS = [
-    {
-        "name": "get_weather",
-        "description": "The current weather in a city.",
-        "input_schema": WEATHER_SCHEMA,
-    }
-]
+from wire import (
+    MODEL_OPENAI,
+    MODEL_ANTHROPIC,
+    OPENAI_TOOLS,
+    ANTHROPIC_TOOLS,
+    FunctionToolCall,
+)
 
 
 @pytest.fixture
