@@ -327,15 +327,11 @@ impl Core {
             tracing::Span::current().record("status", head.status);
             if !(200..300).contains(&head.status) {
                 let bytes = self.transport.read_error_body(head.body).await;
-                let mut error = match wire.parse(request, head.status, &head.headers, &bytes) {
+                let error = match wire.parse(request, head.status, &head.headers, &bytes) {
                     Err(error) => error,
                     Ok(_) => LlmError::new(ErrorKind::Other, "an error status with an answer"),
                 };
-                if error.request_id.is_none() {
-                    error.request_id = crate::headers::request_id(&head.headers);
-                }
-                error.rate_limit_headers = crate::headers::rate_limit(&head.headers);
-                return Err(error);
+                return Err(with_headers(error, &head.headers));
             }
             let mut live = crate::streaming::LiveStream::new(
                 head.body,
@@ -351,28 +347,17 @@ impl Core {
             );
             let limits = crate::headers::rate_limit(&head.headers);
             match live.open().await {
-                crate::streaming::Opened::Committed => Ok((live, limits)),
+                crate::streaming::Opened::Committed => {
+                    let mut response = ChatResponse::streaming(model.clone(), Box::pin(live));
+                    response.meta.rate_limit_headers = limits;
+                    Ok(response)
+                }
                 crate::streaming::Opened::Failed(error) => Err(error),
             }
         }
         .instrument(span)
         .await;
-        match outcome {
-            Ok((live, limits)) => {
-                let mut response = ChatResponse::streaming(model.clone(), Box::pin(live));
-                response.meta.rate_limit_headers = limits;
-                response.meta.provider = Some(self.provider.clone());
-                response.meta.model = Some(model);
-                response.meta.latency = started.elapsed();
-                Ok(response)
-            }
-            Err(error) => {
-                let mut error = self.scrub(error);
-                error.provider.get_or_insert_with(|| self.provider.clone());
-                error.model.get_or_insert(model);
-                Err(error)
-            }
-        }
+        self.settle(outcome, model, started)
     }
 
     /// The HTTP request for `body`, with the client's headers.
@@ -409,21 +394,28 @@ impl Core {
         let outcome = async {
             let raw = self.transport.send(request?, deadline).await?;
             tracing::Span::current().record("status", raw.status);
-            let mut result = parse(raw.status, &raw.headers, &raw.body);
-            let limits = crate::headers::rate_limit(&raw.headers);
-            match &mut result {
-                Ok(response) => response.meta.rate_limit_headers = limits,
-                Err(error) => {
-                    if error.request_id.is_none() {
-                        error.request_id = crate::headers::request_id(&raw.headers);
-                    }
-                    error.rate_limit_headers = limits;
+            match parse(raw.status, &raw.headers, &raw.body) {
+                Ok(mut response) => {
+                    response.meta.rate_limit_headers = crate::headers::rate_limit(&raw.headers);
+                    Ok(response)
                 }
+                Err(error) => Err(with_headers(error, &raw.headers)),
             }
-            result
         }
         .instrument(span)
         .await;
+        self.settle(outcome, model, started)
+    }
+
+    /// The outcome of one exchange, told who gave it: the provider, the
+    /// model and the latency on an answer; the provider and model (where
+    /// the error did not name them) on an error, scrubbed of secrets.
+    fn settle(
+        &self,
+        outcome: Result<ChatResponse, LlmError>,
+        model: String,
+        started: Instant,
+    ) -> Result<ChatResponse, LlmError> {
         match outcome {
             Ok(mut response) => {
                 response.meta.provider = Some(self.provider.clone());
@@ -439,6 +431,16 @@ impl Core {
             }
         }
     }
+}
+
+/// `error` with what the response's headers say of it: the provider's
+/// request id (where the body gave none) and the rate-limit headers.
+fn with_headers(mut error: LlmError, headers: &HeaderMap) -> LlmError {
+    if error.request_id.is_none() {
+        error.request_id = crate::headers::request_id(headers);
+    }
+    error.rate_limit_headers = crate::headers::rate_limit(headers);
+    error
 }
 
 /// The cause of an error, as text with the client's secrets masked.
