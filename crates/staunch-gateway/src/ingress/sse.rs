@@ -27,21 +27,29 @@ fn respond(answer: &ChatResponse, body: Body) -> Response {
     (StatusCode::OK, headers, body).into_response()
 }
 
-/// OpenAI chunks.
-pub(crate) fn openai(mut answer: ChatResponse, include_usage: bool) -> Response {
-    let Some(events) = answer.take_stream() else {
-        return respond(&answer, Body::empty());
-    };
+/// The model and id every event of the stream repeats: the model that
+/// answered (the response's own `model` where its meta names none) and the
+/// answer's id (a fresh one with `prefix` where the provider gave none).
+fn model_and_id(answer: &ChatResponse, prefix: &str) -> (String, String) {
     let model = answer
         .meta
         .model
         .clone()
         .unwrap_or_else(|| answer.model.clone());
     let id = if answer.id.is_empty() {
-        format!("chatcmpl-{}", unique())
+        format!("{prefix}{}", unique())
     } else {
         answer.id.clone()
     };
+    (model, id)
+}
+
+/// OpenAI chunks.
+pub(crate) fn openai(mut answer: ChatResponse, include_usage: bool) -> Response {
+    let Some(events) = answer.take_stream() else {
+        return respond(&answer, Body::empty());
+    };
+    let (model, id) = model_and_id(&answer, "chatcmpl-");
     let created = super::unix_now();
     let mut first = true;
     let body = Encoded {
@@ -66,16 +74,7 @@ pub(crate) fn anthropic(mut answer: ChatResponse) -> Response {
     let Some(events) = answer.take_stream() else {
         return respond(&answer, Body::empty());
     };
-    let model = answer
-        .meta
-        .model
-        .clone()
-        .unwrap_or_else(|| answer.model.clone());
-    let id = if answer.id.is_empty() {
-        format!("msg_{}", unique())
-    } else {
-        answer.id.clone()
-    };
+    let (model, id) = model_and_id(&answer, "msg_");
     // One encoder for the three callbacks; its lock is never contended (the
     // body is polled by one task) and holds plain values.
     let encoder = std::sync::Arc::new(std::sync::Mutex::new(anthropic::wire::StreamEncoder::new(
