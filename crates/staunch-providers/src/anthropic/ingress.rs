@@ -2,6 +2,7 @@
 //! client read into the neutral model, and a neutral answer written back in
 //! the shape the official SDKs parse.
 
+use crate::openai::ingress::field;
 use crate::openai::wire::IngressError;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -82,13 +83,6 @@ struct InChoice {
     name: Option<String>,
     #[serde(default)]
     disable_parallel_tool_use: Option<bool>,
-}
-
-fn field(field: impl Into<String>, message: impl Into<String>) -> IngressError {
-    IngressError::Field {
-        field: field.into(),
-        message: message.into(),
-    }
 }
 
 /// Reads a Messages request body into the neutral model: the top-level

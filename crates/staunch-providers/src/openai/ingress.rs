@@ -176,7 +176,9 @@ struct InSchema {
     strict: Option<bool>,
 }
 
-fn field(field: impl Into<String>, message: impl Into<String>) -> IngressError {
+/// An [`IngressError::Field`]: `message` about `field`. Both dialects'
+/// readers name the field at fault with it.
+pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> IngressError {
     IngressError::Field {
         field: field.into(),
         message: message.into(),

@@ -3,7 +3,7 @@
 mod answer;
 mod error;
 mod events;
-mod ingress;
+pub(crate) mod ingress;
 mod request;
 pub mod wire;
 
