@@ -91,14 +91,16 @@ impl Run {
     }
 }
 
-fn pct(n: u64, of: u64) -> String {
+/// `n` and its share of `of`, for a table cell (`-` when `of` is 0).
+pub fn pct(n: u64, of: u64) -> String {
     if of == 0 {
         return "-".into();
     }
     format!("{n} ({:.1}%)", n as f64 * 100.0 / of as f64)
 }
 
-fn top(map: &BTreeMap<String, u64>) -> String {
+/// The two largest counts of `map`, for a table cell (`-` when empty).
+pub fn top(map: &BTreeMap<String, u64>) -> String {
     let mut v: Vec<_> = map.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let shown: Vec<String> = v.iter().take(2).map(|(k, n)| format!("{k} {n}")).collect();

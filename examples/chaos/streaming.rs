@@ -19,6 +19,7 @@
 //!   truncated answer presented as complete: the demo counts them, and
 //!   fails the run (exit status 1) if there is any.
 
+use crate::report::{pct, top};
 use crate::{Args, Client};
 use serde::Serialize;
 use staunch::core::{ChatRequest, QualityTier, StreamEvent};
@@ -238,27 +239,6 @@ pub async fn drive(label: &str, client: Client, reader: Reader, args: &Args, run
         |outcome| run.record(outcome),
     )
     .await;
-}
-
-fn pct(n: u64, of: u64) -> String {
-    if of == 0 {
-        return "-".into();
-    }
-    format!("{n} ({:.1}%)", n as f64 * 100.0 / of as f64)
-}
-
-fn top(map: &BTreeMap<String, u64>) -> String {
-    let mut v: Vec<_> = map.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    let shown: Vec<String> = v.iter().take(2).map(|(k, n)| format!("{k} {n}")).collect();
-    if shown.is_empty() {
-        return "-".into();
-    }
-    let mut text = shown.join(", ");
-    if text.chars().count() > 26 {
-        text = text.chars().take(25).collect::<String>() + "…";
-    }
-    text
 }
 
 pub fn print(naive: &StreamRun, stack: &StreamRun) {
