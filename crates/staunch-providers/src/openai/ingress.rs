@@ -396,7 +396,6 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
         message["tool_calls"] = Value::Array(calls);
     }
     let model = response.meta.model.as_deref().unwrap_or(&response.model);
-    let usage = response.usage;
     let id = if response.id.is_empty() {
         "chatcmpl-staunch"
     } else {
@@ -411,22 +410,34 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
             "index": 0,
             "message": message,
             "logprobs": null,
-            "finish_reason": match response.finish_reason {
-                FinishReason::Length => "length",
-                FinishReason::ToolCalls => "tool_calls",
-                FinishReason::ContentFilter => "content_filter",
-                _ => "stop",
-            },
+            "finish_reason": finish_reason(&response.finish_reason),
         }],
-        "usage": {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.total(),
-            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        },
+        "usage": usage_json(&response.usage),
     });
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// A finish reason as Chat Completions names it; reasons it has no name
+/// for are `stop`.
+fn finish_reason(reason: &FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// A usage object as Chat Completions writes it, cached and reasoning
+/// tokens in their detail objects.
+fn usage_json(usage: &staunch_core::Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total(),
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    })
 }
 
 /// Writes one event of a streamed answer as a Chat Completions chunk, the
@@ -472,24 +483,12 @@ pub fn encode_chunk(
             choice(with_role(json!({"tool_calls": [call]})), Value::Null)
         }
         StreamEvent::Finish(reason) => {
-            let reason = match reason {
-                FinishReason::Length => "length",
-                FinishReason::ToolCalls => "tool_calls",
-                FinishReason::ContentFilter => "content_filter",
-                _ => "stop",
-            };
-            choice(with_role(json!({})), Value::from(reason))
+            choice(with_role(json!({})), Value::from(finish_reason(reason)))
         }
         StreamEvent::Usage(usage) if include_usage => json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [],
-            "usage": {
-                "prompt_tokens": usage.input_tokens,
-                "completion_tokens": usage.output_tokens,
-                "total_tokens": usage.total(),
-                "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-                "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-            },
+            "usage": usage_json(usage),
         }),
         _ => return None,
     };
