@@ -303,14 +303,9 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
         content.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
     }
     let stop_reason = match &response.finish_reason {
-        FinishReason::Stop => "end_turn",
-        FinishReason::Length => "max_tokens",
-        FinishReason::ToolCalls => "tool_use",
-        FinishReason::ContentFilter => "refusal",
         FinishReason::Other(other) => other.as_str(),
-        _ => "end_turn",
+        reason => stop_reason(reason),
     };
-    let usage = response.usage;
     let model = response.meta.model.as_deref().unwrap_or(&response.model);
     let id = if response.id.is_empty() {
         "msg_staunch"
@@ -325,13 +320,30 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": null,
-        "usage": {
-            "input_tokens": usage.input_tokens.saturating_sub(usage.cached_input_tokens),
-            "output_tokens": usage.output_tokens,
-            "cache_read_input_tokens": usage.cached_input_tokens,
-        },
+        "usage": usage_json(&response.usage),
     });
     Ok(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// A finish reason as Messages names it; reasons it has no name for are
+/// `end_turn`.
+fn stop_reason(reason: &FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Length => "max_tokens",
+        FinishReason::ToolCalls => "tool_use",
+        FinishReason::ContentFilter => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// A usage object as Messages writes it: input tokens without the cached
+/// ones, which have their own field.
+fn usage_json(usage: &staunch_core::Usage) -> Value {
+    json!({
+        "input_tokens": usage.input_tokens.saturating_sub(usage.cached_input_tokens),
+        "output_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cached_input_tokens,
+    })
 }
 
 /// Writes a streamed answer as Anthropic's server-sent events, the way the
@@ -455,12 +467,7 @@ impl StreamEncoder {
             }
             StreamEvent::Usage(usage) => self.usage = *usage,
             StreamEvent::Finish(reason) => {
-                self.stop_reason = Some(match reason {
-                    FinishReason::Length => "max_tokens",
-                    FinishReason::ToolCalls => "tool_use",
-                    FinishReason::ContentFilter => "refusal",
-                    _ => "end_turn",
-                });
+                self.stop_reason = Some(stop_reason(reason));
             }
             _ => {}
         }
@@ -473,15 +480,12 @@ impl StreamEncoder {
         let mut out = Vec::new();
         self.start(&mut out);
         self.close_block(&mut out);
-        let usage = self.usage;
         Self::event(
             &mut out,
             "message_delta",
             &json!({"type": "message_delta",
                     "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
-                    "usage": {"input_tokens": usage.input_tokens.saturating_sub(usage.cached_input_tokens),
-                              "output_tokens": usage.output_tokens,
-                              "cache_read_input_tokens": usage.cached_input_tokens}}),
+                    "usage": usage_json(&self.usage)}),
         );
         Self::event(&mut out, "message_stop", &json!({"type": "message_stop"}));
         out
