@@ -197,9 +197,12 @@ pub struct ChatResponse {
     pub finish_reason: FinishReason,
     /// Tokens billed for this answer.
     pub usage: Usage,
-    /// How the answer was produced.
+    /// How the answer was produced. Boxed: a response moves through every
+    /// layer's future, and the metadata is the larger half of it, so the
+    /// box keeps each move small (one allocation per answer instead of a
+    /// 300-byte copy per layer).
     #[serde(default)]
-    pub meta: ResponseMeta,
+    pub meta: Box<ResponseMeta>,
     /// For a streamed answer, its events after the commit point (the
     /// fields above then hold only what the head of the stream said).
     #[serde(skip)]
@@ -216,7 +219,7 @@ impl ChatResponse {
             refusal: None,
             finish_reason: FinishReason::Stop,
             usage: Usage::default(),
-            meta: ResponseMeta::default(),
+            meta: Box::default(),
             stream: None,
         }
     }
@@ -241,7 +244,7 @@ impl ChatResponse {
 
     /// Sets the metadata.
     pub fn with_meta(mut self, meta: ResponseMeta) -> Self {
-        self.meta = meta;
+        *self.meta = meta;
         self
     }
 
