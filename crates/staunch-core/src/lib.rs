@@ -25,6 +25,7 @@ mod content;
 mod deadline;
 mod dialect;
 mod error;
+mod extensions;
 mod redact;
 mod request;
 mod response;
@@ -38,6 +39,7 @@ pub use dialect::{Dialect, Extras};
 pub use error::{
     BoxError, Classify, DefaultClassify, ErrorClass, ErrorDetails, ErrorKind, LlmError,
 };
+pub use extensions::Extensions;
 pub use redact::redact_secrets;
 pub use request::{ChatRequest, Message, Role};
 pub use response::{ChatResponse, FinishReason, QualityTier, ResponseMeta};

@@ -1,7 +1,8 @@
 //! The provider-neutral chat request.
 
 use crate::{
-    Content, ContentPart, Dialect, Extras, ResponseFormat, ToolCall, ToolChoice, ToolDefinition,
+    Content, ContentPart, Dialect, Extensions, Extras, ResponseFormat, ToolCall, ToolChoice,
+    ToolDefinition,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -228,9 +229,10 @@ pub struct ChatRequest {
     /// first content event and its body is a stream of events.
     #[serde(default, skip_serializing_if = "is_false")]
     pub stream: bool,
-    /// Per-request metadata for the layers; not serialized.
+    /// Per-request metadata for the layers; not serialized. Clones of the
+    /// request share it until one of them writes to it.
     #[serde(skip)]
-    pub extensions: http::Extensions,
+    pub extensions: Extensions,
 }
 
 fn slice_is_empty(s: &Arc<[String]>) -> bool {
@@ -261,7 +263,7 @@ impl ChatRequest {
             response_format: None,
             stream: false,
             extra: Arc::default(),
-            extensions: http::Extensions::new(),
+            extensions: Extensions::new(),
         }
     }
 
