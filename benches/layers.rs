@@ -17,6 +17,7 @@ use staunch::core::{ChatRequest, ChatResponse, Price};
 use staunch::degrade::{DegradeConfig, DegradeLayer};
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
+use staunch::quota::{QuotaConfig, QuotaLayer};
 use staunch::retry::{RetryConfig, RetryLayer};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ const ROWS: &[(&str, &str)] = &[
     ("circuit_breaker", "CircuitBreakerLayer, defaults"),
     ("retry", "RetryLayer, defaults (with retry budget)"),
     ("retry_no_budget", "RetryLayer, no retry budget"),
+    ("quota", "QuotaLayer, RPM + TPM, reconciled"),
     ("tower_timeout", "tower TimeoutLayer (30 s), for scale"),
     ("full_stack", "the recommended stack (benches/stack.rs)"),
 ];
@@ -161,6 +163,18 @@ fn bench(c: &mut Runner<'_>) {
         c,
         "retry_no_budget",
         RetryLayer::new(RetryConfig::new().no_budget()).layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "quota",
+        QuotaLayer::new(
+            QuotaConfig::new("bench")
+                .requests_per_minute(1_000_000_000_000)
+                .tokens_per_minute(1_000_000_000_000_000),
+        )
+        .expect("valid")
+        .layer(provider.clone()),
         &request,
     );
     run(
