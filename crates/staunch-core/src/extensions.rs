@@ -51,17 +51,14 @@ impl Extensions {
     /// The value of type `T` for writing, if any. The map is copied first
     /// when another clone shares it.
     pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
-        if self.get::<T>().is_none() {
-            return None;
-        }
+        // A miss must not copy a shared map.
+        self.get::<T>()?;
         self.writable().get_mut::<T>()
     }
 
     /// Removes and returns the value of type `T`, if any.
     pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
-        if self.get::<T>().is_none() {
-            return None;
-        }
+        self.get::<T>()?;
         self.writable().remove::<T>()
     }
 
