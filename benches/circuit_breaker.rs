@@ -13,12 +13,12 @@ mod support;
 use criterion::{Criterion, criterion_group, criterion_main};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use staunch::core::{ChatRequest, ChatResponse, LlmError};
-use std::future::Ready;
+use staunch_test::FakeProvider;
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use support::{InMemory, call_once, request};
+use support::{call_once, in_memory, request};
 use tower::{Layer, Service};
 
 /// failsafe has no tower layer: this wraps each call's future in its
@@ -26,7 +26,7 @@ use tower::{Layer, Service};
 #[derive(Clone)]
 struct Failsafe<B> {
     breaker: B,
-    inner: InMemory,
+    inner: FakeProvider,
 }
 
 impl<B> Service<ChatRequest> for Failsafe<B>
@@ -36,7 +36,7 @@ where
     type Response = ChatResponse;
     type Error = failsafe::Error<LlmError>;
     type Future = failsafe::futures::ResponseFuture<
-        Ready<Result<ChatResponse, LlmError>>,
+        staunch_test::FakeFuture,
         B::FailurePolicy,
         B::Instrument,
         failsafe::Any,
@@ -81,7 +81,7 @@ where
 
 fn bench(c: &mut Criterion) {
     let request = request();
-    let provider = InMemory::new();
+    let provider = in_memory();
     let ours = CircuitBreakerLayer::new(CircuitBreakerConfig::new("bench"))
         .expect("valid")
         .layer(provider.clone());

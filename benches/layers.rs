@@ -19,10 +19,11 @@ use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
 use staunch::quota::{QuotaConfig, QuotaLayer};
 use staunch::retry::{RetryConfig, RetryLayer};
+use staunch_test::FakeProvider;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::{InMemory, call_once, request};
+use support::{call_once, in_memory, request};
 use tower::{Layer, Service, ServiceBuilder};
 
 const GROUP: &str = "layers_success_path";
@@ -57,7 +58,7 @@ fn budget_layer() -> BudgetLayer {
     .expect("valid")
 }
 
-fn target(name: &'static str, provider: InMemory, model: &'static str) -> Target {
+fn target(name: &'static str, provider: FakeProvider, model: &'static str) -> Target {
     let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new(name)).expect("valid");
     let health = breaker.handle();
     let service = ServiceBuilder::new()
@@ -105,7 +106,7 @@ where
 
 fn bench(c: &mut Runner<'_>) {
     let request = request();
-    let provider = InMemory::new();
+    let provider = in_memory();
 
     run(c, "raw", provider.clone(), &request);
     run(

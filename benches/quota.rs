@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-use support::{InMemory, call_once, request};
+use support::{call_once, in_memory, request};
 use tower::{Layer, Service};
 
 const GROUP: &str = "quota_admitted";
@@ -70,7 +70,7 @@ where
 
 fn bench(c: &mut Criterion) {
     let request = request();
-    let provider = InMemory::new();
+    let provider = in_memory();
     let both = QuotaLayer::new(
         QuotaConfig::new("bench")
             .requests_per_minute(1_000_000_000_000)

@@ -7,7 +7,7 @@ mod support;
 use criterion::{Criterion, criterion_group, criterion_main};
 use staunch::retry::{Retry, RetryConfig};
 use std::hint::black_box;
-use support::{InMemory, call_once, request};
+use support::{call_once, in_memory, request};
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -16,7 +16,7 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let _guard = runtime.enter();
     let request = request();
-    let provider = InMemory::new();
+    let provider = in_memory();
 
     let mut group = c.benchmark_group("retry_success_path");
     let mut raw = provider.clone();

@@ -18,12 +18,13 @@ use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
 use staunch::retry::RetryConfig;
+use staunch_test::FakeProvider;
 use std::hint::black_box;
 use std::time::Duration;
-use support::{InMemory, call_once, request};
+use support::{call_once, in_memory, request};
 use tower::ServiceBuilder;
 
-fn target(name: &'static str, provider: InMemory, model: &'static str) -> Target {
+fn target(name: &'static str, provider: FakeProvider, model: &'static str) -> Target {
     let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new(name)).expect("valid");
     let health = breaker.handle();
     let service = ServiceBuilder::new()
@@ -46,7 +47,7 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let _guard = runtime.enter();
     let request = request();
-    let provider = InMemory::new();
+    let provider = in_memory();
 
     let mut group = c.benchmark_group("stack_success_path");
     let mut raw = provider.clone();

@@ -274,8 +274,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_built_target_is_skipped_while_its_circuit_is_open() {
-        let down = Scripted::new([fail(ErrorKind::Server)]);
-        let up = Scripted::new([Step::Ok]);
+        let down = Scripted::scripted([fail(ErrorKind::Server)]);
+        let up = Scripted::scripted([Step::Answer]);
         let (a, a_circuit) = TargetBuilder::new("a", down.clone())
             .breaker(CircuitBreakerConfig::new("a").consecutive_failures(Some(1)))
             .retry(RetryConfig::new().no_budget().max_retries(0))
@@ -289,16 +289,16 @@ mod tests {
         }
         assert!(!a_circuit.is_call_permitted());
         assert_eq!(
-            down.count(),
+            down.calls(),
             1,
             "the open circuit was passed over, not called"
         );
-        assert_eq!(up.count(), 3);
+        assert_eq!(up.calls(), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_attempt_timeout_sits_inside_the_retry() {
-        let slow = Scripted::new([Step::Hang(Duration::from_secs(10)), Step::Ok]);
+        let slow = Scripted::scripted([Step::Slow(Duration::from_secs(10)), Step::Answer]);
         let (target, _) = TargetBuilder::new("a", slow.clone())
             .retry(
                 RetryConfig::new()
@@ -319,8 +319,8 @@ mod tests {
     #[cfg(feature = "quota")]
     #[tokio::test(start_paused = true)]
     async fn a_built_target_refuses_past_its_rpm_and_the_chain_moves_on() {
-        let limited = Scripted::new([Step::Ok]);
-        let spare = Scripted::new([Step::Ok]);
+        let limited = Scripted::scripted([Step::Answer]);
+        let spare = Scripted::scripted([Step::Answer]);
         let builder = TargetBuilder::new("a", limited.clone())
             .quota(
                 QuotaConfig::new("a")
@@ -343,33 +343,32 @@ mod tests {
         // 30 s, so the fourth goes straight to b.
         assert_eq!(answered_by, ["a", "a", "b", "b"]);
         assert_eq!(
-            limited.count(),
+            limited.calls(),
             2,
             "the provider never saw the refused request"
         );
-        assert_eq!(spare.count(), 2);
+        assert_eq!(spare.calls(), 2);
         assert_eq!(quota.available_requests(), Some(0));
         assert!(!a_circuit.is_call_permitted());
         // A minute later there is room again.
         tokio::time::advance(Duration::from_secs(61)).await;
         let answer = chain.clone().oneshot(request()).await.unwrap();
         assert_eq!(answer.meta.target.as_deref(), Some("a"));
-        assert_eq!(limited.count(), 3);
+        assert_eq!(limited.calls(), 3);
     }
 
     #[cfg(feature = "quota")]
     #[test]
     fn an_invalid_quota_is_a_clear_error() {
-        let err = TargetBuilder::new("a", Scripted::new([Step::Ok]))
+        let err = TargetBuilder::new("a", Scripted::scripted([Step::Answer]))
             .quota(QuotaConfig::new("a").requests_per_minute(0))
-            .err()
-            .expect("a limit of 0 is refused");
+            .expect_err("a limit of 0 is refused");
         assert_eq!(err, InvalidQuota::Zero("requests per minute"));
     }
 
     #[test]
     fn an_invalid_breaker_is_a_clear_error() {
-        let err = TargetBuilder::new("a", Scripted::new([Step::Ok]))
+        let err = TargetBuilder::new("a", Scripted::scripted([Step::Answer]))
             .breaker(CircuitBreakerConfig::new("a").half_open_probes(0))
             .build()
             .unwrap_err();

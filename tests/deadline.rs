@@ -16,8 +16,8 @@ use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
 use staunch::retry::{NoJitter, RetryConfig};
 use staunch::{Deadline, DeadlineScope};
+use staunch_test::{FakeProvider, Step, fail_after};
 use std::time::Duration;
-use support::{Provider, Step};
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
@@ -25,7 +25,7 @@ use tower::{ServiceBuilder, ServiceExt};
 type Stack = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
 
 /// The README's per-target recipe, with tower's 60 s per-attempt timeout.
-fn target(name: &'static str, provider: Provider, breaker: CircuitBreakerConfig) -> Target {
+fn target(name: &'static str, provider: FakeProvider, breaker: CircuitBreakerConfig) -> Target {
     let breaker = CircuitBreakerLayer::new(breaker).expect("valid");
     let health = breaker.handle();
     let service = ServiceBuilder::new()
@@ -37,13 +37,13 @@ fn target(name: &'static str, provider: Provider, breaker: CircuitBreakerConfig)
 }
 
 /// The README stack over two providers, with or without a static answer.
-fn stack(primary: &Provider, backup: &Provider, static_answer: bool) -> Stack {
+fn stack(primary: &FakeProvider, backup: &FakeProvider, static_answer: bool) -> Stack {
     stack_with(primary, backup, static_answer, CircuitBreakerConfig::new)
 }
 
 fn stack_with(
-    primary: &Provider,
-    backup: &Provider,
+    primary: &FakeProvider,
+    backup: &FakeProvider,
     static_answer: bool,
     breaker: fn(&'static str) -> CircuitBreakerConfig,
 ) -> Stack {
@@ -72,7 +72,10 @@ fn ask(deadline: Duration) -> ChatRequest {
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_attempt_is_cut_at_the_deadline() {
-    let (primary, backup) = (Provider::new("primary"), Provider::new("backup"));
+    let (primary, backup) = (
+        FakeProvider::new("primary").bill_prompt(20),
+        FakeProvider::new("backup").bill_prompt(20),
+    );
     primary.script([], Step::Hang);
     backup.script([], Step::Hang);
     let started = Instant::now();
@@ -96,7 +99,10 @@ async fn a_hung_attempt_is_cut_at_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_answer_inside_the_deadline_is_kept_and_one_past_it_is_cut() {
-    let (primary, backup) = (Provider::new("primary"), Provider::new("backup"));
+    let (primary, backup) = (
+        FakeProvider::new("primary").bill_prompt(20),
+        FakeProvider::new("backup").bill_prompt(20),
+    );
     primary.script(
         [Step::Slow(Duration::from_millis(900))],
         Step::Slow(Duration::from_secs(30)),
@@ -121,9 +127,12 @@ async fn a_slow_answer_inside_the_deadline_is_kept_and_one_past_it_is_cut() {
 
 #[tokio::test(start_paused = true)]
 async fn no_retry_wait_passes_the_deadline() {
-    let (primary, backup) = (Provider::new("primary"), Provider::new("backup"));
+    let (primary, backup) = (
+        FakeProvider::new("primary").bill_prompt(20),
+        FakeProvider::new("backup").bill_prompt(20),
+    );
     // A 429 asking for 3 s, inside max_retry_after, but past a 2 s deadline.
-    let limited = Step::Fail(ErrorKind::RateLimited, 429, Some(Duration::from_secs(3)));
+    let limited = fail_after(ErrorKind::RateLimited, 429, Duration::from_secs(3));
     primary.script([], limited.clone());
     backup.script([], limited);
     let started = Instant::now();
@@ -142,7 +151,10 @@ async fn no_retry_wait_passes_the_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn the_fallback_after_a_slow_primary_is_called_in_time() {
-    let (primary, backup) = (Provider::new("primary"), Provider::new("backup"));
+    let (primary, backup) = (
+        FakeProvider::new("primary").bill_prompt(20),
+        FakeProvider::new("backup").bill_prompt(20),
+    );
     primary.script([], Step::Slow(Duration::from_secs(20)));
     backup.script([], Step::Slow(Duration::from_millis(1_500)));
     let started = Instant::now();
@@ -201,16 +213,19 @@ async fn three_hundred_mixed_requests_all_finish_by_their_deadline() {
                 .map(|_| match rng.random_range(0..10) {
                     0..=2 => Step::Hang,
                     3..=4 => Step::Slow(Duration::from_millis(rng.random_range(100..4_000))),
-                    5..=6 => Step::Fail(
+                    5..=6 => fail_after(
                         ErrorKind::RateLimited,
                         429,
-                        Some(Duration::from_millis(rng.random_range(100..1_500))),
+                        Duration::from_millis(rng.random_range(100..1_500)),
                     ),
                     _ => Step::Answer,
                 })
                 .collect()
         };
-        let (primary, backup) = (Provider::new("primary"), Provider::new("backup"));
+        let (primary, backup) = (
+            FakeProvider::new("primary").bill_prompt(20),
+            FakeProvider::new("backup").bill_prompt(20),
+        );
         primary.script(script(2_000), Step::Hang);
         backup.script(script(2_000), Step::Answer);
         let stack = stack_with(&primary, &backup, true, breaker);

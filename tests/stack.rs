@@ -4,8 +4,6 @@
 //! instrument > degrade > budget > fallback > per target: circuit breaker >
 //! retry > tower timeout > tower buffer + rate limit > scripted provider.
 
-mod support;
-
 use staunch::budget::{BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitState};
 use staunch::core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message, Price, QualityTier};
@@ -14,8 +12,8 @@ use staunch::fallback::{Fallback, Target};
 use staunch::observe::InstrumentLayer;
 use staunch::retry::{NoJitter, RetryConfig};
 use staunch::{ServiceBuilderExt, TargetBuilder};
+use staunch_test::{FakeProvider, Step, fail_after, fail_status};
 use std::time::Duration;
-use support::{Provider, Step};
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
@@ -25,16 +23,16 @@ type Stack = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
 struct World {
     stack: Stack,
     openai_circuit: CircuitBreakerHandle,
-    openai: Provider,
-    anthropic: Provider,
-    mini: Provider,
+    openai: FakeProvider,
+    anthropic: FakeProvider,
+    mini: FakeProvider,
 }
 
 /// One target: breaker over retry over a per-attempt timeout over a
 /// rate-limited provider; the chain asks the breaker before calling.
 fn target(
     name: &'static str,
-    provider: Provider,
+    provider: FakeProvider,
     model: &'static str,
     window: u64,
     price: Price,
@@ -67,9 +65,11 @@ fn target(
 }
 
 fn world() -> World {
-    let openai = Provider::new("openai").window(128_000);
-    let anthropic = Provider::new("anthropic").window(200_000);
-    let mini = Provider::new("mini").window(16_000);
+    let openai = FakeProvider::new("openai").bill_prompt(20).window(128_000);
+    let anthropic = FakeProvider::new("anthropic")
+        .bill_prompt(20)
+        .window(200_000);
+    let mini = FakeProvider::new("mini").bill_prompt(20).window(16_000);
     let (a, openai_circuit) = target(
         "openai",
         openai.clone(),
@@ -142,10 +142,10 @@ async fn the_primary_answers_when_all_is_well() {
 async fn a_rate_limited_primary_is_retried_after_retry_after() {
     let w = world();
     w.openai.script(
-        [Step::Fail(
+        [fail_after(
             ErrorKind::RateLimited,
             429,
-            Some(Duration::from_secs(2)),
+            Duration::from_secs(2),
         )],
         Step::Answer,
     );
@@ -167,10 +167,10 @@ async fn a_rate_limited_primary_is_retried_after_retry_after() {
 async fn a_rate_limit_longer_than_the_cap_falls_back_at_once() {
     let w = world();
     w.openai.script(
-        [Step::Fail(
+        [fail_after(
             ErrorKind::RateLimited,
             429,
-            Some(Duration::from_secs(120)),
+            Duration::from_secs(120),
         )],
         Step::Answer,
     );
@@ -236,7 +236,7 @@ async fn when_everything_is_down_cached_then_static_answers() {
     assert_eq!(first.meta.tier, QualityTier::Full);
 
     for p in [&w.openai, &w.anthropic, &w.mini] {
-        p.script([], Step::Fail(ErrorKind::Server, 500, None));
+        p.script([], fail_status(ErrorKind::Server, 500));
     }
     let cached = w.stack.clone().oneshot(ask("cache me")).await.unwrap();
     assert_eq!(cached.meta.tier, QualityTier::Cached);
@@ -261,10 +261,8 @@ async fn when_everything_is_down_cached_then_static_answers() {
 #[tokio::test(start_paused = true)]
 async fn a_fatal_request_fails_at_once_with_nothing_retried_cached_or_degraded() {
     let w = world();
-    w.openai.script(
-        [Step::Fail(ErrorKind::InvalidRequest, 400, None)],
-        Step::Answer,
-    );
+    w.openai
+        .script([fail_status(ErrorKind::InvalidRequest, 400)], Step::Answer);
     let err = w.stack.clone().oneshot(ask("bad")).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidRequest);
     assert_eq!(calls(&w), (1, 0, 0));
@@ -301,8 +299,7 @@ async fn the_budget_refuses_before_any_call() {
 #[tokio::test(start_paused = true)]
 async fn a_primary_down_long_enough_opens_its_circuit_and_is_skipped() {
     let w = world();
-    w.openai
-        .script([], Step::Fail(ErrorKind::Overloaded, 503, None));
+    w.openai.script([], fail_status(ErrorKind::Overloaded, 503));
     // The breaker sits outside retry: each request whose retries are spent
     // on openai is one failure. Five such requests open the circuit; each
     // is answered by anthropic.

@@ -1,42 +1,21 @@
 //! What the benches share: a provider that answers at once, and one way of
 //! driving a call.
 
-use staunch::core::{ChatRequest, ChatResponse, LlmError, Message, Usage};
-use std::future::{Future, Ready, ready};
+use staunch::core::{ChatRequest, ChatResponse, Message, Usage};
+use staunch_test::FakeProvider;
+use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use tower::Service;
 
-/// A provider that is always ready and answers at once. Like real clients
-/// it is cheap to clone (an `Arc` inside): tower's retry clones it per call.
-#[derive(Clone)]
-pub struct InMemory {
-    answer: Arc<ChatResponse>,
-}
-
-impl InMemory {
-    pub fn new() -> Self {
-        InMemory {
-            answer: Arc::new(
-                ChatResponse::new("gpt-4o-2024-08-06", "hi").with_usage(Usage::new(12, 1)),
-            ),
-        }
-    }
-}
-
-impl Service<ChatRequest> for InMemory {
-    type Response = ChatResponse;
-    type Error = LlmError;
-    type Future = Ready<Result<ChatResponse, LlmError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: ChatRequest) -> Self::Future {
-        ready(Ok(ChatResponse::clone(&self.answer)))
-    }
+/// The provider of every bench: the workspace's one fake provider,
+/// answering at once with a clone of one answer and recording nothing.
+/// Like real clients it is cheap to clone (an `Arc` inside): tower's retry
+/// clones it per call.
+pub fn in_memory() -> FakeProvider {
+    FakeProvider::answering(
+        ChatResponse::new("gpt-4o-2024-08-06", "hi").with_usage(Usage::new(12, 1)),
+    )
 }
 
 /// The request every bench sends.

@@ -28,10 +28,10 @@ fn layer(config: BudgetConfig) -> BudgetLayer {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_over_the_per_request_cap_is_refused_before_any_call() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let service = layer(BudgetConfig::new().per_request_tokens(105)).layer(fake.clone());
     let err = service.clone().oneshot(ask()).await.unwrap_err();
-    assert_eq!(fake.count(), 0);
+    assert_eq!(fake.calls(), 0);
     assert_eq!(err.kind, ErrorKind::BudgetExhausted);
     assert_eq!(err.class(), ErrorClass::Fatal);
     assert!(
@@ -42,13 +42,13 @@ async fn a_request_over_the_per_request_cap_is_refused_before_any_call() {
     // Exactly at the cap is allowed.
     let service = layer(BudgetConfig::new().per_request_tokens(106)).layer(fake.clone());
     service.oneshot(ask()).await.unwrap();
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_stop_when_another_attempt_would_pass_the_request_cap() {
     let run = |cap: Option<u64>| async move {
-        let fake = Scripted::new([costly(ErrorKind::Server, Usage::new(50, 50))]);
+        let fake = Scripted::scripted([costly(ErrorKind::Server, Usage::new(50, 50))]);
         let retry = Retry::new(
             fake.clone(),
             RetryConfig::new().jitter(NoJitter).no_budget(),
@@ -57,7 +57,7 @@ async fn retries_stop_when_another_attempt_would_pass_the_request_cap() {
             BudgetConfig::new().per_request_tokens(c)
         });
         let err = layer(config).layer(retry).oneshot(ask()).await.unwrap_err();
-        (fake.count(), err)
+        (fake.calls(), err)
     };
     let (calls, err) = run(None).await;
     assert_eq!((calls, err.attempts), (3, 3));
@@ -70,22 +70,22 @@ async fn retries_stop_when_another_attempt_would_pass_the_request_cap() {
 
 #[tokio::test(start_paused = true)]
 async fn fallback_stops_when_the_next_target_would_pass_the_request_cap() {
-    let a = Scripted::new([costly(ErrorKind::TruncatedResponse, Usage::new(150, 50))]);
-    let b = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([costly(ErrorKind::TruncatedResponse, Usage::new(150, 50))]);
+    let b = Scripted::scripted([Step::Answer]);
     let chain = Fallback::new([Target::new("a", a.clone()), Target::new("b", b.clone())]).unwrap();
     let service = layer(BudgetConfig::new().per_request_tokens(300)).layer(chain.clone());
     let err = service.oneshot(ask()).await.unwrap_err();
-    assert_eq!((a.count(), b.count()), (1, 0));
+    assert_eq!((a.calls(), b.calls()), (1, 0));
     assert_eq!(err.kind, ErrorKind::TruncatedResponse);
 
     let roomy = layer(BudgetConfig::new().per_request_tokens(400)).layer(chain);
     assert!(roomy.oneshot(ask()).await.is_ok());
-    assert_eq!(b.count(), 1);
+    assert_eq!(b.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_window_cap_refuses_until_spend_ages_out() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let budget = layer(
         BudgetConfig::new()
             .window(Duration::from_secs(60))
@@ -101,7 +101,7 @@ async fn the_window_cap_refuses_until_spend_ages_out() {
     service.clone().oneshot(ask()).await.unwrap();
     let err = service.clone().oneshot(ask()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::BudgetExhausted);
-    assert_eq!(fake.count(), 7);
+    assert_eq!(fake.calls(), 7);
     // All spend was recorded in the first 3 s bucket, which leaves the
     // window 63 s after it opened.
     assert_eq!(err.retry_after, Some(Duration::from_secs(63)));
@@ -114,7 +114,10 @@ async fn the_window_cap_refuses_until_spend_ages_out() {
 
 #[tokio::test(start_paused = true)]
 async fn the_cost_cap_prices_answers_and_failures() {
-    let fake = Scripted::new([costly(ErrorKind::Server, Usage::new(100_000, 0)), Step::Ok]);
+    let fake = Scripted::scripted([
+        costly(ErrorKind::Server, Usage::new(100_000, 0)),
+        Step::Answer,
+    ]);
     let budget = layer(
         BudgetConfig::new()
             .window_cost(1.0)
@@ -149,7 +152,7 @@ async fn a_response_cost_wins_over_the_price_table() {
 
 #[tokio::test(start_paused = true)]
 async fn reservations_hold_concurrent_requests_and_are_released_on_drop() {
-    let fake = Scripted::new([Step::Hang(Duration::from_secs(3600))]);
+    let fake = Scripted::scripted([Step::Slow(Duration::from_secs(3600))]);
     let budget = layer(BudgetConfig::new().window_tokens(250));
     let service = budget.layer(fake.clone());
     let first = tokio::spawn(service.clone().oneshot(ask()));
@@ -163,7 +166,7 @@ async fn reservations_hold_concurrent_requests_and_are_released_on_drop() {
         ErrorKind::BudgetExhausted,
         "212 reserved + 106 > 250"
     );
-    assert_eq!(fake.count(), 2);
+    assert_eq!(fake.calls(), 2);
     first.abort();
     second.abort();
     let _ = (first.await, second.await);
@@ -173,7 +176,7 @@ async fn reservations_hold_concurrent_requests_and_are_released_on_drop() {
 
 #[tokio::test(start_paused = true)]
 async fn failures_are_recorded_too() {
-    let fake = Scripted::new([costly(ErrorKind::TruncatedResponse, Usage::new(30, 20))]);
+    let fake = Scripted::scripted([costly(ErrorKind::TruncatedResponse, Usage::new(30, 20))]);
     let budget = layer(BudgetConfig::new());
     assert!(budget.layer(fake).oneshot(ask()).await.is_err());
     assert_eq!(budget.handle().window_tokens(), 50);

@@ -27,14 +27,14 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn consecutive_failures_open_the_circuit_and_a_success_resets_the_run() {
-    let fake = Scripted::new([
+    let fake = Scripted::scripted([
         fail(ErrorKind::Server),
         fail(ErrorKind::Server),
-        Step::Ok,
+        Step::Answer,
         fail(ErrorKind::Server),
         fail(ErrorKind::Overloaded),
         fail(ErrorKind::Timeout),
-        Step::Ok,
+        Step::Answer,
     ]);
     let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(3)));
     let handle = cb.handle();
@@ -56,7 +56,7 @@ async fn consecutive_failures_open_the_circuit_and_a_success_resets_the_run() {
 
 #[tokio::test(start_paused = true)]
 async fn an_open_circuit_fails_fast_without_touching_the_target() {
-    let fake = Scripted::new([fail(ErrorKind::Server)]);
+    let fake = Scripted::scripted([fail(ErrorKind::Server)]);
     let cb = layer(
         CircuitBreakerConfig::new("p")
             .consecutive_failures(Some(1))
@@ -71,7 +71,7 @@ async fn an_open_circuit_fails_fast_without_touching_the_target() {
     assert_eq!(err.retry_after, Some(S(20)));
     assert_eq!(err.attempts, 0);
     assert!(err.message.contains("circuit p is open"), "{}", err.message);
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
     assert_eq!(handle.counts().rejected, 1);
     assert!(!handle.is_call_permitted());
 }
@@ -86,9 +86,9 @@ struct CountReady {
 
 impl Service<ChatRequest> for CountReady {
     type Response = ChatResponse;
-    type Error = tower::BoxError;
+    type Error = LlmError;
     type Future = <Scripted as Service<ChatRequest>>::Future;
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), tower::BoxError>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.polls.fetch_add(1, Ordering::SeqCst);
         self.inner.poll_ready(cx)
     }
@@ -101,7 +101,7 @@ impl Service<ChatRequest> for CountReady {
 async fn poll_ready_never_fails_and_skips_the_inner_service_when_refusing() {
     let polls = Arc::new(AtomicUsize::new(0));
     let inner = CountReady {
-        inner: Scripted::new([fail(ErrorKind::Server)]),
+        inner: Scripted::scripted([fail(ErrorKind::Server)]),
         polls: polls.clone(),
     };
     let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(1)));
@@ -120,12 +120,12 @@ async fn poll_ready_never_fails_and_skips_the_inner_service_when_refusing() {
 
 #[tokio::test(start_paused = true)]
 async fn half_open_probes_close_or_reopen_with_a_growing_break() {
-    let fake = Scripted::new([
+    let fake = Scripted::scripted([
         fail(ErrorKind::Server), // trips
         fail(ErrorKind::Server), // probe 1 fails: 10 s -> 20 s
         fail(ErrorKind::Server), // probe 2 fails: 20 s -> 40 s
         fail(ErrorKind::Server), // probe 3 fails: capped at 50 s
-        Step::Ok,                // probe 4 succeeds: closed
+        Step::Answer,            // probe 4 succeeds: closed
         fail(ErrorKind::Server), // trips again, with the base break
     ]);
     let cb = layer(
@@ -152,12 +152,12 @@ async fn half_open_probes_close_or_reopen_with_a_growing_break() {
     run(&service, 1).await;
     let err = service.clone().oneshot(request()).await.unwrap_err();
     assert_eq!(err.retry_after, Some(S(10)), "closing reset the break");
-    assert_eq!(fake.count(), 6);
+    assert_eq!(fake.calls(), 6);
 }
 
 #[tokio::test(start_paused = true)]
 async fn success_threshold_needs_that_many_probes() {
-    let fake = Scripted::new([fail(ErrorKind::Server), Step::Ok]);
+    let fake = Scripted::scripted([fail(ErrorKind::Server), Step::Answer]);
     let cb = layer(
         CircuitBreakerConfig::new("p")
             .consecutive_failures(Some(1))
@@ -176,7 +176,7 @@ async fn success_threshold_needs_that_many_probes() {
 
 #[tokio::test(start_paused = true)]
 async fn half_open_admits_only_the_probe_limit_under_concurrent_callers() {
-    let fake = Scripted::new([fail(ErrorKind::Server), Step::Hang(S(60))]);
+    let fake = Scripted::scripted([fail(ErrorKind::Server), Step::Slow(S(60))]);
     let cb = layer(
         CircuitBreakerConfig::new("p")
             .consecutive_failures(Some(1))
@@ -194,7 +194,7 @@ async fn half_open_admits_only_the_probe_limit_under_concurrent_callers() {
         tasks.spawn(async move { s.oneshot(request()).await });
     }
     tokio::task::yield_now().await;
-    assert_eq!(fake.count(), 1 + 2, "two probes reached the target");
+    assert_eq!(fake.calls(), 1 + 2, "two probes reached the target");
     assert_eq!(handle.counts().rejected, 4);
     assert!(!handle.is_call_permitted());
     let mut refused = 0;
@@ -213,7 +213,7 @@ async fn half_open_admits_only_the_probe_limit_under_concurrent_callers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_gives_its_slot_back_and_counts_as_ignored() {
-    let fake = Scripted::new([fail(ErrorKind::Server), Step::Hang(S(3600)), Step::Ok]);
+    let fake = Scripted::scripted([fail(ErrorKind::Server), Step::Slow(S(3600)), Step::Answer]);
     let cb = layer(
         CircuitBreakerConfig::new("p")
             .consecutive_failures(Some(1))
@@ -240,9 +240,9 @@ async fn a_dropped_probe_gives_its_slot_back_and_counts_as_ignored() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rate_limit_with_retry_after_opens_a_cooldown_of_that_length() {
-    let fake = Scripted::new([
+    let fake = Scripted::scripted([
         fail_after(ErrorKind::RateLimited, 429, Duration::from_millis(7_500)),
-        Step::Ok,
+        Step::Answer,
     ]);
     let transitions = Arc::new(Mutex::new(Vec::new()));
     let seen = transitions.clone();
@@ -283,7 +283,7 @@ async fn a_rate_limit_with_retry_after_opens_a_cooldown_of_that_length() {
     );
 
     // Switched off, the same 429 is an ordinary failure.
-    let fake = Scripted::new([fail_after(ErrorKind::RateLimited, 429, S(7))]);
+    let fake = Scripted::scripted([fail_after(ErrorKind::RateLimited, 429, S(7))]);
     let cb = layer(CircuitBreakerConfig::new("p").rate_limit_cooldown(false));
     let handle = cb.handle();
     run(&cb.layer(fake), 1).await;
@@ -302,7 +302,7 @@ async fn caller_errors_never_count() {
     ] {
         let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(1)));
         let handle = cb.handle();
-        run(&cb.layer(Scripted::new([fail(kind)])), 10).await;
+        run(&cb.layer(Scripted::scripted([fail(kind)])), 10).await;
         assert_eq!(handle.state(), CircuitState::Closed, "{kind}");
         assert_eq!(
             (handle.counts().ignored, handle.counts().failures),
@@ -318,7 +318,7 @@ async fn caller_errors_never_count() {
     ] {
         let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(2)));
         let handle = cb.handle();
-        run(&cb.layer(Scripted::new([fail(kind)])), 2).await;
+        run(&cb.layer(Scripted::scripted([fail(kind)])), 2).await;
         assert_eq!(handle.state(), CircuitState::Open, "{kind}");
     }
 }
@@ -335,7 +335,7 @@ async fn a_custom_outcome_rule_decides() {
             }),
     );
     let handle = cb.handle();
-    let service = cb.layer(Scripted::new([
+    let service = cb.layer(Scripted::scripted([
         fail(ErrorKind::Server),
         fail(ErrorKind::Server),
         fail(ErrorKind::Timeout),
@@ -359,10 +359,10 @@ async fn a_failure_rate_over_the_last_calls_trips_after_the_minimum() {
         if i % 2 == 0 {
             fail(ErrorKind::Server)
         } else {
-            Step::Ok
+            Step::Answer
         }
     });
-    let service = cb.layer(Scripted::new(steps));
+    let service = cb.layer(Scripted::scripted(steps));
     run(&service, 9).await;
     assert_eq!(handle.state(), CircuitState::Closed);
     run(&service, 1).await; // a success: the rule is only checked on failures
@@ -379,11 +379,11 @@ async fn a_failure_rate_over_time_forgets_old_calls() {
             .failure_rate(RateRule::new(RateWindow::Time(S(10)), 0.6, 4)),
     );
     let handle = cb.handle();
-    let service = cb.layer(Scripted::new([
+    let service = cb.layer(Scripted::scripted([
         fail(ErrorKind::Server),
         fail(ErrorKind::Server),
-        Step::Ok,
-        Step::Ok,
+        Step::Answer,
+        Step::Answer,
         fail(ErrorKind::Server),
         fail(ErrorKind::Server),
         fail(ErrorKind::Server),
@@ -405,7 +405,7 @@ async fn slow_calls_count_as_failures_when_asked() {
             .slow_call(S(2)),
     );
     let handle = cb.handle();
-    let service = cb.layer(Scripted::new([Step::Hang(S(3))]));
+    let service = cb.layer(Scripted::scripted([Step::Slow(S(3))]));
     run(&service, 1).await;
     assert_eq!(handle.counts().failures, 1);
     run(&service, 1).await;
@@ -414,7 +414,7 @@ async fn slow_calls_count_as_failures_when_asked() {
 
 #[tokio::test(start_paused = true)]
 async fn operators_can_force_open_disable_and_reset() {
-    let fake = Scripted::new([fail(ErrorKind::Server)]);
+    let fake = Scripted::scripted([fail(ErrorKind::Server)]);
     let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(1)));
     let handle = cb.handle();
     let service = cb.layer(fake.clone());
@@ -425,7 +425,7 @@ async fn operators_can_force_open_disable_and_reset() {
     let err = service.clone().oneshot(request()).await.unwrap_err();
     assert_eq!((err.kind, err.retry_after), (ErrorKind::CircuitOpen, None));
     assert!(err.message.contains("forced open"));
-    assert_eq!(fake.count(), 0);
+    assert_eq!(fake.calls(), 0);
 
     handle.disable();
     run(&service, 5).await;
@@ -434,7 +434,7 @@ async fn operators_can_force_open_disable_and_reset() {
         CircuitState::Disabled,
         "failures don't trip a disabled breaker"
     );
-    assert_eq!(fake.count(), 5);
+    assert_eq!(fake.calls(), 5);
 
     handle.reset();
     assert_eq!(handle.state(), CircuitState::Closed);
@@ -455,7 +455,7 @@ async fn the_handle_tells_a_fallback_chain_to_skip() {
     );
     let handle = cb.handle();
     assert_eq!(handle.unavailable_for(), None);
-    run(&cb.layer(Scripted::new([fail(ErrorKind::Server)])), 1).await;
+    run(&cb.layer(Scripted::scripted([fail(ErrorKind::Server)])), 1).await;
     assert_eq!(handle.unavailable_for(), Some(S(8)));
     tokio::time::advance(S(8)).await;
     assert_eq!(
@@ -510,7 +510,7 @@ fn unworkable_configs_are_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_are_all_counted_exactly() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let cb = layer(CircuitBreakerConfig::new("p"));
     let handle = cb.handle();
     let service = cb.layer(fake.clone());
@@ -528,7 +528,7 @@ async fn concurrent_callers_are_all_counted_exactly() {
     }
     let counts = handle.counts();
     assert_eq!(counts.successes, 4_000);
-    assert_eq!(fake.count(), 4_000);
+    assert_eq!(fake.calls(), 4_000);
     assert_eq!(
         (counts.failures, counts.ignored, counts.rejected),
         (0, 0, 0)
@@ -605,11 +605,11 @@ async fn concurrent_callers_never_exceed_the_probe_limit() {
 async fn a_burst_during_a_probe_waits_for_its_verdict() {
     for probe_succeeds in [true, false] {
         let probe = if probe_succeeds {
-            Step::Hang(S(2)) // answers "late", a success, after 2 s
+            Step::Slow(S(2)) // answers "late", a success, after 2 s
         } else {
             fail(ErrorKind::Server)
         };
-        let fake = Scripted::new([fail(ErrorKind::Server), probe, Step::Ok]);
+        let fake = Scripted::scripted([fail(ErrorKind::Server), probe, Step::Answer]);
         let cb = layer(
             CircuitBreakerConfig::new("p")
                 .consecutive_failures(Some(1))
@@ -643,7 +643,7 @@ async fn a_burst_during_a_probe_waits_for_its_verdict() {
             assert_eq!(handle.counts().rejected, 0, "waiting is not a refusal");
         } else {
             assert_eq!((ok, refused, probe_failed), (0, 299, 1));
-            assert_eq!(fake.count(), 2, "only the probe reached the target");
+            assert_eq!(fake.calls(), 2, "only the probe reached the target");
             assert_eq!(handle.state(), CircuitState::Open);
         }
     }
@@ -651,7 +651,7 @@ async fn a_burst_during_a_probe_waits_for_its_verdict() {
 
 #[tokio::test(start_paused = true)]
 async fn the_wait_for_a_verdict_is_bounded() {
-    let fake = Scripted::new([fail(ErrorKind::Server), Step::Hang(S(3600))]);
+    let fake = Scripted::scripted([fail(ErrorKind::Server), Step::Slow(S(3600))]);
     let cb = layer(
         CircuitBreakerConfig::new("p")
             .consecutive_failures(Some(1))
@@ -672,7 +672,7 @@ async fn the_wait_for_a_verdict_is_bounded() {
 
 #[tokio::test(start_paused = true)]
 async fn a_breaker_without_a_trip_rule_is_off() {
-    let fake = Scripted::new([fail_after(ErrorKind::RateLimited, 429, S(7))]);
+    let fake = Scripted::scripted([fail_after(ErrorKind::RateLimited, 429, S(7))]);
     let cb = layer(CircuitBreakerConfig::off("p"));
     let handle = cb.handle();
     let service = cb.layer(fake.clone());
@@ -682,7 +682,7 @@ async fn a_breaker_without_a_trip_rule_is_off() {
             .iter()
             .all(|r| r.as_ref().unwrap_err().kind == ErrorKind::RateLimited)
     );
-    assert_eq!(fake.count(), 20, "every call went through");
+    assert_eq!(fake.calls(), 20, "every call went through");
     assert_eq!(handle.state(), CircuitState::Disabled);
     assert!(handle.is_call_permitted());
     // Without a trip rule but with the cooldown, only 429s open it.
@@ -692,7 +692,7 @@ async fn a_breaker_without_a_trip_rule_is_off() {
 
 #[tokio::test(start_paused = true)]
 async fn open_for_opens_a_closed_circuit_for_that_long() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let cb = layer(CircuitBreakerConfig::new("p"));
     let handle = cb.handle();
     let service = cb.layer(fake.clone());
@@ -700,7 +700,7 @@ async fn open_for_opens_a_closed_circuit_for_that_long() {
     assert_eq!(handle.state(), CircuitState::Open);
     let refused = service.clone().oneshot(request()).await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::CircuitOpen);
-    assert_eq!(fake.count(), 0);
+    assert_eq!(fake.calls(), 0);
     tokio::time::advance(S(5)).await;
     service.clone().oneshot(request()).await.unwrap();
     assert_eq!(handle.state(), CircuitState::Closed);

@@ -21,8 +21,8 @@ fn cached() -> DegradeConfig {
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_is_answered_from_the_cache() {
-    let fake = Scripted::new([
-        Step::Ok,
+    let fake = Scripted::scripted([
+        Step::Answer,
         with_usage(ErrorKind::Overloaded, Usage::new(7, 0)),
     ]);
     let service = Degrade::new(fake.clone(), cached());
@@ -33,7 +33,7 @@ async fn a_failure_is_answered_from_the_cache() {
 
     tokio::time::advance(Duration::from_secs(42)).await;
     let second = service.clone().oneshot(request()).await.unwrap();
-    assert_eq!(fake.count(), 2, "the stack was asked first");
+    assert_eq!(fake.calls(), 2, "the stack was asked first");
     assert_eq!(second.meta.tier, QualityTier::Cached);
     assert_eq!(second.text(), first.text());
     assert_eq!(
@@ -52,7 +52,7 @@ async fn a_failure_is_answered_from_the_cache() {
 
 #[tokio::test(start_paused = true)]
 async fn a_different_request_is_never_served_anothers_answer() {
-    let fake = Scripted::new([Step::Ok, fail(ErrorKind::Server)]);
+    let fake = Scripted::scripted([Step::Answer, fail(ErrorKind::Server)]);
     let service = Degrade::new(fake, cached());
     service.clone().oneshot(request()).await.unwrap();
     // Same prefix, one more character at the end of the last message.
@@ -63,7 +63,7 @@ async fn a_different_request_is_never_served_anothers_answer() {
 
 #[tokio::test(start_paused = true)]
 async fn then_the_static_answer_then_the_error() {
-    let fake = Scripted::new([fail(ErrorKind::RateLimited)]);
+    let fake = Scripted::scripted([fail(ErrorKind::RateLimited)]);
     let with_static = Degrade::new(
         fake.clone(),
         DegradeConfig::new().static_answer("busy, try later"),
@@ -82,7 +82,7 @@ async fn then_the_static_answer_then_the_error() {
 
 #[tokio::test(start_paused = true)]
 async fn a_static_answer_can_be_built_from_the_request() {
-    let fake = Scripted::new([fail(ErrorKind::Timeout)]);
+    let fake = Scripted::scripted([fail(ErrorKind::Timeout)]);
     let service = Degrade::new(
         fake,
         DegradeConfig::new().static_answer_with(|r: &ChatRequest| {
@@ -98,8 +98,8 @@ async fn a_static_answer_can_be_built_from_the_request() {
 
 #[tokio::test(start_paused = true)]
 async fn fatal_errors_are_never_degraded() {
-    let fake = Scripted::new([
-        Step::Ok,
+    let fake = Scripted::scripted([
+        Step::Answer,
         fail(ErrorKind::InvalidRequest),
         fail(ErrorKind::BudgetExhausted),
     ]);
@@ -113,7 +113,7 @@ async fn fatal_errors_are_never_degraded() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_can_opt_out() {
-    let fake = Scripted::new([Step::Ok, fail(ErrorKind::Overloaded)]);
+    let fake = Scripted::scripted([Step::Answer, fail(ErrorKind::Overloaded)]);
     let service = Degrade::new(fake, DegradeConfig::new().static_answer("x"));
     let marked = || request().with_extension(NoDegrade);
     service.clone().oneshot(marked()).await.unwrap();
@@ -128,7 +128,7 @@ async fn a_request_can_opt_out() {
 
 #[tokio::test(start_paused = true)]
 async fn cached_answers_expire_after_the_ttl() {
-    let fake = Scripted::new([Step::Ok, fail(ErrorKind::Overloaded)]);
+    let fake = Scripted::scripted([Step::Answer, fail(ErrorKind::Overloaded)]);
     let service = Degrade::new(
         fake,
         DegradeConfig::new().cache_ttl(Duration::from_secs(60)),
@@ -172,7 +172,7 @@ async fn only_model_answers_are_cached() {
 
 #[tokio::test(start_paused = true)]
 async fn the_cache_is_bounded_and_can_be_cleared() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let service = Degrade::new(fake, DegradeConfig::new().cache_capacity(2));
     for i in 0..20 {
         let req = ChatRequest::new("gpt-4o", vec![Message::user(format!("question {i}"))]);
@@ -190,12 +190,12 @@ async fn the_cache_is_bounded_and_can_be_cleared() {
 #[tokio::test(start_paused = true)]
 async fn no_static_answer_for_failures_a_retry_would_repeat() {
     for kind in [ErrorKind::ContextLengthExceeded, ErrorKind::ContentFiltered] {
-        let fake = Scripted::new([fail(kind)]);
+        let fake = Scripted::scripted([fail(kind)]);
         let service = Degrade::new(fake, DegradeConfig::new().static_answer("later"));
         assert_eq!(service.oneshot(request()).await.unwrap_err().kind, kind);
     }
     // The identical request answered before is still served from the cache.
-    let fake = Scripted::new([Step::Ok, fail(ErrorKind::ContentFiltered)]);
+    let fake = Scripted::scripted([Step::Answer, fail(ErrorKind::ContentFiltered)]);
     let service = Degrade::new(fake, cached().static_answer("later"));
     service.clone().oneshot(request()).await.unwrap();
     let cached = service.oneshot(request()).await.unwrap();
@@ -204,7 +204,7 @@ async fn no_static_answer_for_failures_a_retry_would_repeat() {
 
 #[tokio::test(start_paused = true)]
 async fn the_cache_is_off_by_default() {
-    let fake = Scripted::new([Step::Ok, fail(ErrorKind::Overloaded)]);
+    let fake = Scripted::scripted([Step::Answer, fail(ErrorKind::Overloaded)]);
     let service = Degrade::new(fake, DegradeConfig::new());
     service.clone().oneshot(request()).await.unwrap();
     assert_eq!(service.cached_answers(), 0);

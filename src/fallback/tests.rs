@@ -14,12 +14,15 @@ fn chain(targets: impl IntoIterator<Item = Target>) -> Fallback {
 
 #[tokio::test(start_paused = true)]
 async fn the_first_target_answers_at_full_quality() {
-    let (a, b) = (Scripted::new([Step::Ok]), Scripted::new([Step::Ok]));
+    let (a, b) = (
+        Scripted::scripted([Step::Answer]),
+        Scripted::scripted([Step::Answer]),
+    );
     let response = chain([Target::new("a", a.clone()), Target::new("b", b.clone())])
         .oneshot(request())
         .await
         .unwrap();
-    assert_eq!((a.count(), b.count()), (1, 0));
+    assert_eq!((a.calls(), b.calls()), (1, 0));
     let meta = &response.meta;
     assert_eq!(meta.target.as_deref(), Some("a"));
     assert_eq!(meta.model.as_deref(), Some("gpt-4o"));
@@ -31,9 +34,9 @@ async fn the_first_target_answers_at_full_quality() {
 
 #[tokio::test(start_paused = true)]
 async fn transient_and_unavailable_errors_move_on_with_the_model_rewritten() {
-    let a = Scripted::new([fail(ErrorKind::Overloaded)]);
-    let b = Scripted::new([fail(ErrorKind::QuotaExhausted)]);
-    let c = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([fail(ErrorKind::Overloaded)]);
+    let b = Scripted::scripted([fail(ErrorKind::QuotaExhausted)]);
+    let c = Scripted::scripted([Step::Answer]);
     let response = chain([
         Target::new("anthropic", a.clone()).model("claude-sonnet-4-5"),
         Target::new("openai", b.clone()),
@@ -56,9 +59,9 @@ async fn transient_and_unavailable_errors_move_on_with_the_model_rewritten() {
 
 #[tokio::test(start_paused = true)]
 async fn a_fatal_error_stops_the_chain() {
-    let a = Scripted::new([fail(ErrorKind::Server)]);
-    let b = Scripted::new([fail(ErrorKind::InvalidRequest)]);
-    let c = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([fail(ErrorKind::Server)]);
+    let b = Scripted::scripted([fail(ErrorKind::InvalidRequest)]);
+    let c = Scripted::scripted([Step::Answer]);
     let err = chain([
         Target::new("a", a.clone()),
         Target::new("b", b.clone()),
@@ -67,7 +70,7 @@ async fn a_fatal_error_stops_the_chain() {
     .oneshot(request())
     .await
     .unwrap_err();
-    assert_eq!((a.count(), b.count(), c.count()), (1, 1, 0));
+    assert_eq!((a.calls(), b.calls(), c.calls()), (1, 1, 0));
     assert_eq!(err.kind, ErrorKind::InvalidRequest);
     assert_eq!(err.target.as_deref(), Some("b"));
     assert_eq!(err.earlier.len(), 1);
@@ -84,9 +87,9 @@ async fn when_every_target_fails_each_error_is_reported_in_order() {
         should_retry: None,
         spent: Usage::new(50, 20),
     };
-    let a = Scripted::new([fail(ErrorKind::RateLimited)]);
-    let b = Scripted::new([spent]);
-    let c = Scripted::new([fail(ErrorKind::Authentication)]);
+    let a = Scripted::scripted([fail(ErrorKind::RateLimited)]);
+    let b = Scripted::scripted([spent]);
+    let c = Scripted::scripted([fail(ErrorKind::Authentication)]);
     let err = chain([
         Target::new("a", a),
         Target::new("b", b),
@@ -112,7 +115,9 @@ async fn when_every_target_fails_each_error_is_reported_in_order() {
     assert_eq!(err.total_spent(), Usage::new(50, 20));
     let shown = err.to_string();
     assert!(
-        shown.starts_with("authentication at target c: scripted; after 3 attempts; earlier target 1: rate_limited at target a"),
+        shown.starts_with(
+            "authentication from fake/gpt-4o at target c: scripted; after 3 attempts; earlier target 1: rate_limited from fake/gpt-4o at target a"
+        ),
         "{shown}"
     );
 }
@@ -120,8 +125,8 @@ async fn when_every_target_fails_each_error_is_reported_in_order() {
 #[tokio::test(start_paused = true)]
 async fn an_unhealthy_target_is_skipped_without_a_call() {
     let open = Arc::new(AtomicBool::new(true));
-    let a = Scripted::new([Step::Ok]);
-    let b = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([Step::Answer]);
+    let b = Scripted::scripted([Step::Answer]);
     let health = {
         let open = open.clone();
         move || {
@@ -134,7 +139,7 @@ async fn an_unhealthy_target_is_skipped_without_a_call() {
         Target::new("b", b.clone()),
     ]);
     let response = service.clone().oneshot(request()).await.unwrap();
-    assert_eq!((a.count(), b.count()), (0, 1));
+    assert_eq!((a.calls(), b.calls()), (0, 1));
     assert_eq!(response.meta.target.as_deref(), Some("b"));
     assert_eq!(
         (response.meta.fallback_depth, response.meta.attempts),
@@ -149,7 +154,7 @@ async fn an_unhealthy_target_is_skipped_without_a_call() {
         (err.retry_after, err.attempts),
         (Some(Duration::from_secs(3)), 0)
     );
-    assert_eq!(a.count(), 0);
+    assert_eq!(a.calls(), 0);
 
     // Healthy again: the first target answers.
     open.store(false, Ordering::SeqCst);
@@ -159,10 +164,10 @@ async fn an_unhealthy_target_is_skipped_without_a_call() {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_context_overflow_only_larger_windows_are_tried() {
-    let small = Scripted::new([fail(ErrorKind::ContextLengthExceeded)]);
-    let same = Scripted::new([Step::Ok]);
-    let unknown_small = Scripted::new([Step::Ok]);
-    let large = Scripted::new([Step::Ok]);
+    let small = Scripted::scripted([fail(ErrorKind::ContextLengthExceeded)]);
+    let same = Scripted::scripted([Step::Answer]);
+    let unknown_small = Scripted::scripted([Step::Answer]);
+    let large = Scripted::scripted([Step::Answer]);
     let response = chain([
         Target::new("small", small.clone()).context_window(8_192),
         Target::new("same", same.clone()).context_window(8_192),
@@ -174,10 +179,10 @@ async fn after_a_context_overflow_only_larger_windows_are_tried() {
     .unwrap();
     assert_eq!(
         (
-            small.count(),
-            same.count(),
-            unknown_small.count(),
-            large.count()
+            small.calls(),
+            same.calls(),
+            unknown_small.calls(),
+            large.calls()
         ),
         (1, 0, 0, 1)
     );
@@ -195,8 +200,8 @@ async fn retries_tokens_and_cost_of_every_target_are_reported() {
         should_retry: None,
         spent: Usage::new(1_000, 500),
     };
-    let a = Scripted::new([truncated]);
-    let b = Scripted::new([fail(ErrorKind::Server), Step::Ok]);
+    let a = Scripted::scripted([truncated]);
+    let b = Scripted::scripted([fail(ErrorKind::Server), Step::Answer]);
     let retry = RetryLayer::new(
         RetryConfig::new()
             .jitter(NoJitter)
@@ -217,7 +222,7 @@ async fn retries_tokens_and_cost_of_every_target_are_reported() {
     .oneshot(request())
     .await
     .unwrap();
-    assert_eq!((a.count(), b.count()), (2, 2));
+    assert_eq!((a.calls(), b.calls()), (2, 2));
     let meta = &response.meta;
     assert_eq!(meta.attempts, 4);
     assert_eq!(meta.failed_usage, Usage::new(2_000, 1_000));
@@ -238,8 +243,8 @@ async fn retries_tokens_and_cost_of_every_target_are_reported() {
 
 #[tokio::test(start_paused = true)]
 async fn no_target_starts_after_the_deadline() {
-    let a = Scripted::new([Step::Hang(Duration::from_secs(10)), Step::Ok]);
-    let b = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([Step::Slow(Duration::from_secs(10)), Step::Answer]);
+    let b = Scripted::scripted([Step::Answer]);
     let slow_then_fail = ServiceBuilder::new()
         .timeout(Duration::from_secs(5))
         .service(a.clone());
@@ -253,7 +258,7 @@ async fn no_target_starts_after_the_deadline() {
     .await
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout);
-    assert_eq!(b.count(), 0);
+    assert_eq!(b.calls(), 0);
 
     let err = chain([Target::new("b", b.clone())])
         .oneshot(request().with_extension(Deadline::after(Duration::ZERO)))
@@ -262,15 +267,15 @@ async fn no_target_starts_after_the_deadline() {
     assert_eq!(err.kind, ErrorKind::Timeout);
     assert!(err.is_deadline_exceeded());
     assert!(err.message.contains("deadline"), "{}", err.message);
-    assert_eq!(b.count(), 0);
+    assert_eq!(b.calls(), 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_primary_leaves_the_next_target_its_share() {
     // Issue 9's case: 5 s deadline, 2 s per-attempt timeout, retries on a
     // hung primary; the healthy second target must still answer in time.
-    let a = Scripted::new([Step::Hang(Duration::from_secs(600))]);
-    let b = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([Step::Slow(Duration::from_secs(600))]);
+    let b = Scripted::scripted([Step::Answer]);
     let primary = ServiceBuilder::new()
         .layer(RetryLayer::new(
             RetryConfig::new().jitter(NoJitter).no_budget(),
@@ -288,7 +293,7 @@ async fn a_hung_primary_leaves_the_next_target_its_share() {
     // a gets 2.5 s: its 2 s attempt times out, and a 0.5 s backoff would
     // reach the end of its share, so the chain moves on at once.
     assert_eq!(started.elapsed(), Duration::from_secs(2));
-    assert_eq!((a.count(), b.count()), (1, 1));
+    assert_eq!((a.calls(), b.calls()), (1, 1));
     assert_eq!(response.meta.target.as_deref(), Some("b"));
     assert_eq!(response.meta.fallback_depth, 1);
 
@@ -300,16 +305,16 @@ async fn a_hung_primary_leaves_the_next_target_its_share() {
         .await
         .unwrap();
     assert_eq!(started.elapsed(), Duration::from_secs(3));
-    assert_eq!((a.count(), b.count()), (3, 2));
+    assert_eq!((a.calls(), b.calls()), (3, 2));
     assert_eq!(response.meta.target.as_deref(), Some("b"));
     assert_eq!(response.meta.attempts, 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_target_without_its_own_timeout_is_cut_at_its_share() {
-    let a = Scripted::new([Step::Hang(Duration::from_secs(600))]);
-    let b = Scripted::new([Step::Hang(Duration::from_secs(600))]);
-    let c = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([Step::Slow(Duration::from_secs(600))]);
+    let b = Scripted::scripted([Step::Slow(Duration::from_secs(600))]);
+    let c = Scripted::scripted([Step::Answer]);
     let started = tokio::time::Instant::now();
     let response = chain([
         Target::new("a", a.clone()),
@@ -331,8 +336,8 @@ async fn a_target_without_its_own_timeout_is_cut_at_its_share() {
 
 #[tokio::test(start_paused = true)]
 async fn the_last_healthy_target_gets_all_that_is_left_and_no_more() {
-    let a = Scripted::new([Step::Hang(Duration::from_secs(600))]);
-    let b = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([Step::Slow(Duration::from_secs(600))]);
+    let b = Scripted::scripted([Step::Answer]);
     let started = tokio::time::Instant::now();
     // b's circuit is open: a is the last target that may be called.
     let err = chain([
@@ -343,7 +348,7 @@ async fn the_last_healthy_target_gets_all_that_is_left_and_no_more() {
     .await
     .unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(4));
-    assert_eq!(b.count(), 0);
+    assert_eq!(b.calls(), 0);
     let cut = err
         .earlier
         .iter()
@@ -359,9 +364,9 @@ async fn the_last_healthy_target_gets_all_that_is_left_and_no_more() {
 
 #[tokio::test(start_paused = true)]
 async fn layers_nest_into_a_chain() {
-    let a = Scripted::new([fail(ErrorKind::Overloaded)]);
-    let b = Scripted::new([fail(ErrorKind::RateLimited)]);
-    let c = Scripted::new([Step::Ok]);
+    let a = Scripted::scripted([fail(ErrorKind::Overloaded)]);
+    let b = Scripted::scripted([fail(ErrorKind::RateLimited)]);
+    let c = Scripted::scripted([Step::Answer]);
     let service = ServiceBuilder::new()
         .layer(FallbackLayer::new(
             Target::new("c", c.clone()).model("gpt-4o-mini"),
@@ -369,7 +374,7 @@ async fn layers_nest_into_a_chain() {
         .layer(FallbackLayer::new(Target::new("b", b.clone())).primary_name("a"))
         .service(a.clone());
     let response = service.oneshot(request()).await.unwrap();
-    assert_eq!((a.count(), b.count(), c.count()), (1, 1, 1));
+    assert_eq!((a.calls(), b.calls(), c.calls()), (1, 1, 1));
     let meta = &response.meta;
     assert_eq!(meta.target.as_deref(), Some("c"));
     assert_eq!(meta.model.as_deref(), Some("gpt-4o-mini"));
@@ -396,10 +401,10 @@ async fn a_burst_while_every_target_is_probed_waits_for_a_verdict() {
     let mut fakes = Vec::new();
     for name in ["a", "b"] {
         // Fails once (opening the circuit), then its probe answers after 1 s.
-        let fake = Scripted::new([
+        let fake = Scripted::scripted([
             fail(ErrorKind::Server),
-            Step::Hang(Duration::from_secs(1)),
-            Step::Ok,
+            Step::Slow(Duration::from_secs(1)),
+            Step::Answer,
         ]);
         let breaker = CircuitBreakerLayer::new(
             CircuitBreakerConfig::new(name)

@@ -53,7 +53,7 @@ impl Billing {
 
 #[tokio::test(start_paused = true)]
 async fn the_requests_per_minute_admit_exactly_the_limit_per_window() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let service = quota(
         QuotaConfig::new("a")
             .requests_per_minute(3)
@@ -80,7 +80,7 @@ async fn the_requests_per_minute_admit_exactly_the_limit_per_window() {
         assert!(service.clone().oneshot(ask()).await.is_err());
         tokio::time::advance(60 * SEC).await;
     }
-    assert_eq!(fake.count(), 8);
+    assert_eq!(fake.calls(), 8);
 }
 
 #[tokio::test(start_paused = true)]
@@ -116,7 +116,7 @@ async fn the_tokens_per_minute_admit_exactly_the_limit_per_window() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wait_past_the_deadline_fails_at_once_without_calling_the_provider() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let service = quota(
         QuotaConfig::new("a")
             .requests_per_minute(1)
@@ -134,7 +134,7 @@ async fn a_wait_past_the_deadline_fails_at_once_without_calling_the_provider() {
     assert_eq!(err.kind, ErrorKind::RateLimited);
     assert_eq!(err.retry_after, Some(60 * SEC));
     assert!(err.message.contains("deadline"), "{}", err.message);
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
     // A wait longer than max_wait fails the same way.
     let short = quota(
         QuotaConfig::new("b")
@@ -145,12 +145,12 @@ async fn a_wait_past_the_deadline_fails_at_once_without_calling_the_provider() {
     short.clone().oneshot(ask()).await.unwrap();
     let err = short.oneshot(ask()).await.unwrap_err();
     assert!(err.message.contains("max_wait"), "{}", err.message);
-    assert_eq!(fake.count(), 2);
+    assert_eq!(fake.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_wait_that_fits_the_deadline_waits_then_calls() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let service = quota(
         QuotaConfig::new("a")
             .requests_per_minute(1)
@@ -164,14 +164,14 @@ async fn a_wait_that_fits_the_deadline_waits_then_calls() {
         .oneshot(ask().with_extension(Deadline::after(90 * SEC)))
         .await
         .unwrap();
-    let calls = fake.calls();
+    let calls = fake.call_times();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1] - started, 60 * SEC);
 }
 
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_the_order_they_arrived() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let service = quota(
         QuotaConfig::new("a")
             .requests_per_minute(2)
@@ -195,13 +195,13 @@ async fn waiters_are_served_in_the_order_they_arrived() {
         fake.models(),
         ["first", "second", "w0", "w1", "w2", "w3"].map(String::from)
     );
-    let offsets: Vec<_> = fake.calls().iter().map(|t| *t - started).collect();
+    let offsets: Vec<_> = fake.call_times().iter().map(|t| *t - started).collect();
     assert_eq!(offsets, [0, 0, 30, 60, 90, 120].map(|s| s * SEC));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_waiter_returns_its_reservation() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let layer = quota(
         QuotaConfig::new("a")
             .requests_per_minute(1)
@@ -225,7 +225,7 @@ async fn a_dropped_waiter_returns_its_reservation() {
     // Its slot, a minute after the first, goes to the next request.
     service.clone().oneshot(named("next")).await.unwrap();
     assert_eq!(fake.models(), ["gpt-4o", "next"]);
-    assert_eq!(fake.calls()[1] - started, 60 * SEC);
+    assert_eq!(fake.call_times()[1] - started, 60 * SEC);
 }
 
 #[tokio::test(start_paused = true)]
@@ -252,7 +252,11 @@ async fn reservations_are_reconciled_with_the_billed_tokens_both_ways() {
     service.clone().oneshot(ask()).await.unwrap();
     assert_eq!(handle.available_tokens(), Some(270));
     // A provider error bills what it says it spent (here nothing).
-    let failing = layer.layer(Scripted::new([fail_after(ErrorKind::Server, 500, SEC)]));
+    let failing = layer.layer(Scripted::scripted([fail_after(
+        ErrorKind::Server,
+        500,
+        SEC,
+    )]));
     failing.oneshot(ask()).await.unwrap_err();
     assert_eq!(handle.available_tokens(), Some(270));
 }
@@ -285,19 +289,19 @@ async fn a_streamed_answer_is_reconciled_at_its_end() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_larger_than_a_whole_limit_is_refused_as_too_large() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let service = quota(QuotaConfig::new("small").tokens_per_minute(99)).layer(fake.clone());
     let err = service.oneshot(ask()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::RequestTooLarge);
     assert_eq!(err.retry_after, None);
     assert_eq!(err.class(), ErrorClass::Unavailable);
     assert!(err.message.contains("100 tokens"), "{}", err.message);
-    assert_eq!(fake.count(), 0);
+    assert_eq!(fake.calls(), 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn openai_headers_pause_admissions_until_the_reset() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     // No configured limit: only what the provider said.
     let layer = quota(QuotaConfig::new("openai").max_wait(Duration::ZERO));
     let handle = layer.handle();
@@ -320,11 +324,11 @@ async fn openai_headers_pause_admissions_until_the_reset() {
     assert_eq!(err.kind, ErrorKind::RateLimited);
     assert_eq!(err.retry_after, Some(2 * SEC));
     assert!(err.message.contains("provider said"), "{}", err.message);
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
     tokio::time::advance(2 * SEC).await;
     assert_eq!(handle.available_requests(), None, "the observation lapsed");
     service.oneshot(ask()).await.unwrap();
-    assert_eq!(fake.count(), 2);
+    assert_eq!(fake.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -371,7 +375,10 @@ async fn anthropic_headers_make_a_request_wait_for_the_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn a_429_with_retry_after_pauses_admissions_for_that_long() {
-    let fake = Scripted::new([fail_after(ErrorKind::RateLimited, 429, 7 * SEC), Step::Ok]);
+    let fake = Scripted::scripted([
+        fail_after(ErrorKind::RateLimited, 429, 7 * SEC),
+        Step::Answer,
+    ]);
     let layer = quota(
         QuotaConfig::new("a")
             .requests_per_minute(100)
@@ -389,12 +396,12 @@ async fn a_429_with_retry_after_pauses_admissions_for_that_long() {
         "{}",
         refused.message
     );
-    assert_eq!(fake.count(), 1, "refused without calling the provider");
+    assert_eq!(fake.calls(), 1, "refused without calling the provider");
     // The quota's own refusal (no HTTP status) does not pause anything.
     tokio::time::advance(7 * SEC).await;
     assert_eq!(handle.paused_until(), None);
     service.clone().oneshot(ask()).await.unwrap();
-    assert_eq!(fake.count(), 2);
+    assert_eq!(fake.calls(), 2);
 
     // A pause the provider asks for, waited out when it fits.
     let patient = quota(QuotaConfig::new("b").max_wait(10 * SEC));
@@ -403,11 +410,11 @@ async fn a_429_with_retry_after_pauses_admissions_for_that_long() {
         .observe(Observed::new().retry_after(3 * SEC));
     let started = Instant::now();
     patient.layer(fake.clone()).oneshot(ask()).await.unwrap();
-    assert_eq!(fake.calls()[2] - started, 3 * SEC);
+    assert_eq!(fake.call_times()[2] - started, 3 * SEC);
 
     // Switched off, a 429 pauses nothing.
     let off = quota(QuotaConfig::new("c").pause_on_rate_limit(false));
-    let fake = Scripted::new([fail_after(ErrorKind::RateLimited, 429, 7 * SEC)]);
+    let fake = Scripted::scripted([fail_after(ErrorKind::RateLimited, 429, 7 * SEC)]);
     off.layer(fake).oneshot(ask()).await.unwrap_err();
     assert_eq!(off.handle().paused_until(), None);
 }
@@ -420,7 +427,7 @@ async fn a_waiter_whose_provider_fails_readiness_gives_its_slot_back() {
             .max_wait(Duration::from_secs(600)),
     );
     let handle = layer.handle();
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     layer.layer(fake).oneshot(ask()).await.unwrap();
     assert_eq!(handle.available_requests(), Some(0));
     // A provider that is never ready again.

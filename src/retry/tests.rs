@@ -18,13 +18,13 @@ const MS: fn(u64) -> Duration = Duration::from_millis;
 
 #[tokio::test(start_paused = true)]
 async fn backoff_doubles_from_the_base_and_is_capped_before_jitter() {
-    let fake = Scripted::new([
+    let fake = Scripted::scripted([
         fail(ErrorKind::Overloaded),
         fail(ErrorKind::Server),
         fail(ErrorKind::RateLimited),
         fail(ErrorKind::Timeout),
         fail(ErrorKind::Connect),
-        Step::Ok,
+        Step::Answer,
     ]);
     let config = exact()
         .max_retries(5)
@@ -35,7 +35,7 @@ async fn backoff_doubles_from_the_base_and_is_capped_before_jitter() {
         .await
         .unwrap();
     assert_eq!(
-        gaps(&fake.calls()),
+        gaps(&fake.call_times()),
         [MS(500), MS(1000), MS(2000), MS(3000), MS(3000)]
     );
     assert_eq!(response.meta.attempts, 6);
@@ -46,11 +46,11 @@ async fn backoff_doubles_from_the_base_and_is_capped_before_jitter() {
 #[tokio::test(start_paused = true)]
 async fn jitter_draws_below_the_capped_bound() {
     // A jitter that halves the bound makes the draw visible and exact.
-    let fake = Scripted::new([
+    let fake = Scripted::scripted([
         fail(ErrorKind::Server),
         fail(ErrorKind::Server),
         fail(ErrorKind::Server),
-        Step::Ok,
+        Step::Answer,
     ]);
     let config = exact()
         .max_retries(3)
@@ -61,7 +61,7 @@ async fn jitter_draws_below_the_capped_bound() {
         .oneshot(request())
         .await
         .unwrap();
-    assert_eq!(gaps(&fake.calls()), [MS(200), MS(400), MS(500)]);
+    assert_eq!(gaps(&fake.call_times()), [MS(200), MS(400), MS(500)]);
 }
 
 #[test]
@@ -93,24 +93,24 @@ fn backoff_bound_saturates_instead_of_overflowing() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_wins_over_backoff() {
-    let fake = Scripted::new([
+    let fake = Scripted::scripted([
         fail_after(ErrorKind::RateLimited, 429, MS(7_250)),
         fail_after(ErrorKind::Overloaded, 529, MS(10)),
-        Step::Ok,
+        Step::Answer,
     ]);
     let response = Retry::new(fake.clone(), exact())
         .oneshot(request())
         .await
         .unwrap();
-    assert_eq!(gaps(&fake.calls()), [MS(7_250), MS(10)]);
+    assert_eq!(gaps(&fake.call_times()), [MS(7_250), MS(10)]);
     assert_eq!(response.meta.retry_wait, MS(7_260));
 }
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_beyond_the_cap_gives_up_at_once() {
-    let fake = Scripted::new([
+    let fake = Scripted::scripted([
         fail_after(ErrorKind::RateLimited, 429, Duration::from_secs(300)),
-        Step::Ok,
+        Step::Answer,
     ]);
     let start = Instant::now();
     let err = Retry::new(
@@ -120,7 +120,7 @@ async fn retry_after_beyond_the_cap_gives_up_at_once() {
     .oneshot(request())
     .await
     .unwrap_err();
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(err.kind, ErrorKind::RateLimited);
     assert_eq!(
@@ -136,12 +136,12 @@ async fn unavailable_and_fatal_errors_are_never_retried() {
         if kind.class() == ErrorClass::Transient {
             continue;
         }
-        let fake = Scripted::new([fail(kind), Step::Ok]);
+        let fake = Scripted::scripted([fail(kind), Step::Answer]);
         let err = Retry::new(fake.clone(), exact().max_retries(5))
             .oneshot(request())
             .await
             .unwrap_err();
-        assert_eq!(fake.count(), 1, "{kind} was retried");
+        assert_eq!(fake.calls(), 1, "{kind} was retried");
         assert_eq!(err.kind, kind);
         assert_eq!(err.attempts, 1);
     }
@@ -153,12 +153,12 @@ async fn every_transient_kind_is_retried() {
         if kind.class() != ErrorClass::Transient {
             continue;
         }
-        let fake = Scripted::new([fail(kind), Step::Ok]);
+        let fake = Scripted::scripted([fail(kind), Step::Answer]);
         let response = Retry::new(fake.clone(), exact())
             .oneshot(request())
             .await
             .unwrap();
-        assert_eq!(fake.count(), 2, "{kind} was not retried");
+        assert_eq!(fake.calls(), 2, "{kind} was not retried");
         assert_eq!(response.meta.attempts, 2);
     }
 }
@@ -166,12 +166,12 @@ async fn every_transient_kind_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn max_retries_counts_retries_after_the_first_attempt() {
     for max in [0u32, 1, 2, 4] {
-        let fake = Scripted::new([fail(ErrorKind::Server)]);
+        let fake = Scripted::scripted([fail(ErrorKind::Server)]);
         let err = Retry::new(fake.clone(), exact().max_retries(max))
             .oneshot(request())
             .await
             .unwrap_err();
-        assert_eq!(fake.count() as u32, max + 1);
+        assert_eq!(fake.calls() as u32, max + 1);
         assert_eq!(err.attempts, max + 1);
         assert_eq!(err.kind, ErrorKind::Server);
     }
@@ -190,14 +190,14 @@ async fn x_should_retry_overrides_the_class() {
         *status = Some(503);
         *should_retry = Some(false);
     }
-    let fake = Scripted::new([veto, Step::Ok]);
+    let fake = Scripted::scripted([veto, Step::Answer]);
     assert!(
         Retry::new(fake.clone(), exact())
             .oneshot(request())
             .await
             .is_err()
     );
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
 
     // `true` asks for a retry of a 400.
     let mut force = fail(ErrorKind::InvalidRequest);
@@ -210,33 +210,33 @@ async fn x_should_retry_overrides_the_class() {
         *status = Some(400);
         *should_retry = Some(true);
     }
-    let fake = Scripted::new([force, Step::Ok]);
+    let fake = Scripted::scripted([force, Step::Answer]);
     assert!(
         Retry::new(fake.clone(), exact())
             .oneshot(request())
             .await
             .is_ok()
     );
-    assert_eq!(fake.count(), 2);
+    assert_eq!(fake.calls(), 2);
 
     // Without an HTTP status, `true` can't come from a server: ignored.
     let mut local = fail(ErrorKind::BudgetExhausted);
     if let Step::Fail { should_retry, .. } = &mut local {
         *should_retry = Some(true);
     }
-    let fake = Scripted::new([local, Step::Ok]);
+    let fake = Scripted::scripted([local, Step::Answer]);
     assert!(
         Retry::new(fake.clone(), exact())
             .oneshot(request())
             .await
             .is_err()
     );
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_custom_classifier_decides() {
-    let fake = Scripted::new([fail(ErrorKind::ModelNotFound), Step::Ok]);
+    let fake = Scripted::scripted([fail(ErrorKind::ModelNotFound), Step::Answer]);
     let config = exact().classify(|e: &LlmError| match e.kind {
         ErrorKind::ModelNotFound => ErrorClass::Transient,
         _ => e.class(),
@@ -245,12 +245,12 @@ async fn a_custom_classifier_decides() {
         .oneshot(request())
         .await
         .unwrap();
-    assert_eq!(fake.count(), 2);
+    assert_eq!(fake.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_wait_passes_the_deadline() {
-    let fake = Scripted::new([fail(ErrorKind::Server)]);
+    let fake = Scripted::scripted([fail(ErrorKind::Server)]);
     let start = Instant::now();
     let deadline = Deadline::after(MS(1_200));
     let config = exact().max_retries(10).base_delay(MS(500));
@@ -259,20 +259,20 @@ async fn no_wait_passes_the_deadline() {
         .await
         .unwrap_err();
     // 0 ms: fail; wait 500 ms; 500 ms: fail; a 1 s wait would end at 1.5 s > 1.2 s.
-    assert_eq!(fake.calls(), [start, start + MS(500)]);
+    assert_eq!(fake.call_times(), [start, start + MS(500)]);
     assert_eq!(err.attempts, 2);
     assert!(Instant::now() < deadline.instant());
 
     // A Retry-After that would pass the deadline also ends it.
-    let fake = Scripted::new([
+    let fake = Scripted::scripted([
         fail_after(ErrorKind::RateLimited, 429, Duration::from_secs(5)),
-        Step::Ok,
+        Step::Answer,
     ]);
     let err = Retry::new(fake.clone(), exact())
         .oneshot(request().with_extension(Deadline::after(Duration::from_secs(4))))
         .await
         .unwrap_err();
-    assert_eq!((fake.count(), err.kind), (1, ErrorKind::RateLimited));
+    assert_eq!((fake.calls(), err.kind), (1, ErrorKind::RateLimited));
 }
 
 #[tokio::test(start_paused = true)]
@@ -284,7 +284,7 @@ async fn tokens_of_failed_attempts_are_reported() {
         should_retry: None,
         spent: Usage::new(100, 40),
     };
-    let fake = Scripted::new([truncated.clone(), truncated.clone(), Step::Ok]);
+    let fake = Scripted::scripted([truncated.clone(), truncated.clone(), Step::Answer]);
     let response = Retry::new(fake, exact()).oneshot(request()).await.unwrap();
     assert_eq!(response.meta.attempts, 3);
     assert_eq!(response.meta.failed_usage, Usage::new(200, 80));
@@ -292,7 +292,7 @@ async fn tokens_of_failed_attempts_are_reported() {
     assert_eq!(response.total_usage(), Usage::new(210, 85));
     assert_eq!(response.meta.retry_wait, MS(1500));
 
-    let fake = Scripted::new([truncated]);
+    let fake = Scripted::scripted([truncated]);
     let err = Retry::new(fake, exact())
         .oneshot(request())
         .await
@@ -311,34 +311,37 @@ async fn nested_retries_add_up_attempts_and_tokens() {
         should_retry: None,
         spent: Usage::new(1, 1),
     };
-    let fake = Scripted::new([costly]);
+    let fake = Scripted::scripted([costly]);
     let inner = Retry::new(fake.clone(), exact().max_retries(1));
     let err = Retry::new(inner, exact().max_retries(2))
         .oneshot(request())
         .await
         .unwrap_err();
-    assert_eq!(fake.count(), 6);
+    assert_eq!(fake.calls(), 6);
     assert_eq!(err.attempts, 6);
     assert_eq!(err.spent, Usage::new(6, 6));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_timed_out_attempt_inside_is_retried() {
-    let fake = Scripted::new([Step::Hang(Duration::from_secs(600)), Step::Ok]);
+    let fake = Scripted::scripted([Step::Slow(Duration::from_secs(600)), Step::Answer]);
     let service = ServiceBuilder::new()
         .layer(RetryLayer::new(exact()))
         .timeout(Duration::from_secs(2))
         .service(fake.clone());
     let start = Instant::now();
     let response = service.oneshot(request()).await.unwrap();
-    assert_eq!(response.text(), "ok");
+    assert_eq!(response.text(), "fake answers");
     assert_eq!(response.meta.attempts, 2);
-    assert_eq!(fake.calls(), [start, start + Duration::from_millis(2_500)]);
+    assert_eq!(
+        fake.call_times(),
+        [start, start + Duration::from_millis(2_500)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_total_timeout_outside_ends_the_loop() {
-    let fake = Scripted::new([fail(ErrorKind::Overloaded)]);
+    let fake = Scripted::scripted([fail(ErrorKind::Overloaded)]);
     let service = ServiceBuilder::new()
         .timeout(Duration::from_secs(2))
         .layer(RetryLayer::new(exact().max_retries(10)))
@@ -348,13 +351,13 @@ async fn a_total_timeout_outside_ends_the_loop() {
     assert_eq!(err.kind, ErrorKind::Timeout);
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     // Attempts at 0, 0.5 s and 1.5 s; the 2 s wait after that was cut short.
-    assert_eq!(fake.count(), 3);
+    assert_eq!(fake.calls(), 3);
 }
 
 /// Drives `n` concurrent requests through `service` against a provider that
 /// always fails, and returns how many calls reached the provider.
 async fn storm(config: RetryConfig, n: usize) -> usize {
-    let fake = Scripted::new([fail_after(ErrorKind::Overloaded, 529, MS(100))]);
+    let fake = Scripted::scripted([fail_after(ErrorKind::Overloaded, 529, MS(100))]);
     let service = Retry::new(fake.clone(), config);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
@@ -364,7 +367,7 @@ async fn storm(config: RetryConfig, n: usize) -> usize {
     while let Some(result) = tasks.join_next().await {
         assert!(result.unwrap().is_err());
     }
-    fake.count()
+    fake.calls()
 }
 
 #[tokio::test(start_paused = true)]
@@ -393,10 +396,10 @@ async fn the_budget_stops_a_retry_storm() {
 async fn the_budget_is_shared_by_clones_of_the_layer() {
     let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
     let layer = RetryLayer::new(exact().budget(budget));
-    let fake = Scripted::new([fail(ErrorKind::Server), Step::Ok]);
+    let fake = Scripted::scripted([fail(ErrorKind::Server), Step::Answer]);
     let a = tower::Layer::layer(&layer, fake.clone());
     assert!(a.oneshot(request()).await.is_err());
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
 }
 
 #[test]
@@ -429,12 +432,12 @@ fn invalid_budgets_are_clear_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn success_on_the_first_try_is_reported_plainly() {
-    let fake = Scripted::new([Step::Ok]);
+    let fake = Scripted::scripted([Step::Answer]);
     let response = Retry::new(fake.clone(), RetryConfig::new())
         .oneshot(request())
         .await
         .unwrap();
-    assert_eq!(fake.count(), 1);
+    assert_eq!(fake.calls(), 1);
     assert_eq!(response.meta.attempts, 1);
     assert_eq!(response.meta.retry_wait, Duration::ZERO);
     assert!(response.meta.failed_usage.is_zero());
@@ -450,7 +453,7 @@ fn an_attempt_in_flight_is_cut_by_the_deadline_with_its_own_giveup_reason() {
         .start_paused(true)
         .build()
         .unwrap();
-    let fake = Scripted::new([Step::Hang(Duration::from_secs(3600))]);
+    let fake = Scripted::scripted([Step::Slow(Duration::from_secs(3600))]);
     let err = metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
             let started = Instant::now();
@@ -463,7 +466,7 @@ fn an_attempt_in_flight_is_cut_by_the_deadline_with_its_own_giveup_reason() {
             err
         })
     });
-    assert_eq!(fake.count(), 1, "no retry after the deadline");
+    assert_eq!(fake.calls(), 1, "no retry after the deadline");
     assert_eq!(err.kind, ErrorKind::Timeout);
     assert!(err.is_deadline_exceeded());
     assert!(err.to_string().contains("deadline"), "{err}");
@@ -485,12 +488,12 @@ fn an_attempt_in_flight_is_cut_by_the_deadline_with_its_own_giveup_reason() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_attempt_that_answers_before_the_deadline_is_kept() {
-    let fake = Scripted::new([Step::Hang(Duration::from_millis(1_999))]);
+    let fake = Scripted::scripted([Step::Slow(Duration::from_millis(1_999))]);
     let response = Retry::new(fake.clone(), exact())
         .oneshot(request().with_extension(Deadline::after(Duration::from_secs(2))))
         .await
         .unwrap();
-    assert_eq!(response.text(), "late");
+    assert_eq!(response.text(), "fake answers");
     assert_eq!(response.meta.attempts, 1);
 }
 

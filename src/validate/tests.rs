@@ -1,56 +1,17 @@
 use super::*;
 use crate::fallback::{Fallback, Target};
+use crate::test_support::Scripted;
 use serde_json::json;
 use staunch_core::{
-    ChatRequest, ChatResponse, ErrorKind, LlmError, Message, QualityTier, ResponseFormat, ToolCall,
+    ChatRequest, ChatResponse, ErrorKind, Message, QualityTier, ResponseFormat, ToolCall,
     ToolDefinition, Usage,
 };
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use tower::{Layer, ServiceExt, service_fn};
+use staunch_test::reply;
+use tower::{Layer, ServiceExt};
 
 /// A model that plays a script of answers (the last repeats) and counts calls.
-#[derive(Clone)]
-struct Model {
-    answers: Arc<Mutex<VecDeque<ChatResponse>>>,
-    calls: Arc<Mutex<u32>>,
-}
-
-impl Model {
-    fn new(answers: impl IntoIterator<Item = ChatResponse>) -> Self {
-        Model {
-            answers: Arc::new(Mutex::new(answers.into_iter().collect())),
-            calls: Arc::default(),
-        }
-    }
-
-    fn calls(&self) -> u32 {
-        *self.calls.lock().unwrap()
-    }
-
-    fn service(
-        &self,
-    ) -> impl tower::Service<
-        ChatRequest,
-        Response = ChatResponse,
-        Error = LlmError,
-        Future = impl Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static {
-        let model = self.clone();
-        service_fn(move |_: ChatRequest| {
-            *model.calls.lock().unwrap() += 1;
-            let mut answers = model.answers.lock().unwrap();
-            let answer = if answers.len() > 1 {
-                answers.pop_front().unwrap()
-            } else {
-                answers.front().cloned().unwrap()
-            };
-            async move { Ok::<_, LlmError>(answer) }
-        })
-    }
+fn model(answers: impl IntoIterator<Item = ChatResponse>) -> Scripted {
+    Scripted::scripted(answers.into_iter().map(reply))
 }
 
 fn weather() -> ToolDefinition {
@@ -71,8 +32,8 @@ fn ask() -> ChatRequest {
 
 #[tokio::test]
 async fn arguments_that_are_not_json_are_asked_again_then_refused_with_their_tokens() {
-    let model = Model::new([calling(r#"{"city": "#)]);
-    let service = ValidateLayer::new(ValidateConfig::new().retries(1)).layer(model.service());
+    let model = model([calling(r#"{"city": "#)]);
+    let service = ValidateLayer::new(ValidateConfig::new().retries(1)).layer(model.clone());
     let err = service.oneshot(ask()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::ValidationFailed);
     assert_eq!(err.class(), staunch_core::ErrorClass::Unavailable);
@@ -88,8 +49,8 @@ async fn arguments_that_are_not_json_are_asked_again_then_refused_with_their_tok
 
 #[tokio::test]
 async fn a_second_ask_that_passes_is_the_answer() {
-    let model = Model::new([calling("{}"), calling(r#"{"city": "Paris"}"#)]);
-    let service = ValidateLayer::new(ValidateConfig::new()).layer(model.service());
+    let model = model([calling("{}"), calling(r#"{"city": "Paris"}"#)]);
+    let service = ValidateLayer::new(ValidateConfig::new()).layer(model.clone());
     let answer = service.oneshot(ask()).await.unwrap();
     assert_eq!(answer.calls()[0].arguments_json().unwrap()["city"], "Paris");
     assert_eq!(answer.meta.attempts, 2);
@@ -104,8 +65,8 @@ async fn schema_breaks_and_unknown_tools_are_named() {
         ("[1, 2]", "get_weather", "not a JSON object"),
     ] {
         let answer = ChatResponse::tool_calls("m", vec![ToolCall::new("c", name, arguments)]);
-        let service = ValidateLayer::new(ValidateConfig::new().retries(0))
-            .layer(Model::new([answer]).service());
+        let service =
+            ValidateLayer::new(ValidateConfig::new().retries(0)).layer(model([answer]).clone());
         let err = service.oneshot(ask()).await.unwrap_err();
         assert!(err.message.contains(want), "{arguments}: {}", err.message);
     }
@@ -139,7 +100,7 @@ async fn json_answers_follow_their_format() {
         (ResponseFormat::Text, "prose is fine", true),
     ] {
         let service = ValidateLayer::new(ValidateConfig::new().retries(0))
-            .layer(Model::new([ChatResponse::new("m", text)]).service());
+            .layer(model([ChatResponse::new("m", text)]).clone());
         let result = service.oneshot(asked(format)).await;
         assert_eq!(result.is_ok(), ok, "{text}: {result:?}");
     }
@@ -155,7 +116,7 @@ async fn checks_of_your_own_run_after_the_built_in_ones() {
         }
     });
     let service = ValidateLayer::new(config)
-        .layer(Model::new([ChatResponse::new("m", "As an AI, I cannot")]).service());
+        .layer(model([ChatResponse::new("m", "As an AI, I cannot")]).clone());
     let err = service
         .oneshot(ChatRequest::new("m", vec![Message::user("hi")]))
         .await
@@ -169,12 +130,12 @@ async fn checks_of_your_own_run_after_the_built_in_ones() {
 
 #[tokio::test]
 async fn a_failed_check_hands_the_request_to_the_next_target() {
-    let drifting = Model::new([calling("not json")]);
-    let good = Model::new([calling(r#"{"city": "Paris"}"#)]);
+    let drifting = model([calling("not json")]);
+    let good = model([calling(r#"{"city": "Paris"}"#)]);
     let validate = ValidateLayer::new(ValidateConfig::new().retries(1));
     let chain = Fallback::new([
-        Target::new("a", validate.layer(drifting.service())),
-        Target::new("b", validate.layer(good.service())),
+        Target::new("a", validate.layer(drifting.clone())),
+        Target::new("b", validate.layer(good.clone())),
     ])
     .unwrap();
     let answer = chain.oneshot(ask()).await.unwrap();
@@ -195,9 +156,8 @@ fn failures_are_counted_by_reason() {
         .unwrap();
     metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
-            let model = Model::new([calling("{}"), calling("nope"), calling(r#"{"city":"x"}"#)]);
-            let service =
-                ValidateLayer::new(ValidateConfig::new().retries(2)).layer(model.service());
+            let model = model([calling("{}"), calling("nope"), calling(r#"{"city":"x"}"#)]);
+            let service = ValidateLayer::new(ValidateConfig::new().retries(2)).layer(model.clone());
             service.oneshot(ask()).await.unwrap();
         })
     });
