@@ -29,7 +29,12 @@ use tokio::time::Instant;
 /// message (its subscription was down) finds the key at its next poll,
 /// every [`poll_interval`](Self::poll_interval) (1 s by default), and
 /// right after it subscribes again. While Redis is unreachable every
-/// breaker works on its own, and sharing resumes when it is back.
+/// breaker works on its own, and sharing resumes when it is back: an
+/// opening that could not be published is kept (the latest per breaker)
+/// and published as soon as Redis answers again (retried every 50 ms to
+/// 500 ms, and at once when the subscription is back), if its break has
+/// time left and the breaker has not changed state since (a breaker
+/// reset or half-open meanwhile is not announced).
 ///
 /// Wiring: pass [`on_transition`](Self::on_transition) to each breaker's
 /// configuration (it publishes), and [`share`](Self::share) each
@@ -70,6 +75,22 @@ impl Drop for Inner {
 /// An opening to publish: the breaker, its break, and when it began.
 type Opening = (String, Duration, Instant);
 
+/// An opening of this replica's not yet published.
+struct Pending {
+    open_for: Duration,
+    at: Instant,
+    /// Its number among this replica's openings (part of its id).
+    seq: u64,
+}
+
+/// The first retry of an opening that could not be published, doubled
+/// after each failure up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// Consecutive failures to publish before the breakers count as local.
+const FAILURES_TO_DISCONNECT: u32 = 3;
+
 struct Shared {
     client: redis::Client,
     conn: ConnectionManager,
@@ -79,7 +100,11 @@ struct Shared {
     breakers: Mutex<HashMap<String, Entry>>,
     poll_ms: AtomicU64,
     poll_now: Notify,
+    /// Wakes the publisher to retry what it could not publish.
+    publish_now: Notify,
     connected: AtomicBool,
+    /// True while the subscription is up.
+    subscribed: AtomicBool,
     received: AtomicU64,
     published: AtomicU64,
 }
@@ -88,11 +113,15 @@ struct Entry {
     handle: CircuitBreakerHandle,
     /// The end of the latest break applied from another replica.
     applied_until: Option<Instant>,
+    /// The id (`replica/seq`) of the latest opening applied from another
+    /// replica: the same opening, seen again by a poll, is not applied
+    /// again (a breaker reset here stays closed).
+    applied_id: Option<String>,
 }
 
 /// A break applied from another replica is applied again only if it ends
-/// later than this past the one applied before (the same opening seen by
-/// pub/sub and by a poll, rounded to milliseconds).
+/// later than this past the one applied before (another opening that ends
+/// at about the same time, rounded to milliseconds).
 const SLACK: Duration = Duration::from_millis(100);
 
 impl SharedBreakers {
@@ -122,7 +151,9 @@ impl SharedBreakers {
             breakers: Mutex::new(HashMap::new()),
             poll_ms: AtomicU64::new(1_000),
             poll_now: Notify::new(),
+            publish_now: Notify::new(),
             connected: AtomicBool::new(true),
+            subscribed: AtomicBool::new(false),
             received: AtomicU64::new(0),
             published: AtomicU64::new(0),
         });
@@ -147,6 +178,7 @@ impl SharedBreakers {
             Entry {
                 handle,
                 applied_until: None,
+                applied_id: None,
             },
         );
         shared.poll_now.notify_one();
@@ -238,8 +270,9 @@ impl Shared {
         format!("{}:breaker:{name}", self.prefix)
     }
 
-    /// Another replica's break of `name` has `remaining` left: open ours.
-    fn apply(&self, name: &str, remaining: Duration) {
+    /// Another replica's opening `id` of `name` has `remaining` left: open
+    /// ours.
+    fn apply(&self, name: &str, id: &str, remaining: Duration) {
         if remaining.is_zero() {
             return;
         }
@@ -248,13 +281,15 @@ impl Shared {
         let Some(entry) = breakers.get_mut(name) else {
             return;
         };
-        if entry
-            .applied_until
-            .is_some_and(|prev| until <= prev + SLACK)
+        if entry.applied_id.as_deref() == Some(id)
+            || entry
+                .applied_until
+                .is_some_and(|prev| until <= prev + SLACK)
         {
             return;
         }
         entry.applied_until = Some(until);
+        entry.applied_id = Some(id.to_owned());
         let handle = entry.handle.clone();
         drop(breakers);
         let before = handle.state();
@@ -263,6 +298,20 @@ impl Shared {
             self.received.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(names::BREAKER_OPENS_RECEIVED, "breaker" => name.to_owned())
                 .increment(1);
+        }
+    }
+
+    /// False when this replica's opening `pending` is no longer what its
+    /// breaker shows (reset, half-open or opened again since): announcing
+    /// it now would open the others for a break that is over here. A
+    /// breaker not shared here is judged by its break's time left only.
+    fn still_open(&self, name: &str, pending: &Pending) -> bool {
+        match self.lock().get(name) {
+            None => true,
+            Some(entry) => {
+                entry.handle.state() == CircuitState::Open
+                    && entry.handle.last_transition() == Some(pending.at)
+            }
         }
     }
 
@@ -297,24 +346,70 @@ fn renew(shared: &Shared, conn: &mut ConnectionManager) {
     }
 }
 
-/// Publishes this replica's openings.
+/// The id of an opening in keys and messages: `{replica}/{seq}`.
+fn opening_id(replica: &str, seq: u64) -> String {
+    format!("{replica}/{seq}")
+}
+
+/// The replica part of an opening id (a bare replica id, as written by an
+/// older version, is its own replica).
+fn owner(id: &str) -> &str {
+    id.rsplit_once('/').map_or(id, |(replica, _)| replica)
+}
+
+/// Publishes this replica's openings. One that cannot be published (Redis
+/// down, or the connection being made again) stays pending, the latest per
+/// breaker, and is retried until it is published, its break is over, or
+/// its breaker has changed state.
 async fn publish(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Opening>) {
     let mut conn = shared.conn.clone();
-    while let Some((name, open_for, at)) = rx.recv().await {
-        let remaining = open_for.saturating_sub(at.elapsed());
-        let ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
-        if ms == 0 {
-            continue;
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut seq: u64 = 0;
+    let mut backoff = RETRY_MIN;
+    let mut failures: u32 = 0;
+    loop {
+        let received = if pending.is_empty() {
+            Some(rx.recv().await)
+        } else {
+            tokio::select! {
+                opening = rx.recv() => Some(opening),
+                () = tokio::time::sleep(backoff) => None,
+                () = shared.publish_now.notified() => None,
+            }
+        };
+        match received {
+            Some(Some(opening)) => {
+                seq += 1;
+                queue(&mut pending, opening, seq);
+            }
+            // Closed: the `SharedBreakers` and every callback are gone.
+            Some(None) => return,
+            // Time to retry.
+            None => {}
         }
-        let message = format!("{}\n{ms}\n{name}", shared.replica);
-        // The first command after a lost connection fails while the
-        // connection manager reconnects: try a few times.
-        for attempt in 0..3 {
+        while let Ok(opening) = rx.try_recv() {
+            seq += 1;
+            queue(&mut pending, opening, seq);
+        }
+        let names: Vec<String> = pending.keys().cloned().collect();
+        let mut failed = None;
+        for name in names {
+            let Some(opening) = pending.get(&name) else {
+                continue;
+            };
+            let remaining = opening.open_for.saturating_sub(opening.at.elapsed());
+            let ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
+            if ms == 0 || !shared.still_open(&name, opening) {
+                pending.remove(&name);
+                continue;
+            }
+            let id = opening_id(&shared.replica, opening.seq);
+            let message = format!("{id}\n{ms}\n{name}");
             let sent = tokio::time::timeout(
                 Duration::from_secs(1),
                 scripts::OPEN
                     .key(shared.key(&name))
-                    .arg(&shared.replica)
+                    .arg(&id)
                     .arg(ms)
                     .arg(&shared.channel)
                     .arg(&message)
@@ -323,15 +418,55 @@ async fn publish(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Opening>) 
             .await;
             match sent {
                 Ok(Ok(_)) => {
+                    pending.remove(&name);
                     shared.published.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(names::BREAKER_OPENS_PUBLISHED, "breaker" => name.clone())
                         .increment(1);
+                }
+                Ok(Err(e)) => {
+                    failed = Some(e.to_string());
                     break;
                 }
-                Ok(Err(e)) if attempt == 2 => shared.set_connected(false, &e.to_string()),
-                Err(_) if attempt == 2 => shared.set_connected(false, "no answer within 1 s"),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) => {
+                    failed = Some("no answer within 1 s".to_owned());
+                    break;
+                }
             }
+        }
+        match failed {
+            None => {
+                failures = 0;
+                backoff = RETRY_MIN;
+                if shared.subscribed.load(Ordering::Acquire) {
+                    shared.set_connected(true, "");
+                }
+            }
+            Some(why) => {
+                // The first command after a lost connection fails while a
+                // new one is made; more than a few in a row: Redis is down.
+                failures = failures.saturating_add(1);
+                if failures >= FAILURES_TO_DISCONNECT {
+                    shared.set_connected(false, &why);
+                }
+                backoff = if failures == 1 {
+                    RETRY_MIN
+                } else {
+                    (backoff * 2).min(RETRY_MAX)
+                };
+                renew(&shared, &mut conn);
+            }
+        }
+    }
+}
+
+/// Adds an opening to publish; of two openings of one breaker, the one
+/// that ends later is kept.
+fn queue(pending: &mut HashMap<String, Pending>, (name, open_for, at): Opening, seq: u64) {
+    let opening = Pending { open_for, at, seq };
+    match pending.get(&name) {
+        Some(kept) if kept.at + kept.open_for > at + open_for => {}
+        _ => {
+            pending.insert(name, opening);
         }
     }
 }
@@ -362,9 +497,12 @@ async fn subscribe(shared: Arc<Shared>) {
             }
         };
         backoff = Duration::from_millis(50);
+        shared.subscribed.store(true, Ordering::Release);
         shared.set_connected(true, "");
-        // Catch up with what was missed while unsubscribed.
+        // Catch up with what was missed while unsubscribed, and publish
+        // what could not be published meanwhile.
         shared.poll_now.notify_one();
+        shared.publish_now.notify_one();
         let mut messages = pin!(pubsub.into_on_message());
         while let Some(message) =
             std::future::poll_fn(|cx| futures_core::Stream::poll_next(messages.as_mut(), cx)).await
@@ -373,17 +511,18 @@ async fn subscribe(shared: Arc<Shared>) {
                 continue;
             };
             let mut parts = payload.splitn(3, '\n');
-            let (Some(replica), Some(ms), Some(name)) = (parts.next(), parts.next(), parts.next())
+            let (Some(id), Some(ms), Some(name)) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
-            if replica == shared.replica {
+            if owner(id) == shared.replica {
                 continue;
             }
             if let Ok(ms) = ms.parse::<u64>() {
-                shared.apply(name, Duration::from_millis(ms));
+                shared.apply(name, id, Duration::from_millis(ms));
             }
         }
+        shared.subscribed.store(false, Ordering::Release);
         shared.set_connected(false, "subscription lost");
     }
 }
@@ -417,14 +556,15 @@ async fn poll(shared: Arc<Shared>) {
             continue;
         };
         for (name, pair) in names.iter().zip(values.chunks(2)) {
-            let [owner, ttl] = pair else { continue };
-            let owner: Option<String> = redis::from_redis_value_ref(owner).ok().flatten();
+            let [id, ttl] = pair else { continue };
+            let id: Option<String> = redis::from_redis_value_ref(id).ok().flatten();
             let ttl: i64 = redis::from_redis_value_ref(ttl).unwrap_or(-2);
-            if let Some(owner) = owner
-                && owner != shared.replica
+            if let Some(id) = id
+                && owner(&id) != shared.replica
+                && let Ok(ttl) = u64::try_from(ttl)
                 && ttl > 0
             {
-                shared.apply(name, Duration::from_millis(ttl as u64));
+                shared.apply(name, &id, Duration::from_millis(ttl));
             }
         }
     }
