@@ -277,6 +277,8 @@ async fn replica(
                 SharedQuotaConfig::new("openai", redis)
                     .requests_per_minute(LIMIT)
                     .replicas(REPLICAS as u32)
+                    // The same wait as the local quota's, so both compare alike.
+                    .max_wait(MAX_WAIT)
                     // A loaded 2-core machine can be slower than the 50 ms default.
                     .timeout(Duration::from_millis(250)),
             );
@@ -545,7 +547,7 @@ pub async fn run(
     println!();
     println!(
         "(b): each replica {} requests/min, waiting at most {} ms; (c): one bucket of {LIMIT}/min in \
-         Redis (one decision per request, no lease). Over a run shorter than a minute the bucket \
+         Redis (one decision per request, no lease, waiting at most as long). Over a run shorter than a minute the bucket \
          allows {LIMIT} at once and then {}/s.",
         LIMIT / REPLICAS as u64,
         MAX_WAIT.as_millis(),

@@ -15,9 +15,16 @@
 //! providers describe for their own limits). A request reserves one
 //! request and its prompt estimate plus `max_tokens` tokens; the answer's
 //! billed usage settles the reservation (unused tokens go back). Over the
-//! limit, the request fails at once with `RateLimited`, `retry_after` and
-//! `should_retry = Some(false)`, so a retry layer passes it on and a
-//! fallback chain moves to its next target.
+//! limit, as with the local quota, the request **waits** for its slot if
+//! the wait fits [`SharedQuotaConfig::max_wait`] (10 s by default) and its
+//! [`Deadline`](staunch_core::Deadline): the script reserves the slot at
+//! once, so requests from every replica are served in the order they
+//! reached Redis, and a waiter dropped before its turn gives its slot back
+//! (in the background, one round trip later). Else it fails at once,
+//! without calling the provider, with `RateLimited`, `retry_after` (when
+//! room comes) and `should_retry = Some(false)`, so a retry layer passes
+//! it on and a fallback chain moves to its next target. The local fallback
+//! waits the same way.
 //!
 //! **Leasing.** With [`SharedQuotaConfig::lease`]`(r, t)`, a replica takes
 //! `r` requests (or `t` tokens) from Redis in one decision and admits from
@@ -58,13 +65,15 @@
 //! Redis and decisions are shared again. The connection (redis-rs's
 //! `ConnectionManager`, one multiplexed, pipelining connection) reconnects
 //! by itself. Breakers go on working locally, and re-subscribe when Redis
-//! is back.
-//!
-//! Known limit: an opening published in the first moments after Redis comes
-//! back is sometimes lost (about one test run in three on a loaded 2-core
-//! machine), and an opening that happened while Redis was down is not
-//! published again; the other replicas then learn of the target's failure
-//! from their own calls. The test of that path is ignored until fixed.
+//! is back. An opening that could not be published while Redis was down
+//! (or while the connection was being made again) is kept, the latest per
+//! breaker, and published within half a second of Redis answering again
+//! (retried 50 ms to 0.5 s apart, and at once when the subscription is
+//! back), unless its break is over or its breaker has changed state
+//! meanwhile (a breaker reset by hand is not announced); the others take
+//! it by pub/sub, or from its key when they subscribe again. A breaker reset by hand on a replica that had
+//! received the opening stays closed: the same opening, still in its key,
+//! is not applied again.
 //!
 //! ```no_run
 //! use staunch_redis::{RedisConnection, SharedQuotaConfig, SharedQuotaLayer};

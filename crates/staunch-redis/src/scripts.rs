@@ -11,47 +11,62 @@ use redis::Script;
 use std::sync::LazyLock;
 
 /// `take`: for every key (one per limit), grant between `min` and `want`
-/// units, as many as fit; all or nothing across the keys.
+/// units, all or nothing across the keys, now or at the earliest instant
+/// when every `min` fits if that is at most `patience` away.
 ///
-/// KEYS: one per limit. ARGV: per key, `interval_us window_us min want`.
-/// Returns `{1, grant_1, grant_2, 0}` or `{0, 0, 0, wait_us}` (the wait
-/// until the largest `min` fits).
+/// KEYS: one per limit. ARGV: per key, `interval_us window_us min want`,
+/// then `patience_us`. Returns `{1, grant_1, grant_2, wait_us}`: admitted,
+/// to go after `wait_us` (0: now; a request that waits is granted its
+/// `min` only, its slot reserved, so later requests from every replica
+/// queue behind it), or `{0, 0, 0, wait_us}`: refused, room in `wait_us`.
 pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local grants, tats, wait = {}, {}, 0
-for i = 1, #KEYS do
+local n = #KEYS
+local patience = tonumber(ARGV[n * 4 + 1]) or 0
+local tats, rooms, at = {}, {}, now
+for i = 1, n do
   local b = (i - 1) * 4
   local interval = tonumber(ARGV[b + 1])
   local window = tonumber(ARGV[b + 2])
   local min = tonumber(ARGV[b + 3])
-  local want = tonumber(ARGV[b + 4])
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat < now then tat = now end
   local room = math.floor((now + window - tat) / interval + 1e-6)
   if min > 0 and room < min then
-    local w = tat + min * interval - window - now
-    if w > wait then wait = w end
-    grants[i] = 0
-  else
-    local g = want
-    if room < g then g = room end
-    if g < 0 then g = 0 end
-    grants[i] = g
-    tats[i] = tat + g * interval
+    local earliest = tat + min * interval - window
+    if earliest > at then at = earliest end
+  end
+  tats[i] = tat
+  rooms[i] = room
+end
+local wait = math.ceil(at - now)
+if wait > patience then
+  return {0, 0, 0, wait}
+end
+local grants = {}
+for i = 1, n do
+  local b = (i - 1) * 4
+  local interval = tonumber(ARGV[b + 1])
+  local min = tonumber(ARGV[b + 3])
+  local want = tonumber(ARGV[b + 4])
+  local g = min
+  if wait <= 0 then
+    g = want
+    if rooms[i] < g then g = rooms[i] end
+  end
+  if g < 0 then g = 0 end
+  grants[i] = g
+  if g > 0 then
+    local from = tats[i]
+    if at > from then from = at end
+    local tat = from + g * interval
+    redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
   end
 end
-if wait > 0 then
-  return {0, 0, 0, math.ceil(wait)}
-end
-for i = 1, #KEYS do
-  if grants[i] > 0 then
-    redis.call('SET', KEYS[i], string.format('%.17g', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1)
-  end
-end
-return {1, grants[1] or 0, grants[2] or 0, 0}
+return {1, grants[1] or 0, grants[2] or 0, wait}
 "#,
     )
 });
@@ -84,7 +99,8 @@ return 1
 /// Publishes a breaker's opening: extends (never shortens) the key's TTL
 /// and publishes the message.
 ///
-/// KEYS: the breaker's key. ARGV: `replica remaining_ms channel message`.
+/// KEYS: the breaker's key. ARGV: `id remaining_ms channel message`, the
+/// opening's id (`replica/seq`) being the key's value.
 pub(crate) static OPEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"

@@ -3,7 +3,7 @@
 mod common;
 
 use common::RedisServer;
-use staunch_core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message, Usage};
+use staunch_core::{ChatRequest, ChatResponse, Deadline, ErrorKind, LlmError, Message, Usage};
 use staunch_redis::{Limit, RedisConnection, SharedQuota, SharedQuotaConfig, SharedQuotaHandle};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,6 +124,8 @@ async fn four_stacks_share_one_request_limit_under_a_burst() {
                 .replicas(4)
                 .prefix(prefix.clone())
                 .timeout(Duration::from_millis(500))
+                // These measure the bucket under a burst: refuse, not wait.
+                .max_wait(Duration::ZERO)
             },
             10,
             10,
@@ -180,6 +182,7 @@ async fn four_stacks_share_one_token_limit_and_settle_usage() {
                 .replicas(4)
                 .prefix(prefix.clone())
                 .timeout(Duration::from_millis(500))
+                .max_wait(Duration::ZERO)
             },
             10,
             90,
@@ -224,6 +227,7 @@ async fn four_local_limiters_would_take_four_times_the_limit() {
                 per: WINDOW,
             })
             .replicas(1)
+            .max_wait(Duration::ZERO)
         },
         10,
         10,
@@ -322,4 +326,174 @@ async fn redis_killed_mid_run_fails_no_request_and_sharing_resumes() {
     );
     assert!(after > decisions_at_resume, "decisions are shared again");
     assert!(handles.iter().all(|h| h.outages() == 1));
+}
+
+/// A provider that counts its calls.
+fn counted(calls: &Arc<AtomicU64>) -> Client {
+    let calls = calls.clone();
+    BoxCloneSyncService::new(service_fn(move |req: ChatRequest| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        async move { Ok::<_, LlmError>(ChatResponse::new(req.model, "ok")) }
+    }))
+}
+
+/// Two replicas of one quota of `amount` requests per `per`, each with its
+/// own connection, and the calls that reached their provider.
+async fn two_replicas(
+    url: &str,
+    prefix: &str,
+    amount: u64,
+    per: Duration,
+    max_wait: Duration,
+) -> ([Client; 2], [SharedQuotaHandle; 2], Arc<AtomicU64>) {
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let redis = RedisConnection::connect(url).await.expect("valid url");
+        replicas.push(SharedQuota::new(
+            counted(&calls),
+            SharedQuotaConfig::new("openai", redis)
+                .requests(Limit { amount, per })
+                .prefix(prefix.to_owned())
+                .timeout(Duration::from_millis(500))
+                .max_wait(max_wait),
+        ));
+    }
+    let handles = [replicas[0].handle(), replicas[1].handle()];
+    let [a, b] = [replicas.remove(0), replicas.remove(0)].map(BoxCloneSyncService::new);
+    ([a, b], handles, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_shared_limit_waits_in_order_then_is_admitted() {
+    let server = RedisServer::start();
+    // Two requests per second: a bucket of 2, one more every 500 ms.
+    let per = Duration::from_secs(1);
+    let ([a, b], handles, calls) =
+        two_replicas(&server.url(), "wait", 2, per, Duration::from_secs(2)).await;
+    let started = Instant::now();
+    for _ in 0..2 {
+        a.clone().oneshot(request(10)).await.expect("room now");
+    }
+    assert!(started.elapsed() < Duration::from_millis(250));
+
+    // Over the limit: b's request waits for the next slot, and a's next
+    // one, asked after it, queues behind it on the other replica.
+    let first = tokio::spawn(b.clone().oneshot(request(10)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::spawn(a.clone().oneshot(request(10)));
+    first.await.expect("task").expect("admitted after a wait");
+    let first_in = started.elapsed();
+    second
+        .await
+        .expect("task")
+        .expect("admitted after a longer wait");
+    let second_in = started.elapsed();
+    eprintln!("admitted after {first_in:?} and {second_in:?}");
+    assert!(
+        first_in >= Duration::from_millis(450) && first_in < Duration::from_millis(900),
+        "the next slot is 500 ms away: {first_in:?}"
+    );
+    assert!(
+        second_in >= Duration::from_millis(950) && second_in < Duration::from_millis(1_400),
+        "the one after is 1 s away: {second_in:?}"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 4);
+    assert_eq!(handles.iter().map(|h| h.waited()).sum::<u64>(), 2);
+    assert!(
+        handles
+            .iter()
+            .all(|h| h.refused() == 0 && h.fallbacks() == 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_longer_than_max_wait_or_the_deadline_is_refused_at_once_with_retry_after() {
+    let server = RedisServer::start();
+    // One request per 10 s: the next slot is 10 s away.
+    let per = Duration::from_secs(10);
+    let ([a, b], handles, calls) =
+        two_replicas(&server.url(), "refuse", 1, per, Duration::from_millis(300)).await;
+    a.clone().oneshot(request(10)).await.expect("room now");
+    let asked = Instant::now();
+    let refused = b
+        .clone()
+        .oneshot(request(10))
+        .await
+        .expect_err("10 s is longer than max_wait");
+    assert!(
+        asked.elapsed() < Duration::from_millis(250),
+        "refused at once"
+    );
+    assert_eq!(refused.kind, ErrorKind::RateLimited);
+    assert_eq!(refused.should_retry, Some(false));
+    let retry_after = refused.retry_after.expect("retry_after");
+    assert!(
+        retry_after > Duration::from_secs(9) && retry_after <= per,
+        "{retry_after:?}"
+    );
+    assert!(refused.message.contains("max_wait"), "{}", refused.message);
+
+    // Within max_wait but past the request's deadline: refused the same way.
+    let ([c, _], _, _) = two_replicas(&server.url(), "refuse", 1, per, per * 2).await;
+    let refused = c
+        .oneshot(request(10).with_extension(Deadline::after(Duration::from_secs(1))))
+        .await
+        .expect_err("the wait would reach the deadline");
+    assert_eq!(refused.kind, ErrorKind::RateLimited);
+    assert!(
+        refused
+            .retry_after
+            .is_some_and(|r| r > Duration::from_secs(1))
+    );
+    assert!(refused.message.contains("deadline"), "{}", refused.message);
+    assert_eq!(calls.load(Ordering::Relaxed), 1, "a refusal calls nothing");
+    assert_eq!(handles[1].refused(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_dropped_before_its_turn_gives_its_slot_back() {
+    let server = RedisServer::start();
+    // One request per 600 ms.
+    let per = Duration::from_millis(600);
+    let ([a, b], _, calls) =
+        two_replicas(&server.url(), "drop", 1, per, Duration::from_secs(2)).await;
+    let started = Instant::now();
+    a.clone().oneshot(request(10)).await.expect("room now");
+    // b's request waits for the slot at 600 ms, but gives up after 100 ms.
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(100), b.clone().oneshot(request(10))).await;
+    assert!(gave_up.is_err(), "still waiting after 100 ms");
+    // The slot goes back to Redis in the background: the key's TAT (and
+    // so its TTL) moves from 1.2 s back to 600 ms.
+    let client = redis::Client::open(server.url()).expect("valid url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers");
+    let key = "drop:quota:{openai}:requests";
+    loop {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL");
+        if (0..=700).contains(&(ttl + started.elapsed().as_millis() as i64)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(450),
+            "slot not given back: TTL {ttl} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Its slot is free again: the next request takes it, not the one after.
+    a.clone().oneshot(request(10)).await.expect("admitted");
+    let admitted_in = started.elapsed();
+    eprintln!("the freed slot was taken after {admitted_in:?}");
+    assert!(
+        admitted_in >= Duration::from_millis(550) && admitted_in < Duration::from_millis(1_000),
+        "the slot at 600 ms, not 1.2 s: {admitted_in:?}"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
 }

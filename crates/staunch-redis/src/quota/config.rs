@@ -31,6 +31,7 @@ impl Limit {
 /// | `requests` / `tokens` | none | the limits shared by every replica |
 /// | `lease` | `(0, 0)` | units a replica takes from Redis at once and spends locally (0: one Redis decision per request) |
 /// | `lease_ttl` | 1 s | a lease's unused units are dropped after this |
+/// | `max_wait` | 10 s | the longest a request waits for room (never past its [`Deadline`](staunch_core::Deadline)) |
 /// | `timeout` | 50 ms | a shared decision slower than this is made locally |
 /// | `replicas` | 1 | the local fallback limit is the shared limit divided by this |
 /// | `probe_interval` | 1 s | while Redis is unreachable, how often it is tried again (in the background) |
@@ -46,6 +47,7 @@ pub struct SharedQuotaConfig {
     pub(crate) lease_requests: u64,
     pub(crate) lease_tokens: u64,
     pub(crate) lease_ttl: Duration,
+    pub(crate) max_wait: Duration,
     pub(crate) timeout: Duration,
     pub(crate) replicas: u32,
     pub(crate) probe_interval: Duration,
@@ -65,6 +67,7 @@ impl SharedQuotaConfig {
             lease_requests: 0,
             lease_tokens: 0,
             lease_ttl: Duration::from_secs(1),
+            max_wait: Duration::from_secs(10),
             timeout: Duration::from_millis(50),
             replicas: 1,
             probe_interval: Duration::from_secs(1),
@@ -117,8 +120,19 @@ impl SharedQuotaConfig {
         self
     }
 
+    /// The longest a request over the limit waits for room (its slot is
+    /// reserved at once, so requests from every replica are served in the
+    /// order they reached Redis); a request whose wait would be longer, or
+    /// would reach its [`Deadline`](staunch_core::Deadline), fails at once
+    /// with `RateLimited` and `retry_after`. `Duration::ZERO` refuses at
+    /// once whenever the quota has no room now.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
     /// The longest a request waits for a shared decision before it is made
-    /// locally.
+    /// locally (the round trip, not a wait for room).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -164,6 +178,7 @@ impl fmt::Debug for SharedQuotaConfig {
             .field("tokens", &self.tokens)
             .field("lease", &(self.lease_requests, self.lease_tokens))
             .field("lease_ttl", &self.lease_ttl)
+            .field("max_wait", &self.max_wait)
             .field("timeout", &self.timeout)
             .field("replicas", &self.replicas)
             .field("probe_interval", &self.probe_interval)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tower_service::Service;
 
-type Decision = Pin<Box<dyn Future<Output = Result<Grant, LlmError>> + Send>>;
+pub(super) type Decision = Pin<Box<dyn Future<Output = Result<Grant, LlmError>> + Send>>;
 
 pin_project! {
     #[project = StateProj]

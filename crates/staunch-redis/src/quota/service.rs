@@ -2,8 +2,8 @@
 
 use super::config::SharedQuotaConfig;
 use super::future::ResponseFuture;
-use super::state::Quota;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use super::state::{Admission, Patience, Quota};
+use staunch_core::{BoxError, ChatRequest, ChatResponse, Deadline, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,8 +12,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// Admits each request against a quota shared through Redis, then calls
-/// the inner service; refuses with `RateLimited` (and `retry_after`,
-/// `should_retry = Some(false)`) when the quota has no room.
+/// the inner service. Over the limit, a request waits for its slot (taken
+/// at once, in the order requests reach Redis) when the wait fits
+/// `max_wait` and its [`Deadline`]; else it is refused with `RateLimited`
+/// (and `retry_after`, `should_retry = Some(false)`) without calling the
+/// inner service.
 pub struct SharedQuota<S> {
     inner: S,
     quota: Arc<Quota>,
@@ -85,19 +88,23 @@ where
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let tokens = self.quota.estimate(&request);
-        match self.quota.decide_now(tokens) {
-            Some(Ok(grant)) => {
-                ResponseFuture::calling(self.inner.call(request), self.quota.clone(), grant)
+        let patience = Patience::new(self.quota.config.max_wait, Deadline::of(&request));
+        let decision: super::future::Decision = match self.quota.decide_now(tokens, patience) {
+            Some(Ok(Admission::Now(grant))) => {
+                return ResponseFuture::calling(
+                    self.inner.call(request),
+                    self.quota.clone(),
+                    grant,
+                );
             }
-            Some(Err(refused)) => ResponseFuture::refused(refused),
-            None => {
-                // The readied service goes with the request; this one keeps a clone.
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let decision = Box::pin(self.quota.clone().decide(tokens));
-                ResponseFuture::admitting(decision, ready, request, self.quota.clone())
-            }
-        }
+            Some(Err(refused)) => return ResponseFuture::refused(refused),
+            Some(Ok(Admission::Later(waiter))) => Box::pin(async move { Ok(waiter.wait().await) }),
+            None => Box::pin(self.quota.clone().decide(tokens, patience)),
+        };
+        // The readied service goes with the request; this one keeps a clone.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::admitting(decision, ready, request, self.quota.clone())
     }
 }
 
@@ -175,6 +182,12 @@ impl SharedQuotaHandle {
         self.quota.stats.fallbacks.load(Ordering::Relaxed)
     }
 
+    /// Requests admitted to wait for a slot before being called (shared
+    /// or local), counted when the slot is reserved.
+    pub fn waited(&self) -> u64 {
+        self.quota.stats.waited.load(Ordering::Relaxed)
+    }
+
     /// Requests refused (shared or local).
     pub fn refused(&self) -> u64 {
         self.quota.stats.refused.load(Ordering::Relaxed)
@@ -194,6 +207,7 @@ impl fmt::Debug for SharedQuotaHandle {
             .field("redis_decisions", &self.redis_decisions())
             .field("leased_admissions", &self.leased_admissions())
             .field("fallbacks", &self.fallbacks())
+            .field("waited", &self.waited())
             .field("refused", &self.refused())
             .finish()
     }

@@ -5,7 +5,7 @@ use crate::local::LocalGcra;
 use crate::metrics as names;
 use crate::scripts;
 use redis::aio::ConnectionManager;
-use staunch_core::{ChatRequest, ErrorKind, LlmError};
+use staunch_core::{ChatRequest, Deadline, ErrorKind, LlmError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,6 +18,86 @@ pub(crate) struct Grant {
     pub(crate) tokens: u64,
     /// Admitted through Redis (a lease or a decision), not locally.
     pub(crate) shared: bool,
+}
+
+/// How long a request may wait for room: `max_wait`, and never until its
+/// deadline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Patience {
+    max_wait: Duration,
+    deadline: Option<Deadline>,
+}
+
+impl Patience {
+    pub(crate) fn new(max_wait: Duration, deadline: Option<Deadline>) -> Self {
+        Patience { max_wait, deadline }
+    }
+
+    /// The longest wait allowed now.
+    fn allowed(&self) -> Duration {
+        match self.deadline {
+            // A wait that ends at the deadline would pass it.
+            Some(d) => self
+                .max_wait
+                .min(d.remaining().saturating_sub(Duration::from_nanos(1))),
+            None => self.max_wait,
+        }
+    }
+
+    /// Why a wait of `wait` is refused.
+    fn why(&self, wait: Duration) -> &'static str {
+        if wait > self.max_wait {
+            "the wait is longer than max_wait"
+        } else {
+            "the wait would reach the request's deadline"
+        }
+    }
+}
+
+/// What a request took from one limit, to give back if it stops waiting.
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    /// Its cost, recorded by the local limiter.
+    cost: u64,
+    /// Units granted by Redis for it.
+    redis: u64,
+    /// Units it took from the lease.
+    lease: u64,
+}
+
+/// An admission: now, or after a wait with its slot reserved.
+pub(crate) enum Admission {
+    Now(Grant),
+    Later(Waiter),
+}
+
+/// A request admitted at a later instant, its units taken (from Redis at
+/// that instant, or locally) so that later requests queue behind it.
+/// Dropped before its turn (an outer timeout, a client gone), it gives
+/// them back.
+pub(crate) struct Waiter {
+    quota: Arc<Quota>,
+    grant: Grant,
+    wait: Duration,
+    held: [Held; 2],
+    done: bool,
+}
+
+impl Waiter {
+    /// Waits for the slot; the request may then be called.
+    pub(crate) async fn wait(mut self) -> Grant {
+        tokio::time::sleep(self.wait).await;
+        self.done = true;
+        self.grant
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if !self.done {
+            self.quota.release(&self.held, self.grant.shared);
+        }
+    }
 }
 
 /// One limit: its Redis key, its lease and its local fallback.
@@ -147,6 +227,7 @@ pub(crate) struct Stats {
     pub(crate) leased: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) waited: AtomicU64,
     pub(crate) outages: AtomicU64,
 }
 
@@ -212,18 +293,63 @@ impl Quota {
 
     /// A decision that needs no Redis round trip: from the lease, or local
     /// while Redis is unreachable. `None`: ask Redis.
-    pub(crate) fn decide_now(self: &Arc<Self>, tokens: u64) -> Option<Result<Grant, LlmError>> {
+    pub(crate) fn decide_now(
+        self: &Arc<Self>,
+        tokens: u64,
+        patience: Patience,
+    ) -> Option<Result<Admission, LlmError>> {
         if !self.is_shared() {
             self.maybe_probe();
-            return Some(self.decide_locally(tokens));
+            return Some(self.decide_locally(tokens, patience));
         }
         if self.requests.is_none() && self.tokens.is_none() {
-            return Some(Ok(Grant {
+            return Some(Ok(Admission::Now(Grant {
                 tokens,
                 shared: true,
-            }));
+            })));
         }
-        self.take_leased(tokens).map(Ok)
+        self.take_leased(tokens)
+            .map(|grant| Ok(Admission::Now(grant)))
+    }
+
+    /// An admission after `wait` (none: now).
+    fn admit(self: &Arc<Self>, grant: Grant, wait: Duration, held: [Held; 2]) -> Admission {
+        if wait.is_zero() {
+            return Admission::Now(grant);
+        }
+        self.stats.waited.fetch_add(1, Ordering::Relaxed);
+        Admission::Later(Waiter {
+            quota: Arc::clone(self),
+            grant,
+            wait,
+            held,
+            done: false,
+        })
+    }
+
+    /// Gives back what a request that stopped waiting took.
+    fn release(self: &Arc<Self>, held: &[Held; 2], shared: bool) {
+        for (limit, held) in [&self.requests, &self.tokens].into_iter().zip(held) {
+            let Some(limit) = limit else {
+                continue;
+            };
+            if held.cost == 0 {
+                continue;
+            }
+            limit.local.give_back(held.cost);
+            if shared {
+                limit.give_back(held.lease);
+                if held.redis > 0 {
+                    self.adjust_later(limit, -(held.redis as f64));
+                }
+            } else {
+                let _ = limit
+                    .unshared
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                        Some(u.saturating_sub(held.cost))
+                    });
+            }
+        }
     }
 
     fn take_leased(&self, tokens: u64) -> Option<Grant> {
@@ -253,31 +379,42 @@ impl Quota {
         })
     }
 
-    /// The shared decision, within the timeout; local when Redis fails.
-    pub(crate) async fn decide(self: Arc<Self>, tokens: u64) -> Result<Grant, LlmError> {
-        let outcome = tokio::time::timeout(self.config.timeout, self.decide_shared(tokens)).await;
-        match outcome {
+    /// The shared decision, within the timeout (local when Redis fails),
+    /// then the wait for the slot it reserved, if any.
+    pub(crate) async fn decide(
+        self: Arc<Self>,
+        tokens: u64,
+        patience: Patience,
+    ) -> Result<Grant, LlmError> {
+        let outcome =
+            tokio::time::timeout(self.config.timeout, self.decide_shared(tokens, patience)).await;
+        let admission = match outcome {
             Ok(Ok(decision)) => decision,
             Ok(Err(error)) => {
                 self.lost(&error.to_string());
-                self.decide_locally(tokens)
+                self.decide_locally(tokens, patience)
             }
             Err(_) => {
                 self.lost("no answer within the timeout");
-                self.decide_locally(tokens)
+                self.decide_locally(tokens, patience)
             }
+        }?;
+        match admission {
+            Admission::Now(grant) => Ok(grant),
+            Admission::Later(waiter) => Ok(waiter.wait().await),
         }
     }
 
     async fn decide_shared(
-        &self,
+        self: &Arc<Self>,
         tokens: u64,
-    ) -> Result<Result<Grant, LlmError>, redis::RedisError> {
+        patience: Patience,
+    ) -> Result<Result<Admission, LlmError>, redis::RedisError> {
         let _guard = if self.leasing {
             let guard = self.refill.lock().await;
             // Another request may have refilled the lease meanwhile.
             if let Some(grant) = self.take_leased(tokens) {
-                return Ok(Ok(grant));
+                return Ok(Ok(Admission::Now(grant)));
             }
             Some(guard)
         } else {
@@ -286,7 +423,7 @@ impl Quota {
         let now = self.now();
         let mut invocation = scripts::TAKE.prepare_invoke();
         let mut asked = Vec::with_capacity(2);
-        for (limit, cost) in self.costs(tokens) {
+        for (i, (limit, cost)) in self.costs(tokens).into_iter().enumerate() {
             if let Some(limit) = limit {
                 let (min, want) = limit.ask(cost, now);
                 invocation
@@ -295,66 +432,94 @@ impl Quota {
                     .arg(limit.window_us)
                     .arg(min)
                     .arg(want);
-                asked.push((limit, cost));
+                asked.push((i, limit, cost));
             }
         }
+        let patience_us = u64::try_from(patience.allowed().as_micros()).unwrap_or(u64::MAX);
+        invocation.arg(patience_us);
         let mut conn: ConnectionManager = self.config.redis.manager.clone();
         let (allowed, first, second, wait_us): (i64, u64, u64, u64) =
             invocation.invoke_async(&mut conn).await?;
         self.stats.redis_decisions.fetch_add(1, Ordering::Relaxed);
+        let wait = Duration::from_micros(wait_us);
         if allowed == 1 {
             let ttl = u64::try_from(self.config.lease_ttl.as_nanos()).unwrap_or(u64::MAX);
-            for ((limit, cost), grant) in asked.into_iter().zip([first, second]) {
+            let mut held = [Held::default(); 2];
+            for ((i, limit, cost), grant) in asked.into_iter().zip([first, second]) {
                 limit.credit(grant, cost, now, ttl);
+                held[i] = Held {
+                    cost,
+                    redis: grant,
+                    lease: cost.saturating_sub(grant),
+                };
             }
-            Ok(Ok(Grant {
+            let grant = Grant {
                 tokens,
                 shared: true,
-            }))
+            };
+            Ok(Ok(self.admit(grant, wait, held)))
         } else {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            Ok(Err(self.refusal(Duration::from_micros(wait_us), "shared")))
+            Ok(Err(self.refusal(wait, "shared", patience)))
         }
     }
 
-    fn refusal(&self, wait: Duration, how: &str) -> LlmError {
+    fn refusal(&self, wait: Duration, how: &str, patience: Patience) -> LlmError {
         LlmError::new(
             ErrorKind::RateLimited,
             format!(
-                "{how} quota of {} is used up; room in {} ms",
+                "{how} quota of {} is used up; room in {} ms, but {}",
                 self.config.name,
-                wait.as_millis()
+                wait.as_millis(),
+                patience.why(wait)
             ),
         )
         .with_retry_after(wait)
         .with_should_retry(false)
     }
 
-    /// Local decision at this replica's share of the limits.
-    fn decide_locally(&self, tokens: u64) -> Result<Grant, LlmError> {
+    /// Local decision at this replica's share of the limits: now, after a
+    /// wait that fits `patience` (its slot reserved), or refused.
+    fn decide_locally(
+        self: &Arc<Self>,
+        tokens: u64,
+        patience: Patience,
+    ) -> Result<Admission, LlmError> {
         self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(names::FALLBACKS, "kind" => "quota", "name" => self.config.name.to_string())
             .increment(1);
+        let allowed = patience.allowed();
         let mut taken: Vec<(&LimitState, u64)> = Vec::with_capacity(2);
-        for (limit, cost) in self.costs(tokens) {
+        let mut held = [Held::default(); 2];
+        let mut wait = Duration::ZERO;
+        for (i, (limit, cost)) in self.costs(tokens).into_iter().enumerate() {
             if let Some(limit) = limit {
-                if let Err(wait) = limit.local.try_take(cost) {
-                    for (l, c) in taken {
-                        l.local.give_back(c);
+                match limit.local.take_within(cost, allowed) {
+                    Ok(until) => wait = wait.max(until),
+                    Err(until) => {
+                        for (l, c) in taken {
+                            l.local.give_back(c);
+                        }
+                        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        return Err(self.refusal(until, "local fallback", patience));
                     }
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    return Err(self.refusal(wait, "local fallback"));
                 }
                 taken.push((limit, cost));
+                held[i] = Held {
+                    cost,
+                    redis: 0,
+                    lease: 0,
+                };
             }
         }
         for (l, c) in taken {
             l.unshared.fetch_add(c, Ordering::Relaxed);
         }
-        Ok(Grant {
+        let grant = Grant {
             tokens,
             shared: false,
-        })
+        };
+        Ok(self.admit(grant, wait, held))
     }
 
     /// Redis failed: decide locally until a probe finds it back.
@@ -468,7 +633,7 @@ impl Quota {
                     .pool
                     .fetch_sub((used - reserved) as i64, Ordering::AcqRel);
             } else {
-                self.adjust_later(used as f64 - reserved as f64);
+                self.adjust_later(limit, used as f64 - reserved as f64);
             }
             return;
         }
@@ -482,15 +647,12 @@ impl Quota {
             to_redis -= keep;
         }
         if to_redis > 0 {
-            self.adjust_later(-(to_redis as f64));
+            self.adjust_later(limit, -(to_redis as f64));
         }
     }
 
-    /// Moves the shared token limit by `units` in the background.
-    fn adjust_later(self: &Arc<Self>, units: f64) {
-        let Some(limit) = &self.tokens else {
-            return;
-        };
+    /// Moves one shared limit by `units` in the background.
+    fn adjust_later(self: &Arc<Self>, limit: &LimitState, units: f64) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
