@@ -1,5 +1,6 @@
 //! The quota response future and the reconciliation of a reservation.
 
+use super::lease::Leased;
 use super::state::{Shared, Ticket};
 use crate::into_llm::to_llm;
 use crate::stream_watch::{StreamEnd, watch};
@@ -17,36 +18,86 @@ use tower_service::Service;
 /// the request counts whatever happens, and its token reservation is
 /// reconciled with what was billed.
 pub(crate) struct Reservation {
-    shared: Arc<Shared>,
-    ticket: Ticket,
-    /// The inner service was called.
+    hold: Hold,
     pub(crate) called: bool,
-    /// The request's input estimate, for a stream that reports no usage.
     pub(crate) input_estimate: u64,
+}
+
+/// Where a reservation was taken.
+enum Hold {
+    /// From the buckets, exactly (a ticket to refund or reconcile; boxed,
+    /// so that the fast lane's future stays small).
+    Exact {
+        shared: Arc<Shared>,
+        ticket: Box<Ticket>,
+    },
+    /// From this thread's stock (`None` once given back).
+    Leased(Option<Leased>),
 }
 
 impl Reservation {
     pub(crate) fn new(shared: Arc<Shared>, ticket: Ticket) -> Self {
         Reservation {
-            shared,
-            ticket,
+            hold: Hold::Exact {
+                shared,
+                ticket: Box::new(ticket),
+            },
             called: false,
             input_estimate: 0,
         }
     }
 
-    fn settle(&self, billed: u64) {
-        self.shared.settle(&self.ticket, billed);
+    pub(crate) fn leased(leased: Leased) -> Self {
+        Reservation {
+            hold: Hold::Leased(Some(leased)),
+            called: true,
+            input_estimate: 0,
+        }
     }
 
-    /// Reconciles with the call's outcome, and pauses the quota for a
-    /// provider's 429 with `Retry-After`.
-    fn finish(self, result: &mut Result<ChatResponse, LlmError>) {
+    /// The quota's state (`None` once a lease was given back).
+    pub(crate) fn shared(&self) -> Option<&Shared> {
+        match &self.hold {
+            Hold::Exact { shared, .. } => Some(shared),
+            Hold::Leased(leased) => leased.as_ref().map(|l| &*l.shared),
+        }
+    }
+
+    fn settle(&mut self, billed: u64) {
+        match &mut self.hold {
+            Hold::Exact { shared, ticket } => shared.settle(ticket, billed),
+            Hold::Leased(leased) => {
+                if let Some(leased) = leased.take() {
+                    leased.settle(Some(billed));
+                }
+            }
+        }
+    }
+
+    /// Takes in the rate-limit headers and 429s the answer carries.
+    fn observe(&self, result: &Result<ChatResponse, LlmError>) {
+        let Some(shared) = self.shared() else { return };
+        let headers = match result {
+            Ok(response) => response.meta.rate_limit_headers.as_ref(),
+            Err(error) => error.rate_limit_headers.as_ref(),
+        };
+        if let Some(headers) = headers {
+            super::layer::observe(shared, &super::Observed::from_headers(headers));
+        }
+        if let Err(error) = result
+            && shared.config.pause_on_rate_limit
+            && error.kind == ErrorKind::RateLimited
+            && error.status.is_some()
+            && let Some(wait) = error.retry_after.filter(|w| !w.is_zero())
+        {
+            super::layer::observe(shared, &super::Observed::new().retry_after(wait));
+        }
+    }
+
+    fn finish(mut self, result: &mut Result<ChatResponse, LlmError>) {
+        self.observe(result);
         match result {
             Ok(response) if response.is_streaming() => {
-                if let Some(headers) = &response.meta.rate_limit_headers {
-                    super::layer::observe(&self.shared, &super::Observed::from_headers(headers));
-                }
                 // Reconciled with the streamed usage when the stream ends,
                 // broken or dropped streams included.
                 let failed = response.meta.failed_usage;
@@ -60,9 +111,6 @@ impl Reservation {
                 });
             }
             Ok(response) => {
-                if let Some(headers) = &response.meta.rate_limit_headers {
-                    super::layer::observe(&self.shared, &super::Observed::from_headers(headers));
-                }
                 let usage = response.total_usage();
                 // No usage reported: nothing to reconcile with, so the
                 // reservation stands.
@@ -71,17 +119,6 @@ impl Reservation {
                 }
             }
             Err(error) => {
-                if let Some(headers) = &error.rate_limit_headers {
-                    super::layer::observe(&self.shared, &super::Observed::from_headers(headers));
-                }
-                let config = &self.shared.config;
-                if config.pause_on_rate_limit
-                    && error.kind == ErrorKind::RateLimited
-                    && error.status.is_some()
-                    && let Some(wait) = error.retry_after.filter(|w| !w.is_zero())
-                {
-                    super::layer::observe(&self.shared, &super::Observed::new().retry_after(wait));
-                }
                 // A provider that answered with an error status, or said
                 // what it billed, is taken at its word; a call cut without
                 // an answer (timeout, reset) may have been billed in full,
@@ -97,8 +134,20 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.called {
-            self.shared.refund(&self.ticket);
+        match &mut self.hold {
+            Hold::Exact { shared, ticket } => {
+                if !self.called {
+                    shared.refund(ticket);
+                }
+            }
+            // Never called: all of it goes back. Called but not reconciled
+            // (no usage reported, or cut mid-call): the reservation stands.
+            Hold::Leased(leased) => {
+                if let Some(leased) = leased.take() {
+                    let billed = self.called.then_some(leased.tokens);
+                    leased.settle(billed);
+                }
+            }
         }
     }
 }
@@ -168,7 +217,7 @@ impl<S, F> ResponseFuture<S, F> {
     ) -> Self {
         crate::metrics::counter!(
             crate::metrics::QUOTA_WAITS,
-            "quota" => reservation.shared.config.name.clone()
+            "quota" => reservation.shared().map_or_else(String::new, |s| s.config.name.clone())
         )
         .increment(1);
         ResponseFuture {

@@ -87,9 +87,10 @@ impl QuotaHandle {
         self.shared.paused_until()
     }
 
-    /// Requests that would be admitted at once now: the least over the
-    /// request limits and what the provider said is left; `None` when
-    /// nothing limits requests.
+    /// Requests that would be admitted at once now on this thread (the
+    /// buckets' room plus the permits this thread took ahead): the least
+    /// over the request limits and what the provider said is left; `None`
+    /// when nothing limits requests.
     pub fn available_requests(&self) -> Option<u64> {
         self.shared.available(Resource::Requests)
     }

@@ -86,6 +86,22 @@ where
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
+        // The fast lane: a thread's stock of permits taken ahead (see
+        // `lease`), for roomy limits while the provider is not pushing back.
+        // Streams take the exact path (their reconciliation is deferred).
+        if !request.stream
+            && let Some(size) = self.shared.leasable()
+        {
+            let tokens = if size.tokens > 0 {
+                self.shared.config.reservation(&request)
+            } else {
+                0
+            };
+            if let Some(leased) = super::lease::admit(&self.shared, size, tokens) {
+                let reservation = Reservation::leased(leased);
+                return ResponseFuture::running(self.inner.call(request), reservation);
+            }
+        }
         // Only the waiting path needs the deadline, and only token limits
         // the estimate.
         let tokens = if self.shared.counts_tokens() {

@@ -3,6 +3,7 @@
 
 use super::config::{QuotaConfig, Resource};
 use super::gcra::Gcra;
+use super::lease::{self, LeaseSize};
 use super::observed::{Observed, Remaining};
 use staunch_core::{Deadline, ErrorKind, LlmError};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,8 +75,16 @@ impl Gate {
 #[derive(Debug, Default)]
 struct Pause(AtomicU64);
 
+/// What the provider said must leave at least this many units (per
+/// lease) for a thread to admit from its stock without asking the gate.
+const GATE_MARGIN_LEASES: u64 = 4;
+
 pub(crate) struct Shared {
     pub(crate) config: QuotaConfig,
+    /// Tells this quota's per-thread stocks from another's.
+    id: u64,
+    /// How much a thread leases at once; `None`: every admission is exact.
+    lease: Option<LeaseSize>,
     epoch: Instant,
     limits: Vec<Limit>,
     /// Some limit counts tokens.
@@ -125,7 +134,7 @@ fn resource_name(index: usize) -> &'static str {
 
 impl Shared {
     pub(crate) fn new(config: QuotaConfig) -> Self {
-        let limits = config
+        let limits: Vec<Limit> = config
             .limits
             .iter()
             .take(MAX_LIMITS)
@@ -134,8 +143,12 @@ impl Shared {
                 resource: spec.resource,
             })
             .collect();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let lease = lease_size(&limits);
         Shared {
             tokens_limited: config.limits.iter().any(|l| l.resource == Resource::Tokens),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            lease,
             config,
             epoch: Instant::now(),
             limits,
@@ -168,6 +181,117 @@ impl Shared {
         self.nanos(Instant::now())
     }
 
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn lease_size(&self) -> LeaseSize {
+        self.lease.unwrap_or_default()
+    }
+
+    /// The lease size, when a thread may admit from its stock now: leasing
+    /// is on, no pause is set, and the provider said nothing, or left
+    /// plenty. Loads only (no clock, no write).
+    pub(crate) fn leasable(&self) -> Option<LeaseSize> {
+        let size = self.lease?;
+        if self.pause.0.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        for (gate, per_lease) in self.gates.iter().zip([size.requests, size.tokens]) {
+            if gate.until.load(Ordering::Relaxed) != 0
+                && gate.left.load(Ordering::Relaxed)
+                    < per_lease.max(1).saturating_mul(GATE_MARGIN_LEASES)
+            {
+                return None;
+            }
+        }
+        Some(size)
+    }
+
+    /// Takes `requests` and `tokens` from every limit at once if all of
+    /// them have that room now; never waits.
+    pub(crate) fn try_lease(&self, requests: u64, tokens: u64) -> bool {
+        let now = self.now();
+        let cost = |limit: &Limit| match limit.resource {
+            Resource::Requests => requests,
+            Resource::Tokens => tokens,
+        };
+        let mut snapshot = [0u64; MAX_LIMITS];
+        let mut after = [0u64; MAX_LIMITS];
+        loop {
+            for (i, limit) in self.limits.iter().enumerate() {
+                let c = cost(limit);
+                snapshot[i] = limit.gcra.load();
+                if c > 0 && (!limit.gcra.fits(c) || limit.gcra.earliest(snapshot[i], c) > now) {
+                    return false;
+                }
+            }
+            let mut committed = 0;
+            for (i, limit) in self.limits.iter().enumerate() {
+                after[i] = limit.gcra.after(snapshot[i], now, cost(limit));
+                if !limit.gcra.swap(snapshot[i], after[i]) {
+                    break;
+                }
+                committed += 1;
+            }
+            if committed == self.limits.len() {
+                return true;
+            }
+            for (i, limit) in self.limits.iter().enumerate().take(committed) {
+                if !limit.gcra.swap(after[i], snapshot[i]) {
+                    limit.gcra.refund(cost(limit), now);
+                }
+            }
+        }
+    }
+
+    /// Gives `requests` and `tokens` taken ahead back to every limit.
+    pub(crate) fn give_back(&self, requests: u64, tokens: u64) {
+        let now = self.now();
+        for limit in &self.limits {
+            let units = match limit.resource {
+                Resource::Requests => requests,
+                Resource::Tokens => tokens,
+            };
+            if units > 0 {
+                limit.gcra.refund(units, now);
+            }
+        }
+    }
+
+    /// Takes `tokens` billed beyond what was reserved from every token
+    /// limit, even past empty.
+    pub(crate) fn charge_tokens(&self, tokens: u64) {
+        let now = self.now();
+        for limit in self
+            .limits
+            .iter()
+            .filter(|l| l.resource == Resource::Tokens)
+        {
+            limit.gcra.charge(tokens, now);
+        }
+    }
+
+    /// Forgets a pause and what the provider said once they are over, so
+    /// that admissions may lease again.
+    fn clear_expired(&self, now: u64) {
+        let pause = self.pause.0.load(Ordering::Relaxed);
+        if pause != 0 && pause <= now {
+            let _ = self
+                .pause
+                .0
+                .compare_exchange(pause, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        for gate in &self.gates {
+            let until = gate.until.load(Ordering::Relaxed);
+            if until != 0 && until <= now {
+                let _ = gate
+                    .until
+                    .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Admits a request reserving `tokens`: at once (`Ok(None)`), at a
     /// later instant it must wait for (`Ok(Some(instant))`, its slot
     /// already reserved, so later requests queue behind it), or not at all.
@@ -177,6 +301,7 @@ impl Shared {
         deadline: impl Fn() -> Option<Deadline>,
     ) -> Result<(Ticket, Option<Instant>), Refusal> {
         let now = self.now();
+        self.clear_expired(now);
         let mut snapshot = [0u64; MAX_LIMITS];
         let mut after = [0u64; MAX_LIMITS];
         loop {
@@ -373,10 +498,16 @@ impl Shared {
         }];
         let said =
             (gate.until.load(Ordering::Acquire) > now).then(|| gate.left.load(Ordering::Acquire));
+        // Permits this thread took ahead are room for its next requests.
+        let (requests, tokens) = lease::held(self);
+        let held = match resource {
+            Resource::Requests => requests,
+            Resource::Tokens => tokens,
+        };
         self.limits
             .iter()
             .filter(|l| l.resource == resource)
-            .map(|l| l.gcra.available(now))
+            .map(|l| l.gcra.available(now).saturating_add(held))
             .chain(said)
             .min()
     }
@@ -442,6 +573,29 @@ impl Shared {
             reason: if deadline { "deadline" } else { "max_wait" },
         }
     }
+}
+
+/// One lease per resource: a 64th of its smallest limit, within bounds;
+/// `None` when a limit is too small for leasing to stay within it, or
+/// nothing is limited.
+fn lease_size(limits: &[Limit]) -> Option<LeaseSize> {
+    if limits.is_empty() {
+        return None;
+    }
+    let mut size = LeaseSize::default();
+    for limit in limits {
+        let capacity = limit.gcra.capacity();
+        if capacity < lease::MIN_CAPACITY {
+            return None;
+        }
+        let (slot, max) = match limit.resource {
+            Resource::Requests => (&mut size.requests, lease::MAX_REQUESTS),
+            Resource::Tokens => (&mut size.tokens, lease::MAX_TOKENS),
+        };
+        let mine = (capacity / 64).min(max);
+        *slot = if *slot == 0 { mine } else { (*slot).min(mine) };
+    }
+    Some(size)
 }
 
 impl std::fmt::Debug for Shared {

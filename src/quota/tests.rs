@@ -569,3 +569,155 @@ async fn the_quota_learns_from_the_headers_the_provider_sent_with_its_answer() {
     tokio::time::advance(2 * SEC).await;
     service.oneshot(ask()).await.unwrap();
 }
+
+// The fast lane: roomy limits lease permits to each thread (see `lease`).
+
+#[tokio::test(start_paused = true)]
+async fn a_roomy_quota_leases_per_thread_and_still_admits_exactly_its_limit() {
+    // 6,400 a minute: a thread leases 32 requests at a time.
+    let fake = Scripted::scripted([Step::Answer]);
+    let layer = quota(
+        QuotaConfig::new("roomy")
+            .requests_per_minute(6_400)
+            .max_wait(Duration::ZERO),
+    );
+    let handle = layer.handle();
+    let service = layer.layer(fake.clone());
+    service.clone().oneshot(ask()).await.unwrap();
+    assert_eq!(
+        handle.available_requests(),
+        Some(6_399),
+        "the lease counts as room here"
+    );
+    let mut admitted = 1;
+    while service.clone().oneshot(ask()).await.is_ok() {
+        admitted += 1;
+    }
+    assert_eq!(admitted, 6_400, "near the limit the exact path takes over");
+    assert_eq!(fake.calls(), 6_400);
+    // Ten seconds refill a sixth of the bucket, leased again.
+    tokio::time::advance(10 * SEC).await;
+    let mut more = 0;
+    while service.clone().oneshot(ask()).await.is_ok() {
+        more += 1;
+    }
+    assert_eq!(more, 1_066, "6,400 × 10 / 60, rounded down");
+}
+
+#[tokio::test(start_paused = true)]
+async fn leased_tokens_are_reconciled_on_the_thread_and_paid_when_owed() {
+    let billing = Billing::default();
+    // 64,000 tokens a minute: a lease is 1,000 tokens beyond the request.
+    let layer = quota(QuotaConfig::new("roomy").tokens_per_minute(64_000));
+    let handle = layer.handle();
+    let service = layer.layer(billing.service());
+    // Reserved 100, billed 30: 70 come back to this thread's stock.
+    service
+        .clone()
+        .oneshot(ask().with_extension(Bill(Usage::new(10, 20))))
+        .await
+        .unwrap();
+    assert_eq!(handle.available_tokens(), Some(64_000 - 30));
+    // Billed 5,100 of 100 reserved: a debt beyond one lease, paid at once.
+    service
+        .clone()
+        .oneshot(ask().with_extension(Bill(Usage::new(100, 5_000))))
+        .await
+        .unwrap();
+    assert_eq!(handle.available_tokens(), Some(64_000 - 30 - 5_100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_stops_the_fast_lane_until_it_ends() {
+    let fake = Scripted::scripted([Step::Answer]);
+    let layer = quota(
+        QuotaConfig::new("roomy")
+            .requests_per_minute(6_400)
+            .max_wait(Duration::ZERO),
+    );
+    let handle = layer.handle();
+    let service = layer.layer(fake.clone());
+    service.clone().oneshot(ask()).await.unwrap();
+    handle.pause_for(5 * SEC);
+    let err = service.clone().oneshot(ask()).await.unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::RateLimited,
+        "the thread's stock waits too"
+    );
+    assert_eq!(fake.calls(), 1);
+    tokio::time::advance(5 * SEC).await;
+    service.clone().oneshot(ask()).await.unwrap();
+    service.clone().oneshot(ask()).await.unwrap();
+    assert_eq!(fake.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_provider_saying_little_is_left_stops_the_fast_lane() {
+    let fake = Scripted::scripted([Step::Answer]);
+    let layer = quota(
+        QuotaConfig::new("roomy")
+            .requests_per_minute(6_400)
+            .max_wait(Duration::ZERO),
+    );
+    let handle = layer.handle();
+    let service = layer.layer(fake.clone());
+    service.clone().oneshot(ask()).await.unwrap();
+    // Two requests left until a reset in 30 s: the third is refused even
+    // though this thread holds 31 leased permits.
+    handle.observe(Observed::new().requests(2, 30 * SEC));
+    service.clone().oneshot(ask()).await.unwrap();
+    service.clone().oneshot(ask()).await.unwrap();
+    let err = service.clone().oneshot(ask()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RateLimited);
+    assert_eq!(fake.calls(), 3);
+}
+
+#[test]
+fn two_threads_leasing_one_quota_never_admit_more_than_it_allows() {
+    // Real threads and real time: 102,400 a minute, leases of 32.
+    const LIMIT: u64 = 102_400;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let fake = Scripted::scripted([Step::Answer]);
+    let service = quota(
+        QuotaConfig::new("roomy")
+            .requests_per_minute(LIMIT)
+            .max_wait(Duration::ZERO),
+    )
+    .layer(fake.clone());
+    let started = std::time::Instant::now();
+    let admitted: u64 = runtime.block_on(async {
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let mut admitted = 0u64;
+                    while service.clone().oneshot(ask()).await.is_ok() {
+                        admitted += 1;
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap();
+        }
+        total
+    });
+    let elapsed = started.elapsed();
+    let refill = (elapsed.as_secs_f64() * LIMIT as f64 / 60.0).ceil() as u64;
+    assert!(
+        admitted <= LIMIT + refill,
+        "{admitted} admitted, at most {LIMIT} + {refill} allowed"
+    );
+    assert!(
+        admitted + 2 * 32 >= LIMIT,
+        "{admitted} admitted: at most a lease per thread is left unspent"
+    );
+    assert_eq!(fake.calls() as u64, admitted);
+}
