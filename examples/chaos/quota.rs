@@ -406,6 +406,7 @@ async fn run_one(
         run.waited_locally = total(names::QUOTA_WAITS);
     } else {
         run.refused_locally = handles.iter().map(|h| h.refused()).sum();
+        run.waited_locally = handles.iter().map(|h| h.waited()).sum();
         run.redis_decisions = Some(handles.iter().map(|h| h.redis_decisions()).sum());
         run.redis_fallbacks = Some(handles.iter().map(|h| h.fallbacks()).sum());
     }
@@ -586,16 +587,7 @@ fn print(runs: &[QuotaRun]) {
             "refused by the replicas' quota",
             col(&|r| r.refused_locally.to_string()),
         ),
-        (
-            "  waited for room",
-            col(&|r| {
-                if r.redis_decisions.is_some() {
-                    "-".to_owned()
-                } else {
-                    r.waited_locally.to_string()
-                }
-            }),
-        ),
+        ("  waited for room", col(&|r| r.waited_locally.to_string())),
         (
             "openai passed over (breaker open)",
             col(&|r| r.skipped_breaker_open.to_string()),
