@@ -359,16 +359,22 @@ impl tower_service::Service<ChatRequest> for FakeProvider {
                 Some(HANG),
             ),
         };
-        FakeFuture {
+        FakeFuture(Box::new(Pending {
             sleep: after.map(|d| Box::pin(tokio::time::sleep(d))),
             outcome: Some(outcome),
-        }
+        }))
     }
 }
 
 /// The answer of a [`FakeProvider`]: ready at once, or after a sleep on
 /// tokio's clock.
-pub struct FakeFuture {
+///
+/// Like the provider clients' futures it is one pointer to the heap (theirs
+/// are boxed `dyn Future`s), so a layer above it moves what it would move
+/// over a real client, not a whole answer held inline.
+pub struct FakeFuture(Box<Pending>);
+
+struct Pending {
     sleep: Option<Pin<Box<Sleep>>>,
     outcome: Option<Result<ChatResponse, LlmError>>,
 }
@@ -376,7 +382,7 @@ pub struct FakeFuture {
 impl fmt::Debug for FakeFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FakeFuture")
-            .field("sleeping", &self.sleep.is_some())
+            .field("sleeping", &self.0.sleep.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -385,13 +391,14 @@ impl Future for FakeFuture {
     type Output = Result<ChatResponse, LlmError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(sleep) = self.sleep.as_mut() {
+        let this = &mut *self.0;
+        if let Some(sleep) = this.sleep.as_mut() {
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            self.sleep = None;
+            this.sleep = None;
         }
-        match self.outcome.take() {
+        match this.outcome.take() {
             Some(outcome) => Poll::Ready(outcome),
             // Polled again after it answered (a contract the caller
             // broke): it stays pending rather than panicking.
