@@ -1,11 +1,12 @@
 //! Per-request metadata for the layers, shared between clones of a request.
 
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
 
 /// A type map of per-request metadata (a [`Deadline`](crate::Deadline), the
 /// budget's allowance, your own markers), with the API of
-/// [`http::Extensions`].
+/// [`http::Extensions`] (`insert`, `get`, `get_mut`, `remove`).
 ///
 /// A request is cloned by every layer that may send it again (a retry keeps
 /// a copy per attempt, a fallback chain one per target), and an
@@ -29,7 +30,54 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone, Default)]
 pub struct Extensions {
-    map: Option<Arc<http::Extensions>>,
+    map: Option<Arc<Vec<Entry>>>,
+}
+
+/// A value of any type that can be cloned with its map.
+trait AnyClone: Any + Send + Sync {
+    fn clone_box(&self) -> Box<dyn AnyClone>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<T: Clone + Send + Sync + 'static> AnyClone for T {
+    fn clone_box(&self) -> Box<dyn AnyClone> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// One value and its type. A request carries a handful at most (a
+/// deadline, an allowance, a marker or two), so the map is a short list
+/// searched in order: no hashing, one allocation for the list.
+struct Entry {
+    id: TypeId,
+    value: Box<dyn AnyClone>,
+}
+
+impl Clone for Entry {
+    fn clone(&self) -> Self {
+        Entry {
+            id: self.id,
+            value: self.value.clone_box(),
+        }
+    }
+}
+
+fn take<T: 'static>(value: Box<dyn AnyClone>) -> Option<T> {
+    value.into_any().downcast::<T>().ok().map(|b| *b)
 }
 
 impl Extensions {
@@ -40,12 +88,25 @@ impl Extensions {
 
     /// Inserts `value`, returning the value of its type that was there.
     pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
-        self.writable().insert(value)
+        let id = TypeId::of::<T>();
+        let entries = self.writable();
+        match entries.iter_mut().find(|e| e.id == id) {
+            Some(entry) => take(std::mem::replace(&mut entry.value, Box::new(value))),
+            None => {
+                entries.push(Entry {
+                    id,
+                    value: Box::new(value),
+                });
+                None
+            }
+        }
     }
 
     /// The value of type `T`, if any.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.map.as_deref()?.get::<T>()
+        let id = TypeId::of::<T>();
+        let entry = self.map.as_deref()?.iter().find(|e| e.id == id)?;
+        entry.value.as_any().downcast_ref()
     }
 
     /// The value of type `T` for writing, if any. The map is copied first
@@ -53,13 +114,18 @@ impl Extensions {
     pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
         // A miss must not copy a shared map.
         self.get::<T>()?;
-        self.writable().get_mut::<T>()
+        let id = TypeId::of::<T>();
+        let entry = self.writable().iter_mut().find(|e| e.id == id)?;
+        entry.value.as_any_mut().downcast_mut()
     }
 
     /// Removes and returns the value of type `T`, if any.
     pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
         self.get::<T>()?;
-        self.writable().remove::<T>()
+        let id = TypeId::of::<T>();
+        let entries = self.writable();
+        let index = entries.iter().position(|e| e.id == id)?;
+        take(entries.swap_remove(index).value)
     }
 
     /// Removes every value.
@@ -69,38 +135,32 @@ impl Extensions {
 
     /// Whether the map holds no value.
     pub fn is_empty(&self) -> bool {
-        self.map.as_deref().is_none_or(http::Extensions::is_empty)
+        self.len() == 0
     }
 
     /// How many values the map holds.
     pub fn len(&self) -> usize {
-        self.map.as_deref().map_or(0, http::Extensions::len)
+        self.map.as_deref().map_or(0, Vec::len)
     }
 
     /// Moves every value of `other` into this map, replacing those of the
     /// same types.
     pub fn extend(&mut self, other: Extensions) {
         let Some(other) = other.map else { return };
-        let other = Arc::unwrap_or_clone(other);
-        self.writable().extend(other);
-    }
-
-    /// This map as an [`http::Extensions`] (for an HTTP request or
-    /// response); it copies the map only when a clone shares it.
-    pub fn into_http(self) -> http::Extensions {
-        self.map.map(Arc::unwrap_or_clone).unwrap_or_default()
-    }
-
-    fn writable(&mut self) -> &mut http::Extensions {
-        Arc::make_mut(self.map.get_or_insert_with(Arc::default))
-    }
-}
-
-impl From<http::Extensions> for Extensions {
-    fn from(map: http::Extensions) -> Self {
-        Extensions {
-            map: (!map.is_empty()).then(|| Arc::new(map)),
+        let entries = self.writable();
+        for entry in Arc::unwrap_or_clone(other) {
+            match entries.iter_mut().find(|e| e.id == entry.id) {
+                Some(mine) => *mine = entry,
+                None => entries.push(entry),
+            }
         }
+    }
+
+    fn writable(&mut self) -> &mut Vec<Entry> {
+        Arc::make_mut(
+            self.map
+                .get_or_insert_with(|| Arc::new(Vec::with_capacity(4))),
+        )
     }
 }
 
@@ -151,14 +211,28 @@ mod tests {
     }
 
     #[test]
-    fn converts_to_and_from_http() {
-        let mut http = http::Extensions::new();
-        http.insert(Mark(7));
-        let ours = Extensions::from(http);
-        let mut other = Extensions::new();
-        other.extend(ours.clone());
-        assert_eq!(other.get::<Mark>(), Some(&Mark(7)));
-        assert_eq!(ours.into_http().get::<Mark>(), Some(&Mark(7)));
-        assert!(format!("{other:?}").contains("len: 1"));
+    fn values_are_replaced_removed_and_extended_by_type() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Other(&'static str);
+        let mut a = Extensions::new();
+        assert_eq!(a.insert(Mark(1)), None);
+        assert_eq!(a.insert(Other("x")), None);
+        assert_eq!(a.insert(Mark(2)), Some(Mark(1)));
+        assert_eq!(a.len(), 2);
+        let mut b = Extensions::new();
+        b.insert(Mark(9));
+        b.extend(a.clone());
+        assert_eq!(
+            b.get::<Mark>(),
+            Some(&Mark(2)),
+            "the extension's value wins"
+        );
+        assert_eq!(b.get::<Other>(), Some(&Other("x")));
+        assert_eq!(a.remove::<Other>(), Some(Other("x")));
+        assert_eq!(a.get::<Other>(), None);
+        assert_eq!(b.len(), 2, "a's removal is not b's");
+        assert!(format!("{b:?}").contains("len: 2"));
+        b.clear();
+        assert!(b.is_empty());
     }
 }
