@@ -68,6 +68,8 @@ pub mod metrics;
 pub mod observe;
 #[cfg(feature = "quota")]
 pub mod quota;
+#[cfg(any(feature = "quota", feature = "circuit-breaker"))]
+mod ref_pool;
 #[cfg(feature = "retry")]
 pub mod retry;
 mod stream_watch;

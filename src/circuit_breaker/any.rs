@@ -165,7 +165,7 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let breaker = &self.handle.breaker;
-        let mut permit = Permit::new(breaker.clone(), breaker.acquire());
+        let mut permit = Permit::new(breaker, breaker.acquire());
         if let Admission::Rejected { wait, .. } = permit.admission() {
             permit.discard();
             return AnyFuture {

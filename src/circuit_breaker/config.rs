@@ -68,7 +68,7 @@ impl RateRule {
     }
 }
 
-type OutcomeFn = dyn Fn(&Result<ChatResponse, LlmError>) -> Outcome + Send + Sync;
+pub(super) type OutcomeFn = dyn Fn(&Result<ChatResponse, LlmError>) -> Outcome + Send + Sync;
 type TransitionFn = dyn Fn(&Transition) + Send + Sync;
 
 /// How a [`CircuitBreakerLayer`](super::CircuitBreakerLayer) trips and recovers.

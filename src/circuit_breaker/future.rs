@@ -15,7 +15,9 @@ use tokio::time::Instant;
 /// the call ends (the caller gave up, an outer timeout fired), it gives back
 /// a probe slot and counts the call as ignored, never as a success.
 pub(crate) struct Permit {
-    breaker: Arc<Breaker>,
+    /// From this thread's pool (`ref_pool`), given back when the permit
+    /// ends: `None` only while it is being dropped.
+    breaker: Option<Arc<Breaker>>,
     admission: Admission,
     // Whether the call was made, and (only when a slow-call rule is set,
     // to keep the clock off the hot path) when it started.
@@ -25,9 +27,9 @@ pub(crate) struct Permit {
 }
 
 impl Permit {
-    pub(crate) fn new(breaker: Arc<Breaker>, admission: Admission) -> Self {
+    pub(crate) fn new(breaker: &Arc<Breaker>, admission: Admission) -> Self {
         Permit {
-            breaker,
+            breaker: Some(crate::ref_pool::take(breaker)),
             admission,
             called: false,
             started: None,
@@ -39,28 +41,40 @@ impl Permit {
         self.admission
     }
 
-    /// A refused admission: nothing to give back.
     pub(crate) fn discard(mut self) {
         self.settled = true;
     }
 
+    fn elapsed(&self) -> std::time::Duration {
+        self.started.map_or_else(Default::default, |s| s.elapsed())
+    }
+
     fn complete(&mut self, result: &Result<ChatResponse, LlmError>) {
-        let elapsed = self.started.map_or_else(Default::default, |s| s.elapsed());
-        self.breaker.complete(self.admission, result, elapsed);
+        if let Some(breaker) = &self.breaker {
+            breaker.complete(self.admission, result, self.elapsed());
+        }
         self.settled = true;
     }
 
-    /// Settles the call with an outcome decided elsewhere.
     pub(crate) fn record(&mut self, outcome: super::Outcome) {
-        let elapsed = self.started.map_or_else(Default::default, |s| s.elapsed());
-        self.breaker.record(self.admission, outcome, None, elapsed);
+        if let Some(breaker) = &self.breaker {
+            breaker.record(self.admission, outcome, None, self.elapsed());
+        }
         self.settled = true;
     }
 
-    /// Marks the call as made (and starts its clock for a slow-call rule).
+    /// The breaker's rule for judging an outcome.
+    fn outcome_rule(&self) -> Option<Arc<super::config::OutcomeFn>> {
+        self.breaker.as_ref().map(|b| b.config.outcome.clone())
+    }
+
     pub(crate) fn start(&mut self) {
         self.called = true;
-        if self.breaker.config.slow_call.is_some() {
+        if self
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.config.slow_call.is_some())
+        {
             self.started = Some(Instant::now());
         }
     }
@@ -68,25 +82,28 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if self.settled {
+        let Some(breaker) = self.breaker.take() else {
             return;
-        }
-        match self.admission {
-            Admission::Probe { epoch } => {
-                self.breaker.release_probe(epoch);
-                if self.called {
-                    self.breaker.stats.ignored.add(1);
+        };
+        if !self.settled {
+            match self.admission {
+                Admission::Probe { epoch } => {
+                    breaker.release_probe(epoch);
+                    if self.called {
+                        breaker.stats.ignored.add(1);
+                    }
                 }
-            }
-            Admission::Normal { .. } | Admission::Pass => {
-                // A permit taken in poll_ready but never used for a call
-                // (the service was dropped) is not a call at all.
-                if self.called {
-                    self.breaker.stats.ignored.add(1);
+                Admission::Normal { .. } | Admission::Pass => {
+                    // A permit taken in poll_ready but never used for a
+                    // call (the service was dropped) is not a call at all.
+                    if self.called {
+                        breaker.stats.ignored.add(1);
+                    }
                 }
+                Admission::Rejected { .. } => {}
             }
-            Admission::Rejected { .. } => {}
         }
+        crate::ref_pool::give(breaker);
     }
 }
 
@@ -142,11 +159,13 @@ where
                 // A streamed answer is judged at its end: a break after the
                 // commit point is a failure of this target.
                 Ok(response) if response.is_streaming() => {
-                    let outcome = permit.breaker.config.outcome.clone();
+                    let outcome = permit.outcome_rule();
                     crate::stream_watch::watch(response, move |end, _| match end {
                         StreamEnd::Complete => permit.record(super::Outcome::Success),
                         StreamEnd::Broke(error) => {
-                            let verdict = outcome(&Err(shallow(error)));
+                            let verdict = outcome
+                                .as_ref()
+                                .map_or(super::Outcome::Failure, |rule| rule(&Err(shallow(error))));
                             permit.record(verdict);
                         }
                         // Permit's drop: the call counts as ignored.

@@ -136,7 +136,7 @@ where
         self.verdict_timer = None;
         let permit = self
             .permit
-            .get_or_insert_with(|| Permit::new(breaker.clone(), breaker.acquire()));
+            .get_or_insert_with(|| Permit::new(breaker, breaker.acquire()));
         if matches!(permit.admission(), Admission::Rejected { .. }) {
             return Poll::Ready(Ok(()));
         }
@@ -155,7 +155,7 @@ where
         let permit = self
             .permit
             .take()
-            .unwrap_or_else(|| Permit::new(breaker.clone(), breaker.acquire()));
+            .unwrap_or_else(|| Permit::new(breaker, breaker.acquire()));
         match permit.admission() {
             Admission::Rejected { wait, forced } => {
                 let name = &*breaker.config.name;

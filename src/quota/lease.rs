@@ -18,12 +18,9 @@
 //! takes the exact path (one admission, waiting in order).
 //!
 //! The future of a leased admission needs the quota's state when it ends
-//! (to read the provider's rate-limit headers and 429s). Each thread keeps
-//! a small pool of strong references to it, so that taking and giving one
-//! back is no shared write either. A quota its owner dropped (a gateway's
-//! old configuration after a reload) lives on in those pools, a few
-//! hundred bytes each, until 16 newer quotas push it out of each thread's
-//! list or the thread ends.
+//! (to read the provider's rate-limit headers and 429s); it takes its
+//! reference from the thread's pool (`ref_pool`), so that is no shared
+//! write either.
 
 use super::state::Shared;
 use std::cell::RefCell;
@@ -40,9 +37,6 @@ pub(crate) const MAX_TOKENS: u64 = 16_384;
 /// Quotas a thread keeps a stock for; the least recently used is dropped
 /// (its stock is simply not spent: the buckets lose it, never gain).
 const MAX_STOCKS: usize = 16;
-/// References a pool keeps, and takes at once when empty.
-const POOL_MAX: usize = 64;
-const POOL_REFILL: usize = 16;
 
 /// How much one lease takes, per resource (0: that resource is not
 /// limited).
@@ -58,7 +52,6 @@ struct Stock {
     /// Negative: tokens billed beyond what was reserved, owed to the
     /// buckets.
     tokens: i64,
-    pool: Vec<Arc<Shared>>,
 }
 
 thread_local! {
@@ -88,7 +81,6 @@ fn with_stock<R>(id: u64, f: impl FnOnce(&mut Stock) -> R) -> Option<R> {
                             id,
                             requests: 0,
                             tokens: 0,
-                            pool: Vec::new(),
                         },
                     );
                     0
@@ -173,13 +165,10 @@ pub(crate) fn admit(shared: &Arc<Shared>, size: LeaseSize, tokens: u64) -> Optio
             let reserved = i64::try_from(tokens).ok()?;
             stock.tokens = stock.tokens.saturating_sub(reserved);
         }
-        let shared = stock.pool.pop().unwrap_or_else(|| {
-            stock
-                .pool
-                .extend(std::iter::repeat_with(|| shared.clone()).take(POOL_REFILL - 1));
-            shared.clone()
-        });
-        Some(Leased { shared, tokens })
+        Some(Leased {
+            shared: crate::ref_pool::take(shared),
+            tokens,
+        })
     })
     .flatten()
 }
@@ -191,9 +180,7 @@ impl Leased {
     pub(crate) fn settle(self, billed: Option<u64>) {
         let Leased { shared, tokens } = self;
         let size = shared.lease_size();
-        let id = shared.id();
-        let mut spare = Some(shared);
-        with_stock(id, |stock| {
+        with_stock(shared.id(), |stock| {
             let reserved = i64::try_from(tokens).unwrap_or(i64::MAX);
             match billed {
                 None => {
@@ -215,20 +202,11 @@ impl Leased {
                 .tokens
                 .checked_neg()
                 .map_or(u64::MAX, |d| d.max(0) as u64);
-            if debt > size.tokens.max(1)
-                && let Some(shared) = spare.as_ref()
-            {
+            if debt > size.tokens.max(1) {
                 shared.charge_tokens(debt);
                 stock.tokens = 0;
             }
-            if stock.pool.len() < POOL_MAX
-                && let Some(shared) = spare.take()
-            {
-                stock.pool.push(shared);
-            }
         });
-        // Only a full pool (or a thread being torn down) drops its
-        // reference here: the one shared write of this path.
-        drop(spare);
+        crate::ref_pool::give(shared);
     }
 }

@@ -1,0 +1,141 @@
+//! Per-thread pools of strong references to shared layer state.
+//!
+//! A layer's response future must own a reference to the state it reports
+//! to when the call ends (the breaker it records the outcome in, the quota
+//! it reconciles). Cloning and dropping an `Arc` per request writes its
+//! count, one cache line every thread shares: on two cores that line moves
+//! back and forth at each call. Here each thread keeps a few references
+//! per state ready: taking one and giving it back touch only the thread's
+//! own memory, and the shared count moves once per batch.
+//!
+//! A state its owner dropped lives on in the pools (a few hundred bytes)
+//! until newer states push it out of each thread's list, or the thread
+//! ends.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// States a thread keeps references to; the least recently used is
+/// dropped first.
+const MAX_POOLS: usize = 16;
+/// References a pool holds at most, and takes at once when empty.
+const POOL_MAX: usize = 64;
+const REFILL: usize = 16;
+
+struct Pool {
+    /// The state's address: unique while the pool holds a reference to it.
+    key: usize,
+    refs: Vec<Arc<dyn Any + Send + Sync>>,
+}
+
+thread_local! {
+    static POOLS: RefCell<Vec<Pool>> = const { RefCell::new(Vec::new()) };
+}
+
+fn key<T>(state: &Arc<T>) -> usize {
+    Arc::as_ptr(state).cast::<()>() as usize
+}
+
+/// Runs `f` on this thread's pool for `key`, made if there is none; `None`
+/// while the thread is being torn down (or re-entered).
+fn with_pool<R>(key: usize, f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
+    POOLS
+        .try_with(|pools| {
+            let mut pools = pools.try_borrow_mut().ok()?;
+            match pools.iter().position(|p| p.key == key) {
+                Some(0) => {}
+                // Most recently used first: the next lookup is short.
+                Some(i) => pools.swap(0, i),
+                None => {
+                    if pools.len() == MAX_POOLS {
+                        pools.pop();
+                    }
+                    pools.insert(
+                        0,
+                        Pool {
+                            key,
+                            refs: Vec::new(),
+                        },
+                    );
+                }
+            }
+            Some(f(&mut pools[0]))
+        })
+        .ok()
+        .flatten()
+}
+
+/// A strong reference to `state`, from this thread's pool.
+pub(crate) fn take<T: Send + Sync + 'static>(state: &Arc<T>) -> Arc<T> {
+    let pooled = with_pool(key(state), |pool| match pool.refs.pop() {
+        Some(one) => Some(one),
+        None => {
+            pool.refs.extend(
+                std::iter::repeat_with(|| Arc::clone(state) as Arc<dyn Any + Send + Sync>)
+                    .take(REFILL - 1),
+            );
+            None
+        }
+    })
+    .flatten();
+    // The key is the state's own address, so the type always matches.
+    pooled
+        .and_then(|one| one.downcast::<T>().ok())
+        .unwrap_or_else(|| Arc::clone(state))
+}
+
+/// Gives `state` back to this thread's pool (or drops it when the pool is
+/// full).
+pub(crate) fn give<T: Send + Sync + 'static>(state: Arc<T>) {
+    let key = key(&state);
+    let mut spare = Some(state);
+    with_pool(key, |pool| {
+        if pool.refs.len() < POOL_MAX
+            && let Some(state) = spare.take()
+        {
+            pool.refs.push(state);
+        }
+    });
+    drop(spare);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_come_back_to_the_pool_and_the_count_moves_per_batch() {
+        let state = Arc::new(7u32);
+        let first = take(&state);
+        // One for `state`, one handed out, the rest of the batch pooled.
+        assert_eq!(Arc::strong_count(&state), 1 + REFILL);
+        give(first);
+        for _ in 0..1_000 {
+            let one = take(&state);
+            assert_eq!(*one, 7);
+            give(one);
+        }
+        assert_eq!(Arc::strong_count(&state), 1 + REFILL);
+    }
+
+    #[test]
+    fn a_full_pool_drops_what_it_cannot_hold() {
+        let state = Arc::new(String::from("s"));
+        let held: Vec<_> = (0..POOL_MAX * 2).map(|_| take(&state)).collect();
+        for one in held {
+            give(one);
+        }
+        assert_eq!(Arc::strong_count(&state), 1 + POOL_MAX);
+    }
+
+    #[test]
+    fn a_reference_given_back_on_another_thread_joins_that_threads_pool() {
+        let state = Arc::new(1u8);
+        let one = take(&state);
+        // A joined thread has run its thread-local destructors.
+        std::thread::spawn(move || give(one)).join().unwrap();
+        // That thread's pool ended with it, dropping its reference.
+        assert_eq!(Arc::strong_count(&state), REFILL);
+    }
+}
