@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use support::{call_once, in_memory, request};
+use support::{call_once, in_memory, own_copy, request};
 use tower::{Layer, Service};
 
 /// failsafe has no tower layer: this wraps each call's future in its
@@ -61,7 +61,7 @@ where
     let threads: Vec<_> = (0..2)
         .map(|_| {
             let mut service = service.clone();
-            let request = request.clone();
+            let request = own_copy(request);
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();

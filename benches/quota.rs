@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-use support::{call_once, in_memory, request};
+use support::{call_once, in_memory, own_copy, request};
 use tower::{Layer, Service};
 
 const GROUP: &str = "quota_admitted";
@@ -53,10 +53,11 @@ where
         for _ in 0..2 {
             let mut service = service.clone();
             let barrier = &barrier;
+            let request = own_copy(request);
             scope.spawn(move || {
                 barrier.wait();
                 for _ in 0..iters {
-                    black_box(call_once(&mut service, request));
+                    black_box(call_once(&mut service, &request));
                 }
             });
         }

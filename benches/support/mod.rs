@@ -27,6 +27,22 @@ pub fn request() -> ChatRequest {
     .with_max_tokens(16)
 }
 
+/// A copy of `request` that shares none of its `Arc`s: what a second
+/// thread sends in a contended bench. Two threads cloning one request
+/// would both write its messages' and tools' reference counts at every
+/// call, and measure that instead of the layers (real requests are each
+/// their own).
+#[allow(dead_code)] // only the contended benches use it
+pub fn own_copy(request: &ChatRequest) -> ChatRequest {
+    let mut copy = request.clone();
+    copy.messages = request.messages.to_vec().into();
+    copy.stop = request.stop.to_vec().into();
+    copy.tools = request.tools.to_vec().into();
+    copy.extra = std::sync::Arc::new((*request.extra).clone());
+    copy.extensions = Default::default();
+    copy
+}
+
 /// One call: `poll_ready`, `call`, and polls of the response future with a
 /// no-op waker until it is ready. Every staunch layer here is ready at
 /// once; a service that answers `Pending` (a peer whose lock is contended)
