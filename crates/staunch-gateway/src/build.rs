@@ -208,7 +208,8 @@ async fn client(
         .connect_timeout(provider.connect_timeout)
         .request_timeout(provider.request_timeout)
         .first_token_timeout(provider.first_token_timeout)
-        .idle_timeout(provider.idle_timeout);
+        .idle_timeout(provider.idle_timeout)
+        .http2_prior_knowledge(provider.http2_prior_knowledge);
     let key = provider.api_key_env.as_deref().and_then(ApiKey::from_env);
     let failed = |e: staunch_providers::ConfigError| GatewayError::Provider {
         provider: name.to_owned(),

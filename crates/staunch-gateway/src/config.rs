@@ -190,6 +190,13 @@ pub struct Provider {
     /// resolves a relative path against the config file's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<PathBuf>,
+    /// Speak HTTP/2 to a plain `http://` `base_url` without negotiating it
+    /// (`http2_prior_knowledge`, default false): for an upstream known to
+    /// serve h2c, so that its requests share one connection instead of
+    /// holding one each. Not for `https://` (which negotiates HTTP/2 by
+    /// ALPN on its own) nor kind `mock`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub http2_prior_knowledge: bool,
 }
 
 impl Provider {
@@ -218,6 +225,7 @@ impl Provider {
             first_token_timeout: Self::default_first_token_timeout(),
             idle_timeout: Self::default_idle_timeout(),
             scenario: None,
+            http2_prior_knowledge: false,
         }
     }
 }
@@ -1158,6 +1166,19 @@ impl Check<'_> {
             p.first_token_timeout,
         );
         self.positive(key(&path, "idle_timeout_secs"), p.idle_timeout);
+        if p.http2_prior_knowledge {
+            let plain = p
+                .base_url
+                .as_deref()
+                .and_then(|url| url.parse::<http::Uri>().ok())
+                .is_some_and(|uri| uri.scheme_str() == Some("http"));
+            if !plain {
+                self.error(
+                    key(&path, "http2_prior_knowledge"),
+                    "only for a plain http:// base_url (https:// negotiates HTTP/2 on its own)",
+                );
+            }
+        }
         if p.scenario.is_some() && p.kind != ProviderKind::Mock {
             self.error(
                 key(&path, "scenario"),
@@ -1452,5 +1473,43 @@ mod millis {
 
     pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTE: &str =
+        "\n[[routes]]\nmodel = \"*\"\ntargets = [{ provider = \"up\", model = \"m\" }]\n";
+
+    fn provider(lines: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(&format!("[providers.up]\n{lines}\n{ROUTE}"), "gw.toml")
+    }
+
+    #[test]
+    fn http2_prior_knowledge_is_off_by_default_and_read() {
+        let c = provider("kind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:8000/v1\"")
+            .unwrap();
+        assert!(!c.providers["up"].http2_prior_knowledge);
+        let c = provider(
+            "kind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:8000/v1\"\nhttp2_prior_knowledge = true",
+        )
+        .unwrap();
+        assert!(c.providers["up"].http2_prior_knowledge);
+    }
+
+    #[test]
+    fn http2_prior_knowledge_needs_a_plain_http_url() {
+        for lines in [
+            "kind = \"openai-compatible\"\nbase_url = \"https://example.com/v1\"\nhttp2_prior_knowledge = true",
+            "kind = \"openai\"\nhttp2_prior_knowledge = true",
+            "kind = \"mock\"\nhttp2_prior_knowledge = true",
+        ] {
+            let errors = provider(lines).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{lines}: {errors:#?}");
+            assert_eq!(errors[0].field, "providers.up.http2_prior_knowledge");
+            assert!(errors[0].message.contains("http://"), "{}", errors[0]);
+        }
     }
 }

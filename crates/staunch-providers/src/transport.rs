@@ -26,6 +26,7 @@ use std::time::Duration;
 /// | `idle_timeout` (streams: between two events after the first content) | 30 s |
 /// | `retry_first_token_timeout` | off: a missed first token moves to the next target at once |
 /// | `max_event_bytes` (streams: one server-sent event) | 1 MiB |
+/// | `http2_prior_knowledge` (HTTP/2 on a plain `http://` URL) | off: HTTP/1.1 there; `https://` negotiates HTTP/2 or 1.1 |
 ///
 /// A streamed request is bounded by the first four stream limits (and its
 /// [`Deadline`]) instead of `request_timeout`, since a long answer may
@@ -41,6 +42,7 @@ pub struct HttpOptions {
     pub(crate) idle_timeout: Duration,
     pub(crate) retry_first_token_timeout: bool,
     pub(crate) max_event_bytes: usize,
+    pub(crate) http2_prior_knowledge: bool,
 }
 
 impl Default for HttpOptions {
@@ -55,6 +57,7 @@ impl Default for HttpOptions {
             idle_timeout: Duration::from_secs(30),
             retry_first_token_timeout: false,
             max_event_bytes: 1024 * 1024,
+            http2_prior_knowledge: false,
         }
     }
 }
@@ -129,6 +132,16 @@ impl HttpOptions {
         self.pool_idle_timeout = d;
         self
     }
+
+    /// Speak HTTP/2 from the first byte, without negotiating it: for a
+    /// plain `http://` upstream known to serve HTTP/2 (h2c). Its requests
+    /// then share one connection instead of taking one each. Only for such
+    /// an upstream: an `https://` one negotiates HTTP/2 (or 1.1) by ALPN
+    /// without it, and one that speaks only HTTP/1.1 fails every request.
+    pub fn http2_prior_knowledge(mut self, on: bool) -> Self {
+        self.http2_prior_knowledge = on;
+        self
+    }
 }
 
 /// A response read in full.
@@ -162,6 +175,7 @@ impl Transport {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(options.pool_idle_timeout)
+            .http2_only(options.http2_prior_knowledge)
             .build(https);
         Ok(Transport {
             client,
