@@ -32,6 +32,10 @@
 #   SKIP_BUILD=1          use the binaries already in target/release
 #   SKIP_LITELLM=1        measure the staunch gateway only
 #   USE_AXUM_GATEWAY=1    measure the axum_gateway example instead of the gateway
+#   UPSTREAM_HTTP2=1      the staunch gateway speaks HTTP/2 to the mock (h2c,
+#                         `http2_prior_knowledge = true`); LiteLLM keeps HTTP/1.1
+#   GATEWAY_MALLOC_ARENA_MAX  run the staunch gateway with this MALLOC_ARENA_MAX
+#                         (glibc; 1 trades some CPU for less memory)
 #
 # If the staunch-gateway binary cannot be built and STAUNCH_GATEWAY_BIN is
 # unset, the axum_gateway example stands in; it can only use its own embedded
@@ -177,6 +181,7 @@ max_concurrency = 2048
 [providers.mock]
 kind = "openai-compatible"
 base_url = "$MOCK_URL/v1"
+http2_prior_knowledge = $([[ -n ${UPSTREAM_HTTP2:-} ]] && echo true || echo false)
 
 [[routes]]
 model = "*"
@@ -185,7 +190,11 @@ model = "*"
 provider = "mock"
 model = "gpt-4o-mini"
 EOF
-    start gateway "$GATEWAY_BIN" --config "$OUT/gateway.toml"
+    if [[ -n ${GATEWAY_MALLOC_ARENA_MAX:-} ]]; then
+        start gateway env MALLOC_ARENA_MAX="$GATEWAY_MALLOC_ARENA_MAX" "$GATEWAY_BIN" --config "$OUT/gateway.toml"
+    else
+        start gateway "$GATEWAY_BIN" --config "$OUT/gateway.toml"
+    fi
 else
     start gateway env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY \
         STAUNCH_GATEWAY_MAX_CONCURRENT=2048 "$GATEWAY_BIN" --listen "127.0.0.1:$GW_PORT"

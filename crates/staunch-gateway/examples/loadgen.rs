@@ -9,7 +9,8 @@
 //!
 //! It sends OpenAI-shaped `POST {url}/v1/chat/completions` requests (a small
 //! prompt, `max_tokens: 16`, a distinct prompt per request so that no cache
-//! answers them) over a hyper client with a keep-alive pool, first to the
+//! answers them) over keep-alive connections (a pool for the open loop, one
+//! connection per worker for the closed loop), first to the
 //! mock itself (`--direct`), then through the gateway (`--target`), and
 //! reports for each path the throughput and the p50/p90/p99 latency, and the
 //! latency the gateway adds (gateway percentile minus direct percentile).
@@ -257,8 +258,14 @@ fn endpoint(base: &str) -> Uri {
 // ---------------------------------------------------------------------------
 // One request.
 
+/// A dedicated HTTP/1.1 connection of one closed-loop worker.
+type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
 struct Shot {
     client: HttpClient,
+    /// The closed loop's connections, one per worker, kept between the
+    /// warm-up and the slices (see [`closed_loop`]).
+    conns: Mutex<Vec<Conn>>,
     uri: Uri,
     model: String,
     stream: bool,
@@ -292,24 +299,92 @@ impl Shot {
         Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"))
     }
 
+    /// One request through the shared pool (the open loop).
     async fn fire(&self) -> Outcome {
-        match tokio::time::timeout(self.timeout, self.fire_inner()).await {
+        match tokio::time::timeout(self.timeout, self.fire_inner(None)).await {
             Ok(outcome) => outcome,
             Err(_) => Outcome::Err("timeout".to_owned()),
         }
     }
 
-    async fn fire_inner(&self) -> Outcome {
-        let request = Request::post(self.uri.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::AUTHORIZATION, self.authorization.clone())
-            .body(Full::new(self.body()))
-            .expect("a valid request");
-        let sent = Instant::now();
-        let response = match self.client.request(request).await {
-            Ok(response) => response,
-            Err(e) if e.is_connect() => return Outcome::Err("connect".to_owned()),
-            Err(_) => return Outcome::Err("transport".to_owned()),
+    /// One request on a worker's own connection (the closed loop), opened
+    /// first if the worker has none or it was closed. A connection whose
+    /// request failed or timed out is dropped.
+    async fn fire_on(&self, conn: &mut Option<Conn>) -> Outcome {
+        let outcome = tokio::time::timeout(self.timeout, self.fire_inner(Some(&mut *conn))).await;
+        match outcome {
+            Ok(outcome @ Outcome::Ok { .. }) => outcome,
+            Ok(outcome) => {
+                *conn = None;
+                outcome
+            }
+            Err(_) => {
+                *conn = None;
+                Outcome::Err("timeout".to_owned())
+            }
+        }
+    }
+
+    /// Opens a connection to the target's host, without a pool.
+    async fn connect(&self) -> Result<Conn, Outcome> {
+        let authority = self.uri.authority().expect("the URL has a host");
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = tokio::net::TcpStream::connect((authority.host(), port))
+            .await
+            .map_err(|_| Outcome::Err("connect".to_owned()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|_| Outcome::Err("connect".to_owned()))?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    async fn fire_inner(&self, conn: Option<&mut Option<Conn>>) -> Outcome {
+        let sent;
+        let response = match conn {
+            None => {
+                let request = Request::post(self.uri.clone())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::AUTHORIZATION, self.authorization.clone())
+                    .body(Full::new(self.body()))
+                    .expect("a valid request");
+                sent = Instant::now();
+                match self.client.request(request).await {
+                    Ok(response) => response,
+                    Err(e) if e.is_connect() => return Outcome::Err("connect".to_owned()),
+                    Err(_) => return Outcome::Err("transport".to_owned()),
+                }
+            }
+            Some(conn) => {
+                if conn.as_ref().is_none_or(|c| c.is_closed()) {
+                    *conn = Some(match self.connect().await {
+                        Ok(sender) => sender,
+                        Err(outcome) => return outcome,
+                    });
+                }
+                let Some(sender) = conn.as_mut() else {
+                    return Outcome::Err("connect".to_owned());
+                };
+                // Origin form and a Host header, as a pooled client sends.
+                let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+                let host = self.uri.authority().map_or("", |a| a.as_str());
+                let request = Request::post(path)
+                    .header(header::HOST, host)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::AUTHORIZATION, self.authorization.clone())
+                    .body(Full::new(self.body()))
+                    .expect("a valid request");
+                sent = Instant::now();
+                if sender.ready().await.is_err() {
+                    return Outcome::Err("transport".to_owned());
+                }
+                match sender.send_request(request).await {
+                    Ok(response) => response,
+                    Err(_) => return Outcome::Err("transport".to_owned()),
+                }
+            }
         };
         let status = response.status();
         let mut body = response.into_body();
@@ -654,7 +729,13 @@ impl Mode {
     }
 }
 
-/// Closed loop: `concurrency` workers until `until`.
+/// Closed loop: `concurrency` workers until `until`, each on a connection
+/// of its own, so that the server holds exactly `concurrency` connections.
+/// (Through a pool, a worker that sends its next request before its last
+/// connection is back in the pool opens another one: with 1,000 workers
+/// the server then held about 1,400 connections, a third of them idle,
+/// and their memory was counted as that of requests.) The connections are
+/// kept for the next slice of the same path.
 async fn closed_loop(shot: Arc<Shot>, concurrency: usize, duration: Duration) -> (Record, u64) {
     let started = Instant::now();
     let until = started + duration;
@@ -664,11 +745,15 @@ async fn closed_loop(shot: Arc<Shot>, concurrency: usize, duration: Duration) ->
         workers.push(tokio::spawn(async move {
             let mut record = Record::default();
             let mut sent = 0u64;
+            let mut conn = shot.conns.lock().expect("not poisoned").pop();
             while Instant::now() < until && (sent as usize) < MAX_RECORDED {
                 let t0 = Instant::now();
-                let outcome = shot.fire().await;
+                let outcome = shot.fire_on(&mut conn).await;
                 record.add(outcome, t0.elapsed());
                 sent += 1;
+            }
+            if let Some(conn) = conn {
+                shot.conns.lock().expect("not poisoned").push(conn);
             }
             (record, sent)
         }));
@@ -764,6 +849,7 @@ impl PathRun {
         };
         let shot = Arc::new(Shot {
             client: client(pool),
+            conns: Mutex::new(Vec::new()),
             uri: endpoint(url),
             model: args.model.clone(),
             stream: args.stream,
