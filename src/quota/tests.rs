@@ -29,6 +29,19 @@ fn quota(config: QuotaConfig) -> QuotaLayer {
 #[derive(Clone, Copy)]
 struct Bill(Usage);
 
+/// Sends one request (reserving 100 tokens) through `service`, billed
+/// `usage`, and expects it answered.
+async fn send_billed<S>(service: &S, usage: Usage)
+where
+    S: tower::Service<ChatRequest, Response = ChatResponse, Error = LlmError> + Clone,
+{
+    service
+        .clone()
+        .oneshot(ask().with_extension(Bill(usage)))
+        .await
+        .unwrap();
+}
+
 /// A provider that answers at once, billing the request's `Bill` (or
 /// nothing), and records when it was called and what it billed.
 #[derive(Clone, Default)]
@@ -235,18 +248,10 @@ async fn reservations_are_reconciled_with_the_billed_tokens_both_ways() {
     let handle = layer.handle();
     let service = layer.layer(billing.service());
     // Billed less than the 100 reserved: the rest comes back.
-    service
-        .clone()
-        .oneshot(ask().with_extension(Bill(Usage::new(10, 20))))
-        .await
-        .unwrap();
+    send_billed(&service, Usage::new(10, 20)).await;
     assert_eq!(handle.available_tokens(), Some(970));
     // Billed more: the extra is taken too.
-    service
-        .clone()
-        .oneshot(ask().with_extension(Bill(Usage::new(400, 200))))
-        .await
-        .unwrap();
+    send_billed(&service, Usage::new(400, 200)).await;
     assert_eq!(handle.available_tokens(), Some(370));
     // An answer without usage leaves the reservation standing.
     service.clone().oneshot(ask()).await.unwrap();
@@ -365,11 +370,7 @@ async fn anthropic_headers_make_a_request_wait_for_the_reset() {
     // A reservation larger than what is left, reconciled down, gives the
     // provider's count back as well.
     handle.observe(Observed::new().tokens(300, 10 * SEC));
-    service
-        .clone()
-        .oneshot(ask().with_extension(Bill(Usage::new(5, 5))))
-        .await
-        .unwrap();
+    send_billed(&service, Usage::new(5, 5)).await;
     assert_eq!(handle.available_tokens(), Some(290));
 }
 
@@ -612,18 +613,10 @@ async fn leased_tokens_are_reconciled_on_the_thread_and_paid_when_owed() {
     let handle = layer.handle();
     let service = layer.layer(billing.service());
     // Reserved 100, billed 30: 70 come back to this thread's stock.
-    service
-        .clone()
-        .oneshot(ask().with_extension(Bill(Usage::new(10, 20))))
-        .await
-        .unwrap();
+    send_billed(&service, Usage::new(10, 20)).await;
     assert_eq!(handle.available_tokens(), Some(64_000 - 30));
     // Billed 5,100 of 100 reserved: a debt beyond one lease, paid at once.
-    service
-        .clone()
-        .oneshot(ask().with_extension(Bill(Usage::new(100, 5_000))))
-        .await
-        .unwrap();
+    send_billed(&service, Usage::new(100, 5_000)).await;
     assert_eq!(handle.available_tokens(), Some(64_000 - 30 - 5_100));
 }
 
