@@ -37,30 +37,46 @@ fn key<T>(state: &Arc<T>) -> usize {
     Arc::as_ptr(state).cast::<()>() as usize
 }
 
+/// Runs `f` on the entry of `list` that `is` picks, made by `make` when
+/// there is none (dropping the least recently used past `max`), after
+/// moving it first: the per-thread lists here are short, and the entry
+/// used last is the one most likely used next.
+pub(crate) fn most_recent<E, R>(
+    list: &mut Vec<E>,
+    max: usize,
+    is: impl Fn(&E) -> bool,
+    make: impl FnOnce() -> E,
+    f: impl FnOnce(&mut E) -> R,
+) -> R {
+    match list.iter().position(is) {
+        Some(0) => {}
+        Some(i) => list.swap(0, i),
+        None => {
+            if list.len() >= max {
+                list.pop();
+            }
+            list.insert(0, make());
+        }
+    }
+    f(&mut list[0])
+}
+
 /// Runs `f` on this thread's pool for `key`, made if there is none; `None`
 /// while the thread is being torn down (or re-entered).
 fn with_pool<R>(key: usize, f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
     POOLS
         .try_with(|pools| {
             let mut pools = pools.try_borrow_mut().ok()?;
-            match pools.iter().position(|p| p.key == key) {
-                Some(0) => {}
-                // Most recently used first: the next lookup is short.
-                Some(i) => pools.swap(0, i),
-                None => {
-                    if pools.len() == MAX_POOLS {
-                        pools.pop();
-                    }
-                    pools.insert(
-                        0,
-                        Pool {
-                            key,
-                            refs: Vec::new(),
-                        },
-                    );
-                }
-            }
-            Some(f(&mut pools[0]))
+            Some(most_recent(
+                &mut pools,
+                MAX_POOLS,
+                |p| p.key == key,
+                || Pool {
+                    key,
+                    refs: Vec::new(),
+                },
+                f,
+            ))
         })
         .ok()
         .flatten()

@@ -64,29 +64,17 @@ fn with_stock<R>(id: u64, f: impl FnOnce(&mut Stock) -> R) -> Option<R> {
     STOCKS
         .try_with(|stocks| {
             let mut stocks = stocks.try_borrow_mut().ok()?;
-            let index = match stocks.iter().position(|s| s.id == id) {
-                Some(0) => 0,
-                Some(i) => {
-                    // Most recently used first: the next lookup is short.
-                    stocks.swap(0, i);
-                    0
-                }
-                None => {
-                    if stocks.len() == MAX_STOCKS {
-                        stocks.pop();
-                    }
-                    stocks.insert(
-                        0,
-                        Stock {
-                            id,
-                            requests: 0,
-                            tokens: 0,
-                        },
-                    );
-                    0
-                }
-            };
-            Some(f(&mut stocks[index]))
+            Some(crate::ref_pool::most_recent(
+                &mut stocks,
+                MAX_STOCKS,
+                |s| s.id == id,
+                || Stock {
+                    id,
+                    requests: 0,
+                    tokens: 0,
+                },
+                f,
+            ))
         })
         .ok()
         .flatten()
