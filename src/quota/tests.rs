@@ -573,17 +573,21 @@ async fn the_quota_learns_from_the_headers_the_provider_sent_with_its_answer() {
 
 // The fast lane: roomy limits lease permits to each thread (see `lease`).
 
-#[tokio::test(start_paused = true)]
-async fn a_roomy_quota_leases_per_thread_and_still_admits_exactly_its_limit() {
-    // 6,400 a minute: a thread leases 32 requests at a time.
+/// A quota of 6,400 requests a minute (a thread leases 32 at a time) that
+/// never waits, over a fake provider.
+fn roomy() -> (Scripted, QuotaHandle, Quota<Scripted>) {
     let fake = Scripted::scripted([Step::Answer]);
     let layer = quota(
         QuotaConfig::new("roomy")
             .requests_per_minute(6_400)
             .max_wait(Duration::ZERO),
     );
-    let handle = layer.handle();
-    let service = layer.layer(fake.clone());
+    (fake.clone(), layer.handle(), layer.layer(fake))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_roomy_quota_leases_per_thread_and_still_admits_exactly_its_limit() {
+    let (fake, handle, service) = roomy();
     service.clone().oneshot(ask()).await.unwrap();
     assert_eq!(
         handle.available_requests(),
@@ -622,14 +626,7 @@ async fn leased_tokens_are_reconciled_on_the_thread_and_paid_when_owed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pause_stops_the_fast_lane_until_it_ends() {
-    let fake = Scripted::scripted([Step::Answer]);
-    let layer = quota(
-        QuotaConfig::new("roomy")
-            .requests_per_minute(6_400)
-            .max_wait(Duration::ZERO),
-    );
-    let handle = layer.handle();
-    let service = layer.layer(fake.clone());
+    let (fake, handle, service) = roomy();
     service.clone().oneshot(ask()).await.unwrap();
     handle.pause_for(5 * SEC);
     let err = service.clone().oneshot(ask()).await.unwrap_err();
@@ -647,14 +644,7 @@ async fn a_pause_stops_the_fast_lane_until_it_ends() {
 
 #[tokio::test(start_paused = true)]
 async fn the_provider_saying_little_is_left_stops_the_fast_lane() {
-    let fake = Scripted::scripted([Step::Answer]);
-    let layer = quota(
-        QuotaConfig::new("roomy")
-            .requests_per_minute(6_400)
-            .max_wait(Duration::ZERO),
-    );
-    let handle = layer.handle();
-    let service = layer.layer(fake.clone());
+    let (fake, handle, service) = roomy();
     service.clone().oneshot(ask()).await.unwrap();
     // Two requests left until a reset in 30 s: the third is refused even
     // though this thread holds 31 leased permits.
