@@ -21,9 +21,8 @@ use staunch::quota::{QuotaConfig, QuotaLayer};
 use staunch::retry::{RetryConfig, RetryLayer};
 use staunch_test::FakeProvider;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
-use support::{call_once, in_memory, request};
+use support::{call_once, fresh_median, in_memory, request};
 use tower::{Layer, Service, ServiceBuilder};
 
 const GROUP: &str = "layers_success_path";
@@ -199,48 +198,15 @@ fn bench(c: &mut Runner<'_>) {
     run(c, "full_stack", stack, &request);
 }
 
-/// Where criterion keeps its estimates (its own rule: `CRITERION_HOME`,
-/// else `$CARGO_TARGET_DIR/criterion`, else `target/criterion`).
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    target.join("criterion")
-}
-
-/// The median of `id` in this run, in nanoseconds.
-fn median(id: &str) -> Option<f64> {
-    let path = criterion_home()
-        .join(GROUP)
-        .join(id)
-        .join("new")
-        .join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn print_table(started: std::time::SystemTime) {
-    let fresh = |id: &str| {
-        let path = criterion_home()
-            .join(GROUP)
-            .join(id)
-            .join("new")
-            .join("estimates.json");
-        std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= started)
-    };
-    let Some(raw) = median("raw").filter(|_| fresh("raw")) else {
+    let Some(raw) = fresh_median(GROUP, "raw", started) else {
         return; // raw was filtered out of this run: nothing to compare to.
     };
     println!();
     println!("| layer (alone over the provider) | median | over raw |");
     println!("|---|---:|---:|");
     for (id, what) in ROWS {
-        let Some(m) = median(id).filter(|_| fresh(id)) else {
+        let Some(m) = fresh_median(GROUP, id, started) else {
             continue;
         };
         let over = if *id == "raw" {

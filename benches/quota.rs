@@ -16,10 +16,9 @@ use criterion::Criterion;
 use staunch::core::{ChatRequest, ChatResponse};
 use staunch::quota::{QuotaConfig, QuotaLayer};
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-use support::{call_once, in_memory, own_copy, request};
+use support::{call_once, fresh_median, in_memory, own_copy, request};
 use tower::{Layer, Service};
 
 const GROUP: &str = "quota_admitted";
@@ -109,35 +108,6 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// Where criterion keeps its estimates (its own rule: `CRITERION_HOME`,
-/// else `$CARGO_TARGET_DIR/criterion`, else `target/criterion`).
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    target.join("criterion")
-}
-
-/// The median of `id` in this run (written after `started`), in nanoseconds.
-fn median(id: &str, started: std::time::SystemTime) -> Option<f64> {
-    let path = criterion_home()
-        .join(GROUP)
-        .join(id)
-        .join("new")
-        .join("estimates.json");
-    let fresh = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t >= started);
-    if !fresh {
-        return None;
-    }
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let started = std::time::SystemTime::now();
     let mut criterion = Criterion::default().configure_from_args();
@@ -148,10 +118,10 @@ fn main() {
     println!("| variant | median per round | over raw |");
     println!("|---|---:|---:|");
     for (id, base, what) in ROWS {
-        let Some(m) = median(id, started) else {
+        let Some(m) = fresh_median(GROUP, id, started) else {
             continue;
         };
-        let over = match median(base, started) {
+        let over = match fresh_median(GROUP, base, started) {
             Some(raw) if base != id => format!("{:+.1} ns", m - raw),
             _ => "—".to_owned(),
         };

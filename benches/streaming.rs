@@ -23,6 +23,8 @@
 //! metrics recorder are installed. After the run it prints a table of
 //! medians, read back from criterion's estimates of this run.
 
+mod support;
+
 use criterion::Criterion;
 use futures_core::Stream;
 use staunch::budget::{BudgetConfig, BudgetLayer};
@@ -39,11 +41,11 @@ use staunch_mock::{MockServer, Scenario};
 use staunch_providers::{HttpOptions, OpenAi, OpenAiConfig};
 use std::future::{Future, Ready, poll_fn, ready};
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+use support::fresh_median;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -272,35 +274,6 @@ fn read_in_memory(client: &mut Client, request: &ChatRequest) -> u64 {
     }
 }
 
-/// Where criterion keeps its estimates (its own rule: `CRITERION_HOME`,
-/// else `$CARGO_TARGET_DIR/criterion`, else `target/criterion`).
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    target.join("criterion")
-}
-
-/// The median of `id` in this run (written after `started`), in ns.
-fn median(id: &str, started: std::time::SystemTime) -> Option<f64> {
-    let path = criterion_home()
-        .join(GROUP)
-        .join(id)
-        .join("new")
-        .join("estimates.json");
-    let fresh = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t >= started);
-    if !fresh {
-        return None;
-    }
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -393,7 +366,7 @@ fn main() {
     }
     criterion.final_summary();
 
-    let m = |id: &str| median(id, started);
+    let m = |id: &str| fresh_median(GROUP, id, started);
 
     // The same two comparisons on loopback, paired round by round (when
     // their benches ran: not filtered out).

@@ -1,5 +1,7 @@
-//! What the benches share: a provider that answers at once, and one way of
-//! driving a call.
+//! What the benches share: a provider that answers at once, one way of
+//! driving a call, and reading back this run's medians. Not every bench
+//! uses every piece.
+#![allow(dead_code)]
 
 use staunch::core::{ChatRequest, ChatResponse, Message, Usage};
 use staunch_test::FakeProvider;
@@ -32,7 +34,6 @@ pub fn request() -> ChatRequest {
 /// would both write its messages' and tools' reference counts at every
 /// call, and measure that instead of the layers (real requests are each
 /// their own).
-#[allow(dead_code)] // only the contended benches use it
 pub fn own_copy(request: &ChatRequest) -> ChatRequest {
     let mut copy = request.clone();
     copy.messages = request.messages.to_vec().into();
@@ -67,4 +68,34 @@ where
             Poll::Pending => std::hint::spin_loop(),
         }
     }
+}
+
+/// Where criterion keeps its estimates (its own rule: `CRITERION_HOME`,
+/// else `$CARGO_TARGET_DIR/criterion`, else `target/criterion`).
+fn criterion_home() -> std::path::PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| "target".into(), std::path::PathBuf::from);
+    target.join("criterion")
+}
+
+/// The median of `group`/`id` in this run (estimates written after
+/// `started`), in nanoseconds; `None` for a variant this run filtered out.
+pub fn fresh_median(group: &str, id: &str, started: std::time::SystemTime) -> Option<f64> {
+    let path = criterion_home()
+        .join(group)
+        .join(id)
+        .join("new")
+        .join("estimates.json");
+    let fresh = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= started);
+    if !fresh {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["median"]["point_estimate"].as_f64()
 }
