@@ -25,6 +25,12 @@ fn quota(config: QuotaConfig) -> QuotaLayer {
     QuotaLayer::new(config).unwrap()
 }
 
+/// A fake provider that answers every call, behind a quota of its own.
+fn answering(config: QuotaConfig) -> (Scripted, Quota<Scripted>) {
+    let fake = Scripted::scripted([Step::Answer]);
+    (fake.clone(), quota(config).layer(fake))
+}
+
 /// The tokens an answer bills, carried in the request.
 #[derive(Clone, Copy)]
 struct Bill(Usage);
@@ -66,13 +72,11 @@ impl Billing {
 
 #[tokio::test(start_paused = true)]
 async fn the_requests_per_minute_admit_exactly_the_limit_per_window() {
-    let fake = Scripted::scripted([Step::Answer]);
-    let service = quota(
+    let (fake, service) = answering(
         QuotaConfig::new("a")
             .requests_per_minute(3)
             .max_wait(Duration::ZERO),
-    )
-    .layer(fake.clone());
+    );
     for _ in 0..2 {
         for _ in 0..3 {
             service.clone().oneshot(ask()).await.unwrap();
@@ -129,13 +133,11 @@ async fn the_tokens_per_minute_admit_exactly_the_limit_per_window() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wait_past_the_deadline_fails_at_once_without_calling_the_provider() {
-    let fake = Scripted::scripted([Step::Answer]);
-    let service = quota(
+    let (fake, service) = answering(
         QuotaConfig::new("a")
             .requests_per_minute(1)
             .max_wait(Duration::from_secs(600)),
-    )
-    .layer(fake.clone());
+    );
     service.clone().oneshot(ask()).await.unwrap();
     let started = Instant::now();
     let err = service
@@ -163,13 +165,11 @@ async fn a_wait_past_the_deadline_fails_at_once_without_calling_the_provider() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wait_that_fits_the_deadline_waits_then_calls() {
-    let fake = Scripted::scripted([Step::Answer]);
-    let service = quota(
+    let (fake, service) = answering(
         QuotaConfig::new("a")
             .requests_per_minute(1)
             .max_wait(Duration::from_secs(600)),
-    )
-    .layer(fake.clone());
+    );
     let started = Instant::now();
     service.clone().oneshot(ask()).await.unwrap();
     service
@@ -184,13 +184,11 @@ async fn a_wait_that_fits_the_deadline_waits_then_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn waiters_are_served_in_the_order_they_arrived() {
-    let fake = Scripted::scripted([Step::Answer]);
-    let service = quota(
+    let (fake, service) = answering(
         QuotaConfig::new("a")
             .requests_per_minute(2)
             .max_wait(Duration::from_secs(600)),
-    )
-    .layer(fake.clone());
+    );
     let started = Instant::now();
     service.clone().oneshot(named("first")).await.unwrap();
     service.clone().oneshot(named("second")).await.unwrap();
@@ -665,13 +663,11 @@ fn two_threads_leasing_one_quota_never_admit_more_than_it_allows() {
         .enable_time()
         .build()
         .unwrap();
-    let fake = Scripted::scripted([Step::Answer]);
-    let service = quota(
+    let (fake, service) = answering(
         QuotaConfig::new("roomy")
             .requests_per_minute(LIMIT)
             .max_wait(Duration::ZERO),
-    )
-    .layer(fake.clone());
+    );
     let started = std::time::Instant::now();
     let admitted: u64 = runtime.block_on(async {
         let tasks: Vec<_> = (0..2)
