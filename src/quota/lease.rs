@@ -186,10 +186,11 @@ impl Leased {
                 Some(_) => {}
             }
             // A debt beyond one lease is paid now rather than carried.
-            let debt = stock
-                .tokens
-                .checked_neg()
-                .map_or(u64::MAX, |d| d.max(0) as u64);
+            let debt = if stock.tokens < 0 {
+                stock.tokens.unsigned_abs()
+            } else {
+                0
+            };
             if debt > size.tokens.max(1) {
                 shared.charge_tokens(debt);
                 stock.tokens = 0;
