@@ -22,6 +22,23 @@ pub struct NoDegrade;
 
 type StaticFn = dyn Fn(&ChatRequest) -> ChatResponse + Send + Sync;
 
+/// The answer of last resort.
+#[derive(Clone)]
+pub(super) enum StaticAnswer {
+    /// A fixed text, answered as the requested model: a request in flight
+    /// keeps only its model name for it.
+    Text(Arc<str>),
+    /// Built from the request: a request in flight keeps a clone of itself.
+    Built(Arc<StaticFn>),
+}
+
+impl StaticAnswer {
+    /// Whether building the answer needs the whole request.
+    pub(super) fn needs_request(&self) -> bool {
+        matches!(self, StaticAnswer::Built(_))
+    }
+}
+
 /// How the [`DegradeLayer`](super::DegradeLayer) degrades.
 ///
 /// | setting | default | meaning |
@@ -51,7 +68,7 @@ type StaticFn = dyn Fn(&ChatRequest) -> ChatResponse + Send + Sync;
 #[derive(Clone)]
 pub struct DegradeConfig {
     pub(super) cache: Option<(Duration, u64)>,
-    pub(super) static_answer: Option<Arc<StaticFn>>,
+    pub(super) static_answer: Option<StaticAnswer>,
     pub(super) classify: Arc<dyn Classify>,
 }
 
@@ -100,11 +117,9 @@ impl DegradeConfig {
     }
 
     /// Answers `text` when every target failed and nothing is cached.
-    pub fn static_answer(self, text: impl Into<String>) -> Self {
-        let text: Arc<str> = Arc::from(text.into());
-        self.static_answer_with(move |request: &ChatRequest| {
-            ChatResponse::new(request.model.clone(), text.as_ref())
-        })
+    pub fn static_answer(mut self, text: impl Into<String>) -> Self {
+        self.static_answer = Some(StaticAnswer::Text(Arc::from(text.into())));
+        self
     }
 
     /// Builds the answer of last resort from the request.
@@ -112,7 +127,7 @@ impl DegradeConfig {
     where
         F: Fn(&ChatRequest) -> ChatResponse + Send + Sync + 'static,
     {
-        self.static_answer = Some(Arc::new(answer));
+        self.static_answer = Some(StaticAnswer::Built(Arc::new(answer)));
         self
     }
 

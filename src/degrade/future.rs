@@ -1,5 +1,6 @@
 //! The degradation response future.
 
+use super::config::StaticAnswer;
 use super::layer::Shared;
 use crate::deadline::{Bounded, Deadline};
 use crate::metrics as names;
@@ -17,10 +18,19 @@ struct Degrading {
     shared: Arc<Shared>,
     // The cache key; `None` without a cache.
     key: Option<u128>,
-    request: Option<ChatRequest>,
+    for_static: Option<ForStatic>,
     // The request asked for a stream: a degraded answer is replayed as one.
     stream: bool,
+    // The request's start: a degraded answer's latency runs from it.
     started: Instant,
+}
+
+/// What a request in flight keeps to build the static answer.
+pub(super) enum ForStatic {
+    /// The model a static text answers as.
+    Model(String),
+    /// The request, for an answer built from it.
+    Request(ChatRequest),
 }
 
 pin_project! {
@@ -47,17 +57,18 @@ impl<F> ResponseFuture<F> {
         deadline: Option<Deadline>,
         shared: Arc<Shared>,
         key: Option<u128>,
-        request: Option<ChatRequest>,
+        for_static: Option<ForStatic>,
         stream: bool,
+        started: Instant,
     ) -> Self {
         ResponseFuture {
             inner: Bounded::new(inner, deadline),
             degrading: Some(Degrading {
                 shared,
                 key,
-                request,
+                for_static,
                 stream,
-                started: Instant::now(),
+                started,
             }),
         }
     }
@@ -144,11 +155,17 @@ where
             error.kind,
             ErrorKind::ContextLengthExceeded | ErrorKind::ContentFiltered
         );
-        if let (Some(answer), Some(request), false) = (
-            &shared.config.static_answer,
-            &state.request,
-            about_the_request,
-        ) {
+        let built = match (&shared.config.static_answer, &state.for_static) {
+            (_, _) if about_the_request => None,
+            (Some(StaticAnswer::Text(text)), Some(ForStatic::Model(model))) => {
+                Some(ChatResponse::new(model.clone(), text.as_ref()))
+            }
+            (Some(StaticAnswer::Built(build)), Some(ForStatic::Request(request))) => {
+                Some(build(request))
+            }
+            _ => None,
+        };
+        if let Some(answer) = built {
             let warning = format!(
                 "served the static answer: the request failed ({}) and no answer was cached",
                 error.kind
@@ -156,7 +173,7 @@ where
             tracing::warn!(target: "staunch::degrade", tier = "static", kind = error.kind.as_str(), "degraded");
             crate::metrics::counter!(names::DEGRADED, "tier" => "static", "kind" => error.kind.as_str())
                 .increment(1);
-            let mut response = degraded(answer(request), QualityTier::Static, &error, warning);
+            let mut response = degraded(answer, QualityTier::Static, &error, warning);
             response.meta.provider = Some("staunch".to_owned());
             response.meta.target = None;
             response.meta.latency = state.started.elapsed();

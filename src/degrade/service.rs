@@ -2,7 +2,7 @@
 
 use super::DegradeConfig;
 use super::config::NoDegrade;
-use super::future::ResponseFuture;
+use super::future::{ForStatic, ResponseFuture};
 use super::layer::Shared;
 use crate::deadline::Deadline;
 use crate::fingerprint::fingerprint;
@@ -91,7 +91,7 @@ where
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
         let deadline = Deadline::of(&request);
         // With neither a cache nor a static answer there is nothing to
         // degrade to and nothing to remember: the answer or the error passes
@@ -105,14 +105,15 @@ where
         // The fingerprint is the cache key: without a cache, no need to
         // hash the whole conversation.
         let key = self.shared.cache.as_ref().map(|_| fingerprint(&request));
-        // Only a static answer built from the request needs the request
-        // after the call; a clone is O(1).
-        let for_static = self
-            .shared
-            .config
-            .static_answer
-            .is_some()
-            .then(|| request.clone());
+        // A static text needs only the model it answers as; an answer built
+        // from the request needs the request (a clone: four reference
+        // counts and the model name).
+        let for_static = match &shared.config.static_answer {
+            None => None,
+            Some(answer) if answer.needs_request() => Some(ForStatic::Request(request.clone())),
+            Some(_) => Some(ForStatic::Model(request.model.clone())),
+        };
+        let started = request.start_clock();
         let stream = request.stream;
         ResponseFuture::degrading(
             self.inner.call(request),
@@ -121,6 +122,7 @@ where
             key,
             for_static,
             stream,
+            started,
         )
     }
 }

@@ -13,7 +13,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use tokio::time::Instant;
 use tower::util::Oneshot;
 
 pin_project! {
@@ -41,7 +40,6 @@ struct Chain {
     failed_cost: f64,
     // The largest context window that overflowed.
     overflowed: Option<u64>,
-    started: Instant,
 }
 
 impl ResponseFuture {
@@ -62,7 +60,6 @@ impl ResponseFuture {
                 errors: Vec::new(),
                 failed_cost: 0.0,
                 overflowed: None,
-                started: Instant::now(),
             },
             call: None,
         }
@@ -127,7 +124,6 @@ impl Chain {
             (None, Some(price)) => Some(price.cost(&total_usage) + self.failed_cost),
             (None, None) => None,
         };
-        meta.latency = self.started.elapsed();
         if response.is_streaming() {
             super::continuation::Continuing::wrap(
                 &mut response,

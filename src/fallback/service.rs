@@ -105,7 +105,9 @@ impl Service<ChatRequest> for Fallback {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: ChatRequest) -> ResponseFuture {
+    fn call(&mut self, mut request: ChatRequest) -> ResponseFuture {
+        // Every target's answer is timed from here.
+        request.start_clock();
         ResponseFuture::new(
             self.targets.clone(),
             self.classify.clone(),

@@ -36,11 +36,11 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span) -> Self {
+    pub(super) fn new(inner: F, span: Span, started: Instant) -> Self {
         ResponseFuture {
             inner,
             span,
-            started: Instant::now(),
+            started,
             done: false,
         }
     }

@@ -55,7 +55,10 @@ where
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+        // The request's clock: the duration recorded here and the latency
+        // its answer carries run from the same start.
+        let started = request.start_clock();
         let span = tracing::info_span!(
             target: "staunch",
             "llm.request",
@@ -75,6 +78,6 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ResponseFuture::new(future, span)
+        ResponseFuture::new(future, span, started)
     }
 }

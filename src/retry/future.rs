@@ -6,15 +6,13 @@ use pin_project_lite::pin_project;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-use tokio::time::Instant;
+use std::task::{Context, Poll};
 use tower_service::Service;
 
 type Inner<S> = tower::retry::future::ResponseFuture<LlmPolicy, Attempt<S>, ChatRequest>;
 
 pin_project! {
-    /// The response future of [`Retry`](super::Retry): tower's retry loop,
-    /// plus the latency of the whole loop on success.
+    /// The response future of [`Retry`](super::Retry): tower's retry loop.
     pub struct ResponseFuture<S>
     where
         S: Service<ChatRequest, Response = ChatResponse>,
@@ -22,7 +20,6 @@ pin_project! {
     {
         #[pin]
         inner: Inner<S>,
-        started: Instant,
     }
 }
 
@@ -32,8 +29,8 @@ where
     S::Error: Into<BoxError>,
 {
     #[inline]
-    pub(super) fn new(inner: Inner<S>, started: Instant) -> Self {
-        ResponseFuture { inner, started }
+    pub(super) fn new(inner: Inner<S>) -> Self {
+        ResponseFuture { inner }
     }
 }
 
@@ -46,11 +43,6 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut result = ready!(this.inner.poll(cx));
-        if let Ok(response) = &mut result {
-            response.meta.latency = this.started.elapsed();
-        }
-        Poll::Ready(result)
+        self.project().inner.poll(cx)
     }
 }

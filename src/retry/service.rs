@@ -8,7 +8,6 @@ use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::time::Instant;
 use tower_service::Service;
 
 /// Retries failed LLM calls with exponential backoff and full jitter,
@@ -18,8 +17,9 @@ use tower_service::Service;
 /// error tower produces (`BoxError`, tower's `Elapsed`, an [`LlmError`]);
 /// `Retry` fails with [`LlmError`], whose `attempts` and `spent` cover every
 /// attempt. On success it adds to [`ResponseMeta`](staunch_core::ResponseMeta)
-/// the failed attempts, the time waited, the failed attempts' tokens and the
-/// latency since the first attempt.
+/// the failed attempts, the time waited and the failed attempts' tokens. It
+/// starts the request's clock ([`ChatRequest::start_clock`]), so the latency
+/// the answer carries runs from before the first attempt.
 ///
 /// The inner service is cloned for each request (tower's retry contract),
 /// so it should be cheap to clone (`Arc` inside, or a `BoxCloneService`).
@@ -86,7 +86,8 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
-        ResponseFuture::new(self.inner.call(request), Instant::now())
+    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+        request.start_clock();
+        ResponseFuture::new(self.inner.call(request))
     }
 }

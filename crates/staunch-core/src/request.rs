@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -233,6 +234,10 @@ pub struct ChatRequest {
     /// request share it until one of them writes to it.
     #[serde(skip)]
     pub extensions: Extensions,
+    /// When the first layer that spans attempts took the request; see
+    /// [`ChatRequest::start_clock`].
+    #[serde(skip)]
+    started: Option<Instant>,
 }
 
 fn slice_is_empty(s: &Arc<[String]>) -> bool {
@@ -264,7 +269,39 @@ impl ChatRequest {
             stream: false,
             extra: Arc::default(),
             extensions: Extensions::new(),
+            started: None,
         }
+    }
+
+    /// The instant the request's clock started: when the first layer that
+    /// spans attempts (retry, fallback, degrade, instrument) or the client
+    /// took it. Clones share it, so every attempt and every fallback target
+    /// of one request measures from the same start.
+    ///
+    /// The clock is tokio's, so paused-time tests move it.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    /// Starts the request's clock if nothing has yet, and returns its start.
+    ///
+    /// [`ResponseMeta::latency`](crate::ResponseMeta::latency) is written once, by
+    /// whatever produces the answer (the provider client, a degraded answer),
+    /// as the time since this start. So the outermost layer reads the clock
+    /// once and the layers inside it not at all.
+    ///
+    /// ```
+    /// use staunch_core::{ChatRequest, Message};
+    ///
+    /// let mut request = ChatRequest::new("gpt-4o", vec![Message::user("Hi")]);
+    /// assert_eq!(request.started(), None);
+    /// let start = request.start_clock();
+    /// let mut attempt = request.clone();
+    /// assert_eq!(attempt.start_clock(), start, "a clone keeps the start");
+    /// ```
+    #[inline]
+    pub fn start_clock(&mut self) -> Instant {
+        *self.started.get_or_insert_with(Instant::now)
     }
 
     /// Sets the model.

@@ -127,7 +127,11 @@ pub struct ResponseMeta {
     pub fallback_depth: u32,
     /// The quality of the answer.
     pub tier: QualityTier,
-    /// Wall time from the first attempt to the answer.
+    /// Wall time from the request's start to the answer: written once, by
+    /// what produced the answer (the provider client, a degraded answer),
+    /// from [`ChatRequest::start_clock`](crate::ChatRequest::start_clock).
+    /// Layers that span attempts (retry, fallback) start that clock, so it
+    /// covers every attempt and wait.
     pub latency: Duration,
     /// Time spent waiting between attempts (backoff and `Retry-After`).
     pub retry_wait: Duration,

@@ -269,8 +269,11 @@ impl Core {
     pub(crate) async fn call<W: Wire>(
         &self,
         wire: &W,
-        request: ChatRequest,
+        mut request: ChatRequest,
     ) -> Result<ChatResponse, LlmError> {
+        // The latency runs from the request's start: a layer above that
+        // spans attempts (retry, fallback) started it, or it starts here.
+        let started = request.start_clock();
         let body = match wire.encode(&request) {
             Ok(body) => body,
             Err(error) => {
@@ -291,9 +294,9 @@ impl Core {
         let deadline = Deadline::of(&request);
         let model = request.model.clone();
         if request.stream {
-            return self.stream(wire, &request, deadline, body).await;
+            return self.stream(wire, &request, deadline, started, body).await;
         }
-        self.exchange(model, deadline, body, |status, headers, body| {
+        self.exchange(model, deadline, started, body, |status, headers, body| {
             wire.parse(&request, status, headers, body)
         })
         .await
@@ -307,9 +310,9 @@ impl Core {
         wire: &W,
         request: &ChatRequest,
         deadline: Option<Deadline>,
+        started: Instant,
         body: Vec<u8>,
     ) -> Result<ChatResponse, LlmError> {
-        let started = Instant::now();
         let model = request.model.clone();
         let span = tracing::debug_span!(
             target: "staunch::providers",
@@ -320,7 +323,8 @@ impl Core {
             status = tracing::field::Empty,
         );
         let options = self.transport.options();
-        let first_token_by = started + options.first_token_timeout;
+        // The first-token timeout is this attempt's own.
+        let first_token_by = Instant::now() + options.first_token_timeout;
         let outcome = async {
             let http = self.http_request(body)?;
             let head = self.transport.send_streaming(http, deadline).await?;
@@ -379,10 +383,10 @@ impl Core {
         &self,
         model: String,
         deadline: Option<Deadline>,
+        started: Instant,
         body: Vec<u8>,
         parse: impl FnOnce(u16, &HeaderMap, &[u8]) -> Result<ChatResponse, LlmError>,
     ) -> Result<ChatResponse, LlmError> {
-        let started = Instant::now();
         let span = tracing::debug_span!(
             target: "staunch::providers",
             "llm.http",

@@ -319,7 +319,10 @@ impl tower_service::Service<ChatRequest> for FakeProvider {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+        // Like a provider client, it times the answer from the request's
+        // start (a layer above may have started it).
+        let started = request.start_clock();
         if self.shared.record {
             lock(&self.shared.calls).push((Instant::now(), request.model.clone()));
         }
@@ -362,6 +365,7 @@ impl tower_service::Service<ChatRequest> for FakeProvider {
         FakeFuture(Box::new(Pending {
             sleep: after.map(|d| Box::pin(tokio::time::sleep(d))),
             outcome: Some(outcome),
+            started,
         }))
     }
 }
@@ -377,6 +381,7 @@ pub struct FakeFuture(Box<Pending>);
 struct Pending {
     sleep: Option<Pin<Box<Sleep>>>,
     outcome: Option<Result<ChatResponse, LlmError>>,
+    started: Instant,
 }
 
 impl fmt::Debug for FakeFuture {
@@ -399,7 +404,11 @@ impl Future for FakeFuture {
             this.sleep = None;
         }
         match this.outcome.take() {
-            Some(outcome) => Poll::Ready(outcome),
+            Some(Ok(mut response)) => {
+                response.meta.latency = this.started.elapsed();
+                Poll::Ready(Ok(response))
+            }
+            Some(error) => Poll::Ready(error),
             // Polled again after it answered (a contract the caller
             // broke): it stays pending rather than panicking.
             None => Poll::Pending,
@@ -458,7 +467,20 @@ mod tests {
         assert!(hung.is_err(), "a hang answers nothing within a minute");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn times_its_answer_from_the_requests_start() {
+        let mut p = FakeProvider::scripted([Step::Slow(Duration::from_secs(1))]);
+        let mut request = ask("a");
+        request.start_clock();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let answer = p.call(request).await.unwrap();
+        assert_eq!(answer.meta.latency, Duration::from_secs(3));
+        let fresh = p.call(ask("b")).await.unwrap();
+        assert_eq!(fresh.meta.latency, Duration::from_secs(1));
+    }
+
+    // Paused, so that its answer's latency is zero, as in `answer`.
+    #[tokio::test(start_paused = true)]
     async fn answering_clones_its_answer_and_records_nothing() {
         let answer = ChatResponse::new("gpt-4o-2024-08-06", "hi").with_usage(Usage::new(12, 1));
         let mut p = FakeProvider::answering(answer.clone());
