@@ -29,8 +29,9 @@ struct Degrading {
 pub(super) enum ForStatic {
     /// The model a static text answers as.
     Model(String),
-    /// The request, for an answer built from it.
-    Request(ChatRequest),
+    /// The request, for an answer built from it (boxed: it would triple the
+    /// size of the state every degrading request moves).
+    Request(Box<ChatRequest>),
 }
 
 pin_project! {

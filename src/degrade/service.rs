@@ -110,7 +110,9 @@ where
         // counts and the model name).
         let for_static = match &shared.config.static_answer {
             None => None,
-            Some(answer) if answer.needs_request() => Some(ForStatic::Request(request.clone())),
+            Some(answer) if answer.needs_request() => {
+                Some(ForStatic::Request(Box::new(request.clone())))
+            }
             Some(_) => Some(ForStatic::Model(request.model.clone())),
         };
         let started = request.start_clock();
