@@ -49,9 +49,10 @@ impl Settle {
 
     fn settle(&mut self, usage: Usage, cost: Option<f64>) {
         let cost = cost.unwrap_or_else(|| self.price.map_or(0.0, |p| p.cost(&usage)));
-        let mut window = self.shared.window();
+        let now = Instant::now();
+        let mut window = self.shared.window_at(now);
         release(&mut window, self.reserved);
-        window.record(Instant::now(), usage.total(), cost);
+        window.record(now, usage.total(), cost);
         self.settled = true;
     }
 }

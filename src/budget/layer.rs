@@ -16,8 +16,13 @@ impl Shared {
     /// The window, expired up to now. A poisoned lock still holds valid
     /// counts (every update is a single assignment), so it is used as is.
     pub(crate) fn window(&self) -> MutexGuard<'_, Window> {
+        self.window_at(Instant::now())
+    }
+
+    /// The window, expired up to `now` (a time the caller already read).
+    pub(crate) fn window_at(&self, now: Instant) -> MutexGuard<'_, Window> {
         let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        window.expire(Instant::now());
+        window.expire(now);
         window
     }
 }

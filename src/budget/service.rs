@@ -97,8 +97,9 @@ where
 
         let mut reserved = (0, 0.0);
         if config.window_tokens.is_some() || config.window_cost.is_some() {
+            // One clock read for the expiry and the wait.
             let now = Instant::now();
-            let mut window = self.shared.window();
+            let mut window = self.shared.window_at(now);
             let (held_tokens, held_cost) = (window.reserved_tokens, window.reserved_cost);
             let fits = |used_tokens: u64, used_cost: f64| {
                 config.window_tokens.is_none_or(|cap| {

@@ -30,7 +30,53 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone, Default)]
 pub struct Extensions {
-    map: Option<Arc<Vec<Entry>>>,
+    map: Option<Arc<List>>,
+}
+
+/// How many values a map holds without a buffer of its own.
+const HEAD: usize = 4;
+
+/// The values. Most requests carry one to three (a deadline, the budget's
+/// allowance, the attempt number), so the first few live in the shared
+/// block itself: the first insert allocates that block and the value, not
+/// a third buffer.
+#[derive(Clone, Default)]
+struct List {
+    head: [Option<Entry>; HEAD],
+    rest: Vec<Entry>,
+}
+
+impl List {
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.head.iter().flatten().chain(&self.rest)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.head.iter_mut().flatten().chain(&mut self.rest)
+    }
+
+    fn len(&self) -> usize {
+        self.head.iter().flatten().count() + self.rest.len()
+    }
+
+    fn push(&mut self, entry: Entry) {
+        match self.head.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(entry),
+            None => self.rest.push(entry),
+        }
+    }
+
+    fn remove(&mut self, id: TypeId) -> Option<Entry> {
+        if let Some(slot) = self
+            .head
+            .iter_mut()
+            .find(|slot| slot.as_ref().is_some_and(|e| e.id == id))
+        {
+            return slot.take();
+        }
+        let index = self.rest.iter().position(|e| e.id == id)?;
+        Some(self.rest.swap_remove(index))
+    }
 }
 
 /// A value of any type that can be cloned with its map.
@@ -90,16 +136,14 @@ impl Extensions {
     pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
         let id = TypeId::of::<T>();
         let entries = self.writable();
-        match entries.iter_mut().find(|e| e.id == id) {
-            Some(entry) => take(std::mem::replace(&mut entry.value, Box::new(value))),
-            None => {
-                entries.push(Entry {
-                    id,
-                    value: Box::new(value),
-                });
-                None
-            }
+        if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
+            return take(std::mem::replace(&mut entry.value, Box::new(value)));
         }
+        entries.push(Entry {
+            id,
+            value: Box::new(value),
+        });
+        None
     }
 
     /// The value of type `T`, if any.
@@ -123,9 +167,7 @@ impl Extensions {
     pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
         self.get::<T>()?;
         let id = TypeId::of::<T>();
-        let entries = self.writable();
-        let index = entries.iter().position(|e| e.id == id)?;
-        take(entries.swap_remove(index).value)
+        take(self.writable().remove(id)?.value)
     }
 
     /// Removes every value.
@@ -140,7 +182,7 @@ impl Extensions {
 
     /// How many values the map holds.
     pub fn len(&self) -> usize {
-        self.map.as_deref().map_or(0, Vec::len)
+        self.map.as_deref().map_or(0, List::len)
     }
 
     /// Moves every value of `other` into this map, replacing those of the
@@ -148,19 +190,18 @@ impl Extensions {
     pub fn extend(&mut self, other: Extensions) {
         let Some(other) = other.map else { return };
         let entries = self.writable();
-        for entry in Arc::unwrap_or_clone(other) {
-            match entries.iter_mut().find(|e| e.id == entry.id) {
-                Some(mine) => *mine = entry,
-                None => entries.push(entry),
+        let other = Arc::unwrap_or_clone(other);
+        for entry in other.head.into_iter().flatten().chain(other.rest) {
+            if let Some(mine) = entries.iter_mut().find(|e| e.id == entry.id) {
+                *mine = entry;
+                continue;
             }
+            entries.push(entry);
         }
     }
 
-    fn writable(&mut self) -> &mut Vec<Entry> {
-        Arc::make_mut(
-            self.map
-                .get_or_insert_with(|| Arc::new(Vec::with_capacity(4))),
-        )
+    fn writable(&mut self) -> &mut List {
+        Arc::make_mut(self.map.get_or_insert_with(Arc::default))
     }
 }
 
@@ -234,5 +275,38 @@ mod tests {
         assert!(format!("{b:?}").contains("len: 2"));
         b.clear();
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn holds_more_values_than_its_inline_slots() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Nth<const N: usize>(usize);
+        let mut a = Extensions::new();
+        a.insert(Nth::<0>(0));
+        a.insert(Nth::<1>(1));
+        a.insert(Nth::<2>(2));
+        a.insert(Nth::<3>(3));
+        a.insert(Nth::<4>(4));
+        a.insert(Nth::<5>(5));
+        assert_eq!(a.len(), 6);
+        let b = a.clone();
+        // One from the inline slots and one from beyond them.
+        assert_eq!(a.remove::<Nth<1>>(), Some(Nth(1)));
+        assert_eq!(a.remove::<Nth<5>>(), Some(Nth(5)));
+        assert_eq!(a.len(), 4);
+        // A freed slot is reused; the clone still sees all six.
+        assert_eq!(a.insert(Nth::<6>(6)), None);
+        assert_eq!(a.insert(Nth::<4>(40)), Some(Nth(4)));
+        assert_eq!(a.get::<Nth<4>>(), Some(&Nth(40)));
+        assert_eq!(a.get::<Nth<6>>(), Some(&Nth(6)));
+        assert_eq!(a.len(), 5);
+        assert_eq!(b.len(), 6);
+        assert_eq!(b.get::<Nth<1>>(), Some(&Nth(1)));
+        assert_eq!(b.get::<Nth<4>>(), Some(&Nth(4)));
+        let mut c = Extensions::new();
+        c.insert(Nth::<0>(100));
+        c.extend(b);
+        assert_eq!(c.len(), 6);
+        assert_eq!(c.get::<Nth<0>>(), Some(&Nth(0)), "extend replaces by type");
     }
 }
