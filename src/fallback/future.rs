@@ -222,10 +222,10 @@ impl Chain {
             crate::metrics::counter!(names::FALLBACKS, "from" => from, "to" => target.name.to_string())
                 .increment(1);
         }
-        let mut request = self.request.clone();
-        if let Some(model) = &target.model {
-            request.model = String::from(&**model);
-        }
+        let mut request = match &target.model {
+            Some(model) => self.request.clone_for_model(model),
+            None => self.request.clone(),
+        };
         let deadline = Deadline::of(&self.request).map(|d| {
             let after = self.targets[index + 1..]
                 .iter()

@@ -304,6 +304,38 @@ impl ChatRequest {
         *self.started.get_or_insert_with(Instant::now)
     }
 
+    /// A clone of the request that asks `model` instead: what a fallback
+    /// target with a model of its own sends. Unlike `clone()` followed by
+    /// setting [`model`](ChatRequest::model), it does not copy the model name
+    /// it replaces.
+    ///
+    /// ```
+    /// use staunch_core::{ChatRequest, Message};
+    ///
+    /// let request = ChatRequest::new("gpt-4o", vec![Message::user("Hi")]);
+    /// let other = request.clone_for_model("claude-sonnet-4-5");
+    /// assert_eq!(other.model, "claude-sonnet-4-5");
+    /// assert!(std::sync::Arc::ptr_eq(&other.messages, &request.messages));
+    /// ```
+    pub fn clone_for_model(&self, model: &str) -> ChatRequest {
+        ChatRequest {
+            model: model.to_owned(),
+            messages: self.messages.clone(),
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            stop: self.stop.clone(),
+            tools: self.tools.clone(),
+            tool_choice: self.tool_choice.clone(),
+            parallel_tool_calls: self.parallel_tool_calls,
+            response_format: self.response_format.clone(),
+            stream: self.stream,
+            extra: self.extra.clone(),
+            extensions: self.extensions.clone(),
+            started: self.started,
+        }
+    }
+
     /// Sets the model.
     pub fn with_model(mut self, model: impl Into<String>) -> Self {
         self.model = model.into();
