@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// A request's reservation in the window. Settling records the real spend;
@@ -20,16 +21,24 @@ pub(crate) struct Settle {
     settled: bool,
     /// The request's input estimate, for a stream that reports no usage.
     pub(crate) input_estimate: u64,
+    /// The request's start: an answer came `latency` after it.
+    started: Instant,
 }
 
 impl Settle {
-    pub(crate) fn new(shared: Arc<Shared>, price: Option<Price>, reserved: (u64, f64)) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        price: Option<Price>,
+        reserved: (u64, f64),
+        started: Instant,
+    ) -> Self {
         Settle {
             shared,
             price,
             reserved,
             settled: false,
             input_estimate: 0,
+            started,
         }
     }
 
@@ -42,14 +51,21 @@ impl Settle {
             reserved: self.reserved,
             settled: self.settled,
             input_estimate: self.input_estimate,
+            started: self.started,
         };
         self.settled = true;
         taken
     }
 
-    fn settle(&mut self, usage: Usage, cost: Option<f64>) {
+    /// Records `usage` in the window: at `latency` after the request's
+    /// start for an answer that measured it, else now.
+    fn settle(&mut self, usage: Usage, cost: Option<f64>, latency: Duration) {
         let cost = cost.unwrap_or_else(|| self.price.map_or(0.0, |p| p.cost(&usage)));
-        let now = Instant::now();
+        let now = if latency.is_zero() {
+            Instant::now()
+        } else {
+            self.started + latency
+        };
         let mut window = self.shared.window_at(now);
         release(&mut window, self.reserved);
         window.record(now, usage.total(), cost);
@@ -141,11 +157,15 @@ where
                                 }
                                 _ => tally.usage_or_estimate(input),
                             };
-                            settle.settle(usage + failed, None);
+                            settle.settle(usage + failed, None, Duration::ZERO);
                         });
                     }
-                    Ok(response) => settle.settle(response.total_usage(), response.meta.cost),
-                    Err(error) => settle.settle(error.total_spent(), None),
+                    Ok(response) => settle.settle(
+                        response.total_usage(),
+                        response.meta.cost,
+                        response.meta.latency,
+                    ),
+                    Err(error) => settle.settle(error.total_spent(), None, Duration::ZERO),
                 }
                 Poll::Ready(result)
             }

@@ -95,10 +95,16 @@ where
         let price = config.price_of(&request.model);
         let cost = price.map_or(0.0, |p| p.cost(&per_attempt));
 
+        // The request's clock starts here unless a layer above started it;
+        // the answer's latency runs from it, so the settlement knows when
+        // the answer came without reading the clock again.
+        let stamped = request.started().is_some();
+        let started = request.start_clock();
         let mut reserved = (0, 0.0);
         if config.window_tokens.is_some() || config.window_cost.is_some() {
-            // One clock read for the expiry and the wait.
-            let now = Instant::now();
+            // One clock read for the expiry and the wait (none when it was
+            // just read to start the request's clock).
+            let now = if stamped { Instant::now() } else { started };
             let mut window = self.shared.window_at(now);
             let (held_tokens, held_cost) = (window.reserved_tokens, window.reserved_cost);
             let fits = |used_tokens: u64, used_cost: f64| {
@@ -124,7 +130,7 @@ where
             window.reserved_cost += cost;
             reserved = (tokens, cost);
         }
-        let mut settle = Settle::new(self.shared.clone(), price, reserved);
+        let mut settle = Settle::new(self.shared.clone(), price, reserved, started);
         if request.stream {
             settle.input_estimate = request.estimated_input_tokens();
         }

@@ -112,6 +112,23 @@ async fn the_window_cap_refuses_until_spend_ages_out() {
     assert_eq!(budget.handle().window_tokens(), 15);
 }
 
+/// Spend is recorded when the answer came (its latency after the request
+/// started), not when the request started: a slow answer's tokens stay in
+/// the window a full window after it.
+#[tokio::test(start_paused = true)]
+async fn a_slow_answer_is_recorded_when_it_came() {
+    let fake = Scripted::scripted([Step::Slow(Duration::from_secs(10))]);
+    let budget = layer(BudgetConfig::new().window(Duration::from_secs(60)));
+    let answer = budget.layer(fake).oneshot(ask()).await.unwrap();
+    assert_eq!(answer.meta.latency, Duration::from_secs(10));
+    assert_eq!(budget.handle().window_tokens(), 15);
+    // Its bucket opened at 10 s and leaves the window 63 s later.
+    tokio::time::advance(Duration::from_secs(62)).await;
+    assert_eq!(budget.handle().window_tokens(), 15);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(budget.handle().window_tokens(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_cost_cap_prices_answers_and_failures() {
     let fake = Scripted::scripted([

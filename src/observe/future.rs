@@ -19,6 +19,9 @@ pin_project! {
         inner: F,
         span: Span,
         started: Instant,
+        // Whether `started` is the request's own start, from which the
+        // answer's latency was measured.
+        owns_clock: bool,
         done: bool,
     }
 
@@ -36,11 +39,12 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span, started: Instant) -> Self {
+    pub(super) fn new(inner: F, span: Span, started: Instant, owns_clock: bool) -> Self {
         ResponseFuture {
             inner,
             span,
             started,
+            owns_clock,
             done: false,
         }
     }
@@ -271,15 +275,22 @@ where
             ready!(this.inner.poll(cx)).map_err(to_llm)
         };
         *this.done = true;
-        let seconds = this.started.elapsed().as_secs_f64();
         match &mut result {
             Ok(response) => {
+                // The answer's latency runs from this layer's start when the
+                // request's clock started here, and is measured already.
+                let latency = response.meta.latency;
+                let seconds = if *this.owns_clock && !latency.is_zero() {
+                    latency.as_secs_f64()
+                } else {
+                    this.started.elapsed().as_secs_f64()
+                };
                 record_ok(this.span, response, seconds);
                 if response.is_streaming() {
                     watch_stream(response, seconds, *this.started);
                 }
             }
-            Err(error) => record_err(this.span, error, seconds),
+            Err(error) => record_err(this.span, error, this.started.elapsed().as_secs_f64()),
         }
         Poll::Ready(result)
     }

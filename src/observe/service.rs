@@ -4,6 +4,7 @@ use super::future::ResponseFuture;
 use crate::into_llm::to_llm;
 use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
 use std::task::{Context, Poll};
+use tokio::time::Instant;
 use tower_service::Service;
 
 /// Wraps a logical request in a `llm.request` tracing span (fields: the
@@ -56,9 +57,14 @@ where
     }
 
     fn call(&mut self, mut request: ChatRequest) -> Self::Future {
-        // The request's clock: the duration recorded here and the latency
-        // its answer carries run from the same start.
-        let started = request.start_clock();
+        // The first layer to see the request starts its clock: the answer's
+        // latency then runs from this same start, and is this request's
+        // duration. Inside another such layer (per target, say) this one
+        // times itself.
+        let (started, owns_clock) = match request.started() {
+            None => (request.start_clock(), true),
+            Some(_) => (Instant::now(), false),
+        };
         let span = tracing::info_span!(
             target: "staunch",
             "llm.request",
@@ -78,6 +84,6 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ResponseFuture::new(future, span, started)
+        ResponseFuture::new(future, span, started, owns_clock)
     }
 }

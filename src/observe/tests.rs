@@ -201,3 +201,98 @@ fn a_scripted_scenario_records_exact_counters() {
     .collect();
     assert_eq!(got, want);
 }
+
+/// The `staunch_request_duration_seconds{outcome="ok"}` values, in order.
+fn ok_durations(
+    snapshot: Vec<(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        DebugValue,
+    )>,
+) -> Vec<f64> {
+    snapshot
+        .into_iter()
+        .filter(|(key, ..)| {
+            let key = key.key();
+            key.name() == super::names::REQUEST_DURATION
+                && key
+                    .labels()
+                    .any(|l| l.key() == "outcome" && l.value() == "ok")
+        })
+        .flat_map(|(.., value)| match value {
+            DebugValue::Histogram(values) => values.into_iter().map(|v| v.into_inner()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Outermost, the layer starts the request's clock and its duration is the
+/// answer's latency (every attempt and wait); inside a retry loop, per
+/// attempt, it times only its own attempt; over a producer that writes no
+/// latency, it reads the clock itself.
+#[test]
+fn each_instrument_times_from_its_own_start() {
+    use crate::test_support::{Scripted, Step, fail};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let retry = || RetryLayer::new(RetryConfig::new().jitter(NoJitter).no_budget());
+    let script = || {
+        Scripted::scripted([
+            fail(ErrorKind::Overloaded),
+            Step::Slow(Duration::from_secs(2)),
+        ])
+    };
+    let ask = || ChatRequest::new("any", vec![Message::user("hi")]);
+
+    // Outermost: 500 ms of backoff, then a 2 s attempt.
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let stack = ServiceBuilder::new()
+                .layer(InstrumentLayer::new())
+                .layer(retry())
+                .service(script());
+            let answer = stack.oneshot(ask()).await.unwrap();
+            assert_eq!(answer.meta.latency, Duration::from_millis(2500));
+        })
+    });
+    assert_eq!(ok_durations(snapshotter.snapshot().into_vec()), vec![2.5]);
+
+    // Inside the loop: only the attempt that answered, not the wait.
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let stack = ServiceBuilder::new()
+                .layer(retry())
+                .layer(InstrumentLayer::new())
+                .service(script());
+            let answer = stack.oneshot(ask()).await.unwrap();
+            assert_eq!(answer.meta.latency, Duration::from_millis(2500));
+        })
+    });
+    assert_eq!(ok_durations(snapshotter.snapshot().into_vec()), vec![2.0]);
+
+    // A producer that leaves the latency at zero.
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let slow = service_fn(|_: ChatRequest| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok::<_, LlmError>(ChatResponse::new("m", "late"))
+            });
+            let stack = ServiceBuilder::new()
+                .layer(InstrumentLayer::new())
+                .service(slow);
+            let answer = stack.oneshot(ask()).await.unwrap();
+            assert_eq!(answer.meta.latency, Duration::ZERO);
+        })
+    });
+    assert_eq!(ok_durations(snapshotter.snapshot().into_vec()), vec![3.0]);
+}
