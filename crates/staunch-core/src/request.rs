@@ -274,8 +274,8 @@ impl ChatRequest {
     }
 
     /// The instant the request's clock started: when the first layer that
-    /// spans attempts (retry, fallback, degrade, instrument) or the client
-    /// took it. Clones share it, so every attempt and every fallback target
+    /// spans attempts (instrument, degrade, budget, fallback, retry) or the
+    /// client took it. Clones share it, so every attempt and every fallback target
     /// of one request measures from the same start.
     ///
     /// The clock is tokio's, so paused-time tests move it.
