@@ -1,14 +1,12 @@
 //! The fallback response future: walks the chain one target at a time.
 
-use super::split::DeadlineSplit;
+use super::service::Shared;
 use super::target::{Target, TargetService};
 use crate::allowance::Allowance;
 use crate::deadline::{Bounded, Deadline, DeadlineScope};
 use crate::metrics as names;
 use pin_project_lite::pin_project;
-use staunch_core::{
-    ChatRequest, ChatResponse, Classify, ErrorClass, ErrorKind, LlmError, QualityTier,
-};
+use staunch_core::{ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError, QualityTier};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,9 +41,7 @@ impl std::fmt::Debug for ResponseFuture {
 
 /// What the future knows between calls.
 struct Chain {
-    targets: Arc<[Target]>,
-    classify: Arc<dyn Classify>,
-    split: DeadlineSplit,
+    shared: Arc<Shared>,
     request: ChatRequest,
     // The next target to consider.
     next: usize,
@@ -60,17 +56,10 @@ struct Chain {
 }
 
 impl ResponseFuture {
-    pub(super) fn new(
-        targets: Arc<[Target]>,
-        classify: Arc<dyn Classify>,
-        split: DeadlineSplit,
-        request: ChatRequest,
-    ) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, request: ChatRequest) -> Self {
         let state = State {
             chain: Chain {
-                targets,
-                classify,
-                split,
+                shared,
                 request,
                 next: 0,
                 current: 0,
@@ -114,7 +103,7 @@ fn chain_failed() -> LlmError {
 impl Chain {
     /// The answer of the current target, with what the chain did before it.
     fn answered(&mut self, mut response: ChatResponse) -> ChatResponse {
-        let target = &self.targets[self.current];
+        let target = &self.shared.targets[self.current];
         let total_usage = response.total_usage();
         let meta = &mut response.meta;
         meta.attempts = self
@@ -147,7 +136,7 @@ impl Chain {
         if response.is_streaming() {
             super::continuation::Continuing::wrap(
                 &mut response,
-                &self.targets,
+                &self.shared.targets,
                 self.current,
                 &self.request,
             );
@@ -157,14 +146,14 @@ impl Chain {
 
     /// Records the current target's failure; `Err` when it ends the chain.
     fn failed(&mut self, mut error: LlmError) -> Result<(), LlmError> {
-        let target = &self.targets[self.current];
+        let target = &self.shared.targets[self.current];
         if error.target.is_none() {
             error.target = Some(target.name.to_string());
         }
         if let Some(price) = target.price {
             self.failed_cost += price.cost(&error.total_spent());
         }
-        let class = self.classify.classify(&error);
+        let class = self.shared.classify.classify(&error);
         if error.kind == ErrorKind::ContextLengthExceeded
             && let Some(window) = target.context_window
         {
@@ -205,12 +194,15 @@ impl Chain {
     /// Picks the next target that may take the request and builds its
     /// call, bounded by the target's share of the deadline.
     fn start_next(&mut self) -> Result<Bounded<Oneshot<TargetService, ChatRequest>>, LlmError> {
-        let Some((index, next)) =
-            next_target(&self.targets, self.next, self.overflowed, &mut self.errors)
-        else {
+        let Some((index, next)) = next_target(
+            &self.shared.targets,
+            self.next,
+            self.overflowed,
+            &mut self.errors,
+        ) else {
             return Err(chain_error(std::mem::take(&mut self.errors), chain_failed));
         };
-        let target = &self.targets[index];
+        let target = &self.shared.targets[index];
         if let Some(from) = self.errors.last().and_then(|e| e.target.clone()) {
             tracing::info!(
                 target: "staunch::fallback",
@@ -227,7 +219,7 @@ impl Chain {
             None => self.request.clone(),
         };
         let deadline = Deadline::of(&self.request).map(|d| {
-            let after = self.targets[index + 1..]
+            let after = self.shared.targets[index + 1..]
                 .iter()
                 .filter(|t| {
                     t.health
@@ -235,7 +227,7 @@ impl Chain {
                         .is_none_or(|h| h.unavailable_for().is_none())
                 })
                 .count();
-            self.split.target_deadline(d, after)
+            self.shared.split.target_deadline(d, after)
         });
         if let Some(d) = deadline
             && d.scope() == DeadlineScope::TargetShare

@@ -2,7 +2,7 @@
 
 use super::service::Fallback;
 use super::target::Target;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, DefaultClassify};
+use staunch_core::{BoxError, ChatRequest, ChatResponse};
 use std::sync::Arc;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -57,10 +57,6 @@ where
 
     fn layer(&self, primary: S) -> Fallback {
         let primary = Target::new(self.primary_name.clone(), primary);
-        Fallback {
-            targets: Arc::from([primary, self.backup.clone()]),
-            classify: Arc::new(DefaultClassify),
-            split: Default::default(),
-        }
+        Fallback::from_parts(Arc::from([primary, self.backup.clone()]))
     }
 }

@@ -43,9 +43,27 @@ use tower_service::Service;
 /// `attempts` counting every call of the chain.
 #[derive(Clone)]
 pub struct Fallback {
+    pub(super) shared: Arc<Shared>,
+}
+
+/// What every request of a chain reads: one reference per request.
+#[derive(Clone)]
+pub(super) struct Shared {
     pub(super) targets: Arc<[Target]>,
     pub(super) classify: Arc<dyn Classify>,
     pub(super) split: DeadlineSplit,
+}
+
+impl Fallback {
+    pub(super) fn from_parts(targets: Arc<[Target]>) -> Self {
+        Fallback {
+            shared: Arc::new(Shared {
+                targets,
+                classify: Arc::new(DefaultClassify),
+                split: DeadlineSplit::default(),
+            }),
+        }
+    }
 }
 
 /// A fallback chain was built with no target.
@@ -60,16 +78,12 @@ impl Fallback {
         if targets.is_empty() {
             return Err(EmptyChain);
         }
-        Ok(Fallback {
-            targets,
-            classify: Arc::new(DefaultClassify),
-            split: DeadlineSplit::default(),
-        })
+        Ok(Fallback::from_parts(targets))
     }
 
     /// Decides error classes with `classify` instead of the default table.
     pub fn classify(mut self, classify: impl Classify) -> Self {
-        self.classify = Arc::new(classify);
+        Arc::make_mut(&mut self.shared).classify = Arc::new(classify);
         self
     }
 
@@ -77,20 +91,20 @@ impl Fallback {
     /// targets (default [`DeadlineSplit::Fraction`]`(0.5)`): a target may
     /// use its share, so a healthy target after it is still called in time.
     pub fn deadline_split(mut self, split: DeadlineSplit) -> Self {
-        self.split = split;
+        Arc::make_mut(&mut self.shared).split = split;
         self
     }
 
     /// The targets, in order.
     pub fn targets(&self) -> &[Target] {
-        &self.targets
+        &self.shared.targets
     }
 }
 
 impl fmt::Debug for Fallback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
-            .field("targets", &self.targets)
+            .field("targets", &self.shared.targets)
             .finish_non_exhaustive()
     }
 }
@@ -108,11 +122,6 @@ impl Service<ChatRequest> for Fallback {
     fn call(&mut self, mut request: ChatRequest) -> ResponseFuture {
         // Every target's answer is timed from here.
         request.start_clock();
-        ResponseFuture::new(
-            self.targets.clone(),
-            self.classify.clone(),
-            self.split,
-            request,
-        )
+        ResponseFuture::new(self.shared.clone(), request)
     }
 }
