@@ -234,6 +234,7 @@ fn ok_durations(
 #[test]
 fn each_instrument_times_from_its_own_start() {
     use crate::test_support::{Scripted, Step, fail};
+    use tower::util::BoxService;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -248,51 +249,44 @@ fn each_instrument_times_from_its_own_start() {
     };
     let ask = || ChatRequest::new("any", vec![Message::user("hi")]);
 
+    // One request through `stack` under its own recorder: the answer's
+    // latency and the durations recorded.
+    let run = |stack: BoxService<ChatRequest, ChatResponse, LlmError>| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let latency = metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async { stack.oneshot(ask()).await.unwrap().meta.latency })
+        });
+        (latency, ok_durations(snapshotter.snapshot().into_vec()))
+    };
+
     // Outermost: 500 ms of backoff, then a 2 s attempt.
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(async {
-            let stack = ServiceBuilder::new()
-                .layer(InstrumentLayer::new())
-                .layer(retry())
-                .service(script());
-            let answer = stack.oneshot(ask()).await.unwrap();
-            assert_eq!(answer.meta.latency, Duration::from_millis(2500));
-        })
-    });
-    assert_eq!(ok_durations(snapshotter.snapshot().into_vec()), vec![2.5]);
+    let outermost = ServiceBuilder::new()
+        .layer(InstrumentLayer::new())
+        .layer(retry())
+        .service(script());
+    assert_eq!(
+        run(BoxService::new(outermost)),
+        (Duration::from_millis(2500), vec![2.5])
+    );
 
     // Inside the loop: only the attempt that answered, not the wait.
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(async {
-            let stack = ServiceBuilder::new()
-                .layer(retry())
-                .layer(InstrumentLayer::new())
-                .service(script());
-            let answer = stack.oneshot(ask()).await.unwrap();
-            assert_eq!(answer.meta.latency, Duration::from_millis(2500));
-        })
-    });
-    assert_eq!(ok_durations(snapshotter.snapshot().into_vec()), vec![2.0]);
+    let per_attempt = ServiceBuilder::new()
+        .layer(retry())
+        .layer(InstrumentLayer::new())
+        .service(script());
+    assert_eq!(
+        run(BoxService::new(per_attempt)),
+        (Duration::from_millis(2500), vec![2.0])
+    );
 
     // A producer that leaves the latency at zero.
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(async {
-            let slow = service_fn(|_: ChatRequest| async {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                Ok::<_, LlmError>(ChatResponse::new("m", "late"))
-            });
-            let stack = ServiceBuilder::new()
-                .layer(InstrumentLayer::new())
-                .service(slow);
-            let answer = stack.oneshot(ask()).await.unwrap();
-            assert_eq!(answer.meta.latency, Duration::ZERO);
-        })
+    let slow = service_fn(|_: ChatRequest| async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok::<_, LlmError>(ChatResponse::new("m", "late"))
     });
-    assert_eq!(ok_durations(snapshotter.snapshot().into_vec()), vec![3.0]);
+    let over_slow = ServiceBuilder::new()
+        .layer(InstrumentLayer::new())
+        .service(slow);
+    assert_eq!(run(BoxService::new(over_slow)), (Duration::ZERO, vec![3.0]));
 }
