@@ -84,6 +84,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pair
     };
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    // An installed recorder keeps every histogram sample until a scrape:
+    // fold them into their summaries every 5 s, scraped or not, so memory
+    // stays bounded (staunch-gateway's `metrics_upkeep` does the same).
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let (stack, breakers) = build(openai, anthropic)?;
     let app = router(Gateway {
         stack,

@@ -38,6 +38,7 @@ mod ingress;
 mod ops;
 
 pub use build::{Gateway, GatewayError};
+pub use ops::{METRICS_UPKEEP_EVERY, metrics_upkeep};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -25,6 +25,35 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
     }
 }
 
+/// How often [`metrics_upkeep`] folds the recorded histogram samples into
+/// their summaries.
+pub const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps a Prometheus recorder's memory bounded whether or not anything
+/// scrapes `/metrics`: every [`METRICS_UPKEEP_EVERY`], it folds the
+/// histogram samples recorded since into their summaries, which are of a
+/// fixed size.
+///
+/// A recorder from `PrometheusBuilder::install_recorder` keeps every
+/// histogram sample until the next scrape: unscraped, a busy gateway's
+/// memory grows with every request (several MB per 10,000 requests).
+/// Spawn this beside it; it runs until its task is dropped.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+/// tokio::spawn(staunch_gateway::metrics_upkeep(recorder.clone()));
+/// # Ok(()) }
+/// ```
+pub async fn metrics_upkeep(recorder: metrics_exporter_prometheus::PrometheusHandle) {
+    let mut every = tokio::time::interval(METRICS_UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        recorder.run_upkeep();
+    }
+}
+
 /// `GET /healthz`: the process is up.
 pub(crate) async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()

@@ -140,6 +140,8 @@ async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), 
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("could not install the metrics recorder: {e}"))?;
+    // Without it, histogram samples pile up until something scrapes /metrics.
+    tokio::spawn(staunch_gateway::metrics_upkeep(recorder.clone()));
     let grace = config.server.shutdown_grace;
     let listen = config.server.listen;
     let gateway = Gateway::build(config)
