@@ -68,7 +68,14 @@ pub struct Server {
     /// default 2 MiB).
     pub max_body_bytes: usize,
     /// How many requests may be in flight at once (`max_concurrency`,
-    /// default 256).
+    /// default 256). More wait, unread, until one finishes.
+    ///
+    /// Each request in flight holds an upstream connection over HTTP/1.1
+    /// (about 30 KiB with its buffers), so this also bounds memory
+    /// (`docs/gateway-benchmarks.md` has measurements). And it bounds
+    /// throughput to `max_concurrency` divided by the upstream's latency:
+    /// 256 requests per second when answers take 1 s. Raise it for many
+    /// long model calls.
     pub max_concurrency: usize,
     /// How long requests in flight may finish after a shutdown signal
     /// (`shutdown_grace_secs`, default 30).
