@@ -1,5 +1,5 @@
 //! The gateway over loopback: both ingress shapes, streaming and not, tools,
-//! fallback across dialects, client keys, limits, reload, and bad input of
+//! fallback across dialects, client keys, limits (body size, concurrency), reload, and bad input of
 //! every kind. The upstream providers are the mock on 127.0.0.1.
 
 use bytes::Bytes;
@@ -424,4 +424,40 @@ async fn readiness_follows_the_circuits_and_models_are_listed() {
         .collect();
     assert_eq!(ids, ["gpt-4o", "claude-*"]);
     assert_eq!(get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn requests_beyond_max_concurrency_wait_for_a_slot_and_then_are_served() {
+    use staunch_mock::Route;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    let running = start(vec![], vec![Fault::Hang], "max_concurrency = 1").await;
+    let app = router(running.gateway.clone());
+    let post = |model: &str| {
+        http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(chat(model)))
+            .unwrap()
+    };
+    // The first request takes the one slot and hangs at the upstream.
+    let first = tokio::spawn(app.clone().oneshot(post("claude-sonnet-4-5")));
+    while running.mock.stats().requests_to(Route::Anthropic) == 0 {
+        assert!(!first.is_finished(), "the hung request ended");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The second waits: it neither answers nor reaches the upstream.
+    let mut second = tokio::spawn(app.clone().oneshot(post("gpt-4o")));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut second)
+            .await
+            .is_err(),
+        "a request beyond max_concurrency was answered while the slot was taken"
+    );
+    assert_eq!(running.mock.stats().requests_to(Route::OpenAi), 0);
+    // Once the first is gone, the waiting one is served.
+    first.abort();
+    let response = second.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(running.mock.stats().requests_to(Route::OpenAi), 1);
 }
