@@ -1,6 +1,7 @@
 //! The gateway over loopback: both ingress shapes, streaming and not, tools,
-//! fallback across dialects, client keys, limits (body size, concurrency), reload, and bad input of
-//! every kind. The upstream providers are the mock on 127.0.0.1.
+//! fallback across dialects, client keys, limits (body size, concurrency),
+//! reload, and bad input of every kind. The upstream providers are the mock
+//! on 127.0.0.1.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
