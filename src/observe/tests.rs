@@ -290,3 +290,113 @@ fn each_instrument_times_from_its_own_start() {
         .service(slow);
     assert_eq!(run(BoxService::new(over_slow)), (Duration::ZERO, vec![3.0]));
 }
+
+/// A subscriber that keeps every field recorded on its spans, and counts the
+/// `record` calls after a span's creation.
+#[derive(Clone, Default)]
+struct SpanFields {
+    fields: Arc<Mutex<BTreeMap<String, String>>>,
+    records: Arc<Mutex<u32>>,
+}
+
+struct Visitor<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for Visitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl tracing::Subscriber for SpanFields {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        span.record(&mut Visitor(&mut self.fields.lock().unwrap()));
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        *self.records.lock().unwrap() += 1;
+        values.record(&mut Visitor(&mut self.fields.lock().unwrap()));
+    }
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn the_request_span_gets_its_outcome_fields_in_one_record() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let run = |step: Result<(), (ErrorKind, u16, Option<Duration>)>| {
+        let seen = SpanFields::default();
+        let script: Script = Arc::new(Mutex::new(VecDeque::from([step])));
+        let stack = ServiceBuilder::new()
+            .layer(InstrumentLayer::new())
+            .service(provider("openai", "gpt-4o", script));
+        tracing::subscriber::with_default(seen.clone(), || {
+            runtime.block_on(async {
+                let _ = stack
+                    .oneshot(ChatRequest::new("any", vec![Message::user("hi")]))
+                    .await;
+            })
+        });
+        let fields = seen.fields.lock().unwrap().clone();
+        let records = *seen.records.lock().unwrap();
+        (fields, records)
+    };
+    let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+
+    let (fields, records) = run(Ok(()));
+    assert_eq!(records, 1);
+    let mut ok = fields;
+    assert!(ok.remove("latency_ms").is_some(), "{ok:?}");
+    assert_eq!(
+        ok,
+        expect(&[
+            ("model", "any"),
+            ("outcome", "ok"),
+            ("tier", "full"),
+            ("provider", "openai"),
+            ("answered_model", "gpt-4o"),
+            ("attempts", "1"),
+            ("fallback_depth", "0"),
+        ])
+    );
+
+    let (fields, records) = run(Err((ErrorKind::RateLimited, 429, None)));
+    assert_eq!(records, 1);
+    let mut err = fields;
+    assert!(err.remove("latency_ms").is_some(), "{err:?}");
+    assert_eq!(
+        err,
+        expect(&[
+            ("model", "any"),
+            ("outcome", "error"),
+            ("tier", "none"),
+            ("error_kind", "rate_limited"),
+            ("status", "429"),
+            ("provider", "openai"),
+            ("attempts", "1"),
+        ])
+    );
+}
