@@ -105,6 +105,30 @@ fn check_reports_every_error_with_its_line() {
     assert!(errors.contains("lisen"), "{errors}");
 }
 
+/// The binary's allocator is jemalloc with the options it exports: jemalloc
+/// prints them at exit when asked to in its environment.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[test]
+fn the_binary_allocates_with_one_jemalloc_arena() {
+    let dir = tempdir();
+    let good = config(&dir, "gpt-4o", 0);
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&good)
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    let stats = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stats}");
+    for option in [
+        "opt.narenas: 1\n",
+        "opt.dirty_decay_ms: 250 ",
+        "opt.muzzy_decay_ms: 0 ",
+    ] {
+        assert!(stats.contains(option), "no {option:?} in:\n{stats}");
+    }
+}
+
 #[tokio::test]
 async fn sighup_reloads_and_a_bad_file_is_refused() {
     let dir = tempdir();
