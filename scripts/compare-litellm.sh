@@ -18,7 +18,9 @@
 #      RSS); each run measures the mock
 #      directly and through the gateway, alternating, and samples the
 #      gateway's CPU and peak RSS from /proc;
-#   5. prints both side by side; the raw JSON stays in target/compare-litellm/.
+#   5. prints both side by side, and the staunch gateway's CPU per request
+#      against a bare hyper forwarder's (examples/forwarder.rs) on the same
+#      mock; the raw JSON stays in target/compare-litellm/.
 # Everything it started is killed on exit.
 #
 # Not run by CI (too slow). Environment knobs:
@@ -120,7 +122,8 @@ if [[ -n ${USE_AXUM_GATEWAY:-} ]]; then
 fi
 if [[ -z ${SKIP_BUILD:-} ]]; then
     say "building the mock and the load generator (release)"
-    cargo build --release -p staunch-mock --bin staunch-mock -p staunch-gateway --example loadgen
+    cargo build --release -p staunch-mock --bin staunch-mock -p staunch-gateway --example loadgen \
+        --example forwarder
 fi
 if [[ -z $GATEWAY_BIN ]]; then
     GATEWAY_BIN=$REL/staunch-gateway
@@ -138,6 +141,7 @@ if [[ -z $GATEWAY_BIN ]]; then
     fi
 fi
 LOADGEN=$REL/examples/loadgen
+FORWARDER=$REL/examples/forwarder
 MOCK_BIN=$REL/staunch-mock
 for bin in "$LOADGEN" "$MOCK_BIN" "$GATEWAY_BIN"; do
     [[ -x $bin ]] || { echo "missing $bin (build it, or unset SKIP_BUILD)" >&2; exit 1; }
@@ -253,6 +257,17 @@ bench() {
 }
 
 bench staunch "$GW_URL" "$GW_DIRECT" "$GW_PID"
+# The baseline for the gateway's CPU: a bare hyper forwarder to the same mock.
+if [[ -x $FORWARDER && $GATEWAY_KIND == staunch-gateway ]]; then
+    FW_PORT=$(free_port)
+    start forwarder "$FORWARDER" --listen "127.0.0.1:$FW_PORT" --upstream "$MOCK_URL"
+    FW_PID=$STARTED_PID
+    wait_port "$FW_PORT" 20 forwarder "$FW_PID"
+    say "bare forwarder: saturation, 64 concurrent"
+    "$LOADGEN" --target "http://127.0.0.1:$FW_PORT" --direct "$MOCK_URL" --pid "$FW_PID" \
+        --duration "$DURATION" --warmup 2 --timeout 20 --json --label forwarder \
+        --saturate --concurrency 64 >"$OUT/forwarder-saturate.json"
+fi
 if [[ -z ${SKIP_LITELLM:-} ]]; then
     bench litellm "$LL_URL" "$MOCK_URL" "$LL_PID" "$LL_KEY"
 fi
@@ -301,6 +316,14 @@ for key, title in (("saturate", "saturation, 64 concurrent"), ("c1000", "saturat
 if len(names) == 2:
     a, b = (data[n]["saturate"]["runs"][0]["target"]["throughput_rps"] for n in names)
     print(f"throughput ratio at saturation (64): {a / b:.1f}x" if b else "")
+if "staunch" in names and os.path.exists(f"{out}/forwarder-saturate.json"):
+    fw = json.load(open(f"{out}/forwarder-saturate.json"))["runs"][0]
+    fw_cpu = proc(fw, "cpu_us_per_request")
+    gw_cpu = proc(data["staunch"]["saturate"]["runs"][0], "cpu_us_per_request")
+    print(f"bare hyper forwarder (examples/forwarder.rs), saturation 64: "
+          f'{fmt(fw["target"]["throughput_rps"], "{:.0f}")} req/s, {fmt(fw_cpu, "{:.1f}")} µs CPU per request')
+    if fw_cpu and gw_cpu:
+        print(f"staunch gateway CPU per request / bare forwarder's: {gw_cpu / fw_cpu:.2f}x")
 
 def rates_table(kind, title):
     print(f"\n{title}: added latency p50 / p99 (ms) = gateway minus mock alone; * = not sustained")
