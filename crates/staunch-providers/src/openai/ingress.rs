@@ -377,44 +377,124 @@ fn part(i: usize, j: usize, mut p: Map<String, Value>) -> Result<ContentPart, In
 /// the refusal, the finish reason and the usage (cached and reasoning
 /// tokens included), with `model` the model that actually answered.
 pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
-    let calls: Vec<Value> = response
+    let calls: Vec<CallOut<'_>> = response
         .message
         .tool_calls
         .iter()
-        .map(|c| {
-            json!({"id": c.id, "type": "function",
-                   "function": {"name": c.name, "arguments": c.arguments}})
+        .map(|c| CallOut {
+            function: FunctionOut {
+                arguments: &c.arguments,
+                name: &c.name,
+            },
+            id: &c.id,
+            kind: "function",
         })
         .collect();
     let text = response.text();
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::from(text.as_ref()) },
-        "refusal": response.refusal,
-    });
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    let model = response.meta.model.as_deref().unwrap_or(&response.model);
-    let id = if response.id.is_empty() {
-        "chatcmpl-staunch"
-    } else {
-        &response.id
-    };
-    let body = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(&response.finish_reason),
+    let body = CompletionOut {
+        choices: [ChoiceOut {
+            finish_reason: finish_reason(&response.finish_reason),
+            index: 0,
+            logprobs: (),
+            message: MessageOut {
+                content: (!text.is_empty() || calls.is_empty()).then_some(text.as_ref()),
+                refusal: response.refusal.as_deref(),
+                role: "assistant",
+                tool_calls: calls,
+            },
         }],
-        "usage": usage_json(&response.usage),
-    });
+        created,
+        id: if response.id.is_empty() {
+            "chatcmpl-staunch"
+        } else {
+            &response.id
+        },
+        model: response.meta.model.as_deref().unwrap_or(&response.model),
+        object: "chat.completion",
+        usage: UsageOut::from(&response.usage),
+    };
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+// A completion as Chat Completions writes it, serialized straight from the
+// answer's borrowed parts. The fields are in the order the wire has always
+// had them (alphabetical, as a `serde_json::Value` object writes them).
+
+#[derive(serde::Serialize)]
+struct CompletionOut<'a> {
+    choices: [ChoiceOut<'a>; 1],
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    usage: UsageOut,
+}
+
+#[derive(serde::Serialize)]
+struct ChoiceOut<'a> {
+    finish_reason: &'static str,
+    index: u32,
+    // Always `null`.
+    logprobs: (),
+    message: MessageOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct MessageOut<'a> {
+    content: Option<&'a str>,
+    refusal: Option<&'a str>,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<CallOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct CallOut<'a> {
+    function: FunctionOut<'a>,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct FunctionOut<'a> {
+    arguments: &'a str,
+    name: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct UsageOut {
+    completion_tokens: u64,
+    completion_tokens_details: ReasoningOut,
+    prompt_tokens: u64,
+    prompt_tokens_details: CachedOut,
+    total_tokens: u64,
+}
+
+#[derive(serde::Serialize)]
+struct ReasoningOut {
+    reasoning_tokens: u64,
+}
+
+#[derive(serde::Serialize)]
+struct CachedOut {
+    cached_tokens: u64,
+}
+
+impl From<&staunch_core::Usage> for UsageOut {
+    fn from(usage: &staunch_core::Usage) -> Self {
+        UsageOut {
+            completion_tokens: usage.output_tokens,
+            completion_tokens_details: ReasoningOut {
+                reasoning_tokens: usage.reasoning_tokens,
+            },
+            prompt_tokens: usage.input_tokens,
+            prompt_tokens_details: CachedOut {
+                cached_tokens: usage.cached_input_tokens,
+            },
+            total_tokens: usage.total(),
+        }
+    }
 }
 
 /// A finish reason as Chat Completions names it; reasons it has no name
@@ -431,13 +511,7 @@ fn finish_reason(reason: &FinishReason) -> &'static str {
 /// A usage object as Chat Completions writes it, cached and reasoning
 /// tokens in their detail objects.
 fn usage_json(usage: &staunch_core::Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total(),
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    })
+    serde_json::to_value(UsageOut::from(usage)).unwrap_or(Value::Null)
 }
 
 /// Writes one event of a streamed answer as a Chat Completions chunk, the
