@@ -31,12 +31,13 @@ pub const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_
 
 /// Keeps a Prometheus recorder's memory bounded whether or not anything
 /// scrapes `/metrics`: every [`METRICS_UPKEEP_EVERY`], it folds the
-/// histogram samples recorded since into their summaries, which are of a
-/// fixed size.
+/// histogram samples recorded since into their summaries, whose size is
+/// bounded.
 ///
 /// A recorder from `PrometheusBuilder::install_recorder` keeps every
 /// histogram sample until the next scrape: unscraped, a busy gateway's
-/// memory grows with every request (several MB per 10,000 requests).
+/// memory grows with every request (in a test, 200,000 samples, those of
+/// 100,000 requests, held 3.3 MB).
 /// Spawn this beside it; it runs until its task is dropped.
 ///
 /// ```no_run
