@@ -282,10 +282,13 @@ fn image(block: &Map<String, Value>) -> Option<ContentPart> {
 /// Fails when a tool call's arguments are not a JSON object (an answer from
 /// another dialect that Anthropic clients could not read).
 pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError> {
-    let mut content = Vec::new();
+    let mut content = Vec::with_capacity(1 + response.message.tool_calls.len());
     let text = response.text();
     if !text.is_empty() {
-        content.push(json!({"type": "text", "text": text}));
+        content.push(BlockOut::Text {
+            text: &text,
+            kind: "text",
+        });
     }
     for call in &response.message.tool_calls {
         let input = match call.arguments_json() {
@@ -300,29 +303,84 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
                 ));
             }
         };
-        content.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+        content.push(BlockOut::ToolUse {
+            id: &call.id,
+            input,
+            name: &call.name,
+            kind: "tool_use",
+        });
     }
     let stop_reason = match &response.finish_reason {
         FinishReason::Other(other) => other.as_str(),
         reason => stop_reason(reason),
     };
-    let model = response.meta.model.as_deref().unwrap_or(&response.model);
-    let id = if response.id.is_empty() {
-        "msg_staunch"
-    } else {
-        &response.id
+    let body = MessageOut {
+        content,
+        id: if response.id.is_empty() {
+            "msg_staunch"
+        } else {
+            &response.id
+        },
+        model: response.meta.model.as_deref().unwrap_or(&response.model),
+        role: "assistant",
+        stop_reason,
+        stop_sequence: (),
+        kind: "message",
+        usage: UsageOut::from(&response.usage),
     };
-    let body = json!({
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": null,
-        "usage": usage_json(&response.usage),
-    });
     Ok(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+// A message as the Messages API writes it, serialized straight from the
+// answer's borrowed parts. The fields are in the order the wire has always
+// had them (alphabetical, as a `serde_json::Value` object writes them).
+
+#[derive(serde::Serialize)]
+struct MessageOut<'a> {
+    content: Vec<BlockOut<'a>>,
+    id: &'a str,
+    model: &'a str,
+    role: &'static str,
+    stop_reason: &'a str,
+    // Always `null`.
+    stop_sequence: (),
+    #[serde(rename = "type")]
+    kind: &'static str,
+    usage: UsageOut,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum BlockOut<'a> {
+    Text {
+        text: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        input: Value,
+        name: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+#[derive(serde::Serialize)]
+struct UsageOut {
+    cache_read_input_tokens: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl From<&staunch_core::Usage> for UsageOut {
+    fn from(usage: &staunch_core::Usage) -> Self {
+        UsageOut {
+            cache_read_input_tokens: usage.cached_input_tokens,
+            input_tokens: usage.input_tokens.saturating_sub(usage.cached_input_tokens),
+            output_tokens: usage.output_tokens,
+        }
+    }
 }
 
 /// A finish reason as Messages names it; reasons it has no name for are
@@ -339,11 +397,7 @@ fn stop_reason(reason: &FinishReason) -> &'static str {
 /// A usage object as Messages writes it: input tokens without the cached
 /// ones, which have their own field.
 fn usage_json(usage: &staunch_core::Usage) -> Value {
-    json!({
-        "input_tokens": usage.input_tokens.saturating_sub(usage.cached_input_tokens),
-        "output_tokens": usage.output_tokens,
-        "cache_read_input_tokens": usage.cached_input_tokens,
-    })
+    serde_json::to_value(UsageOut::from(usage)).unwrap_or(Value::Null)
 }
 
 /// Writes a streamed answer as Anthropic's server-sent events, the way the
