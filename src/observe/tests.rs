@@ -54,14 +54,15 @@ fn provider(
     })
 }
 
-fn counters(
-    snapshot: Vec<(
-        metrics_util::CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )>,
-) -> BTreeMap<String, u64> {
+/// What a `DebuggingRecorder`'s snapshot holds, as a list.
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+fn counters(snapshot: Snapshot) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for (key, _, _, value) in snapshot {
         if let DebugValue::Counter(n) = value {
@@ -203,14 +204,7 @@ fn a_scripted_scenario_records_exact_counters() {
 }
 
 /// The `staunch_request_duration_seconds{outcome="ok"}` values, in order.
-fn ok_durations(
-    snapshot: Vec<(
-        metrics_util::CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )>,
-) -> Vec<f64> {
+fn ok_durations(snapshot: Snapshot) -> Vec<f64> {
     snapshot
         .into_iter()
         .filter(|(key, ..)| {
