@@ -105,26 +105,35 @@ fn check_reports_every_error_with_its_line() {
     assert!(errors.contains("lisen"), "{errors}");
 }
 
-/// The binary's allocator is jemalloc with the options it exports: jemalloc
-/// prints them at exit when asked to in its environment.
+/// The binary's allocator is jemalloc with the options it exports, and
+/// `_RJEM_MALLOC_CONF` overrides them: jemalloc prints its options at exit
+/// when asked to in that variable.
 #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[test]
-fn the_binary_allocates_with_one_jemalloc_arena() {
+fn the_binary_allocates_with_one_jemalloc_arena_unless_overridden() {
     let dir = tempdir();
     let good = config(&dir, "gpt-4o", 0);
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg(&good)
-        .env("_RJEM_MALLOC_CONF", "stats_print:true")
-        .output()
-        .unwrap();
-    let stats = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stats}");
+    let options = |conf: &str| {
+        let out = Command::new(BIN)
+            .arg("check")
+            .arg(&good)
+            .env("_RJEM_MALLOC_CONF", conf)
+            .output()
+            .unwrap();
+        let stats = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stats}");
+        stats
+    };
+    let stats = options("stats_print:true");
     for option in [
         "opt.narenas: 1\n",
         "opt.dirty_decay_ms: 250 ",
         "opt.muzzy_decay_ms: 0 ",
     ] {
+        assert!(stats.contains(option), "no {option:?} in:\n{stats}");
+    }
+    let stats = options("stats_print:true,narenas:3,dirty_decay_ms:900");
+    for option in ["opt.narenas: 3\n", "opt.dirty_decay_ms: 900 "] {
         assert!(stats.contains(option), "no {option:?} in:\n{stats}");
     }
 }
