@@ -39,6 +39,11 @@ pub const TIME_TO_FIRST_TOKEN: &str = "staunch_time_to_first_token_seconds";
 pub const STREAM_DURATION: &str = "staunch_stream_duration_seconds";
 /// Counter: events passed to callers by streamed answers.
 pub const STREAM_EVENTS: &str = "staunch_stream_events_total";
+// Recorded by the provider clients (`staunch-providers`), which do not
+// depend on this crate: the name (and its documentation) lives in
+// `staunch-core`.
+#[doc(inline)]
+pub use staunch_core::metrics::STREAM_MALFORMED_EVENTS;
 /// Counter: streams that broke after their commit point (the caller got a
 /// classified error as the stream's last item), by `provider` and `kind`
 /// (`timeout` for a stall, `truncated_response` for a cut, `overloaded` …).

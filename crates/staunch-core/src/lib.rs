@@ -26,6 +26,7 @@ mod deadline;
 mod dialect;
 mod error;
 mod extensions;
+pub mod metrics;
 mod redact;
 mod request;
 mod response;

@@ -13,6 +13,7 @@ use crate::dialect::EventParser;
 use crate::sse::{SseDecoder, Step};
 use futures_core::Stream;
 use http_body::Body;
+use staunch_core::metrics::STREAM_MALFORMED_EVENTS;
 use staunch_core::{Deadline, ErrorKind, LlmError, StreamAccumulator, StreamEvent, redact_secrets};
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -22,9 +23,6 @@ use tokio::time::{Instant, Sleep};
 
 /// Malformed events in a row that end a stream.
 const MALFORMED_IN_A_ROW: u32 = 3;
-
-/// The metric of skipped malformed events, by `provider`.
-pub const MALFORMED_EVENTS: &str = "staunch_stream_malformed_events_total";
 
 /// Where the stream stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,7 +226,7 @@ impl Stream for LiveStream {
                     }
                     Step::Malformed(why) => {
                         this.malformed += 1;
-                        metrics::counter!(MALFORMED_EVENTS, "provider" => this.provider.clone())
+                        metrics::counter!(STREAM_MALFORMED_EVENTS, "provider" => this.provider.clone())
                             .increment(1);
                         tracing::debug!(
                             target: "staunch::providers",
