@@ -33,6 +33,7 @@ mod response;
 mod stream;
 mod tool;
 mod usage;
+pub mod wire_time;
 
 pub use content::{Content, ContentPart, PartRef, PartsIter};
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};

@@ -111,6 +111,17 @@ impl fmt::Display for QualityTier {
 /// knows (the retry layer `attempts`, `retry_wait` and `failed_usage`, the
 /// fallback layer `target`, `fallback_depth` and the tier, the degradation
 /// layer the tier and `warning`).
+///
+/// Each of those facts has one writer, a method here: layers read the
+/// fields, and change them only through
+/// [`answered_by`](Self::answered_by), [`fill_model`](Self::fill_model),
+/// [`record_latency`](Self::record_latency),
+/// [`absorb_failed_attempts`](Self::absorb_failed_attempts),
+/// [`add_retry_wait`](Self::add_retry_wait),
+/// [`add_fallback_depth`](Self::add_fallback_depth) and
+/// [`mark_degraded`](Self::mark_degraded), so that each rule (how attempts
+/// add up, when an answer is `Reduced`, what a degraded answer reports)
+/// lives in one place.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ResponseMeta {
@@ -171,6 +182,144 @@ impl Default for ResponseMeta {
             warning: None,
             continuations: Vec::new(),
             rate_limit_headers: None,
+        }
+    }
+}
+
+impl ResponseMeta {
+    /// Records who answered: the provider and the model that was asked
+    /// there. The provider client that made the call writes this.
+    ///
+    /// ```
+    /// use staunch_core::ResponseMeta;
+    /// let mut meta = ResponseMeta::default();
+    /// meta.answered_by("openai", "gpt-4o");
+    /// assert_eq!(meta.provider.as_deref(), Some("openai"));
+    /// assert_eq!(meta.model.as_deref(), Some("gpt-4o"));
+    /// ```
+    pub fn answered_by(&mut self, provider: impl Into<String>, model: impl Into<String>) {
+        self.provider = Some(provider.into());
+        self.model = Some(model.into());
+    }
+
+    /// Names the model that was asked, when nothing inside (a provider
+    /// client) named it already: `model` is only called then.
+    ///
+    /// ```
+    /// use staunch_core::ResponseMeta;
+    /// let mut meta = ResponseMeta::default();
+    /// meta.fill_model(|| "gpt-4o-mini".to_owned());
+    /// meta.fill_model(|| unreachable!("the model is already named"));
+    /// assert_eq!(meta.model.as_deref(), Some("gpt-4o-mini"));
+    /// ```
+    pub fn fill_model(&mut self, model: impl FnOnce() -> String) {
+        self.model.get_or_insert_with(model);
+    }
+
+    /// Sets [`latency`](Self::latency) to the time since `started`, the
+    /// request's clock ([`ChatRequest::start_clock`](crate::ChatRequest::start_clock)).
+    /// Whatever produced the answer calls it once.
+    ///
+    /// ```
+    /// use staunch_core::ResponseMeta;
+    /// let started = tokio::time::Instant::now();
+    /// let mut meta = ResponseMeta::default();
+    /// meta.record_latency(started);
+    /// assert!(meta.latency <= started.elapsed());
+    /// ```
+    pub fn record_latency(&mut self, started: tokio::time::Instant) {
+        self.latency = started.elapsed();
+    }
+
+    /// Folds calls that failed before this answer into it: `attempts` more
+    /// calls (saturating) and the tokens they were billed, `spent`, into
+    /// [`failed_usage`](Self::failed_usage). The retry, validation and
+    /// fallback layers call it with what they saw fail.
+    ///
+    /// ```
+    /// use staunch_core::{ResponseMeta, Usage};
+    /// let mut meta = ResponseMeta::default();
+    /// meta.absorb_failed_attempts(2, Usage::new(100, 0));
+    /// assert_eq!(meta.attempts, 3, "two failures and the answer");
+    /// assert_eq!(meta.failed_usage, Usage::new(100, 0));
+    /// ```
+    pub fn absorb_failed_attempts(&mut self, attempts: u32, spent: Usage) {
+        self.attempts = self.attempts.saturating_add(attempts);
+        self.failed_usage += spent;
+    }
+
+    /// Adds time spent waiting between attempts (backoff, `Retry-After`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use staunch_core::ResponseMeta;
+    /// let mut meta = ResponseMeta::default();
+    /// meta.add_retry_wait(Duration::from_millis(250));
+    /// assert_eq!(meta.retry_wait, Duration::from_millis(250));
+    /// ```
+    pub fn add_retry_wait(&mut self, wait: Duration) {
+        self.retry_wait += wait;
+    }
+
+    /// Counts `passed` more fallback targets passed over before the one
+    /// that answered (saturating). An answer that some target was passed
+    /// over for is [`Reduced`](QualityTier::Reduced), unless it is already
+    /// of a lower tier.
+    ///
+    /// ```
+    /// use staunch_core::{QualityTier, ResponseMeta};
+    /// let mut meta = ResponseMeta::default();
+    /// meta.add_fallback_depth(0);
+    /// assert_eq!(meta.tier, QualityTier::Full, "the first target answered");
+    /// meta.add_fallback_depth(1);
+    /// assert_eq!((meta.fallback_depth, meta.tier), (1, QualityTier::Reduced));
+    /// ```
+    pub fn add_fallback_depth(&mut self, passed: u32) {
+        self.fallback_depth = self.fallback_depth.saturating_add(passed);
+        if self.fallback_depth > 0 && self.tier == QualityTier::Full {
+            self.tier = QualityTier::Reduced;
+        }
+    }
+
+    /// Marks the answer as a degraded one (`tier`, with `warning` saying
+    /// why), served because the request failed with `failed`: its
+    /// attempts and spend become the failed request's, and what belonged
+    /// to the answer's own making (retry waits, fallback depth, cost) is
+    /// cleared. A [`Static`](QualityTier::Static) answer was made by
+    /// staunch itself: its provider is `staunch` and it has no target.
+    ///
+    /// The answer's own [`usage`](ChatResponse::usage) is the caller's to
+    /// clear; [`latency`](Self::latency) is left for
+    /// [`record_latency`](Self::record_latency).
+    ///
+    /// ```
+    /// use staunch_core::{ErrorKind, LlmError, QualityTier, ResponseMeta, Usage};
+    /// let failed = LlmError::new(ErrorKind::Overloaded, "busy")
+    ///     .with_attempts(3)
+    ///     .with_spent(Usage::new(40, 0));
+    /// let mut meta = ResponseMeta::default();
+    /// meta.mark_degraded(QualityTier::Static, &failed, "served the static answer");
+    /// assert_eq!((meta.tier, meta.attempts), (QualityTier::Static, 3));
+    /// assert_eq!(meta.failed_usage, Usage::new(40, 0));
+    /// assert_eq!(meta.provider.as_deref(), Some("staunch"));
+    /// assert_eq!(meta.warning.as_deref(), Some("served the static answer"));
+    /// ```
+    pub fn mark_degraded(
+        &mut self,
+        tier: QualityTier,
+        failed: &crate::LlmError,
+        warning: impl Into<String>,
+    ) {
+        self.tier = tier;
+        self.attempts = failed.attempts;
+        self.failed_usage = failed.total_spent();
+        self.retry_wait = Duration::ZERO;
+        self.fallback_depth = 0;
+        self.cost = None;
+        self.warning = Some(warning.into());
+        if tier == QualityTier::Static {
+            self.provider = Some("staunch".to_owned());
+            self.target = None;
         }
     }
 }
@@ -274,6 +423,20 @@ impl ChatResponse {
     pub fn total_usage(&self) -> Usage {
         self.usage + self.meta.failed_usage
     }
+
+    /// The model that answered: the one its meta names (the model asked at
+    /// the target that answered), else the model the provider reported.
+    ///
+    /// ```
+    /// use staunch_core::ChatResponse;
+    /// let mut answer = ChatResponse::new("gpt-4o-2024-08-06", "Hello!");
+    /// assert_eq!(answer.answered_model(), "gpt-4o-2024-08-06");
+    /// answer.meta.answered_by("openai", "gpt-4o");
+    /// assert_eq!(answer.answered_model(), "gpt-4o");
+    /// ```
+    pub fn answered_model(&self) -> &str {
+        self.meta.model.as_deref().unwrap_or(&self.model)
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +473,131 @@ mod tests {
         let back: ChatResponse = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.total_usage(), Usage::new(6, 2));
+    }
+
+    #[test]
+    fn the_answered_model_is_the_meta_model_else_the_reported_one() {
+        let mut r = ChatResponse::new("gpt-4o-2024-08-06", "hi");
+        assert_eq!(r.answered_model(), "gpt-4o-2024-08-06");
+        r.meta.fill_model(|| "gpt-4o".to_owned());
+        assert_eq!(r.answered_model(), "gpt-4o");
+        r.meta.answered_by("openai", "gpt-4o-mini");
+        assert_eq!(r.answered_model(), "gpt-4o-mini");
+        assert_eq!(r.meta.provider.as_deref(), Some("openai"));
+    }
+
+    #[test]
+    fn filling_the_model_keeps_one_already_named() {
+        let mut meta = ResponseMeta::default();
+        meta.answered_by("anthropic", "claude");
+        meta.fill_model(|| panic!("not called when the model is named"));
+        assert_eq!(meta.model.as_deref(), Some("claude"));
+    }
+
+    #[test]
+    fn latency_is_the_time_since_the_start() {
+        let started = tokio::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut meta = ResponseMeta::default();
+        meta.record_latency(started);
+        assert!(meta.latency >= Duration::from_millis(20));
+        assert!(meta.latency <= started.elapsed());
+    }
+
+    #[test]
+    fn failed_attempts_add_their_count_and_spend() {
+        let mut meta = ResponseMeta::default();
+        meta.absorb_failed_attempts(0, Usage::default());
+        assert_eq!((meta.attempts, meta.failed_usage), (1, Usage::default()));
+        meta.absorb_failed_attempts(2, Usage::new(10, 1));
+        meta.absorb_failed_attempts(1, Usage::new(5, 0));
+        assert_eq!((meta.attempts, meta.failed_usage), (4, Usage::new(15, 1)));
+        let r = ChatResponse::new("m", "hi")
+            .with_usage(Usage::new(1, 1))
+            .with_meta(meta);
+        assert_eq!(r.total_usage(), Usage::new(16, 2));
+    }
+
+    #[test]
+    fn failed_attempts_saturate() {
+        let mut meta = ResponseMeta::default();
+        meta.absorb_failed_attempts(u32::MAX, Usage::default());
+        assert_eq!(meta.attempts, u32::MAX);
+        meta.absorb_failed_attempts(7, Usage::new(1, 0));
+        assert_eq!(meta.attempts, u32::MAX);
+        assert_eq!(meta.failed_usage, Usage::new(1, 0));
+    }
+
+    #[test]
+    fn retry_waits_add_up() {
+        let mut meta = ResponseMeta::default();
+        meta.add_retry_wait(Duration::from_millis(100));
+        meta.add_retry_wait(Duration::from_secs(1));
+        assert_eq!(meta.retry_wait, Duration::from_millis(1100));
+    }
+
+    #[test]
+    fn passing_over_a_target_reduces_a_full_answer_only() {
+        let mut meta = ResponseMeta::default();
+        meta.add_fallback_depth(0);
+        assert_eq!((meta.fallback_depth, meta.tier), (0, QualityTier::Full));
+        meta.add_fallback_depth(2);
+        assert_eq!((meta.fallback_depth, meta.tier), (2, QualityTier::Reduced));
+        meta.add_fallback_depth(u32::MAX);
+        assert_eq!(meta.fallback_depth, u32::MAX, "saturates");
+
+        let failed = crate::LlmError::new(crate::ErrorKind::Server, "down");
+        let mut cached = ResponseMeta::default();
+        cached.mark_degraded(QualityTier::Cached, &failed, "cached");
+        cached.add_fallback_depth(1);
+        assert_eq!(cached.tier, QualityTier::Cached, "a lower tier stays");
+    }
+
+    #[test]
+    fn a_degraded_answer_reports_the_failed_request() {
+        let mut failed = crate::LlmError::new(crate::ErrorKind::Overloaded, "busy")
+            .with_attempts(2)
+            .with_spent(Usage::new(30, 0));
+        failed.earlier.push(
+            crate::LlmError::new(crate::ErrorKind::Server, "down").with_spent(Usage::new(5, 0)),
+        );
+        let mut meta = ResponseMeta::default();
+        meta.answered_by("openai", "gpt-4o");
+        meta.target = Some("primary".to_owned());
+        meta.absorb_failed_attempts(3, Usage::new(9, 9));
+        meta.add_retry_wait(Duration::from_secs(2));
+        meta.add_fallback_depth(1);
+        meta.cost = Some(0.5);
+
+        let mut cached = meta.clone();
+        cached.mark_degraded(QualityTier::Cached, &failed, String::from("from the cache"));
+        assert_eq!(cached.tier, QualityTier::Cached);
+        assert_eq!(cached.attempts, 2);
+        assert_eq!(
+            cached.failed_usage,
+            Usage::new(35, 0),
+            "earlier targets' spend too"
+        );
+        assert_eq!(
+            (cached.retry_wait, cached.fallback_depth, cached.cost),
+            (Duration::ZERO, 0, None)
+        );
+        assert_eq!(cached.warning.as_deref(), Some("from the cache"));
+        assert_eq!(
+            (cached.provider.as_deref(), cached.target.as_deref()),
+            (Some("openai"), Some("primary")),
+            "a cached answer keeps who first gave it"
+        );
+        assert_eq!(cached.model.as_deref(), Some("gpt-4o"));
+
+        let mut fixed = meta;
+        fixed.mark_degraded(QualityTier::Static, &failed, "static");
+        assert_eq!(fixed.tier, QualityTier::Static);
+        assert_eq!(
+            (fixed.provider.as_deref(), fixed.target.as_deref()),
+            (Some("staunch"), None),
+            "staunch made a static answer"
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// A failed LLM call: what kind of failure, who said so, and what it cost.
 ///
 /// Its fields ([`ErrorDetails`]) are read and written through it:
-/// `error.kind`, `error.retry_after`, `error.attempts += 1`.
+/// `error.kind`, `error.retry_after`; the attempt count changes through
+/// [`set_attempts`](Self::set_attempts) and
+/// [`add_attempts`](Self::add_attempts), so that one rule counts calls.
 ///
 /// `LlmError` implements [`std::error::Error`], so it travels through
 /// tower's [`BoxError`]; [`LlmError::from_box`] gets it back, and turns
@@ -77,7 +79,8 @@ pub struct ErrorDetails {
     pub message: String,
     /// The provider's request id, for support tickets.
     pub request_id: Option<String>,
-    /// Calls made before giving up (set by the retry and fallback layers).
+    /// Calls made before giving up (set by the retry and fallback layers,
+    /// through [`LlmError::set_attempts`] and [`LlmError::add_attempts`]).
     pub attempts: u32,
     /// Tokens billed by the failed calls.
     pub spent: Usage,
@@ -216,6 +219,49 @@ impl LlmError {
     pub fn with_spent(mut self, spent: Usage) -> Self {
         self.spent = spent;
         self
+    }
+
+    /// Sets the number of calls made ([`set_attempts`](Self::set_attempts)),
+    /// as a builder: `with_attempts(0)` for an error raised before any call.
+    ///
+    /// ```
+    /// use staunch_core::{ErrorKind, LlmError};
+    /// let e = LlmError::new(ErrorKind::CircuitOpen, "open").with_attempts(0);
+    /// assert_eq!(e.attempts, 0);
+    /// ```
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.set_attempts(attempts);
+        self
+    }
+
+    /// Sets the number of calls made before giving up: `0` when the error
+    /// was raised before any call (an open circuit, a request refused
+    /// before the wire, a skipped target), or the count a layer that made
+    /// several calls kept.
+    ///
+    /// ```
+    /// use staunch_core::{ErrorKind, LlmError};
+    /// let mut e = LlmError::new(ErrorKind::Server, "boom");
+    /// e.set_attempts(4);
+    /// assert_eq!(e.attempts, 4);
+    /// ```
+    pub fn set_attempts(&mut self, attempts: u32) {
+        self.details.attempts = attempts;
+    }
+
+    /// Counts `calls` more calls made before this error (saturating): the
+    /// calls of earlier fallback targets, or of answers a layer rejected.
+    ///
+    /// ```
+    /// use staunch_core::{ErrorKind, LlmError};
+    /// let mut e = LlmError::new(ErrorKind::Server, "boom");
+    /// e.add_attempts(2);
+    /// assert_eq!(e.attempts, 3);
+    /// e.add_attempts(u32::MAX);
+    /// assert_eq!(e.attempts, u32::MAX);
+    /// ```
+    pub fn add_attempts(&mut self, calls: u32) {
+        self.details.attempts = self.details.attempts.saturating_add(calls);
     }
 
     /// Sets the underlying cause.

@@ -191,3 +191,25 @@ fn an_error_is_one_pointer_and_its_fields_are_reachable() {
         (ErrorKind::Server, Some(502), 3)
     );
 }
+
+#[test]
+fn attempts_are_set_and_added_through_one_rule() {
+    let e = LlmError::new(ErrorKind::CircuitOpen, "open").with_attempts(0);
+    assert_eq!(e.attempts, 0, "an error raised before any call");
+    let mut e = LlmError::new(ErrorKind::Server, "x");
+    e.set_attempts(5);
+    assert_eq!(e.attempts, 5);
+    e.add_attempts(0);
+    assert_eq!(e.attempts, 5, "adding nothing changes nothing");
+    e.add_attempts(2);
+    assert_eq!(e.attempts, 7);
+}
+
+#[test]
+fn adding_attempts_saturates() {
+    let mut e = LlmError::new(ErrorKind::Server, "x").with_attempts(u32::MAX - 1);
+    e.add_attempts(1);
+    assert_eq!(e.attempts, u32::MAX);
+    e.add_attempts(u32::MAX);
+    assert_eq!(e.attempts, u32::MAX);
+}
