@@ -3,7 +3,9 @@
 //!
 //! [`FakeProvider`] is a [`Service<ChatRequest>`](tower_service::Service)
 //! that plays a script of [`Step`]s (an answer, an error of any kind and
-//! status, a content-filter stop, a slow answer, a hang), overflows like a
+//! status, a content-filter stop, a slow answer, a hang, a streamed answer
+//! that completes, breaks or stalls, an answer billed its own usage),
+//! overflows like a
 //! real model when the prompt is larger than its context window, and
 //! records every call (when, and which model was asked). Its time is
 //! tokio's, so a test on paused time (`#[tokio::test(start_paused = true)]`)
@@ -31,7 +33,23 @@
 //! #     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
 //! # }
 //! ```
+//!
+//! Beside the fake, the helpers the workspace's tests share: a
+//! [`CountingAllocator`](alloc::CountingAllocator), and behind features, a
+//! `redis-server` killed on drop (`redis-server`), an HTTP send helper
+//! (`http`) and a metrics capture (`metrics`).
 #![deny(missing_docs)]
+
+pub mod alloc;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(feature = "redis-server")]
+pub mod redis;
+mod stream;
+
+pub use stream::{FakeStream, Streamed, stream};
 
 use staunch_core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Usage};
 use std::collections::VecDeque;
@@ -76,6 +94,33 @@ pub enum Step {
     Hang,
     /// This very answer, at once (a tool call, a JSON body, a refusal).
     Reply(Box<ChatResponse>),
+    /// A complete answer at once, billed this usage instead of the
+    /// provider's bill: a call that costs what a budget or cost test needs.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use staunch_core::{ChatRequest, Message, Usage};
+    /// use staunch_test::{FakeProvider, Step};
+    /// use tower_service::Service;
+    /// let mut provider = FakeProvider::scripted([
+    ///     Step::Billed(Usage::new(1_000, 200)),
+    ///     Step::Answer,
+    /// ]);
+    /// let ask = || ChatRequest::new("gpt-4o", vec![Message::user("hi")]);
+    /// assert_eq!(provider.call(ask()).await.unwrap().usage, Usage::new(1_000, 200));
+    /// assert_eq!(provider.call(ask()).await.unwrap().usage, Usage::new(10, 5));
+    /// # });
+    /// ```
+    Billed(Usage),
+    /// A streamed answer: its call resolves at the commit point with a
+    /// stream of neutral events (see [`Streamed`]).
+    Stream(Streamed),
+}
+
+impl From<Streamed> for Step {
+    fn from(streamed: Streamed) -> Self {
+        Step::Stream(streamed)
+    }
 }
 
 /// A step answering exactly `response`.
@@ -113,6 +158,32 @@ pub fn fail_after(kind: ErrorKind, status: u16, retry_after: Duration) -> Step {
         retry_after: Some(retry_after),
         should_retry: None,
         spent: Usage::default(),
+    }
+}
+
+/// A failure of `kind` answered with HTTP `status`, billed `spent` tokens
+/// (a truncated answer, a filtered one: what a budget counts).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// use staunch_core::{ChatRequest, ErrorKind, Message, Usage};
+/// use staunch_test::{FakeProvider, fail_spent};
+/// use tower_service::Service;
+/// let mut provider = FakeProvider::scripted([
+///     fail_spent(ErrorKind::TruncatedResponse, 200, Usage::new(150, 50)),
+/// ]);
+/// let ask = ChatRequest::new("gpt-4o", vec![Message::user("hi")]);
+/// let error = provider.call(ask).await.unwrap_err();
+/// assert_eq!(error.spent, Usage::new(150, 50));
+/// # });
+/// ```
+pub fn fail_spent(kind: ErrorKind, status: u16, spent: Usage) -> Step {
+    Step::Fail {
+        kind,
+        status: Some(status),
+        retry_after: None,
+        should_retry: None,
+        spent,
     }
 }
 
@@ -189,9 +260,10 @@ impl FakeProvider {
 
     /// A provider called `fake` that plays `steps` in order, the last one
     /// for every call after (an empty script answers every call).
-    pub fn scripted(steps: impl IntoIterator<Item = Step>) -> Self {
+    /// Steps are [`Step`]s or anything that makes one (a [`Streamed`]).
+    pub fn scripted<S: Into<Step>>(steps: impl IntoIterator<Item = S>) -> Self {
         let provider = FakeProvider::new("fake");
-        let mut steps: VecDeque<Step> = steps.into_iter().collect();
+        let mut steps: VecDeque<Step> = steps.into_iter().map(Into::into).collect();
         let then = steps.pop_back().unwrap_or(Step::Answer);
         provider.script(steps, then);
         provider
@@ -235,10 +307,10 @@ impl FakeProvider {
     }
 
     /// Plays `steps` for the next calls, then `then` for every call after.
-    pub fn script(&self, steps: impl IntoIterator<Item = Step>, then: Step) {
+    pub fn script(&self, steps: impl IntoIterator<Item = Step>, then: impl Into<Step>) {
         let mut script = lock(&self.shared.script);
         script.next = steps.into_iter().collect();
-        script.then = then;
+        script.then = then.into();
         self.shared.scripted.store(true, Ordering::Release);
     }
 
@@ -279,14 +351,22 @@ impl FakeProvider {
         }
     }
 
+    /// What the provider bills a call whose prompt is `prompt` tokens.
+    fn bill_of(&self, prompt: u64) -> Usage {
+        match self.shared.bill {
+            Bill::Fixed(usage) => usage,
+            Bill::Prompt(output) => Usage::new(prompt, output),
+        }
+    }
+
     fn answer(&self, request: &ChatRequest, prompt: u64) -> ChatResponse {
         if let Some(answer) = &self.shared.answer {
             return answer.clone();
         }
-        let usage = match self.shared.bill {
-            Bill::Fixed(usage) => usage,
-            Bill::Prompt(output) => Usage::new(prompt, output),
-        };
+        self.answer_billed(request, self.bill_of(prompt))
+    }
+
+    fn answer_billed(&self, request: &ChatRequest, usage: Usage) -> ChatResponse {
         let mut answer = ChatResponse::new(
             request.model.clone(),
             format!("{} answers", self.shared.name),
@@ -339,6 +419,25 @@ impl tower_service::Service<ChatRequest> for FakeProvider {
             Step::Answer => (Ok(self.answer(&request, prompt)), None),
             Step::Slow(after) => (Ok(self.answer(&request, prompt)), Some(after)),
             Step::Reply(response) => (Ok(*response), None),
+            Step::Billed(usage) => (Ok(self.answer_billed(&request, usage)), None),
+            Step::Stream(streamed) => {
+                let bill = self.bill_of(prompt);
+                let (after, opening) = streamed.opening();
+                let outcome = match opening {
+                    stream::Opening::Commit => {
+                        let events = streamed.play(bill, &self.shared.name, &request.model);
+                        let mut answer =
+                            ChatResponse::streaming(request.model.clone(), Box::pin(events));
+                        answer.meta.provider = Some(self.shared.name.clone());
+                        answer.meta.model = Some(request.model.clone());
+                        Ok(answer)
+                    }
+                    stream::Opening::Fail(kind) => Err(self
+                        .error(&request, kind, None)
+                        .with_spent(streamed.spent(bill))),
+                };
+                (outcome, Some(after).filter(|d| !d.is_zero()))
+            }
             Step::Fail {
                 kind,
                 status,
@@ -477,6 +576,39 @@ mod tests {
         assert_eq!(answer.meta.latency, Duration::from_secs(3));
         let fresh = p.call(ask("b")).await.unwrap();
         assert_eq!(fresh.meta.latency, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_commits_at_its_first_chunk_and_fails_before_it() {
+        let gap = Duration::from_millis(10);
+        let mut p = FakeProvider::scripted([
+            stream(["a", "b"])
+                .gap(gap)
+                .usage(Usage::new(100, 40))
+                .into(),
+            stream(Vec::<String>::new())
+                .breaks(ErrorKind::Overloaded)
+                .into(),
+            Step::Billed(Usage::new(7, 3)),
+        ]);
+        let started = Instant::now();
+        let answer = p.call(ask("a").with_stream(true)).await.unwrap();
+        assert_eq!(
+            started.elapsed(),
+            gap,
+            "resolved when the first chunk was due"
+        );
+        assert_eq!(answer.meta.latency, gap);
+        let whole = answer.collect().await.unwrap();
+        assert_eq!(
+            (whole.text().as_ref(), whole.usage),
+            ("ab", Usage::new(100, 40))
+        );
+        assert_eq!(started.elapsed(), gap * 2);
+        let before = p.call(ask("b").with_stream(true)).await.unwrap_err();
+        assert_eq!(before.kind, ErrorKind::Overloaded);
+        assert_eq!(before.spent, Usage::new(10, 5));
+        assert_eq!(p.call(ask("c")).await.unwrap().usage, Usage::new(7, 3));
     }
 
     // Paused, so that its answer's latency is zero, as in `answer`.
