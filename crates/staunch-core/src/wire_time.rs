@@ -26,7 +26,7 @@
 //! ```
 
 use http::HeaderMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A Go duration (Go's `time.Duration.String()`), as OpenAI writes its
 /// resets: decimal numbers, each with a unit `h`, `m`, `s`, `ms`, `us`
@@ -63,11 +63,20 @@ pub fn rfc3339(text: &str) -> Option<SystemTime> {
     // RFC 3339 writes an offset as `±hh:mm`; jiff's parser would also take
     // ISO 8601's `±hhmm` and `±hh`.
     let tail = text.rsplit(['+', '-']).next()?;
-    if !text.ends_with(['Z', 'z']) && !(tail.len() == 5 && tail.as_bytes()[2] == b':') {
+    let offset_is_rfc3339 =
+        text.ends_with(['Z', 'z']) || matches!(tail.as_bytes(), [_, _, b':', _, _]);
+    if !offset_is_rfc3339 {
         return None;
     }
     let at: jiff::Timestamp = text.parse().ok()?;
-    SystemTime::try_from(at).ok()
+    // Checked, not `SystemTime::from`: a platform's `SystemTime` may not
+    // reach every year jiff reads (0001 to 9999).
+    let since_epoch = at.as_duration();
+    if since_epoch.is_negative() {
+        UNIX_EPOCH.checked_sub(since_epoch.unsigned_abs())
+    } else {
+        UNIX_EPOCH.checked_add(since_epoch.unsigned_abs())
+    }
 }
 
 /// An HTTP date (RFC 9110's IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`;
@@ -119,7 +128,6 @@ pub fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> 
 mod tests {
     use super::*;
     use http::HeaderValue;
-    use std::time::UNIX_EPOCH;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
