@@ -1,7 +1,8 @@
 //! What a provider says about its limits: the rate-limit headers.
 
 use http::HeaderMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use staunch_core::wire_time;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// What one answer's rate-limit headers said: the requests and tokens left
@@ -19,6 +20,9 @@ use tokio::time::Instant;
 /// | OpenAI | `x-ratelimit-remaining-requests`, `-tokens` | `x-ratelimit-limit-requests`, `-tokens` | `x-ratelimit-reset-requests`, `-tokens` | a duration: `1s`, `6m0s`, `20ms`, `1h2m3.5s` |
 /// | Anthropic | `anthropic-ratelimit-requests-remaining`, `-tokens-remaining` | `…-requests-limit`, `…-tokens-limit` | `…-requests-reset`, `…-tokens-reset` | an RFC 3339 instant: `2025-01-01T12:00:30Z` |
 /// | both | | | `retry-after-ms`, else `retry-after` | milliseconds; seconds or an HTTP date |
+///
+/// The times are parsed by [`staunch_core::wire_time`], the same code the
+/// provider clients use for `retry-after`.
 ///
 /// For Anthropic, the `tokens` headers (the most restrictive token limit in
 /// effect) are used; without them, the `input-tokens` ones. A count
@@ -139,7 +143,7 @@ impl Observed {
                 limit: count(&format!("x-ratelimit-limit-{kind}")),
                 remaining,
                 resets_at: text(&format!("x-ratelimit-reset-{kind}"))
-                    .and_then(parse_duration)
+                    .and_then(wire_time::go_duration)
                     .and_then(in_),
             })
         };
@@ -149,24 +153,17 @@ impl Observed {
                 limit: count(&format!("anthropic-ratelimit-{kind}-limit")),
                 remaining,
                 resets_at: text(&format!("anthropic-ratelimit-{kind}-reset"))
-                    .and_then(parse_rfc3339)
+                    .and_then(wire_time::rfc3339)
                     .and_then(at),
             })
         };
 
-        let retry_after = match text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-            Some(ms) => Duration::try_from_secs_f64(ms / 1_000.0).ok(),
-            None => text("retry-after").and_then(|v| match v.parse::<f64>() {
-                Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
-                Err(_) => parse_http_date(v).map(|t| t.duration_since(wall).unwrap_or_default()),
-            }),
-        };
         Observed {
             requests: openai("requests").or_else(|| anthropic("requests")),
             tokens: openai("tokens")
                 .or_else(|| anthropic("tokens"))
                 .or_else(|| anthropic("input-tokens")),
-            retry_after,
+            retry_after: wire_time::retry_after_at(headers, wall),
         }
     }
 }
@@ -177,205 +174,11 @@ fn later(wait: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
-/// A Go duration, as OpenAI writes its resets: a sequence of decimal
-/// numbers with units `h`, `m`, `s`, `ms`, `us` (`µs`), `ns` (`6m0s`,
-/// `1.5s`, `20ms`), or a bare `0`.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    if text.is_empty() {
-        return None;
-    }
-    let mut rest = text;
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(digits);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let scale: u128 = match unit {
-            "h" => 3_600_000_000_000,
-            "m" => 60_000_000_000,
-            "s" => 1_000_000_000,
-            "ms" => 1_000_000,
-            "us" | "µs" | "μs" => 1_000,
-            "ns" => 1,
-            _ => return None,
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() {
-            return None;
-        }
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().ok()?
-        };
-        let mut part = whole.checked_mul(scale)?;
-        // Digits past nanosecond precision are dropped.
-        let mut unit_scale = scale;
-        for digit in fraction.bytes() {
-            if !digit.is_ascii_digit() {
-                return None;
-            }
-            unit_scale /= 10;
-            part += u128::from(digit - b'0') * unit_scale;
-        }
-        total = total.checked_add(part)?;
-        rest = tail;
-    }
-    let secs = u64::try_from(total / 1_000_000_000).ok()?;
-    Some(Duration::new(secs, (total % 1_000_000_000) as u32))
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let month = i64::from(month);
-    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// A civil UTC time as a `SystemTime`; `None` for an impossible one.
-fn civil(
-    year: i64,
-    month: u32,
-    day: u32,
-    h: u32,
-    m: u32,
-    s: u32,
-    offset_secs: i64,
-) -> Option<SystemTime> {
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    if h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400
-        + i64::from(h) * 3_600
-        + i64::from(m) * 60
-        + i64::from(s)
-        - offset_secs;
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
-fn number(bytes: &[u8]) -> Option<u32> {
-    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    bytes.iter().try_fold(0u32, |n, d| {
-        n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
-    })
-}
-
-/// An RFC 3339 date-time, as Anthropic writes its resets:
-/// `2025-01-01T12:00:30Z`, with optional fractional seconds and a `Z` or
-/// `±hh:mm` offset.
-pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    let b = text.trim().as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let year = i64::from(number(&b[0..4])?);
-    let (month, day) = (number(&b[5..7])?, number(&b[8..10])?);
-    let (h, m, s) = (
-        number(&b[11..13])?,
-        number(&b[14..16])?,
-        number(&b[17..19])?,
-    );
-    let mut i = 19;
-    let mut nanos = 0u32;
-    if b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 9 {
-                nanos = nanos * 10 + u32::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        for _ in (i - start)..9 {
-            nanos *= 10;
-        }
-    }
-    let offset = match b.get(i..)? {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), oh1, oh2, b':', om1, om2] => {
-            let hours = i64::from(number(&[*oh1, *oh2])?);
-            let minutes = i64::from(number(&[*om1, *om2])?);
-            let secs = hours * 3_600 + minutes * 60;
-            if *sign == b'-' { -secs } else { secs }
-        }
-        _ => return None,
-    };
-    civil(year, month, day, h, m, s, offset).map(|t| t + Duration::from_nanos(u64::from(nanos)))
-}
-
-/// An HTTP date in the IMF-fixdate form every server must send
-/// (`Sun, 06 Nov 1994 08:49:57 GMT`).
-pub(crate) fn parse_http_date(text: &str) -> Option<SystemTime> {
-    let mut parts = text.split_ascii_whitespace();
-    let _weekday = parts.next()?;
-    let day = number(parts.next()?.as_bytes())?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year = i64::from(number(parts.next()?.as_bytes())?);
-    let mut clock = parts.next()?.split(':');
-    let h = number(clock.next()?.as_bytes())?;
-    let m = number(clock.next()?.as_bytes())?;
-    let s = number(clock.next()?.as_bytes())?;
-    if clock.next().is_some() || parts.next()? != "GMT" || parts.next().is_some() {
-        return None;
-    }
-    civil(year, month, day, h, m, s, 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use std::time::UNIX_EPOCH;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -387,81 +190,6 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
-    }
-
-    #[test]
-    fn openai_reset_durations() {
-        let ms = Duration::from_millis;
-        for (text, want) in [
-            ("1s", Some(secs(1))),
-            ("6m0s", Some(secs(360))),
-            ("20ms", Some(ms(20))),
-            ("0s", Some(Duration::ZERO)),
-            ("0", Some(Duration::ZERO)),
-            ("1.5s", Some(ms(1_500))),
-            ("2m30.25s", Some(ms(150_250))),
-            ("1h2m3s", Some(secs(3_723))),
-            ("7.66s", Some(ms(7_660))),
-            ("150us", Some(Duration::from_micros(150))),
-            ("150µs", Some(Duration::from_micros(150))),
-            ("42ns", Some(Duration::from_nanos(42))),
-            (".5s", Some(ms(500))),
-            ("", None),
-            ("s", None),
-            ("5", None),
-            ("5x", None),
-            ("-1s", None),
-            ("1.2.3s", None),
-            ("99999999999999999999999h", None),
-        ] {
-            assert_eq!(parse_duration(text), want, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn anthropic_reset_instants() {
-        let epoch = |s: u64| Some(UNIX_EPOCH + secs(s));
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), epoch(0));
-        // 2025-01-01T12:00:30Z is 1,735,732,830 s after the epoch.
-        assert_eq!(parse_rfc3339("2025-01-01T12:00:30Z"), epoch(1_735_732_830));
-        assert_eq!(
-            parse_rfc3339("2025-01-01T14:00:30+02:00"),
-            epoch(1_735_732_830)
-        );
-        assert_eq!(
-            parse_rfc3339("2025-01-01T11:30:30-00:30"),
-            epoch(1_735_732_830)
-        );
-        assert_eq!(
-            parse_rfc3339("2025-01-01T12:00:30.25Z"),
-            Some(UNIX_EPOCH + Duration::from_millis(1_735_732_830_250))
-        );
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), epoch(1_709_164_800));
-        for bad in [
-            "",
-            "2025-01-01",
-            "2025-01-01T12:00:30",
-            "2025-13-01T12:00:30Z",
-            "2025-02-29T12:00:30Z",
-            "2025-01-01T24:00:00Z",
-            "2025-01-01T12:00:30.Z",
-            "2025-01-01T12:00:30+0200",
-            "2025-01-01T12:00:30Zjunk",
-            "１２３４-01-01T12:00:30Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn http_dates() {
-        // RFC 9110's example: 784,111,777 s after the epoch.
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(UNIX_EPOCH + secs(784_111_777))
-        );
-        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
     }
 
     #[tokio::test(start_paused = true)]
