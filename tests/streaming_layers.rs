@@ -4,7 +4,6 @@
 //! request with a one-event stream, observe records time to first token and
 //! stream errors, and nothing retries or restarts once content went out.
 
-use futures_core::Stream;
 use staunch::ServiceBuilderExt;
 use staunch::budget::{BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
@@ -15,123 +14,38 @@ use staunch::core::{
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::{Fallback, Target};
 use staunch::retry::{NoJitter, RetryConfig};
-use std::collections::VecDeque;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use staunch_test::{FakeProvider, Step, fail_status, stream};
 use std::time::Duration;
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower::{ServiceBuilder, ServiceExt};
 
-/// A scripted stream: each item after its delay.
-struct Scripted {
-    items: VecDeque<(Duration, Result<StreamEvent, LlmError>)>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+/// Each chunk comes this long after the one before.
+const GAP: Duration = Duration::from_millis(10);
+
+/// A complete stream of `words`, reporting 100 tokens in and 40 out.
+fn complete(words: &[&str]) -> Step {
+    stream(words.iter().copied())
+        .gap(GAP)
+        .usage(Usage::new(100, 40))
+        .into()
 }
 
-impl Stream for Scripted {
-    type Item = Result<StreamEvent, LlmError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        let Some((delay, _)) = this.items.front() else {
-            return Poll::Ready(None);
-        };
-        let delay = *delay;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
-        if sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        this.sleep = None;
-        Poll::Ready(this.items.pop_front().map(|(_, item)| item))
-    }
+/// `words`, then a break of `kind` billed 100 tokens in and 7 out.
+fn broken(words: &[&str], kind: ErrorKind) -> Step {
+    stream(words.iter().copied())
+        .gap(GAP)
+        .breaks(kind)
+        .usage(Usage::new(100, 7))
+        .into()
 }
 
-use std::future::Future;
-
-fn text(t: &str) -> Result<StreamEvent, LlmError> {
-    Ok(StreamEvent::TextDelta(t.to_owned()))
+/// A streaming provider that plays `steps`, the last one again after.
+fn provider(steps: impl IntoIterator<Item = Step>) -> FakeProvider {
+    FakeProvider::scripted(steps)
 }
 
-fn complete(words: &[&str]) -> Vec<(Duration, Result<StreamEvent, LlmError>)> {
-    let mut items: Vec<_> = words
-        .iter()
-        .map(|w| (Duration::from_millis(10), text(w)))
-        .collect();
-    items.push((Duration::ZERO, Ok(StreamEvent::Usage(Usage::new(100, 40)))));
-    items.push((Duration::ZERO, Ok(StreamEvent::Finish(FinishReason::Stop))));
-    items
-}
-
-fn broken(words: &[&str], kind: ErrorKind) -> Vec<(Duration, Result<StreamEvent, LlmError>)> {
-    let mut items: Vec<_> = words
-        .iter()
-        .map(|w| (Duration::from_millis(10), text(w)))
-        .collect();
-    items.push((
-        Duration::from_millis(10),
-        Err(LlmError::new(kind, "mid-stream").with_spent(Usage::new(100, 7))),
-    ));
-    items
-}
-
-type Script = Vec<(Duration, Result<StreamEvent, LlmError>)>;
-
-/// A streaming provider: each call plays the next script once, or fails
-/// before the commit point with `Err` (a last failure repeats).
-#[derive(Clone)]
-struct Provider {
-    scripts: Arc<Mutex<VecDeque<Result<Script, ErrorKind>>>>,
-    calls: Arc<AtomicU32>,
-}
-
-impl Provider {
-    fn new(
-        scripts: impl IntoIterator<
-            Item = Result<Vec<(Duration, Result<StreamEvent, LlmError>)>, ErrorKind>,
-        >,
-    ) -> Self {
-        Provider {
-            scripts: Arc::new(Mutex::new(scripts.into_iter().collect())),
-            calls: Arc::default(),
-        }
-    }
-
-    fn calls(&self) -> u32 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn service(&self) -> tower::util::BoxCloneSyncService<ChatRequest, ChatResponse, LlmError> {
-        let this = self.clone();
-        tower::util::BoxCloneSyncService::new(service_fn(move |request: ChatRequest| {
-            this.calls.fetch_add(1, Ordering::SeqCst);
-            let script = {
-                // Each stream plays once; a failure repeats.
-                let mut scripts = this.scripts.lock().unwrap();
-                match scripts.front() {
-                    Some(Err(kind)) if scripts.len() == 1 => Err(*kind),
-                    _ => scripts.pop_front().unwrap_or(Ok(Vec::new())),
-                }
-            };
-            async move {
-                assert!(request.stream, "the request asked for a stream");
-                match script {
-                    Err(kind) => {
-                        Err(LlmError::new(kind, "before the first token").with_status(529))
-                    }
-                    Ok(items) => {
-                        let stream = Scripted {
-                            items: items.into(),
-                            sleep: None,
-                        };
-                        Ok(ChatResponse::streaming(request.model, Box::pin(stream)))
-                    }
-                }
-            }
-        }))
-    }
+/// A failure before the commit point: a 529 before the first token.
+fn overloaded() -> Step {
+    fail_status(ErrorKind::Overloaded, 529)
 }
 
 fn ask() -> ChatRequest {
@@ -156,7 +70,7 @@ async fn drain(mut answer: ChatResponse) -> (String, Option<LlmError>) {
 
 #[tokio::test(start_paused = true)]
 async fn a_break_after_the_commit_point_is_a_failure_of_the_target_and_never_retried() {
-    let provider = Provider::new([Ok(broken(&["Once ", "upon "], ErrorKind::Overloaded))]);
+    let provider = provider([broken(&["Once ", "upon "], ErrorKind::Overloaded)]);
     let breaker =
         CircuitBreakerLayer::new(CircuitBreakerConfig::new("p").consecutive_failures(Some(1)))
             .unwrap();
@@ -164,7 +78,7 @@ async fn a_break_after_the_commit_point_is_a_failure_of_the_target_and_never_ret
     let service = ServiceBuilder::new()
         .circuit_breaker(breaker)
         .llm_retry(RetryConfig::new().jitter(NoJitter).no_budget())
-        .service(provider.service());
+        .service(provider.clone());
     let answer = service.oneshot(ask()).await.unwrap();
     assert_eq!(
         handle.state(),
@@ -181,12 +95,12 @@ async fn a_break_after_the_commit_point_is_a_failure_of_the_target_and_never_ret
 
 #[tokio::test(start_paused = true)]
 async fn a_complete_stream_is_a_success_and_a_dropped_one_is_ignored() {
-    let provider = Provider::new([Ok(complete(&["a", "b"])), Ok(complete(&["c", "d"]))]);
+    let provider = provider([complete(&["a", "b"]), complete(&["c", "d"])]);
     let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new("p")).unwrap();
     let handle = breaker.handle();
     let service = ServiceBuilder::new()
         .circuit_breaker(breaker)
-        .service(provider.service());
+        .service(provider.clone());
     let (text, error) = drain(service.clone().oneshot(ask()).await.unwrap()).await;
     assert_eq!((text.as_str(), error.is_none()), ("ab", true));
     assert_eq!(handle.counts().successes, 1);
@@ -197,11 +111,11 @@ async fn a_complete_stream_is_a_success_and_a_dropped_one_is_ignored() {
 
 #[tokio::test(start_paused = true)]
 async fn before_the_commit_point_the_chain_falls_back_as_for_any_call() {
-    let primary = Provider::new([Err(ErrorKind::Overloaded)]);
-    let backup = Provider::new([Ok(complete(&["from ", "backup"]))]);
+    let primary = provider([overloaded()]);
+    let backup = provider([complete(&["from ", "backup"])]);
     let chain = Fallback::new([
-        Target::new("primary", primary.service()),
-        Target::new("backup", backup.service()),
+        Target::new("primary", primary.clone()),
+        Target::new("backup", backup.clone()),
     ])
     .unwrap();
     let answer = chain.oneshot(ask()).await.unwrap();
@@ -213,10 +127,7 @@ async fn before_the_commit_point_the_chain_falls_back_as_for_any_call() {
 
 #[tokio::test(start_paused = true)]
 async fn the_budget_settles_with_the_streamed_usage_partial_streams_included() {
-    let provider = Provider::new([
-        Ok(complete(&["one"])),
-        Ok(broken(&["two"], ErrorKind::Network)),
-    ]);
+    let provider = provider([complete(&["one"]), broken(&["two"], ErrorKind::Network)]);
     let budget = BudgetLayer::new(
         BudgetConfig::new()
             .window(Duration::from_secs(60))
@@ -226,7 +137,7 @@ async fn the_budget_settles_with_the_streamed_usage_partial_streams_included() {
     let handle = budget.handle();
     let service = ServiceBuilder::new()
         .layer(budget)
-        .service(provider.service());
+        .service(provider.clone());
     let answer = service.clone().oneshot(ask()).await.unwrap();
     assert_eq!(
         handle.window_tokens(),
@@ -246,10 +157,10 @@ async fn the_budget_settles_with_the_streamed_usage_partial_streams_included() {
 
 #[tokio::test(start_paused = true)]
 async fn degrade_answers_a_streamed_request_with_a_one_event_stream() {
-    let provider = Provider::new([Err(ErrorKind::Overloaded)]);
+    let provider = provider([overloaded()]);
     let service = ServiceBuilder::new()
         .degrade(DegradeConfig::new().static_answer("Please retry shortly."))
-        .service(provider.service());
+        .service(provider.clone());
     let mut answer = service.oneshot(ask()).await.unwrap();
     assert_eq!(answer.meta.tier, QualityTier::Static);
     assert!(
@@ -266,45 +177,20 @@ async fn degrade_answers_a_streamed_request_with_a_one_event_stream() {
 
 #[test]
 fn observe_records_time_to_first_token_and_stream_errors() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
-    metrics::with_local_recorder(&recorder, || {
+    let ((), recorded) = staunch_test::metrics::capture(|| {
         runtime.block_on(async {
-            let provider =
-                Provider::new([Ok(complete(&["a"])), Ok(broken(&["b"], ErrorKind::Timeout))]);
-            let service = ServiceBuilder::new()
-                .instrument()
-                .service(provider.service());
+            let provider = provider([complete(&["a"]), broken(&["b"], ErrorKind::Timeout)]);
+            let service = ServiceBuilder::new().instrument().service(provider);
             drain(service.clone().oneshot(ask()).await.unwrap()).await;
             drain(service.oneshot(ask()).await.unwrap()).await;
         })
     });
-    let snapshot = snapshotter.snapshot().into_vec();
-    let find = |name: &str| {
-        snapshot
-            .iter()
-            .filter(|(k, ..)| k.key().name() == name)
-            .map(|(k, _, _, v)| {
-                (
-                    k.key()
-                        .labels()
-                        .map(|l| format!("{}={}", l.key(), l.value()))
-                        .collect::<Vec<_>>(),
-                    match v {
-                        DebugValue::Histogram(values) => values.len() as u64,
-                        DebugValue::Counter(n) => *n,
-                        _ => 0,
-                    },
-                )
-            })
-            .collect::<Vec<_>>()
-    };
+    let find = |name: &str| recorded.series(name);
     let ttft = find("staunch_time_to_first_token_seconds");
     assert_eq!(ttft[0].1, 2, "two first tokens timed: {ttft:?}");
     let errors = find("staunch_stream_errors_total");
