@@ -3,11 +3,12 @@
 
 use crate::config::{ClientKey, Config, OnRefusal, Provider, ProviderKind, Route};
 use sha2::{Digest, Sha256};
-use staunch::budget::{BudgetConfig, BudgetLayer};
+use staunch::budget::{Budget, BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitState};
 use staunch::core::{ChatRequest, ChatResponse, Classify, ErrorClass, ErrorKind, LlmError, Price};
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::Fallback;
+use staunch::observe::Instrument;
 use staunch::quota::QuotaConfig;
 use staunch::retry::RetryConfig;
 use staunch::{ServiceBuilderExt, TargetBuilder};
@@ -16,7 +17,7 @@ use staunch_providers::{Anthropic, AnthropicConfig, ApiKey, HttpOptions, OpenAi,
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tower::ServiceBuilder;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either};
 
 /// One route's stack.
 pub(crate) type Stack = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
@@ -44,11 +45,28 @@ pub enum GatewayError {
 /// One route, ready to serve.
 pub(crate) struct CompiledRoute {
     pub(crate) route: Route,
-    pub(crate) stack: Stack,
+    /// The route's layers below the instrumentation: degrade, the route's
+    /// budget, the fallback chain. Served through [`CompiledRoute::stack`].
+    inner: Stack,
     pub(crate) breakers: Vec<(String, CircuitBreakerHandle)>,
 }
 
+/// A route's stack for one request: [`CompiledRoute::stack`].
+pub(crate) type Served = Instrument<Either<Budget<Stack>, Stack>>;
+
 impl CompiledRoute {
+    /// The route's stack for one request of a client whose key has
+    /// `key_budget`: the instrumentation outermost, then the key's budget,
+    /// then the route's own layers. The budget sits inside the
+    /// instrumentation so that a refusal is counted in the request metrics
+    /// (outcome `error`, kind `budget_exhausted`) like any other failure.
+    pub(crate) fn stack(&self, key_budget: Option<BudgetLayer>) -> Served {
+        ServiceBuilder::new()
+            .instrument()
+            .option_layer(key_budget)
+            .service(self.inner.clone())
+    }
+
     /// Ready while at least one target's circuit is not open.
     pub(crate) fn ready(&self) -> bool {
         self.breakers
@@ -385,14 +403,15 @@ fn compile(
         ),
         None => None,
     };
-    let stack = ServiceBuilder::new()
-        .instrument()
+    // The instrumentation and the client key's budget go around this per
+    // request: `CompiledRoute::stack`.
+    let inner = ServiceBuilder::new()
         .degrade(degrade)
         .option_layer(budget)
         .service(chain);
     Ok(CompiledRoute {
         route: route.clone(),
-        stack: BoxCloneSyncService::new(stack),
+        inner: BoxCloneSyncService::new(inner),
         breakers,
     })
 }

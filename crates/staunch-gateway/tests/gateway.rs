@@ -122,15 +122,20 @@ async fn start(openai: Vec<Fault>, anthropic: Vec<Fault>, extra: &str) -> Runnin
     let mock = MockServer::start(scenario).await.unwrap();
     let config = Config::parse(&config_text(&mock, extra), "test.toml").unwrap();
     let gateway = Gateway::build(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(axum::serve(listener, router(gateway.clone())).into_future());
     Running {
-        base: format!("http://{addr}"),
+        base: serve(gateway.clone()).await,
         http: Client::builder(TokioExecutor::new()).build_http(),
         gateway,
         mock,
     }
+}
+
+/// Serves `gateway` on a loopback port; its base URL.
+async fn serve(gateway: Gateway) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, router(gateway)).into_future());
+    format!("http://{addr}")
 }
 
 fn chat(model: &str) -> String {
@@ -295,6 +300,54 @@ async fn client_keys_are_required_once_configured_and_budgets_apply() {
     .await;
     assert_eq!(spent.status, 429, "{}", spent.text);
     assert_eq!(spent.json()["error"]["code"], "budget_exhausted");
+}
+
+#[tokio::test]
+async fn a_request_refused_by_its_keys_budget_is_counted_in_the_request_metrics() {
+    // This test's own recorder: a `tokio::test` runs the gateway, its
+    // connections and the client on this one thread, so nothing the other
+    // tests record reaches it.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let scrape = recorder.handle();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let mock = MockServer::start(Scenario::default()).await.unwrap();
+    let keys = format!(
+        "[[client_keys]]\nname = \"team\"\nsha256 = \"{}\"\nwindow_tokens = 40\n",
+        sha256_hex("team-secret")
+    );
+    let config = format!("{}\n{keys}", config_text(&mock, ""));
+    let gateway = Gateway::build(Config::parse(&config, "keys.toml").unwrap())
+        .await
+        .unwrap()
+        .with_metrics(move || scrape.render());
+    let base = serve(gateway).await;
+    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    let url = format!("{base}/v1/chat/completions");
+    let key = [("authorization", "Bearer team-secret")];
+
+    let ok = send(&http, &url, &key, chat("gpt-4o")).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    // The key's 40-token window cannot hold another ~37-token request.
+    let refused = send(&http, &url, &key, chat("gpt-4o")).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(refused.json()["error"]["code"], "budget_exhausted");
+
+    let response = http
+        .get(format!("{base}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    for line in [
+        r#"staunch_requests_total{outcome="ok",tier="full",kind="none",class="none"} 1"#,
+        r#"staunch_requests_total{outcome="error",tier="none",kind="budget_exhausted",class="fatal"} 1"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
 }
 
 #[tokio::test]

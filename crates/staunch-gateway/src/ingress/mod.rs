@@ -16,7 +16,7 @@ use staunch::Deadline;
 use staunch_core::{ChatRequest, ChatResponse};
 use staunch_providers::openai::wire::IngressError;
 use staunch_providers::{anthropic, openai};
-use tower::{Layer, ServiceExt};
+use tower::ServiceExt;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -172,13 +172,9 @@ async fn serve(
     if let Some(deadline) = route.route.deadline {
         request = request.with_extension(Deadline::after(deadline));
     }
-    let stack = route.stack.clone();
+    let stack = route.stack(budget);
     drop(running);
-    let result = match budget {
-        Some(budget) => budget.layer(stack).oneshot(request).await,
-        None => stack.oneshot(request).await,
-    };
-    match result {
+    match stack.oneshot(request).await {
         Ok(response) => answer(response),
         Err(error) => failure(shape, &error),
     }
