@@ -166,9 +166,8 @@ where
                 } else {
                     format!("circuit {name} is half-open and its probe slots are taken")
                 };
-                let mut error = LlmError::new(ErrorKind::CircuitOpen, message);
+                let mut error = LlmError::new(ErrorKind::CircuitOpen, message).with_attempts(0);
                 error.retry_after = wait;
-                error.attempts = 0;
                 permit.discard();
                 ResponseFuture::rejected(error)
             }

@@ -83,14 +83,7 @@ fn degraded(
     warning: String,
 ) -> ChatResponse {
     response.usage = Usage::default();
-    let meta = &mut response.meta;
-    meta.tier = tier;
-    meta.attempts = error.attempts;
-    meta.failed_usage = error.total_spent();
-    meta.retry_wait = std::time::Duration::ZERO;
-    meta.fallback_depth = 0;
-    meta.cost = None;
-    meta.warning = Some(warning);
+    response.meta.mark_degraded(tier, error, warning);
     response
 }
 
@@ -144,7 +137,7 @@ where
                 &error,
                 warning,
             );
-            response.meta.latency = state.started.elapsed();
+            response.meta.record_latency(state.started);
             if state.stream {
                 crate::stream_watch::replay(&mut response);
             }
@@ -175,9 +168,7 @@ where
             crate::metrics::counter!(names::DEGRADED, "tier" => "static", "kind" => error.kind.as_str())
                 .increment(1);
             let mut response = degraded(answer, QualityTier::Static, &error, warning);
-            response.meta.provider = Some("staunch".to_owned());
-            response.meta.target = None;
-            response.meta.latency = state.started.elapsed();
+            response.meta.record_latency(state.started);
             if state.stream {
                 crate::stream_watch::replay(&mut response);
             }

@@ -6,7 +6,7 @@ use crate::allowance::Allowance;
 use crate::deadline::{Bounded, Deadline, DeadlineScope};
 use crate::metrics as names;
 use pin_project_lite::pin_project;
-use staunch_core::{ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError, QualityTier};
+use staunch_core::{ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -77,9 +77,9 @@ impl ResponseFuture {
 
 /// An error for a target that was passed over without a call.
 fn skipped(target: &Target, kind: ErrorKind, why: String) -> LlmError {
-    let mut error = LlmError::new(kind, why).with_target(target.name.as_ref());
-    error.attempts = 0;
-    error
+    LlmError::new(kind, why)
+        .with_target(target.name.as_ref())
+        .with_attempts(0)
 }
 
 /// The chain's error: the last target's, with the earlier ones attached and
@@ -88,8 +88,9 @@ fn chain_error(mut errors: Vec<LlmError>, fallback: impl FnOnce() -> LlmError) -
     let Some(mut last) = errors.pop() else {
         return fallback();
     };
-    let calls: u32 = errors.iter().map(|e| e.attempts).sum();
-    last.attempts = last.attempts.saturating_add(calls);
+    for e in &errors {
+        last.add_attempts(e.attempts);
+    }
     let mut earlier = errors;
     earlier.append(&mut last.earlier);
     last.earlier = earlier;
@@ -106,28 +107,19 @@ impl Chain {
         let target = &self.shared.targets[self.current];
         let total_usage = response.total_usage();
         let meta = &mut response.meta;
-        meta.attempts = self
-            .errors
-            .iter()
-            .fold(meta.attempts, |n, e| n.saturating_add(e.attempts));
         for e in &self.errors {
-            meta.failed_usage += e.total_spent();
+            meta.absorb_failed_attempts(e.attempts, e.total_spent());
         }
         // A failed target that was itself a chain passed over all of its
         // own targets.
         let passed: usize = self.errors.iter().map(|e| 1 + e.earlier.len()).sum();
-        meta.fallback_depth = meta.fallback_depth.saturating_add(passed as u32);
-        if meta.fallback_depth > 0 && meta.tier == QualityTier::Full {
-            meta.tier = QualityTier::Reduced;
-        }
+        meta.add_fallback_depth(passed as u32);
         meta.target
             .get_or_insert_with(|| String::from(&*target.name));
-        if meta.model.is_none() {
-            meta.model = Some(match &target.model {
-                Some(m) => String::from(&**m),
-                None => self.request.model.clone(),
-            });
-        }
+        meta.fill_model(|| match &target.model {
+            Some(m) => String::from(&**m),
+            None => self.request.model.clone(),
+        });
         meta.cost = match (meta.cost, target.price) {
             (Some(inner), _) => Some(inner + self.failed_cost),
             (None, Some(price)) => Some(price.cost(&total_usage) + self.failed_cost),
@@ -173,10 +165,9 @@ impl Chain {
             && deadline.is_expired()
         {
             return Err(chain_error(std::mem::take(&mut self.errors), || {
-                let mut error = deadline.exceeded();
+                let mut error = deadline.exceeded().with_attempts(0);
                 error.message =
                     "the request's deadline passed before any fallback target was tried".to_owned();
-                error.attempts = 0;
                 error
             }));
         }

@@ -278,7 +278,7 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
 fn record_ok(span: &Span, response: &ChatResponse, seconds: f64) {
     let meta = &response.meta;
     let provider = meta.provider.as_deref().unwrap_or("unknown");
-    let model = meta.model.as_deref().unwrap_or(&response.model);
+    let model = response.answered_model();
     record_fields(
         span,
         &Outcome {

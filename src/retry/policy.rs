@@ -144,9 +144,8 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                         .increment(1);
                 }
                 let meta = &mut response.meta;
-                meta.attempts = meta.attempts.saturating_add(self.failed_attempts);
-                meta.retry_wait += self.waited;
-                meta.failed_usage += self.spent;
+                meta.absorb_failed_attempts(self.failed_attempts, self.spent);
+                meta.add_retry_wait(self.waited);
                 None
             }
             Err(error) => {
@@ -189,7 +188,7 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                             reason = reason.as_str(),
                             "giving up"
                         );
-                        error.attempts = self.failed_attempts;
+                        error.set_attempts(self.failed_attempts);
                         // Fold the earlier attempts' tokens into this error so
                         // that its `total_spent` counts every token once.
                         error.spent += spent_before;

@@ -96,16 +96,16 @@ where
             let mut answer = match result {
                 Ok(answer) => answer,
                 Err(mut error) => {
-                    error.attempts = error.attempts.saturating_add(*this.rejected_calls);
+                    error.add_attempts(*this.rejected_calls);
                     error.spent += *this.spent;
                     return Poll::Ready(Err(error));
                 }
             };
             let invalid = match validate(this.config, this.request, &answer) {
                 Ok(()) => {
-                    let meta = &mut answer.meta;
-                    meta.attempts = meta.attempts.saturating_add(*this.rejected_calls);
-                    meta.failed_usage += *this.spent;
+                    answer
+                        .meta
+                        .absorb_failed_attempts(*this.rejected_calls, *this.spent);
                     return Poll::Ready(Ok(answer));
                 }
                 Err(invalid) => invalid,
@@ -136,10 +136,10 @@ where
                     *this.rejected
                 ),
             )
-            .with_spent(*this.spent);
-            error.attempts = *this.rejected_calls;
+            .with_spent(*this.spent)
+            .with_attempts(*this.rejected_calls);
             error.provider = meta.provider.clone();
-            error.model = meta.model.clone().or_else(|| Some(answer.model.clone()));
+            error.model = Some(answer.answered_model().to_owned());
             error.target = meta.target.clone();
             return Poll::Ready(Err(error));
         }
