@@ -21,39 +21,36 @@ use std::net::SocketAddr;
 
 type Upstream = Client<HttpConnector, Incoming>;
 
-fn usage() -> ! {
-    eprintln!("usage: forwarder --listen 127.0.0.1:PORT --upstream http://127.0.0.1:PORT");
-    std::process::exit(2)
+/// A bare HTTP/1.1 forwarder on loopback: every request goes to the
+/// upstream as it came, and the answer comes back as it is.
+#[derive(clap::Parser)]
+#[command(name = "forwarder", args_override_self = true)]
+struct Args {
+    /// The loopback address to listen on.
+    #[arg(long, value_name = "127.0.0.1:PORT", value_parser = loopback_listen)]
+    listen: SocketAddr,
+    /// The upstream's URL, on loopback.
+    #[arg(long, value_name = "http://127.0.0.1:PORT", value_parser = loopback_upstream)]
+    upstream: Authority,
 }
 
-/// `--listen` and the upstream's authority, both on loopback.
-fn arguments() -> (SocketAddr, Authority) {
-    let mut listen = None;
-    let mut upstream = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next()) {
-            ("--listen", Some(v)) => listen = v.parse::<SocketAddr>().ok(),
-            ("--upstream", Some(v)) => {
-                upstream = v
-                    .parse::<http::Uri>()
-                    .ok()
-                    .and_then(|u| u.authority().cloned());
-            }
-            _ => usage(),
-        }
+/// A socket address on loopback.
+fn loopback_listen(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.parse().map_err(|e| format!("{e}"))?;
+    if addr.ip().is_loopback() {
+        Ok(addr)
+    } else {
+        Err("not a loopback address".to_owned())
     }
-    match (listen, upstream) {
-        (Some(listen), Some(upstream))
-            if listen.ip().is_loopback()
-                && upstream
-                    .host()
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback()) =>
-        {
-            (listen, upstream)
-        }
-        _ => usage(),
+}
+
+/// The authority of a URL whose host is a loopback IP address.
+fn loopback_upstream(text: &str) -> Result<Authority, String> {
+    let uri: http::Uri = text.parse().map_err(|e| format!("{e}"))?;
+    let authority = uri.authority().cloned().ok_or("no host")?;
+    match authority.host().parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Ok(authority),
+        _ => Err("not a loopback IP address".to_owned()),
     }
 }
 
@@ -73,7 +70,7 @@ async fn forward(
 
 #[tokio::main]
 async fn main() {
-    let (listen, upstream) = arguments();
+    let Args { listen, upstream } = clap::Parser::parse();
     let client: Upstream = Client::builder(TokioExecutor::new()).build_http();
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
