@@ -277,7 +277,7 @@ impl Core {
         let body = match wire.encode(&request) {
             Ok(body) => body,
             Err(error) => {
-                let mut error = self.scrub(error);
+                let mut error = self.scrub(error).with_attempts(0);
                 tracing::debug!(
                     target: "staunch::providers",
                     provider = %self.provider,
@@ -285,7 +285,6 @@ impl Core {
                     kind = error.kind.as_str(),
                     "refused before the wire"
                 );
-                error.attempts = 0;
                 error.provider.get_or_insert_with(|| self.provider.clone());
                 error.model.get_or_insert_with(|| request.model.clone());
                 return Err(error);
@@ -422,9 +421,8 @@ impl Core {
     ) -> Result<ChatResponse, LlmError> {
         match outcome {
             Ok(mut response) => {
-                response.meta.provider = Some(self.provider.clone());
-                response.meta.model = Some(model);
-                response.meta.latency = started.elapsed();
+                response.meta.answered_by(self.provider.clone(), model);
+                response.meta.record_latency(started);
                 Ok(response)
             }
             Err(error) => {

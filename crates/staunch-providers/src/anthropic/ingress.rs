@@ -321,7 +321,7 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
         } else {
             &response.id
         },
-        model: response.meta.model.as_deref().unwrap_or(&response.model),
+        model: response.answered_model(),
         role: "assistant",
         stop_reason,
         stop_sequence: (),

@@ -409,7 +409,7 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
         } else {
             &response.id
         },
-        model: response.meta.model.as_deref().unwrap_or(&response.model),
+        model: response.answered_model(),
         object: "chat.completion",
         usage: UsageOut::from(&response.usage),
     };
