@@ -372,8 +372,7 @@ impl FakeProvider {
             format!("{} answers", self.shared.name),
         )
         .with_usage(usage);
-        answer.meta.provider = Some(self.shared.name.clone());
-        answer.meta.model = Some(request.model.clone());
+        answer.meta.answered_by(self.shared.name.clone(), request.model.clone());
         answer
     }
 
@@ -428,8 +427,7 @@ impl tower_service::Service<ChatRequest> for FakeProvider {
                         let events = streamed.play(bill, &self.shared.name, &request.model);
                         let mut answer =
                             ChatResponse::streaming(request.model.clone(), Box::pin(events));
-                        answer.meta.provider = Some(self.shared.name.clone());
-                        answer.meta.model = Some(request.model.clone());
+                        answer.meta.answered_by(self.shared.name.clone(), request.model.clone());
                         Ok(answer)
                     }
                     stream::Opening::Fail(kind) => Err(self
@@ -504,7 +502,7 @@ impl Future for FakeFuture {
         }
         match this.outcome.take() {
             Some(Ok(mut response)) => {
-                response.meta.latency = this.started.elapsed();
+                response.meta.record_latency(this.started);
                 Poll::Ready(Ok(response))
             }
             Some(error) => Poll::Ready(error),
