@@ -4,124 +4,67 @@ use super::InstrumentLayer;
 use crate::degrade::{DegradeConfig, DegradeLayer};
 use crate::fallback::{Fallback, Target};
 use crate::retry::{NoJitter, RetryConfig, RetryLayer};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use crate::test_support::{Scripted, Step, fail, fail_after};
 use staunch_core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message, Usage};
-use std::collections::{BTreeMap, VecDeque};
+use staunch_test::fail_status;
+use staunch_test::metrics::capture;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
-type Script = Arc<Mutex<VecDeque<Result<(), (ErrorKind, u16, Option<Duration>)>>>>;
-
-/// A provider named `provider` that plays `script` in order.
-fn provider(
-    provider: &'static str,
-    model: &'static str,
-    script: Script,
-) -> impl tower::Service<
-    ChatRequest,
-    Response = ChatResponse,
-    Error = LlmError,
-    Future = impl Future<Output = Result<ChatResponse, LlmError>> + Send,
-> + Clone
-+ Send
-+ Sync
-+ 'static {
-    service_fn(move |req: ChatRequest| {
-        let step = script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .expect("script long enough");
-        async move {
-            match step {
-                Ok(()) => {
-                    let mut r =
-                        ChatResponse::new(model, format!("answer to {}", req.messages[0].text()))
-                            .with_usage(Usage::new(10, 5));
-                    r.meta.provider = Some(provider.to_owned());
-                    Ok(r)
-                }
-                Err((kind, status, retry_after)) => {
-                    let mut e = LlmError::new(kind, "scripted")
-                        .with_status(status)
-                        .with_provider(provider);
-                    e.retry_after = retry_after;
-                    Err(e)
-                }
-            }
-        }
-    })
-}
-
-/// What a `DebuggingRecorder`'s snapshot holds, as a list.
-type Snapshot = Vec<(
-    metrics_util::CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-fn counters(snapshot: Snapshot) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for (key, _, _, value) in snapshot {
-        if let DebugValue::Counter(n) = value {
-            let key = key.key();
-            let mut labels: Vec<String> = key
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            labels.sort();
-            out.insert(format!("{}{{{}}}", key.name(), labels.join(",")), n);
-        }
-    }
-    out
+/// A fake provider named `name` that plays `steps`, the last one for
+/// every call after.
+fn provider(name: &str, steps: impl IntoIterator<Item = Step>) -> Scripted {
+    let fake = Scripted::new(name);
+    let mut steps: Vec<Step> = steps.into_iter().collect();
+    let then = steps.pop().expect("a step");
+    fake.script(steps, then);
+    fake
 }
 
 #[test]
 fn a_scripted_scenario_records_exact_counters() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
 
-    let primary: Script = Arc::new(Mutex::new(VecDeque::from([
-        Err((ErrorKind::Overloaded, 529, None)), // R1, retried
-        Ok(()),                                  // R1
-        Err((ErrorKind::RateLimited, 429, Some(Duration::from_secs(300)))), // R2, too long to wait
-        Err((ErrorKind::Authentication, 401, None)), // R3, not retryable
-        Err((ErrorKind::InvalidRequest, 400, None)), // R4, fatal
-    ])));
-    let backup: Script = Arc::new(Mutex::new(VecDeque::from([
-        Ok(()),                              // R2
-        Err((ErrorKind::Server, 500, None)), // R3, retried twice
-        Err((ErrorKind::Server, 500, None)),
-        Err((ErrorKind::Server, 500, None)),
-    ])));
+    let primary = provider(
+        "anthropic",
+        [
+            fail_status(ErrorKind::Overloaded, 529), // R1, retried
+            Step::Answer,                            // R1
+            fail_after(ErrorKind::RateLimited, 429, Duration::from_secs(300)), // R2, too long to wait
+            fail_status(ErrorKind::Authentication, 401),                       // R3, not retryable
+            fail_status(ErrorKind::InvalidRequest, 400),                       // R4, fatal
+        ],
+    );
+    let backup = provider(
+        "openai",
+        [
+            Step::Answer,                        // R2
+            fail_status(ErrorKind::Server, 500), // R3, retried twice
+            fail_status(ErrorKind::Server, 500),
+            fail_status(ErrorKind::Server, 500),
+        ],
+    );
 
-    metrics::with_local_recorder(&recorder, || {
+    let ((), recorded) = capture(|| {
         runtime.block_on(async {
             let retry = RetryLayer::new(RetryConfig::new().jitter(NoJitter).no_budget());
             let chain = Fallback::new([
                 Target::new(
                     "primary",
-                    ServiceBuilder::new().layer(retry.clone()).service(provider(
-                        "anthropic",
-                        "claude",
-                        primary.clone(),
-                    )),
+                    ServiceBuilder::new()
+                        .layer(retry.clone())
+                        .service(primary.clone()),
                 )
                 .model("claude"),
                 Target::new(
                     "backup",
-                    ServiceBuilder::new().layer(retry).service(provider(
-                        "openai",
-                        "gpt-4o",
-                        backup.clone(),
-                    )),
+                    ServiceBuilder::new().layer(retry).service(backup.clone()),
                 )
                 .model("gpt-4o"),
             ])
@@ -144,9 +87,10 @@ fn a_scripted_scenario_records_exact_counters() {
             assert_eq!(r4.kind, ErrorKind::InvalidRequest);
         })
     });
-    assert!(primary.lock().unwrap().is_empty() && backup.lock().unwrap().is_empty());
+    // Every step played, none twice.
+    assert_eq!((primary.calls(), backup.calls()), (5, 4));
 
-    let got = counters(snapshotter.snapshot().into_vec());
+    let got = recorded.counters();
     let want: BTreeMap<String, u64> = [
         (
             "staunch_requests_total{class=none,kind=none,outcome=ok,tier=full}",
@@ -203,31 +147,12 @@ fn a_scripted_scenario_records_exact_counters() {
     assert_eq!(got, want);
 }
 
-/// The `staunch_request_duration_seconds{outcome="ok"}` values, in order.
-fn ok_durations(snapshot: Snapshot) -> Vec<f64> {
-    snapshot
-        .into_iter()
-        .filter(|(key, ..)| {
-            let key = key.key();
-            key.name() == super::names::REQUEST_DURATION
-                && key
-                    .labels()
-                    .any(|l| l.key() == "outcome" && l.value() == "ok")
-        })
-        .flat_map(|(.., value)| match value {
-            DebugValue::Histogram(values) => values.into_iter().map(|v| v.into_inner()).collect(),
-            _ => Vec::new(),
-        })
-        .collect()
-}
-
 /// Outermost, the layer starts the request's clock and its duration is the
 /// answer's latency (every attempt and wait); inside a retry loop, per
 /// attempt, it times only its own attempt; over a producer that writes no
 /// latency, it reads the clock itself.
 #[test]
 fn each_instrument_times_from_its_own_start() {
-    use crate::test_support::{Scripted, Step, fail};
     use tower::util::BoxService;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -246,12 +171,11 @@ fn each_instrument_times_from_its_own_start() {
     // One request through `stack` under its own recorder: the answer's
     // latency and the durations recorded.
     let run = |stack: BoxService<ChatRequest, ChatResponse, LlmError>| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        let latency = metrics::with_local_recorder(&recorder, || {
+        let (latency, recorded) = capture(|| {
             runtime.block_on(async { stack.oneshot(ask()).await.unwrap().meta.latency })
         });
-        (latency, ok_durations(snapshotter.snapshot().into_vec()))
+        let durations = recorded.histogram(super::names::REQUEST_DURATION, &[("outcome", "ok")]);
+        (latency, durations)
     };
 
     // Outermost: 500 ms of backoff, then a 2 s attempt.
@@ -338,12 +262,11 @@ fn the_request_span_gets_its_outcome_fields_in_one_record() {
         .unwrap();
     // One request that plays `step`: the fields its span ended with, less
     // the latency (any value), checked to have come in one record.
-    let run = |step: Result<(), (ErrorKind, u16, Option<Duration>)>| {
+    let run = |step: Step| {
         let seen = SpanFields::default();
-        let script: Script = Arc::new(Mutex::new(VecDeque::from([step])));
         let stack = ServiceBuilder::new()
             .layer(InstrumentLayer::new())
-            .service(provider("openai", "gpt-4o", script));
+            .service(provider("openai", [step]));
         tracing::subscriber::with_default(seen.clone(), || {
             runtime.block_on(async {
                 let _ = stack
@@ -363,8 +286,11 @@ fn the_request_span_gets_its_outcome_fields_in_one_record() {
             .collect()
     };
 
+    // An answer that names the model it came from, as a provider's does.
+    let mut answer = ChatResponse::new("gpt-4o", "hi").with_usage(Usage::new(10, 5));
+    answer.meta.answered_by("openai", "gpt-4o");
     assert_eq!(
-        run(Ok(())),
+        run(Step::Reply(Box::new(answer))),
         expect(&[
             ("model", "any"),
             ("outcome", "ok"),
@@ -376,7 +302,7 @@ fn the_request_span_gets_its_outcome_fields_in_one_record() {
         ])
     );
     assert_eq!(
-        run(Err((ErrorKind::RateLimited, 429, None))),
+        run(fail_status(ErrorKind::RateLimited, 429)),
         expect(&[
             ("model", "any"),
             ("outcome", "error"),

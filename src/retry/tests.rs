@@ -445,16 +445,13 @@ async fn success_on_the_first_try_is_reported_plainly() {
 
 #[test]
 fn an_attempt_in_flight_is_cut_by_the_deadline_with_its_own_giveup_reason() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
     let fake = Scripted::scripted([Step::Slow(Duration::from_secs(3600))]);
-    let err = metrics::with_local_recorder(&recorder, || {
+    let (err, recorded) = staunch_test::metrics::capture(|| {
         runtime.block_on(async {
             let started = Instant::now();
             // No per-attempt timeout at all: only the deadline bounds it.
@@ -470,20 +467,13 @@ fn an_attempt_in_flight_is_cut_by_the_deadline_with_its_own_giveup_reason() {
     assert_eq!(err.kind, ErrorKind::Timeout);
     assert!(err.is_deadline_exceeded());
     assert!(err.to_string().contains("deadline"), "{err}");
-    let giveups: Vec<String> = snapshotter
-        .snapshot()
-        .into_vec()
+    let giveups: Vec<Vec<String>> = recorded
+        .series(crate::observe::names::RETRY_GIVEUPS)
         .into_iter()
-        .filter(|(k, ..)| k.key().name() == crate::observe::names::RETRY_GIVEUPS)
-        .filter(|(.., v)| matches!(v, DebugValue::Counter(1)))
-        .flat_map(|(k, ..)| {
-            k.key()
-                .labels()
-                .map(|l| l.value().to_owned())
-                .collect::<Vec<_>>()
-        })
+        .filter(|(_, n)| *n == 1)
+        .map(|(labels, _)| labels)
         .collect();
-    assert_eq!(giveups, ["deadline_passed"]);
+    assert_eq!(giveups, [["reason=deadline_passed"]]);
 }
 
 #[tokio::test(start_paused = true)]

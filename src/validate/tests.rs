@@ -148,35 +148,23 @@ async fn a_failed_check_hands_the_request_to_the_next_target() {
 
 #[test]
 fn failures_are_counted_by_reason() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    metrics::with_local_recorder(&recorder, || {
+    let ((), recorded) = staunch_test::metrics::capture(|| {
         runtime.block_on(async {
             let model = model([calling("{}"), calling("nope"), calling(r#"{"city":"x"}"#)]);
             let service = ValidateLayer::new(ValidateConfig::new().retries(2)).layer(model.clone());
             service.oneshot(ask()).await.unwrap();
         })
     });
-    let mut got: Vec<(String, u64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == crate::metrics::VALIDATION_FAILURES)
-        .filter_map(|(k, _, _, v)| match v {
-            DebugValue::Counter(n) => Some((k.key().labels().next()?.value().to_owned(), n)),
-            _ => None,
-        })
-        .collect();
+    let mut got = recorded.series(crate::metrics::VALIDATION_FAILURES);
     got.sort();
     assert_eq!(
         got,
         [
-            ("tool_arguments_not_json".to_owned(), 1),
-            ("tool_arguments_schema".to_owned(), 1)
+            (vec!["reason=tool_arguments_not_json".to_owned()], 1),
+            (vec!["reason=tool_arguments_schema".to_owned()], 1)
         ]
     );
 }
