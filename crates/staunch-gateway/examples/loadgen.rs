@@ -67,149 +67,133 @@ const MAX_RECORDED: usize = 10_000_000;
 const MAX_RATE: f64 = 200_000.0;
 const MAX_CONCURRENCY: usize = 20_000;
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: loadgen --target URL --direct URL [--rate R[,R...]] [--saturate] \
-         [--concurrency C] [--duration S] [--pid PID] [--stream] [--json] \
-         [--model M] [--warmup S] [--threads N] [--timeout S] [--max-in-flight N] \
-         [--max-p99-ms MS] [--label NAME] [--only target|direct] [--rounds N] [--api-key KEY] [--stop-when-unsustained]"
-    );
-    std::process::exit(2);
-}
-
 fn fail(message: impl std::fmt::Display) -> ! {
     eprintln!("loadgen: {message}");
     std::process::exit(2);
 }
 
-#[derive(Clone, Debug)]
+/// A load generator for OpenAI-compatible gateways on loopback: the
+/// gateway's latency and CPU against the upstream's own.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "loadgen", args_override_self = true)]
 struct Args {
+    /// The gateway's base URL (http:// on loopback).
+    #[arg(long, value_name = "URL")]
     target: Option<String>,
+    /// The upstream's base URL, measured directly (http:// on loopback).
+    #[arg(long, value_name = "URL")]
     direct: Option<String>,
+    /// Open-loop rates, requests per second, comma-separated (repeatable).
+    #[arg(long = "rate", value_name = "R[,R...]", value_parser = rates)]
+    rate: Vec<Rates>,
+    /// Every rate of every `--rate`, in order.
+    #[arg(skip)]
     rates: Vec<f64>,
+    /// Closed loop: `--concurrency` workers send back to back (the default
+    /// without `--rate`).
+    #[arg(long)]
     saturate: bool,
+    /// Closed-loop workers.
+    #[arg(long, value_name = "C", default_value = "64", value_parser = concurrency)]
     concurrency: usize,
+    /// Seconds per phase.
+    #[arg(long, value_name = "S", default_value = "10", value_parser = seconds)]
     duration: Duration,
+    /// A process to sample CPU time and peak RSS of.
+    #[arg(long, value_name = "PID")]
     pid: Option<u32>,
+    /// Ask for `stream: true` and read each SSE body to its end.
+    #[arg(long)]
     stream: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
     json: bool,
+    /// The model asked for.
+    #[arg(long, value_name = "M", default_value = "gpt-4o-mini")]
     model: String,
+    /// Seconds of closed-loop warm-up before each phase, not recorded.
+    #[arg(long, value_name = "S", default_value = "1", value_parser = seconds)]
     warmup: Duration,
+    /// The load generator's own tokio workers (1 to 64).
+    #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
+    /// Seconds before a request times out.
+    #[arg(long, value_name = "S", default_value = "30", value_parser = seconds)]
     timeout: Duration,
+    /// Open-loop requests outstanding at most (1 to 100,000).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_in_flight: usize,
+    /// The p99 under which an open-loop rate counts as sustained.
+    #[arg(long, value_name = "MS", default_value_t = 100.0)]
     max_p99_ms: f64,
+    /// A name carried into the output.
+    #[arg(long, value_name = "NAME")]
     label: Option<String>,
+    /// Only one path: `target` or `direct`.
+    #[arg(long, value_name = "target|direct", value_parser = ["target", "direct"])]
+    only: Option<String>,
+    /// Slices per phase, alternating between the paths (1 to 100).
+    #[arg(long, value_name = "N", default_value_t = 3)]
     rounds: u32,
+    /// Sent as `Authorization: Bearer KEY` on both paths.
+    #[arg(long, value_name = "KEY", default_value = "sk-loadgen-dummy")]
     api_key: String,
+    /// Skip the rates above the first one not sustained (give the rates in
+    /// increasing order).
+    #[arg(long)]
     stop_when_unsustained: bool,
 }
 
+/// The rates of one `--rate`.
+#[derive(Clone, Debug)]
+struct Rates(Vec<f64>);
+
+fn rates(text: &str) -> Result<Rates, String> {
+    text.split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| match part.trim().parse::<f64>() {
+            Ok(rate) if rate > 0.0 && rate <= MAX_RATE => Ok(rate),
+            Ok(_) => Err(format!("must be within (0, {MAX_RATE}]")),
+            Err(_) => Err(format!("not a number: {part:?}")),
+        })
+        .collect::<Result<_, _>>()
+        .map(Rates)
+}
+
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("must be within 1..={MAX_CONCURRENCY}")),
+        Err(_) => Err(format!("not a number: {text:?}")),
+    }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=MAX_DURATION_S).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Ok(_) => Err(format!("must be within 0..={MAX_DURATION_S} s")),
+        Err(_) => Err(format!("not a number: {text:?}")),
+    }
+}
+
 fn parse_args() -> Args {
-    let mut args = Args {
-        target: None,
-        direct: None,
-        rates: Vec::new(),
-        saturate: false,
-        concurrency: 64,
-        duration: Duration::from_secs(10),
-        pid: None,
-        stream: false,
-        json: false,
-        model: "gpt-4o-mini".to_owned(),
-        warmup: Duration::from_secs(1),
-        threads: 1,
-        timeout: Duration::from_secs(30),
-        max_in_flight: 10_000,
-        max_p99_ms: 100.0,
-        label: None,
-        rounds: 3,
-        api_key: "sk-loadgen-dummy".to_owned(),
-        stop_when_unsustained: false,
-    };
-    let mut only: Option<String> = None;
-    let mut it = std::env::args().skip(1);
-    fn value(it: &mut impl Iterator<Item = String>, flag: &str) -> String {
-        it.next()
-            .unwrap_or_else(|| fail(format!("{flag} needs a value")))
-    }
-    fn number<T: std::str::FromStr>(text: &str, flag: &str) -> T {
-        text.parse()
-            .unwrap_or_else(|_| fail(format!("{flag}: not a number: {text:?}")))
-    }
-    fn seconds(text: &str, flag: &str) -> Duration {
-        let s: f64 = number(text, flag);
-        if !(0.0..=MAX_DURATION_S).contains(&s) {
-            fail(format!("{flag} must be within 0..={MAX_DURATION_S} s"));
-        }
-        Duration::from_secs_f64(s)
-    }
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--target" => args.target = Some(value(&mut it, "--target")),
-            "--direct" => args.direct = Some(value(&mut it, "--direct")),
-            "--rate" => {
-                for part in value(&mut it, "--rate")
-                    .split(',')
-                    .filter(|p| !p.is_empty())
-                {
-                    let rate: f64 = number(part.trim(), "--rate");
-                    if !(rate > 0.0 && rate <= MAX_RATE) {
-                        fail(format!("--rate must be within (0, {MAX_RATE}]"));
-                    }
-                    args.rates.push(rate);
-                }
-            }
-            "--saturate" => args.saturate = true,
-            "--concurrency" => {
-                args.concurrency = number(&value(&mut it, "--concurrency"), "--concurrency");
-                if args.concurrency == 0 || args.concurrency > MAX_CONCURRENCY {
-                    fail(format!(
-                        "--concurrency must be within 1..={MAX_CONCURRENCY}"
-                    ));
-                }
-            }
-            "--duration" => args.duration = seconds(&value(&mut it, "--duration"), "--duration"),
-            "--warmup" => args.warmup = seconds(&value(&mut it, "--warmup"), "--warmup"),
-            "--timeout" => args.timeout = seconds(&value(&mut it, "--timeout"), "--timeout"),
-            "--pid" => args.pid = Some(number(&value(&mut it, "--pid"), "--pid")),
-            "--stream" => args.stream = true,
-            "--json" => args.json = true,
-            "--model" => args.model = value(&mut it, "--model"),
-            "--threads" => {
-                args.threads = number(&value(&mut it, "--threads"), "--threads");
-                args.threads = args.threads.clamp(1, 64);
-            }
-            "--max-in-flight" => {
-                args.max_in_flight = number(&value(&mut it, "--max-in-flight"), "--max-in-flight");
-                args.max_in_flight = args.max_in_flight.clamp(1, 100_000);
-            }
-            "--max-p99-ms" => {
-                args.max_p99_ms = number(&value(&mut it, "--max-p99-ms"), "--max-p99-ms")
-            }
-            "--label" => args.label = Some(value(&mut it, "--label")),
-            "--api-key" => args.api_key = value(&mut it, "--api-key"),
-            "--stop-when-unsustained" => args.stop_when_unsustained = true,
-            "--rounds" => {
-                args.rounds = number(&value(&mut it, "--rounds"), "--rounds");
-                args.rounds = args.rounds.clamp(1, 100);
-            }
-            "--only" => only = Some(value(&mut it, "--only")),
-            "-h" | "--help" => usage(),
-            other => {
-                eprintln!("loadgen: unknown argument {other:?}");
-                usage();
-            }
-        }
-    }
-    match only.as_deref() {
-        None => {}
+    let mut args: Args = clap::Parser::parse();
+    args.rates = args.rate.iter().flat_map(|r| r.0.iter().copied()).collect();
+    args.threads = args.threads.clamp(1, 64);
+    args.max_in_flight = args.max_in_flight.clamp(1, 100_000);
+    args.rounds = args.rounds.clamp(1, 100);
+    match args.only.as_deref() {
         Some("target") => args.direct = None,
         Some("direct") => args.target = None,
-        Some(other) => fail(format!("--only takes target or direct, not {other:?}")),
+        _ => {}
     }
     if args.target.is_none() && args.direct.is_none() {
-        usage();
+        <Args as clap::CommandFactory>::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "give --target, --direct or both",
+            )
+            .exit();
     }
     if args.rates.is_empty() && !args.saturate {
         args.saturate = true;
