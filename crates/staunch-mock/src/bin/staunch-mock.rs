@@ -9,32 +9,25 @@ use staunch_mock::{MockServer, Scenario};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-fn usage() -> ! {
-    eprintln!("usage: staunch-mock [--scenario FILE.toml|FILE.json] [--port N]");
-    std::process::exit(2);
+/// Serve a mock LLM scenario (OpenAI and Anthropic wire formats) on
+/// loopback until interrupted.
+#[derive(clap::Parser)]
+#[command(name = "staunch-mock", args_override_self = true)]
+struct Args {
+    /// The scenario to serve (TOML or JSON); the default scenario without it.
+    #[arg(long, value_name = "FILE.toml|FILE.json")]
+    scenario: Option<PathBuf>,
+    /// The port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    port: u16,
 }
 
 #[tokio::main]
 async fn main() {
-    let mut scenario_path: Option<PathBuf> = None;
-    let mut port: u16 = 0;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--scenario" => scenario_path = Some(args.next().unwrap_or_else(|| usage()).into()),
-            "--port" => {
-                port = args
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or_else(|| usage());
-            }
-            "-h" | "--help" => usage(),
-            other => {
-                eprintln!("unknown argument {other:?}");
-                usage();
-            }
-        }
-    }
+    let Args {
+        scenario: scenario_path,
+        port,
+    } = clap::Parser::parse();
     let scenario = match &scenario_path {
         Some(path) => match Scenario::from_file(path) {
             Ok(s) => s,
