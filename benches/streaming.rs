@@ -26,11 +26,10 @@
 mod support;
 
 use criterion::Criterion;
-use futures_core::Stream;
 use staunch::budget::{BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::CircuitBreakerConfig;
 use staunch::core::{
-    ChatRequest, ChatResponse, FinishReason, LlmError, Message, Price, StreamEvent, ToolCall, Usage,
+    ChatRequest, ChatResponse, LlmError, Message, Price, StreamEvent, ToolCall, Usage,
 };
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::Fallback;
@@ -39,10 +38,10 @@ use staunch::retry::RetryConfig;
 use staunch::{ServiceBuilderExt, TargetBuilder};
 use staunch_mock::{MockServer, Scenario};
 use staunch_providers::{HttpOptions, OpenAi, OpenAiConfig};
-use std::future::{Future, Ready, poll_fn, ready};
+use staunch_test::{FakeProvider, Streamed};
+use std::future::{Future, poll_fn};
 use std::hint::black_box;
-use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use support::fresh_median;
@@ -194,59 +193,15 @@ fn median_and_error(values: &[f64]) -> (f64, f64) {
     (at(0.5), 1.25 * sigma / (values.len() as f64).sqrt())
 }
 
-/// A provider that answers at once with a ready stream of `events`.
-#[derive(Clone)]
-struct InMemoryStream {
-    events: Arc<[StreamEvent]>,
-}
-
-impl InMemoryStream {
-    fn new(texts: usize) -> Self {
-        let mut events: Vec<StreamEvent> = (0..texts)
-            .map(|i| StreamEvent::TextDelta(if i % 2 == 0 { " lorem" } else { " ipsum" }.into()))
-            .collect();
-        events.push(StreamEvent::Usage(Usage::new(12, texts as u64)));
-        events.push(StreamEvent::Finish(FinishReason::Stop));
-        InMemoryStream {
-            events: events.into(),
-        }
-    }
-}
-
-struct Events {
-    events: Arc<[StreamEvent]>,
-    next: usize,
-}
-
-impl Stream for Events {
-    type Item = Result<StreamEvent, LlmError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = self.events.get(self.next).cloned().map(Ok);
-        self.next += 1;
-        Poll::Ready(item)
-    }
-}
-
-impl Service<ChatRequest> for InMemoryStream {
-    type Response = ChatResponse;
-    type Error = LlmError;
-    type Future = Ready<Result<ChatResponse, LlmError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: ChatRequest) -> Self::Future {
-        let events = Events {
-            events: self.events.clone(),
-            next: 0,
-        };
-        ready(Ok(ChatResponse::streaming(
-            "gpt-4o-2024-08-06",
-            Box::pin(events),
-        )))
-    }
+/// A provider that answers at once with a ready stream of `texts` text
+/// events, then usage and finish.
+fn in_memory_stream(texts: usize) -> FakeProvider {
+    let fake = FakeProvider::new("fake").unrecorded();
+    fake.script(
+        [],
+        Streamed::chunks(texts).usage(Usage::new(12, texts as u64)),
+    );
+    fake
 }
 
 /// One in-memory call read to its end, polled with a no-op waker (every
@@ -311,7 +266,7 @@ fn main() {
         "the stack passes every event"
     );
     const IN_MEMORY_TEXTS: usize = 2_000;
-    let in_memory = InMemoryStream::new(IN_MEMORY_TEXTS);
+    let in_memory = in_memory_stream(IN_MEMORY_TEXTS);
     let in_memory_events = IN_MEMORY_TEXTS as u64 + 2;
 
     let started = std::time::SystemTime::now();

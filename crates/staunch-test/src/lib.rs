@@ -296,6 +296,12 @@ impl FakeProvider {
         self.configure(|s| s.window = Some(tokens))
     }
 
+    /// Records no calls, so that a benchmark's millions of calls do not
+    /// pile up ([`calls`](Self::calls) stays 0).
+    pub fn unrecorded(self) -> Self {
+        self.configure(|s| s.record = false)
+    }
+
     /// Bills every answer `usage` (10 in and 5 out by default).
     pub fn bill(self, usage: Usage) -> Self {
         self.configure(|s| s.bill = Bill::Fixed(usage))
