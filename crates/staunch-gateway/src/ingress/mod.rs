@@ -190,7 +190,7 @@ pub(crate) fn answer_headers(answer: &ChatResponse) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(
         "x-staunch-model",
-        header(meta.model.as_deref().unwrap_or(&answer.model)),
+        header(answer.answered_model()),
     );
     headers.insert("x-staunch-tier", header(meta.tier.as_str()));
     headers.insert("x-staunch-attempts", header(&meta.attempts.to_string()));

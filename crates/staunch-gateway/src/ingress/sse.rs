@@ -31,11 +31,7 @@ fn respond(answer: &ChatResponse, body: Body) -> Response {
 /// answered (the response's own `model` where its meta names none) and the
 /// answer's id (a fresh one with `prefix` where the provider gave none).
 fn model_and_id(answer: &ChatResponse, prefix: &str) -> (String, String) {
-    let model = answer
-        .meta
-        .model
-        .clone()
-        .unwrap_or_else(|| answer.model.clone());
+    let model = answer.answered_model().to_owned();
     let id = if answer.id.is_empty() {
         format!("{prefix}{}", unique())
     } else {
