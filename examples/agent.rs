@@ -137,7 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_max_tokens(256);
             let answer = model.clone().oneshot(request).await?;
             let meta = &answer.meta;
-            let who = meta.model.clone().unwrap_or_default();
+            let who = answer.answered_model().to_owned();
             conversation.push(answer.message.clone());
             if answer.calls().is_empty() {
                 println!(

@@ -58,7 +58,7 @@ impl Run {
                 self.tokens_in += usage.input_tokens;
                 self.tokens_out += usage.output_tokens;
                 self.cost_usd += r.meta.cost.unwrap_or_else(|| {
-                    let (i, o) = price(r.meta.model.as_deref().unwrap_or(&r.model));
+                    let (i, o) = price(r.answered_model());
                     (usage.input_tokens as f64 * i + usage.output_tokens as f64 * o) / 1e6
                 });
             }
