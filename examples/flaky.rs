@@ -64,48 +64,21 @@ impl Trail {
     }
 }
 
+/// The retry layer alone, over a provider that fails at random.
+#[derive(clap::Parser)]
+#[command(name = "flaky", args_override_self = true)]
 struct Args {
+    /// Requests to send.
+    #[arg(long, value_name = "N", default_value_t = 24)]
     requests: usize,
+    /// The seed of the provider's failures.
+    #[arg(long, value_name = "S", default_value_t = 7)]
     seed: u64,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        requests: 24,
-        seed: 7,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match flag.as_str() {
-            "--requests" => {
-                args.requests = value("--requests")?
-                    .parse()
-                    .map_err(|e| format!("--requests: {e}"))?;
-            }
-            "--seed" => {
-                args.seed = value("--seed")?
-                    .parse()
-                    .map_err(|e| format!("--seed: {e}"))?;
-            }
-            "-h" | "--help" => {
-                return Err("usage: flaky [--requests N] [--seed S]".to_owned());
-            }
-            other => return Err(format!("unknown argument {other:?}; try --help")),
-        }
-    }
-    Ok(args)
 }
 
 #[tokio::main]
 async fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
+    let args: Args = clap::Parser::parse();
     let rng = Arc::new(Mutex::new(SmallRng::seed_from_u64(args.seed)));
     let provider = service_fn(move |req: ChatRequest| {
         let outcome = simulate(&mut rng.lock().unwrap_or_else(|p| p.into_inner()));

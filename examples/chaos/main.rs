@@ -60,57 +60,44 @@ use tower::{ServiceBuilder, ServiceExt};
 
 type Client = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
 
+/// The chaos demo: the same agent traffic through a naive client and
+/// through the full staunch stack, against a mock LLM server that fails the
+/// way real providers do.
+#[derive(clap::Parser)]
+#[command(name = "chaos", args_override_self = true)]
 struct Args {
+    /// The faults (and, for `stream` and `quota`, the kind of run).
+    #[arg(long, default_value = "storm", value_parser = scenarios::NAMES)]
     scenario: String,
+    /// Requests to send through each side.
+    #[arg(long, value_name = "N", default_value_t = 300)]
     requests: usize,
+    /// Requests in flight at most.
+    #[arg(long, value_name = "C", default_value_t = 32)]
     concurrency: usize,
+    /// Requests started per second [default: 100; 50 for `quota`].
+    #[arg(long = "rate", value_name = "R", allow_negative_numbers = true)]
+    rate_given: Option<f64>,
+    /// `--rate`, or the scenario's default.
+    #[arg(skip)]
     rate: f64,
+    /// The seed of the mock's random faults.
+    #[arg(long, value_name = "S", default_value_t = 42)]
     seed: u64,
+    /// Print the results as JSON.
+    #[arg(long)]
     json: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut rate_given = false;
-    let mut args = Args {
-        scenario: "storm".into(),
-        requests: 300,
-        concurrency: 32,
-        rate: 100.0,
-        seed: 42,
-        json: false,
+    let mut args: Args = clap::Parser::parse();
+    // Slow enough for the provider's per-minute refill to show.
+    let default_rate = if args.scenario == "quota" {
+        50.0
+    } else {
+        100.0
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--scenario" => args.scenario = value()?,
-            "--requests" => {
-                args.requests = value()?.parse().map_err(|e| format!("--requests: {e}"))?
-            }
-            "--concurrency" => {
-                args.concurrency = value()?
-                    .parse()
-                    .map_err(|e| format!("--concurrency: {e}"))?
-            }
-            "--rate" => {
-                args.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?;
-                rate_given = true;
-            }
-            "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--json" => args.json = true,
-            "-h" | "--help" => {
-                return Err(format!(
-                    "usage: chaos [--scenario {}] [--requests N] [--concurrency C] [--rate R] [--seed S] [--json]",
-                    scenarios::NAMES.join("|")
-                ));
-            }
-            other => return Err(format!("unknown argument {other:?}; try --help")),
-        }
-    }
-    if args.scenario == "quota" && !rate_given {
-        // Slow enough for the provider's per-minute refill to show.
-        args.rate = 50.0;
-    }
+    args.rate = args.rate_given.unwrap_or(default_rate);
     if args.requests == 0 || args.concurrency == 0 {
         return Err("--requests and --concurrency must be at least 1".into());
     }
