@@ -1,17 +1,16 @@
 //! The cost of a shared quota decision on loopback, with and without
 //! leasing: `cargo bench -p staunch-redis` (needs redis-server on the PATH).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use criterion::{Criterion, criterion_group, criterion_main};
-use staunch_core::{ChatRequest, ChatResponse, LlmError, Message};
+use staunch_core::{ChatRequest, Message};
 use staunch_redis::{Limit, RedisConnection, SharedQuota, SharedQuotaConfig};
+use staunch_test::FakeProvider;
+use staunch_test::redis::RedisServer;
 use std::time::Duration;
-use tower::{ServiceExt, service_fn};
+use tower::ServiceExt;
 
 fn bench(c: &mut Criterion) {
-    let server = common::RedisServer::start();
+    let server = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -22,9 +21,7 @@ fn bench(c: &mut Criterion) {
         let quota = runtime.block_on(async {
             let redis = RedisConnection::connect(&server.url()).await.expect("url");
             SharedQuota::new(
-                service_fn(|r: ChatRequest| async move {
-                    Ok::<_, LlmError>(ChatResponse::new(r.model, "ok"))
-                }),
+                FakeProvider::new("fake").unrecorded(),
                 SharedQuotaConfig::new(label, redis)
                     // Never the limit: measure the decision, not refusals.
                     .requests(Limit {

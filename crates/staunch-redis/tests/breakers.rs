@@ -1,31 +1,36 @@
 //! Breaker state shared between replicas through a real redis-server.
 
-mod common;
-
-use common::RedisServer;
 use staunch::TargetBuilder;
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitState};
 use staunch::fallback::{Fallback, Target};
 use staunch::retry::RetryConfig;
-use staunch_core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message};
+use staunch_core::{ChatRequest, ErrorKind, Message};
 use staunch_redis::SharedBreakers;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use staunch_test::redis::RedisServer;
+use staunch_test::{FakeProvider, Step, fail_status};
 use std::time::Duration;
 use tokio::time::Instant;
-use tower::util::BoxCloneSyncService;
-use tower::{ServiceExt, service_fn};
-
-type Client = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
+use tower::ServiceExt;
 
 struct Replica {
     chain: Fallback,
     handle: CircuitBreakerHandle,
     shared: SharedBreakers,
-    /// Calls that reached this replica's primary.
-    primary_calls: Arc<AtomicU64>,
-    /// Makes this replica's primary fail.
-    down: Arc<AtomicBool>,
+    /// This replica's primary: its calls, and a script that takes it down
+    /// ([`Replica::down`]) and up again.
+    primary: FakeProvider,
+}
+
+impl Replica {
+    /// Makes this replica's primary fail (a 529) or answer again.
+    fn down(&self, down: bool) {
+        if down {
+            self.primary
+                .script([], fail_status(ErrorKind::Overloaded, 529));
+        } else {
+            self.primary.script([], Step::Answer);
+        }
+    }
 }
 
 async fn replica(url: &str) -> Replica {
@@ -33,24 +38,8 @@ async fn replica(url: &str) -> Replica {
         .await
         .expect("valid url");
     shared.poll_interval(Duration::from_millis(500));
-    let primary_calls = Arc::new(AtomicU64::new(0));
-    let down = Arc::new(AtomicBool::new(false));
-    let primary: Client = {
-        let calls = primary_calls.clone();
-        let down = down.clone();
-        BoxCloneSyncService::new(service_fn(move |req: ChatRequest| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            let down = down.load(Ordering::Relaxed);
-            async move {
-                if down {
-                    Err(LlmError::new(ErrorKind::Overloaded, "overloaded").with_status(529))
-                } else {
-                    Ok(ChatResponse::new(req.model, "primary"))
-                }
-            }
-        }))
-    };
-    let (primary, handle) = TargetBuilder::new("primary", primary)
+    let primary = FakeProvider::new("primary");
+    let (target, handle) = TargetBuilder::new("primary", primary.clone())
         .retry(RetryConfig::new().max_retries(0))
         .breaker(
             CircuitBreakerConfig::new("primary")
@@ -61,18 +50,12 @@ async fn replica(url: &str) -> Replica {
         .build()
         .expect("valid breaker");
     shared.share("primary", handle.clone());
-    let backup = Target::new(
-        "backup",
-        service_fn(|req: ChatRequest| async move {
-            Ok::<_, LlmError>(ChatResponse::new(req.model, "backup"))
-        }),
-    );
+    let backup = Target::new("backup", FakeProvider::new("backup").unrecorded());
     Replica {
-        chain: Fallback::new([primary, backup]).expect("two targets"),
+        chain: Fallback::new([target, backup]).expect("two targets"),
         handle,
         shared,
-        primary_calls,
-        down,
+        primary,
     }
 }
 
@@ -104,7 +87,7 @@ async fn a_breaker_opened_on_one_replica_is_skipped_by_the_others() {
     }
 
     // Replica 0's primary fails twice: its breaker opens.
-    replicas[0].down.store(true, Ordering::Relaxed);
+    replicas[0].down(true);
     for _ in 0..2 {
         assert_eq!(ask(&replicas[0].chain).await, "backup");
     }
@@ -124,9 +107,9 @@ async fn a_breaker_opened_on_one_replica_is_skipped_by_the_others() {
     let seen_in = opened.elapsed();
     // ...and skip the primary without calling it.
     for r in &replicas[1..] {
-        let calls = r.primary_calls.load(Ordering::Relaxed);
+        let calls = r.primary.calls();
         assert_eq!(ask(&r.chain).await, "backup");
-        assert_eq!(r.primary_calls.load(Ordering::Relaxed), calls);
+        assert_eq!(r.primary.calls(), calls);
     }
     // No echo: only replica 0 published, each other replica received once.
     assert_eq!(replicas[0].shared.published(), 1);
@@ -175,7 +158,7 @@ async fn breakers_keep_working_while_redis_is_down_and_share_again_after() {
     server.kill();
 
     // Redis down: each breaker works on its own; requests are answered.
-    a.down.store(true, Ordering::Relaxed);
+    a.down(true);
     for _ in 0..2 {
         assert_eq!(ask(&a.chain).await, "backup");
     }
@@ -203,9 +186,9 @@ async fn breakers_keep_working_while_redis_is_down_and_share_again_after() {
     assert_eq!(a.shared.published(), 1);
     assert_eq!(b.shared.received(), 1);
     assert_eq!(b.shared.published(), 0, "an opening received is not echoed");
-    let calls = b.primary_calls.load(Ordering::Relaxed);
+    let calls = b.primary.calls();
     assert_eq!(ask(&b.chain).await, "backup");
-    assert_eq!(b.primary_calls.load(Ordering::Relaxed), calls);
+    assert_eq!(b.primary.calls(), calls);
     within(Duration::from_secs(5), "resubscription", || {
         a.shared.is_connected() && b.shared.is_connected()
     })
@@ -215,13 +198,13 @@ async fn breakers_keep_working_while_redis_is_down_and_share_again_after() {
     // key, is not applied again by the next poll, 500 ms apart).
     a.handle.reset();
     b.handle.reset();
-    a.down.store(false, Ordering::Relaxed);
+    a.down(false);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(b.handle.state(), CircuitState::Closed);
     assert_eq!(ask(&b.chain).await, "primary");
 
     // Shared the other way: b's own opening reaches a.
-    b.down.store(true, Ordering::Relaxed);
+    b.down(true);
     for _ in 0..2 {
         assert_eq!(ask(&b.chain).await, "backup");
     }

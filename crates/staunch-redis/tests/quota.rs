@@ -1,27 +1,25 @@
 //! The shared quota against a real redis-server.
 
-mod common;
-
-use common::RedisServer;
 use staunch_core::{ChatRequest, ChatResponse, Deadline, ErrorKind, LlmError, Message, Usage};
 use staunch_redis::{Limit, RedisConnection, SharedQuota, SharedQuotaConfig, SharedQuotaHandle};
+use staunch_test::FakeProvider;
+use staunch_test::redis::RedisServer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceExt, service_fn};
 
 type Client = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
 
 /// A provider that bills `input + output` tokens per answer.
 fn provider(input: u64, output: u64) -> Client {
-    BoxCloneSyncService::new(service_fn(move |req: ChatRequest| async move {
-        let mut usage = Usage::default();
-        usage.input_tokens = input;
-        usage.output_tokens = output;
-        Ok::<_, LlmError>(ChatResponse::new(req.model, "ok").with_usage(usage))
-    }))
+    BoxCloneSyncService::new(
+        FakeProvider::new("fake")
+            .bill(Usage::new(input, output))
+            .unrecorded(),
+    )
 }
 
 fn request(max_tokens: u32) -> ChatRequest {
@@ -328,15 +326,6 @@ async fn redis_killed_mid_run_fails_no_request_and_sharing_resumes() {
     assert!(handles.iter().all(|h| h.outages() == 1));
 }
 
-/// A provider that counts its calls.
-fn counted(calls: &Arc<AtomicU64>) -> Client {
-    let calls = calls.clone();
-    BoxCloneSyncService::new(service_fn(move |req: ChatRequest| {
-        calls.fetch_add(1, Ordering::Relaxed);
-        async move { Ok::<_, LlmError>(ChatResponse::new(req.model, "ok")) }
-    }))
-}
-
 /// Two replicas of one quota of `amount` requests per `per`, each with its
 /// own connection, and the calls that reached their provider.
 async fn two_replicas(
@@ -345,13 +334,13 @@ async fn two_replicas(
     amount: u64,
     per: Duration,
     max_wait: Duration,
-) -> ([Client; 2], [SharedQuotaHandle; 2], Arc<AtomicU64>) {
-    let calls = Arc::new(AtomicU64::new(0));
+) -> ([Client; 2], [SharedQuotaHandle; 2], FakeProvider) {
+    let calls = FakeProvider::new("fake");
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let redis = RedisConnection::connect(url).await.expect("valid url");
         replicas.push(SharedQuota::new(
-            counted(&calls),
+            BoxCloneSyncService::new(calls.clone()),
             SharedQuotaConfig::new("openai", redis)
                 .requests(Limit { amount, per })
                 .prefix(prefix.to_owned())
@@ -398,7 +387,7 @@ async fn a_request_over_the_shared_limit_waits_in_order_then_is_admitted() {
         second_in >= Duration::from_millis(950) && second_in < Duration::from_millis(1_400),
         "the one after is 1 s away: {second_in:?}"
     );
-    assert_eq!(calls.load(Ordering::Relaxed), 4);
+    assert_eq!(calls.calls(), 4);
     assert_eq!(handles.iter().map(|h| h.waited()).sum::<u64>(), 2);
     assert!(
         handles
@@ -447,7 +436,7 @@ async fn a_wait_longer_than_max_wait_or_the_deadline_is_refused_at_once_with_ret
             .is_some_and(|r| r > Duration::from_secs(1))
     );
     assert!(refused.message.contains("deadline"), "{}", refused.message);
-    assert_eq!(calls.load(Ordering::Relaxed), 1, "a refusal calls nothing");
+    assert_eq!(calls.calls(), 1, "a refusal calls nothing");
     assert_eq!(handles[1].refused(), 1);
 }
 
@@ -495,5 +484,5 @@ async fn a_waiter_dropped_before_its_turn_gives_its_slot_back() {
         admitted_in >= Duration::from_millis(550) && admitted_in < Duration::from_millis(1_000),
         "the slot at 600 ms, not 1.2 s: {admitted_in:?}"
     );
-    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    assert_eq!(calls.calls(), 2);
 }
