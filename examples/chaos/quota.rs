@@ -32,6 +32,7 @@ use staunch::retry::RetryConfig;
 use staunch_mock::MockServer;
 use staunch_providers::{Anthropic, AnthropicConfig, HttpOptions, OpenAi, OpenAiConfig};
 use staunch_redis::{RedisConnection, SharedQuotaConfig, SharedQuotaHandle, SharedQuotaLayer};
+use staunch_test::redis::RedisServer;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -414,67 +415,6 @@ async fn run_one(
 }
 
 // ---------------------------------------------------------------------------
-// Redis
-// ---------------------------------------------------------------------------
-
-/// A redis-server on a free loopback port, killed on drop.
-struct RedisServer {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl RedisServer {
-    /// `Ok(None)` when redis-server is not on the PATH.
-    fn start() -> Result<Option<RedisServer>, Box<dyn std::error::Error>> {
-        use std::io::{Read, Write};
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let spawned = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("redis-server: {e}").into()),
-        };
-        let server = RedisServer { port, child };
-        let started = Instant::now();
-        loop {
-            let pong = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-                let mut buf = [0u8; 7];
-                s.write_all(b"PING\r\n").is_ok()
-                    && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
-            });
-            if pong {
-                return Ok(Some(server));
-            }
-            if started.elapsed() > Duration::from_secs(5) {
-                return Err(
-                    format!("redis-server did not answer on port {port} within 5 s").into(),
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The scenario
 // ---------------------------------------------------------------------------
 
@@ -510,7 +450,8 @@ pub async fn run(
         )
         .await?,
     ];
-    let redis = RedisServer::start()?;
+    // A redis-server on a free loopback port, killed on drop.
+    let redis = RedisServer::try_start()?;
     let skipped = match &redis {
         Some(redis) => {
             runs.push(
