@@ -34,21 +34,18 @@ use app::Upstreams;
 use staunch_gateway::Gateway;
 use staunch_mock::{Fault, MockServer, RandomFault, Scenario};
 
+/// A user's own axum app with `staunch-gateway` inside it, on one listener.
+#[derive(clap::Parser)]
+#[command(name = "axum_gateway", args_override_self = true)]
+struct Args {
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3000")]
+    listen: String,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut listen = "127.0.0.1:3000".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => listen = args.next().ok_or("--listen needs an address")?,
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: axum_gateway [--listen ADDR]"
-                )
-                .into());
-            }
-        }
-    }
+    let Args { listen } = clap::Parser::parse();
     let real = std::env::var_os("OPENAI_API_KEY").is_some()
         && std::env::var_os("ANTHROPIC_API_KEY").is_some();
     let mut _mock = None;
