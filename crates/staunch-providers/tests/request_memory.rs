@@ -3,65 +3,11 @@
 //! encoded through the clients' own encoder under a counting allocator.
 
 use staunch_core::{ChatRequest, Dialect, Message};
-use std::alloc::{GlobalAlloc, Layout, System};
+use staunch_test::alloc::CountingAllocator;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Counts live bytes and the high-water mark.
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(size: usize) {
-    let now = CURRENT.fetch_add(size, Ordering::SeqCst) + size;
-    PEAK.fetch_max(now, Ordering::SeqCst);
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; the counters are
-// only bookkeeping.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with this layout.
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // The old and the new block may both be live during the move: count
-        // the new one first so the peak includes the copy.
-        grew(new_size);
-        // SAFETY: forwarded with the caller's pointer, layout and size.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if p.is_null() {
-            CURRENT.fetch_sub(new_size, Ordering::SeqCst);
-        } else {
-            CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
-        }
-        p
-    }
-}
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static HEAP: CountingAllocator = CountingAllocator::new();
 
 /// The tests share the counters: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -86,10 +32,10 @@ fn big_request() -> ChatRequest {
 
 /// The peak of extra bytes live while `encode` runs, and the body length.
 fn measure(encode: impl FnOnce() -> Vec<u8>) -> (usize, usize) {
-    let base = CURRENT.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
+    let base = HEAP.live();
+    HEAP.reset_peak();
     let body = encode();
-    let peak = PEAK.load(Ordering::SeqCst) - base;
+    let peak = HEAP.peak() - base;
     let len = body.len();
     // The body must be real JSON with every message in it.
     let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
