@@ -81,6 +81,40 @@ pub struct Server {
     /// (`shutdown_grace_secs`, default 30).
     #[serde(rename = "shutdown_grace_secs", with = "secs")]
     pub shutdown_grace: Duration,
+    /// How many client connections may be open at once
+    /// (`max_connections`; default: half the process's open-file limit as
+    /// read at start-up, at most 16,384).
+    ///
+    /// At the cap, a new connection takes the place of the connection that
+    /// has waited longest for its request head (idle or still sending it);
+    /// when every connection is serving a request, new ones wait in the
+    /// listen backlog until one closes. The rest of the file descriptors
+    /// stay free for upstream connections, Redis and the logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a whole request head, from the
+    /// connection's start or from its first byte on a kept-alive
+    /// connection (`header_timeout_secs`, default 5). Slower connections
+    /// are closed.
+    #[serde(rename = "header_timeout_secs", with = "secs")]
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests
+    /// (`idle_timeout_secs`, default 60). A connection serving a request,
+    /// a long stream included, is never idle.
+    #[serde(rename = "idle_timeout_secs", with = "secs")]
+    pub idle_timeout: Duration,
+    /// The longest pause allowed while a request body arrives, and the grace
+    /// before [`min_body_rate`](Self::min_body_rate) applies
+    /// (`body_timeout_secs`, default 10).
+    #[serde(rename = "body_timeout_secs", with = "secs")]
+    pub body_timeout: Duration,
+    /// The slowest average pace a request body may arrive at, in bytes per
+    /// second, once [`body_timeout`](Self::body_timeout) has passed
+    /// (`min_body_bytes_per_sec`, default 1024). A body slower than this, or
+    /// one that pauses longer than `body_timeout`, is answered 408 and its
+    /// connection closed.
+    #[serde(rename = "min_body_bytes_per_sec")]
+    pub min_body_rate: u64,
     /// The log format (`log_format`, `"json"` (default) or `"text"`).
     pub log_format: LogFormat,
 }
@@ -92,6 +126,11 @@ impl Default for Server {
             max_body_bytes: 2 * 1024 * 1024,
             max_concurrency: 256,
             shutdown_grace: Duration::from_secs(30),
+            max_connections: None,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(10),
+            min_body_rate: 1024,
             log_format: LogFormat::Json,
         }
     }
@@ -1111,6 +1150,33 @@ impl Check<'_> {
         }
         if s.max_concurrency == 0 {
             self.error(at("max_concurrency"), "must be greater than 0");
+        }
+        if s.max_connections == Some(0) {
+            self.error(at("max_connections"), "must be greater than 0");
+        }
+        // Zero would close every connection at once; more than an hour
+        // is no bound against a client that trickles bytes.
+        let bounds = Duration::from_millis(10)..=Duration::from_secs(3_600);
+        for (name, value) in [
+            ("header_timeout_secs", s.header_timeout),
+            ("idle_timeout_secs", s.idle_timeout),
+            ("body_timeout_secs", s.body_timeout),
+        ] {
+            if !bounds.contains(&value) {
+                self.error(
+                    at(name),
+                    format!(
+                        "must be between 0.01 and 3600 seconds (got {})",
+                        value.as_secs_f64()
+                    ),
+                );
+            }
+        }
+        if s.min_body_rate == 0 {
+            self.error(
+                at("min_body_bytes_per_sec"),
+                "must be greater than 0 (a body may then take forever)",
+            );
         }
         if !s.listen.ip().is_loopback() && config.client_keys.is_empty() {
             self.error(

@@ -36,6 +36,7 @@ pub mod config;
 mod errors;
 mod ingress;
 mod ops;
+pub mod server;
 
 pub use build::{Gateway, GatewayError};
 pub use ops::{METRICS_UPKEEP_EVERY, metrics_upkeep};

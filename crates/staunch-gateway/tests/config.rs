@@ -184,6 +184,11 @@ fn full_expected() -> Config {
             max_body_bytes: 1024,
             max_concurrency: 8,
             shutdown_grace: Duration::from_millis(2500),
+            max_connections: Some(500),
+            header_timeout: Duration::from_millis(1500),
+            idle_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(4),
+            min_body_rate: 512,
             log_format: LogFormat::Text,
         },
         providers: BTreeMap::from([

@@ -169,12 +169,29 @@ async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), 
     tokio::spawn(staunch_gateway::metrics_upkeep(recorder.clone()));
     let grace = config.server.shutdown_grace;
     let listen = config.server.listen;
+    let file_limit = staunch_gateway::server::raise_open_file_limit();
+    let limits = staunch_gateway::server::Limits::new(&config.server, file_limit);
+    tracing::info!(
+        open_file_limit = file_limit,
+        max_connections = limits.max_connections,
+        header_timeout_secs = limits.header_timeout.as_secs_f64(),
+        idle_timeout_secs = limits.idle_timeout.as_secs_f64(),
+        "client connection limits"
+    );
+    if let Some(file_limit) = file_limit
+        && limits.max_connections as u64 > file_limit.saturating_sub(64)
+    {
+        tracing::warn!(
+            open_file_limit = file_limit,
+            max_connections = limits.max_connections,
+            "max_connections leaves too few file descriptors for upstream connections and logs"
+        );
+    }
     let gateway = Gateway::build(config)
         .await
         .map_err(|e| format!("could not start: {e}"))?
         .with_metrics(move || recorder.render());
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = staunch_gateway::server::bind(listen)
         .map_err(|e| format!("could not listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     println!("gateway listening on http://{bound}");
@@ -186,7 +203,12 @@ async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // On a worker thread rather than this one, so that what a connection
     // allocates comes from the workers' malloc arenas, not a third one.
-    let mut server = tokio::spawn(accept_loop(listener, router(gateway), stop_rx));
+    let mut server = tokio::spawn(staunch_gateway::server::serve(
+        listener,
+        router(gateway),
+        limits,
+        stop_rx,
+    ));
     tokio::select! {
         result = &mut server => return result.map_err(|e| e.to_string()),
         () = shutdown_signal() => {}
@@ -203,88 +225,6 @@ async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), 
             Ok(())
         }
     }
-}
-
-/// Serves `app` over HTTP/1.1 on every connection `listener` accepts, until
-/// `stop` turns true; then it stops accepting, lets each connection finish
-/// the request it is serving (an idle keep-alive connection closes at
-/// once), and returns when every connection has closed.
-///
-/// This is `axum::serve` written out, for what it costs per connection: one
-/// hyper HTTP/1 connection with its 8 KiB read and write buffers, and the
-/// router shared rather than rebuilt. (`axum::serve` goes through hyper-util's
-/// HTTP/1-or-2 detection, whose read-ahead makes hyper grow its read buffer
-/// to 16 KiB, and it rebuilds the router's route table for each connection:
-/// about 11 KiB more per open connection.) Sockets are set `TCP_NODELAY`, so
-/// a stream's small event writes are not held back by Nagle's algorithm.
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    use hyper::body::Incoming;
-    use tower::ServiceExt;
-
-    let http = hyper::server::conn::http1::Builder::new();
-    // Every connection task holds a receiver; the loop waits until none is left.
-    let (open_tx, open_rx) = tokio::sync::watch::channel(());
-    let mut stopping = std::pin::pin!(stopped(stop.clone()));
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    accept_error(e).await;
-                    continue;
-                }
-            },
-            () = &mut stopping => break,
-        };
-        // Best effort: a socket that refuses it still works.
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-            app.clone().oneshot(request)
-        });
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let stop = stopped(stop.clone());
-        let open = open_rx.clone();
-        tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stop => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-            drop(open);
-        });
-    }
-    drop(open_rx);
-    drop(listener);
-    open_tx.closed().await;
-}
-
-/// Resolves once `stop` is true (or its sender is gone).
-async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
-/// What to do when `accept` fails: a connection that was reset before it
-/// was accepted is skipped; anything else (such as running out of file
-/// descriptors) is logged, and accepting resumes a second later, when some
-/// connections may have closed.
-async fn accept_error(e: std::io::Error) {
-    use std::io::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accept failed; retrying in 1 s");
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }
 
 async fn shutdown_signal() {

@@ -108,6 +108,13 @@ fn read(shape: Shape, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<
                 "request_too_large",
                 "the request body is larger than the gateway's limit",
             )
+        } else if crate::server::BodyTooSlow::in_chain(&rejection) {
+            reply(
+                shape,
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                &rejection.body_text(),
+            )
         } else {
             reply(
                 shape,
@@ -188,10 +195,7 @@ fn header(value: &str) -> HeaderValue {
 pub(crate) fn answer_headers(answer: &ChatResponse) -> HeaderMap {
     let meta = &answer.meta;
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-staunch-model",
-        header(answer.answered_model()),
-    );
+    headers.insert("x-staunch-model", header(answer.answered_model()));
     headers.insert("x-staunch-tier", header(meta.tier.as_str()));
     headers.insert("x-staunch-attempts", header(&meta.attempts.to_string()));
     if let Some(target) = &meta.target {
