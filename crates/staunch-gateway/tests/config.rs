@@ -94,6 +94,11 @@ listen = "0.0.0.0:9000"
 max_body_bytes = 1024
 max_concurrency = 8
 shutdown_grace_secs = 2.5
+max_connections = 500
+header_timeout_secs = 1.5
+idle_timeout_secs = 20
+body_timeout_secs = 4
+min_body_bytes_per_sec = 512
 log_format = "text"
 
 [providers.oai]
@@ -612,6 +617,35 @@ fn public_listen_without_keys_is_refused() {
     )
     .unwrap();
     assert!(!c.auth_required());
+}
+
+#[test]
+fn connection_bounds_that_bound_nothing_are_refused() {
+    let e = errors(&format!(
+        "{MINIMAL}\n[server]\nmax_connections = 0\nheader_timeout_secs = 0\n\
+         idle_timeout_secs = 7200\nbody_timeout_secs = 0.001\nmin_body_bytes_per_sec = 0\n"
+    ));
+    assert_eq!(e.len(), 5, "{e:#?}");
+    assert_eq!(find(&e, "server.max_connections").line, Some(10));
+    assert!(
+        find(&e, "server.header_timeout_secs")
+            .message
+            .contains("between 0.01 and 3600 seconds (got 0)")
+    );
+    assert!(
+        find(&e, "server.idle_timeout_secs")
+            .message
+            .contains("(got 7200)")
+    );
+    find(&e, "server.body_timeout_secs");
+    assert!(
+        find(&e, "server.min_body_bytes_per_sec")
+            .message
+            .contains("greater than 0")
+    );
+    // A negative duration is not a number of seconds at all.
+    let e = error(&format!("{MINIMAL}\n[server]\nheader_timeout_secs = -1\n"));
+    assert_eq!(e.field, "server.header_timeout_secs");
 }
 
 #[test]

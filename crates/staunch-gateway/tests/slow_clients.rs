@@ -41,6 +41,12 @@ struct Gateway {
 
 impl Gateway {
     fn start(server: &str, token_ms: u64) -> Gateway {
+        Gateway::start_with(server, token_ms, None)
+    }
+
+    /// As [`start`](Self::start), with at most `open_files` file
+    /// descriptors when given (soft and hard limit, so it cannot raise it).
+    fn start_with(server: &str, token_ms: u64, open_files: Option<u32>) -> Gateway {
         let dir = tempdir();
         std::fs::write(
             dir.join("scenario.toml"),
@@ -70,7 +76,18 @@ model = "*"
             ),
         )
         .unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = match open_files {
+            None => Command::new(BIN),
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                shell
+            }
+        };
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "warn")
@@ -99,6 +116,16 @@ model = "*"
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// CPU time the process has used, user and system, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are the 14th and 15th fields of the whole line.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
     /// `staunch_gateway_connections_closed_total{reason="…"}` from `/metrics`.
@@ -502,4 +529,55 @@ async fn an_idle_connection_costs_a_bounded_amount_of_memory() {
         per_connection < 16 * 1024,
         "{per_connection} bytes per idle connection"
     );
+}
+
+/// Out of file descriptors (a cap set above the file limit), the accept
+/// loop waits instead of spinning, and accepts again once connections
+/// close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_accept_loop_waits_and_resumes() {
+    let gateway = Gateway::start_with(
+        "max_connections = 1000\nheader_timeout_secs = 60\nidle_timeout_secs = 60",
+        0,
+        Some(64),
+    );
+    // More connections than the process can hold: the rest stay in the
+    // listen backlog while `accept` fails with EMFILE.
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        open.push(TcpStream::connect(&gateway.addr).await.unwrap());
+    }
+    let answered = |gateway: &Gateway| {
+        let url = gateway.url.clone();
+        async move {
+            let http = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http::<Full<Bytes>>();
+            let request = http::Request::post(format!("{url}/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(CHAT)))
+                .unwrap();
+            http.request(request).await.map(|r| r.status().as_u16())
+        }
+    };
+    // A request now waits behind the backlog.
+    let waiting = tokio::spawn(answered(&gateway));
+    let ticks = gateway.cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let spent = gateway.cpu_ticks() - ticks;
+    // A spinning accept loop burns a whole core: 100 ticks a second.
+    assert!(
+        spent < 20,
+        "{spent} ticks of CPU in a second out of descriptors"
+    );
+    assert!(!waiting.is_finished(), "no descriptor was free for it");
+
+    // Descriptors free up: accepting resumes, and the request is served.
+    drop(open);
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("accepting resumes once connections close")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
 }
