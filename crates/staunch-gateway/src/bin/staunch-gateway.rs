@@ -43,49 +43,37 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: staunch-gateway [--config FILE] [--listen ADDR] | staunch-gateway check FILE";
-
-enum Command {
-    Serve {
-        config: Option<PathBuf>,
-        listen: Option<SocketAddr>,
-    },
-    Check(PathBuf),
+/// The staunch stack as an OpenAI- and Anthropic-compatible gateway.
+///
+/// With no --config it serves the embedded mock LLM server, every model
+/// routed to it. SIGTERM (or Ctrl-C) drains the requests and streams in
+/// flight; SIGHUP reloads the configuration file.
+#[derive(clap::Parser)]
+#[command(name = "staunch-gateway", version)]
+struct Cli {
+    /// The configuration file (TOML); without it, the embedded mock.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The address to listen on, instead of the file's `[server] listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn parse_args() -> Result<Command, String> {
-    let mut args = std::env::args().skip(1);
-    let mut config = None;
-    let mut listen = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "check" => {
-                let file = args.next().ok_or("check needs a FILE")?;
-                return Ok(Command::Check(file.into()));
-            }
-            "--config" => config = Some(args.next().ok_or("--config needs a FILE")?.into()),
-            "--listen" => {
-                let addr = args.next().ok_or("--listen needs an address")?;
-                listen = Some(addr.parse().map_err(|e| format!("--listen {addr}: {e}"))?);
-            }
-            "-h" | "--help" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(Command::Serve { config, listen })
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Validates a configuration file and prints every error with its line.
+    Check {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
-    let command = match parse_args() {
-        Ok(command) => command,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    match command {
-        Command::Check(path) => match Config::load(&path) {
+    let cli = <Cli as clap::Parser>::parse();
+    match cli.command {
+        Some(Command::Check { file: path }) => match Config::load(&path) {
             Ok(config) => {
                 println!(
                     "{}: ok ({} provider(s), {} route(s), {} client key(s))",
@@ -101,7 +89,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config, listen } => {
+        None => {
+            let (config, listen) = (cli.config, cli.listen);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
