@@ -1,0 +1,177 @@
+//! The `[providers.NAME]` tables: the upstreams routes send to.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::durations::secs;
+
+/// What kind of upstream a provider is: which wire format it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProviderKind {
+    /// OpenAI's API (`"openai"`); `base_url` defaults to OpenAI's.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Anthropic's API (`"anthropic"`); `base_url` defaults to Anthropic's.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+    /// Any server speaking OpenAI Chat Completions (`"openai-compatible"`);
+    /// `base_url` is required.
+    #[serde(rename = "openai-compatible")]
+    OpenAiCompatible,
+    /// The embedded staunch-mock (`"mock"`): no network, no key.
+    #[serde(rename = "mock")]
+    Mock,
+}
+
+impl ProviderKind {
+    /// The name used in the file: `"openai"`, `"anthropic"`,
+    /// `"openai-compatible"` or `"mock"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `[providers.NAME]` table: one upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// Which API it speaks (`kind`, required).
+    pub kind: ProviderKind,
+    /// Where it is (`base_url`): required for `openai-compatible`, the
+    /// vendor's own URL when absent for `openai` and `anthropic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The environment variable holding its API key (`api_key_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Extra headers sent with every request (`headers`, a table of
+    /// name = value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// How long to wait for a connection (`connect_timeout_secs`, 10).
+    #[serde(
+        rename = "connect_timeout_secs",
+        with = "secs",
+        default = "Provider::default_connect_timeout"
+    )]
+    pub connect_timeout: Duration,
+    /// How long a whole request may take (`request_timeout_secs`, 600).
+    #[serde(
+        rename = "request_timeout_secs",
+        with = "secs",
+        default = "Provider::default_request_timeout"
+    )]
+    pub request_timeout: Duration,
+    /// How long a stream may take to send its first token
+    /// (`first_token_timeout_secs`, 60).
+    #[serde(
+        rename = "first_token_timeout_secs",
+        with = "secs",
+        default = "Provider::default_first_token_timeout"
+    )]
+    pub first_token_timeout: Duration,
+    /// How long a stream may go silent between events
+    /// (`idle_timeout_secs`, 30).
+    #[serde(
+        rename = "idle_timeout_secs",
+        with = "secs",
+        default = "Provider::default_idle_timeout"
+    )]
+    pub idle_timeout: Duration,
+    /// Kind `mock` only: a staunch-mock scenario file (TOML or JSON) with
+    /// the faults the embedded mock serves (`scenario`). [`Config::load`]
+    /// resolves a relative path against the config file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<PathBuf>,
+    /// Speak HTTP/2 to a plain `http://` `base_url` without negotiating it
+    /// (`http2_prior_knowledge`, default false): for an upstream known to
+    /// serve h2c, so that its requests share one connection instead of
+    /// holding one each. Not for `https://` (which negotiates HTTP/2 by
+    /// ALPN on its own) nor kind `mock`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub http2_prior_knowledge: bool,
+}
+
+impl Provider {
+    fn default_connect_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    fn default_request_timeout() -> Duration {
+        Duration::from_secs(600)
+    }
+    fn default_first_token_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    fn default_idle_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// A provider of this kind with every other field at its default.
+    pub fn new(kind: ProviderKind) -> Self {
+        Provider {
+            kind,
+            base_url: None,
+            api_key_env: None,
+            headers: BTreeMap::new(),
+            connect_timeout: Self::default_connect_timeout(),
+            request_timeout: Self::default_request_timeout(),
+            first_token_timeout: Self::default_first_token_timeout(),
+            idle_timeout: Self::default_idle_timeout(),
+            scenario: None,
+            http2_prior_knowledge: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigErrors};
+
+    const ROUTE: &str =
+        "\n[[routes]]\nmodel = \"*\"\ntargets = [{ provider = \"up\", model = \"m\" }]\n";
+
+    fn provider(lines: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(&format!("[providers.up]\n{lines}\n{ROUTE}"), "gw.toml")
+    }
+
+    #[test]
+    fn http2_prior_knowledge_is_off_by_default_and_read() {
+        let c = provider("kind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:8000/v1\"")
+            .unwrap();
+        assert!(!c.providers["up"].http2_prior_knowledge);
+        let c = provider(
+            "kind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:8000/v1\"\nhttp2_prior_knowledge = true",
+        )
+        .unwrap();
+        assert!(c.providers["up"].http2_prior_knowledge);
+    }
+
+    #[test]
+    fn http2_prior_knowledge_needs_a_plain_http_url() {
+        for lines in [
+            "kind = \"openai-compatible\"\nbase_url = \"https://example.com/v1\"\nhttp2_prior_knowledge = true",
+            "kind = \"openai\"\nhttp2_prior_knowledge = true",
+            "kind = \"mock\"\nhttp2_prior_knowledge = true",
+        ] {
+            let errors = provider(lines).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{lines}: {errors:#?}");
+            assert_eq!(errors[0].field, "providers.up.http2_prior_knowledge");
+            assert!(errors[0].message.contains("http://"), "{}", errors[0]);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The `[[routes]]`: which requests a route serves, and what it answers
+//! when every target failed.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::RouteTarget;
+use super::durations::opt_secs;
+
+/// A `[[routes]]` entry: which requests it serves and the targets it tries,
+/// in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The model names this route serves (`model`): exact, or a pattern
+    /// where `*` matches any run of characters (`"gpt-*"`, `"*"`).
+    pub model: String,
+    /// The targets, tried in order: the first is the primary, the rest its
+    /// fallbacks (`targets`, at least one).
+    #[serde(default)]
+    pub targets: Vec<RouteTarget>,
+    /// What to do when a target refuses (`on_refusal`, `"fallback"` or
+    /// `"return"`).
+    #[serde(default)]
+    pub on_refusal: OnRefusal,
+    /// The time a whole request may take across every attempt
+    /// (`deadline_secs`, none by default).
+    #[serde(
+        rename = "deadline_secs",
+        with = "opt_secs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deadline: Option<Duration>,
+    /// What to answer when every target failed (`[routes.degrade]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degrade: Option<Degrade>,
+    /// Limits on each request's size (`[routes.budget]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<RouteBudget>,
+}
+
+impl Route {
+    /// A route for this model pattern to these targets, every other field
+    /// at its default.
+    pub fn new(model: impl Into<String>, targets: Vec<RouteTarget>) -> Self {
+        Route {
+            model: model.into(),
+            targets,
+            on_refusal: OnRefusal::default(),
+            deadline: None,
+            degrade: None,
+            budget: None,
+        }
+    }
+
+    /// Whether this route serves `model`: `*` in the pattern matches any
+    /// run of characters (the empty one too); anything else must be equal.
+    pub fn matches(&self, model: &str) -> bool {
+        wildcard_match(&self.model, model)
+    }
+}
+
+/// What a route does when a target answers with a refusal (a content
+/// filter, a safety stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRefusal {
+    /// Try the next target (`"fallback"`, the default).
+    #[default]
+    Fallback,
+    /// Return the refusal to the client (`"return"`).
+    Return,
+}
+
+/// A route's last resort when every target failed: a cached answer to the
+/// same request, or a fixed one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Degrade {
+    /// A fixed answer (`static_answer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_answer: Option<String>,
+    /// How long a good answer stays cached for reuse (`cache_ttl_secs`;
+    /// none: no cache).
+    #[serde(
+        rename = "cache_ttl_secs",
+        with = "opt_secs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cache_ttl: Option<Duration>,
+    /// How many answers the cache holds (`cache_capacity`, 1000).
+    #[serde(default = "Degrade::default_cache_capacity")]
+    pub cache_capacity: u64,
+}
+
+impl Degrade {
+    fn default_cache_capacity() -> u64 {
+        1000
+    }
+}
+
+impl Default for Degrade {
+    fn default() -> Self {
+        Degrade {
+            static_answer: None,
+            cache_ttl: None,
+            cache_capacity: Self::default_cache_capacity(),
+        }
+    }
+}
+
+/// A route's limits on each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteBudget {
+    /// The most tokens (prompt and completion) one request may use
+    /// (`per_request_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_request_tokens: Option<u64>,
+}
+
+/// A `*` glob: `*` matches any run of characters, the rest literally.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole text must be the pattern.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}

@@ -1,0 +1,171 @@
+//! A route's targets: a model at a provider, with its price, retries,
+//! breaker, attempt timeout and quota.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::durations::{millis, secs};
+
+/// One target of a route: a model at a provider, with its own retries,
+/// breaker and timeout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTarget {
+    /// The provider's name, a key of `[providers]` (`provider`).
+    pub provider: String,
+    /// The model asked of that provider (`model`).
+    pub model: String,
+    /// Its price, for cost budgets (`price = { input, output }`, dollars
+    /// per million tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+    /// Its context window in tokens (`context_window`): a request that
+    /// cannot fit skips this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
+    /// Whether it accepts a conversation ending with an assistant turn
+    /// (`accepts_prefill`, default false).
+    #[serde(default)]
+    pub accepts_prefill: bool,
+    /// Its retries (`retry = { max_retries, base_delay_ms, max_delay_ms }`).
+    #[serde(default)]
+    pub retry: Retry,
+    /// Its circuit breaker (`breaker = { consecutive_failures, break_secs }`).
+    #[serde(default)]
+    pub breaker: Breaker,
+    /// The time one attempt may take (`attempt_timeout_secs`, 60).
+    #[serde(
+        rename = "attempt_timeout_secs",
+        with = "secs",
+        default = "RouteTarget::default_attempt_timeout"
+    )]
+    pub attempt_timeout: Duration,
+    /// Its own quota (`quota = { requests_per_minute, tokens_per_minute,
+    /// max_wait_ms }`, none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+impl RouteTarget {
+    fn default_attempt_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+
+    /// This model at this provider, every other field at its default.
+    pub fn new(provider: impl Into<String>, model: impl Into<String>) -> Self {
+        RouteTarget {
+            provider: provider.into(),
+            model: model.into(),
+            price: None,
+            context_window: None,
+            accepts_prefill: false,
+            retry: Retry::default(),
+            breaker: Breaker::default(),
+            attempt_timeout: Self::default_attempt_timeout(),
+            quota: None,
+        }
+    }
+}
+
+/// A model's price, in dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Per million prompt tokens (`input`).
+    pub input: f64,
+    /// Per million completion tokens (`output`).
+    pub output: f64,
+}
+
+/// A target's retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Retries after the first attempt (`max_retries`, 2).
+    pub max_retries: u32,
+    /// The first backoff (`base_delay_ms`, 500).
+    #[serde(rename = "base_delay_ms", with = "millis")]
+    pub base_delay: Duration,
+    /// The largest backoff (`max_delay_ms`, 8000).
+    #[serde(rename = "max_delay_ms", with = "millis")]
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_retries: 2,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_millis(8000),
+        }
+    }
+}
+
+/// A target's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Breaker {
+    /// Failures in a row that open it (`consecutive_failures`, 5).
+    pub consecutive_failures: u32,
+    /// How long it stays open (`break_secs`, 30).
+    #[serde(rename = "break_secs", with = "secs")]
+    pub break_duration: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            consecutive_failures: 5,
+            break_duration: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A target's quota, kept by the gateway so that the provider never has
+/// to refuse: requests and tokens per minute, each a bucket of that size
+/// refilled continuously over the minute (as OpenAI and Anthropic describe
+/// their own limits). A request that has no room waits for it up to
+/// `max_wait_ms` (and the route's deadline); past that it is refused at
+/// once, without calling the provider, and the route's next target
+/// answers. A request reserves one request and its prompt estimate plus
+/// its `max_tokens` (1,024 when unset) tokens, reconciled with the tokens
+/// billed. The quota belongs to this target of this route, in this
+/// gateway process; a reload starts it afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Requests per minute (`requests_per_minute`, none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    /// Tokens (prompt and completion) per minute (`tokens_per_minute`,
+    /// none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// The longest a request waits for room (`max_wait_ms`, 10000; 0
+    /// never waits: a request without room goes to the next target at
+    /// once).
+    #[serde(
+        rename = "max_wait_ms",
+        with = "millis",
+        default = "Quota::default_max_wait"
+    )]
+    pub max_wait: Duration,
+}
+
+impl Quota {
+    fn default_max_wait() -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+impl Default for Quota {
+    /// No limits yet, and a wait of at most 10 s.
+    fn default() -> Self {
+        Quota {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            max_wait: Self::default_max_wait(),
+        }
+    }
+}
