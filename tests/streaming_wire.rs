@@ -448,3 +448,46 @@ async fn a_silent_upstream_is_abandoned_after_the_header_timeout_and_not_asked_a
     assert_eq!(answer.meta.target.as_deref(), Some("anthropic"));
     assert_eq!(mock.stats().requests_to(Route::OpenAi), 1, "asked once");
 }
+
+/// The first-token timeout runs from the request, as documented: an
+/// upstream that accepts and sends nothing, not even headers, is given up
+/// on at the first-token timeout (5 s here), not at the longer header
+/// timeout, and the chain moves on after one attempt.
+#[tokio::test(start_paused = true)]
+async fn a_silent_upstream_is_given_up_on_at_the_first_token_timeout() {
+    let mock = mock(vec![Fault::Hang], vec![]).await;
+    let silent = BoxCloneSyncService::new(
+        OpenAi::new(
+            OpenAiConfig::new()
+                .base_url(mock.openai_base_url())
+                .api_key(ApiKey::new("sk-test"))
+                .http(options().header_timeout(Duration::from_secs(60))),
+        )
+        .unwrap(),
+    );
+    let started = Instant::now();
+    let err = silent.clone().oneshot(ask()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(err.message.contains("first-token timeout"), "{err}");
+    assert_eq!(err.class(), ErrorClass::Unavailable);
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+    mock.reset();
+    let (openai, _) = TargetBuilder::new("openai", silent).build().unwrap();
+    let (anthropic, _) = TargetBuilder::new("anthropic", client(&mock, Route::Anthropic))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let answer = Fallback::new([openai, anthropic])
+        .unwrap()
+        .oneshot(ask())
+        .await
+        .unwrap();
+    assert_eq!(answer.meta.target.as_deref(), Some("anthropic"));
+    assert_eq!(mock.stats().requests_to(Route::OpenAi), 1, "asked once");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "one first-token timeout, not three: {:?}",
+        started.elapsed()
+    );
+}

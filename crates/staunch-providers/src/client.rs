@@ -326,7 +326,10 @@ impl Core {
         let first_token_by = Instant::now() + options.first_token_timeout;
         let outcome = async {
             let http = self.http_request(body)?;
-            let head = self.transport.send_streaming(http, deadline).await?;
+            let head = self
+                .transport
+                .send_streaming(http, deadline, first_token_by)
+                .await?;
             tracing::Span::current().record("status", head.status);
             if !(200..300).contains(&head.status) {
                 let bytes = self.transport.read_error_body(head.body).await;

@@ -48,13 +48,13 @@ pub struct HttpOptions {
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(600),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             max_response_bytes: 16 * 1024 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
             header_timeout: Duration::from_secs(60),
-            first_token_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(30),
+            first_token_timeout: Self::DEFAULT_FIRST_TOKEN_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             retry_first_token_timeout: false,
             max_event_bytes: 1024 * 1024,
             http2_prior_knowledge: false,
@@ -63,6 +63,15 @@ impl Default for HttpOptions {
 }
 
 impl HttpOptions {
+    /// The default [`connect_timeout`](Self::connect_timeout): 10 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default [`request_timeout`](Self::request_timeout): 600 s.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+    /// The default [`first_token_timeout`](Self::first_token_timeout): 60 s.
+    pub const DEFAULT_FIRST_TOKEN_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The default [`idle_timeout`](Self::idle_timeout): 30 s.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// The defaults of the table above.
     pub fn new() -> Self {
         Self::default()
@@ -243,14 +252,18 @@ impl Transport {
     }
 
     /// Sends `request` and waits for the response headers only, within the
-    /// header timeout and the request's deadline; the body is left to read.
+    /// header timeout, the first-token time (`first_token_by`: no first
+    /// token can come before the headers) and the request's deadline; the
+    /// body is left to read.
     pub(crate) async fn send_streaming(
         &self,
         request: Request<Full<Bytes>>,
         deadline: Option<Deadline>,
+        first_token_by: tokio::time::Instant,
     ) -> Result<StreamingResponse, LlmError> {
         let timeout = self.options.header_timeout;
-        let by_deadline = deadline.filter(|d| d.remaining() < timeout);
+        let headers_by = tokio::time::Instant::now() + timeout;
+        let by_deadline = deadline.filter(|d| d.instant() < headers_by.min(first_token_by));
         if let Some(d) = by_deadline
             && d.is_expired()
         {
@@ -258,7 +271,7 @@ impl Transport {
         }
         let limit_at = match by_deadline {
             Some(d) => d.instant(),
-            None => tokio::time::Instant::now() + timeout,
+            None => headers_by.min(first_token_by),
         };
         match tokio::time::timeout_at(limit_at, self.client.request(request)).await {
             Ok(Ok(response)) => {
@@ -274,11 +287,18 @@ impl Transport {
                 Some(d) => d.exceeded(),
                 // A silent upstream is abandoned for the next target, not
                 // asked again (unless told to retry slow starts).
-                None => LlmError::new(
-                    ErrorKind::Timeout,
-                    format!("no response headers within {timeout:?}"),
-                )
-                .with_should_retry(self.options.retry_first_token_timeout),
+                None => {
+                    let message = if first_token_by < headers_by {
+                        format!(
+                            "no response headers, so no first token, within the first-token timeout of {:?}",
+                            self.options.first_token_timeout
+                        )
+                    } else {
+                        format!("no response headers within {timeout:?}")
+                    };
+                    LlmError::new(ErrorKind::Timeout, message)
+                        .with_should_retry(self.options.retry_first_token_timeout)
+                }
             }),
         }
     }
