@@ -152,18 +152,22 @@ async fn context_overflow_in_every_dialect() {
 async fn content_policy_as_an_error_and_as_a_finish_reason() {
     let invalid_prompt = r#"{"error":{"message":"Invalid prompt: your prompt was flagged as potentially violating our usage policy.","type":"invalid_request_error","param":null,"code":"invalid_prompt"}}"#;
     let azure = r#"{"error":{"message":"The response was filtered due to the prompt triggering Azure OpenAI's content management policy.","type":null,"param":"prompt","code":"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation","content_filter_result":{"hate":{"filtered":true,"severity":"high"}}}}}"#;
-    for body in [invalid_prompt, azure] {
-        assert_eq!(
-            fail_with(status(400, body, &[])).await.kind,
-            ErrorKind::ContentFiltered,
-            "{body}"
-        );
+    // The provider's own code travels with the error, for a gateway to
+    // pass on.
+    for (body, code) in [
+        (invalid_prompt, "invalid_prompt"),
+        (azure, "content_filter"),
+    ] {
+        let err = fail_with(status(400, body, &[])).await;
+        assert_eq!(err.kind, ErrorKind::ContentFiltered, "{body}");
+        assert_eq!(err.code.as_deref(), Some(code), "{body}");
     }
     let err = fail_with(Fault::ContentFilter).await;
     assert_eq!(
         (err.kind, err.status),
         (ErrorKind::ContentFiltered, Some(200))
     );
+    assert_eq!(err.code.as_deref(), Some("content_filter"));
     assert!(
         err.spent.input_tokens > 0,
         "the filtered answer's tokens are reported"

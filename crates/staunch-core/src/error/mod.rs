@@ -77,6 +77,16 @@ pub struct ErrorDetails {
     pub target: Option<String>,
     /// The provider's (or staunch's) description.
     pub message: String,
+    /// The provider's own error code or type, e.g. OpenAI's `error.code`
+    /// `content_policy_violation`, Anthropic's `error.type`
+    /// `invalid_request_error`, or the wire's stop reason for a refusal
+    /// that came as a success (`content_filter`, `refusal`).
+    ///
+    /// Set it through [`LlmError::with_code`], which keeps it a short code:
+    /// at most [`LlmError::MAX_CODE_LEN`] characters of `[A-Za-z0-9_.-]`,
+    /// and nothing that looks like a key. A gateway passes it to its
+    /// clients, so it must never carry a secret.
+    pub code: Option<String>,
     /// The provider's request id, for support tickets.
     pub request_id: Option<String>,
     /// Calls made before giving up (set by the retry and fallback layers,
@@ -119,6 +129,7 @@ impl LlmError {
                 model: None,
                 target: None,
                 message: message.into(),
+                code: None,
                 request_id: None,
                 attempts: 1,
                 spent: Usage::default(),
@@ -209,6 +220,32 @@ impl LlmError {
         self
     }
 
+    /// The longest provider error code [`with_code`](Self::with_code) keeps.
+    pub const MAX_CODE_LEN: usize = 64;
+
+    /// Sets the provider's own error code ([`ErrorDetails::code`]), bounded
+    /// so that it is safe to show a client: characters other than
+    /// `[A-Za-z0-9_.-]` are dropped, the rest is cut to
+    /// [`MAX_CODE_LEN`](Self::MAX_CODE_LEN) characters, and a code that is
+    /// empty then, or looks like a key (what [`redact_secrets`] masks, or a
+    /// run of 16 or more letters and digits mixed, as tokens are), is not
+    /// kept at all.
+    ///
+    /// ```
+    /// use staunch_core::{ErrorKind, LlmError};
+    /// let e = LlmError::new(ErrorKind::ContentFiltered, "flagged")
+    ///     .with_code("content_policy_violation");
+    /// assert_eq!(e.code.as_deref(), Some("content_policy_violation"));
+    /// let e = LlmError::new(ErrorKind::InvalidRequest, "").with_code("sk-proj-AbCdEf0123456789");
+    /// assert_eq!(e.code, None);
+    /// let e = LlmError::new(ErrorKind::InvalidRequest, "").with_code("<b>bad code</b>");
+    /// assert_eq!(e.code.as_deref(), Some("bbadcodeb"));
+    /// ```
+    pub fn with_code(mut self, code: impl AsRef<str>) -> Self {
+        self.code = safe_code(code.as_ref());
+        self
+    }
+
     /// Sets the provider's request id.
     pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
         self.request_id = Some(id.into());
@@ -283,6 +320,23 @@ impl LlmError {
     }
 }
 
+/// `code` as a short, secret-free error code, or `None` (see
+/// [`LlmError::with_code`]).
+fn safe_code(code: &str) -> Option<String> {
+    let kept: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .take(LlmError::MAX_CODE_LEN)
+        .collect();
+    let token_like = kept.split(['_', '.', '-']).any(|run| {
+        run.len() >= 16
+            && run.bytes().any(|b| b.is_ascii_digit())
+            && run.bytes().any(|b| b.is_ascii_alphabetic())
+    });
+    let masked = matches!(redact_secrets(&kept), std::borrow::Cow::Owned(_));
+    (!kept.is_empty() && !token_like && !masked).then_some(kept)
+}
+
 impl fmt::Display for LlmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind)?;
@@ -340,6 +394,9 @@ impl fmt::Debug for LlmError {
             d.field("target", t);
         }
         d.field("message", &self.redacted_message());
+        if let Some(code) = &self.code {
+            d.field("code", code);
+        }
         if let Some(id) = &self.request_id {
             d.field("request_id", id);
         }

@@ -213,3 +213,41 @@ fn adding_attempts_saturates() {
     e.add_attempts(u32::MAX);
     assert_eq!(e.attempts, u32::MAX);
 }
+
+#[test]
+fn provider_codes_are_kept_short_and_secret_free() {
+    let code = |c: &str| {
+        LlmError::new(ErrorKind::InvalidRequest, "")
+            .with_code(c)
+            .code
+            .clone()
+    };
+    assert_eq!(
+        code("content_policy_violation").as_deref(),
+        Some("content_policy_violation")
+    );
+    assert_eq!(
+        code("ResponsibleAIPolicyViolation").as_deref(),
+        Some("ResponsibleAIPolicyViolation")
+    );
+    assert_eq!(
+        code("invalid_request_error").as_deref(),
+        Some("invalid_request_error")
+    );
+    assert_eq!(code("400").as_deref(), Some("400"));
+    // Only [A-Za-z0-9_.-] survives; nothing left means no code.
+    assert_eq!(code("a b\"\n{c}").as_deref(), Some("abc"));
+    assert_eq!(code(" \u{202e}<>"), None);
+    assert_eq!(code(""), None);
+    // Bounded.
+    let long = "x".repeat(10_000);
+    assert_eq!(code(&long).map(|c| c.len()), Some(LlmError::MAX_CODE_LEN));
+    // Key-shaped codes are dropped whole, not half-masked.
+    assert_eq!(code("sk-ant-api03-AbC_d-9"), None);
+    assert_eq!(code("sk-proj-abc"), None);
+    assert_eq!(code("3f9c2b7e1d4a8f6e3f9c2b7e"), None);
+    assert_eq!(code("bad_key_AKIA4Z3F9C2B7E1D4A8F"), None);
+    // The Debug output shows it.
+    let e = LlmError::new(ErrorKind::ContentFiltered, "m").with_code("content_filter");
+    assert!(format!("{e:?}").contains("code: \"content_filter\""));
+}

@@ -100,6 +100,8 @@ fn parse_answer(
             ErrorKind::ContentFiltered,
             "the model refused to answer (stop_reason: refusal)",
         )
+        // No error body: the wire's own word for it is the stop reason.
+        .with_code("refusal")
         .with_status(status)
         .with_spent(usage));
     }

@@ -52,6 +52,11 @@ pub fn error(status: u16, headers: &HeaderMap, body: &[u8]) -> LlmError {
         _ => ErrorKind::from_status(status),
     };
     let mut error = LlmError::new(kind, message).with_status(status);
+    // The provider's own code for the client: `error.type` (bounded and
+    // secret-free through `with_code`).
+    if !kind_field.is_empty() {
+        error = error.with_code(&kind_field);
+    }
     error.retry_after = crate::headers::retry_after(headers);
     error.should_retry = crate::headers::should_retry(headers);
     error.request_id = crate::headers::request_id(headers).or_else(|| {
@@ -62,4 +67,53 @@ pub fn error(status: u16, headers: &HeaderMap, body: &[u8]) -> LlmError {
             .map(|id| staunch_core::redact_secrets(id).into_owned())
     });
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error;
+    use http::HeaderMap;
+    use staunch_core::{ErrorKind, LlmError};
+
+    fn parse(status: u16, body: &str) -> LlmError {
+        error(status, &HeaderMap::new(), body.as_bytes())
+    }
+
+    #[test]
+    fn the_error_type_is_the_code() {
+        let e = parse(
+            400,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 200251 tokens > 200000 maximum"},"request_id":"req_1"}"#,
+        );
+        assert_eq!(e.kind, ErrorKind::ContextLengthExceeded);
+        assert_eq!(e.code.as_deref(), Some("invalid_request_error"));
+        let e = parse(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        assert_eq!(e.code.as_deref(), Some("overloaded_error"));
+        // A proxy's body without a top-level type.
+        let e = parse(
+            413,
+            r#"{"error":{"type":"request_too_large","message":"Request exceeds the maximum size"}}"#,
+        );
+        assert_eq!(e.code.as_deref(), Some("request_too_large"));
+        assert_eq!(parse(502, "not json").code, None);
+        assert_eq!(parse(400, r#"{"error":{"type":42}}"#).code, None);
+    }
+
+    #[test]
+    fn a_hostile_type_is_bounded_and_never_a_key() {
+        let long = "x_".repeat(50_000);
+        let body = serde_json::json!({"type": "error", "error": {"type": long, "message": "m"}});
+        let e = parse(400, &body.to_string());
+        assert_eq!(
+            e.code.as_deref().map(str::len),
+            Some(LlmError::MAX_CODE_LEN)
+        );
+        let body = serde_json::json!({"type": "error", "error": {"type": "sk-ant-api03-AbC_d-9xYz", "message": "m"}});
+        assert_eq!(parse(400, &body.to_string()).code, None);
+        let body = serde_json::json!({"type": "error", "error": {"type": "x-api-key=AbCdEf0123456789AbCd", "message": "m"}});
+        assert_eq!(parse(400, &body.to_string()).code, None);
+    }
 }

@@ -259,6 +259,7 @@ impl AnthropicEvents {
                                 ErrorKind::ContentFiltered,
                                 "the model refused to answer (stop_reason: refusal)",
                             )
+                            .with_code("refusal")
                             .with_status(STREAM_STATUS)
                             .with_spent(usage),
                         );
@@ -589,6 +590,7 @@ mod tests {
             Step::Error(e) => {
                 assert_eq!(e.kind, ErrorKind::ContentFiltered);
                 assert_eq!(e.spent, Usage::new(7, 4));
+                assert_eq!(e.code.as_deref(), Some("refusal"));
             }
             other => panic!("{other:?}"),
         }

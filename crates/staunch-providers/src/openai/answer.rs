@@ -153,6 +153,8 @@ pub fn parse(status: u16, headers: &HeaderMap, body: &[u8]) -> Result<ChatRespon
             ErrorKind::ContentFiltered,
             "the answer was stopped by the content filter (finish_reason: content_filter)",
         )
+        // No error body: the wire's own word for it is the finish reason.
+        .with_code("content_filter")
         .with_status(status)
         .with_spent(usage));
     }

@@ -120,6 +120,7 @@ impl OpenAiEvents {
                         ErrorKind::ContentFiltered,
                         "the answer was stopped by the content filter (finish_reason: content_filter)",
                     )
+                    .with_code("content_filter")
                     .with_status(STREAM_STATUS)
                     .with_spent(usage.unwrap_or_default());
                     return Step::Error(error);
@@ -467,6 +468,7 @@ mod tests {
         }
         let e = error_of(&chunk(json!({}), json!("content_filter")));
         assert_eq!(e.kind, ErrorKind::ContentFiltered);
+        assert_eq!(e.code.as_deref(), Some("content_filter"));
         assert_eq!(e.status, Some(200));
         assert_eq!(
             error_of(&chunk(json!({}), json!("error"))).kind,
