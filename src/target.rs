@@ -10,7 +10,7 @@ use crate::quota::{InvalidQuota, QuotaConfig, QuotaHandle, QuotaLayer};
 use crate::retry::{RetryConfig, RetryLayer};
 #[cfg(feature = "validate")]
 use crate::validate::{ValidateConfig, ValidateLayer};
-use staunch_core::{BoxError, ChatRequest, ChatResponse, Price};
+use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError, Price};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
@@ -34,6 +34,7 @@ use tower_service::Service;
 /// | `breaker` | [`CircuitBreakerConfig::new`] named after the target (5 failures in a row) |
 /// | `retry` | [`RetryConfig::new`] (2 retries, full jitter, retry budget) |
 /// | `attempt_timeout` | 60 s |
+/// | `retry_attempt_timeouts` | off: an attempt that gets no answer within its timeout moves the chain to the next target instead of asking the silent one again |
 /// | `quota` | none (feature `quota`; [`QuotaConfig`](crate::quota::QuotaConfig)) |
 /// | `model`, `context_window`, `price` | none, as on [`Target`] |
 ///
@@ -74,10 +75,17 @@ pub struct TargetBuilder<S> {
     breaker: Option<CircuitBreakerConfig>,
     retry: RetryConfig,
     attempt_timeout: Option<Duration>,
+    retry_attempt_timeouts: bool,
     #[cfg(feature = "validate")]
     validate: Option<ValidateConfig>,
     #[cfg(feature = "quota")]
     quota: Option<QuotaLayer>,
+}
+
+impl TargetBuilder<()> {
+    /// The default [`attempt_timeout`](TargetBuilder::attempt_timeout): 60 s,
+    /// whatever the provider (`TargetBuilder::DEFAULT_ATTEMPT_TIMEOUT`).
+    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 }
 
 impl<S> TargetBuilder<S>
@@ -97,7 +105,8 @@ where
             accepts_prefill: false,
             breaker: None,
             retry: RetryConfig::new(),
-            attempt_timeout: Some(Duration::from_secs(60)),
+            attempt_timeout: Some(TargetBuilder::DEFAULT_ATTEMPT_TIMEOUT),
+            retry_attempt_timeouts: false,
             #[cfg(feature = "validate")]
             validate: None,
             #[cfg(feature = "quota")]
@@ -209,6 +218,18 @@ where
         self.quota.as_ref().map(QuotaLayer::handle)
     }
 
+    /// Whether an attempt that got no answer within the
+    /// [`attempt_timeout`](Self::attempt_timeout) may be retried on this
+    /// target (off by default). An upstream that never answered is the
+    /// likeliest of all to stay silent: by default its `Timeout` says
+    /// `should_retry: false`, so the retry layer passes it on and a chain
+    /// moves to its next target after one attempt rather than waiting out
+    /// the timeout once per retry.
+    pub fn retry_attempt_timeouts(mut self, retry: bool) -> Self {
+        self.retry_attempt_timeouts = retry;
+        self
+    }
+
     /// No per-attempt timeout of its own: only a request's
     /// [`Deadline`](crate::Deadline) and the provider client's timeout bound
     /// an attempt.
@@ -232,12 +253,19 @@ where
         let stack = ServiceBuilder::new();
         let stack = stack.layer(breaker).layer(retry);
         let (name, provider, attempt_timeout) = (self.name, self.provider, self.attempt_timeout);
+        let retry_timeouts = self.retry_attempt_timeouts;
         // The quota (when set) then the per-attempt timeout (when set) over
         // the provider: each combination is its own service type.
         macro_rules! with_timeout {
             ($stack:expr) => {
                 match attempt_timeout {
-                    Some(timeout) => Target::new(name, $stack.timeout(timeout).service(provider)),
+                    Some(timeout) => Target::new(
+                        name,
+                        $stack
+                            .map_err(attempt_timed_out(timeout, retry_timeouts))
+                            .timeout(timeout)
+                            .service(provider),
+                    ),
                     None => Target::new(name, $stack.service(provider)),
                 }
             };
@@ -261,6 +289,25 @@ where
         }
         target = target.accepts_prefill(self.accepts_prefill);
         Ok((target, handle))
+    }
+}
+
+/// Names an attempt that got no answer within `timeout` as such, and, unless
+/// `retry` is on, tells the retry layer not to ask the silent target again.
+fn attempt_timed_out(timeout: Duration, retry: bool) -> impl Fn(BoxError) -> BoxError + Clone {
+    move |error| {
+        if !error.is::<tower::timeout::error::Elapsed>() {
+            return error;
+        }
+        let timed_out = LlmError::new(
+            ErrorKind::Timeout,
+            format!("no answer within the attempt timeout of {timeout:?}"),
+        );
+        Box::new(if retry {
+            timed_out
+        } else {
+            timed_out.with_should_retry(false)
+        })
     }
 }
 
@@ -306,6 +353,7 @@ mod tests {
                     .jitter(crate::retry::NoJitter),
             )
             .attempt_timeout(Duration::from_secs(1))
+            .retry_attempt_timeouts(true)
             .build()
             .unwrap();
         let answer = Fallback::new([target])
@@ -314,6 +362,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer.meta.attempts, 2, "timed out once, then answered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_timed_out_falls_over_without_a_retry() {
+        let silent = Scripted::scripted([Step::Slow(Duration::from_secs(10)), Step::Answer]);
+        let spare = Scripted::scripted([Step::Answer]);
+        let (a, _) = TargetBuilder::new("a", silent.clone())
+            .retry(RetryConfig::new().no_budget().max_retries(2))
+            .attempt_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let (b, _) = TargetBuilder::new("b", spare.clone()).build().unwrap();
+        let started = tokio::time::Instant::now();
+        let answer = Fallback::new([a, b])
+            .unwrap()
+            .oneshot(request())
+            .await
+            .unwrap();
+        assert_eq!(answer.meta.target.as_deref(), Some("b"));
+        assert_eq!(silent.calls(), 1, "the silent target was asked once");
+        assert_eq!(started.elapsed(), Duration::from_secs(1), "one timeout");
     }
 
     #[cfg(feature = "quota")]

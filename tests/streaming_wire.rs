@@ -13,7 +13,7 @@ use staunch::core::{
     ChatRequest, ChatResponse, ErrorClass, ErrorKind, FinishReason, LlmError, Message, StreamEvent,
     ToolDefinition,
 };
-use staunch::fallback::Fallback;
+use staunch::fallback::{ContinuationOrder, Fallback};
 use staunch::retry::RetryConfig;
 use staunch_mock::{Fault, MockServer, Route, Scenario, StreamErrorKind};
 use staunch_providers::{Anthropic, AnthropicConfig, ApiKey, HttpOptions, OpenAi, OpenAiConfig};
@@ -489,5 +489,128 @@ async fn a_silent_upstream_is_given_up_on_at_the_first_token_timeout() {
         started.elapsed() < Duration::from_secs(6),
         "one first-token timeout, not three: {:?}",
         started.elapsed()
+    );
+}
+
+/// A chain of two targets that both accept a prefill, in `order`.
+fn two_prefill_targets(mock: &MockServer, order: ContinuationOrder) -> Fallback {
+    let (openai, _) = TargetBuilder::new("openai", client(mock, Route::OpenAi))
+        .retry(RetryConfig::new().max_retries(0))
+        .accepts_prefill(true)
+        .build()
+        .unwrap();
+    let (anthropic, _) = TargetBuilder::new("anthropic", client(mock, Route::Anthropic))
+        .accepts_prefill(true)
+        .build()
+        .unwrap();
+    Fallback::new([openai, anthropic])
+        .unwrap()
+        .continuation_order(order)
+}
+
+/// After a stall, the target that stalled is the last place to continue:
+/// by default the next target continues at once, after one idle timeout
+/// (2 s here), where going back to the stalled one costs a second.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_stream_continues_on_the_next_target_not_the_one_that_stalled() {
+    let stalls = || {
+        vec![
+            Fault::StallAfter { tokens: 3 },
+            Fault::StallAfter { tokens: 3 },
+        ]
+    };
+    let mock = mock(stalls(), vec![]).await;
+    let want = plain_text(&mock, Route::OpenAi).await;
+
+    mock.reset();
+    let started = Instant::now();
+    let chain = two_prefill_targets(&mock, ContinuationOrder::NextFirst);
+    let collected = chain.oneshot(ask()).await.unwrap().collect().await.unwrap();
+    assert_eq!(collected.text(), want, "the whole answer, no word twice");
+    assert_eq!(collected.meta.continuations, ["anthropic"]);
+    assert_eq!(
+        mock.stats().requests_to(Route::OpenAi),
+        1,
+        "not asked again"
+    );
+    let next_first = started.elapsed();
+
+    // The old order goes back to the stalled target, which stalls again.
+    let mock = self::mock(stalls(), vec![]).await;
+    let started = Instant::now();
+    let chain = two_prefill_targets(&mock, ContinuationOrder::SameFirst);
+    let collected = chain.oneshot(ask()).await.unwrap().collect().await.unwrap();
+    assert_eq!(collected.text(), want);
+    assert_eq!(collected.meta.continuations, ["openai", "openai"]);
+    let same_first = started.elapsed();
+    assert!(
+        next_first < Duration::from_secs(3) && same_first >= Duration::from_secs(4),
+        "one idle timeout ({next_first:?}) against two ({same_first:?})"
+    );
+}
+
+/// After a cut, the target that was cut continues only when nothing after
+/// it can; after a stall it never does.
+#[tokio::test(start_paused = true)]
+async fn the_serving_target_continues_its_own_stream_only_after_a_cut() {
+    let only = |mock: &MockServer| {
+        let (anthropic, _) = TargetBuilder::new("anthropic", client(mock, Route::Anthropic))
+            .accepts_prefill(true)
+            .build()
+            .unwrap();
+        Fallback::new([anthropic]).unwrap()
+    };
+    let mock = mock(vec![], vec![Fault::CutAfter { tokens: 3 }]).await;
+    let want = plain_text(&mock, Route::Anthropic).await;
+    mock.reset();
+    let collected = only(&mock)
+        .oneshot(ask())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(collected.text(), want);
+    assert_eq!(collected.meta.continuations, ["anthropic"]);
+
+    let mock = self::mock(vec![], vec![Fault::StallAfter { tokens: 3 }]).await;
+    let got = read(only(&mock).oneshot(ask()).await.unwrap()).await;
+    assert_eq!(got.content_events, 3);
+    assert_eq!(got.error.expect("the stall").kind, ErrorKind::Timeout);
+    assert_eq!(mock.stats().requests_to(Route::Anthropic), 1);
+}
+
+/// A continued answer bills every segment: the part that broke and the
+/// continuation's prompt (the prefill included) and output, not only the
+/// last segment's.
+#[tokio::test(start_paused = true)]
+async fn a_continued_stream_reports_the_usage_of_every_segment() {
+    let mock = mock(vec![Fault::CutAfter { tokens: 3 }], vec![]).await;
+    let alone = client(&mock, Route::Anthropic)
+        .oneshot(ask().with_stream(false))
+        .await
+        .unwrap()
+        .usage;
+    mock.reset();
+    let collected = continuing_chain(&mock)
+        .oneshot(ask())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(collected.meta.continuations, ["anthropic"]);
+    // The broken segment's prompt and the continuation's prompt (the
+    // question again, plus the prefill) were both billed.
+    assert!(
+        collected.usage.input_tokens > 2 * alone.input_tokens - 2,
+        "{:?} against {alone:?} for one request alone",
+        collected.usage
+    );
+    // Every token of the answer was billed, in one segment or the other.
+    assert!(
+        collected.usage.output_tokens >= alone.output_tokens,
+        "{:?} against {alone:?}",
+        collected.usage
     );
 }

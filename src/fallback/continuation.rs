@@ -5,7 +5,8 @@
 use super::target::Target;
 use futures_core::Stream;
 use staunch_core::{
-    ChatRequest, ChatResponse, ErrorClass, EventStream, LlmError, Message, StreamEvent,
+    ChatRequest, ChatResponse, ErrorClass, ErrorKind, EventStream, LlmError, Message, StreamEvent,
+    Usage,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -27,17 +28,64 @@ enum State {
     Done,
 }
 
+/// Where a chain continues a stream that broke after its commit point
+/// (see [`Fallback::continuation_order`](super::Fallback::continuation_order)).
+/// Only targets that [accept a prefill](Target::accepts_prefill) and whose
+/// circuit is not open are asked, and targets before the one that served
+/// the stream never are: they already failed this request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContinuationOrder {
+    /// The targets after the one that broke, in chain order; the one that
+    /// broke itself only after a cut (a reset, a truncated body, an error
+    /// event), and only when none of those could continue. A target that
+    /// stalled or never sent its first token is never asked again for the
+    /// same answer: it would likely stall again, costing one more idle
+    /// timeout. The default.
+    #[default]
+    NextFirst,
+    /// The target that broke first (after a stall too), then the ones after
+    /// it: for a chain whose first target is much better than the rest and
+    /// whose breaks are rare and short.
+    SameFirst,
+}
+
+impl ContinuationOrder {
+    /// The targets to ask, in order, after `broke` ended the stream that
+    /// target `serving` of `count` served.
+    fn candidates(self, serving: usize, count: usize, broke: &LlmError) -> Vec<usize> {
+        let after = serving + 1..count;
+        match self {
+            ContinuationOrder::SameFirst => std::iter::once(serving).chain(after).collect(),
+            ContinuationOrder::NextFirst => {
+                let stalled = broke.kind == ErrorKind::Timeout;
+                let same = (!stalled).then_some(serving);
+                after.chain(same).collect()
+            }
+        }
+    }
+}
+
 /// A stream that continues itself on a prefill-capable target when it
 /// breaks, never for a stream that carried tool calls, never twice from
 /// scratch: only the text after what the caller already has is asked for.
+///
+/// Every segment's billing adds up: the usage the caller sees counts the
+/// tokens of the segments that broke and of each continuation (its prompt,
+/// the prefill included), not only the last segment's.
 pub(super) struct Continuing {
     state: State,
     targets: Arc<[Target]>,
+    order: ContinuationOrder,
     // The target that served the current stream.
     serving: usize,
+    // The targets left to ask after the current break, in order.
+    candidates: std::vec::IntoIter<usize>,
     request: ChatRequest,
     text: String,
     tool_calls: bool,
+    // Tokens billed by the segments before the current one.
+    earlier: Usage,
 }
 
 impl Continuing {
@@ -46,6 +94,7 @@ impl Continuing {
     pub(super) fn wrap(
         response: &mut ChatResponse,
         targets: &Arc<[Target]>,
+        order: ContinuationOrder,
         serving: usize,
         request: &ChatRequest,
     ) {
@@ -58,19 +107,23 @@ impl Continuing {
         let continuing = Continuing {
             state: State::Streaming(stream),
             targets: targets.clone(),
+            order,
             serving,
+            candidates: Vec::new().into_iter(),
             request: request.clone(),
             text: String::new(),
             tool_calls: false,
+            earlier: Usage::default(),
         };
         response.stream = Some(staunch_core::ResponseStream::new(Box::pin(continuing)));
     }
 
-    /// The next target, from `from` on, that may continue: it accepts a
-    /// prefill and its circuit is not open.
-    fn next_target(&self, from: usize) -> Option<usize> {
-        (from..self.targets.len()).find(|&i| {
-            let t = &self.targets[i];
+    /// The next candidate that may continue: it accepts a prefill and its
+    /// circuit is not open.
+    fn next_target(&mut self) -> Option<usize> {
+        let targets = &self.targets;
+        self.candidates.find(|&i| {
+            let t = &targets[i];
             t.accepts_prefill
                 && t.health
                     .as_ref()
@@ -98,18 +151,31 @@ impl Continuing {
         Box::pin(Oneshot::new(target.service.clone(), request))
     }
 
-    /// Where to turn after a break (or a failed continuation at `after`).
-    fn repair(&mut self, broke: LlmError, after: Option<usize>) -> Option<LlmError> {
+    /// Where to turn after a break of the serving stream (`fresh`) or a
+    /// failed continuation: the next candidate, or the break itself, for
+    /// the caller, when none is left.
+    fn repair(&mut self, mut broke: LlmError, fresh: bool) -> Option<LlmError> {
         let repairable =
             !self.tool_calls && !self.text.is_empty() && broke.class() != ErrorClass::Fatal;
-        let from = after.map_or(self.serving, |i| i + 1);
-        match self.next_target(from).filter(|_| repairable) {
+        if fresh {
+            // The broken segment's tokens were billed all the same.
+            self.earlier += broke.spent;
+            self.candidates = self
+                .order
+                .candidates(self.serving, self.targets.len(), &broke)
+                .into_iter();
+        }
+        match self.next_target().filter(|_| repairable) {
             Some(at) => {
                 let call = self.reconnect(at);
                 self.state = State::Reconnecting { call, at, broke };
                 None
             }
-            None => Some(broke),
+            None => {
+                // The caller is told what the whole answer cost.
+                broke.spent = self.earlier;
+                Some(broke)
+            }
         }
     }
 }
@@ -128,16 +194,17 @@ impl Stream for Continuing {
                         this.state = State::Done;
                         return Poll::Ready(None);
                     }
-                    Poll::Ready(Some(Ok(event))) => {
-                        match &event {
+                    Poll::Ready(Some(Ok(mut event))) => {
+                        match &mut event {
                             StreamEvent::TextDelta(text) => this.text.push_str(text),
                             StreamEvent::ToolCallDelta { .. } => this.tool_calls = true,
+                            StreamEvent::Usage(usage) => *usage += this.earlier,
                             _ => {}
                         }
                         return Poll::Ready(Some(Ok(event)));
                     }
                     Poll::Ready(Some(Err(broke))) => {
-                        if let Some(error) = this.repair(broke, None) {
+                        if let Some(error) = this.repair(broke, true) {
                             this.state = State::Done;
                             return Poll::Ready(Some(Err(error)));
                         }
@@ -172,7 +239,8 @@ impl Stream for Continuing {
                                 kind = refused.kind.as_str(),
                                 "a continuation was refused"
                             );
-                            if let Some(error) = this.repair(broke, Some(at)) {
+                            this.earlier += refused.total_spent();
+                            if let Some(error) = this.repair(broke, false) {
                                 return Poll::Ready(Some(Err(error)));
                             }
                         }

@@ -129,6 +129,7 @@ impl Chain {
             super::continuation::Continuing::wrap(
                 &mut response,
                 &self.shared.targets,
+                self.shared.continuation,
                 self.current,
                 &self.request,
             );

@@ -43,6 +43,7 @@ mod target;
 mod tests;
 
 pub use crate::health::TargetHealth;
+pub use continuation::ContinuationOrder;
 pub use future::ResponseFuture;
 pub use layer::FallbackLayer;
 pub use service::{EmptyChain, Fallback};

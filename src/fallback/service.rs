@@ -1,5 +1,6 @@
 //! The fallback service.
 
+use super::continuation::ContinuationOrder;
 use super::future::ResponseFuture;
 use super::split::DeadlineSplit;
 use super::target::Target;
@@ -26,11 +27,14 @@ use tower_service::Service;
 ///
 /// A streamed answer is handed over at its commit point (its first
 /// content event); everything before it is an ordinary failure of the
-/// target. When a text-only stream breaks after it and a target from the
-/// serving one on [accepts a prefill](Target::accepts_prefill), the chain
-/// asks that target for the rest (the text so far sent as an assistant
-/// prefill) and the caller's stream goes on from where it stopped, after a
-/// [`StreamEvent::Continued`](staunch_core::StreamEvent::Continued) event.
+/// target. When a text-only stream breaks after it and a target that
+/// [accepts a prefill](Target::accepts_prefill) can take over (in the
+/// [`ContinuationOrder`]: by default the targets after the serving one,
+/// and the serving one itself only after a cut), the chain asks that
+/// target for the rest (the text so far sent as an assistant prefill) and
+/// the caller's stream goes on from where it stopped, after a
+/// [`StreamEvent::Continued`](staunch_core::StreamEvent::Continued) event;
+/// its usage counts every segment's tokens.
 /// A stream that carried tool calls is never continued; when no target can
 /// continue, the caller gets the original break as the stream's error.
 ///
@@ -52,6 +56,7 @@ pub(super) struct Shared {
     pub(super) targets: Arc<[Target]>,
     pub(super) classify: Arc<dyn Classify>,
     pub(super) split: DeadlineSplit,
+    pub(super) continuation: ContinuationOrder,
 }
 
 impl Fallback {
@@ -61,6 +66,7 @@ impl Fallback {
                 targets,
                 classify: Arc::new(DefaultClassify),
                 split: DeadlineSplit::default(),
+                continuation: ContinuationOrder::default(),
             }),
         }
     }
@@ -92,6 +98,14 @@ impl Fallback {
     /// use its share, so a healthy target after it is still called in time.
     pub fn deadline_split(mut self, split: DeadlineSplit) -> Self {
         Arc::make_mut(&mut self.shared).split = split;
+        self
+    }
+
+    /// Where a stream that broke after its commit point is continued
+    /// (default [`ContinuationOrder::NextFirst`]: the targets after the one
+    /// that broke, and that one only after a cut, never after a stall).
+    pub fn continuation_order(mut self, order: ContinuationOrder) -> Self {
+        Arc::make_mut(&mut self.shared).continuation = order;
         self
     }
 
