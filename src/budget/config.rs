@@ -51,7 +51,7 @@ impl Default for BudgetConfig {
     fn default() -> Self {
         BudgetConfig {
             per_request_tokens: None,
-            window: Duration::from_secs(60),
+            window: Self::DEFAULT_WINDOW,
             window_tokens: None,
             window_cost: None,
             prices: HashMap::new(),
@@ -77,6 +77,9 @@ pub enum InvalidBudget {
 }
 
 impl BudgetConfig {
+    /// The default [`window`](Self::window): 60 s.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
     /// No caps, a 60 s window.
     pub fn new() -> Self {
         Self::default()

@@ -150,14 +150,19 @@ pub enum InvalidCircuitBreaker {
 }
 
 impl CircuitBreakerConfig {
+    /// The default [`consecutive_failures`](Self::consecutive_failures): 5.
+    pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+    /// The default [`break_duration`](Self::break_duration): 30 s.
+    pub const DEFAULT_BREAK_DURATION: Duration = Duration::from_secs(30);
+
     /// The defaults of the table above, named `name`.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
         CircuitBreakerConfig {
             name: name.into(),
-            consecutive_failures: Some(5),
+            consecutive_failures: Some(Self::DEFAULT_CONSECUTIVE_FAILURES),
             failure_rate: None,
             slow_call: None,
-            break_duration: Duration::from_secs(30),
+            break_duration: Self::DEFAULT_BREAK_DURATION,
             break_growth: 1.0,
             max_break_duration: Duration::from_secs(300),
             half_open_probes: 1,

@@ -83,6 +83,13 @@ impl Default for DegradeConfig {
 }
 
 impl DegradeConfig {
+    /// The cache's capacity when only [`cache_ttl`](Self::cache_ttl) is
+    /// set: 10,000 answers.
+    pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+    /// The cache's time to live when only
+    /// [`cache_capacity`](Self::cache_capacity) is set: 10 min.
+    pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(600);
+
     /// The defaults of the table above.
     pub fn new() -> Self {
         Self::default()
@@ -97,14 +104,14 @@ impl DegradeConfig {
 
     /// Turns the cache on, keeping answers for `ttl`.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
-        let capacity = self.cache.map_or(10_000, |(_, c)| c);
+        let capacity = self.cache.map_or(Self::DEFAULT_CACHE_CAPACITY, |(_, c)| c);
         self.cache = Some((ttl, capacity));
         self
     }
 
     /// Turns the cache on, keeping at most `capacity` answers.
     pub fn cache_capacity(mut self, capacity: u64) -> Self {
-        let ttl = self.cache.map_or(Duration::from_secs(600), |(t, _)| t);
+        let ttl = self.cache.map_or(Self::DEFAULT_CACHE_TTL, |(t, _)| t);
         self.cache = Some((ttl, capacity));
         self
     }

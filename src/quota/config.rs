@@ -75,12 +75,15 @@ pub enum InvalidQuota {
 }
 
 impl QuotaConfig {
+    /// The default [`max_wait`](Self::max_wait): 10 s.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
+
     /// No limits yet for the target `name`.
     pub fn new(name: impl Into<String>) -> Self {
         QuotaConfig {
             name: name.into(),
             limits: Vec::new(),
-            max_wait: Duration::from_secs(10),
+            max_wait: Self::DEFAULT_MAX_WAIT,
             output_estimate: 1_024,
             pause_on_rate_limit: true,
         }

@@ -154,9 +154,9 @@ pub struct RetryConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
-            max_retries: 2,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
+            max_retries: Self::DEFAULT_MAX_RETRIES,
+            base_delay: Self::DEFAULT_BASE_DELAY,
+            max_delay: Self::DEFAULT_MAX_DELAY,
             max_retry_after: Duration::from_secs(60),
             budget: Some(RetryBudget::default()),
             jitter: Arc::new(FullJitter),
@@ -166,6 +166,14 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
+    /// The default [`max_retries`](Self::max_retries): 2, as the OpenAI and
+    /// Anthropic SDKs.
+    pub const DEFAULT_MAX_RETRIES: u32 = 2;
+    /// The default [`base_delay`](Self::base_delay): 500 ms.
+    pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(500);
+    /// The default [`max_delay`](Self::max_delay): 8 s.
+    pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(8);
+
     /// The defaults of the table above.
     pub fn new() -> Self {
         Self::default()

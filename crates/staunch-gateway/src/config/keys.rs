@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use staunch::budget::BudgetConfig;
 
 use super::durations::secs;
 
@@ -33,6 +34,6 @@ pub struct ClientKey {
 
 impl ClientKey {
     fn default_window() -> Duration {
-        Duration::from_secs(60)
+        BudgetConfig::DEFAULT_WINDOW
     }
 }

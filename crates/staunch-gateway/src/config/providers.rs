@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use staunch_providers::HttpOptions;
 
 use super::durations::secs;
 
@@ -109,16 +110,16 @@ pub struct Provider {
 
 impl Provider {
     fn default_connect_timeout() -> Duration {
-        Duration::from_secs(10)
+        HttpOptions::DEFAULT_CONNECT_TIMEOUT
     }
     fn default_request_timeout() -> Duration {
-        Duration::from_secs(600)
+        HttpOptions::DEFAULT_REQUEST_TIMEOUT
     }
     fn default_first_token_timeout() -> Duration {
-        Duration::from_secs(60)
+        HttpOptions::DEFAULT_FIRST_TOKEN_TIMEOUT
     }
     fn default_idle_timeout() -> Duration {
-        Duration::from_secs(30)
+        HttpOptions::DEFAULT_IDLE_TIMEOUT
     }
 
     /// A provider of this kind with every other field at its default.

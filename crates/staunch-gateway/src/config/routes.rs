@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use staunch::degrade::DegradeConfig;
 
 use super::RouteTarget;
 use super::durations::opt_secs;
@@ -97,8 +98,11 @@ pub struct Degrade {
 }
 
 impl Degrade {
+    /// A tenth of the layer's own default: a gateway keeps one cache per
+    /// route, in one process, so the layer's 10,000 answers (about 20 MB
+    /// of 2 KB answers) for each route would multiply with the routes.
     fn default_cache_capacity() -> u64 {
-        1000
+        DegradeConfig::DEFAULT_CACHE_CAPACITY / 10
     }
 }
 

@@ -4,6 +4,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use staunch::TargetBuilder;
+use staunch::circuit_breaker::CircuitBreakerConfig;
+use staunch::quota::QuotaConfig;
+use staunch::retry::RetryConfig;
 
 use super::durations::{millis, secs};
 
@@ -49,7 +53,7 @@ pub struct RouteTarget {
 
 impl RouteTarget {
     fn default_attempt_timeout() -> Duration {
-        Duration::from_secs(60)
+        TargetBuilder::DEFAULT_ATTEMPT_TIMEOUT
     }
 
     /// This model at this provider, every other field at its default.
@@ -95,9 +99,9 @@ pub struct Retry {
 impl Default for Retry {
     fn default() -> Self {
         Retry {
-            max_retries: 2,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_millis(8000),
+            max_retries: RetryConfig::DEFAULT_MAX_RETRIES,
+            base_delay: RetryConfig::DEFAULT_BASE_DELAY,
+            max_delay: RetryConfig::DEFAULT_MAX_DELAY,
         }
     }
 }
@@ -116,8 +120,8 @@ pub struct Breaker {
 impl Default for Breaker {
     fn default() -> Self {
         Breaker {
-            consecutive_failures: 5,
-            break_duration: Duration::from_secs(30),
+            consecutive_failures: CircuitBreakerConfig::DEFAULT_CONSECUTIVE_FAILURES,
+            break_duration: CircuitBreakerConfig::DEFAULT_BREAK_DURATION,
         }
     }
 }
@@ -155,7 +159,7 @@ pub struct Quota {
 
 impl Quota {
     fn default_max_wait() -> Duration {
-        Duration::from_secs(10)
+        QuotaConfig::DEFAULT_MAX_WAIT
     }
 }
 
