@@ -20,11 +20,14 @@ pub enum Outcome {
 }
 
 /// The default outcome rule: provider-side failures count; the caller's
-/// `Fatal` errors, context overflows, content-filter hits and another
-/// breaker's `CircuitOpen` are ignored.
+/// `Fatal` errors, context overflows, content-filter hits, another
+/// breaker's `CircuitOpen` and a staunch quota's refusal (the provider
+/// never saw the request: [`LlmError::is_quota_refusal`]; a provider's own
+/// 429 still counts) are ignored.
 pub fn default_outcome(result: &Result<ChatResponse, LlmError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Success,
+        Err(e) if e.is_quota_refusal() => Outcome::Ignored,
         Err(e) => match e.kind {
             ErrorKind::ContextLengthExceeded
             | ErrorKind::ContentFiltered

@@ -324,6 +324,66 @@ async fn caller_errors_never_count() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_quota_refusal_neither_opens_nor_extends_a_circuit_but_a_providers_429_does() {
+    // A staunch quota below the breaker refuses before the provider: a
+    // `RateLimited` with the wait, marked as a quota refusal.
+    let refusals = tower::service_fn(|_: ChatRequest| async {
+        Err::<ChatResponse, _>(
+            LlmError::new(ErrorKind::RateLimited, "quota used up")
+                .with_retry_after(S(7))
+                .with_should_retry(false)
+                .with_source(staunch_core::QuotaRefusal),
+        )
+    });
+    let cb = layer(CircuitBreakerConfig::new("p").consecutive_failures(Some(1)));
+    let handle = cb.handle();
+    let results = run(&cb.layer(refusals), 10).await;
+    assert_eq!(handle.state(), CircuitState::Closed, "no cooldown opened");
+    assert_eq!((handle.counts().ignored, handle.counts().failures), (10, 0));
+    for result in results {
+        let err = result.unwrap_err();
+        assert_eq!(
+            (err.kind, err.retry_after),
+            (ErrorKind::RateLimited, Some(S(7)))
+        );
+    }
+
+    // Open (by a provider's 429), a quota refusal on the probe does not
+    // extend the break: the next probe that answers closes it.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let target = tower::service_fn(move |_: ChatRequest| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match n {
+                0 => Err(LlmError::new(ErrorKind::RateLimited, "slow down")
+                    .with_status(429)
+                    .with_retry_after(S(5))),
+                1 => Err(LlmError::new(ErrorKind::RateLimited, "quota used up")
+                    .with_retry_after(S(60))
+                    .with_source(staunch_core::QuotaRefusal)),
+                _ => Ok(ChatResponse::new("m", "ok")),
+            }
+        }
+    });
+    let cb = layer(CircuitBreakerConfig::new("p"));
+    let handle = cb.handle();
+    let service = cb.layer(target);
+    run(&service, 1).await;
+    assert_eq!(
+        handle.state(),
+        CircuitState::Open,
+        "a provider's 429 counts"
+    );
+    tokio::time::advance(S(5)).await;
+    let refused = service.clone().oneshot(request()).await.unwrap_err();
+    assert!(refused.is_quota_refusal());
+    assert_ne!(handle.state(), CircuitState::Open, "not extended by 60 s");
+    service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(handle.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_custom_outcome_rule_decides() {
     let cb = layer(
         CircuitBreakerConfig::new("p")

@@ -521,6 +521,7 @@ impl Shared {
                 limit.gcra.capacity()
             ),
         )
+        .with_source(staunch_core::QuotaRefusal)
     }
 
     fn refuse(&self, wait: Duration, holder: Holder, tokens: u64, deadline: bool) -> Refusal {
@@ -567,7 +568,9 @@ impl Shared {
             format!("quota {name}: {held}; room in {wait:?}, but {why}"),
         )
         .with_retry_after(wait)
-        .with_should_retry(false);
+        .with_should_retry(false)
+        // Not the provider's 429: a breaker above ignores it.
+        .with_source(staunch_core::QuotaRefusal);
         Refusal::Wait {
             error,
             reason: if deadline { "deadline" } else { "max_wait" },

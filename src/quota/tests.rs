@@ -86,6 +86,7 @@ async fn the_requests_per_minute_admit_exactly_the_limit_per_window() {
         assert_eq!(err.retry_after, Some(20 * SEC), "one request every 20 s");
         assert_eq!(err.should_retry, Some(false));
         assert_eq!(err.class(), ErrorClass::Unavailable, "the chain moves on");
+        assert!(err.is_quota_refusal(), "not the provider's 429");
         assert!(
             err.message.contains("3 requests per minute"),
             "{}",
@@ -296,6 +297,7 @@ async fn a_request_larger_than_a_whole_limit_is_refused_as_too_large() {
     let service = quota(QuotaConfig::new("small").tokens_per_minute(99)).layer(fake.clone());
     let err = service.oneshot(ask()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::RequestTooLarge);
+    assert!(err.is_quota_refusal());
     assert_eq!(err.retry_after, None);
     assert_eq!(err.class(), ErrorClass::Unavailable);
     assert!(err.message.contains("100 tokens"), "{}", err.message);

@@ -27,6 +27,7 @@ mod dialect;
 mod error;
 mod extensions;
 pub mod metrics;
+mod quota_refusal;
 mod redact;
 mod request;
 mod response;
@@ -42,6 +43,7 @@ pub use error::{
     BoxError, Classify, DefaultClassify, ErrorClass, ErrorDetails, ErrorKind, LlmError,
 };
 pub use extensions::Extensions;
+pub use quota_refusal::QuotaRefusal;
 pub use redact::redact_secrets;
 pub use request::{ChatRequest, Message, Role};
 pub use response::{ChatResponse, FinishReason, QualityTier, ResponseMeta};
