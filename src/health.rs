@@ -27,3 +27,14 @@ where
         self()
     }
 }
+
+/// Marks a request that a half-open circuit admitted as its probe.
+///
+/// A probe is one attempt, never retried: a retry layer below the breaker
+/// sees the mark and hands the probe's failure straight back, so a target
+/// that is still down is found out after one call rather than a whole
+/// retry loop, and the breaker reopens at once. The circuit breaker sets it
+/// in the request's extensions; the retry layer reads it; neither imports
+/// the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Probe;

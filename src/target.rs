@@ -385,6 +385,40 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(1), "one timeout");
     }
 
+    /// A half-open circuit's probe is one attempt: the retry layer below
+    /// the breaker does not turn it into a retry loop, so a target that is
+    /// still down costs one call per break and reopens at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_is_one_attempt_never_retried() {
+        let down = Scripted::scripted(std::iter::repeat_n(fail(ErrorKind::Server), 20));
+        let (target, circuit) = TargetBuilder::new("a", down.clone())
+            .breaker(
+                CircuitBreakerConfig::new("a")
+                    .consecutive_failures(Some(1))
+                    .break_duration(Duration::from_secs(5)),
+            )
+            .retry(
+                RetryConfig::new()
+                    .no_budget()
+                    .max_retries(2)
+                    .jitter(crate::retry::NoJitter),
+            )
+            .build()
+            .unwrap();
+        let chain = Fallback::new([target]).unwrap();
+        // Three attempts (one call, two retries) fail, and the breaker,
+        // outside the retry, counts one failure: open.
+        let _ = chain.clone().oneshot(request()).await.unwrap_err();
+        assert_eq!(down.calls(), 3);
+        assert!(!circuit.is_call_permitted());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        // The probe fails once and is not retried.
+        let probe = chain.clone().oneshot(request()).await.unwrap_err();
+        assert_eq!(down.calls(), 4, "one call for the probe");
+        assert_eq!(probe.attempts, 1);
+        assert!(!circuit.is_call_permitted(), "open again at once");
+    }
+
     #[cfg(feature = "quota")]
     #[tokio::test(start_paused = true)]
     async fn a_built_target_refuses_past_its_rpm_and_the_chain_moves_on() {

@@ -150,7 +150,7 @@ where
         }
     }
 
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
         let breaker = &self.handle.breaker;
         let permit = self
             .permit
@@ -171,7 +171,15 @@ where
                 permit.discard();
                 ResponseFuture::rejected(error)
             }
-            _ => ResponseFuture::running(self.inner.call(request), permit),
+            Admission::Probe { .. } => {
+                // One attempt: a retry layer below must not turn the probe
+                // into a retry loop.
+                request.extensions.insert(crate::health::Probe);
+                ResponseFuture::running(self.inner.call(request), permit)
+            }
+            Admission::Normal { .. } | Admission::Pass => {
+                ResponseFuture::running(self.inner.call(request), permit)
+            }
         }
     }
 }

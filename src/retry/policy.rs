@@ -22,6 +22,7 @@ pub(crate) enum GiveUp {
     DeadlinePassed,
     Budget,
     RequestBudget,
+    Probe,
 }
 
 impl GiveUp {
@@ -36,6 +37,7 @@ impl GiveUp {
             GiveUp::DeadlinePassed => "deadline_passed",
             GiveUp::Budget => "retry_budget",
             GiveUp::RequestBudget => "request_budget",
+            GiveUp::Probe => "probe",
         }
     }
 
@@ -49,6 +51,7 @@ impl GiveUp {
             GiveUp::DeadlinePassed => "the deadline cut the attempt",
             GiveUp::Budget => "retry budget spent",
             GiveUp::RequestBudget => "another attempt would exceed the request's token cap",
+            GiveUp::Probe => "a half-open circuit's probe is one attempt",
         }
     }
 }
@@ -89,6 +92,9 @@ impl LlmPolicy {
         };
         if !retryable {
             return Err(GiveUp::NotRetryable);
+        }
+        if request.extensions.get::<crate::health::Probe>().is_some() {
+            return Err(GiveUp::Probe);
         }
         if self.retries >= config.max_retries {
             return Err(GiveUp::MaxRetries);
