@@ -72,15 +72,103 @@ pub(crate) fn status_of(shape: Shape, error: &LlmError) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
-/// A failure of the stack, in the client's shape.
+/// Whether the client gets the provider's own code and message for this
+/// failure: a request the provider refused as it is (a content-policy
+/// refusal, a prompt too long, any other bad request), which the client
+/// must change before it asks again. Everything else is staunch's own
+/// account (its kind and its description of every target it tried).
+fn passes_through(error: &LlmError) -> bool {
+    matches!(
+        error.kind,
+        ErrorKind::ContentFiltered | ErrorKind::ContextLengthExceeded | ErrorKind::InvalidRequest
+    )
+}
+
+/// The code a client sees for a failure that
+/// [passes through](passes_through): the provider's own
+/// ([`LlmError::code`], e.g. OpenAI's `content_policy_violation`).
+///
+/// Where the provider gave none that says more than the error's type (no
+/// error body, or Anthropic's `invalid_request_error` for an OpenAI client,
+/// which has that in `type` already), the code OpenAI uses for the kind:
+/// `content_filter` (Azure's code for a filtered prompt, and the finish
+/// reason) or `context_length_exceeded`. A refusal that came as a success
+/// (OpenAI's `finish_reason: content_filter`, Anthropic's `stop_reason:
+/// refusal`) is named in the client's own API's word for it:
+/// `content_filter` for an OpenAI client, `refusal` for an Anthropic one.
+fn provider_code(shape: Shape, error: &LlmError) -> &str {
+    let code = error.code.as_deref();
+    let refused_as_success = error.kind == ErrorKind::ContentFiltered
+        && error.status.is_none_or(|s| (200..300).contains(&s))
+        && matches!(code, None | Some("content_filter" | "refusal"));
+    if refused_as_success {
+        return match shape {
+            Shape::OpenAi => "content_filter",
+            Shape::Anthropic => "refusal",
+        };
+    }
+    match code {
+        Some(code) if !(shape == Shape::OpenAi && code == "invalid_request_error") => code,
+        _ => match error.kind {
+            ErrorKind::ContentFiltered => "content_filter",
+            ErrorKind::ContextLengthExceeded => "context_length_exceeded",
+            kind => code.unwrap_or(kind.as_str()),
+        },
+    }
+}
+
+/// A failure of the stack, in the client's shape, with staunch's own kind
+/// in `x-staunch-error-kind` (and, when known, the target that failed last
+/// in `x-staunch-target` and the calls made in `x-staunch-attempts`).
+///
+/// A request the provider refused as it is (a content-policy refusal, a
+/// context overflow, another bad request) carries the provider's code and
+/// message: OpenAI shape `{"error": {"message", "type":
+/// "invalid_request_error", "param": null, "code": <provider code>}}`,
+/// Anthropic shape `{"type": "error", "error": {"type":
+/// "invalid_request_error", "message", "details": {"error_code": <provider
+/// code>}}}` (the SDK types `error.type`, so it stays Anthropic's own; the
+/// code sits where Anthropic puts its own finer codes). Any other failure
+/// carries staunch's kind as the code and its full description.
 pub(crate) fn failure(shape: Shape, error: &LlmError) -> Response {
     let status = status_of(shape, error);
-    let mut response = reply(shape, status, error.kind.as_str(), &error.to_string());
+    let mut response = if passes_through(error) {
+        let message = error.redacted_message();
+        let message = if message.trim().is_empty() {
+            std::borrow::Cow::Owned(error.to_string())
+        } else {
+            message
+        };
+        let code = provider_code(shape, error);
+        let body = match shape {
+            Shape::OpenAi => json!({"error": {
+                "message": message, "type": openai_type(status), "param": null, "code": code}}),
+            Shape::Anthropic => json!({"type": "error", "error": {
+                "type": anthropic_type(status), "message": message,
+                "details": {"error_code": code}}}),
+        };
+        (status, Json(body)).into_response()
+    } else {
+        reply(shape, status, error.kind.as_str(), &error.to_string())
+    };
+    let headers = response.headers_mut();
     if let Some(wait) = error.retry_after {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert("retry-after", value);
+            headers.insert("retry-after", value);
         }
     }
+    headers.insert(
+        "x-staunch-error-kind",
+        HeaderValue::from_static(error.kind.as_str()),
+    );
+    if let Some(value) = error
+        .target
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        headers.insert("x-staunch-target", value);
+    }
+    headers.insert("x-staunch-attempts", HeaderValue::from(error.attempts));
     response
 }

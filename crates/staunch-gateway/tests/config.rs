@@ -66,7 +66,11 @@ fn minimal_config_takes_every_default() {
     assert_eq!(p.scenario, None);
 
     let r = &c.routes[0];
-    assert_eq!(r.on_refusal, OnRefusal::Fallback);
+    assert_eq!(
+        r.on_refusal,
+        OnRefusal::Return,
+        "a refusal is returned by default"
+    );
     assert_eq!(r.deadline, None);
     assert_eq!(r.degrade, None);
     assert_eq!(r.budget, None);
@@ -124,7 +128,7 @@ scenario = "chaos.toml"
 
 [[routes]]
 model = "gpt-*"
-on_refusal = "return"
+on_refusal = "fallback"
 deadline_secs = 90
 degrade = { static_answer = "sorry", cache_ttl_secs = 300, cache_capacity = 50 }
 budget = { per_request_tokens = 4000 }
@@ -204,7 +208,7 @@ fn full_expected() -> Config {
         ]),
         routes: vec![
             Route {
-                on_refusal: OnRefusal::Return,
+                on_refusal: OnRefusal::Fallback,
                 deadline: Some(Duration::from_secs(90)),
                 degrade: Some(Degrade {
                     static_answer: Some("sorry".into()),

@@ -68,10 +68,11 @@ impl Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnRefusal {
-    /// Try the next target (`"fallback"`, the default).
-    #[default]
+    /// Try the next target (`"fallback"`, opt-in).
     Fallback,
-    /// Return the refusal to the client (`"return"`).
+    /// Return the refusal to the client (`"return"`, the default: a
+    /// refusal is permanent, and the client sees the provider's code).
+    #[default]
     Return,
 }
 
