@@ -204,3 +204,68 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `--version` names the version and the commit the binary was built from
+/// (`staunch-gateway 0.1.0 (1a2b3c4d5e6f 2025-01-31)`, or `unknown` when it
+/// was built outside a git checkout); `--help` follows clap's conventions.
+#[test]
+fn version_names_the_commit_and_help_lists_the_flags() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let version = String::from_utf8(out.stdout).unwrap();
+    let prefix = concat!("staunch-gateway ", env!("CARGO_PKG_VERSION"), " (");
+    let commit = version
+        .trim_end()
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not `{prefix}<commit>)`: {version:?}"));
+    let short = Command::new(BIN).arg("-V").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&short.stdout), version);
+
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(manifest_dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success() && !out.stdout.is_empty())
+    };
+    if std::env::var_os("STAUNCH_GATEWAY_COMMIT").is_some() {
+        // A packager's stamp: whatever it said.
+    } else if git(&["ls-files", "build.rs"]).is_some() {
+        // Built from this checkout: a commit it has, and its date.
+        let (hash, date) = commit.split_once(' ').unwrap_or((commit, ""));
+        assert!(
+            hash.len() >= 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{commit:?}"
+        );
+        assert!(
+            date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+            "{commit:?}"
+        );
+        assert!(
+            git(&["cat-file", "-t", &format!("{hash}^{{commit}}")]).is_some(),
+            "{hash} is not a commit of this checkout"
+        );
+    } else {
+        assert_eq!(commit, "unknown");
+    }
+
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for wanted in [
+        "Usage: staunch-gateway",
+        "--config <FILE>",
+        "--listen <ADDR>",
+        "check",
+        "-V, --version",
+        "-h, --help",
+    ] {
+        assert!(help.contains(wanted), "no {wanted:?} in:\n{help}");
+    }
+    let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap's usage error status");
+}

@@ -49,7 +49,7 @@ use std::process::ExitCode;
 /// routed to it. SIGTERM (or Ctrl-C) drains the requests and streams in
 /// flight; SIGHUP reloads the configuration file.
 #[derive(clap::Parser)]
-#[command(name = "staunch-gateway", version)]
+#[command(name = "staunch-gateway", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STAUNCH_GATEWAY_COMMIT"), ")"))]
 struct Cli {
     /// The configuration file (TOML); without it, the embedded mock.
     #[arg(long, value_name = "FILE")]
