@@ -22,20 +22,21 @@ fn main() {
 
     let commit = match std::env::var("STAUNCH_GATEWAY_COMMIT") {
         Ok(commit) if !commit.trim().is_empty() => commit.trim().to_owned(),
-        // Only a checkout that tracks this file is ours: an unpacked sdist
-        // or crate inside someone else's repository is not.
-        _ => match git(&manifest_dir, &["ls-files", "build.rs"]).and_then(|_| {
-            git(
-                &manifest_dir,
-                &["log", "-1", "--format=%h %cs", "--abbrev=12"],
-            )
-        }) {
-            Some(commit) => {
-                watch_head(&manifest_dir);
-                commit
-            }
-            None => "unknown".to_owned(),
-        },
+        _ => {
+            // Watched even while the answer is `unknown`: the commit that
+            // starts tracking this file moves the branch.
+            watch_head(&manifest_dir);
+            // Only a checkout that tracks this file is ours: an unpacked
+            // sdist or crate inside someone else's repository is not.
+            git(&manifest_dir, &["ls-files", "build.rs"])
+                .and_then(|_| {
+                    git(
+                        &manifest_dir,
+                        &["log", "-1", "--format=%h %cs", "--abbrev=12"],
+                    )
+                })
+                .unwrap_or_else(|| "unknown".to_owned())
+        }
     };
     println!("cargo::rustc-env=STAUNCH_GATEWAY_COMMIT={commit}");
 }
