@@ -442,8 +442,8 @@ mod tests {
         }
         // Two requests per minute: the third would wait 30 s, past
         // max_wait, so it is refused at once, without a retry, and the
-        // chain answers from b; the refusal opened a's breaker for those
-        // 30 s, so the fourth goes straight to b.
+        // chain answers from b; so is the fourth. The provider never saw
+        // them: the refusals leave a's circuit closed.
         assert_eq!(answered_by, ["a", "a", "b", "b"]);
         assert_eq!(
             limited.calls(),
@@ -452,7 +452,10 @@ mod tests {
         );
         assert_eq!(spare.calls(), 2);
         assert_eq!(quota.available_requests(), Some(0));
-        assert!(!a_circuit.is_call_permitted());
+        assert!(
+            a_circuit.is_call_permitted(),
+            "a quota refusal is not a provider failure"
+        );
         // A minute later there is room again.
         tokio::time::advance(Duration::from_secs(61)).await;
         let answer = chain.clone().oneshot(request()).await.unwrap();

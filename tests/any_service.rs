@@ -90,7 +90,8 @@ async fn a_breaker_around_a_tool_opens_fails_fast_and_probes_it_back() {
     let layer = CircuitBreakerLayer::new(
         CircuitBreakerConfig::new("web-search")
             .consecutive_failures(Some(3))
-            .break_duration(Duration::from_secs(10)),
+            .break_duration(Duration::from_secs(10))
+            .break_jitter(0.0),
     )
     .unwrap();
     let handle = layer.handle();

@@ -159,7 +159,9 @@ async fn the_app_serves_its_own_routes_and_the_gateway_answers_and_says_what_sta
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.json["error"]["code"], "invalid_request");
+    // The provider's own code passes through; staunch's kind is a header.
+    assert_eq!(r.json["error"]["code"], "invalid_request_error");
+    assert_eq!(header(&r, "x-staunch-error-kind"), "invalid_request");
 
     // 4. Everything down: the cached answer to request 1, marked as such.
     let r = send(&client, "POST", &chat, ask).await;

@@ -273,14 +273,17 @@ async fn a_fatal_request_fails_at_once_with_nothing_retried_cached_or_degraded()
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_hanging_primary_is_cut_by_the_attempt_timeout_and_retried() {
+async fn a_hanging_primary_is_cut_by_the_attempt_timeout_and_the_next_target_answers() {
     let w = world();
     w.openai.script([Step::Hang], Step::Answer);
     let started = Instant::now();
     let r = w.stack.clone().oneshot(ask("hello")).await.unwrap();
-    assert_eq!(calls(&w), (2, 0, 0));
+    // An upstream that never answered is not asked again: one timeout,
+    // then the next target, with no backoff in between.
+    assert_eq!(calls(&w), (1, 1, 0));
     assert_eq!(r.meta.attempts, 2);
-    assert_eq!(started.elapsed(), Duration::from_millis(5_100));
+    assert_eq!(r.meta.target.as_deref(), Some("anthropic"));
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
 }
 
 #[tokio::test(start_paused = true)]

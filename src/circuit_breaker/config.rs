@@ -82,8 +82,9 @@ type TransitionFn = dyn Fn(&Transition) + Send + Sync;
 /// | `consecutive_failures` | 5 | trip after this many failures in a row (`None`: rule off) |
 /// | `failure_rate` | off | a [`RateRule`]: trip at a failure rate over a window of calls or time, after a minimum of calls |
 /// | `slow_call` | off | calls slower than this count as failures |
-/// | `break_duration` | 30 s | how long the circuit stays open before probing |
-/// | `break_growth` / `max_break_duration` | 1.0 (no growth) / 5 min | each re-open after a failed probe multiplies the break; reset on close |
+/// | `break_duration` | 5 s | how long the circuit stays open before probing |
+/// | `break_growth` / `max_break_duration` | 2.0 / 60 s | each re-open after a failed probe multiplies the break, up to the cap; reset on close |
+/// | `break_jitter` | 0.2 | each break is shortened by a random part of up to this fraction, so replicas and targets that opened together do not probe together |
 /// | `half_open_probes` | 1 | calls admitted at once while half-open |
 /// | `half_open_wait` | 5 s | how long a call that finds every probe slot taken waits for the verdict (cut by its deadline) |
 /// | `success_threshold` | 1 | probe successes that close the circuit |
@@ -120,6 +121,7 @@ pub struct CircuitBreakerConfig {
     pub(super) break_duration: Duration,
     pub(super) break_growth: f64,
     pub(super) max_break_duration: Duration,
+    pub(super) break_jitter: f64,
     pub(super) half_open_probes: u32,
     pub(super) success_threshold: u32,
     pub(super) rate_limit_cooldown: bool,
@@ -150,13 +152,28 @@ pub enum InvalidCircuitBreaker {
     /// The break duration must be positive and at most the maximum.
     #[error("break_duration must be positive and at most max_break_duration")]
     BreakDuration,
+    /// The break jitter must be a fraction in [0, 1).
+    #[error("break_jitter must be in [0.0, 1.0), got {0}")]
+    Jitter(f64),
 }
 
 impl CircuitBreakerConfig {
     /// The default [`consecutive_failures`](Self::consecutive_failures): 5.
     pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
-    /// The default [`break_duration`](Self::break_duration): 30 s.
-    pub const DEFAULT_BREAK_DURATION: Duration = Duration::from_secs(30);
+    /// The default [`break_duration`](Self::break_duration): 5 s. Short, so
+    /// that a provider back from a brief outage is noticed within seconds;
+    /// [`DEFAULT_BREAK_GROWTH`](Self::DEFAULT_BREAK_GROWTH) lengthens the
+    /// breaks of one that stays down.
+    pub const DEFAULT_BREAK_DURATION: Duration = Duration::from_secs(5);
+    /// The default [`break_growth`](Self::break_growth) factor: each failed
+    /// probe doubles the break (5, 10, 20, 40, 60 s).
+    pub const DEFAULT_BREAK_GROWTH: f64 = 2.0;
+    /// The default cap of the break, [`break_growth`](Self::break_growth)'s
+    /// `max`: 60 s.
+    pub const DEFAULT_MAX_BREAK_DURATION: Duration = Duration::from_secs(60);
+    /// The default [`break_jitter`](Self::break_jitter): up to a fifth of
+    /// each break is taken off at random.
+    pub const DEFAULT_BREAK_JITTER: f64 = 0.2;
 
     /// The defaults of the table above, named `name`.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
@@ -166,8 +183,9 @@ impl CircuitBreakerConfig {
             failure_rate: None,
             slow_call: None,
             break_duration: Self::DEFAULT_BREAK_DURATION,
-            break_growth: 1.0,
-            max_break_duration: Duration::from_secs(300),
+            break_growth: Self::DEFAULT_BREAK_GROWTH,
+            max_break_duration: Self::DEFAULT_MAX_BREAK_DURATION,
+            break_jitter: Self::DEFAULT_BREAK_JITTER,
             half_open_probes: 1,
             success_threshold: 1,
             rate_limit_cooldown: true,
@@ -229,6 +247,15 @@ impl CircuitBreakerConfig {
     pub fn break_growth(mut self, factor: f64, max: Duration) -> Self {
         self.break_growth = factor;
         self.max_break_duration = max;
+        self
+    }
+
+    /// Takes a random part of up to `fraction` off each break (the
+    /// computed one; a 429's `Retry-After` cooldown is kept exact), so that
+    /// circuits that opened together do not all probe at the same moment.
+    /// 0 turns it off. Must be in [0, 1).
+    pub fn break_jitter(mut self, fraction: f64) -> Self {
+        self.break_jitter = fraction;
         self
     }
 
@@ -307,6 +334,9 @@ impl CircuitBreakerConfig {
         if self.break_duration.is_zero() || self.break_duration > self.max_break_duration {
             return Err(InvalidCircuitBreaker::BreakDuration);
         }
+        if !(0.0..1.0).contains(&self.break_jitter) {
+            return Err(InvalidCircuitBreaker::Jitter(self.break_jitter));
+        }
         Ok(())
     }
 }
@@ -321,6 +351,7 @@ impl fmt::Debug for CircuitBreakerConfig {
             .field("break_duration", &self.break_duration)
             .field("break_growth", &self.break_growth)
             .field("max_break_duration", &self.max_break_duration)
+            .field("break_jitter", &self.break_jitter)
             .field("half_open_probes", &self.half_open_probes)
             .field("success_threshold", &self.success_threshold)
             .field("rate_limit_cooldown", &self.rate_limit_cooldown)

@@ -15,9 +15,13 @@
 //! - **Open**: calls fail at once with `CircuitOpen`, `retry_after` set to
 //!   the time left. A 429 carrying `Retry-After` opens it for exactly that
 //!   long: a rate limit is an outage of known length.
-//! - **Half-open**: after the break, a limited number of probes go through;
+//! - **Half-open**: after the break, a limited number of probes go through,
+//!   each one attempt (a retry layer below does not retry a probe);
 //!   `success_threshold` successes close the circuit, a failure opens it
-//!   again for a break that may grow (capped) until it closes.
+//!   again for a longer break. Breaks start short (5 s), double with each
+//!   failed probe up to 60 s, and lose a random part of up to a fifth, so
+//!   a provider back from a short outage is used again within seconds and
+//!   circuits that opened together do not probe together.
 //! - **Forced open** and **disabled**: operator overrides, until reset.
 //!
 //! Every transition is a tracing event (target `staunch::circuit_breaker`),
@@ -55,7 +59,9 @@
 //! assert_eq!(handle.state(), CircuitState::Open);
 //! let refused = service.clone().oneshot(ask()).await.unwrap_err();
 //! assert_eq!(refused.kind, ErrorKind::CircuitOpen);
-//! assert_eq!(refused.retry_after, Some(Duration::from_secs(30)));
+//! // Open for the break, less up to a fifth of it at random.
+//! let left = refused.retry_after.expect("the time left");
+//! assert!(left <= Duration::from_secs(30) && left >= Duration::from_secs(24));
 //! # }
 //! ```
 

@@ -233,6 +233,7 @@ fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 .consecutive_failures(Some(THRESHOLD))
                 .break_duration(BREAK)
                 .break_growth(2.0, MAX_BREAK)
+                .break_jitter(0.0)
                 .half_open_probes(PROBES)
                 .success_threshold(SUCCESSES),
         )

@@ -516,7 +516,8 @@ impl Breaker {
                 } else if from != CircuitState::HalfOpen {
                     meta.current_break = base;
                 }
-                let wait = *open_for.get_or_insert(meta.current_break);
+                let wait = *open_for
+                    .get_or_insert_with(|| jittered(meta.current_break, self.config.break_jitter));
                 let until = self
                     .now_nanos()
                     .saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
@@ -571,4 +572,13 @@ impl Breaker {
         }
         true
     }
+}
+
+/// `break_` shortened by a random part of up to `jitter` of it.
+fn jittered(break_: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 {
+        return break_;
+    }
+    let cut = jitter * rand::random_range(0.0..1.0);
+    break_.mul_f64(1.0 - cut)
 }

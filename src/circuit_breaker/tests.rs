@@ -10,8 +10,10 @@ use tower::{Layer, Service, ServiceExt};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 
+/// The layer, with the break's jitter off so that waits are exact (the
+/// jitter has its own test).
 fn layer(config: CircuitBreakerConfig) -> CircuitBreakerLayer {
-    CircuitBreakerLayer::new(config).unwrap()
+    CircuitBreakerLayer::new(config.break_jitter(0.0)).unwrap()
 }
 
 async fn run<Sv>(service: &Sv, n: usize) -> Vec<Result<ChatResponse, LlmError>>
@@ -768,4 +770,43 @@ async fn open_for_opens_a_closed_circuit_for_that_long() {
     handle.force_open();
     handle.open_for(S(1));
     assert_eq!(handle.state(), CircuitState::ForcedOpen);
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaks_start_short_grow_to_their_cap_and_are_jittered() {
+    use crate::health::TargetHealth;
+    // The defaults: 5 s, doubled by each failed probe, at most 60 s, up
+    // to a fifth taken off at random.
+    let config = CircuitBreakerConfig::new("p").consecutive_failures(Some(1));
+    let mut first_breaks = Vec::new();
+    for _ in 0..20 {
+        let cb = CircuitBreakerLayer::new(config.clone()).unwrap();
+        let handle = cb.handle();
+        let service = cb.layer(Scripted::scripted(std::iter::repeat_n(
+            fail(ErrorKind::Server),
+            10,
+        )));
+        let mut breaks = Vec::new();
+        for _ in 0..6 {
+            run(&service, 1).await;
+            let wait = handle.unavailable_for().expect("open");
+            breaks.push(wait);
+            tokio::time::advance(wait).await;
+        }
+        for (wait, full) in breaks.iter().zip([5, 10, 20, 40, 60, 60]) {
+            let full = S(full);
+            assert!(
+                *wait <= full && *wait >= full.mul_f64(0.8),
+                "{breaks:?}: {wait:?} against {full:?}"
+            );
+        }
+        first_breaks.push(breaks[0]);
+    }
+    first_breaks.sort();
+    first_breaks.dedup();
+    assert!(first_breaks.len() > 10, "jittered: {first_breaks:?}");
+    assert_eq!(
+        CircuitBreakerLayer::new(config.break_jitter(1.0)).unwrap_err(),
+        InvalidCircuitBreaker::Jitter(1.0)
+    );
 }
