@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the workspace, on a fresh machine: the README's test command.
 #
-#   scripts/test.sh [--no-sdk] [extra arguments for cargo test...]
+#   scripts/test.sh [--no-sdk] [--wheel] [extra arguments for cargo test...]
 #
 # A fresh machine has a Rust toolchain and Python, and nothing else this
 # project needs. So this script first sets up what the tests use, then runs
@@ -15,18 +15,23 @@
 # through sudo without a password), and stopping with a message that says
 # what to install when it cannot. Then it runs `cargo test --workspace`
 # and the official OpenAI and Anthropic SDKs against the mock and the
-# gateway (tests/sdk/run.sh), and ends with one line of totals. Its exit
-# status is non-zero when anything failed.
+# gateway (tests/sdk/run.sh); with --wheel (CI passes it) it also builds the
+# staunch-gateway Python wheel, installs it into a fresh virtualenv and runs
+# the SDKs and docs/agents.md's snippets against the installed binary
+# (tests/wheel/run.sh). It ends with one line of totals. Its exit status is
+# non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sdk=1
+wheel=0
 cargo_args=()
 for arg in "$@"; do
   case $arg in
     --no-sdk) sdk=0 ;;
+    --wheel) wheel=1 ;;
     -h | --help)
-      sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) cargo_args+=("$arg") ;;
@@ -71,7 +76,7 @@ if ! command -v redis-server >/dev/null; then
 fi
 say "$(redis-server --version)"
 python=${PYTHON:-python3}
-if [[ $sdk -eq 1 ]]; then
+if [[ $sdk -eq 1 || $wheel -eq 1 ]]; then
   if ! command -v "$python" >/dev/null; then
     install "the official SDKs' tests are Python" python3 python3-venv
   elif ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
@@ -89,15 +94,17 @@ cargo_status=${PIPESTATUS[0]}
 set -e
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
 
-sdk_status=0
-if [[ $sdk -eq 1 ]]; then
-  say "official SDKs: tests/sdk/run.sh"
+# Runs a pytest script (tests/sdk/run.sh, tests/wheel/run.sh) and adds its
+# counts to the totals; a script that fails before pytest counts as one
+# failure.
+run_pytest_script() {
+  local script=$1 status script_passed script_failed
   set +e
-  bash tests/sdk/run.sh 2>&1 | tee "$log"
-  sdk_status=${PIPESTATUS[0]}
+  bash "$script" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
   set -e
   # pytest's summary: "== 12 passed, 1 failed in 3.2s =="
-  read -r sdk_passed sdk_failed < <(awk '
+  read -r script_passed script_failed < <(awk '
     /^=+ .* in [0-9.]+s/ {
       for (i = 1; i <= NF; i++) {
         if ($(i) ~ /^passed/) p = $(i - 1)
@@ -105,11 +112,23 @@ if [[ $sdk -eq 1 ]]; then
       }
     }
     END { print p + 0, f + 0 }' "$log")
-  passed=$((passed + sdk_passed))
-  failed=$((failed + sdk_failed))
-  if [[ $sdk_status -ne 0 && $sdk_failed -eq 0 ]]; then
+  passed=$((passed + script_passed))
+  failed=$((failed + script_failed))
+  if [[ $status -ne 0 && $script_failed -eq 0 ]]; then
     failed=$((failed + 1))
   fi
+  return "$status"
+}
+
+sdk_status=0
+if [[ $sdk -eq 1 ]]; then
+  say "official SDKs: tests/sdk/run.sh"
+  run_pytest_script tests/sdk/run.sh || sdk_status=$?
+fi
+wheel_status=0
+if [[ $wheel -eq 1 ]]; then
+  say "the Python wheel, installed: tests/wheel/run.sh"
+  run_pytest_script tests/wheel/run.sh || wheel_status=$?
 fi
 
 if [[ $cargo_status -ne 0 && $failed -eq 0 ]]; then
@@ -117,4 +136,4 @@ if [[ $cargo_status -ne 0 && $failed -eq 0 ]]; then
   failed=1
 fi
 echo "tests: $passed passed, $failed failed"
-[[ $cargo_status -eq 0 && $sdk_status -eq 0 ]]
+[[ $cargo_status -eq 0 && $sdk_status -eq 0 && $wheel_status -eq 0 ]]
