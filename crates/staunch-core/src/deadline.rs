@@ -1,6 +1,6 @@
 //! The overall deadline of a logical request.
 
-use crate::{ChatRequest, LlmError};
+use crate::LlmError;
 use std::fmt;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -62,8 +62,8 @@ impl Deadline {
     }
 
     /// The deadline carried by `request`, if any.
-    pub fn of(request: &ChatRequest) -> Option<Deadline> {
-        request.extensions.get::<Deadline>().copied()
+    pub fn of(request: &impl crate::Call) -> Option<Deadline> {
+        request.extensions().get::<Deadline>().copied()
     }
 
     /// The instant of the deadline.

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod call;
 mod content;
 mod deadline;
 mod dialect;
@@ -36,6 +37,7 @@ mod tool;
 mod usage;
 pub mod wire_time;
 
+pub use call::{Answer, Call, Operation};
 pub use content::{Content, ContentPart, PartRef, PartsIter};
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use dialect::{Dialect, Extras};

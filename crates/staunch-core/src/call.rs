@@ -1,0 +1,259 @@
+//! What a layer needs of an LLM call, whatever the operation: the seam
+//! that lets every staunch layer serve chat completions, embeddings and
+//! any operation added later, as tower's layers serve any `Request`.
+//!
+//! A layer is generic over a [`Call`] (the request) and reads its
+//! [`Answer`] (the response): the model to ask and how to ask another one
+//! (fallback), a token estimate (budgets, quotas), whether it streams (the
+//! commit point), its extensions (the deadline, a probe's mark, a budget's
+//! allowance) and its clock (latency). A new operation is a new type that
+//! implements both traits, not a new copy of each layer.
+//!
+//! ```
+//! use staunch_core::{Answer, Call, ChatRequest, ChatResponse, Message, Operation};
+//!
+//! fn describe<C: Call>(call: &C) -> String {
+//!     format!("{} {} (~{} tokens)", call.operation(), call.model(), call.estimated_input_tokens())
+//! }
+//!
+//! let request = ChatRequest::new("gpt-4o", vec![Message::user("Hello there")]);
+//! assert_eq!(describe(&request), "chat gpt-4o (~7 tokens)");
+//! let answer = ChatResponse::new("gpt-4o", "Hi!");
+//! assert_eq!(Answer::answered_model(&answer), "gpt-4o");
+//! ```
+
+use crate::{ChatRequest, ChatResponse, Extensions, ResponseMeta, Usage};
+use std::fmt;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The operation a call performs, named as OpenTelemetry's GenAI semantic
+/// conventions name it (`gen_ai.operation.name`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// A chat completion (`"chat"`).
+    Chat,
+    /// Embeddings of a batch of inputs (`"embeddings"`).
+    Embeddings,
+}
+
+impl Operation {
+    /// The name: `"chat"` or `"embeddings"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+
+    /// How long one attempt of this operation may take by default: 30 s for
+    /// a completion, 10 s for embeddings (which answer in well under a
+    /// second when the provider is healthy).
+    pub const fn default_attempt_timeout(self) -> Duration {
+        match self {
+            Operation::Chat => Duration::from_secs(30),
+            Operation::Embeddings => Duration::from_secs(10),
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An LLM call, as the layers see it. Cloning must be cheap: retry and
+/// fallback clone the call for every attempt.
+pub trait Call: Clone + Send + Sync + 'static {
+    /// The answer a provider gives to this call.
+    type Answer: Answer;
+
+    /// What the call does.
+    fn operation(&self) -> Operation;
+
+    /// The model asked.
+    fn model(&self) -> &str;
+
+    /// A clone that asks `model` instead: what a fallback target with a
+    /// model of its own sends.
+    fn clone_for_model(&self, model: &str) -> Self;
+
+    /// A cheap estimate of the input's size in tokens, for routing,
+    /// budgets and quotas (not billing).
+    fn estimated_input_tokens(&self) -> u64;
+
+    /// The most output tokens the call may produce, when it says (a chat
+    /// request's `max_tokens`); embeddings produce none.
+    fn max_output_tokens(&self) -> Option<u64>;
+
+    /// Whether the answer streams: its future resolves at the first content
+    /// event, the commit point.
+    fn is_stream(&self) -> bool;
+
+    /// Per-request metadata the layers share (a deadline, a probe's mark,
+    /// a budget's allowance), as `http::Request::extensions`.
+    fn extensions(&self) -> &Extensions;
+
+    /// The extensions, mutably.
+    fn extensions_mut(&mut self) -> &mut Extensions;
+
+    /// Starts the call's clock if nothing has yet, and returns its start;
+    /// clones share it, so every attempt measures from the same start.
+    fn start_clock(&mut self) -> Instant;
+
+    /// When the call's clock started, if it has.
+    fn started(&self) -> Option<Instant>;
+}
+
+/// The answer to a [`Call`], as the layers see it.
+pub trait Answer: Send + 'static {
+    /// What staunch did to get it: who answered, attempts, tier, latency.
+    fn meta(&self) -> &ResponseMeta;
+
+    /// The meta, mutably (through its methods: one writer per fact).
+    fn meta_mut(&mut self) -> &mut ResponseMeta;
+
+    /// Tokens billed for this answer.
+    fn usage(&self) -> Usage;
+
+    /// Tokens billed for this answer and every failed attempt before it.
+    fn total_usage(&self) -> Usage {
+        self.usage() + self.meta().failed_usage
+    }
+
+    /// Whether the answer is a stream still to be read (its usage is then
+    /// known only at its end).
+    fn is_streaming(&self) -> bool;
+
+    /// The model that answered: the one its meta names, else the one the
+    /// provider reported.
+    fn answered_model(&self) -> &str;
+}
+
+impl Call for ChatRequest {
+    type Answer = ChatResponse;
+
+    #[inline]
+    fn operation(&self) -> Operation {
+        Operation::Chat
+    }
+
+    #[inline]
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn clone_for_model(&self, model: &str) -> Self {
+        ChatRequest::clone_for_model(self, model)
+    }
+
+    fn estimated_input_tokens(&self) -> u64 {
+        ChatRequest::estimated_input_tokens(self)
+    }
+
+    #[inline]
+    fn max_output_tokens(&self) -> Option<u64> {
+        self.max_tokens.map(u64::from)
+    }
+
+    #[inline]
+    fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    #[inline]
+    fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    #[inline]
+    fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    #[inline]
+    fn start_clock(&mut self) -> Instant {
+        ChatRequest::start_clock(self)
+    }
+
+    #[inline]
+    fn started(&self) -> Option<Instant> {
+        ChatRequest::started(self)
+    }
+}
+
+impl Answer for ChatResponse {
+    #[inline]
+    fn meta(&self) -> &ResponseMeta {
+        &self.meta
+    }
+
+    #[inline]
+    fn meta_mut(&mut self) -> &mut ResponseMeta {
+        &mut self.meta
+    }
+
+    #[inline]
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    #[inline]
+    fn total_usage(&self) -> Usage {
+        ChatResponse::total_usage(self)
+    }
+
+    #[inline]
+    fn is_streaming(&self) -> bool {
+        ChatResponse::is_streaming(self)
+    }
+
+    #[inline]
+    fn answered_model(&self) -> &str {
+        ChatResponse::answered_model(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    #[test]
+    fn a_chat_request_is_a_call_of_its_own_fields() {
+        let mut request = ChatRequest::new("gpt-4o", vec![Message::user("Hello there")])
+            .with_max_tokens(64)
+            .with_stream(true);
+        assert_eq!(request.operation(), Operation::Chat);
+        assert_eq!(Call::model(&request), "gpt-4o");
+        assert_eq!(request.max_output_tokens(), Some(64));
+        assert!(request.is_stream());
+        assert_eq!(
+            Call::estimated_input_tokens(&request),
+            request.estimated_input_tokens()
+        );
+        let other = Call::clone_for_model(&request, "claude-sonnet-4-5");
+        assert_eq!(other.model, "claude-sonnet-4-5");
+        assert_eq!(Call::started(&request), None);
+        let start = Call::start_clock(&mut request);
+        assert_eq!(Call::started(&request), Some(start));
+        Call::extensions_mut(&mut request).insert(7u8);
+        assert_eq!(Call::extensions(&request).get::<u8>(), Some(&7));
+    }
+
+    #[test]
+    fn operations_have_their_names_and_attempt_timeouts() {
+        assert_eq!(Operation::Chat.to_string(), "chat");
+        assert_eq!(Operation::Embeddings.as_str(), "embeddings");
+        assert_eq!(
+            Operation::Chat.default_attempt_timeout(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            Operation::Embeddings.default_attempt_timeout(),
+            Duration::from_secs(10)
+        );
+    }
+}
