@@ -4,7 +4,7 @@
 use crate::deadline::{self, Bounded, Deadline};
 use crate::into_llm::to_llm;
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use staunch_core::{Answer, BoxError, Call, LlmError};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -44,12 +44,13 @@ impl<S> Attempt<S> {
     }
 }
 
-impl<S> Service<ChatRequest> for Attempt<S>
+impl<S, C> Service<C> for Attempt<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse>,
+    C: Call,
+    S: Service<C, Response = C::Answer>,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
     type Future = AttemptFuture<S::Future>;
 
@@ -58,12 +59,15 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let attempt = request.extensions.get::<AttemptNumber>().map_or(1, |n| n.0);
+    fn call(&mut self, request: C) -> Self::Future {
+        let attempt = request
+            .extensions()
+            .get::<AttemptNumber>()
+            .map_or(1, |n| n.0);
         let span = tracing::debug_span!(
             target: "staunch::retry",
             "llm.attempt",
-            model = %request.model,
+            model = %request.model(),
             attempt,
             outcome = tracing::field::Empty,
             provider = tracing::field::Empty,
@@ -88,12 +92,13 @@ pin_project! {
     }
 }
 
-impl<F, E> Future for AttemptFuture<F>
+impl<F, A, E> Future for AttemptFuture<F>
 where
-    F: Future<Output = Result<ChatResponse, E>>,
+    F: Future<Output = Result<A, E>>,
+    A: Answer,
     E: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<A, LlmError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -106,7 +111,7 @@ where
             match &result {
                 Ok(response) => {
                     this.span.record("outcome", "ok");
-                    if let Some(p) = &response.meta.provider {
+                    if let Some(p) = &response.meta().provider {
                         this.span.record("provider", p.as_str());
                     }
                 }

@@ -3,43 +3,47 @@
 use super::attempt::Attempt;
 use super::policy::LlmPolicy;
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use staunch_core::{BoxError, Call, ChatRequest, LlmError};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
-type Inner<S> = tower::retry::future::ResponseFuture<LlmPolicy, Attempt<S>, ChatRequest>;
+type Inner<S, C> = tower::retry::future::ResponseFuture<LlmPolicy, Attempt<S>, C>;
 
 pin_project! {
-    /// The response future of [`Retry`](super::Retry): tower's retry loop.
-    pub struct ResponseFuture<S>
+    /// The response future of [`Retry`](super::Retry): tower's retry loop,
+    /// for a call of type `C` (a chat completion unless said otherwise).
+    pub struct ResponseFuture<S, C = ChatRequest>
     where
-        S: Service<ChatRequest, Response = ChatResponse>,
+        C: Call,
+        S: Service<C, Response = C::Answer>,
         S::Error: Into<BoxError>,
     {
         #[pin]
-        inner: Inner<S>,
+        inner: Inner<S, C>,
     }
 }
 
-impl<S> ResponseFuture<S>
+impl<S, C> ResponseFuture<S, C>
 where
-    S: Service<ChatRequest, Response = ChatResponse>,
+    C: Call,
+    S: Service<C, Response = C::Answer>,
     S::Error: Into<BoxError>,
 {
     #[inline]
-    pub(super) fn new(inner: Inner<S>) -> Self {
+    pub(super) fn new(inner: Inner<S, C>) -> Self {
         ResponseFuture { inner }
     }
 }
 
-impl<S> Future for ResponseFuture<S>
+impl<S, C> Future for ResponseFuture<S, C>
 where
-    S: Service<ChatRequest, Response = ChatResponse> + Clone,
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone,
     S::Error: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<C::Answer, LlmError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

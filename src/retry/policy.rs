@@ -5,7 +5,7 @@ use super::attempt::AttemptNumber;
 use crate::allowance::Allowance;
 use crate::deadline::Deadline;
 use crate::metrics as names;
-use staunch_core::{ChatRequest, ChatResponse, ErrorClass, LlmError, Usage};
+use staunch_core::{Answer, Call, ErrorClass, LlmError, Usage};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +79,7 @@ impl LlmPolicy {
     }
 
     /// Decides whether and how long to wait before retrying `error`.
-    fn decide(&self, request: &ChatRequest, error: &LlmError) -> Result<Duration, GiveUp> {
+    fn decide<C: Call>(&self, request: &C, error: &LlmError) -> Result<Duration, GiveUp> {
         let config = &*self.config;
         if error.is_deadline_exceeded() {
             return Err(GiveUp::DeadlinePassed);
@@ -93,7 +93,7 @@ impl LlmPolicy {
         if !retryable {
             return Err(GiveUp::NotRetryable);
         }
-        if request.extensions.get::<crate::health::Probe>().is_some() {
+        if request.extensions().get::<crate::health::Probe>().is_some() {
             return Err(GiveUp::Probe);
         }
         if self.retries >= config.max_retries {
@@ -110,7 +110,7 @@ impl LlmPolicy {
             return Err(GiveUp::Deadline);
         }
         if request
-            .extensions
+            .extensions()
             .get::<Allowance>()
             .is_some_and(|a| !a.affords_another(self.spent.total()))
         {
@@ -127,7 +127,7 @@ impl LlmPolicy {
     }
 }
 
-impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
+impl<C: Call> tower::retry::Policy<C, C::Answer, LlmError> for LlmPolicy {
     // Boxed: tower keeps the wait inline in every response future, and a
     // `Sleep` is larger than the rest of the state; only a retry pays for
     // the box.
@@ -135,8 +135,8 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
 
     fn retry(
         &mut self,
-        request: &mut ChatRequest,
-        result: &mut Result<ChatResponse, LlmError>,
+        request: &mut C,
+        result: &mut Result<C::Answer, LlmError>,
     ) -> Option<Pin<Box<Sleep>>> {
         if self.retries == 0
             && let Some(budget) = &self.config.budget
@@ -149,7 +149,7 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                     crate::metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "ok")
                         .increment(1);
                 }
-                let meta = &mut response.meta;
+                let meta = response.meta_mut();
                 meta.absorb_failed_attempts(self.failed_attempts, self.spent);
                 meta.add_retry_wait(self.waited);
                 None
@@ -162,7 +162,9 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
                     Ok(wait) => {
                         self.retries += 1;
                         self.waited += wait;
-                        request.extensions.insert(AttemptNumber(self.retries + 1));
+                        request
+                            .extensions_mut()
+                            .insert(AttemptNumber(self.retries + 1));
                         crate::metrics::counter!(
                             names::RETRIES,
                             "provider" => error.provider.clone().unwrap_or_else(|| "unknown".to_owned()),
@@ -205,7 +207,7 @@ impl tower::retry::Policy<ChatRequest, ChatResponse, LlmError> for LlmPolicy {
         }
     }
 
-    fn clone_request(&mut self, request: &ChatRequest) -> Option<ChatRequest> {
+    fn clone_request(&mut self, request: &C) -> Option<C> {
         Some(request.clone())
     }
 }

@@ -4,7 +4,7 @@ use super::RetryConfig;
 use super::attempt::Attempt;
 use super::future::ResponseFuture;
 use super::policy::LlmPolicy;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use staunch_core::{BoxError, Call, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -71,14 +71,15 @@ impl<S: fmt::Debug> fmt::Debug for Retry<S> {
     }
 }
 
-impl<S> Service<ChatRequest> for Retry<S>
+impl<S, C> Service<C> for Retry<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse> + Clone,
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
-    type Future = ResponseFuture<S>;
+    type Future = ResponseFuture<S, C>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
@@ -86,7 +87,7 @@ where
     }
 
     #[inline]
-    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: C) -> Self::Future {
         request.start_clock();
         ResponseFuture::new(self.inner.call(request))
     }
