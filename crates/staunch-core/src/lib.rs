@@ -25,6 +25,7 @@ mod call;
 mod content;
 mod deadline;
 mod dialect;
+mod embedding;
 mod error;
 mod extensions;
 pub mod metrics;
@@ -41,6 +42,9 @@ pub use call::{Answer, Call, Operation};
 pub use content::{Content, ContentPart, PartRef, PartsIter};
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use dialect::{Dialect, Extras};
+pub use embedding::{
+    Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EncodingFormat,
+};
 pub use error::{
     BoxError, Classify, DefaultClassify, ErrorClass, ErrorDetails, ErrorKind, LlmError,
 };
