@@ -174,6 +174,12 @@ impl CircuitBreakerConfig {
     /// The default [`break_jitter`](Self::break_jitter): up to a fifth of
     /// each break is taken off at random.
     pub const DEFAULT_BREAK_JITTER: f64 = 0.2;
+    /// The default [`half_open_probes`](Self::half_open_probes): 1, so that
+    /// a provider still down costs one call per break.
+    pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
+    /// The default [`success_threshold`](Self::success_threshold): 1, so
+    /// that one good probe closes the circuit.
+    pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
 
     /// The defaults of the table above, named `name`.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
@@ -186,8 +192,8 @@ impl CircuitBreakerConfig {
             break_growth: Self::DEFAULT_BREAK_GROWTH,
             max_break_duration: Self::DEFAULT_MAX_BREAK_DURATION,
             break_jitter: Self::DEFAULT_BREAK_JITTER,
-            half_open_probes: 1,
-            success_threshold: 1,
+            half_open_probes: Self::DEFAULT_HALF_OPEN_PROBES,
+            success_threshold: Self::DEFAULT_SUCCESS_THRESHOLD,
             rate_limit_cooldown: true,
             half_open_wait: Duration::from_secs(5),
             outcome: Arc::new(default_outcome),

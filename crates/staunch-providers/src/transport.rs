@@ -52,7 +52,7 @@ impl Default for HttpOptions {
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             max_response_bytes: 16 * 1024 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
-            header_timeout: Duration::from_secs(60),
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
             first_token_timeout: Self::DEFAULT_FIRST_TOKEN_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             retry_first_token_timeout: false,
@@ -67,6 +67,8 @@ impl HttpOptions {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     /// The default [`request_timeout`](Self::request_timeout): 600 s.
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+    /// The default [`header_timeout`](Self::header_timeout): 60 s.
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
     /// The default [`first_token_timeout`](Self::first_token_timeout): 60 s.
     pub const DEFAULT_FIRST_TOKEN_TIMEOUT: Duration = Duration::from_secs(60);
     /// The default [`idle_timeout`](Self::idle_timeout): 30 s.
