@@ -4,7 +4,7 @@ use super::state::{Admission, Breaker};
 use crate::into_llm::to_llm;
 use crate::stream_watch::StreamEnd;
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatResponse, LlmError};
+use staunch_core::{Answer, BoxError, LlmError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ impl Permit {
         self.started.map_or_else(Default::default, |s| s.elapsed())
     }
 
-    fn complete(&mut self, result: &Result<ChatResponse, LlmError>) {
+    fn complete<A: Answer>(&mut self, result: &Result<A, LlmError>) {
         if let Some(breaker) = &self.breaker {
             breaker.complete(self.admission, result, self.elapsed());
         }
@@ -136,12 +136,13 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F, E> Future for ResponseFuture<F>
+impl<F, A, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<ChatResponse, E>>,
+    F: Future<Output = Result<A, E>>,
+    A: Answer,
     E: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<A, LlmError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -158,7 +159,10 @@ where
             match &mut result {
                 // A streamed answer is judged at its end: a break after the
                 // commit point is a failure of this target.
-                Ok(response) if response.is_streaming() => {
+                Ok(response) if response.is_streaming() && response.as_chat().is_some() => {
+                    let Some(response) = response.as_chat_mut() else {
+                        return Poll::Ready(result);
+                    };
                     let outcome = permit.outcome_rule();
                     crate::stream_watch::watch(response, move |end, _| match end {
                         StreamEnd::Complete => permit.record(super::Outcome::Success),
@@ -179,12 +183,4 @@ where
     }
 }
 
-/// What an outcome rule needs of a stream's error: its kind, status and the
-/// server's instructions (the error itself goes on to the caller).
-fn shallow(error: &LlmError) -> LlmError {
-    let mut copy = LlmError::new(error.kind, String::new());
-    copy.status = error.status;
-    copy.retry_after = error.retry_after;
-    copy.should_retry = error.should_retry;
-    copy
-}
+use super::state::shallow;

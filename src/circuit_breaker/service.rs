@@ -4,7 +4,7 @@ use super::future::{Permit, ResponseFuture};
 use super::handle::CircuitBreakerHandle;
 use super::state::Admission;
 use crate::into_llm::to_llm;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError};
+use staunch_core::{BoxError, Call, ErrorKind, LlmError};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -107,12 +107,13 @@ impl<S: fmt::Debug> fmt::Debug for CircuitBreaker<S> {
     }
 }
 
-impl<S> Service<ChatRequest> for CircuitBreaker<S>
+impl<S, C> Service<C> for CircuitBreaker<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse>,
+    C: Call,
+    S: Service<C, Response = C::Answer>,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
     type Future = ResponseFuture<S::Future>;
 
@@ -150,7 +151,7 @@ where
         }
     }
 
-    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: C) -> Self::Future {
         let breaker = &self.handle.breaker;
         let permit = self
             .permit
@@ -174,7 +175,7 @@ where
             Admission::Probe { .. } => {
                 // One attempt: a retry layer below must not turn the probe
                 // into a retry loop.
-                request.extensions.insert(crate::health::Probe);
+                request.extensions_mut().insert(crate::health::Probe);
                 ResponseFuture::running(self.inner.call(request), permit)
             }
             Admission::Normal { .. } | Admission::Pass => {

@@ -3,7 +3,7 @@
 use super::config::{CircuitBreakerConfig, Outcome, RateWindow};
 use super::counters::{CallWindow, Padded, Striped, TimeWindow};
 use crate::metrics as names;
-use staunch_core::{ChatResponse, ErrorKind, LlmError};
+use staunch_core::{Answer, ChatResponse, ErrorKind, LlmError};
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -339,13 +339,13 @@ impl Breaker {
     }
 
     /// Records the outcome of an admitted call.
-    pub(crate) fn complete(
+    pub(crate) fn complete<A: Answer>(
         &self,
         admission: Admission,
-        result: &Result<ChatResponse, LlmError>,
+        result: &Result<A, LlmError>,
         elapsed: Duration,
     ) {
-        let outcome = (self.config.outcome)(result);
+        let outcome = judge(&*self.config.outcome, result);
         let cooldown = match result {
             Err(e) if self.config.rate_limit_cooldown && e.kind == ErrorKind::RateLimited => {
                 e.retry_after.filter(|d| !d.is_zero())
@@ -581,4 +581,35 @@ fn jittered(break_: Duration, jitter: f64) -> Duration {
     }
     let cut = jitter * rand::random_range(0.0..1.0);
     break_.mul_f64(1.0 - cut)
+}
+
+/// The outcome `rule` gives `result`. The rule is written for chat answers
+/// (`Result<ChatResponse, LlmError>`, the breaker's public contract); a
+/// chat result is given to it as it is, and for any other operation the
+/// rule judges the error (its kind, status, code and the server's
+/// instructions) while an answer counts as a success.
+pub(crate) fn judge<A: Answer>(
+    rule: &super::config::OutcomeFn,
+    result: &Result<A, LlmError>,
+) -> Outcome {
+    if let Some(chat) =
+        (result as &dyn std::any::Any).downcast_ref::<Result<ChatResponse, LlmError>>()
+    {
+        return rule(chat);
+    }
+    match result {
+        Ok(_) => Outcome::Success,
+        Err(error) => rule(&Err(shallow(error))),
+    }
+}
+
+/// What an outcome rule needs of an error: its kind, status, code and the
+/// server's instructions (the error itself goes on to the caller).
+pub(crate) fn shallow(error: &LlmError) -> LlmError {
+    let mut copy = LlmError::new(error.kind, String::new());
+    copy.status = error.status;
+    copy.retry_after = error.retry_after;
+    copy.should_retry = error.should_retry;
+    copy.code.clone_from(&error.code);
+    copy
 }

@@ -130,6 +130,18 @@ pub trait Answer: Send + 'static {
     /// The model that answered: the one its meta names, else the one the
     /// provider reported.
     fn answered_model(&self) -> &str;
+
+    /// The answer as a chat completion, for what only chat has (a stream
+    /// of events to watch or continue, a finish reason); `None` for other
+    /// operations.
+    fn as_chat(&self) -> Option<&ChatResponse> {
+        None
+    }
+
+    /// The answer as a chat completion, mutably (see [`as_chat`](Self::as_chat)).
+    fn as_chat_mut(&mut self) -> Option<&mut ChatResponse> {
+        None
+    }
 }
 
 impl Call for ChatRequest {
@@ -213,6 +225,16 @@ impl Answer for ChatResponse {
     #[inline]
     fn answered_model(&self) -> &str {
         ChatResponse::answered_model(self)
+    }
+
+    #[inline]
+    fn as_chat(&self) -> Option<&ChatResponse> {
+        Some(self)
+    }
+
+    #[inline]
+    fn as_chat_mut(&mut self) -> Option<&mut ChatResponse> {
+        Some(self)
     }
 }
 
