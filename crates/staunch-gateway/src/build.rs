@@ -225,7 +225,9 @@ async fn client(
     let http = HttpOptions::new()
         .connect_timeout(provider.connect_timeout)
         .request_timeout(provider.request_timeout)
+        .header_timeout(provider.header_timeout)
         .first_token_timeout(provider.first_token_timeout)
+        .retry_first_token_timeout(provider.retry_first_token_timeout)
         .idle_timeout(provider.idle_timeout)
         .http2_prior_knowledge(provider.http2_prior_knowledge);
     let key = provider.api_key_env.as_deref().and_then(ApiKey::from_env);
@@ -351,9 +353,14 @@ fn compile(
             .breaker(
                 CircuitBreakerConfig::new(name.clone())
                     .consecutive_failures(Some(t.breaker.consecutive_failures))
-                    .break_duration(t.breaker.break_duration),
+                    .break_duration(t.breaker.break_duration)
+                    .break_growth(t.breaker.break_growth, t.breaker.max_break_duration)
+                    .break_jitter(t.breaker.break_jitter)
+                    .half_open_probes(t.breaker.half_open_probes)
+                    .success_threshold(t.breaker.success_threshold),
             )
-            .attempt_timeout(t.attempt_timeout);
+            .attempt_timeout(t.attempt_timeout)
+            .retry_attempt_timeouts(t.retry_attempt_timeouts);
         if let Some(price) = t.price {
             builder = builder.price(Price::per_million(price.input, price.output));
         }
@@ -381,7 +388,8 @@ fn compile(
         breakers.push((name, handle));
     }
     let mut chain = Fallback::new(targets)
-        .map_err(|e| GatewayError::Setting(format!("routes[{index}]: {e}")))?;
+        .map_err(|e| GatewayError::Setting(format!("routes[{index}]: {e}")))?
+        .continuation_order(route.continue_on.order());
     let mut degrade = DegradeConfig::new();
     if route.on_refusal == OnRefusal::Return {
         chain = chain.classify(ReturnRefusals);

@@ -61,8 +61,10 @@ fn minimal_config_takes_every_default() {
     assert!(p.headers.is_empty());
     assert_eq!(p.connect_timeout, Duration::from_secs(10));
     assert_eq!(p.request_timeout, Duration::from_secs(600));
+    assert_eq!(p.header_timeout, Duration::from_secs(60));
     assert_eq!(p.first_token_timeout, Duration::from_secs(60));
     assert_eq!(p.idle_timeout, Duration::from_secs(30));
+    assert!(!p.retry_first_token_timeout);
     assert_eq!(p.scenario, None);
 
     let r = &c.routes[0];
@@ -71,6 +73,7 @@ fn minimal_config_takes_every_default() {
         OnRefusal::Return,
         "a refusal is returned by default"
     );
+    assert_eq!(r.continue_on, ContinueOn::Next);
     assert_eq!(r.deadline, None);
     assert_eq!(r.degrade, None);
     assert_eq!(r.budget, None);
@@ -82,9 +85,17 @@ fn minimal_config_takes_every_default() {
     assert_eq!(t.retry.max_retries, 2);
     assert_eq!(t.retry.base_delay, Duration::from_millis(500));
     assert_eq!(t.retry.max_delay, Duration::from_millis(8000));
+    // The breaker's own defaults: short breaks that grow, with jitter, and
+    // one probe that closes it.
     assert_eq!(t.breaker.consecutive_failures, 5);
-    assert_eq!(t.breaker.break_duration, Duration::from_secs(30));
+    assert_eq!(t.breaker.break_duration, Duration::from_secs(5));
+    assert_eq!(t.breaker.break_growth, 2.0);
+    assert_eq!(t.breaker.max_break_duration, Duration::from_secs(60));
+    assert_eq!(t.breaker.break_jitter, 0.2);
+    assert_eq!(t.breaker.half_open_probes, 1);
+    assert_eq!(t.breaker.success_threshold, 1);
     assert_eq!(t.attempt_timeout, Duration::from_secs(60));
+    assert!(!t.retry_attempt_timeouts);
     assert_eq!(t.quota, None);
 
     assert!(c.client_keys.is_empty());
@@ -112,8 +123,10 @@ api_key_env = "OPENAI_API_KEY"
 headers = { OpenAI-Organization = "org-1", x-extra = "yes" }
 connect_timeout_secs = 1
 request_timeout_secs = 2
+header_timeout_secs = 5
 first_token_timeout_secs = 3
 idle_timeout_secs = 4
+retry_first_token_timeout = true
 
 [providers.ant]
 kind = "anthropic"
@@ -129,6 +142,7 @@ scenario = "chaos.toml"
 [[routes]]
 model = "gpt-*"
 on_refusal = "fallback"
+continue_on = "same"
 deadline_secs = 90
 degrade = { static_answer = "sorry", cache_ttl_secs = 300, cache_capacity = 50 }
 budget = { per_request_tokens = 4000 }
@@ -140,8 +154,9 @@ price = { input = 2.5, output = 10 }
 context_window = 128000
 accepts_prefill = true
 retry = { max_retries = 4, base_delay_ms = 100, max_delay_ms = 1000 }
-breaker = { consecutive_failures = 3, break_secs = 10 }
+breaker = { consecutive_failures = 3, break_secs = 10, break_growth = 1.5, max_break_secs = 90, break_jitter = 0, half_open_probes = 2, success_threshold = 2 }
 attempt_timeout_secs = 20
+retry_attempt_timeouts = true
 quota = { requests_per_minute = 60, tokens_per_minute = 10000, max_wait_ms = 250 }
 
 [[routes.targets]]
@@ -175,8 +190,10 @@ fn full_expected() -> Config {
         ]),
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(2),
+        header_timeout: Duration::from_secs(5),
         first_token_timeout: Duration::from_secs(3),
         idle_timeout: Duration::from_secs(4),
+        retry_first_token_timeout: true,
         ..Provider::new(ProviderKind::OpenAi)
     };
     let local = Provider {
@@ -209,6 +226,7 @@ fn full_expected() -> Config {
         routes: vec![
             Route {
                 on_refusal: OnRefusal::Fallback,
+                continue_on: ContinueOn::Same,
                 deadline: Some(Duration::from_secs(90)),
                 degrade: Some(Degrade {
                     static_answer: Some("sorry".into()),
@@ -236,8 +254,14 @@ fn full_expected() -> Config {
                             breaker: Breaker {
                                 consecutive_failures: 3,
                                 break_duration: Duration::from_secs(10),
+                                break_growth: 1.5,
+                                max_break_duration: Duration::from_secs(90),
+                                break_jitter: 0.0,
+                                half_open_probes: 2,
+                                success_threshold: 2,
                             },
                             attempt_timeout: Duration::from_secs(20),
+                            retry_attempt_timeouts: true,
                             quota: Some(Quota {
                                 requests_per_minute: Some(60),
                                 tokens_per_minute: Some(10000),
@@ -1007,4 +1031,339 @@ targets = [
         answered_by,
         ["m/primary", "m/primary", "m/spare", "m/spare"]
     );
+}
+
+/// Every route and target written out, as a config without `[defaults]`
+/// has to.
+const WRITTEN_OUT: &str = r#"
+[providers.oai]
+kind = "openai"
+
+[providers.ant]
+kind = "anthropic"
+
+[[routes]]
+model = "gpt-*"
+continue_on = "next"
+deadline_secs = 120
+degrade = { static_answer = "sorry", cache_capacity = 10 }
+  [[routes.targets]]
+  provider = "oai"
+  model = "gpt-4o"
+  accepts_prefill = true
+  attempt_timeout_secs = 30
+  retry = { max_retries = 3, base_delay_ms = 100, max_delay_ms = 1000 }
+  breaker = { consecutive_failures = 3, break_secs = 2, break_jitter = 0 }
+  [[routes.targets]]
+  provider = "ant"
+  model = "claude-sonnet-4-5"
+  accepts_prefill = false
+  attempt_timeout_secs = 30
+  retry = { max_retries = 0, base_delay_ms = 100, max_delay_ms = 1000 }
+  breaker = { consecutive_failures = 3, break_secs = 2, break_jitter = 0 }
+
+[[routes]]
+model = "claude-*"
+continue_on = "same"
+deadline_secs = 120
+degrade = { static_answer = "sorry", cache_capacity = 10 }
+targets = [
+  { provider = "ant", model = "claude-sonnet-4-5", accepts_prefill = true, attempt_timeout_secs = 30, retry = { max_retries = 1, base_delay_ms = 100, max_delay_ms = 1000 }, breaker = { consecutive_failures = 3, break_secs = 2, break_jitter = 0 } },
+]
+
+[[routes]]
+model = "*"
+deadline_secs = 10
+degrade = { static_answer = "later", cache_capacity = 10 }
+targets = [
+  { provider = "oai", model = "gpt-4o-mini", accepts_prefill = true, attempt_timeout_secs = 30, retry = { max_retries = 1, base_delay_ms = 100, max_delay_ms = 1000 }, breaker = { consecutive_failures = 3, break_secs = 2, break_jitter = 0 } },
+]
+"#;
+
+/// The same, naming only what differs from `[defaults]`.
+const WITH_DEFAULTS: &str = r#"
+[providers.oai]
+kind = "openai"
+
+[providers.ant]
+kind = "anthropic"
+
+[defaults.route]
+deadline_secs = 120
+degrade = { static_answer = "sorry", cache_capacity = 10 }
+
+[defaults.target]
+accepts_prefill = true
+attempt_timeout_secs = 30
+retry = { max_retries = 1, base_delay_ms = 100, max_delay_ms = 1000 }
+breaker = { consecutive_failures = 3, break_secs = 2, break_jitter = 0 }
+
+[[routes]]
+model = "gpt-*"
+  [[routes.targets]]
+  provider = "oai"
+  model = "gpt-4o"
+  retry = { max_retries = 3 }
+  [[routes.targets]]
+  provider = "ant"
+  model = "claude-sonnet-4-5"
+  accepts_prefill = false
+  retry = { max_retries = 0 }
+
+[[routes]]
+model = "claude-*"
+continue_on = "same"
+targets = [{ provider = "ant", model = "claude-sonnet-4-5" }]
+
+[[routes]]
+model = "*"
+deadline_secs = 10
+degrade = { static_answer = "later" }
+targets = [{ provider = "oai", model = "gpt-4o-mini" }]
+"#;
+
+#[test]
+fn defaults_give_every_route_and_target_what_it_does_not_say() {
+    let written = Config::parse(WRITTEN_OUT, "written.toml").unwrap_or_else(|e| panic!("{e}"));
+    let short = Config::parse(WITH_DEFAULTS, "short.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(short, written);
+
+    // Key by key, sub-tables too: the target's own `max_retries` wins and
+    // the default's delays stay; the route's own settings win.
+    let t = &short.routes[0].targets[0];
+    assert_eq!(t.retry.max_retries, 3);
+    assert_eq!(t.retry.base_delay, Duration::from_millis(100));
+    assert_eq!(t.retry.max_delay, Duration::from_millis(1000));
+    assert!(!short.routes[0].targets[1].accepts_prefill);
+    assert_eq!(short.routes[2].deadline, Some(Duration::from_secs(10)));
+    let degrade = short.routes[2].degrade.as_ref().unwrap();
+    assert_eq!(degrade.static_answer.as_deref(), Some("later"));
+    assert_eq!(degrade.cache_capacity, 10);
+    assert_eq!(short.routes[1].continue_on, ContinueOn::Same);
+    assert_eq!(short.routes[0].continue_on, ContinueOn::Next);
+
+    // Serialized, the routes are written out in full, and read back the same.
+    let text = toml::to_string(&short).unwrap();
+    assert!(!text.contains("defaults"), "{text}");
+    assert_eq!(Config::parse(&text, "serialized").unwrap(), short);
+}
+
+#[test]
+fn defaults_may_name_the_provider() {
+    let c = Config::parse(
+        r#"
+[providers.oai]
+kind = "openai"
+[defaults.target]
+provider = "oai"
+[[routes]]
+model = "*"
+targets = [{ model = "gpt-4o" }, { model = "gpt-4o-mini" }]
+"#,
+        "gw.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let providers: Vec<&str> = c.routes[0]
+        .targets
+        .iter()
+        .map(|t| t.provider.as_str())
+        .collect();
+    assert_eq!(providers, ["oai", "oai"]);
+}
+
+#[test]
+fn a_mistake_in_defaults_is_reported_once_at_its_line() {
+    // A typo and a wrong type: each once, at its own line, though three
+    // targets take the defaults.
+    let text = r#"
+[providers.oai]
+kind = "openai"
+
+[defaults.target]
+retry = { max_retires = 3 }
+attempt_timeout_secs = "soon"
+accepts_prefill = true
+
+[[routes]]
+model = "a"
+targets = [{ provider = "oai", model = "m" }, { provider = "oai", model = "n" }]
+
+[[routes]]
+model = "b"
+targets = [{ provider = "oai", model = "m", retry = { max_retries = 1 } }]
+"#;
+    let e = errors(text);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    let typo = find(&e, "defaults.target.retry.max_retires");
+    assert_eq!(typo.line, Some(6));
+    assert!(
+        typo.message.contains("unknown field `max_retires`"),
+        "{typo}"
+    );
+    let wrong = find(&e, "defaults.target.attempt_timeout_secs");
+    assert_eq!(wrong.line, Some(7));
+    assert!(wrong.message.contains("invalid type"), "{wrong}");
+
+    // A value out of range: once, under defaults, not once per target.
+    let e = errors(
+        r#"
+[providers.oai]
+kind = "openai"
+[defaults.target]
+breaker = { consecutive_failures = 0, break_jitter = 1.5 }
+[[routes]]
+model = "*"
+targets = [{ provider = "oai", model = "m" }, { provider = "oai", model = "n" }]
+"#,
+    );
+    assert_eq!(e.len(), 2, "{e:#?}");
+    let zero = find(&e, "defaults.target.breaker.consecutive_failures");
+    assert_eq!(zero.line, Some(5));
+    let jitter = find(&e, "defaults.target.breaker.break_jitter");
+    assert_eq!(jitter.line, Some(5));
+
+    // Even with no routes at all; and an unknown provider named by default.
+    let e = errors(
+        r#"
+[providers.oai]
+kind = "openai"
+[defaults.route]
+deadline_secs = 0
+on_refusal = "ignore"
+[defaults.target]
+provider = "opnai"
+"#,
+    );
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert_eq!(find(&e, "defaults.route.deadline_secs").line, Some(5));
+    assert_eq!(find(&e, "defaults.route.on_refusal").line, Some(6));
+    let provider = find(&e, "defaults.target.provider");
+    assert_eq!(provider.line, Some(8));
+    assert!(
+        provider.message.contains("known providers: oai"),
+        "{provider}"
+    );
+    find(&e, "routes");
+}
+
+#[test]
+fn a_route_default_cannot_name_the_model_or_the_targets() {
+    let e = errors(
+        r#"
+[providers.oai]
+kind = "openai"
+[defaults.route]
+model = "*"
+targets = [{ provider = "oai", model = "m" }]
+[[routes]]
+model = "a"
+targets = [{ provider = "oai", model = "m" }]
+"#,
+    );
+    assert_eq!(e.len(), 2, "{e:#?}");
+    let model = find(&e, "defaults.route.model");
+    assert_eq!(model.line, Some(5));
+    assert!(model.message.contains("cannot have a default"), "{model}");
+    assert_eq!(find(&e, "defaults.route.targets").line, Some(6));
+
+    let e = errors("\n[defaults.routes]\ndeadline_secs = 1\n");
+    let unknown = find(&e, "defaults.routes");
+    assert_eq!(unknown.line, Some(2));
+    assert!(
+        unknown.message.contains("expected `route` or `target`"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn a_default_completed_by_a_target_is_valid_and_a_bad_mix_is_still_caught() {
+    // A quota default without limits is fine when each target sets one.
+    let c = Config::parse(
+        r#"
+[providers.oai]
+kind = "openai"
+[defaults.target]
+quota = { max_wait_ms = 0 }
+[[routes]]
+model = "*"
+targets = [{ provider = "oai", model = "m", quota = { requests_per_minute = 60 } }]
+"#,
+        "gw.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let quota = c.routes[0].targets[0].quota.unwrap();
+    assert_eq!(quota.max_wait, Duration::ZERO);
+    assert_eq!(quota.requests_per_minute, Some(60));
+
+    // A default delay larger than a target's own maximum: the target's
+    // mistake, at the line of the default it took.
+    let e = error(
+        r#"
+[providers.oai]
+kind = "openai"
+[defaults.target]
+retry = { base_delay_ms = 2000 }
+[[routes]]
+model = "*"
+targets = [{ provider = "oai", model = "m", retry = { max_delay_ms = 1000 } }]
+"#,
+    );
+    assert_eq!(e.field, "routes[0].targets[0].retry.base_delay_ms");
+    assert_eq!(e.line, Some(5));
+}
+
+#[test]
+fn stream_and_breaker_settings_out_of_range_name_their_line() {
+    let e = errors(
+        r#"
+[providers.oai]
+kind = "openai"
+header_timeout_secs = 0
+retry_first_token_timeout = "yes"
+
+[[routes]]
+model = "*"
+continue_on = "first"
+targets = [{ provider = "oai", model = "m" }]
+
+[[routes]]
+model = "x"
+targets = [
+  { provider = "oai", model = "m", retry_attempt_timeouts = 1 },
+  { provider = "oai", model = "n", breaker = { break_secs = 10, max_break_secs = 5, break_growth = 0.5, half_open_probes = 0, success_threshold = 0 } },
+]
+"#,
+    );
+    // The provider's wrong type hides its other fields (serde stops there).
+    let ft = find(&e, "providers.oai.retry_first_token_timeout");
+    assert_eq!(ft.line, Some(5));
+    let cont = find(&e, "routes[0].continue_on");
+    assert_eq!(cont.line, Some(9));
+    assert!(cont.message.contains("`next`"), "{cont}");
+    // A wrong type in one target hides the route; fixed, the rest shows.
+    find(&e, "routes[1].targets[0].retry_attempt_timeouts");
+
+    let text = r#"
+[providers.oai]
+kind = "openai"
+header_timeout_secs = 0
+
+[[routes]]
+model = "*"
+targets = [
+  { provider = "oai", model = "n", breaker = { break_secs = 10, max_break_secs = 5, break_growth = 0.5, half_open_probes = 0, success_threshold = 0 } },
+]
+"#;
+    let e = errors(text);
+    assert_eq!(e.len(), 5, "{e:#?}");
+    assert_eq!(find(&e, "providers.oai.header_timeout_secs").line, Some(4));
+    for field in [
+        "max_break_secs",
+        "break_growth",
+        "half_open_probes",
+        "success_threshold",
+    ] {
+        let err = find(&e, &format!("routes[0].targets[0].breaker.{field}"));
+        assert_eq!(err.line, Some(9), "{err}");
+    }
 }

@@ -46,7 +46,7 @@ use serde::Serialize;
 pub use errors::{ConfigError, ConfigErrors};
 pub use keys::ClientKey;
 pub use providers::{Provider, ProviderKind};
-pub use routes::{Degrade, OnRefusal, Route, RouteBudget};
+pub use routes::{ContinueOn, Degrade, OnRefusal, Route, RouteBudget};
 pub use server::{LogFormat, Server};
 pub use targets::{Breaker, Price, Quota, Retry, RouteTarget};
 

@@ -78,8 +78,18 @@ pub struct Provider {
         default = "Provider::default_request_timeout"
     )]
     pub request_timeout: Duration,
-    /// How long a stream may take to send its first token
-    /// (`first_token_timeout_secs`, 60).
+    /// Streams: how long to wait for the response headers
+    /// (`header_timeout_secs`, 60). The first-token timeout runs from the
+    /// request too, so the shorter of the two gives up on an upstream that
+    /// accepts and stays silent.
+    #[serde(
+        rename = "header_timeout_secs",
+        with = "secs",
+        default = "Provider::default_header_timeout"
+    )]
+    pub header_timeout: Duration,
+    /// How long a stream may take, from the request, to send its first
+    /// token (`first_token_timeout_secs`, 60).
     #[serde(
         rename = "first_token_timeout_secs",
         with = "secs",
@@ -94,6 +104,12 @@ pub struct Provider {
         default = "Provider::default_idle_timeout"
     )]
     pub idle_timeout: Duration,
+    /// Whether a stream that missed its first token (or its headers) may be
+    /// retried on this provider (`retry_first_token_timeout`, default
+    /// false): by default the route moves to its next target instead, as
+    /// an upstream that never answered is the likeliest to stay silent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_first_token_timeout: bool,
     /// Kind `mock` only: a staunch-mock scenario file (TOML or JSON) with
     /// the faults the embedded mock serves (`scenario`). [`Config::load`]
     /// resolves a relative path against the config file's directory.
@@ -115,6 +131,9 @@ impl Provider {
     fn default_request_timeout() -> Duration {
         HttpOptions::DEFAULT_REQUEST_TIMEOUT
     }
+    fn default_header_timeout() -> Duration {
+        HttpOptions::DEFAULT_HEADER_TIMEOUT
+    }
     fn default_first_token_timeout() -> Duration {
         HttpOptions::DEFAULT_FIRST_TOKEN_TIMEOUT
     }
@@ -131,8 +150,10 @@ impl Provider {
             headers: BTreeMap::new(),
             connect_timeout: Self::default_connect_timeout(),
             request_timeout: Self::default_request_timeout(),
+            header_timeout: Self::default_header_timeout(),
             first_token_timeout: Self::default_first_token_timeout(),
             idle_timeout: Self::default_idle_timeout(),
+            retry_first_token_timeout: false,
             scenario: None,
             http2_prior_knowledge: false,
         }

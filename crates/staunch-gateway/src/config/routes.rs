@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use staunch::degrade::DegradeConfig;
+use staunch::fallback::ContinuationOrder;
 
 use super::RouteTarget;
 use super::durations::opt_secs;
@@ -25,6 +26,11 @@ pub struct Route {
     /// `"return"`).
     #[serde(default)]
     pub on_refusal: OnRefusal,
+    /// Where a stream that broke after its first token continues
+    /// (`continue_on`, `"next"` or `"same"`), among the targets that accept
+    /// a prefill.
+    #[serde(default)]
+    pub continue_on: ContinueOn,
     /// The time a whole request may take across every attempt
     /// (`deadline_secs`, none by default).
     #[serde(
@@ -50,6 +56,7 @@ impl Route {
             model: model.into(),
             targets,
             on_refusal: OnRefusal::default(),
+            continue_on: ContinueOn::default(),
             deadline: None,
             degrade: None,
             budget: None,
@@ -74,6 +81,34 @@ pub enum OnRefusal {
     /// refusal is permanent, and the client sees the provider's code).
     #[default]
     Return,
+}
+
+/// Where a route continues a stream that broke after its first token: on
+/// a target that accepts a prefill, from where the stream stopped. Targets
+/// before the one that served the stream are never asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContinueOn {
+    /// The targets after the one that broke, in order; the one that broke
+    /// itself only after a cut (never after a stall) and only when none of
+    /// those can (`"next"`, the default): a stalled target would likely
+    /// stall again, costing one more idle timeout.
+    #[default]
+    Next,
+    /// The target that broke first, after a stall too, then the ones after
+    /// it (`"same"`): for a first target much better than the rest, whose
+    /// breaks are rare and short.
+    Same,
+}
+
+impl ContinueOn {
+    /// The fallback chain's order for this choice.
+    pub fn order(self) -> ContinuationOrder {
+        match self {
+            ContinueOn::Next => ContinuationOrder::NextFirst,
+            ContinueOn::Same => ContinuationOrder::SameFirst,
+        }
+    }
 }
 
 /// A route's last resort when every target failed: a cached answer to the

@@ -35,7 +35,9 @@ pub struct RouteTarget {
     /// Its retries (`retry = { max_retries, base_delay_ms, max_delay_ms }`).
     #[serde(default)]
     pub retry: Retry,
-    /// Its circuit breaker (`breaker = { consecutive_failures, break_secs }`).
+    /// Its circuit breaker (`breaker = { consecutive_failures, break_secs,
+    /// break_growth, max_break_secs, break_jitter, half_open_probes,
+    /// success_threshold }`).
     #[serde(default)]
     pub breaker: Breaker,
     /// The time one attempt may take (`attempt_timeout_secs`, 60).
@@ -45,6 +47,12 @@ pub struct RouteTarget {
         default = "RouteTarget::default_attempt_timeout"
     )]
     pub attempt_timeout: Duration,
+    /// Whether an attempt that timed out may be retried on this target
+    /// (`retry_attempt_timeouts`, default false): by default the route
+    /// moves to its next target after one timed-out attempt instead of
+    /// waiting out the timeout once per retry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_attempt_timeouts: bool,
     /// Its own quota (`quota = { requests_per_minute, tokens_per_minute,
     /// max_wait_ms }`, none by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +75,7 @@ impl RouteTarget {
             retry: Retry::default(),
             breaker: Breaker::default(),
             attempt_timeout: Self::default_attempt_timeout(),
+            retry_attempt_timeouts: false,
             quota: None,
         }
     }
@@ -106,15 +115,34 @@ impl Default for Retry {
     }
 }
 
-/// A target's circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A target's circuit breaker. It opens after `consecutive_failures`
+/// failures in a row, for `break_secs` at first; each failed half-open
+/// probe multiplies the break by `break_growth`, up to `max_break_secs`,
+/// and up to `break_jitter` of each break is taken off at random. While
+/// half-open it admits `half_open_probes` calls at once (each a single
+/// attempt, never retried), and `success_threshold` good ones close it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Breaker {
     /// Failures in a row that open it (`consecutive_failures`, 5).
     pub consecutive_failures: u32,
-    /// How long it stays open (`break_secs`, 30).
+    /// How long it stays open the first time (`break_secs`, 5).
     #[serde(rename = "break_secs", with = "secs")]
     pub break_duration: Duration,
+    /// The factor each failed probe multiplies the break by
+    /// (`break_growth`, 2.0; 1.0: every break is `break_secs`).
+    pub break_growth: f64,
+    /// The longest break (`max_break_secs`, 60).
+    #[serde(rename = "max_break_secs", with = "secs")]
+    pub max_break_duration: Duration,
+    /// The largest fraction of a break taken off at random, so circuits
+    /// that opened together do not probe together (`break_jitter`, 0.2;
+    /// 0: exact breaks).
+    pub break_jitter: f64,
+    /// Calls admitted at once while half-open (`half_open_probes`, 1).
+    pub half_open_probes: u32,
+    /// Probe successes that close it (`success_threshold`, 1).
+    pub success_threshold: u32,
 }
 
 impl Default for Breaker {
@@ -122,6 +150,11 @@ impl Default for Breaker {
         Breaker {
             consecutive_failures: CircuitBreakerConfig::DEFAULT_CONSECUTIVE_FAILURES,
             break_duration: CircuitBreakerConfig::DEFAULT_BREAK_DURATION,
+            break_growth: CircuitBreakerConfig::DEFAULT_BREAK_GROWTH,
+            max_break_duration: CircuitBreakerConfig::DEFAULT_MAX_BREAK_DURATION,
+            break_jitter: CircuitBreakerConfig::DEFAULT_BREAK_JITTER,
+            half_open_probes: CircuitBreakerConfig::DEFAULT_HALF_OPEN_PROBES,
+            success_threshold: CircuitBreakerConfig::DEFAULT_SUCCESS_THRESHOLD,
         }
     }
 }

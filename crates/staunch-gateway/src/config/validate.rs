@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::spans::{Seg, child, key, render};
-use super::{Config, ConfigError, Provider, ProviderKind, RouteBudget, RouteTarget};
+use super::{Config, ConfigError, Provider, ProviderKind, Route, RouteBudget, RouteTarget};
 
 /// Where the parsed items sit in the file: items that failed to
 /// deserialize are missing from the `Config`, so its indexes are mapped
@@ -27,6 +27,10 @@ pub(super) struct Check<'a> {
     pub(super) layout: Layout,
     pub(super) locate: &'a dyn Fn(&[Seg]) -> Option<usize>,
     pub(super) origin: &'a str,
+    /// Checking a `[defaults]` table: only what is wrong on its own, not
+    /// what a route or target may still complete (a degrade's answer, a
+    /// quota's limit, a delay bounded by the other).
+    pub(super) partial: bool,
 }
 
 impl Check<'_> {
@@ -146,6 +150,7 @@ impl Check<'_> {
         }
         self.positive(key(&path, "connect_timeout_secs"), p.connect_timeout);
         self.positive(key(&path, "request_timeout_secs"), p.request_timeout);
+        self.positive(key(&path, "header_timeout_secs"), p.header_timeout);
         self.positive(
             key(&path, "first_token_timeout_secs"),
             p.first_token_timeout,
@@ -183,17 +188,7 @@ impl Check<'_> {
                 "no routes: add at least one [[routes]] with a model pattern and its targets",
             );
         }
-        let known = if self.layout.provider_names.is_empty() {
-            "no providers are defined; add a [providers.NAME] table".to_owned()
-        } else {
-            let names: Vec<&str> = self
-                .layout
-                .provider_names
-                .iter()
-                .map(String::as_str)
-                .collect();
-            format!("known providers: {}", names.join(", "))
-        };
+        let known = self.known_providers();
         for (ci, route) in config.routes.iter().enumerate() {
             let fi = self.layout.route_index[ci];
             let path = child(&routes_path, Seg::Index(fi));
@@ -244,33 +239,76 @@ impl Check<'_> {
                 let tpath = child(&key(&path, "targets"), Seg::Index(ti));
                 self.target(&tpath, target, &known);
             }
-            if let Some(d) = route.deadline {
-                self.positive(key(&path, "deadline_secs"), d);
-            }
-            if let Some(degrade) = &route.degrade {
-                let dpath = key(&path, "degrade");
-                if degrade.static_answer.is_none() && degrade.cache_ttl.is_none() {
-                    self.error(
-                        dpath.clone(),
-                        "degrade needs static_answer or cache_ttl_secs (or remove it)",
-                    );
-                }
-                if let Some(ttl) = degrade.cache_ttl {
-                    self.positive(key(&dpath, "cache_ttl_secs"), ttl);
-                    if degrade.cache_capacity == 0 {
-                        self.error(key(&dpath, "cache_capacity"), "must be greater than 0");
-                    }
-                }
-            }
-            if let Some(RouteBudget {
-                per_request_tokens: Some(0),
-            }) = route.budget
-            {
+            self.route_fields(&path, route);
+        }
+    }
+
+    /// The providers a target may name, for an error about one it may not.
+    fn known_providers(&self) -> String {
+        if self.layout.provider_names.is_empty() {
+            "no providers are defined; add a [providers.NAME] table".to_owned()
+        } else {
+            let names: Vec<&str> = self
+                .layout
+                .provider_names
+                .iter()
+                .map(String::as_str)
+                .collect();
+            format!("known providers: {}", names.join(", "))
+        }
+    }
+
+    /// `[defaults.route]`, checked on its own (its `model` is a
+    /// placeholder), so that a mistake there is reported once, at its line.
+    pub(super) fn defaults_route(&mut self, route: &Route) {
+        let path = vec![Seg::Key("defaults".into()), Seg::Key("route".into())];
+        self.partial = true;
+        self.route_fields(&path, route);
+        self.partial = false;
+    }
+
+    /// `[defaults.target]`, checked on its own: its provider only when it
+    /// names one, never its model (placeholders where it has none).
+    pub(super) fn defaults_target(&mut self, target: &RouteTarget, names_provider: bool) {
+        let path = vec![Seg::Key("defaults".into()), Seg::Key("target".into())];
+        if names_provider {
+            let known = self.known_providers();
+            self.target_provider(&path, target, &known);
+        }
+        self.partial = true;
+        self.target_fields(&path, target);
+        self.partial = false;
+    }
+
+    /// The settings of a route other than its model and targets.
+    fn route_fields(&mut self, path: &[Seg], route: &Route) {
+        let path = path.to_vec();
+        if let Some(d) = route.deadline {
+            self.positive(key(&path, "deadline_secs"), d);
+        }
+        if let Some(degrade) = &route.degrade {
+            let dpath = key(&path, "degrade");
+            if !self.partial && degrade.static_answer.is_none() && degrade.cache_ttl.is_none() {
                 self.error(
-                    key(&key(&path, "budget"), "per_request_tokens"),
-                    "must be greater than 0",
+                    dpath.clone(),
+                    "degrade needs static_answer or cache_ttl_secs (or remove it)",
                 );
             }
+            if let Some(ttl) = degrade.cache_ttl {
+                self.positive(key(&dpath, "cache_ttl_secs"), ttl);
+                if degrade.cache_capacity == 0 {
+                    self.error(key(&dpath, "cache_capacity"), "must be greater than 0");
+                }
+            }
+        }
+        if let Some(RouteBudget {
+            per_request_tokens: Some(0),
+        }) = route.budget
+        {
+            self.error(
+                key(&key(&path, "budget"), "per_request_tokens"),
+                "must be greater than 0",
+            );
         }
     }
 
@@ -282,15 +320,24 @@ impl Check<'_> {
     }
 
     fn target(&mut self, path: &[Seg], t: &RouteTarget, known: &str) {
+        self.target_provider(path, t, known);
+        if t.model.is_empty() {
+            self.error(key(path, "model"), "a target needs a model name");
+        }
+        self.target_fields(path, t);
+    }
+
+    fn target_provider(&mut self, path: &[Seg], t: &RouteTarget, known: &str) {
         if !self.layout.provider_names.contains(&t.provider) {
             self.error(
                 key(path, "provider"),
                 format!("unknown provider {:?}; {known}", t.provider),
             );
         }
-        if t.model.is_empty() {
-            self.error(key(path, "model"), "a target needs a model name");
-        }
+    }
+
+    /// The settings of a target other than its provider and model.
+    fn target_fields(&mut self, path: &[Seg], t: &RouteTarget) {
         if let Some(price) = t.price {
             let ppath = key(path, "price");
             for (name, v) in [("input", price.input), ("output", price.output)] {
@@ -305,7 +352,7 @@ impl Check<'_> {
         if t.context_window == Some(0) {
             self.error(key(path, "context_window"), "must be greater than 0");
         }
-        if t.retry.base_delay > t.retry.max_delay {
+        if !self.partial && t.retry.base_delay > t.retry.max_delay {
             self.error(
                 key(&key(path, "retry"), "base_delay_ms"),
                 format!(
@@ -321,14 +368,52 @@ impl Check<'_> {
                 "must be at least 1",
             );
         }
-        self.positive(
-            key(&key(path, "breaker"), "break_secs"),
-            t.breaker.break_duration,
-        );
+        let bpath = key(path, "breaker");
+        self.positive(key(&bpath, "break_secs"), t.breaker.break_duration);
+        let b = &t.breaker;
+        if !(b.break_growth.is_finite() && b.break_growth >= 1.0) {
+            self.error(
+                key(&bpath, "break_growth"),
+                format!(
+                    "must be a factor ≥ 1.0 (1.0: breaks do not grow); got {}",
+                    b.break_growth
+                ),
+            );
+        }
+        if !self.partial && b.max_break_duration < b.break_duration {
+            self.error(
+                key(&bpath, "max_break_secs"),
+                format!(
+                    "max_break_secs ({}) is shorter than break_secs ({})",
+                    b.max_break_duration.as_secs_f64(),
+                    b.break_duration.as_secs_f64()
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&b.break_jitter) {
+            self.error(
+                key(&bpath, "break_jitter"),
+                format!(
+                    "must be a fraction in [0.0, 1.0) (0: exact breaks); got {}",
+                    b.break_jitter
+                ),
+            );
+        }
+        for (name, n) in [
+            ("half_open_probes", b.half_open_probes),
+            ("success_threshold", b.success_threshold),
+        ] {
+            if n == 0 {
+                self.error(key(&bpath, name), "must be at least 1");
+            }
+        }
         self.positive(key(path, "attempt_timeout_secs"), t.attempt_timeout);
         if let Some(quota) = &t.quota {
             let qpath = key(path, "quota");
-            if quota.requests_per_minute.is_none() && quota.tokens_per_minute.is_none() {
+            if !self.partial
+                && quota.requests_per_minute.is_none()
+                && quota.tokens_per_minute.is_none()
+            {
                 self.error(
                     qpath.clone(),
                     "quota needs requests_per_minute or tokens_per_minute (or remove it)",
