@@ -16,7 +16,7 @@
 //! request and its prompt estimate plus `max_tokens` tokens; the answer's
 //! billed usage settles the reservation (unused tokens go back). Over the
 //! limit, as with the local quota, the request **waits** for its slot if
-//! the wait fits [`SharedQuotaConfig::max_wait`] (10 s by default) and its
+//! the wait fits [`SharedQuotaConfig::max_wait`] (2 s by default) and its
 //! [`Deadline`](staunch_core::Deadline): the script reserves the slot at
 //! once, so requests from every replica are served in the order they
 //! reached Redis, and a waiter dropped before its turn gives its slot back
@@ -24,7 +24,10 @@
 //! without calling the provider, with `RateLimited`, `retry_after` (when
 //! room comes) and `should_retry = Some(false)`, so a retry layer passes
 //! it on and a fallback chain moves to its next target. The local fallback
-//! waits the same way.
+//! waits the same way. The refusal's source is a
+//! [`QuotaRefusal`](staunch_core::QuotaRefusal): the provider never saw the
+//! request, so a circuit breaker above ignores it (a provider's own 429
+//! still counts).
 //!
 //! **Leasing.** With [`SharedQuotaConfig::lease`]`(r, t)`, a replica takes
 //! `r` requests (or `t` tokens) from Redis in one decision and admits from
@@ -54,17 +57,45 @@
 //! ## When Redis is slow or down
 //!
 //! A quota decision that takes longer than its `timeout` (50 ms by
-//! default) or fails is made locally, by a limiter at `limit / replicas`
-//! that has been recording this replica's admissions all along, so
-//! requests keep flowing. The first failure logs one warning
+//! default) or fails is made locally, by a limiter at `limit / replicas`,
+//! so requests keep flowing. The first failure logs one warning
 //! (target `staunch::redis`), the metric `staunch_redis_fallbacks_total`
 //! counts every local decision, and `staunch_redis_shared` drops to 0.
-//! While Redis is unreachable no request waits for it: a background probe
-//! tries it every `probe_interval` (1 s); when it answers, what was
-//! admitted locally meanwhile (at most one local bucket) is charged to
-//! Redis and decisions are shared again. The connection (redis-rs's
-//! `ConnectionManager`, one multiplexed, pipelining connection) reconnects
-//! by itself. Breakers go on working locally, and re-subscribe when Redis
+//!
+//! **The limit holds while Redis is down or paused.** Each decision tells
+//! the replica how far the shared bucket's `tat` is ahead of now. A
+//! replica that falls back starts its local limiter from that (seen
+//! within the last second, else from an empty bucket; one that never
+//! reached Redis starts with its full share): its room is its
+//! share of the room Redis had, and the slots Redis already reserved
+//! (requests of every replica waiting for their turn, at most `max_wait`
+//! ahead) come before anything new, so the replicas together keep to the
+//! shared rate instead of adding their local shares to what the shared
+//! bucket already granted. Leased units are not spent while decisions
+//! are local.
+//!
+//! **Sharing resumes by itself.** While Redis is unreachable no request
+//! waits for it: a background task tries it every `probe_interval`
+//! (500 ms), requests or not. When it answers, what was admitted locally
+//! meanwhile (at most one local bucket) is charged to Redis; at the next
+//! probe, what was admitted since is charged too and decisions are shared
+//! again (so that no replica takes the room the others' charges are about
+//! to fill): within two `probe_interval`s (1 s by default) and a reconnect
+//! of Redis answering.
+//!
+//! **An empty Redis is not a full bucket.** A key without expiry (the
+//! quota's epoch, created by the first replica that finds it missing)
+//! changes whenever Redis loses the quota's state: a restart without
+//! persistence, a failover to an empty replica, a flush. A replica that
+//! sees a new epoch (when it resumes, or on any decision) charges Redis
+//! again with everything it admitted over the last window (shared or
+//! local, counted in twenty slots) and the lease it holds, so the first
+//! window after a restart stays within the limit too
+//! ([`SharedQuotaHandle::charged_again`] counts those). The connection
+//! (redis-rs's `ConnectionManager`, one multiplexed, pipelining
+//! connection) reconnects by itself.
+//!
+//! Breakers go on working locally, and re-subscribe when Redis
 //! is back. An opening that could not be published while Redis was down
 //! (or while the connection was being made again) is kept, the latest per
 //! breaker, and published within half a second of Redis answering again

@@ -14,17 +14,28 @@ use std::sync::LazyLock;
 /// units, all or nothing across the keys, now or at the earliest instant
 /// when every `min` fits if that is at most `patience` away.
 ///
-/// KEYS: one per limit. ARGV: per key, `interval_us window_us min want`,
-/// then `patience_us`. Returns `{1, grant_1, grant_2, wait_us}`: admitted,
-/// to go after `wait_us` (0: now; a request that waits is granted its
-/// `min` only, its slot reserved, so later requests from every replica
-/// queue behind it), or `{0, 0, 0, wait_us}`: refused, room in `wait_us`.
+/// KEYS: one per limit, then the quota's epoch key. ARGV: per limit,
+/// `interval_us window_us min want`, then `patience_us`. Returns
+/// `{1, grant_1, grant_2, wait_us, epoch, backlog_1, backlog_2}`:
+/// admitted, to go after `wait_us` (0: now; a request that waits is
+/// granted its `min` only, its slot reserved, so later requests from every
+/// replica queue behind it), or `{0, 0, 0, wait_us, epoch, backlog_1,
+/// backlog_2}`: refused, room in `wait_us`. `backlog_i` is how far the
+/// limit's `tat` is ahead of now afterwards (the bucket is empty at
+/// `window_us`, slots are reserved beyond it), which a replica uses to
+/// start its local fallback from; `epoch` is the epoch key's value (see
+/// [`EPOCH`]), created if missing.
 pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS
+local n = #KEYS - 1
+local epoch = redis.call('GET', KEYS[n + 1])
+if not epoch then
+  epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('SET', KEYS[n + 1], epoch)
+end
 local patience = tonumber(ARGV[n * 4 + 1]) or 0
 local tats, rooms, at = {}, {}, now
 for i = 1, n do
@@ -44,7 +55,7 @@ for i = 1, n do
 end
 local wait = math.ceil(at - now)
 if wait > patience then
-  return {0, 0, 0, wait}
+  return {0, 0, 0, wait, epoch, math.floor(tats[1] - now), math.floor((tats[2] or now) - now)}
 end
 local grants = {}
 for i = 1, n do
@@ -64,9 +75,31 @@ for i = 1, n do
     if at > from then from = at end
     local tat = from + g * interval
     redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+    tats[i] = tat
   end
 end
-return {1, grants[1] or 0, grants[2] or 0, wait}
+return {1, grants[1] or 0, grants[2] or 0, wait, epoch, math.floor(tats[1] - now), math.floor((tats[2] or now) - now)}
+"#,
+    )
+});
+
+/// `epoch`: the value of a quota's epoch key, created (Redis' time in
+/// microseconds, no expiry) if missing. A value other than the one a
+/// replica saw last means Redis lost the quota's state (a restart without
+/// persistence, a failover to an empty replica, a flush): the limits' keys
+/// are gone too, and the bucket looks full when it is not.
+///
+/// KEYS: the epoch key. Returns the epoch.
+pub(crate) static EPOCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  local t = redis.call('TIME')
+  epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('SET', KEYS[1], epoch)
+end
+return epoch
 "#,
     )
 });

@@ -486,3 +486,269 @@ async fn a_waiter_dropped_before_its_turn_gives_its_slot_back() {
     );
     assert_eq!(calls.calls(), 2);
 }
+
+/// The phases of [`the_limit_holds_through_redis_faults`].
+const PHASES: [&str; 5] = [
+    "A Redis healthy",
+    "B Redis paused (SIGSTOP)",
+    "C healthy again (SIGCONT)",
+    "D Redis killed",
+    "E Redis restarted, empty",
+];
+
+/// What each phase saw, by phase index (the last: after the phases, while
+/// the load stops).
+#[derive(Default)]
+struct Phases {
+    /// Calls that reached the provider, by when they reached it.
+    admitted: [AtomicU64; 6],
+    /// Of those, what the provider's own bucket (the shared limit, empty
+    /// when phase A starts) would have refused.
+    over: [AtomicU64; 6],
+    /// Quota refusals the callers saw (`RateLimited` with the wait).
+    refused: [AtomicU64; 6],
+    /// Any other error (a breaker's `CircuitOpen` included).
+    failed: [AtomicU64; 6],
+}
+
+/// Five phases of 4 s (healthy, paused, healthy, killed, restarted empty)
+/// over four replicas, each its own connection and the recommended stack
+/// above its shared quota (default breaker, default retry), offered twice
+/// the limit (300 requests per 10 s window), 40/30/20/10 % across the
+/// replicas, with every default of the shared quota. Each phase admits at
+/// most 5 % over what the limit allows in it (120), no caller sees a
+/// breaker open for the quota's refusals, and sharing resumes within the
+/// stated bound of Redis answering again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_holds_through_redis_faults() {
+    use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+    use staunch::retry::{RetryConfig, RetryLayer};
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    use tower::Layer;
+
+    const LIMIT: u64 = 300;
+    const PER: Duration = Duration::from_secs(10);
+    const PHASE: Duration = Duration::from_secs(4);
+    const OFFERED_PER_SEC: f64 = 2.0 * LIMIT as f64 / 10.0;
+    const SHARES: [f64; 4] = [0.4, 0.3, 0.2, 0.1];
+    let allowed = LIMIT as f64 * PHASE.as_secs_f64() / PER.as_secs_f64();
+
+    let mut server = RedisServer::start();
+    let phases = Arc::new(Phases::default());
+    let phase = Arc::new(AtomicUsize::new(0));
+    // The provider's own bucket: `LIMIT` per `PER`, empty at the start
+    // (as is the shared one, drained below), in seconds since `origin`.
+    let origin = std::time::Instant::now();
+    let provider_tat = Arc::new(Mutex::new(PER.as_secs_f64()));
+    let interval = PER.as_secs_f64() / LIMIT as f64;
+
+    // The shared bucket starts empty too, as after a saturated minute.
+    let client = redis::Client::open(server.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers");
+    let _: i64 = redis::Script::new(
+        r"local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+          redis.call('SET', KEYS[1], string.format('%.17g', now + ARGV[1]), 'PX', math.ceil(ARGV[1] / 1000) + 1)
+          return 1",
+    )
+    .key("staunch:quota:{openai}:requests")
+    .arg(PER.as_micros() as u64)
+    .invoke_async(&mut conn)
+    .await
+    .expect("drained");
+
+    let mut clients = Vec::new();
+    let mut handles = Vec::new();
+    for _ in SHARES {
+        let seen = phases.clone();
+        let now_in = phase.clone();
+        let tat = provider_tat.clone();
+        let provider = tower::service_fn(move |_: ChatRequest| {
+            let p = now_in.load(Ordering::Acquire);
+            seen.admitted[p].fetch_add(1, Ordering::Relaxed);
+            let now = origin.elapsed().as_secs_f64();
+            if let Ok(mut tat) = tat.lock() {
+                let next = tat.max(now) + interval;
+                // A little slack for timers firing late, none for excess.
+                if next - now > PER.as_secs_f64() + interval * 0.5 {
+                    seen.over[p].fetch_add(1, Ordering::Relaxed);
+                } else {
+                    *tat = next;
+                }
+            }
+            async { Ok::<_, LlmError>(ChatResponse::new("m", "ok")) }
+        });
+        let redis = RedisConnection::connect(&server.url())
+            .await
+            .expect("valid url");
+        let quota = SharedQuota::new(
+            provider,
+            SharedQuotaConfig::new("openai", redis)
+                .requests(Limit {
+                    amount: LIMIT,
+                    per: PER,
+                })
+                .replicas(4),
+        );
+        handles.push(quota.handle());
+        let stack = CircuitBreakerLayer::new(CircuitBreakerConfig::new("openai"))
+            .expect("default breaker")
+            .layer(RetryLayer::new(RetryConfig::new()).layer(quota));
+        clients.push(BoxCloneSyncService::new(stack));
+    }
+
+    // The load: each replica its share of twice the limit, one request
+    // per tick, each in its own task (a request may wait for its slot).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let mut drivers = Vec::new();
+    for (client, share) in clients.iter().zip(SHARES) {
+        let client = client.clone();
+        let (stop, phases, phase, in_flight) = (
+            stop.clone(),
+            phases.clone(),
+            phase.clone(),
+            in_flight.clone(),
+        );
+        drivers.push(tokio::spawn(async move {
+            let every = Duration::from_secs_f64(1.0 / (OFFERED_PER_SEC * share));
+            let mut ticks = tokio::time::interval(every);
+            while !stop.load(Ordering::Relaxed) {
+                ticks.tick().await;
+                let (client, phases, phase, in_flight) = (
+                    client.clone(),
+                    phases.clone(),
+                    phase.clone(),
+                    in_flight.clone(),
+                );
+                in_flight.fetch_add(1, Ordering::AcqRel);
+                tokio::spawn(async move {
+                    let result = client.oneshot(request(10)).await;
+                    let p = phase.load(Ordering::Acquire);
+                    match result {
+                        Ok(_) => {}
+                        Err(e) if e.is_quota_refusal() && e.kind == ErrorKind::RateLimited => {
+                            assert!(e.retry_after.is_some(), "{e}");
+                            phases.refused[p].fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            eprintln!("failed in phase {p}: {e}");
+                            phases.failed[p].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        }));
+    }
+
+    /// How long until every replica shares again (at most 5 s).
+    async fn until_shared(handles: &[SharedQuotaHandle]) -> Duration {
+        let from = Instant::now();
+        while !handles.iter().all(|h| h.is_shared()) {
+            if from.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        from.elapsed()
+    }
+
+    // A: healthy.
+    tokio::time::sleep(PHASE).await;
+    // B: paused.
+    server.pause();
+    phase.store(1, Ordering::Release);
+    tokio::time::sleep(PHASE).await;
+    // C: healthy again.
+    server.resume();
+    phase.store(2, Ordering::Release);
+    let c_started = Instant::now();
+    let resumed_after_pause = until_shared(&handles).await;
+    tokio::time::sleep(PHASE.saturating_sub(c_started.elapsed())).await;
+    // D: killed.
+    server.kill();
+    phase.store(3, Ordering::Release);
+    tokio::time::sleep(PHASE).await;
+    // E: restarted, empty (the restart itself counts as D: still down).
+    server.restart();
+    phase.store(4, Ordering::Release);
+    let e_started = Instant::now();
+    let resumed_after_restart = until_shared(&handles).await;
+    tokio::time::sleep(PHASE.saturating_sub(e_started.elapsed())).await;
+    // Stop: what is still waiting gets its slot or gives it back, within
+    // the longest wait (max_wait, 2 s); it is not counted in any phase.
+    phase.store(5, Ordering::Release);
+    stop.store(true, Ordering::Relaxed);
+    for driver in drivers {
+        driver.await.expect("driver");
+    }
+    let drained = Instant::now();
+    while in_flight.load(Ordering::Acquire) > 0 {
+        assert!(
+            drained.elapsed() < Duration::from_secs(5),
+            "every request ends within max_wait"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut table = String::from(
+        "| phase | admitted (allowed 120) | vs allowed | over the provider's bucket | quota refusals | other errors |\n|---|---|---|---|---|---|\n",
+    );
+    for (p, name) in PHASES.iter().enumerate() {
+        let admitted = phases.admitted[p].load(Ordering::Relaxed);
+        table.push_str(&format!(
+            "| {name} | {admitted} | {:+.1} % | {} | {} | {} |\n",
+            (admitted as f64 / allowed - 1.0) * 100.0,
+            phases.over[p].load(Ordering::Relaxed),
+            phases.refused[p].load(Ordering::Relaxed),
+            phases.failed[p].load(Ordering::Relaxed),
+        ));
+    }
+    eprintln!(
+        "{table}sharing resumed {resumed_after_pause:?} after SIGCONT, {resumed_after_restart:?} after the restart; charged again: {:?}; {handles:?}",
+        handles
+            .iter()
+            .map(|h| h.charged_again())
+            .collect::<Vec<_>>()
+    );
+
+    for (p, name) in PHASES.iter().enumerate() {
+        let admitted = phases.admitted[p].load(Ordering::Relaxed);
+        assert!(
+            admitted as f64 <= allowed * 1.05,
+            "{name}: {admitted} admitted, more than 5 % over {allowed}\n{table}"
+        );
+        assert!(
+            phases.over[p].load(Ordering::Relaxed) as f64 <= allowed * 0.05,
+            "{name}: the provider's bucket would refuse more than 5 %\n{table}"
+        );
+        assert_eq!(
+            phases.failed[p].load(Ordering::Relaxed),
+            0,
+            "{name}: no request fails but by a quota refusal (no breaker opens)\n{table}"
+        );
+    }
+    // Nor is the quota left unused: each phase admits most of what it allows.
+    for p in 0..4 {
+        assert!(
+            phases.admitted[p].load(Ordering::Relaxed) as f64 >= allowed * 0.8,
+            "{}: the quota was left unused\n{table}",
+            PHASES[p]
+        );
+    }
+    // One probe charges, the next shares: two intervals, and a reconnect.
+    let bound = 2 * SharedQuotaConfig::DEFAULT_PROBE_INTERVAL + Duration::from_millis(500);
+    assert!(
+        resumed_after_pause <= bound && resumed_after_restart <= bound,
+        "sharing resumes within 2 × probe_interval + 0.5 s: {resumed_after_pause:?}, {resumed_after_restart:?}"
+    );
+    assert!(
+        handles.iter().all(|h| h.charged_again() == 1),
+        "every replica charged the restarted Redis once: {handles:?}"
+    );
+}

@@ -6,6 +6,8 @@
 //!
 //! let mut server = RedisServer::start();
 //! let url = server.url(); // redis://127.0.0.1:<port>/
+//! server.pause(); // SIGSTOP: connections stay open, nothing is answered
+//! server.resume(); // SIGCONT: answers again, its data intact
 //! server.kill(); // nothing answers on the port now
 //! server.restart(); // empty again, same port
 //! # let _ = url;
@@ -70,7 +72,39 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// Kills the server: nothing answers on its port afterwards.
+    /// Stops the server with `SIGSTOP`, as a stalled host would: its port
+    /// still accepts connections and commands queue, but nothing is
+    /// answered until [`resume`](Self::resume). Does nothing when it is not
+    /// running.
+    ///
+    /// # Panics
+    ///
+    /// When the signal cannot be sent (no `kill` command).
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run again with `SIGCONT`: it
+    /// answers what queued meanwhile, its data intact.
+    ///
+    /// # Panics
+    ///
+    /// As [`pause`](Self::pause).
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let Some(child) = &self.child else { return };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill {signal}: {e}"));
+        assert!(status.success(), "kill {signal} failed: {status}");
+    }
+
+    /// Kills the server: nothing answers on its port afterwards (a paused
+    /// one too).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

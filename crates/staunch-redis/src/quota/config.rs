@@ -31,10 +31,10 @@ impl Limit {
 /// | `requests` / `tokens` | none | the limits shared by every replica |
 /// | `lease` | `(0, 0)` | units a replica takes from Redis at once and spends locally (0: one Redis decision per request) |
 /// | `lease_ttl` | 1 s | a lease's unused units are dropped after this |
-/// | `max_wait` | 10 s | the longest a request waits for room (never past its [`Deadline`](staunch_core::Deadline)) |
+/// | `max_wait` | 2 s | the longest a request waits for room (never past its [`Deadline`](staunch_core::Deadline)); keep it below the requests' deadline, so that one that waited still has time for its call and a fallback |
 /// | `timeout` | 50 ms | a shared decision slower than this is made locally |
 /// | `replicas` | 1 | the local fallback limit is the shared limit divided by this |
-/// | `probe_interval` | 1 s | while Redis is unreachable, how often it is tried again (in the background) |
+/// | `probe_interval` | 500 ms | while Redis is unreachable, how often a background task tries it again; sharing resumes within two of these after Redis answers |
 /// | `default_output_tokens` | 1024 | the output reserved for a request without `max_tokens` |
 /// | `prefix` | `"staunch"` | the prefix of the Redis keys |
 #[derive(Clone)]
@@ -55,6 +55,15 @@ pub struct SharedQuotaConfig {
 }
 
 impl SharedQuotaConfig {
+    /// The default [`max_wait`](Self::max_wait): 2 s, below the deadline a
+    /// request usually has, so that a request that waited for its slot
+    /// still has time for its call and, refused, for a fallback.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
+    /// The default [`timeout`](Self::timeout) of a shared decision: 50 ms.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+    /// The default [`probe_interval`](Self::probe_interval): 500 ms.
+    pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
     /// A quota named `name` (the target: every replica using the same name
     /// and prefix shares one budget), without limits yet.
     pub fn new(name: impl Into<Arc<str>>, redis: RedisConnection) -> Self {
@@ -67,10 +76,10 @@ impl SharedQuotaConfig {
             lease_requests: 0,
             lease_tokens: 0,
             lease_ttl: Duration::from_secs(1),
-            max_wait: Duration::from_secs(10),
-            timeout: Duration::from_millis(50),
+            max_wait: Self::DEFAULT_MAX_WAIT,
+            timeout: Self::DEFAULT_TIMEOUT,
             replicas: 1,
-            probe_interval: Duration::from_secs(1),
+            probe_interval: Self::DEFAULT_PROBE_INTERVAL,
             default_output_tokens: 1024,
         }
     }
@@ -139,13 +148,17 @@ impl SharedQuotaConfig {
     }
 
     /// How many replicas share the limit: while Redis is unreachable each
-    /// admits up to `limit / replicas`.
+    /// admits at `limit / replicas` per window, starting from the shared
+    /// bucket as it last saw it (its share of the room left, nothing while
+    /// the slots already reserved come), so that the fleet stays within the
+    /// limit. Every replica must use the same value.
     pub fn replicas(mut self, replicas: u32) -> Self {
         self.replicas = replicas.max(1);
         self
     }
 
-    /// While Redis is unreachable, how often a background task tries it.
+    /// While Redis is unreachable, how often a background task tries it
+    /// (requests or not); sharing resumes at the first probe that answers.
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.probe_interval = interval;
         self

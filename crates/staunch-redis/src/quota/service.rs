@@ -197,6 +197,14 @@ impl SharedQuotaHandle {
     pub fn outages(&self) -> u64 {
         self.quota.stats.outages.load(Ordering::Relaxed)
     }
+
+    /// Times this replica found that Redis had lost the quota's state (a
+    /// restart without persistence, a failover to an empty replica, a
+    /// flush) and charged it again with what it admitted over the last
+    /// window, so that an empty Redis is not taken for a full bucket.
+    pub fn charged_again(&self) -> u64 {
+        self.quota.stats.charged_again.load(Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for SharedQuotaHandle {
@@ -209,6 +217,8 @@ impl fmt::Debug for SharedQuotaHandle {
             .field("fallbacks", &self.fallbacks())
             .field("waited", &self.waited())
             .field("refused", &self.refused())
+            .field("outages", &self.outages())
+            .field("charged_again", &self.charged_again())
             .finish()
     }
 }

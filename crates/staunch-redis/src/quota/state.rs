@@ -1,13 +1,13 @@
 //! The shared quota's state: leases, the Redis decision, the local fallback.
 
 use super::config::{Limit, SharedQuotaConfig};
-use crate::local::LocalGcra;
+use crate::local::{LocalGcra, Recent};
 use crate::metrics as names;
 use crate::scripts;
 use redis::aio::ConnectionManager;
 use staunch_core::{ChatRequest, Deadline, ErrorKind, LlmError};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -88,6 +88,7 @@ impl Waiter {
     pub(crate) async fn wait(mut self) -> Grant {
         tokio::time::sleep(self.wait).await;
         self.done = true;
+        self.quota.arrived(&self.held);
         self.grant
     }
 }
@@ -121,6 +122,17 @@ pub(crate) struct LimitState {
     /// Units admitted locally during an outage, charged to Redis when it
     /// is back.
     unshared: AtomicU64,
+    /// Units this replica admitted over the last window, shared or not,
+    /// charged again when Redis lost the shared state.
+    recent: Recent,
+    /// Units of requests waiting for a slot reserved ahead (shared or
+    /// local), not yet in `recent`.
+    pending: AtomicU64,
+    /// The shared bucket's `tat` as this replica last saw it, nanoseconds
+    /// since `base` (the local fallback starts from it).
+    seen_tat: AtomicU64,
+    /// When it was seen, nanoseconds since `base` (0: never).
+    seen_at: AtomicU64,
 }
 
 impl LimitState {
@@ -137,6 +149,10 @@ impl LimitState {
             pool_expires: AtomicU64::new(0),
             local: LocalGcra::new(local_amount, limit.per, base),
             unshared: AtomicU64::new(0),
+            recent: Recent::new(limit.per, base),
+            pending: AtomicU64::new(0),
+            seen_tat: AtomicU64::new(0),
+            seen_at: AtomicU64::new(0),
         }
     }
 
@@ -200,7 +216,59 @@ impl LimitState {
             .fetch_add(grant as i64 - cost as i64, Ordering::AcqRel);
         self.local.record(cost);
     }
+
+    /// Notes the shared bucket's backlog (`tat - now` on Redis' clock, in
+    /// microseconds) answered at `now`.
+    fn saw(&self, backlog_us: i64, now: u64) {
+        let backlog = u64::try_from(backlog_us).unwrap_or(0).saturating_mul(1_000);
+        self.seen_tat
+            .store(now.saturating_add(backlog), Ordering::Release);
+        self.seen_at.store(now.max(1), Ordering::Release);
+    }
+
+    /// Redis stopped answering at `now`: the local bucket starts from the
+    /// shared one as last seen (this replica's share of its room, nothing
+    /// while the slots reserved in it come), or empty when that is older
+    /// than [`SEEN_FRESH`] (a replica that never reached Redis keeps its
+    /// full local share); never with more room than this replica's own
+    /// recent use leaves it.
+    fn fall_back(&self, now: u64) {
+        let seen_at = self.seen_at.load(Ordering::Acquire);
+        let fresh = u64::try_from(SEEN_FRESH.as_nanos()).unwrap_or(u64::MAX);
+        if seen_at == 0 {
+            // Never reached Redis (started while it was down): this
+            // replica's own share, as a local limiter would have it.
+            return;
+        }
+        if now.saturating_sub(seen_at) <= fresh {
+            self.local.hold_until(self.seen_tat.load(Ordering::Acquire));
+        } else {
+            self.local.hold_until(self.local.empty_now());
+        }
+    }
+
+    /// What to charge a Redis that lost the shared state: what this
+    /// replica let through over the last window, the slots it reserved
+    /// ahead (their requests still to come) and the lease it still holds
+    /// (granted by the Redis that lost it), so that the bucket's `tat`
+    /// ends where the replicas' admissions put it (at most the whole limit
+    /// plus what is reserved ahead). The lease and the local debt are
+    /// emptied.
+    fn to_charge_again(&self) -> u64 {
+        let held = self.pool.swap(0, Ordering::AcqRel).max(0) as u64;
+        self.unshared.store(0, Ordering::Release);
+        let ahead = self.pending.load(Ordering::Acquire);
+        self.recent
+            .sum()
+            .saturating_add(held)
+            .min(self.limit.amount)
+            .saturating_add(ahead)
+    }
 }
+
+/// How old a look at the shared bucket may be for the local fallback to
+/// start from it; older, the local bucket starts empty.
+const SEEN_FRESH: Duration = Duration::from_secs(1);
 
 /// A shared quota: what every service built by one layer shares.
 #[derive(Debug)]
@@ -214,8 +282,13 @@ pub(crate) struct Quota {
     leasing: bool,
     /// False while Redis is unreachable.
     shared: AtomicBool,
-    /// The last probe of an unreachable Redis, nanoseconds since `base`.
-    last_probe: AtomicU64,
+    /// Redis answered a probe and was charged; the next probe shares
+    /// again (so every replica has charged it by then).
+    charged: AtomicBool,
+    /// The key whose value changes when Redis loses the quota's state.
+    epoch_key: String,
+    /// The epoch this replica saw last (0: none yet).
+    epoch: AtomicU64,
     base: Instant,
     pub(crate) stats: Stats,
 }
@@ -229,6 +302,7 @@ pub(crate) struct Stats {
     pub(crate) refused: AtomicU64,
     pub(crate) waited: AtomicU64,
     pub(crate) outages: AtomicU64,
+    pub(crate) charged_again: AtomicU64,
 }
 
 impl Quota {
@@ -252,6 +326,7 @@ impl Quota {
             || tokens.as_ref().is_some_and(|l| l.lease > 0);
         metrics::gauge!(names::SHARED, "kind" => "quota", "name" => config.name.to_string())
             .set(1.0);
+        let epoch_key = key("epoch");
         Quota {
             config,
             requests,
@@ -259,7 +334,9 @@ impl Quota {
             refill: tokio::sync::Mutex::new(()),
             leasing,
             shared: AtomicBool::new(true),
-            last_probe: AtomicU64::new(0),
+            charged: AtomicBool::new(false),
+            epoch_key,
+            epoch: AtomicU64::new(0),
             base,
             stats: Stats::default(),
         }
@@ -299,7 +376,6 @@ impl Quota {
         patience: Patience,
     ) -> Option<Result<Admission, LlmError>> {
         if !self.is_shared() {
-            self.maybe_probe();
             return Some(self.decide_locally(tokens, patience));
         }
         if self.requests.is_none() && self.tokens.is_none() {
@@ -314,6 +390,17 @@ impl Quota {
 
     /// An admission after `wait` (none: now).
     fn admit(self: &Arc<Self>, grant: Grant, wait: Duration, held: [Held; 2]) -> Admission {
+        // Counted by when the request is let through: a slot reserved
+        // ahead is pending until then.
+        for (limit, held) in [&self.requests, &self.tokens].into_iter().zip(&held) {
+            if let Some(limit) = limit {
+                if wait.is_zero() {
+                    limit.recent.add(held.cost);
+                } else {
+                    limit.pending.fetch_add(held.cost, Ordering::AcqRel);
+                }
+            }
+        }
         if wait.is_zero() {
             return Admission::Now(grant);
         }
@@ -327,6 +414,16 @@ impl Quota {
         })
     }
 
+    /// A waiter's slot came: its units move from pending to admitted.
+    fn arrived(&self, held: &[Held; 2]) {
+        for (limit, held) in [&self.requests, &self.tokens].into_iter().zip(held) {
+            if let Some(limit) = limit {
+                limit.pending.fetch_sub(held.cost, Ordering::AcqRel);
+                limit.recent.add(held.cost);
+            }
+        }
+    }
+
     /// Gives back what a request that stopped waiting took.
     fn release(self: &Arc<Self>, held: &[Held; 2], shared: bool) {
         for (limit, held) in [&self.requests, &self.tokens].into_iter().zip(held) {
@@ -337,6 +434,7 @@ impl Quota {
                 continue;
             }
             limit.local.give_back(held.cost);
+            limit.pending.fetch_sub(held.cost, Ordering::AcqRel);
             if shared {
                 limit.give_back(held.lease);
                 if held.redis > 0 {
@@ -371,6 +469,7 @@ impl Quota {
         }
         for (l, c) in taken.into_iter().flatten() {
             l.local.record(c);
+            l.recent.add(c);
         }
         self.stats.leased.fetch_add(1, Ordering::Relaxed);
         Some(Grant {
@@ -435,12 +534,20 @@ impl Quota {
                 asked.push((i, limit, cost));
             }
         }
+        invocation.key(&self.epoch_key);
         let patience_us = u64::try_from(patience.allowed().as_micros()).unwrap_or(u64::MAX);
         invocation.arg(patience_us);
         let mut conn: ConnectionManager = self.config.redis.manager.clone();
-        let (allowed, first, second, wait_us): (i64, u64, u64, u64) =
+        type Reply = (i64, u64, u64, u64, String, i64, i64);
+        let (allowed, first, second, wait_us, epoch, backlog_1, backlog_2): Reply =
             invocation.invoke_async(&mut conn).await?;
         self.stats.redis_decisions.fetch_add(1, Ordering::Relaxed);
+        let answered = self.now();
+        for ((_, limit, _), backlog) in asked.iter().zip([backlog_1, backlog_2]) {
+            limit.saw(backlog, answered);
+        }
+        // Before this grant is counted: what Redis lost is charged again.
+        self.check_epoch(&epoch);
         let wait = Duration::from_micros(wait_us);
         if allowed == 1 {
             let ttl = u64::try_from(self.config.lease_ttl.as_nanos()).unwrap_or(u64::MAX);
@@ -476,6 +583,8 @@ impl Quota {
         )
         .with_retry_after(wait)
         .with_should_retry(false)
+        // Not the provider's 429: a breaker above ignores it.
+        .with_source(staunch_core::QuotaRefusal)
     }
 
     /// Local decision at this replica's share of the limits: now, after a
@@ -522,10 +631,16 @@ impl Quota {
         Ok(self.admit(grant, wait, held))
     }
 
-    /// Redis failed: decide locally until a probe finds it back.
-    fn lost(&self, why: &str) {
-        self.last_probe.store(self.now(), Ordering::Release);
+    /// Redis failed: decide locally, each limit starting from the shared
+    /// bucket as last seen, until the background probe finds Redis back.
+    fn lost(self: &Arc<Self>, why: &str) {
+        self.charged.store(false, Ordering::Release);
         if self.shared.swap(false, Ordering::AcqRel) {
+            let now = self.now();
+            for limit in [&self.requests, &self.tokens].into_iter().flatten() {
+                limit.fall_back(now);
+            }
+            self.spawn_probe();
             self.stats.outages.fetch_add(1, Ordering::Relaxed);
             metrics::gauge!(names::SHARED, "kind" => "quota", "name" => self.config.name.to_string())
                 .set(0.0);
@@ -539,55 +654,88 @@ impl Quota {
         }
     }
 
-    /// While Redis is unreachable, tries it in the background at most once
-    /// per `probe_interval`; no request waits for it.
-    fn maybe_probe(self: &Arc<Self>) {
-        let now = self.now();
-        let last = self.last_probe.load(Ordering::Acquire);
-        let interval = u64::try_from(self.config.probe_interval.as_nanos()).unwrap_or(u64::MAX);
-        if now.saturating_sub(last) < interval
-            || self
-                .last_probe
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            return;
-        }
+    /// Tries Redis every `probe_interval` in the background until it
+    /// answers and sharing resumes, whether requests come or not; stops
+    /// when the quota is dropped.
+    fn spawn_probe(self: &Arc<Self>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let quota = Arc::clone(self);
+        let quota: Weak<Quota> = Arc::downgrade(self);
+        let interval = self.config.probe_interval.max(Duration::from_millis(1));
         runtime.spawn(async move {
-            let mut conn = quota.config.redis.manager.clone();
-            let ping = tokio::time::timeout(
-                quota.config.timeout.max(Duration::from_millis(250)),
-                redis::cmd("PING").query_async::<()>(&mut conn),
-            )
-            .await;
-            if matches!(ping, Ok(Ok(()))) {
-                quota.resume().await;
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(quota) = quota.upgrade() else {
+                    return;
+                };
+                if quota.is_shared() || quota.resume().await {
+                    return;
+                }
             }
         });
     }
 
+    /// The longest a probe, or the charges that follow it, may take.
+    fn probe_timeout(&self) -> Duration {
+        self.config.timeout.max(Duration::from_millis(250))
+    }
+
     /// Redis answers again: charge it what was admitted locally meanwhile
-    /// (at most one local bucket per limit), then share again.
-    async fn resume(&self) {
+    /// (at most one local bucket per limit) or, when it lost the quota's
+    /// state, everything this replica admitted over the last window; the
+    /// next time it answers, charge what was admitted since and share
+    /// again. False while decisions stay local.
+    async fn resume(&self) -> bool {
         let mut conn = self.config.redis.manager.clone();
+        let epoch = tokio::time::timeout(
+            self.probe_timeout(),
+            scripts::EPOCH
+                .key(&self.epoch_key)
+                .invoke_async::<String>(&mut conn),
+        )
+        .await;
+        let Ok(Ok(epoch)) = epoch else {
+            return false;
+        };
+        let epoch = parse_epoch(&epoch);
+        let lost_state = self.epoch.swap(epoch, Ordering::AcqRel) != epoch;
         for limit in [&self.requests, &self.tokens].into_iter().flatten() {
-            let local_amount = (limit.limit.amount / u64::from(self.config.replicas)).max(1);
-            let debt = limit.unshared.swap(0, Ordering::AcqRel).min(local_amount);
-            if debt > 0 {
-                let _ = tokio::time::timeout(
-                    self.config.timeout.max(Duration::from_millis(250)),
-                    scripts::ADJUST
-                        .key(&limit.key)
-                        .arg(limit.interval_us)
-                        .arg(debt as f64)
-                        .invoke_async::<i64>(&mut conn),
-                )
-                .await;
+            let charge = if lost_state {
+                limit.to_charge_again()
+            } else {
+                let local_amount = (limit.limit.amount / u64::from(self.config.replicas)).max(1);
+                limit.unshared.swap(0, Ordering::AcqRel).min(local_amount)
+            };
+            if charge == 0 {
+                continue;
             }
+            let adjusted = tokio::time::timeout(
+                self.probe_timeout(),
+                scripts::ADJUST
+                    .key(&limit.key)
+                    .arg(limit.interval_us)
+                    .arg(charge as f64)
+                    .invoke_async::<i64>(&mut conn),
+            )
+            .await;
+            if !matches!(adjusted, Ok(Ok(_))) {
+                // Not charged: keep it for the next probe.
+                limit.unshared.fetch_add(charge, Ordering::AcqRel);
+                if lost_state {
+                    self.epoch.store(0, Ordering::Release);
+                }
+                return false;
+            }
+        }
+        if lost_state {
+            self.stats.charged_again.fetch_add(1, Ordering::Relaxed);
+        }
+        // Share at the next probe: by then every replica (probing as
+        // often) has charged what it admitted meanwhile, so none takes the
+        // room the others' charges will fill.
+        if !self.charged.swap(true, Ordering::AcqRel) {
+            return false;
         }
         if !self.shared.swap(true, Ordering::AcqRel) {
             metrics::gauge!(names::SHARED, "kind" => "quota", "name" => self.config.name.to_string())
@@ -595,8 +743,35 @@ impl Quota {
             tracing::info!(
                 target: "staunch::redis",
                 quota = &*self.config.name,
+                charged_again = lost_state,
                 "Redis answers again: quota decisions are shared"
             );
+        }
+        true
+    }
+
+    /// A shared decision saw the epoch `epoch`: when it is not the one
+    /// this replica saw last, Redis lost the quota's state while this
+    /// replica was sharing (a restart between two decisions), and what it
+    /// admitted over the last window is charged again, in the background.
+    fn check_epoch(self: &Arc<Self>, epoch: &str) {
+        let epoch = parse_epoch(epoch);
+        let seen = self.epoch.swap(epoch, Ordering::AcqRel);
+        if seen == epoch || seen == 0 {
+            // The same state, or the first look (nothing admitted yet).
+            return;
+        }
+        self.stats.charged_again.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            target: "staunch::redis",
+            quota = &*self.config.name,
+            "Redis lost the quota's state: this replica charges again what it admitted over the last window"
+        );
+        for limit in [&self.requests, &self.tokens].into_iter().flatten() {
+            let charge = limit.to_charge_again();
+            if charge > 0 {
+                self.adjust_later(limit, charge as f64);
+            }
         }
     }
 
@@ -611,6 +786,11 @@ impl Quota {
         let reserved = grant.tokens;
         if used == reserved {
             return;
+        }
+        if used < reserved {
+            limit.recent.sub(reserved - used);
+        } else {
+            limit.recent.add(used - reserved);
         }
         if !grant.shared {
             if used < reserved {
@@ -675,4 +855,10 @@ impl Quota {
             .await;
         });
     }
+}
+
+/// An epoch as Redis keeps it (microseconds, digits only); anything else
+/// counts as an epoch of its own, never as none.
+fn parse_epoch(epoch: &str) -> u64 {
+    epoch.trim().parse::<u64>().unwrap_or(u64::MAX).max(1)
 }
