@@ -734,11 +734,10 @@ async fn the_limit_holds_through_redis_faults() {
         );
     }
     // Nor is the quota left unused: each phase admits most of what it allows.
-    for p in 0..4 {
+    for (name, admitted) in PHASES.iter().zip(&phases.admitted).take(4) {
         assert!(
-            phases.admitted[p].load(Ordering::Relaxed) as f64 >= allowed * 0.8,
-            "{}: the quota was left unused\n{table}",
-            PHASES[p]
+            admitted.load(Ordering::Relaxed) as f64 >= allowed * 0.8,
+            "{name}: the quota was left unused\n{table}"
         );
     }
     // One probe charges, the next shares: two intervals, and a reconnect.
