@@ -6,7 +6,7 @@ use crate::allowance::Allowance;
 use crate::deadline::{Bounded, Deadline, DeadlineScope};
 use crate::metrics as names;
 use pin_project_lite::pin_project;
-use staunch_core::{ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError};
+use staunch_core::{Answer, Call, ChatRequest, ErrorClass, ErrorKind, LlmError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,19 +18,19 @@ use tower::util::Oneshot;
 /// Its state (the request, the errors so far, the call in flight) lives in
 /// one heap block: the future is a pointer, so the layers above a chain
 /// move eight bytes instead of several hundred each time they wrap it.
-pub struct ResponseFuture {
-    state: Pin<Box<State>>,
+pub struct ResponseFuture<C: Call = ChatRequest> {
+    state: Pin<Box<State<C>>>,
 }
 
 pin_project! {
-    struct State {
-        chain: Chain,
+    struct State<C: Call> {
+        chain: Chain<C>,
         #[pin]
-        call: Option<Bounded<Oneshot<TargetService, ChatRequest>>>,
+        call: Option<Bounded<Oneshot<TargetService<C>, C>>>,
     }
 }
 
-impl std::fmt::Debug for ResponseFuture {
+impl<C: Call> std::fmt::Debug for ResponseFuture<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("current", &self.state.chain.current)
@@ -40,9 +40,9 @@ impl std::fmt::Debug for ResponseFuture {
 }
 
 /// What the future knows between calls.
-struct Chain {
-    shared: Arc<Shared>,
-    request: ChatRequest,
+struct Chain<C: Call> {
+    shared: Arc<Shared<C>>,
+    request: C,
     // The next target to consider.
     next: usize,
     // The target whose call is in flight.
@@ -55,8 +55,8 @@ struct Chain {
     overflowed: Option<u64>,
 }
 
-impl ResponseFuture {
-    pub(super) fn new(shared: Arc<Shared>, request: ChatRequest) -> Self {
+impl<C: Call> ResponseFuture<C> {
+    pub(super) fn new(shared: Arc<Shared<C>>, request: C) -> Self {
         let state = State {
             chain: Chain {
                 shared,
@@ -76,7 +76,7 @@ impl ResponseFuture {
 }
 
 /// An error for a target that was passed over without a call.
-fn skipped(target: &Target, kind: ErrorKind, why: String) -> LlmError {
+fn skipped<C: Call>(target: &Target<C>, kind: ErrorKind, why: String) -> LlmError {
     LlmError::new(kind, why)
         .with_target(target.name.as_ref())
         .with_attempts(0)
@@ -101,12 +101,12 @@ fn chain_failed() -> LlmError {
     LlmError::new(ErrorKind::Other, "fallback chain failed")
 }
 
-impl Chain {
+impl<C: Call> Chain<C> {
     /// The answer of the current target, with what the chain did before it.
-    fn answered(&mut self, mut response: ChatResponse) -> ChatResponse {
+    fn answered(&mut self, mut response: C::Answer) -> C::Answer {
         let target = &self.shared.targets[self.current];
         let total_usage = response.total_usage();
-        let meta = &mut response.meta;
+        let meta = response.meta_mut();
         for e in &self.errors {
             meta.absorb_failed_attempts(e.attempts, e.total_spent());
         }
@@ -118,7 +118,7 @@ impl Chain {
             .get_or_insert_with(|| String::from(&*target.name));
         meta.fill_model(|| match &target.model {
             Some(m) => String::from(&**m),
-            None => self.request.model.clone(),
+            None => self.request.model().to_owned(),
         });
         meta.cost = match (meta.cost, target.price) {
             (Some(inner), _) => Some(inner + self.failed_cost),
@@ -126,15 +126,30 @@ impl Chain {
             (None, None) => None,
         };
         if response.is_streaming() {
-            super::continuation::Continuing::wrap(
-                &mut response,
-                &self.shared.targets,
-                self.shared.continuation,
-                self.current,
-                &self.request,
-            );
+            self.continue_if_it_breaks(&mut response);
         }
         response
+    }
+
+    /// Wraps a chat stream so that it continues on a prefill target if it
+    /// breaks (only chat completions stream).
+    fn continue_if_it_breaks(&self, response: &mut C::Answer) {
+        use std::any::Any;
+        let targets = &self.shared.targets as &dyn Any;
+        let request = &self.request as &dyn Any;
+        if let (Some(answer), Some(targets), Some(request)) = (
+            response.as_chat_mut(),
+            targets.downcast_ref::<Arc<[Target<ChatRequest>]>>(),
+            request.downcast_ref::<ChatRequest>(),
+        ) {
+            super::continuation::Continuing::wrap(
+                answer,
+                targets,
+                self.shared.continuation,
+                self.current,
+                request,
+            );
+        }
     }
 
     /// Records the current target's failure; `Err` when it ends the chain.
@@ -172,7 +187,7 @@ impl Chain {
                 error
             }));
         }
-        if let Some(allowance) = self.request.extensions.get::<Allowance>() {
+        if let Some(allowance) = self.request.extensions().get::<Allowance>() {
             let spent: u64 = self.errors.iter().map(|e| e.total_spent().total()).sum();
             allowance.set_earlier_targets(spent);
             if !self.errors.is_empty() && !allowance.affords_another(0) {
@@ -185,7 +200,7 @@ impl Chain {
 
     /// Picks the next target that may take the request and builds its
     /// call, bounded by the target's share of the deadline.
-    fn start_next(&mut self) -> Result<Bounded<Oneshot<TargetService, ChatRequest>>, LlmError> {
+    fn start_next(&mut self) -> Result<Bounded<Oneshot<TargetService<C>, C>>, LlmError> {
         let Some((index, next)) = next_target(
             &self.shared.targets,
             self.next,
@@ -224,7 +239,7 @@ impl Chain {
         if let Some(d) = deadline
             && d.scope() == DeadlineScope::TargetShare
         {
-            request.extensions.insert(d);
+            request.extensions_mut().insert(d);
         }
         self.current = index;
         self.next = next;
@@ -235,8 +250,8 @@ impl Chain {
     }
 }
 
-impl Future for ResponseFuture {
-    type Output = Result<ChatResponse, LlmError>;
+impl<C: Call> Future for ResponseFuture<C> {
+    type Output = Result<C::Answer, LlmError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.state.as_mut().project();
@@ -271,8 +286,8 @@ impl Future for ResponseFuture {
 /// target may answer; when none may, it is called after all, and its
 /// breaker waits for the probes' verdict within the deadline. Returns the
 /// target and where to look next.
-fn next_target(
-    targets: &[Target],
+fn next_target<C: Call>(
+    targets: &[Target<C>],
     from: usize,
     overflowed: Option<u64>,
     errors: &mut Vec<LlmError>,

@@ -2,7 +2,7 @@
 
 use super::service::Fallback;
 use super::target::Target;
-use staunch_core::{BoxError, ChatRequest, ChatResponse};
+use staunch_core::{BoxError, Call, ChatRequest};
 use std::sync::Arc;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -26,14 +26,14 @@ use tower_service::Service;
 /// # let _ = chain;
 /// ```
 #[derive(Clone, Debug)]
-pub struct FallbackLayer {
-    backup: Target,
+pub struct FallbackLayer<C: Call = ChatRequest> {
+    backup: Target<C>,
     primary_name: Arc<str>,
 }
 
-impl FallbackLayer {
+impl<C: Call> FallbackLayer<C> {
     /// Falls back to `backup` when the wrapped service fails.
-    pub fn new(backup: Target) -> Self {
+    pub fn new(backup: Target<C>) -> Self {
         FallbackLayer {
             backup,
             primary_name: Arc::from("primary"),
@@ -47,16 +47,17 @@ impl FallbackLayer {
     }
 }
 
-impl<S> Layer<S> for FallbackLayer
+impl<S, C> Layer<S> for FallbackLayer<C>
 where
-    S: tower_service::Service<ChatRequest, Response = ChatResponse> + Clone + Send + Sync + 'static,
+    C: Call,
+    S: tower_service::Service<C, Response = C::Answer> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
-    <S as Service<ChatRequest>>::Future: Send + 'static,
+    <S as Service<C>>::Future: Send + 'static,
 {
-    type Service = Fallback;
+    type Service = Fallback<C>;
 
-    fn layer(&self, primary: S) -> Fallback {
-        let primary = Target::new(self.primary_name.clone(), primary);
+    fn layer(&self, primary: S) -> Fallback<C> {
+        let primary = Target::for_call(self.primary_name.clone(), primary);
         Fallback::from_parts(Arc::from([primary, self.backup.clone()]))
     }
 }

@@ -4,7 +4,7 @@ use super::continuation::ContinuationOrder;
 use super::future::ResponseFuture;
 use super::split::DeadlineSplit;
 use super::target::Target;
-use staunch_core::{ChatRequest, ChatResponse, Classify, DefaultClassify, LlmError};
+use staunch_core::{Call, ChatRequest, Classify, DefaultClassify, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -45,22 +45,39 @@ use tower_service::Service;
 /// target's, with the earlier targets' errors in
 /// [`earlier`](staunch_core::ErrorDetails::earlier), in order, and
 /// `attempts` counting every call of the chain.
-#[derive(Clone)]
-pub struct Fallback {
-    pub(super) shared: Arc<Shared>,
+pub struct Fallback<C: Call = ChatRequest> {
+    pub(super) shared: Arc<Shared<C>>,
+}
+
+impl<C: Call> Clone for Fallback<C> {
+    fn clone(&self) -> Self {
+        Fallback {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 /// What every request of a chain reads: one reference per request.
-#[derive(Clone)]
-pub(super) struct Shared {
-    pub(super) targets: Arc<[Target]>,
+pub(super) struct Shared<C: Call> {
+    pub(super) targets: Arc<[Target<C>]>,
     pub(super) classify: Arc<dyn Classify>,
     pub(super) split: DeadlineSplit,
     pub(super) continuation: ContinuationOrder,
 }
 
-impl Fallback {
-    pub(super) fn from_parts(targets: Arc<[Target]>) -> Self {
+impl<C: Call> Clone for Shared<C> {
+    fn clone(&self) -> Self {
+        Shared {
+            targets: self.targets.clone(),
+            classify: self.classify.clone(),
+            split: self.split,
+            continuation: self.continuation,
+        }
+    }
+}
+
+impl<C: Call> Fallback<C> {
+    pub(super) fn from_parts(targets: Arc<[Target<C>]>) -> Self {
         Fallback {
             shared: Arc::new(Shared {
                 targets,
@@ -77,10 +94,10 @@ impl Fallback {
 #[error("a fallback chain needs at least one target")]
 pub struct EmptyChain;
 
-impl Fallback {
+impl<C: Call> Fallback<C> {
     /// A chain of `targets`, tried in order.
-    pub fn new(targets: impl IntoIterator<Item = Target>) -> Result<Self, EmptyChain> {
-        let targets: Arc<[Target]> = targets.into_iter().collect();
+    pub fn new(targets: impl IntoIterator<Item = Target<C>>) -> Result<Self, EmptyChain> {
+        let targets: Arc<[Target<C>]> = targets.into_iter().collect();
         if targets.is_empty() {
             return Err(EmptyChain);
         }
@@ -110,12 +127,12 @@ impl Fallback {
     }
 
     /// The targets, in order.
-    pub fn targets(&self) -> &[Target] {
+    pub fn targets(&self) -> &[Target<C>] {
         &self.shared.targets
     }
 }
 
-impl fmt::Debug for Fallback {
+impl<C: Call> fmt::Debug for Fallback<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
             .field("targets", &self.shared.targets)
@@ -123,17 +140,17 @@ impl fmt::Debug for Fallback {
     }
 }
 
-impl Service<ChatRequest> for Fallback {
-    type Response = ChatResponse;
+impl<C: Call> Service<C> for Fallback<C> {
+    type Response = C::Answer;
     type Error = LlmError;
-    type Future = ResponseFuture;
+    type Future = ResponseFuture<C>;
 
     /// Always ready: each target is driven to readiness in its turn.
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: ChatRequest) -> ResponseFuture {
+    fn call(&mut self, mut request: C) -> ResponseFuture<C> {
         // Every target's answer is timed from here.
         request.start_clock();
         ResponseFuture::new(self.shared.clone(), request)

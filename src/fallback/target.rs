@@ -2,14 +2,14 @@
 
 use crate::health::TargetHealth;
 use crate::into_llm::IntoLlm;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError, Price};
+use staunch_core::{BoxError, Call, ChatRequest, ChatResponse, LlmError, Price};
 use std::fmt;
 use std::sync::Arc;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
 /// The boxed, cloneable service behind a [`Target`].
-pub type TargetService = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
+pub type TargetService<C = ChatRequest> = BoxCloneSyncService<C, <C as Call>::Answer, LlmError>;
 
 /// A named service in a fallback chain, with what the chain needs to know
 /// about it: the model to ask there, its context window, its price and its
@@ -29,10 +29,9 @@ pub type TargetService = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError
 /// .price(Price::per_million(0.15, 0.60));
 /// assert_eq!(mini.name(), "openai-mini");
 /// ```
-#[derive(Clone)]
-pub struct Target {
+pub struct Target<C: Call = ChatRequest> {
     pub(super) name: Arc<str>,
-    pub(super) service: TargetService,
+    pub(super) service: TargetService<C>,
     pub(super) model: Option<Arc<str>>,
     pub(super) context_window: Option<u64>,
     pub(super) price: Option<Price>,
@@ -41,11 +40,27 @@ pub struct Target {
 }
 
 impl Target {
-    /// A target called `name` served by `service`. The service may fail
-    /// with any error tower produces; it is boxed once here.
+    /// A chat target called `name` served by `service`. The service may
+    /// fail with any error tower produces; it is boxed once here. (A
+    /// provider client serves several operations; this names chat, and
+    /// [`for_call`](Target::for_call) any other.)
     pub fn new<S>(name: impl Into<Arc<str>>, service: S) -> Self
     where
         S: Service<ChatRequest, Response = ChatResponse> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        Target::for_call(name, service)
+    }
+}
+
+impl<C: Call> Target<C> {
+    /// A target for calls of type `C` (say
+    /// `Target::<EmbeddingRequest>::for_call("openai", client)`), called
+    /// `name` and served by `service`.
+    pub fn for_call<S>(name: impl Into<Arc<str>>, service: S) -> Self
+    where
+        S: Service<C, Response = C::Answer> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
@@ -103,7 +118,21 @@ impl Target {
     }
 }
 
-impl fmt::Debug for Target {
+impl<C: Call> Clone for Target<C> {
+    fn clone(&self) -> Self {
+        Target {
+            name: self.name.clone(),
+            service: self.service.clone(),
+            model: self.model.clone(),
+            context_window: self.context_window,
+            price: self.price,
+            health: self.health.clone(),
+            accepts_prefill: self.accepts_prefill,
+        }
+    }
+}
+
+impl<C: Call> fmt::Debug for Target<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
             .field("name", &self.name)

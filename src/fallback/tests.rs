@@ -2,7 +2,7 @@ use super::*;
 use crate::Deadline;
 use crate::retry::{NoJitter, RetryConfig, RetryLayer};
 use crate::test_support::{Scripted, Step, fail, request};
-use staunch_core::{ErrorKind, Price, QualityTier, Usage};
+use staunch_core::{ChatRequest, ErrorKind, Price, QualityTier, Usage};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -387,7 +387,7 @@ async fn layers_nest_into_a_chain() {
 
 #[test]
 fn an_empty_chain_is_refused() {
-    assert_eq!(Fallback::new([]).unwrap_err(), EmptyChain);
+    assert_eq!(Fallback::<ChatRequest>::new([]).unwrap_err(), EmptyChain);
 }
 
 /// Issue 9: every target half-open with its probe in flight. The burst

@@ -1,6 +1,6 @@
 //! The quota configuration.
 
-use staunch_core::ChatRequest;
+use staunch_core::Call;
 use std::time::Duration;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -39,7 +39,7 @@ pub(crate) struct LimitSpec {
 /// unit every `period / amount`.
 ///
 /// A request reserves one request and its prompt estimate
-/// ([`ChatRequest::estimated_input_tokens`]) plus its `max_tokens` (or
+/// ([`Call::estimated_input_tokens`]) plus its `max_tokens` (or
 /// `output_estimate`) tokens; the reservation is reconciled with the
 /// tokens the provider billed when the answer (or a streamed answer's end)
 /// arrives.
@@ -163,9 +163,11 @@ impl QuotaConfig {
     }
 
     /// The tokens one call of `request` reserves.
-    pub(super) fn reservation(&self, request: &ChatRequest) -> u64 {
-        request.estimated_input_tokens().saturating_add(u64::from(
-            request.max_tokens.unwrap_or(self.output_estimate),
-        ))
+    pub(super) fn reservation(&self, request: &impl Call) -> u64 {
+        request.estimated_input_tokens().saturating_add(
+            request
+                .max_output_tokens()
+                .unwrap_or(u64::from(self.output_estimate)),
+        )
     }
 }

@@ -5,7 +5,7 @@ use super::state::{Shared, Ticket};
 use crate::into_llm::to_llm;
 use crate::stream_watch::{StreamEnd, watch};
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError};
+use staunch_core::{Answer, BoxError, Call, ChatRequest, ErrorKind, LlmError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -75,10 +75,10 @@ impl Reservation {
     }
 
     /// Takes in the rate-limit headers and 429s the answer carries.
-    fn observe(&self, result: &Result<ChatResponse, LlmError>) {
+    fn observe<A: Answer>(&self, result: &Result<A, LlmError>) {
         let Some(shared) = self.shared() else { return };
         let headers = match result {
-            Ok(response) => response.meta.rate_limit_headers.as_ref(),
+            Ok(response) => response.meta().rate_limit_headers.as_ref(),
             Err(error) => error.rate_limit_headers.as_ref(),
         };
         if let Some(headers) = headers {
@@ -94,10 +94,13 @@ impl Reservation {
         }
     }
 
-    fn finish(mut self, result: &mut Result<ChatResponse, LlmError>) {
+    fn finish<A: Answer>(mut self, result: &mut Result<A, LlmError>) {
         self.observe(result);
         match result {
-            Ok(response) if response.is_streaming() => {
+            Ok(response) if response.is_streaming() && response.as_chat().is_some() => {
+                let Some(response) = response.as_chat_mut() else {
+                    return;
+                };
                 // Reconciled with the streamed usage when the stream ends,
                 // broken or dropped streams included.
                 let failed = response.meta.failed_usage;
@@ -153,30 +156,30 @@ impl Drop for Reservation {
 }
 
 /// A request waiting for its slot.
-struct Waiting<S> {
+struct Waiting<S, C> {
     sleep: Pin<Box<Sleep>>,
     service: Option<S>,
-    request: Option<ChatRequest>,
+    request: Option<C>,
     reservation: Option<Reservation>,
 }
 
 pin_project! {
     /// The response future of [`Quota`](super::Quota).
-    pub struct ResponseFuture<S, F> {
+    pub struct ResponseFuture<S, F, C = ChatRequest> {
         #[pin]
-        state: State<S, F>,
+        state: State<S, F, C>,
     }
 }
 
 pin_project! {
     #[project = Proj]
-    enum State<S, F> {
+    enum State<S, F, C> {
         // Refused before any call.
         Refused { error: Option<LlmError> },
         // Waiting for its slot; the ready inner service and the request go
         // with it.
         // (Boxed: the admitted path's future stays small.)
-        Waiting { waiting: Box<Waiting<S>> },
+        Waiting { waiting: Box<Waiting<S, C>> },
         // Called; reconciles its reservation when done.
         Running {
             #[pin]
@@ -186,7 +189,7 @@ pin_project! {
     }
 }
 
-impl<S, F> ResponseFuture<S, F> {
+impl<S, F, C> ResponseFuture<S, F, C> {
     pub(super) fn refused(shared: &Shared, error: LlmError, reason: &'static str) -> Self {
         tracing::info!(target: "staunch::quota", quota = %shared.config.name, reason, message = %error, "refused");
         crate::metrics::counter!(
@@ -211,7 +214,7 @@ impl<S, F> ResponseFuture<S, F> {
 
     pub(super) fn waiting(
         service: S,
-        request: ChatRequest,
+        request: C,
         until: Instant,
         reservation: Reservation,
     ) -> Self {
@@ -237,13 +240,14 @@ fn spent() -> LlmError {
     LlmError::new(ErrorKind::Other, "quota future polled after completion")
 }
 
-impl<S, F, E> Future for ResponseFuture<S, F>
+impl<S, F, C, E> Future for ResponseFuture<S, F, C>
 where
-    S: Service<ChatRequest, Response = ChatResponse, Error = E, Future = F>,
-    F: Future<Output = Result<ChatResponse, E>>,
+    C: Call,
+    S: Service<C, Response = C::Answer, Error = E, Future = F>,
+    F: Future<Output = Result<C::Answer, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<C::Answer, LlmError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {

@@ -3,7 +3,7 @@
 use super::future::{Reservation, ResponseFuture};
 use super::state::{Refusal, Shared};
 use crate::into_llm::to_llm;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, Deadline, LlmError};
+use staunch_core::{BoxError, Call, Deadline, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -72,24 +72,25 @@ impl<S: fmt::Debug> fmt::Debug for Quota<S> {
     }
 }
 
-impl<S> Service<ChatRequest> for Quota<S>
+impl<S, C> Service<C> for Quota<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse> + Clone,
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
-    type Future = ResponseFuture<S, S::Future>;
+    type Future = ResponseFuture<S, S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
+    fn call(&mut self, request: C) -> Self::Future {
         // The fast lane: a thread's stock of permits taken ahead (see
         // `lease`), for roomy limits while the provider is not pushing back.
         // Streams take the exact path (their reconciliation is deferred).
-        if !request.stream
+        if !request.is_stream()
             && let Some(size) = self.shared.leasable()
         {
             let tokens = if size.tokens > 0 {
@@ -112,7 +113,7 @@ where
         match self.shared.reserve(tokens, || Deadline::of(&request)) {
             Ok((ticket, None)) => {
                 let mut reservation = Reservation::new(self.shared.clone(), ticket);
-                if request.stream {
+                if request.is_stream() {
                     reservation.input_estimate = request.estimated_input_tokens();
                 }
                 reservation.called = true;
@@ -120,7 +121,7 @@ where
             }
             Ok((ticket, Some(until))) => {
                 let mut reservation = Reservation::new(self.shared.clone(), ticket);
-                if request.stream {
+                if request.is_stream() {
                     reservation.input_estimate = request.estimated_input_tokens();
                 }
                 // The ready service goes with the request; a clone takes

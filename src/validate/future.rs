@@ -5,7 +5,7 @@ use super::check::{self, Invalid};
 use crate::into_llm::to_llm;
 use crate::metrics as names;
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError, Usage};
+use staunch_core::{Answer, BoxError, Call, ChatRequest, ChatResponse, ErrorKind, LlmError, Usage};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,25 +15,25 @@ use tower_service::Service;
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, F>
+    enum State<S, F, C>
     where
-        S: Service<ChatRequest>,
+        S: Service<C>,
     {
         First { #[pin] call: F },
-        Again { #[pin] call: Oneshot<S, ChatRequest> },
+        Again { #[pin] call: Oneshot<S, C> },
     }
 }
 
 pin_project! {
     /// The response future of [`Validate`](super::Validate).
-    pub struct ResponseFuture<S>
+    pub struct ResponseFuture<S, C = ChatRequest>
     where
-        S: Service<ChatRequest>,
+        S: Service<C>,
     {
         #[pin]
-        state: State<S, S::Future>,
+        state: State<S, S::Future, C>,
         spare: S,
-        request: ChatRequest,
+        request: C,
         config: Arc<ValidateConfig>,
         // Answers rejected so far, the calls they took, and their tokens.
         rejected: u32,
@@ -42,16 +42,12 @@ pin_project! {
     }
 }
 
-impl<S> ResponseFuture<S>
+impl<S, C> ResponseFuture<S, C>
 where
-    S: Service<ChatRequest>,
+    C: Call,
+    S: Service<C>,
 {
-    pub(super) fn new(
-        mut ready: S,
-        spare: S,
-        request: ChatRequest,
-        config: Arc<ValidateConfig>,
-    ) -> Self {
+    pub(super) fn new(mut ready: S, spare: S, request: C, config: Arc<ValidateConfig>) -> Self {
         let call = ready.call(request.clone());
         ResponseFuture {
             state: State::First { call },
@@ -65,7 +61,21 @@ where
     }
 }
 
-fn validate(
+/// Checks a chat answer; the checks are about tool calls and structured
+/// output, which only chat has, so any other operation's answer passes.
+fn validate<C: Call>(
+    config: &ValidateConfig,
+    request: &C,
+    answer: &C::Answer,
+) -> Result<(), Invalid> {
+    let request = (request as &dyn std::any::Any).downcast_ref::<ChatRequest>();
+    match (request, answer.as_chat()) {
+        (Some(request), Some(answer)) => validate_chat(config, request, answer),
+        _ => Ok(()),
+    }
+}
+
+fn validate_chat(
     config: &ValidateConfig,
     request: &ChatRequest,
     answer: &ChatResponse,
@@ -79,12 +89,13 @@ fn validate(
     config.custom(request, answer)
 }
 
-impl<S> Future for ResponseFuture<S>
+impl<S, C> Future for ResponseFuture<S, C>
 where
-    S: Service<ChatRequest, Response = ChatResponse> + Clone,
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone,
     S::Error: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<C::Answer, LlmError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -104,7 +115,7 @@ where
             let invalid = match validate(this.config, this.request, &answer) {
                 Ok(()) => {
                     answer
-                        .meta
+                        .meta_mut()
                         .absorb_failed_attempts(*this.rejected_calls, *this.spent);
                     return Poll::Ready(Ok(answer));
                 }
@@ -119,7 +130,7 @@ where
                 "answer failed validation"
             );
             *this.rejected += 1;
-            *this.rejected_calls = this.rejected_calls.saturating_add(answer.meta.attempts);
+            *this.rejected_calls = this.rejected_calls.saturating_add(answer.meta().attempts);
             *this.spent += answer.total_usage();
             if *this.rejected <= this.config.retries {
                 let service = this.spare.clone();
@@ -128,7 +139,7 @@ where
                 });
                 continue;
             }
-            let meta = &answer.meta;
+            let meta = answer.meta();
             let mut error = LlmError::new(
                 ErrorKind::ValidationFailed,
                 format!(

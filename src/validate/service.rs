@@ -3,7 +3,7 @@
 use super::ValidateConfig;
 use super::future::ResponseFuture;
 use crate::into_llm::to_llm;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use staunch_core::{BoxError, Call, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -64,20 +64,21 @@ impl<S: fmt::Debug> fmt::Debug for Validate<S> {
     }
 }
 
-impl<S> Service<ChatRequest> for Validate<S>
+impl<S, C> Service<C> for Validate<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse> + Clone,
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
-    type Future = ResponseFuture<S>;
+    type Future = ResponseFuture<S, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
+    fn call(&mut self, request: C) -> Self::Future {
         // The ready service answers first; a clone is kept for a second ask.
         let spare = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, spare.clone());
