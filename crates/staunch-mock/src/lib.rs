@@ -1,7 +1,7 @@
 //! A mock LLM server for testing resilience: real HTTP on loopback, the
-//! OpenAI Chat Completions (`POST /v1/chat/completions`) and Anthropic
-//! Messages (`POST /v1/messages`) wire formats, deterministic answers, and
-//! faults on demand.
+//! OpenAI Chat Completions (`POST /v1/chat/completions`), OpenAI embeddings
+//! (`POST /v1/embeddings`) and Anthropic Messages (`POST /v1/messages`)
+//! wire formats, deterministic answers, and faults on demand.
 //!
 //! # Answers
 //!
@@ -35,6 +35,34 @@
 //!   prefill that does not begin it gets the whole answer). A route with
 //!   `reject_prefill = true` answers the provider's 400
 //!   `invalid_request_error` "prefill is not supported" instead.
+//!
+//! # Embeddings
+//!
+//! `POST /v1/embeddings` answers as OpenAI does: `{"object": "list",
+//! "data": [{"object": "embedding", "index", "embedding"}], "model",
+//! "usage": {"prompt_tokens", "total_tokens"}}`, one vector per input in
+//! input order. `input` is a string, an array of strings, an array of
+//! token ids or an array of token arrays. Each vector is deterministic
+//! (drawn from a hash of the model and the input) and of unit length; its
+//! length is `dimensions`, else [`Scenario::embedding_dimensions`] (16 by
+//! default, for speed), and a shortened vector is the start of the full one
+//! scaled to unit length again. `encoding_format: "base64"` gets base64 of
+//! the little-endian `f32`s (what the official Python SDK asks for by
+//! default), `"float"` or none JSON numbers. Usage counts four bytes of
+//! text per token (rounded up, per input) and one per token id.
+//!
+//! A request OpenAI would refuse gets its 400 `invalid_request_error`: an
+//! `input` that is empty or not one of those shapes, more inputs than
+//! [`Scenario::embedding_max_inputs`] (2048 by default: "Too many inputs.
+//! The max number of inputs is 2048. …"), `dimensions` outside 1–8192, an
+//! unknown `encoding_format`. With a context window for the model, an input
+//! longer than the window gets the context-overflow 400.
+//!
+//! The route has its own faults ([`Scenario::embeddings`]) and counts
+//! ([`Route::Embeddings`], `embeddings` in the stats): the status faults,
+//! `latency`, `hang`, `reset`, `malformed`, `cut_json`, `truncated` and
+//! `status` work as for chat; the stream, content-filter, tool and schema
+//! faults leave its normal answer. An outage of the `openai` route covers it.
 //!
 //! # Streaming
 //!
@@ -134,8 +162,8 @@ mod server;
 mod state;
 
 pub use scenario::{
-    DEFAULT_STREAM_TOKEN_MS, Fault, Outage, RandomFault, RouteScenario, Scenario, ScenarioError,
-    StreamErrorKind,
+    DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_MAX_INPUTS, DEFAULT_STREAM_TOKEN_MS, Fault,
+    Outage, RandomFault, RouteScenario, Scenario, ScenarioError, StreamErrorKind,
 };
 pub use server::MockServer;
 pub use state::{MockStats, Received, RecordLimits, RecordedBody, Route};

@@ -225,7 +225,8 @@ pub struct Outage {
     pub start_ms: u64,
     /// End (exclusive), in milliseconds.
     pub end_ms: u64,
-    /// The routes that are down (`openai`, `anthropic`); empty means both.
+    /// The routes that are down (`openai`, `anthropic`, `embeddings`;
+    /// `openai` covers its embeddings too); empty means all.
     #[serde(default)]
     pub routes: Vec<String>,
 }
@@ -278,7 +279,24 @@ pub struct Scenario {
     pub openai: RouteScenario,
     /// Faults of `/v1/messages`.
     pub anthropic: RouteScenario,
+    /// Faults of `/v1/embeddings`: the same faults as chat, in OpenAI's
+    /// format; those about streams, content filters, tool calls and JSON
+    /// answers leave its normal answer.
+    pub embeddings: RouteScenario,
+    /// The length of embedding vectors when a request sets no `dimensions`
+    /// ([`DEFAULT_EMBEDDING_DIMENSIONS`]: short, for speed).
+    pub embedding_dimensions: u32,
+    /// The most inputs one embeddings request may carry
+    /// ([`DEFAULT_EMBEDDING_MAX_INPUTS`], OpenAI's limit); a larger batch
+    /// gets OpenAI's 400 "Too many inputs".
+    pub embedding_max_inputs: usize,
 }
+
+/// The default [`Scenario::embedding_dimensions`].
+pub const DEFAULT_EMBEDDING_DIMENSIONS: u32 = 16;
+
+/// The default [`Scenario::embedding_max_inputs`] (OpenAI's limit).
+pub const DEFAULT_EMBEDDING_MAX_INPUTS: usize = 2048;
 
 /// The default [`Scenario::stream_token_ms`].
 pub const DEFAULT_STREAM_TOKEN_MS: u64 = 5;
@@ -293,6 +311,9 @@ impl Default for Scenario {
             outage: None,
             openai: RouteScenario::default(),
             anthropic: RouteScenario::default(),
+            embeddings: RouteScenario::default(),
+            embedding_dimensions: DEFAULT_EMBEDDING_DIMENSIONS,
+            embedding_max_inputs: DEFAULT_EMBEDDING_MAX_INPUTS,
         }
     }
 }
@@ -346,7 +367,11 @@ impl Scenario {
 
     /// Checks probabilities and the outage window.
     pub fn validate(&self) -> Result<(), String> {
-        for (route, r) in [("openai", &self.openai), ("anthropic", &self.anthropic)] {
+        for (route, r) in [
+            ("openai", &self.openai),
+            ("anthropic", &self.anthropic),
+            ("embeddings", &self.embeddings),
+        ] {
             for f in &r.random {
                 if !(0.0..=1.0).contains(&f.probability) {
                     return Err(format!(
@@ -355,6 +380,18 @@ impl Scenario {
                     ));
                 }
             }
+        }
+        if !(1..=crate::render::embeddings::MAX_DIMENSIONS)
+            .contains(&u64::from(self.embedding_dimensions))
+        {
+            return Err(format!(
+                "embedding_dimensions {} is not in [1, {}]",
+                self.embedding_dimensions,
+                crate::render::embeddings::MAX_DIMENSIONS
+            ));
+        }
+        if self.embedding_max_inputs == 0 {
+            return Err("embedding_max_inputs must be at least 1".to_owned());
         }
         if let Some(o) = &self.outage
             && o.end_ms < o.start_ms

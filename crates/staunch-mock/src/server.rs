@@ -154,6 +154,7 @@ async fn handle(
     let route = match (&method, path.as_str()) {
         (&Method::POST, "/v1/chat/completions") => Route::OpenAi,
         (&Method::POST, "/v1/messages") => Route::Anthropic,
+        (&Method::POST, "/v1/embeddings") => Route::Embeddings,
         (&Method::GET, "/_mock/stats") => {
             let stats = serde_json::to_value(state.stats()).unwrap_or(Value::Null);
             return Ok(json_response(200, &stats, &[]));
@@ -234,6 +235,10 @@ async fn handle(
     let options = Options {
         token_ms: admitted.token_ms,
         reject_prefill: admitted.reject_prefill,
+        embeddings: crate::render::embeddings::Settings {
+            dimensions: admitted.embedding_dimensions,
+            max_inputs: admitted.embedding_max_inputs,
+        },
     };
     match admitted.fault {
         Fault::Hang => std::future::pending().await,

@@ -18,13 +18,25 @@ pub enum Route {
     OpenAi,
     /// `POST /v1/messages`.
     Anthropic,
+    /// `POST /v1/embeddings` (OpenAI's embeddings).
+    Embeddings,
 }
 
 impl Route {
-    /// `openai` or `anthropic`.
+    /// `openai`, `anthropic` or `embeddings`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Route::OpenAi => "openai",
+            Route::Anthropic => "anthropic",
+            Route::Embeddings => "embeddings",
+        }
+    }
+
+    /// The provider whose API the route copies: `openai` (chat and
+    /// embeddings) or `anthropic`.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Route::OpenAi | Route::Embeddings => "openai",
             Route::Anthropic => "anthropic",
         }
     }
@@ -277,6 +289,10 @@ pub(crate) struct Admitted {
     pub(crate) token_ms: u64,
     /// Whether the route refuses assistant prefills.
     pub(crate) reject_prefill: bool,
+    /// The default length of embedding vectors.
+    pub(crate) embedding_dimensions: u32,
+    /// The most inputs an embeddings request may carry.
+    pub(crate) embedding_max_inputs: usize,
 }
 
 /// The bytes of text in a message's content (a string, or the text of its
@@ -325,6 +341,15 @@ pub(crate) fn estimate_tokens(body: &Value) -> u64 {
         total += (system.len() as u64).div_ceil(4) + 4;
     }
     total
+}
+
+/// The prompt tokens of a request `body` on `route`: a chat request's
+/// [`estimate_tokens`], an embeddings request's tokens of all its inputs.
+pub(crate) fn prompt_tokens(route: Route, body: &Value) -> u64 {
+    match route {
+        Route::Embeddings => crate::render::embeddings::input_tokens(body).iter().sum(),
+        Route::OpenAi | Route::Anthropic => estimate_tokens(body),
+    }
 }
 
 impl State {
@@ -397,18 +422,31 @@ impl State {
         let routes = match route {
             Route::OpenAi => &scenario.openai,
             Route::Anthropic => &scenario.anthropic,
+            Route::Embeddings => &scenario.embeddings,
         };
         let down = scenario.outage.as_ref().is_some_and(|o| {
             (o.start_ms..o.end_ms).contains(&at_ms)
-                && (o.routes.is_empty() || o.routes.iter().any(|r| r == route.as_str()))
+                && (o.routes.is_empty()
+                    || o.routes
+                        .iter()
+                        .any(|r| r == route.as_str() || r == route.provider()))
         });
-        let too_long = scenario
-            .context_windows
-            .get(&model)
-            .is_some_and(|window| estimate_tokens(body) > *window);
+        // An embeddings request overflows when one of its inputs does.
+        let too_long = scenario.context_windows.get(&model).is_some_and(|window| {
+            let tokens = match route {
+                Route::Embeddings => crate::render::embeddings::input_tokens(body)
+                    .into_iter()
+                    .max()
+                    .unwrap_or(0),
+                Route::OpenAi | Route::Anthropic => estimate_tokens(body),
+            };
+            tokens > *window
+        });
         let latency_ms = scenario.latency_ms;
         let token_ms = routes.stream_token_ms.unwrap_or(scenario.stream_token_ms);
         let reject_prefill = routes.reject_prefill;
+        let embedding_dimensions = scenario.embedding_dimensions;
+        let embedding_max_inputs = scenario.embedding_max_inputs;
         let scripted = routes.script.get(nth).cloned();
         let random = routes.random.clone();
         let fault = if down {
@@ -446,6 +484,8 @@ impl State {
             latency_ms,
             token_ms,
             reject_prefill,
+            embedding_dimensions,
+            embedding_max_inputs,
         }
     }
 }

@@ -9,10 +9,31 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Uri};
 use http_body_util::Full;
-use staunch_core::{ChatRequest, ChatResponse, Deadline, ErrorKind, LlmError, redact_secrets};
+use staunch_core::{
+    ChatRequest, ChatResponse, Deadline, EmbeddingRequest, EmbeddingResponse, ErrorKind, LlmError,
+    ResponseMeta, redact_secrets,
+};
 use std::fmt;
 use tokio::time::Instant;
 use tracing::Instrument;
+
+/// An answer the client core tags with who gave it (provider, model,
+/// latency, rate-limit headers): every operation's response.
+pub(crate) trait Answered {
+    fn meta_mut(&mut self) -> &mut ResponseMeta;
+}
+
+impl Answered for ChatResponse {
+    fn meta_mut(&mut self) -> &mut ResponseMeta {
+        &mut self.meta
+    }
+}
+
+impl Answered for EmbeddingResponse {
+    fn meta_mut(&mut self) -> &mut ResponseMeta {
+        &mut self.meta
+    }
+}
 
 /// How the key is sent.
 #[derive(Clone, Debug)]
@@ -260,9 +281,6 @@ impl Core {
         error
     }
 
-    /// POSTs `body` and reads the answer with `parse`, within `deadline`;
-    /// tags errors and the response with the provider, the model and the
-    /// latency.
     /// Sends `request` in `wire`'s dialect: builds the body (a request the
     /// dialect can't express fails here, before anything is sent), POSTs it
     /// within the request's deadline and reads the answer.
@@ -276,29 +294,73 @@ impl Core {
         let started = request.start_clock();
         let body = match wire.encode(&request) {
             Ok(body) => body,
-            Err(error) => {
-                let mut error = self.scrub(error).with_attempts(0);
-                tracing::debug!(
-                    target: "staunch::providers",
-                    provider = %self.provider,
-                    dialect = W::DIALECT.as_str(),
-                    kind = error.kind.as_str(),
-                    "refused before the wire"
-                );
-                error.provider.get_or_insert_with(|| self.provider.clone());
-                error.model.get_or_insert_with(|| request.model.clone());
-                return Err(error);
-            }
+            Err(error) => return Err(self.refused(W::DIALECT, error, &request.model)),
         };
         let deadline = Deadline::of(&request);
         let model = request.model.clone();
         if request.stream {
             return self.stream(wire, &request, deadline, started, body).await;
         }
-        self.exchange(model, deadline, started, body, |status, headers, body| {
-            wire.parse(&request, status, headers, body)
-        })
+        self.exchange(
+            &self.uri,
+            model,
+            deadline,
+            started,
+            body,
+            |status, headers, body| wire.parse(&request, status, headers, body),
+        )
         .await
+    }
+
+    /// Sends an embeddings `request` to `uri` (the dialect's embeddings
+    /// endpoint): the body from `encode` (a request it refuses fails here,
+    /// before anything is sent), the answer read by `parse`, with the same
+    /// transport, deadline, size bound, error mapping and redaction as a
+    /// chat call.
+    pub(crate) async fn embed(
+        &self,
+        uri: &Uri,
+        dialect: staunch_core::Dialect,
+        mut request: EmbeddingRequest,
+        encode: impl FnOnce(&EmbeddingRequest) -> Result<Vec<u8>, LlmError>,
+        parse: impl FnOnce(
+            &EmbeddingRequest,
+            u16,
+            &HeaderMap,
+            &[u8],
+        ) -> Result<EmbeddingResponse, LlmError>,
+    ) -> Result<EmbeddingResponse, LlmError> {
+        let started = request.start_clock();
+        let body = match encode(&request) {
+            Ok(body) => body,
+            Err(error) => return Err(self.refused(dialect, error, &request.model)),
+        };
+        let deadline = request.extensions.get::<Deadline>().copied();
+        let model = request.model.clone();
+        self.exchange(
+            uri,
+            model,
+            deadline,
+            started,
+            body,
+            |status, headers, body| parse(&request, status, headers, body),
+        )
+        .await
+    }
+
+    /// A request refused before the wire: no attempt was made.
+    fn refused(&self, dialect: staunch_core::Dialect, error: LlmError, model: &str) -> LlmError {
+        let mut error = self.scrub(error).with_attempts(0);
+        tracing::debug!(
+            target: "staunch::providers",
+            provider = %self.provider,
+            dialect = dialect.as_str(),
+            kind = error.kind.as_str(),
+            "refused before the wire"
+        );
+        error.provider.get_or_insert_with(|| self.provider.clone());
+        error.model.get_or_insert_with(|| model.to_owned());
+        error
     }
 
     /// Sends a streamed request and reads it up to its commit point: the
@@ -325,7 +387,7 @@ impl Core {
         // The first-token timeout is this attempt's own.
         let first_token_by = Instant::now() + options.first_token_timeout;
         let outcome = async {
-            let http = self.http_request(body)?;
+            let http = self.http_request(&self.uri, body)?;
             let head = self
                 .transport
                 .send_streaming(http, deadline, first_token_by)
@@ -366,9 +428,9 @@ impl Core {
         self.settle(outcome, model, started)
     }
 
-    /// The HTTP request for `body`, with the client's headers.
-    fn http_request(&self, body: Vec<u8>) -> Result<Request<Full<Bytes>>, LlmError> {
-        let mut request = Request::post(self.uri.clone());
+    /// The HTTP request of `body` to `uri`, with the client's headers.
+    fn http_request(&self, uri: &Uri, body: Vec<u8>) -> Result<Request<Full<Bytes>>, LlmError> {
+        let mut request = Request::post(uri.clone());
         if let Some(headers) = request.headers_mut() {
             headers.extend(self.headers.clone());
         }
@@ -381,14 +443,18 @@ impl Core {
         })
     }
 
-    pub(crate) async fn exchange(
+    /// POSTs `body` to `uri` and reads the answer with `parse`, within
+    /// `deadline`; tags errors and the response with the provider, the
+    /// model and the latency.
+    pub(crate) async fn exchange<R: Answered>(
         &self,
+        uri: &Uri,
         model: String,
         deadline: Option<Deadline>,
         started: Instant,
         body: Vec<u8>,
-        parse: impl FnOnce(u16, &HeaderMap, &[u8]) -> Result<ChatResponse, LlmError>,
-    ) -> Result<ChatResponse, LlmError> {
+        parse: impl FnOnce(u16, &HeaderMap, &[u8]) -> Result<R, LlmError>,
+    ) -> Result<R, LlmError> {
         let span = tracing::debug_span!(
             target: "staunch::providers",
             "llm.http",
@@ -396,13 +462,14 @@ impl Core {
             model = %model,
             status = tracing::field::Empty,
         );
-        let request = self.http_request(body);
+        let request = self.http_request(uri, body);
         let outcome = async {
             let raw = self.transport.send(request?, deadline).await?;
             tracing::Span::current().record("status", raw.status);
             match parse(raw.status, &raw.headers, &raw.body) {
                 Ok(mut response) => {
-                    response.meta.rate_limit_headers = crate::headers::rate_limit(&raw.headers);
+                    response.meta_mut().rate_limit_headers =
+                        crate::headers::rate_limit(&raw.headers);
                     Ok(response)
                 }
                 Err(error) => Err(with_headers(error, &raw.headers)),
@@ -416,16 +483,17 @@ impl Core {
     /// The outcome of one exchange, told who gave it: the provider, the
     /// model and the latency on an answer; the provider and model (where
     /// the error did not name them) on an error, scrubbed of secrets.
-    fn settle(
+    fn settle<R: Answered>(
         &self,
-        outcome: Result<ChatResponse, LlmError>,
+        outcome: Result<R, LlmError>,
         model: String,
         started: Instant,
-    ) -> Result<ChatResponse, LlmError> {
+    ) -> Result<R, LlmError> {
         match outcome {
             Ok(mut response) => {
-                response.meta.answered_by(self.provider.clone(), model);
-                response.meta.record_latency(started);
+                let meta = response.meta_mut();
+                meta.answered_by(self.provider.clone(), model);
+                meta.record_latency(started);
                 Ok(response)
             }
             Err(error) => {

@@ -4,12 +4,13 @@
 //! and errors in its own format.
 
 mod anthropic;
+pub(crate) mod embeddings;
 mod openai;
 mod stream;
 
 use crate::scenario::{Fault, StreamErrorKind};
 use crate::schema;
-use crate::state::{Route, estimate_tokens};
+use crate::state::{Route, prompt_tokens};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -149,6 +150,8 @@ pub(crate) struct Options {
     pub(crate) token_ms: u64,
     /// Refuse an assistant prefill with a 400.
     pub(crate) reject_prefill: bool,
+    /// The embeddings route's vector length and batch limit.
+    pub(crate) embeddings: embeddings::Settings,
 }
 
 /// What a request asks for, read from its body by its dialect's module.
@@ -445,7 +448,7 @@ pub(crate) fn rate_limit_message(model: &str, retry_after: f64) -> String {
 /// What `body` asks for on `route`, under the route's options.
 fn ask<'a>(route: Route, body: &'a Value, options: &Options) -> Ask<'a> {
     let mut ask = match route {
-        Route::OpenAi => openai::read(body),
+        Route::OpenAi | Route::Embeddings => openai::read(body),
         Route::Anthropic => anthropic::read(body),
     };
     ask.reject_prefill = options.reject_prefill;
@@ -461,10 +464,13 @@ fn answer<'a>(
     n: u64,
     options: &Options,
 ) -> Result<Value, Failure<'a>> {
+    if route == Route::Embeddings {
+        return embeddings::answer(body, model(body), &options.embeddings);
+    }
     let ask = ask(route, body, options);
     match route {
-        Route::OpenAi => openai::answer(&ask, body, fault, n),
         Route::Anthropic => anthropic::answer(&ask, body, fault, n),
+        Route::OpenAi | Route::Embeddings => openai::answer(&ask, body, fault, n),
     }
 }
 
@@ -484,7 +490,9 @@ fn error_event(route: Route, kind: StreamErrorKind, body: &Value, n: u64) -> Byt
         },
     };
     match route {
-        Route::OpenAi => stream::sse(None, &openai::error(&failure).1.to_string()),
+        Route::OpenAi | Route::Embeddings => {
+            stream::sse(None, &openai::error(&failure).1.to_string())
+        }
         Route::Anthropic => {
             stream::sse(Some("error"), &anthropic::error(&failure, n).1.to_string())
         }
@@ -527,7 +535,7 @@ fn streamed(
     }
     let ask = ask(route, body, options);
     let events = match route {
-        Route::OpenAi => openai::events(&ask, body, fault, n),
+        Route::OpenAi | Route::Embeddings => openai::events(&ask, body, fault, n),
         Route::Anthropic => anthropic::events(&ask, body, fault, n),
     };
     match events {
@@ -544,7 +552,7 @@ fn streamed(
 /// The error response for `failure` on `route`.
 fn error(route: Route, failure: &Failure<'_>, n: u64) -> Response<MockBody> {
     let (status, body, mut headers) = match route {
-        Route::OpenAi => openai::error(failure),
+        Route::OpenAi | Route::Embeddings => openai::error(failure),
         Route::Anthropic => anthropic::error(failure, n),
     };
     headers.insert(0, id_header(route, n));
@@ -561,7 +569,7 @@ fn error(route: Route, failure: &Failure<'_>, n: u64) -> Response<MockBody> {
 /// The request-id header of `route`.
 fn id_header(route: Route, n: u64) -> (&'static str, String) {
     let name = match route {
-        Route::OpenAi => openai::REQUEST_ID,
+        Route::OpenAi | Route::Embeddings => openai::REQUEST_ID,
         Route::Anthropic => anthropic::REQUEST_ID,
     };
     (name, format!("req_mock_{n}"))
@@ -590,7 +598,7 @@ pub(crate) fn render(
         | Fault::MalformedEventAt { .. }
         | Fault::NoTerminator
         | Fault::ErrorEventAt { .. }
-        | Fault::ErrorFirstFrame => Some(if wants_stream(body) {
+        | Fault::ErrorFirstFrame => Some(if wants_stream(body) && route != Route::Embeddings {
             streamed(route, body, fault, n, options)
         } else {
             // Stream faults leave an answer that is not streamed alone.
@@ -621,7 +629,7 @@ pub(crate) fn render(
         Fault::Quota => fail(Failure::Quota),
         Fault::Unauthorized => fail(Failure::Unauthorized),
         Fault::ContextOverflow => fail(Failure::ContextOverflow {
-            tokens: estimate_tokens(body),
+            tokens: prompt_tokens(route, body),
         }),
         Fault::Malformed => Some(raw_response(
             200,

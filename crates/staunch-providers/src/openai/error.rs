@@ -61,6 +61,11 @@ fn is_context_overflow(code: &str, message: &str) -> bool {
         || message.contains("context window")
         || message.contains("prompt is too long")
         || message.contains("too many tokens")
+        // Embedding servers: "input too long" (OpenAI-compatible servers),
+        // TEI's "`inputs` must have less than 512 tokens".
+        || message.contains("input too long")
+        || message.contains("input is too long")
+        || (message.contains("must have less than") && message.contains("tokens"))
 }
 
 fn is_content_filter(body: &ErrorBody, message: &str) -> bool {

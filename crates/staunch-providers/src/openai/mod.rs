@@ -1,6 +1,8 @@
-//! OpenAI Chat Completions, and every server that speaks it.
+//! OpenAI Chat Completions and embeddings, and every server that speaks
+//! them.
 
 mod answer;
+mod embeddings;
 mod error;
 mod events;
 pub(crate) mod ingress;
@@ -14,7 +16,8 @@ use crate::client::{Auth, Core, HeadersDebug, Masked, endpoint, redact_query, re
 use crate::key::ApiKey;
 use crate::transport::HttpOptions;
 use http::HeaderName;
-use staunch_core::{ChatRequest, ChatResponse, LlmError};
+use http::Uri;
+use staunch_core::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, LlmError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use tower_service::Service;
 /// | `provider` (name in responses, errors, metrics) | `openai` |
 /// | `base_url` | `https://api.openai.com/v1` |
 /// | `path` | `/chat/completions` |
+/// | `embeddings_path` | `/embeddings` |
 /// | `api_key` | `OPENAI_API_KEY` from the environment, sent as `Authorization: Bearer` |
 /// | `query` | none (Azure: `api-version=…`) |
 /// | `header` | none (e.g. `OpenAI-Organization`) |
@@ -45,6 +49,7 @@ pub struct OpenAiConfig {
     provider: String,
     base_url: String,
     path: String,
+    embeddings_path: String,
     api_key: Option<ApiKey>,
     auth: Auth,
     query: Option<String>,
@@ -58,6 +63,10 @@ impl std::fmt::Debug for OpenAiConfig {
             .field("provider", &self.provider)
             .field("base_url", &Masked(redact_url(&self.base_url)))
             .field("path", &Masked(redact_url(&self.path)))
+            .field(
+                "embeddings_path",
+                &Masked(redact_url(&self.embeddings_path)),
+            )
             .field("api_key", &self.api_key)
             .field("auth", &self.auth)
             .field(
@@ -76,6 +85,7 @@ impl Default for OpenAiConfig {
             provider: "openai".to_owned(),
             base_url: "https://api.openai.com/v1".to_owned(),
             path: "/chat/completions".to_owned(),
+            embeddings_path: "/embeddings".to_owned(),
             api_key: ApiKey::from_env("OPENAI_API_KEY"),
             auth: Auth::Bearer,
             query: None,
@@ -106,6 +116,12 @@ impl OpenAiConfig {
     /// The path of the chat endpoint under the base URL.
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
+        self
+    }
+
+    /// The path of the embeddings endpoint under the base URL.
+    pub fn embeddings_path(mut self, path: impl Into<String>) -> Self {
+        self.embeddings_path = path.into();
         self
     }
 
@@ -145,7 +161,8 @@ impl OpenAiConfig {
     }
 
     /// An Azure OpenAI deployment: `https://{resource}.openai.azure.com/openai/deployments/{deployment}/chat/completions?api-version={version}`
-    /// with the key in the `api-key` header.
+    /// (and `…/{deployment}/embeddings?api-version={version}` for an
+    /// embeddings deployment) with the key in the `api-key` header.
     pub fn azure_deployment(
         mut self,
         resource_url: impl Into<String>,
@@ -159,6 +176,7 @@ impl OpenAiConfig {
             resource_url.into().trim_end_matches('/')
         );
         self.path = "/chat/completions".to_owned();
+        self.embeddings_path = "/embeddings".to_owned();
         self.query = Some(format!("api-version={api_version}"));
         self.auth = Auth::Header(HeaderName::from_static("api-key"));
         self.api_key = Some(key);
@@ -192,9 +210,53 @@ impl OpenAiConfig {
 /// println!("{}", answer.text());
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// # Embeddings
+///
+/// The same client serves embeddings: a
+/// `Service<EmbeddingRequest, Response = EmbeddingResponse, Error =
+/// LlmError>` that POSTs to `{base_url}/embeddings` (see
+/// [`OpenAiConfig::embeddings_path`]) with the same key, headers, transport,
+/// timeouts, response size bound and error mapping as chat. It works with
+/// OpenAI-compatible embedding servers by their base URL: vLLM, Hugging
+/// Face TEI (`http://host:8080/v1`), Ollama (`http://localhost:11434/v1`).
+/// Vectors come back in input order as `f32`s whether the server sent JSON
+/// numbers or base64 ([`EncodingFormat`](staunch_core::EncodingFormat));
+/// an answer with a vector missing, repeated or of the wrong size is a
+/// `MalformedResponse`, never a silently wrong batch
+/// ([`wire::parse_embeddings`]). A batch of thousands of large vectors sent
+/// as JSON numbers can pass the [`HttpOptions::max_response_bytes`] bound
+/// (16 MiB by default); ask for base64 (a quarter the size) or raise it.
+///
+/// ```no_run
+/// use staunch_core::EmbeddingRequest;
+/// use staunch_providers::{OpenAi, OpenAiConfig};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = OpenAi::new(OpenAiConfig::new())?;
+/// let answer = client
+///     .oneshot(EmbeddingRequest::new("text-embedding-3-small", ["first", "second"]))
+///     .await?;
+/// assert_eq!(answer.data.len(), 2);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
 pub struct OpenAi {
     core: Arc<Core>,
+    embeddings: Arc<Uri>,
+}
+
+impl std::fmt::Debug for OpenAi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAi")
+            .field("core", &self.core)
+            .field(
+                "embeddings",
+                &Masked(redact_url(&self.embeddings.to_string())),
+            )
+            .finish()
+    }
 }
 
 impl OpenAi {
@@ -202,6 +264,11 @@ impl OpenAi {
     /// header).
     pub fn new(config: OpenAiConfig) -> Result<Self, ConfigError> {
         let uri = endpoint(&config.base_url, &config.path, config.query.as_deref())?;
+        let embeddings = endpoint(
+            &config.base_url,
+            &config.embeddings_path,
+            config.query.as_deref(),
+        )?;
         let core = Core::new(
             config.provider,
             uri,
@@ -212,6 +279,7 @@ impl OpenAi {
         )?;
         Ok(OpenAi {
             core: Arc::new(core),
+            embeddings: Arc::new(embeddings),
         })
     }
 }
@@ -228,6 +296,30 @@ impl Service<ChatRequest> for OpenAi {
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let core = self.core.clone();
         Box::pin(async move { core.call(&OpenAiWire, request).await })
+    }
+}
+
+impl Service<EmbeddingRequest> for OpenAi {
+    type Response = EmbeddingResponse;
+    type Error = LlmError;
+    type Future = Pin<Box<dyn Future<Output = Result<EmbeddingResponse, LlmError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: EmbeddingRequest) -> Self::Future {
+        let (core, uri) = (self.core.clone(), self.embeddings.clone());
+        Box::pin(async move {
+            core.embed(
+                &uri,
+                staunch_core::Dialect::OpenAi,
+                request,
+                wire::encode_embeddings,
+                wire::parse_embeddings,
+            )
+            .await
+        })
     }
 }
 
