@@ -10,7 +10,10 @@ use crate::quota::{InvalidQuota, QuotaConfig, QuotaHandle, QuotaLayer};
 use crate::retry::{RetryConfig, RetryLayer};
 #[cfg(feature = "validate")]
 use crate::validate::{ValidateConfig, ValidateLayer};
-use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError, Price};
+use staunch_core::{
+    BoxError, Call, ChatRequest, ChatResponse, ErrorKind, LlmError, Operation, Price,
+};
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
@@ -25,7 +28,7 @@ use tower_service::Service;
 /// CircuitBreaker   fail fast while the target is down (its handle is returned)
 ///   Retry          transient failures, backoff + full jitter, Retry-After, budget
 ///     Quota        (optional) requests / tokens per minute, every attempt admitted
-///       Timeout    tower's, per attempt (60 s by default); a Deadline cuts it shorter
+///       Timeout    tower's, per attempt (30 s for chat, 10 s for embeddings); a Deadline cuts it shorter
 ///         provider
 /// ```
 ///
@@ -33,7 +36,7 @@ use tower_service::Service;
 /// |---|---|
 /// | `breaker` | [`CircuitBreakerConfig::new`] named after the target (5 failures in a row) |
 /// | `retry` | [`RetryConfig::new`] (2 retries, full jitter, retry budget) |
-/// | `attempt_timeout` | 60 s |
+/// | `attempt_timeout` | the operation's: 30 s for chat, 10 s for embeddings |
 /// | `retry_attempt_timeouts` | off: an attempt that gets no answer within its timeout moves the chain to the next target instead of asking the silent one again |
 /// | `quota` | none (feature `quota`; [`QuotaConfig`](crate::quota::QuotaConfig)) |
 /// | `model`, `context_window`, `price` | none, as on [`Target`] |
@@ -64,8 +67,13 @@ use tower_service::Service;
 /// assert!(openai_circuit.is_call_permitted());
 /// # let _ = chain;
 /// ```
+///
+/// A provider client serves several operations: [`new`](TargetBuilder::new)
+/// builds a chat target, and [`for_call`](TargetBuilder::for_call) one for
+/// any other [`Call`] (its attempt timeout then defaults to the
+/// operation's: 10 s for embeddings).
 #[derive(Debug)]
-pub struct TargetBuilder<S> {
+pub struct TargetBuilder<S, C = ChatRequest> {
     name: Arc<str>,
     provider: S,
     model: Option<Arc<str>>,
@@ -80,12 +88,15 @@ pub struct TargetBuilder<S> {
     validate: Option<ValidateConfig>,
     #[cfg(feature = "quota")]
     quota: Option<QuotaLayer>,
+    call: PhantomData<fn() -> C>,
 }
 
 impl TargetBuilder<()> {
-    /// The default [`attempt_timeout`](TargetBuilder::attempt_timeout): 60 s,
-    /// whatever the provider (`TargetBuilder::DEFAULT_ATTEMPT_TIMEOUT`).
-    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The default [`attempt_timeout`](TargetBuilder::attempt_timeout) of a
+    /// chat target: 30 s, whatever the provider
+    /// (`TargetBuilder::DEFAULT_ATTEMPT_TIMEOUT`; an operation's own is
+    /// [`Operation::default_attempt_timeout`](staunch_core::Operation::default_attempt_timeout)).
+    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Operation::Chat.default_attempt_timeout();
 }
 
 impl<S> TargetBuilder<S>
@@ -94,8 +105,24 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    /// A target called `name` over `provider`, with the defaults above.
+    /// A chat target called `name` over `provider`, with the defaults above.
     pub fn new(name: impl Into<Arc<str>>, provider: S) -> Self {
+        TargetBuilder::for_call(name, provider)
+    }
+}
+
+impl<S, C> TargetBuilder<S, C>
+where
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    /// A target for calls of type `C` (say
+    /// `TargetBuilder::<_, EmbeddingRequest>::for_call("openai", client)`),
+    /// called `name` over `provider`, with the defaults above and the
+    /// operation's own attempt timeout.
+    pub fn for_call(name: impl Into<Arc<str>>, provider: S) -> Self {
         TargetBuilder {
             name: name.into(),
             provider,
@@ -105,12 +132,13 @@ where
             accepts_prefill: false,
             breaker: None,
             retry: RetryConfig::new(),
-            attempt_timeout: Some(TargetBuilder::DEFAULT_ATTEMPT_TIMEOUT),
+            attempt_timeout: Some(C::OPERATION.default_attempt_timeout()),
             retry_attempt_timeouts: false,
             #[cfg(feature = "validate")]
             validate: None,
             #[cfg(feature = "quota")]
             quota: None,
+            call: PhantomData,
         }
     }
 
@@ -240,7 +268,7 @@ where
 
     /// The target, and the handle of its breaker (to watch it, force it open
     /// or reset it); the target already consults the breaker's health.
-    pub fn build(self) -> Result<(Target, CircuitBreakerHandle), InvalidCircuitBreaker> {
+    pub fn build(self) -> Result<(Target<C>, CircuitBreakerHandle), InvalidCircuitBreaker> {
         let config = self
             .breaker
             .unwrap_or_else(|| CircuitBreakerConfig::new(self.name.clone()));
@@ -259,14 +287,14 @@ where
         macro_rules! with_timeout {
             ($stack:expr) => {
                 match attempt_timeout {
-                    Some(timeout) => Target::new(
+                    Some(timeout) => Target::for_call(
                         name,
                         $stack
                             .map_err(attempt_timed_out(timeout, retry_timeouts))
                             .timeout(timeout)
                             .service(provider),
                     ),
-                    None => Target::new(name, $stack.service(provider)),
+                    None => Target::for_call(name, $stack.service(provider)),
                 }
             };
         }

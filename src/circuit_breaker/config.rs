@@ -83,7 +83,7 @@ type TransitionFn = dyn Fn(&Transition) + Send + Sync;
 /// | `failure_rate` | off | a [`RateRule`]: trip at a failure rate over a window of calls or time, after a minimum of calls |
 /// | `slow_call` | off | calls slower than this count as failures |
 /// | `break_duration` | 5 s | how long the circuit stays open before probing |
-/// | `break_growth` / `max_break_duration` | 2.0 / 60 s | each re-open after a failed probe multiplies the break, up to the cap; reset on close |
+/// | `break_growth` / `max_break_duration` | 2.0 / 15 s | each re-open after a failed probe multiplies the break, up to the cap; reset on close |
 /// | `break_jitter` | 0.2 | each break is shortened by a random part of up to this fraction, so replicas and targets that opened together do not probe together |
 /// | `half_open_probes` | 1 | calls admitted at once while half-open |
 /// | `half_open_wait` | 5 s | how long a call that finds every probe slot taken waits for the verdict (cut by its deadline) |
@@ -166,11 +166,13 @@ impl CircuitBreakerConfig {
     /// breaks of one that stays down.
     pub const DEFAULT_BREAK_DURATION: Duration = Duration::from_secs(5);
     /// The default [`break_growth`](Self::break_growth) factor: each failed
-    /// probe doubles the break (5, 10, 20, 40, 60 s).
+    /// probe doubles the break (5, 10, then the 15 s cap).
     pub const DEFAULT_BREAK_GROWTH: f64 = 2.0;
     /// The default cap of the break, [`break_growth`](Self::break_growth)'s
-    /// `max`: 60 s.
-    pub const DEFAULT_MAX_BREAK_DURATION: Duration = Duration::from_secs(60);
+    /// `max`: 15 s, so that a provider that comes back after a long outage
+    /// is used again within 15 s, at the cost of one probe call every 12 to
+    /// 15 s while it stays down.
+    pub const DEFAULT_MAX_BREAK_DURATION: Duration = Duration::from_secs(15);
     /// The default [`break_jitter`](Self::break_jitter): up to a fifth of
     /// each break is taken off at random.
     pub const DEFAULT_BREAK_JITTER: f64 = 0.2;
@@ -243,9 +245,13 @@ impl CircuitBreakerConfig {
         self
     }
 
-    /// How long the circuit stays open.
+    /// How long the circuit stays open the first time (a longer break than
+    /// the cap in force raises the cap to it).
     pub fn break_duration(mut self, d: Duration) -> Self {
         self.break_duration = d;
+        // A break longer than the cap in force raises the cap: the breaks
+        // then do not grow unless `break_growth` sets a higher one.
+        self.max_break_duration = self.max_break_duration.max(d);
         self
     }
 

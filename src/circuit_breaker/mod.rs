@@ -19,7 +19,7 @@
 //!   each one attempt (a retry layer below does not retry a probe);
 //!   `success_threshold` successes close the circuit, a failure opens it
 //!   again for a longer break. Breaks start short (5 s), double with each
-//!   failed probe up to 60 s, and lose a random part of up to a fifth, so
+//!   failed probe up to 15 s, and lose a random part of up to a fifth, so
 //!   a provider back from a short outage is used again within seconds and
 //!   circuits that opened together do not probe together.
 //! - **Forced open** and **disabled**: operator overrides, until reset.

@@ -70,8 +70,13 @@ pub trait Call: Clone + Send + Sync + 'static {
     /// The answer a provider gives to this call.
     type Answer: Answer;
 
-    /// What the call does.
-    fn operation(&self) -> Operation;
+    /// What every call of this type does.
+    const OPERATION: Operation;
+
+    /// What the call does ([`OPERATION`](Self::OPERATION)).
+    fn operation(&self) -> Operation {
+        Self::OPERATION
+    }
 
     /// The model asked.
     fn model(&self) -> &str;
@@ -147,10 +152,7 @@ pub trait Answer: Send + 'static {
 impl Call for ChatRequest {
     type Answer = ChatResponse;
 
-    #[inline]
-    fn operation(&self) -> Operation {
-        Operation::Chat
-    }
+    const OPERATION: Operation = Operation::Chat;
 
     #[inline]
     fn model(&self) -> &str {

@@ -354,7 +354,7 @@ fn compile(
                 CircuitBreakerConfig::new(name.clone())
                     .consecutive_failures(Some(t.breaker.consecutive_failures))
                     .break_duration(t.breaker.break_duration)
-                    .break_growth(t.breaker.break_growth, t.breaker.max_break_duration)
+                    .break_growth(t.breaker.break_growth, t.breaker.max_break())
                     .break_jitter(t.breaker.break_jitter)
                     .half_open_probes(t.breaker.half_open_probes)
                     .success_threshold(t.breaker.success_threshold),

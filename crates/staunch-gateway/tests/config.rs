@@ -90,11 +90,12 @@ fn minimal_config_takes_every_default() {
     assert_eq!(t.breaker.consecutive_failures, 5);
     assert_eq!(t.breaker.break_duration, Duration::from_secs(5));
     assert_eq!(t.breaker.break_growth, 2.0);
-    assert_eq!(t.breaker.max_break_duration, Duration::from_secs(60));
+    assert_eq!(t.breaker.max_break_duration, None);
+    assert_eq!(t.breaker.max_break(), Duration::from_secs(15));
     assert_eq!(t.breaker.break_jitter, 0.2);
     assert_eq!(t.breaker.half_open_probes, 1);
     assert_eq!(t.breaker.success_threshold, 1);
-    assert_eq!(t.attempt_timeout, Duration::from_secs(60));
+    assert_eq!(t.attempt_timeout, Duration::from_secs(30));
     assert!(!t.retry_attempt_timeouts);
     assert_eq!(t.quota, None);
 
@@ -255,7 +256,7 @@ fn full_expected() -> Config {
                                 consecutive_failures: 3,
                                 break_duration: Duration::from_secs(10),
                                 break_growth: 1.5,
-                                max_break_duration: Duration::from_secs(90),
+                                max_break_duration: Some(Duration::from_secs(90)),
                                 break_jitter: 0.0,
                                 half_open_probes: 2,
                                 success_threshold: 2,

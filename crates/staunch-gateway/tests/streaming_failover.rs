@@ -272,15 +272,11 @@ async fn flapping(target: &str) -> (Duration, Duration, u64) {
 
 /// A primary down for 60 s, then healthy, asked once a second behind the
 /// default breaker (opens after 5 failed requests; breaks of 5 s doubling
-/// up to 60 s, up to a fifth off at random): while it is down the fallback
+/// up to 15 s, up to a fifth off at random): while it is down the fallback
 /// answers and each break costs one probe, a single call, never a retry
-/// loop; once it is back, the first probe after the break in force finds it.
-/// That break is the fourth (40 s less its jitter), which started 35 s or
-/// less after the circuit opened (within the first 12 s: five requests and
-/// their backoffs), so the primary answers again 15 to 27 s after it
-/// recovered; the 30 s breaks and retried probes before never used it
-/// within the issue's 16 s window. A cap on the break bounds this: see the
-/// next test.
+/// loop; once it is back, the first probe after the break in force finds
+/// it, at most one 15 s break later (the 30 s breaks and retried probes
+/// before never used it within the issue's 16 s window).
 #[tokio::test(start_paused = true)]
 async fn a_flapping_primary_is_probed_once_per_break_and_used_again_after_it_recovers() {
     for _ in 0..3 {
@@ -290,15 +286,14 @@ async fn a_flapping_primary_is_probed_once_per_break_and_used_again_after_it_rec
             "flapping primary, default breaker: healthy at {healthy_at:?}, answering again \
              at {back:?} ({after:?} later); {calls} calls to it while down"
         );
-        assert_eq!(
-            calls,
-            5 * 3 + 3,
+        assert!(
+            (5 * 3 + 3..=5 * 3 + 6).contains(&calls),
             "5 requests of 3 attempts open the circuit, then one call per probe \
-             (breaks of about 5, 10 and 20 s)"
+             (breaks of about 5, 10, 15, 15... s): {calls}"
         );
         assert!(
-            after <= Duration::from_secs(28),
-            "the fourth break (at most 40 s) is the longest wait: {after:?}"
+            after <= Duration::from_secs(16),
+            "one break of at most 15 s is the longest wait: {after:?}"
         );
     }
 }

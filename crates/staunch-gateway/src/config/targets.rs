@@ -9,7 +9,7 @@ use staunch::circuit_breaker::CircuitBreakerConfig;
 use staunch::quota::QuotaConfig;
 use staunch::retry::RetryConfig;
 
-use super::durations::{millis, secs};
+use super::durations::{millis, opt_secs, secs};
 
 /// One target of a route: a model at a provider, with its own retries,
 /// breaker and timeout.
@@ -40,7 +40,8 @@ pub struct RouteTarget {
     /// success_threshold }`).
     #[serde(default)]
     pub breaker: Breaker,
-    /// The time one attempt may take (`attempt_timeout_secs`, 60).
+    /// The time one attempt may take (`attempt_timeout_secs`, 30; the
+    /// first token, for a stream).
     #[serde(
         rename = "attempt_timeout_secs",
         with = "secs",
@@ -132,9 +133,14 @@ pub struct Breaker {
     /// The factor each failed probe multiplies the break by
     /// (`break_growth`, 2.0; 1.0: every break is `break_secs`).
     pub break_growth: f64,
-    /// The longest break (`max_break_secs`, 60).
-    #[serde(rename = "max_break_secs", with = "secs")]
-    pub max_break_duration: Duration,
+    /// The longest break (`max_break_secs`; default 15 s, or `break_secs`
+    /// when that is longer).
+    #[serde(
+        rename = "max_break_secs",
+        with = "opt_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_break_duration: Option<Duration>,
     /// The largest fraction of a break taken off at random, so circuits
     /// that opened together do not probe together (`break_jitter`, 0.2;
     /// 0: exact breaks).
@@ -145,13 +151,22 @@ pub struct Breaker {
     pub success_threshold: u32,
 }
 
+impl Breaker {
+    /// The longest break in force: `max_break_secs` when set, else the
+    /// library's default cap, or `break_secs` when that is longer.
+    pub fn max_break(&self) -> Duration {
+        self.max_break_duration
+            .unwrap_or(CircuitBreakerConfig::DEFAULT_MAX_BREAK_DURATION.max(self.break_duration))
+    }
+}
+
 impl Default for Breaker {
     fn default() -> Self {
         Breaker {
             consecutive_failures: CircuitBreakerConfig::DEFAULT_CONSECUTIVE_FAILURES,
             break_duration: CircuitBreakerConfig::DEFAULT_BREAK_DURATION,
             break_growth: CircuitBreakerConfig::DEFAULT_BREAK_GROWTH,
-            max_break_duration: CircuitBreakerConfig::DEFAULT_MAX_BREAK_DURATION,
+            max_break_duration: None,
             break_jitter: CircuitBreakerConfig::DEFAULT_BREAK_JITTER,
             half_open_probes: CircuitBreakerConfig::DEFAULT_HALF_OPEN_PROBES,
             success_threshold: CircuitBreakerConfig::DEFAULT_SUCCESS_THRESHOLD,

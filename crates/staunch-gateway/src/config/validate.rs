@@ -380,12 +380,15 @@ impl Check<'_> {
                 ),
             );
         }
-        if !self.partial && b.max_break_duration < b.break_duration {
+        if !self.partial
+            && let Some(max) = b.max_break_duration
+            && max < b.break_duration
+        {
             self.error(
                 key(&bpath, "max_break_secs"),
                 format!(
                     "max_break_secs ({}) is shorter than break_secs ({})",
-                    b.max_break_duration.as_secs_f64(),
+                    max.as_secs_f64(),
                     b.break_duration.as_secs_f64()
                 ),
             );
