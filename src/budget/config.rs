@@ -1,6 +1,6 @@
 //! The budget configuration.
 
-use staunch_core::{ChatRequest, Price, Usage};
+use staunch_core::{Call, Price, Usage};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -147,10 +147,12 @@ impl BudgetConfig {
     }
 
     /// The usage one attempt of `request` is expected to need.
-    pub(super) fn estimate(&self, request: &ChatRequest) -> Usage {
+    pub(super) fn estimate(&self, request: &impl Call) -> Usage {
         Usage::new(
             request.estimated_input_tokens(),
-            u64::from(request.max_tokens.unwrap_or(self.output_estimate)),
+            request
+                .max_output_tokens()
+                .unwrap_or(u64::from(self.output_estimate)),
         )
     }
 }

@@ -3,7 +3,7 @@
 use super::layer::Shared;
 use crate::into_llm::to_llm;
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatResponse, LlmError, Price, Usage};
+use staunch_core::{Answer, BoxError, LlmError, Price, Usage};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -124,12 +124,13 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F, E> Future for ResponseFuture<F>
+impl<F, A, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<ChatResponse, E>>,
+    F: Future<Output = Result<A, E>>,
+    A: Answer,
     E: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<A, LlmError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
@@ -142,7 +143,10 @@ where
             Proj::Running { inner, settle } => {
                 let mut result = ready!(inner.poll(cx)).map_err(to_llm);
                 match &mut result {
-                    Ok(response) if response.is_streaming() => {
+                    Ok(response) if response.is_streaming() && response.as_chat().is_some() => {
+                        let Some(response) = response.as_chat_mut() else {
+                            return Poll::Ready(result);
+                        };
                         // Settled with the streamed usage when the stream
                         // ends, broken or dropped streams included.
                         let mut settle = settle.take();
@@ -162,8 +166,8 @@ where
                     }
                     Ok(response) => settle.settle(
                         response.total_usage(),
-                        response.meta.cost,
-                        response.meta.latency,
+                        response.meta().cost,
+                        response.meta().latency,
                     ),
                     Err(error) => settle.settle(error.total_spent(), None, Duration::ZERO),
                 }

@@ -4,7 +4,7 @@ use super::future::{ResponseFuture, Settle};
 use super::layer::Shared;
 use crate::allowance::Allowance;
 use crate::into_llm::to_llm;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, ErrorKind, LlmError};
+use staunch_core::{BoxError, Call, ErrorKind, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -64,12 +64,13 @@ fn exhausted(message: String) -> LlmError {
     LlmError::new(ErrorKind::BudgetExhausted, message)
 }
 
-impl<S> Service<ChatRequest> for Budget<S>
+impl<S, C> Service<C> for Budget<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse>,
+    C: Call,
+    S: Service<C, Response = C::Answer>,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
     type Future = ResponseFuture<S::Future>;
 
@@ -77,7 +78,7 @@ where
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: C) -> Self::Future {
         let config = &self.shared.config;
         let per_attempt = config.estimate(&request);
         let tokens = per_attempt.total();
@@ -90,9 +91,9 @@ where
                     "request",
                 );
             }
-            request.extensions.insert(Allowance::new(cap, tokens));
+            request.extensions_mut().insert(Allowance::new(cap, tokens));
         }
-        let price = config.price_of(&request.model);
+        let price = config.price_of(request.model());
         let cost = price.map_or(0.0, |p| p.cost(&per_attempt));
 
         // The request's clock starts here unless a layer above started it;
@@ -131,7 +132,7 @@ where
             reserved = (tokens, cost);
         }
         let mut settle = Settle::new(self.shared.clone(), price, reserved, started);
-        if request.stream {
+        if request.is_stream() {
             settle.input_estimate = request.estimated_input_tokens();
         }
         ResponseFuture::running(self.inner.call(request), settle)

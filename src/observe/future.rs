@@ -4,7 +4,7 @@ use super::names;
 use crate::into_llm::to_llm;
 use metrics::{Key, Label, Level, Metadata};
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatResponse, LlmError, QualityTier, Usage};
+use staunch_core::{Answer, BoxError, ChatResponse, LlmError, QualityTier, Usage};
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -275,8 +275,8 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
     span.record_all(&set.value_set(&values));
 }
 
-fn record_ok(span: &Span, response: &ChatResponse, seconds: f64) {
-    let meta = &response.meta;
+fn record_ok<A: Answer>(span: &Span, response: &A, seconds: f64) {
+    let meta = response.meta();
     let provider = meta.provider.as_deref().unwrap_or("unknown");
     let model = response.answered_model();
     record_fields(
@@ -345,12 +345,13 @@ fn count_error_tokens(error: &LlmError) {
     }
 }
 
-impl<F, E> Future for ResponseFuture<F>
+impl<F, A, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<ChatResponse, E>>,
+    F: Future<Output = Result<A, E>>,
+    A: Answer,
     E: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<A, LlmError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -363,14 +364,16 @@ where
             Ok(response) => {
                 // The answer's latency runs from this layer's start when the
                 // request's clock started here, and is measured already.
-                let latency = response.meta.latency;
+                let latency = response.meta().latency;
                 let seconds = if *this.owns_clock && !latency.is_zero() {
                     latency.as_secs_f64()
                 } else {
                     this.started.elapsed().as_secs_f64()
                 };
                 record_ok(this.span, response, seconds);
-                if response.is_streaming() {
+                if response.is_streaming()
+                    && let Some(response) = response.as_chat_mut()
+                {
                     watch_stream(response, seconds, *this.started);
                 }
             }

@@ -2,7 +2,7 @@
 
 use super::future::ResponseFuture;
 use crate::into_llm::to_llm;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use staunch_core::{BoxError, Call, LlmError};
 use std::task::{Context, Poll};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -43,12 +43,13 @@ impl<S> Instrument<S> {
     }
 }
 
-impl<S> Service<ChatRequest> for Instrument<S>
+impl<S, C> Service<C> for Instrument<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse>,
+    C: Call,
+    S: Service<C, Response = C::Answer>,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
     type Future = ResponseFuture<S::Future>;
 
@@ -56,7 +57,7 @@ where
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: C) -> Self::Future {
         // The first layer to see the request starts its clock: the answer's
         // latency then runs from this same start, and is this request's
         // duration. Inside another such layer (per target, say) this one
@@ -68,7 +69,7 @@ where
         let span = tracing::info_span!(
             target: "staunch",
             "llm.request",
-            model = %request.model,
+            model = %request.model(),
             outcome = tracing::field::Empty,
             tier = tracing::field::Empty,
             provider = tracing::field::Empty,
