@@ -13,16 +13,19 @@
 //! OpenAI client, as many agents do, and (b) through the recommended stack
 //! over the real `OpenAi` and `Anthropic` clients (instrument > degrade >
 //! budget > fallback gpt-4o -> claude-sonnet-4-5 -> gpt-4o-mini, each target
-//! behind a circuit breaker, retry and a per-attempt timeout). Then it
-//! prints both side by side. Nothing leaves the machine.
+//! behind a circuit breaker, retry and a per-attempt timeout; Claude is
+//! declared to accept an assistant prefill, so a streamed answer that
+//! breaks after content is continued there). Then it prints both side by
+//! side. Nothing leaves the machine.
 //!
 //! `--scenario stream` asks for every answer as a stream, against stream
 //! faults (cuts, stalls, in-band error events, errors in the first frame,
 //! slow first tokens), and reports for each side how many callers got the
 //! complete answer, a clean error, or a truncated answer presented as
-//! complete, and the time to the first token (see `streaming.rs`). The run
-//! fails (exit status 1) if the stack presented any truncated answer as
-//! complete.
+//! complete, and the time to the first token (see `streaming.rs`), and
+//! how many of the stack's streams were continued after a break, and where.
+//! The run fails (exit status 1) if the stack presented any truncated
+//! answer as complete.
 //!
 //! `--scenario quota` sends the traffic (50 requests/s unless `--rate`
 //! says otherwise) through four replicas of a stack that share one
@@ -160,11 +163,23 @@ fn naive(server: &MockServer) -> Result<Client, Box<dyn std::error::Error>> {
     Ok(BoxCloneSyncService::new(client))
 }
 
+/// Whether a target continues an assistant prefill. Anthropic's Messages
+/// API does (a trailing assistant turn is the start of the answer); OpenAI's
+/// chat completions do not honour a trailing assistant message as one, so
+/// the OpenAI targets are not declared, although the mock's OpenAI-shaped
+/// route would continue one.
+#[derive(Clone, Copy)]
+enum Prefill {
+    Accepted,
+    NotHonoured,
+}
+
 fn target<S>(
     name: &'static str,
     client: S,
     model: &'static str,
     window: u64,
+    prefill: Prefill,
 ) -> Result<(Target, CircuitBreakerHandle), Box<dyn std::error::Error>>
 where
     S: tower::Service<ChatRequest, Response = ChatResponse, Error = LlmError>
@@ -192,6 +207,7 @@ where
         .model(model)
         .context_window(window)
         .price(Price::per_million(i, o))
+        .accepts_prefill(matches!(prefill, Prefill::Accepted))
         .build()?)
 }
 
@@ -209,9 +225,30 @@ fn stack(
             .base_url(server.anthropic_base_url())
             .http(http()),
     )?;
-    let (a, ha) = target("openai", openai.clone(), "gpt-4o", 8_000)?;
-    let (b, hb) = target("anthropic", anthropic, "claude-sonnet-4-5", 200_000)?;
-    let (c, hc) = target("openai-mini", openai, "gpt-4o-mini", 8_000)?;
+    // A stream that breaks after content on gpt-4o is continued on Claude,
+    // the next target (`ContinuationOrder::NextFirst`); one that breaks on
+    // Claude is continued on Claude again after a cut, never after a stall.
+    let (a, ha) = target(
+        "openai",
+        openai.clone(),
+        "gpt-4o",
+        8_000,
+        Prefill::NotHonoured,
+    )?;
+    let (b, hb) = target(
+        "anthropic",
+        anthropic,
+        "claude-sonnet-4-5",
+        200_000,
+        Prefill::Accepted,
+    )?;
+    let (c, hc) = target(
+        "openai-mini",
+        openai,
+        "gpt-4o-mini",
+        8_000,
+        Prefill::NotHonoured,
+    )?;
     let chain = Fallback::new([a, b, c])?;
     let service = ServiceBuilder::new()
         .layer(InstrumentLayer::new())
@@ -501,10 +538,14 @@ async fn run_stream(
             );
         }
         println!();
+        stack_run.print_clean_errors(10);
         if ok {
             println!(
-                "check: the staunch stack presented no truncated answer as complete ({} of {} streams broke after content; each ended with a classified error)",
-                stack_run.errors_after_content, stack_run.requests
+                "check: the staunch stack presented no truncated answer as complete ({} of {} streams broke after content: {} continued to the whole answer, {} ended with a classified error)",
+                stack_run.continued_complete + stack_run.errors_after_content,
+                stack_run.requests,
+                stack_run.continued_complete,
+                stack_run.errors_after_content
             );
         } else {
             println!(

@@ -168,7 +168,8 @@ impl Service<ChatRequest> for Provider {
     type Future = Pin<Box<dyn Future<Output = Result<ChatResponse, LlmError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        self.inner.poll_ready(cx)
+        // Named: the client serves more than one kind of request.
+        Service::<ChatRequest>::poll_ready(&mut self.inner, cx)
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {

@@ -18,6 +18,12 @@
 //!   reason, or with text that is not the whole answer, would be a
 //!   truncated answer presented as complete: the demo counts them, and
 //!   fails the run (exit status 1) if there is any.
+//!
+//! The stack continues a text stream that broke after content on a target
+//! that accepts an assistant prefill (`StreamEvent::Continued` names it):
+//! the demo counts the streams continued and the targets that continued
+//! them, and checks that a continued answer is the whole answer, each
+//! piece once.
 
 use crate::report::{pct, top};
 use crate::{Args, Client};
@@ -58,6 +64,10 @@ pub struct Outcome {
     first_token: Option<Duration>,
     latency: Duration,
     tier: Option<QualityTier>,
+    /// The targets that continued the stream after a break, in order.
+    continued_on: Vec<String>,
+    /// For a clean error: what each target did, for the report.
+    story: Option<String>,
 }
 
 /// The text the mock answers to request `request` (its echo of the user's
@@ -77,6 +87,10 @@ fn expected_text(request: &ChatRequest) -> String {
 /// Sends `request` through `client` and reads the streamed answer as
 /// `reader` does.
 pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcome {
+    let long = request
+        .messages
+        .iter()
+        .any(|m| m.content.text().len() > 1_000);
     let expected = expected_text(&request);
     let started = Instant::now();
     let mut answer = match client.oneshot(request).await {
@@ -88,10 +102,17 @@ pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcom
                 first_token: None,
                 latency: started.elapsed(),
                 tier: None,
+                continued_on: Vec::new(),
+                story: Some(format!(
+                    "{}before any content: {}",
+                    if long { "long prompt, " } else { "" },
+                    chain_story(&e)
+                )),
             };
         }
     };
     let tier = Some(answer.meta.tier);
+    let serving = answer.meta.target.clone().unwrap_or_else(|| "?".to_owned());
     let Some(mut stream) = answer.take_stream() else {
         // Not streamed (no layer here answers so): whole by construction.
         return Outcome {
@@ -100,12 +121,15 @@ pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcom
             first_token: Some(started.elapsed()),
             latency: started.elapsed(),
             tier,
+            continued_on: Vec::new(),
+            story: None,
         };
     };
     let mut text = String::new();
     let mut first_token = None;
     let mut finish = None;
     let mut broke = None;
+    let mut continued_on = Vec::new();
     while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
         match item {
             Ok(event) => {
@@ -115,11 +139,12 @@ pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcom
                 match event {
                     StreamEvent::TextDelta(t) => text.push_str(&t),
                     StreamEvent::Finish(reason) => finish = Some(reason),
+                    StreamEvent::Continued { target } => continued_on.push(target),
                     _ => {}
                 }
             }
             Err(e) => {
-                broke = Some(e.kind.as_str());
+                broke = Some(e);
                 break;
             }
         }
@@ -129,18 +154,62 @@ pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcom
     // of the degrade layer is whole by construction.
     let whole = finish.is_some()
         && (tier == Some(QualityTier::Static) || text == expected || finish_is_filter(&finish));
-    let ending = match (reader, broke) {
+    let ending = match (reader, &broke) {
         (Reader::Staunch, Some(_)) => Ending::ErrorAfterContent,
         _ if whole => Ending::Complete,
         _ => Ending::TruncatedAsComplete,
     };
+    let story = broke.as_ref().map(|e| {
+        // The segment that broke last: the serving target's, or the last
+        // continuation's.
+        let at = continued_on.last().unwrap_or(&serving);
+        let continued = if continued_on.is_empty() {
+            String::new()
+        } else {
+            format!(" (continued on {})", continued_on.join(", then "))
+        };
+        format!(
+            "{}after {} bytes of text: the stream{continued} broke on {at} ({}) and no target continued it",
+            if long { "long prompt, " } else { "" },
+            text.len(),
+            e.kind
+        )
+    });
     Outcome {
         ending,
-        error: broke,
+        error: broke.map(|e| e.kind.as_str()),
         first_token,
         latency,
         tier,
+        continued_on,
+        story,
     }
+}
+
+/// One target's failure after `calls` calls: `target: kind (HTTP status,
+/// N calls)`, or why it was passed over without a call.
+fn attempt_story(e: &staunch::core::LlmError, calls: u32) -> String {
+    let target = e.target.as_deref().unwrap_or("?");
+    if calls == 0 {
+        return format!("{target}: {}", e.message);
+    }
+    let status = e.status.map(|s| format!("HTTP {s}, ")).unwrap_or_default();
+    let plural = if calls == 1 { "" } else { "s" };
+    format!("{target}: {} ({status}{calls} call{plural})", e.kind)
+}
+
+/// What every target of the chain did for a request that failed: the
+/// earlier targets' errors, then the last one's (whose `attempts` counts
+/// the calls of the whole chain).
+fn chain_story(e: &staunch::core::LlmError) -> String {
+    let mut parts: Vec<String> = e
+        .earlier
+        .iter()
+        .map(|earlier| attempt_story(earlier, earlier.attempts))
+        .collect();
+    let before: u32 = e.earlier.iter().map(|earlier| earlier.attempts).sum();
+    parts.push(attempt_story(e, e.attempts.saturating_sub(before)));
+    parts.join("; ")
 }
 
 fn finish_is_filter(finish: &Option<staunch::core::FinishReason>) -> bool {
@@ -159,9 +228,17 @@ pub struct StreamRun {
     pub errors_before_content: u64,
     pub errors_after_content: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Streams that broke after content and were continued on another
+    /// request (at least once), and how many of them ended complete.
+    pub continued: u64,
+    pub continued_complete: u64,
+    /// Continuations by the target that continued.
+    pub continuations: BTreeMap<String, u64>,
     /// Answers that stopped early but were held as complete: must be 0 for
     /// the stack.
     pub truncated_as_complete: u64,
+    /// What each clean error was (request number and the targets' errors).
+    pub clean_error_stories: Vec<String>,
     pub provider_calls: u64,
     pub retries: u64,
     pub fallback_activations: u64,
@@ -184,8 +261,25 @@ impl StreamRun {
         }
     }
 
-    pub fn record(&mut self, outcome: Outcome) {
+    pub fn record(&mut self, i: usize, outcome: Outcome) {
         self.requests += 1;
+        if matches!(
+            outcome.ending,
+            Ending::ErrorBeforeContent | Ending::ErrorAfterContent
+        ) && let Some(story) = &outcome.story
+        {
+            self.clean_error_stories
+                .push(format!("request {i}, {story}"));
+        }
+        if !outcome.continued_on.is_empty() {
+            self.continued += 1;
+            if outcome.ending == Ending::Complete {
+                self.continued_complete += 1;
+            }
+        }
+        for target in &outcome.continued_on {
+            *self.continuations.entry(target.clone()).or_default() += 1;
+        }
         self.latencies.push(outcome.latency);
         self.first_tokens.extend(outcome.first_token);
         match outcome.ending {
@@ -214,6 +308,25 @@ impl StreamRun {
         self.provider_calls = provider_calls;
         (self.first_token_p50_ms, self.first_token_p99_ms) = percentiles(&mut self.first_tokens);
         (self.answer_p50_ms, self.answer_p99_ms) = percentiles(&mut self.latencies);
+        self.clean_error_stories.sort_by_key(|story| {
+            story
+                .split(|c: char| !c.is_ascii_digit())
+                .find_map(|n| n.parse::<usize>().ok())
+        });
+    }
+
+    /// Prints what each clean error was (the first `max` of them).
+    pub fn print_clean_errors(&self, max: usize) {
+        if self.clean_error_stories.is_empty() {
+            return;
+        }
+        println!("{}'s clean errors:", self.name);
+        for story in self.clean_error_stories.iter().take(max) {
+            println!("  {story}");
+        }
+        if self.clean_error_stories.len() > max {
+            println!("  ... {} more", self.clean_error_stories.len() - max);
+        }
     }
 }
 
@@ -235,8 +348,11 @@ pub async fn drive(label: &str, client: Client, reader: Reader, args: &Args, run
     crate::pace(
         label,
         args,
-        move |i| ask(client.clone(), crate::request(i).with_stream(true), reader),
-        |outcome| run.record(outcome),
+        move |i| {
+            let asked = ask(client.clone(), crate::request(i).with_stream(true), reader);
+            async move { (i, asked.await) }
+        },
+        |(i, outcome)| run.record(i, outcome),
     )
     .await;
 }
@@ -260,6 +376,11 @@ pub fn print(naive: &StreamRun, stack: &StreamRun) {
             both(&|r| r.errors_after_content.to_string()),
         ),
         ("  most common", both(&|r| top(&r.errors))),
+        (
+            "continued after a break",
+            both(&|r| format!("{} ({} complete)", r.continued, r.continued_complete)),
+        ),
+        ("  continued on", both(&|r| top(&r.continuations))),
         (
             "truncated, shown as complete",
             both(&|r| pct(r.truncated_as_complete, r.requests)),
@@ -297,6 +418,8 @@ pub fn print(naive: &StreamRun, stack: &StreamRun) {
     println!();
     println!(
         "time to first token: over the requests that got one (the stack's tail includes first tokens\n\
-         that never came, given up on and answered by the next target)"
+         that never came, given up on and answered by the next target)\n\
+         continued after a break: streams that broke after content and went on where they stopped,\n\
+         on a target that accepts an assistant prefill (\"continued on\" counts each continuation)"
     );
 }
