@@ -2,7 +2,9 @@
 //! and the key of any coalescing or caching layer.
 
 use serde_json::Value;
-use staunch_core::{ChatRequest, Content, ContentPart, Dialect, ResponseFormat};
+use staunch_core::{
+    ChatRequest, Content, ContentPart, Dialect, EmbeddingRequest, Extras, ResponseFormat,
+};
 use std::hash::Hash;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -24,10 +26,40 @@ use xxhash_rust::xxh3::Xxh3;
 /// assert_ne!(fingerprint(&a), fingerprint(&b));
 /// ```
 pub fn fingerprint(request: &ChatRequest) -> u128 {
-    // One pass of XXH3-128: fast on long prompts, and a full 128 bits.
-    let mut hasher = Xxh3::new();
-    hash_request(request, &mut hasher);
-    hasher.digest128()
+    Fingerprint::fingerprint(request)
+}
+
+/// A call that has a stable fingerprint of everything that shapes its
+/// answer: the key of the degrade layer's cache (and of any coalescing
+/// layer). Calls of different operations never share a key.
+pub trait Fingerprint {
+    /// A 128-bit XXH3 fingerprint, the same in any process.
+    fn fingerprint(&self) -> u128;
+}
+
+impl Fingerprint for ChatRequest {
+    fn fingerprint(&self) -> u128 {
+        // One pass of XXH3-128: fast on long prompts, and a full 128 bits.
+        let mut hasher = Xxh3::new();
+        "chat".hash(&mut hasher);
+        hash_request(self, &mut hasher);
+        hasher.digest128()
+    }
+}
+
+/// The model, every input (texts or token arrays, in order), the
+/// dimensions asked for and the provider extras. The encoding is left out:
+/// the vectors are the same, and the answer holds them as floats either way.
+impl Fingerprint for EmbeddingRequest {
+    fn fingerprint(&self) -> u128 {
+        let mut h = Xxh3::new();
+        "embeddings".hash(&mut h);
+        self.model.hash(&mut h);
+        self.input.hash(&mut h);
+        self.dimensions.hash(&mut h);
+        hash_extras(&self.extra, &mut h);
+        h.digest128()
+    }
 }
 
 fn hash_request(request: &ChatRequest, h: &mut Xxh3) {
@@ -66,8 +98,13 @@ fn hash_request(request: &ChatRequest, h: &mut Xxh3) {
         }
         Some(other) => (2u8, other.is_json()).hash(h),
     }
+    hash_extras(&request.extra, h);
+}
+
+/// Every dialect's extras, objects with sorted keys.
+fn hash_extras(extras: &Extras, h: &mut Xxh3) {
     for dialect in [Dialect::OpenAi, Dialect::Anthropic] {
-        let extra = request.extra.get(dialect);
+        let extra = extras.get(dialect);
         (dialect, extra.len()).hash(h);
         let mut keys: Vec<&String> = extra.keys().collect();
         keys.sort_unstable();

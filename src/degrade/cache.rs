@@ -1,13 +1,15 @@
 //! The answer cache, on moka.
 
-use staunch_core::ChatResponse;
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Clone)]
 struct Entry {
-    response: Arc<ChatResponse>,
+    // Any operation's answer: the key says which call it answers, and the
+    // operation is part of the key.
+    response: Arc<dyn Any + Send + Sync>,
     stored: Instant,
 }
 
@@ -31,7 +33,7 @@ impl AnswerCache {
         }
     }
 
-    pub(crate) fn insert(&self, key: u128, response: ChatResponse) {
+    pub(crate) fn insert<A: Any + Send + Sync>(&self, key: u128, response: A) {
         self.entries.insert(
             key,
             Entry {
@@ -42,14 +44,16 @@ impl AnswerCache {
     }
 
     /// The fresh answer under `key` and its age.
-    pub(crate) fn get(&self, key: u128) -> Option<(Arc<ChatResponse>, Duration)> {
+    /// The answer stored under `key`, a copy, and its age.
+    pub(crate) fn get<A: Any + Clone>(&self, key: u128) -> Option<(A, Duration)> {
         let entry = self.entries.get(&key)?;
         let age = entry.stored.elapsed();
         if age >= self.ttl {
             self.entries.invalidate(&key);
             return None;
         }
-        Some((entry.response, age))
+        let answer = entry.response.downcast_ref::<A>()?.clone();
+        Some((answer, age))
     }
 
     pub(crate) fn len(&self) -> u64 {

@@ -6,19 +6,21 @@ use crate::deadline::{Bounded, Deadline};
 use crate::metrics as names;
 use pin_project_lite::pin_project;
 use staunch_core::{
-    BoxError, ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError, QualityTier, Usage,
+    Answer, BoxError, Call, ChatRequest, ChatResponse, ErrorClass, ErrorKind, LlmError,
+    QualityTier, Usage,
 };
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::time::Instant;
 
-struct Degrading {
+struct Degrading<C> {
     shared: Arc<Shared>,
     // The cache key; `None` without a cache.
     key: Option<u128>,
-    for_static: Option<ForStatic>,
+    for_static: Option<ForStatic<C>>,
     // The request asked for a stream: a degraded answer is replayed as one.
     stream: bool,
     // The request's start: a degraded answer's latency runs from it.
@@ -26,26 +28,42 @@ struct Degrading {
 }
 
 /// What a request in flight keeps to build the static answer.
-pub(super) enum ForStatic {
+pub(super) enum ForStatic<C> {
     /// The model a static text answers as.
     Model(String),
     /// The request, for an answer built from it (boxed: it would triple the
     /// size of the state every degrading request moves).
-    Request(Box<ChatRequest>),
+    Request(Box<C>),
+}
+
+/// The static answer `config` gives: a chat answer (static answers are
+/// text), so only a chat call gets one.
+fn static_answer<C: Call>(config: &StaticAnswer, for_static: &ForStatic<C>) -> Option<C::Answer> {
+    let chat = match (config, for_static) {
+        (StaticAnswer::Text(text), ForStatic::Model(model)) => {
+            ChatResponse::new(model.clone(), text.as_ref())
+        }
+        (StaticAnswer::Built(build), ForStatic::Request(request)) => {
+            build((&**request as &dyn Any).downcast_ref::<ChatRequest>()?)
+        }
+        _ => return None,
+    };
+    let chat: Box<dyn Any> = Box::new(chat);
+    chat.downcast::<C::Answer>().ok().map(|answer| *answer)
 }
 
 pin_project! {
     /// The response future of [`Degrade`](super::Degrade).
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, C = ChatRequest> {
         // Cut at the request's deadline, so that a cached or static answer
         // goes out by it, not after.
         #[pin]
         inner: Bounded<F>,
-        degrading: Option<Degrading>,
+        degrading: Option<Degrading<C>>,
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, C> ResponseFuture<F, C> {
     pub(super) fn pass_through(inner: F, deadline: Option<Deadline>) -> Self {
         ResponseFuture {
             inner: Bounded::new(inner, deadline),
@@ -58,7 +76,7 @@ impl<F> ResponseFuture<F> {
         deadline: Option<Deadline>,
         shared: Arc<Shared>,
         key: Option<u128>,
-        for_static: Option<ForStatic>,
+        for_static: Option<ForStatic<C>>,
         stream: bool,
         started: Instant,
     ) -> Self {
@@ -76,23 +94,27 @@ impl<F> ResponseFuture<F> {
 }
 
 /// Marks `response` as a degraded answer to a request that failed with `error`.
-fn degraded(
-    mut response: ChatResponse,
-    tier: QualityTier,
-    error: &LlmError,
-    warning: String,
-) -> ChatResponse {
-    response.usage = Usage::default();
-    response.meta.mark_degraded(tier, error, warning);
+fn degraded<A: Answer>(mut response: A, tier: QualityTier, error: &LlmError, warning: String) -> A {
+    response.set_usage(Usage::default());
+    response.meta_mut().mark_degraded(tier, error, warning);
     response
 }
 
-impl<F, E> Future for ResponseFuture<F>
+/// Replays a degraded answer as a stream when the caller asked for one.
+fn replay_if<A: Answer>(stream: bool, response: &mut A) {
+    if stream && let Some(chat) = response.as_chat_mut() {
+        crate::stream_watch::replay(chat);
+    }
+}
+
+impl<F, C, E> Future for ResponseFuture<F, C>
 where
-    F: Future<Output = Result<ChatResponse, E>>,
+    C: Call,
+    C::Answer: Clone + Sync,
+    F: Future<Output = Result<C::Answer, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<C::Answer, LlmError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -105,7 +127,10 @@ where
             Ok(response) => {
                 // A streamed answer is not cached: it is not complete yet.
                 if let (Some(cache), Some(key)) = (&shared.cache, state.key)
-                    && matches!(response.meta.tier, QualityTier::Full | QualityTier::Reduced)
+                    && matches!(
+                        response.meta().tier,
+                        QualityTier::Full | QualityTier::Reduced
+                    )
                     && !response.is_streaming()
                 {
                     cache.insert(key, response.clone());
@@ -121,7 +146,7 @@ where
             .cache
             .as_ref()
             .zip(state.key)
-            .and_then(|(c, key)| c.get(key))
+            .and_then(|(c, key)| c.get::<C::Answer>(key))
         {
             let warning = format!(
                 "served a cached answer from {}s ago: the request failed ({})",
@@ -131,16 +156,9 @@ where
             tracing::warn!(target: "staunch::degrade", tier = "cached", kind = error.kind.as_str(), "degraded");
             crate::metrics::counter!(names::DEGRADED, "tier" => "cached", "kind" => error.kind.as_str())
                 .increment(1);
-            let mut response = degraded(
-                ChatResponse::clone(&cached),
-                QualityTier::Cached,
-                &error,
-                warning,
-            );
-            response.meta.record_latency(state.started);
-            if state.stream {
-                crate::stream_watch::replay(&mut response);
-            }
+            let mut response = degraded(cached, QualityTier::Cached, &error, warning);
+            response.meta_mut().record_latency(state.started);
+            replay_if(state.stream, &mut response);
             return Poll::Ready(Ok(response));
         }
         // A prompt too long for every model, or one every provider filters,
@@ -151,12 +169,7 @@ where
         );
         let built = match (&shared.config.static_answer, &state.for_static) {
             (_, _) if about_the_request => None,
-            (Some(StaticAnswer::Text(text)), Some(ForStatic::Model(model))) => {
-                Some(ChatResponse::new(model.clone(), text.as_ref()))
-            }
-            (Some(StaticAnswer::Built(build)), Some(ForStatic::Request(request))) => {
-                Some(build(request))
-            }
+            (Some(answer), Some(for_static)) => static_answer::<C>(answer, for_static),
             _ => None,
         };
         if let Some(answer) = built {
@@ -168,10 +181,8 @@ where
             crate::metrics::counter!(names::DEGRADED, "tier" => "static", "kind" => error.kind.as_str())
                 .increment(1);
             let mut response = degraded(answer, QualityTier::Static, &error, warning);
-            response.meta.record_latency(state.started);
-            if state.stream {
-                crate::stream_watch::replay(&mut response);
-            }
+            response.meta_mut().record_latency(state.started);
+            replay_if(state.stream, &mut response);
             return Poll::Ready(Ok(response));
         }
         Poll::Ready(Err(error))

@@ -5,9 +5,9 @@ use super::config::NoDegrade;
 use super::future::{ForStatic, ResponseFuture};
 use super::layer::Shared;
 use crate::deadline::Deadline;
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::Fingerprint;
 use crate::into_llm::to_llm;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use staunch_core::{BoxError, Call, LlmError, Operation};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -78,45 +78,49 @@ impl<S: fmt::Debug> fmt::Debug for Degrade<S> {
     }
 }
 
-impl<S> Service<ChatRequest> for Degrade<S>
+impl<S, C> Service<C> for Degrade<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse>,
+    C: Call + Fingerprint,
+    C::Answer: Clone + Sync,
+    S: Service<C, Response = C::Answer>,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, mut request: ChatRequest) -> Self::Future {
+    fn call(&mut self, mut request: C) -> Self::Future {
         let deadline = Deadline::of(&request);
         // With neither a cache nor a static answer there is nothing to
         // degrade to and nothing to remember: the answer or the error passes
         // through as it is, without the bookkeeping.
         let shared = &self.shared;
         if (shared.cache.is_none() && shared.config.static_answer.is_none())
-            || request.extensions.get::<NoDegrade>().is_some()
+            || request.extensions().get::<NoDegrade>().is_some()
         {
             return ResponseFuture::pass_through(self.inner.call(request), deadline);
         }
         // The fingerprint is the cache key: without a cache, no need to
         // hash the whole conversation.
-        let key = self.shared.cache.as_ref().map(|_| fingerprint(&request));
+        let key = self.shared.cache.as_ref().map(|_| request.fingerprint());
         // A static text needs only the model it answers as; an answer built
         // from the request needs the request (a clone: four reference
         // counts and the model name).
         let for_static = match &shared.config.static_answer {
+            // Static answers are text: chat's alone.
             None => None,
+            Some(_) if C::OPERATION != Operation::Chat => None,
             Some(answer) if answer.needs_request() => {
                 Some(ForStatic::Request(Box::new(request.clone())))
             }
-            Some(_) => Some(ForStatic::Model(request.model.clone())),
+            Some(_) => Some(ForStatic::Model(request.model().to_owned())),
         };
         let started = request.start_clock();
-        let stream = request.stream;
+        let stream = request.is_stream();
         ResponseFuture::degrading(
             self.inner.call(request),
             deadline,

@@ -22,7 +22,9 @@
 //! assert_eq!(Answer::answered_model(&answer), "gpt-4o");
 //! ```
 
-use crate::{ChatRequest, ChatResponse, Extensions, ResponseMeta, Usage};
+use crate::{
+    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Extensions, ResponseMeta, Usage,
+};
 use std::fmt;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -123,6 +125,10 @@ pub trait Answer: Send + 'static {
     /// Tokens billed for this answer.
     fn usage(&self) -> Usage;
 
+    /// Sets the tokens billed for this answer (a cached or static answer
+    /// served again bills none).
+    fn set_usage(&mut self, usage: Usage);
+
     /// Tokens billed for this answer and every failed attempt before it.
     fn total_usage(&self) -> Usage {
         self.usage() + self.meta().failed_usage
@@ -215,6 +221,11 @@ impl Answer for ChatResponse {
     }
 
     #[inline]
+    fn set_usage(&mut self, usage: Usage) {
+        self.usage = usage;
+    }
+
+    #[inline]
     fn total_usage(&self) -> Usage {
         ChatResponse::total_usage(self)
     }
@@ -237,6 +248,89 @@ impl Answer for ChatResponse {
     #[inline]
     fn as_chat_mut(&mut self) -> Option<&mut ChatResponse> {
         Some(self)
+    }
+}
+
+impl Call for EmbeddingRequest {
+    type Answer = EmbeddingResponse;
+
+    const OPERATION: Operation = Operation::Embeddings;
+
+    #[inline]
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn clone_for_model(&self, model: &str) -> Self {
+        EmbeddingRequest::clone_for_model(self, model)
+    }
+
+    fn estimated_input_tokens(&self) -> u64 {
+        EmbeddingRequest::estimated_input_tokens(self)
+    }
+
+    /// Embeddings produce no output tokens: budgets and quotas reserve the
+    /// input alone.
+    #[inline]
+    fn max_output_tokens(&self) -> Option<u64> {
+        Some(0)
+    }
+
+    #[inline]
+    fn is_stream(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    #[inline]
+    fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    #[inline]
+    fn start_clock(&mut self) -> Instant {
+        EmbeddingRequest::start_clock(self)
+    }
+
+    #[inline]
+    fn started(&self) -> Option<Instant> {
+        EmbeddingRequest::started(self)
+    }
+}
+
+impl Answer for EmbeddingResponse {
+    #[inline]
+    fn meta(&self) -> &ResponseMeta {
+        &self.meta
+    }
+
+    #[inline]
+    fn meta_mut(&mut self) -> &mut ResponseMeta {
+        &mut self.meta
+    }
+
+    #[inline]
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    #[inline]
+    fn set_usage(&mut self, usage: Usage) {
+        self.usage = usage;
+    }
+
+    #[inline]
+    fn is_streaming(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn answered_model(&self) -> &str {
+        EmbeddingResponse::answered_model(self)
     }
 }
 
