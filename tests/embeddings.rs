@@ -1,0 +1,131 @@
+//! Embeddings through the recommended stack, the same layers as chat:
+//! instrument, degrade (its cache), budget, a fallback chain of targets
+//! built with their breaker, retry and attempt timeout, over the real
+//! OpenAI client and the mock on loopback, on paused time.
+
+use staunch::TargetBuilder;
+use staunch::budget::{BudgetConfig, BudgetLayer};
+use staunch::core::{EmbeddingRequest, EmbeddingResponse, ErrorKind, LlmError, QualityTier};
+use staunch::degrade::{DegradeConfig, DegradeLayer};
+use staunch::fallback::Fallback;
+use staunch::observe::InstrumentLayer;
+use staunch::retry::{NoJitter, RetryConfig};
+use staunch_mock::{Fault, MockServer, Route, RouteScenario, Scenario};
+use staunch_providers::{ApiKey, OpenAi, OpenAiConfig};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+
+type Stack = BoxCloneSyncService<EmbeddingRequest, EmbeddingResponse, LlmError>;
+
+async fn mock(script: Vec<Fault>) -> MockServer {
+    let scenario = Scenario {
+        embeddings: RouteScenario {
+            script,
+            ..RouteScenario::default()
+        },
+        ..Scenario::default()
+    };
+    MockServer::start(scenario).await.expect("mock server")
+}
+
+fn client(mock: &MockServer) -> OpenAi {
+    OpenAi::new(
+        OpenAiConfig::new()
+            .base_url(mock.openai_base_url())
+            .api_key(ApiKey::new("sk-test")),
+    )
+    .expect("a client")
+}
+
+/// Two targets of the same model family and dimensions (a primary and a
+/// second key, say), under a cache and a per-request token cap.
+fn stack(mock: &MockServer) -> Stack {
+    let target = |name: &str| {
+        TargetBuilder::<_, EmbeddingRequest>::for_call(name, client(mock))
+            .model("text-embedding-3-small")
+            .retry(
+                RetryConfig::new()
+                    .no_budget()
+                    .max_retries(2)
+                    .jitter(NoJitter),
+            )
+            .build()
+            .expect("a target")
+            .0
+    };
+    let chain = Fallback::new([target("primary"), target("second-key")]).expect("a chain");
+    let service = ServiceBuilder::new()
+        .layer(InstrumentLayer::new())
+        .layer(DegradeLayer::new(
+            DegradeConfig::new().cache(Duration::from_secs(600), 100),
+        ))
+        .layer(BudgetLayer::new(BudgetConfig::new().per_request_tokens(1_000)).expect("a budget"))
+        .service(chain);
+    BoxCloneSyncService::new(service)
+}
+
+fn ask() -> EmbeddingRequest {
+    EmbeddingRequest::new("embed", ["alpha", "beta", "gamma"])
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_batch_is_retried_and_answered_in_order() {
+    let mock = mock(vec![Fault::RateLimit { retry_after: 1.0 }]).await;
+    let answer = stack(&mock).oneshot(ask()).await.unwrap();
+    assert_eq!(answer.data.len(), 3);
+    for (i, embedding) in answer.data.iter().enumerate() {
+        assert_eq!(embedding.index, i);
+        assert_eq!(embedding.vector.len(), 16);
+    }
+    assert_eq!(answer.meta.attempts, 2, "one 429, then the answer");
+    assert_eq!(answer.meta.target.as_deref(), Some("primary"));
+    assert_eq!(answer.answered_model(), "text-embedding-3-small");
+    assert_eq!(answer.meta.tier, QualityTier::Full);
+    assert!(answer.usage.input_tokens > 0);
+    assert_eq!(mock.stats().requests_to(Route::Embeddings), 2);
+}
+
+/// An embedding attempt has its own default timeout, 10 s: a hung primary
+/// is left after one, and the next target answers.
+#[tokio::test(start_paused = true)]
+async fn a_hung_embedding_attempt_falls_over_after_its_ten_seconds() {
+    let mock = mock(vec![Fault::Hang]).await;
+    let started = Instant::now();
+    let answer = stack(&mock).oneshot(ask()).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    assert_eq!(answer.meta.target.as_deref(), Some("second-key"));
+    assert_eq!(answer.meta.tier, QualityTier::Reduced);
+    assert_eq!(answer.data.len(), 3);
+}
+
+/// Embeddings are deterministic: the cache serves the same batch while every
+/// target is down, and never a different batch.
+#[tokio::test(start_paused = true)]
+async fn the_cache_serves_the_same_batch_when_every_target_is_down() {
+    let mock = mock(vec![]).await;
+    let stack = stack(&mock);
+    let fresh = stack.clone().oneshot(ask()).await.unwrap();
+
+    let mut scenario = mock.scenario();
+    scenario.embeddings.script = vec![Fault::ServerError; 20];
+    mock.set_scenario(scenario);
+    let cached = stack.clone().oneshot(ask()).await.unwrap();
+    assert_eq!(cached.meta.tier, QualityTier::Cached);
+    assert_eq!(cached.data, fresh.data, "the same vectors");
+    assert!(cached.usage.is_zero(), "a cached answer bills nothing");
+
+    let other = EmbeddingRequest::new("embed", ["alpha", "beta"]);
+    let err = stack.clone().oneshot(other).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Server);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_over_the_token_cap_is_refused_before_any_call() {
+    let mock = mock(vec![]).await;
+    let big = EmbeddingRequest::new("embed", vec!["word ".repeat(2_000)]);
+    let err = stack(&mock).oneshot(big).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BudgetExhausted);
+    assert_eq!(mock.stats().requests_to(Route::Embeddings), 0);
+}
