@@ -35,6 +35,7 @@ mod build;
 pub mod config;
 mod errors;
 mod ingress;
+pub mod log_writer;
 mod ops;
 pub mod server;
 

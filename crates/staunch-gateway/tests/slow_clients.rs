@@ -22,14 +22,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_staunch-gateway");
+mod common;
+use common::BIN;
 
 /// The gateway binary on the embedded mock, with `server` as the rest of
 /// its `[server]` table; killed on drop.
@@ -47,35 +47,7 @@ impl Gateway {
     /// As [`start`](Self::start), with at most `open_files` file
     /// descriptors when given (soft and hard limit, so it cannot raise it).
     fn start_with(server: &str, token_ms: u64, open_files: Option<u32>) -> Gateway {
-        let dir = tempdir();
-        std::fs::write(
-            dir.join("scenario.toml"),
-            format!("stream_token_ms = {token_ms}\n"),
-        )
-        .unwrap();
-        let path = dir.join("gateway.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-[server]
-listen = "127.0.0.1:0"
-log_format = "json"
-{server}
-
-[providers.mock]
-kind = "mock"
-scenario = "scenario.toml"
-
-[[routes]]
-model = "*"
-  [[routes.targets]]
-  provider = "mock"
-  model = "mock-model"
-"#
-            ),
-        )
-        .unwrap();
+        let path = common::mock_config(server, token_ms);
         let mut command = match open_files {
             None => Command::new(BIN),
             Some(limit) => {
@@ -87,35 +59,19 @@ model = "*"
                 shell
             }
         };
-        let mut child = command
+        command
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("gateway listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
+            .stderr(Stdio::null());
+        let (child, url) = common::spawn_listening(&mut command);
         let addr = url.trim_start_matches("http://").to_owned();
         Gateway { child, url, addr }
     }
 
     /// The process's resident memory, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        common::status_kib(self.child.id(), "VmRSS")
     }
 
     /// CPU time the process has used, user and system, in clock ticks.
@@ -485,14 +441,6 @@ async fn a_body_that_stops_arriving_is_answered_408_and_its_connection_closed() 
         started.elapsed()
     );
     assert_eq!(gateway.closed("body_timeout").await, 2);
-}
-
-fn tempdir() -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("staunch-gateway-slow-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// What an open connection that has sent nothing costs the gateway: its

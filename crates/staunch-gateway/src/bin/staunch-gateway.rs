@@ -38,6 +38,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8; 46] = b"narenas:1,dirty_decay_ms:250,muzzy_decay_ms:0\0";
 
 use staunch_gateway::config::{Config, LogFormat};
+use staunch_gateway::log_writer::{self, LogWriter};
 use staunch_gateway::{Gateway, router};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,6 +92,16 @@ fn main() -> ExitCode {
         },
         None => {
             let (config, listen) = (cli.config, cli.listen);
+            // Declared before the runtime, so dropped after it: what its
+            // tasks log while it shuts down is still written.
+            let (logs, logs_guard) =
+                match LogWriter::new(std::io::stderr(), log_writer::DEFAULT_CAPACITY) {
+                    Ok(writer) => writer,
+                    Err(e) => {
+                        eprintln!("could not start the log writer: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -101,7 +112,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config, listen)) {
+            let result = runtime.block_on(serve(config, listen, logs));
+            drop(runtime);
+            // Writes out the lines still buffered (after SIGTERM's draining
+            // too), before the error below.
+            drop(logs_guard);
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     eprintln!("{message}");
@@ -112,20 +128,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(format: LogFormat) {
+/// Log lines the log writer dropped because stderr did not keep up.
+const LOG_LINES_DROPPED: &str = "staunch_gateway_log_lines_dropped_total";
+
+fn init_logs(format: LogFormat, logs: LogWriter) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Logs go to stderr; stdout carries only the address line.
+    // Logs go to stderr; stdout carries only the address line. Through a
+    // bounded buffer and a thread of their own (src/log_writer.rs): a
+    // worker never waits for stderr, and a stalled stderr costs dropped
+    // (and counted) lines, not stalled requests.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(logs);
     match format {
         LogFormat::Json => builder.json().init(),
         _ => builder.init(),
     }
 }
 
-async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), String> {
+async fn serve(
+    path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    logs: LogWriter,
+) -> Result<(), String> {
     let mut config = match &path {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::mock(),
@@ -134,7 +160,7 @@ async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), 
         config.server.listen = listen;
         config.validate().map_err(|e| e.to_string())?;
     }
-    init_logs(config.server.log_format);
+    init_logs(config.server.log_format, logs.clone());
     if path.is_none() {
         let keys = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
             .iter()
@@ -154,6 +180,12 @@ async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), 
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("could not install the metrics recorder: {e}"))?;
+    metrics::describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines dropped because stderr did not keep up (the log writer's buffer was full)"
+    );
+    // Brought up to date at each scrape rather than on every dropped line.
+    let log_lines_dropped = metrics::counter!(LOG_LINES_DROPPED);
     // Without it, histogram samples pile up until something scrapes /metrics.
     tokio::spawn(staunch_gateway::metrics_upkeep(recorder.clone()));
     let grace = config.server.shutdown_grace;
@@ -179,7 +211,10 @@ async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), 
     let gateway = Gateway::build(config)
         .await
         .map_err(|e| format!("could not start: {e}"))?
-        .with_metrics(move || recorder.render());
+        .with_metrics(move || {
+            log_lines_dropped.absolute(logs.dropped_lines());
+            recorder.render()
+        });
     let listener = staunch_gateway::server::bind(listen)
         .map_err(|e| format!("could not listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
