@@ -3,8 +3,14 @@
 //! body serialized straight from a borrowed [`EmbeddingRequest`], and the
 //! answer read into an [`EmbeddingResponse`] in input order, its vectors
 //! decoded from JSON numbers or base64 (little-endian `f32`s).
+//!
+//! And the ingress side, for a server that speaks it to its own clients: a
+//! client's request body read into an [`EmbeddingRequest`]
+//! ([`decode_embeddings_request`]) and an answer written back in OpenAI's
+//! shape ([`encode_embeddings_response`]).
 
 use super::error::error;
+use super::ingress::{IngressError, field};
 use crate::dialect::conversation::invalid;
 use crate::json::decode;
 use base64::Engine as _;
@@ -12,11 +18,13 @@ use http::HeaderMap;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 use staunch_core::{
-    Dialect, Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ErrorKind, LlmError,
-    Usage,
+    Dialect, Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EncodingFormat,
+    ErrorKind, Extras, LlmError, Usage,
 };
 use std::fmt;
+use std::sync::Arc;
 
 /// The body bytes for `request`: `model`, `input` (always an array: of
 /// strings, or of token arrays), `dimensions` and `encoding_format` when
@@ -283,6 +291,177 @@ pub fn parse_embeddings(
     Ok(EmbeddingResponse::new(list.model, data).with_usage(usage))
 }
 
+/// An embeddings request body as a client sends it: the typed fields, and
+/// any other field kept for the OpenAI wire as it is.
+#[derive(Deserialize)]
+struct InEmbeddings {
+    model: String,
+    input: EmbeddingInput,
+    #[serde(default)]
+    dimensions: Option<u32>,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// Reads a client's embeddings request body (OpenAI's `POST /v1/embeddings`)
+/// into the neutral request: `model`; `input` as a string, an array of
+/// strings, an array of token ids or an array of token-id arrays;
+/// `dimensions`; `encoding_format` (`"float"` or `"base64"`); any other
+/// field (`user`, a server's own options) kept as an OpenAI extra, passed
+/// through to OpenAI-dialect targets as it is.
+///
+/// Refused with an [`IngressError`] naming what is wrong, before any
+/// upstream is asked: a body that is not JSON, a missing `model` or
+/// `input`, an input of another shape, an empty batch, `dimensions: 0`, an
+/// `encoding_format` other than `float` or `base64`. Never panics.
+///
+/// ```
+/// use staunch_core::{EmbeddingInput, EncodingFormat};
+/// use staunch_providers::openai::wire::decode_embeddings_request;
+///
+/// let body = br#"{"model": "text-embedding-3-small", "input": ["a", "b"],
+///     "dimensions": 256, "encoding_format": "base64", "user": "u-1"}"#;
+/// let request = decode_embeddings_request(body)?;
+/// assert_eq!(*request.input, EmbeddingInput::from(["a", "b"]));
+/// assert_eq!(request.dimensions, Some(256));
+/// assert_eq!(request.encoding_format, Some(EncodingFormat::Base64));
+/// assert_eq!(request.extra.openai["user"], "u-1");
+///
+/// let empty = decode_embeddings_request(br#"{"model": "m", "input": []}"#).unwrap_err();
+/// assert_eq!(empty.field(), Some("input"));
+/// # Ok::<(), staunch_providers::openai::wire::IngressError>(())
+/// ```
+pub fn decode_embeddings_request(body: &[u8]) -> Result<EmbeddingRequest, IngressError> {
+    let raw: InEmbeddings = serde_json::from_slice(body).map_err(|e| {
+        // JSON of the wrong shape names the field; anything else is not JSON.
+        if serde_json::from_slice::<de::IgnoredAny>(body).is_ok() {
+            IngressError::Body(e.to_string())
+        } else {
+            IngressError::Json(e.to_string())
+        }
+    })?;
+    if raw.model.is_empty() {
+        return Err(field("model", "a model name is required"));
+    }
+    if raw.input.is_empty() {
+        return Err(field("input", "at least one input is required"));
+    }
+    if raw.dimensions == Some(0) {
+        return Err(field("dimensions", "must be at least 1"));
+    }
+    let encoding_format = match raw.encoding_format.as_deref() {
+        None => None,
+        Some("float") => Some(EncodingFormat::Float),
+        Some("base64") => Some(EncodingFormat::Base64),
+        Some(other) => {
+            return Err(field(
+                "encoding_format",
+                format!("expected \"float\" or \"base64\", not {other:?}"),
+            ));
+        }
+    };
+    let mut request = EmbeddingRequest::new(raw.model, raw.input);
+    request.dimensions = raw.dimensions;
+    request.encoding_format = encoding_format;
+    if !raw.rest.is_empty() {
+        let mut extras = Extras::default();
+        extras.openai = raw.rest;
+        request.extra = Arc::new(extras);
+    }
+    Ok(request)
+}
+
+/// Writes `response` as OpenAI writes an embeddings answer, which the
+/// official SDKs parse: `{"object": "list", "data": [{"object":
+/// "embedding", "index", "embedding"}], "model", "usage": {"prompt_tokens",
+/// "total_tokens"}}`, one item per input in input order, each vector a JSON
+/// array of numbers or, for [`EncodingFormat::Base64`], the base64 of its
+/// little-endian `f32`s. `model` is the model that answered.
+///
+/// ```
+/// use staunch_core::{Embedding, EmbeddingResponse, EncodingFormat, Usage};
+/// use staunch_providers::openai::wire::encode_embeddings_response;
+///
+/// let answer = EmbeddingResponse::new("m", vec![Embedding::new(0, vec![1.0, 0.0])])
+///     .with_usage(Usage::new(2, 0));
+/// let body: serde_json::Value =
+///     serde_json::from_slice(&encode_embeddings_response(&answer, EncodingFormat::Base64))?;
+/// assert_eq!(body, serde_json::json!({
+///     "object": "list",
+///     "data": [{"object": "embedding", "index": 0, "embedding": "AACAPwAAAAA="}],
+///     "model": "m",
+///     "usage": {"prompt_tokens": 2, "total_tokens": 2}
+/// }));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn encode_embeddings_response(response: &EmbeddingResponse, format: EncodingFormat) -> Vec<u8> {
+    let base64 = format == EncodingFormat::Base64;
+    let body = ListOut {
+        object: "list",
+        data: response
+            .data
+            .iter()
+            .map(|e| ItemOut {
+                object: "embedding",
+                index: e.index,
+                embedding: VectorOut {
+                    values: &e.vector,
+                    base64,
+                },
+            })
+            .collect(),
+        model: response.answered_model(),
+        usage: UsageOut {
+            prompt_tokens: response.usage.input_tokens,
+            total_tokens: response.usage.total(),
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+// An embeddings answer as OpenAI writes it, serialized straight from the
+// answer's borrowed vectors.
+
+#[derive(Serialize)]
+struct ListOut<'a> {
+    object: &'static str,
+    data: Vec<ItemOut<'a>>,
+    model: &'a str,
+    usage: UsageOut,
+}
+
+#[derive(Serialize)]
+struct ItemOut<'a> {
+    object: &'static str,
+    index: usize,
+    embedding: VectorOut<'a>,
+}
+
+#[derive(Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+/// A vector as numbers, or as base64 of its little-endian `f32`s.
+struct VectorOut<'a> {
+    values: &'a [f32],
+    base64: bool,
+}
+
+impl Serialize for VectorOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.base64 {
+            let bytes: Vec<u8> = self.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            self.values.serialize(serializer)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,5 +648,94 @@ mod tests {
         let e = parse_embeddings(&one, 429, &headers, b"{}").unwrap_err();
         assert_eq!(e.kind, ErrorKind::RateLimited);
         assert_eq!(e.retry_after, Some(std::time::Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_client_request_reads_every_input_shape_and_keeps_the_extras() {
+        for (input, want) in [
+            (r#""one""#, EmbeddingInput::from("one")),
+            (r#"["a", "b"]"#, EmbeddingInput::from(["a", "b"])),
+            ("[1, 2]", EmbeddingInput::Tokens(vec![vec![1, 2]])),
+            (
+                "[[1], [2, 3]]",
+                EmbeddingInput::Tokens(vec![vec![1], vec![2, 3]]),
+            ),
+        ] {
+            let body =
+                format!(r#"{{"model": "m", "input": {input}, "user": "u", "truncate": true}}"#);
+            let request = decode_embeddings_request(body.as_bytes()).unwrap();
+            assert_eq!(*request.input, want, "{input}");
+            assert_eq!(request.encoding_format, None);
+            assert_eq!(request.dimensions, None);
+            assert_eq!(request.extra.openai["user"], "u");
+            assert_eq!(request.extra.openai["truncate"], true);
+            assert!(!request.extra.openai.contains_key("input"));
+        }
+        let float = decode_embeddings_request(
+            br#"{"model": "m", "input": "a", "encoding_format": "float", "dimensions": null}"#,
+        )
+        .unwrap();
+        assert_eq!(float.encoding_format, Some(EncodingFormat::Float));
+        assert!(float.extra.is_empty());
+    }
+
+    #[test]
+    fn a_bad_client_request_names_what_is_wrong() {
+        for (body, says) in [
+            ("{", "not valid JSON"),
+            ("[]", "invalid request body"),
+            (r#"{"input": "a"}"#, "model"),
+            (r#"{"model": "m"}"#, "input"),
+            (r#"{"model": "m", "input": 7}"#, "input must be"),
+            (r#"{"model": "m", "input": [1, "a"]}"#, "input must be"),
+            (r#"{"model": "m", "input": []}"#, "input: at least one"),
+            (r#"{"model": "", "input": "a"}"#, "model: a model name"),
+            (
+                r#"{"model": "m", "input": "a", "dimensions": 0}"#,
+                "dimensions: must be",
+            ),
+            (
+                r#"{"model": "m", "input": "a", "dimensions": -3}"#,
+                "invalid request body",
+            ),
+            (
+                r#"{"model": "m", "input": "a", "encoding_format": "int8"}"#,
+                "encoding_format: expected",
+            ),
+        ] {
+            let e = decode_embeddings_request(body.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains(says), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_answer_written_as_base64_or_floats_reads_back_the_same() {
+        let request = EmbeddingRequest::new("m", ["a", "b"]);
+        let answer = EmbeddingResponse::new(
+            "m",
+            vec![
+                Embedding::new(0, vec![0.25, -1.5, f32::MIN_POSITIVE]),
+                Embedding::new(1, vec![3.0, 4.0, -0.0]),
+            ],
+        )
+        .with_usage(Usage::new(7, 0));
+        for format in [EncodingFormat::Float, EncodingFormat::Base64] {
+            let body = encode_embeddings_response(&answer, format);
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["object"], "list");
+            assert_eq!(json["data"][1]["object"], "embedding");
+            assert_eq!(json["data"][1]["index"], 1);
+            assert_eq!(
+                json["usage"],
+                serde_json::json!({"prompt_tokens": 7, "total_tokens": 7})
+            );
+            assert_eq!(
+                json["data"][0]["embedding"].is_string(),
+                format == EncodingFormat::Base64
+            );
+            let back = parse(&request, std::str::from_utf8(&body).unwrap()).unwrap();
+            assert_eq!(back.data, answer.data, "{format}");
+            assert_eq!(back.usage, answer.usage);
+        }
     }
 }
