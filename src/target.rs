@@ -1,6 +1,7 @@
 //! One fallback target with its own breaker, retry, quota and per-attempt
 //! timeout, built in one call.
 
+use crate::batch::SplitBatchLayer;
 use crate::circuit_breaker::{
     CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, InvalidCircuitBreaker,
 };
@@ -37,6 +38,7 @@ use tower_service::Service;
 /// | `breaker` | [`CircuitBreakerConfig::new`] named after the target (5 failures in a row) |
 /// | `retry` | [`RetryConfig::new`] (2 retries, full jitter, retry budget) |
 /// | `attempt_timeout` | the operation's: 30 s for chat, 10 s for embeddings |
+/// | `split_batches` | off: a batch call goes out as one request |
 /// | `retry_attempt_timeouts` | off: an attempt that gets no answer within its timeout moves the chain to the next target instead of asking the silent one again |
 /// | `quota` | none (feature `quota`; [`QuotaConfig`](crate::quota::QuotaConfig)) |
 /// | `model`, `context_window`, `price` | none, as on [`Target`] |
@@ -84,6 +86,7 @@ pub struct TargetBuilder<S, C = ChatRequest> {
     retry: RetryConfig,
     attempt_timeout: Option<Duration>,
     retry_attempt_timeouts: bool,
+    split: Option<SplitBatchLayer>,
     #[cfg(feature = "validate")]
     validate: Option<ValidateConfig>,
     #[cfg(feature = "quota")]
@@ -134,6 +137,7 @@ where
             retry: RetryConfig::new(),
             attempt_timeout: Some(C::OPERATION.default_attempt_timeout()),
             retry_attempt_timeouts: false,
+            split: None,
             #[cfg(feature = "validate")]
             validate: None,
             #[cfg(feature = "quota")]
@@ -258,6 +262,16 @@ where
         self
     }
 
+    /// Sends a batch call (embeddings) larger than `max_inputs` inputs or
+    /// about `max_tokens` estimated tokens as several requests that fit,
+    /// joined back in order ([`SplitBatchLayer`]), between the breaker and
+    /// the retry: each part is retried, and admitted by the quota, on its
+    /// own. Chat calls are never split.
+    pub fn split_batches(mut self, max_inputs: usize, max_tokens: u64) -> Self {
+        self.split = Some(SplitBatchLayer::new(max_inputs, max_tokens));
+        self
+    }
+
     /// No per-attempt timeout of its own: only a request's
     /// [`Deadline`](crate::Deadline) and the provider client's timeout bound
     /// an attempt.
@@ -279,7 +293,7 @@ where
         let stack = ServiceBuilder::new().option_layer(self.validate.map(ValidateLayer::new));
         #[cfg(not(feature = "validate"))]
         let stack = ServiceBuilder::new();
-        let stack = stack.layer(breaker).layer(retry);
+        let stack = stack.layer(breaker).option_layer(self.split).layer(retry);
         let (name, provider, attempt_timeout) = (self.name, self.provider, self.attempt_timeout);
         let retry_timeouts = self.retry_attempt_timeouts;
         // The quota (when set) then the per-attempt timeout (when set) over

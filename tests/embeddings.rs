@@ -121,6 +121,54 @@ async fn the_cache_serves_the_same_batch_when_every_target_is_down() {
     assert_eq!(err.kind, ErrorKind::Server);
 }
 
+/// A batch larger than the target takes (the mock, like OpenAI, refuses
+/// more inputs than its limit with a 400) is sent in parts that fit, each
+/// retried on its own, and answered in input order.
+#[tokio::test(start_paused = true)]
+async fn a_batch_over_the_targets_limit_is_split_and_answered_in_order() {
+    let mock = mock(vec![Fault::Ok, Fault::RateLimit { retry_after: 1.0 }]).await;
+    let mut scenario = mock.scenario();
+    scenario.embedding_max_inputs = 2;
+    mock.set_scenario(scenario);
+    let texts: Vec<String> = (0..5).map(|i| format!("input {i}")).collect();
+    let whole = || EmbeddingRequest::new("embed", texts.clone());
+
+    // Unsplit, the target refuses the batch.
+    let (unsplit, _) = TargetBuilder::<_, EmbeddingRequest>::for_call("primary", client(&mock))
+        .build()
+        .unwrap();
+    let err = Fallback::new([unsplit])
+        .unwrap()
+        .oneshot(whole())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidRequest, "{err}");
+
+    let (split, _) = TargetBuilder::<_, EmbeddingRequest>::for_call("primary", client(&mock))
+        .split_batches(2, 300_000)
+        .retry(RetryConfig::new().no_budget().jitter(NoJitter))
+        .build()
+        .unwrap();
+    let answer = Fallback::new([split])
+        .unwrap()
+        .oneshot(whole())
+        .await
+        .unwrap();
+    let indices: Vec<usize> = answer.data.iter().map(|e| e.index).collect();
+    assert_eq!(indices, [0, 1, 2, 3, 4]);
+    // Each vector is the one the input gets alone.
+    for (i, text) in texts.iter().enumerate() {
+        let alone = client(&mock)
+            .oneshot(EmbeddingRequest::new("embed", vec![text.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(answer.data[i].vector, alone.data[0].vector, "input {i}");
+    }
+    // Three parts, and the second part's 429 was retried on its own: the
+    // refused batch above took the script's first step.
+    assert_eq!(answer.meta.attempts, 4);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_batch_over_the_token_cap_is_refused_before_any_call() {
     let mock = mock(vec![]).await;

@@ -23,7 +23,8 @@
 //! ```
 
 use crate::{
-    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Extensions, ResponseMeta, Usage,
+    ChatRequest, ChatResponse, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, Extensions,
+    ResponseMeta, Usage,
 };
 use std::fmt;
 use std::time::Duration;
@@ -112,6 +113,22 @@ pub trait Call: Clone + Send + Sync + 'static {
 
     /// When the call's clock started, if it has.
     fn started(&self) -> Option<Instant>;
+
+    /// Splits a batch call into calls of at most `max_inputs` inputs and
+    /// about `max_tokens` estimated tokens each, in order (an input larger
+    /// than `max_tokens` goes alone); `None` when the call fits as it is or
+    /// is not a batch (chat never is).
+    fn split_batch(&self, max_inputs: usize, max_tokens: u64) -> Option<Vec<Self>> {
+        let _ = (max_inputs, max_tokens);
+        None
+    }
+
+    /// Joins the answers to the parts [`split_batch`](Self::split_batch)
+    /// made, in their order, into the answer to the whole call.
+    fn join_answers(parts: Vec<Self::Answer>) -> Option<Self::Answer> {
+        let _ = parts;
+        None
+    }
 }
 
 /// The answer to a [`Call`], as the layers see it.
@@ -300,6 +317,61 @@ impl Call for EmbeddingRequest {
     fn started(&self) -> Option<Instant> {
         EmbeddingRequest::started(self)
     }
+
+    fn split_batch(&self, max_inputs: usize, max_tokens: u64) -> Option<Vec<Self>> {
+        let max_inputs = max_inputs.max(1);
+        let sizes: Vec<u64> = self.input.estimated_tokens().collect();
+        if sizes.len() <= max_inputs && sizes.iter().sum::<u64>() <= max_tokens {
+            return None;
+        }
+        // The boundaries of the parts: as many inputs as fit both limits.
+        let mut bounds = Vec::new();
+        let (mut start, mut tokens) = (0, 0u64);
+        for (i, &size) in sizes.iter().enumerate() {
+            let full = i - start >= max_inputs || tokens.saturating_add(size) > max_tokens;
+            if i > start && full {
+                bounds.push(start..i);
+                start = i;
+                tokens = 0;
+            }
+            tokens = tokens.saturating_add(size);
+        }
+        bounds.push(start..sizes.len());
+        let part = |input: EmbeddingInput| {
+            let mut part = self.clone();
+            part.input = std::sync::Arc::new(input);
+            part
+        };
+        match &*self.input {
+            EmbeddingInput::Text(texts) => Some(
+                bounds
+                    .into_iter()
+                    .map(|r| part(EmbeddingInput::Text(texts[r].to_vec())))
+                    .collect(),
+            ),
+            EmbeddingInput::Tokens(arrays) => Some(
+                bounds
+                    .into_iter()
+                    .map(|r| part(EmbeddingInput::Tokens(arrays[r].to_vec())))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn join_answers(parts: Vec<EmbeddingResponse>) -> Option<EmbeddingResponse> {
+        let mut parts = parts.into_iter();
+        let mut whole = parts.next()?;
+        for part in parts {
+            let offset = whole.data.len();
+            whole.data.extend(part.data.into_iter().map(|mut e| {
+                e.index += offset;
+                e
+            }));
+            whole.usage += part.usage;
+            whole.meta.absorb_part(&part.meta);
+        }
+        Some(whole)
+    }
 }
 
 impl Answer for EmbeddingResponse {
@@ -359,6 +431,47 @@ mod tests {
         assert_eq!(Call::started(&request), Some(start));
         Call::extensions_mut(&mut request).insert(7u8);
         assert_eq!(Call::extensions(&request).get::<u8>(), Some(&7));
+    }
+
+    #[test]
+    fn a_batch_splits_within_both_limits_and_joins_in_order() {
+        let texts: Vec<String> = (0..7).map(|i| format!("input number {i}")).collect();
+        let request = EmbeddingRequest::new("e", texts.clone());
+        assert!(request.split_batch(7, 1_000).is_none(), "it fits");
+        let parts = request.split_batch(3, 1_000).expect("split by count");
+        let sizes: Vec<usize> = parts.iter().map(|p| p.input.len()).collect();
+        assert_eq!(sizes, [3, 3, 1]);
+        // Each input is about 4 tokens: 9 tokens hold two.
+        let parts = request.split_batch(100, 9).expect("split by tokens");
+        assert!(parts.iter().all(|p| p.input.len() <= 2));
+        let rejoined: Vec<String> = parts
+            .iter()
+            .flat_map(|p| p.input.texts().unwrap_or_default().to_vec())
+            .collect();
+        assert_eq!(rejoined, texts, "every input once, in order");
+        // An input over the token limit goes alone, not nowhere.
+        let big = EmbeddingRequest::new("e", vec!["x".repeat(400), "y".into()]);
+        let parts = big.split_batch(10, 20).expect("split");
+        assert_eq!(parts.len(), 2);
+
+        let answers = parts
+            .iter()
+            .map(|p| {
+                let data = (0..p.input.len())
+                    .map(|i| crate::Embedding::new(i, vec![i as f32]))
+                    .collect();
+                EmbeddingResponse::new("e", data).with_usage(Usage::new(5, 0))
+            })
+            .collect();
+        let whole = EmbeddingRequest::join_answers(answers).expect("joined");
+        let indices: Vec<usize> = whole.data.iter().map(|e| e.index).collect();
+        assert_eq!(indices, [0, 1]);
+        assert_eq!(whole.usage, Usage::new(10, 0));
+        assert!(
+            ChatRequest::new("m", vec![Message::user("hi")])
+                .split_batch(1, 1)
+                .is_none()
+        );
     }
 
     #[test]

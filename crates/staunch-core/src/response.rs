@@ -248,6 +248,37 @@ impl ResponseMeta {
         self.failed_usage += spent;
     }
 
+    /// Folds in the meta of another part of the same answer (one request
+    /// of a batch split to fit a provider's limits): its attempts, failed
+    /// spend and waits add up, its fallback depth counts when deeper, and
+    /// the latency is the longest.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use staunch_core::{ResponseMeta, Usage};
+    /// let mut first = ResponseMeta::default();
+    /// let mut second = ResponseMeta::default();
+    /// second.absorb_failed_attempts(1, Usage::new(10, 0));
+    /// second.latency = Duration::from_millis(30);
+    /// first.absorb_part(&second);
+    /// assert_eq!(first.attempts, 3, "one call, then a retry and a call");
+    /// assert_eq!(first.failed_usage, Usage::new(10, 0));
+    /// assert_eq!(first.latency, Duration::from_millis(30));
+    /// ```
+    pub fn absorb_part(&mut self, part: &ResponseMeta) {
+        self.attempts = self.attempts.saturating_add(part.attempts);
+        self.failed_usage += part.failed_usage;
+        self.retry_wait += part.retry_wait;
+        self.latency = self.latency.max(part.latency);
+        if part.fallback_depth > self.fallback_depth {
+            self.add_fallback_depth(part.fallback_depth - self.fallback_depth);
+        }
+        self.cost = match (self.cost, part.cost) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+
     /// Adds time spent waiting between attempts (backoff, `Retry-After`).
     ///
     /// ```
