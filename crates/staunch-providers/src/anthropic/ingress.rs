@@ -104,7 +104,7 @@ struct InChoice {
 /// assert_eq!(messages[3].tool_call_id.as_deref(), Some("toolu_1"));
 /// ```
 pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
-    let raw: InRequest = serde_json::from_slice(body).map_err(IngressError::from_json)?;
+    let raw: InRequest = IngressError::parse(body)?;
     if raw.messages.is_empty() {
         return Err(field("messages", "at least one message is required"));
     }

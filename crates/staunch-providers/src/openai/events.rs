@@ -16,6 +16,12 @@ use staunch_core::{ErrorKind, FinishReason, LlmError, StreamEvent};
 /// The status of a streamed answer: errors in its body came with it.
 const STREAM_STATUS: u16 = 200;
 
+/// Tool calls one answer may hold: a piece's `index` at or past it is
+/// malformed, so the calls assembled from the stream stay bounded (an index
+/// of 4,294,967,295 would otherwise have the stream's accumulator fill in
+/// every call before it), as `MAX_TOOL_BLOCKS` bounds Anthropic's.
+const MAX_TOOL_CALLS: u32 = 4096;
+
 /// The state of one stream: the tool-call index to give the pieces of
 /// servers that leave `index` out.
 #[derive(Debug, Default)]
@@ -174,7 +180,7 @@ impl OpenAiEvents {
                     if !call.is_object() {
                         return Err("an OpenAI stream tool call is not an object".to_owned());
                     }
-                    self.call(call, events);
+                    self.call(call, events)?;
                 }
                 Ok(())
             }
@@ -182,7 +188,7 @@ impl OpenAiEvents {
         }
     }
 
-    fn call(&mut self, call: &Value, events: &mut Vec<StreamEvent>) {
+    fn call(&mut self, call: &Value, events: &mut Vec<StreamEvent>) -> Result<(), String> {
         let text = |v: Option<&Value>| {
             v.and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
@@ -207,10 +213,15 @@ impl OpenAiEvents {
             (None, Some(last)) if id.is_none() => last,
             (None, _) => self.next_call,
         };
+        if index >= MAX_TOOL_CALLS {
+            return Err(format!(
+                "an OpenAI stream tool call has index {index}, past {MAX_TOOL_CALLS} calls"
+            ));
+        }
         self.last_call = Some(index);
         self.next_call = self.next_call.max(index.saturating_add(1));
         if id.is_none() && name.is_none() && arguments.is_empty() {
-            return;
+            return Ok(());
         }
         events.push(StreamEvent::ToolCallDelta {
             index,
@@ -218,6 +229,7 @@ impl OpenAiEvents {
             name,
             arguments,
         });
+        Ok(())
     }
 }
 

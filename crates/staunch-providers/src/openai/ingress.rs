@@ -34,12 +34,25 @@ pub enum IngressError {
 }
 
 impl IngressError {
-    pub(crate) fn from_json(error: serde_json::Error) -> Self {
-        if error.is_data() {
-            IngressError::Body(error.to_string())
-        } else {
-            IngressError::Json(error.to_string())
-        }
+    /// Reads `body` as `T`: JSON is UTF-8 (RFC 8259), checked over the
+    /// whole body first, since serde skips the strings of fields it does
+    /// not read without checking them. serde_json reports some type errors
+    /// as syntax errors (a number or `null` where an enum is expected is
+    /// "expected value"), so a syntax error in a body that is JSON after
+    /// all is a shape error, not "not valid JSON".
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Self> {
+        let text = std::str::from_utf8(body)
+            .map_err(|e| IngressError::Json(format!("the body is not UTF-8: {e}")))?;
+        serde_json::from_str(text).map_err(|error| {
+            if error.is_data()
+                || (error.is_syntax()
+                    && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
+            {
+                IngressError::Body(error.to_string())
+            } else {
+                IngressError::Json(error.to_string())
+            }
+        })
     }
 
     /// The field at fault, when one is known.
@@ -204,7 +217,7 @@ pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Ing
 /// assert_eq!(decoded.request.extra.openai["seed"], 7);
 /// ```
 pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
-    let raw: InRequest = serde_json::from_slice(body).map_err(IngressError::from_json)?;
+    let raw: InRequest = IngressError::parse(body)?;
     if raw.n.is_some_and(|n| n != 1) {
         return Err(field("n", "only one choice (n = 1) is supported"));
     }
