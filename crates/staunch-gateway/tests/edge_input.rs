@@ -277,38 +277,33 @@ async fn invalid_utf8_is_a_400() {
         let valid = shape
             .request(json!([{"role": "user", "content": "hi"}]))
             .to_string();
-        let in_content = valid
-            .replace("\"hi\"", "\"h\u{1}i\"")
-            .replace('\u{1}', "\u{fffd}");
-        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
-        // A lone 0xff in the content, a cut sequence in the model name, an
-        // encoded surrogate in an unknown field, a stray byte outside any string.
-        cases.push((
-            "in the content",
-            in_content.replace('\u{fffd}', "\u{7f}").into_bytes(),
-        ));
-        cases[0].1 = cases[0]
-            .1
-            .iter()
-            .map(|&b| if b == 0x7f { 0xff } else { b })
-            .collect();
-        cases.push((
-            "in the model",
-            valid
-                .replacen("\"model\":\"", "\"model\":\"\u{7f}", 1)
-                .into_bytes(),
-        ));
-        cases[1].1 = cases[1]
-            .1
-            .iter()
-            .flat_map(|&b| if b == 0x7f { vec![0xe2, 0x82] } else { vec![b] })
-            .collect();
-        let mut unknown = valid[..valid.len() - 1].as_bytes().to_vec();
-        unknown.extend_from_slice(b",\"metadata\":{\"x\":\"\xed\xa0\x80\"}}");
-        cases.push(("in an unknown field", unknown));
-        let mut stray = valid.as_bytes().to_vec();
-        stray.insert(1, 0xc3);
-        cases.push(("outside a string", stray));
+        // `valid` with the first `needle` replaced by raw bytes.
+        let splice = |needle: &str, bytes: &[u8]| {
+            let at = valid.find(needle).unwrap();
+            let mut out = valid.as_bytes()[..at].to_vec();
+            out.extend_from_slice(bytes);
+            out.extend_from_slice(&valid.as_bytes()[at + needle.len()..]);
+            out
+        };
+        let cases: [(&str, Vec<u8>); 4] = [
+            // A lone 0xff in the content.
+            ("in the content", splice("\"hi\"", b"\"h\xffi\"")),
+            // A cut three-byte sequence in the model name.
+            (
+                "in the model",
+                splice("\"model\":\"", b"\"model\":\"\xe2\x82"),
+            ),
+            // An encoded surrogate in a field no decoder reads.
+            (
+                "in an unknown field",
+                splice(
+                    "\"messages\"",
+                    b"\"metadata\":{\"x\":\"\xed\xa0\x80\"},\"messages\"",
+                ),
+            ),
+            // A stray lead byte outside any string.
+            ("outside a string", splice("{", b"{\xc3")),
+        ];
         for (what, body) in cases {
             assert!(std::str::from_utf8(&body).is_err(), "{what}");
             let (status, text) = post(&gateway, shape.path(), &body).await;
