@@ -49,6 +49,7 @@
 #![cfg_attr(not(feature = "full"), allow(unused))]
 
 mod allowance;
+#[cfg(feature = "batch")]
 pub mod batch;
 #[cfg(feature = "budget")]
 pub mod budget;
