@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod call;
+pub mod classify_http;
 mod content;
 mod deadline;
 mod dialect;

@@ -16,27 +16,13 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     retry_after_at(headers, SystemTime::now())
 }
 
-/// The server's `x-should-retry` instruction.
-pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
-    match headers.get("x-should-retry")?.to_str().ok()?.trim() {
-        v if v.eq_ignore_ascii_case("true") => Some(true),
-        v if v.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
-    }
-}
+/// The server's `x-should-retry` instruction (staunch-core's one reader).
+pub use staunch_core::classify_http::should_retry;
 
 /// The provider's request id (`x-request-id`, or Anthropic's `request-id`),
 /// at most 200 characters, with anything shaped like a credential masked
-/// ([`redact_secrets`](staunch_core::redact_secrets)).
-pub fn request_id(headers: &HeaderMap) -> Option<String> {
-    ["x-request-id", "request-id"]
-        .iter()
-        .find_map(|name| headers.get(*name)?.to_str().ok())
-        .map(|v| {
-            let v: String = v.chars().take(200).collect();
-            staunch_core::redact_secrets(&v).into_owned()
-        })
-}
+/// (staunch-core's one reader).
+pub use staunch_core::classify_http::request_id;
 
 #[cfg(test)]
 mod tests {
@@ -89,20 +75,8 @@ mod tests {
 
 /// The rate-limit headers of an answer (OpenAI's `x-ratelimit-*`,
 /// Anthropic's `anthropic-ratelimit-*`, `retry-after`, `retry-after-ms`),
-/// for a quota layer; `None` when there are none.
-pub fn rate_limit(headers: &HeaderMap) -> Option<HeaderMap> {
-    let mut out = HeaderMap::new();
-    for (name, value) in headers {
-        let n = name.as_str();
-        if n.starts_with("x-ratelimit-")
-            || n.starts_with("anthropic-ratelimit-")
-            || n.starts_with("retry-after")
-        {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
+/// for a quota layer; `None` when there are none (staunch-core's one reader).
+pub use staunch_core::classify_http::rate_limit_headers as rate_limit;
 
 #[cfg(test)]
 mod rate_limit_tests {

@@ -32,11 +32,6 @@ pub(crate) fn snippet(body: &[u8]) -> String {
     out.trim().to_owned()
 }
 
-/// A lower-case copy for matching provider messages.
-pub(crate) fn lower(s: &str) -> String {
-    s.to_ascii_lowercase()
-}
-
 /// Serializes `value` into one buffer of `estimate` bytes' capacity (it
 /// grows only if the estimate was short), with no intermediate JSON tree.
 pub(crate) fn encode<T: serde::Serialize + ?Sized>(
