@@ -6,48 +6,20 @@
 mod app;
 
 use app::Upstreams;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use staunch_gateway::Gateway;
 use staunch_mock::{Fault, MockServer, Route, Scenario};
 
-type Http = Client<HttpConnector, Full<Bytes>>;
+use staunch_test::http::{HttpClient as Http, Reply};
 
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    json: serde_json::Value,
-    text: String,
-}
-
+/// `method url` with a JSON `body`, read whole.
 async fn send(client: &Http, method: &str, url: &str, body: &str) -> Reply {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    staunch_test::http::send(client, method, url, &[], body.to_owned()).await
 }
 
 fn header<'a>(reply: &'a Reply, name: &str) -> &'a str {
-    reply
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    reply.header(name)
 }
 
 /// The example's app over `mock`, on loopback: its base URL. `tune` may
@@ -119,12 +91,12 @@ async fn the_app_serves_its_own_routes_and_the_gateway_answers_and_says_what_sta
         ("full", "2")
     );
     assert_eq!(header(&r, "x-staunch-model"), "gpt-4o");
-    assert_eq!(r.json["object"], "chat.completion");
+    assert_eq!(r.json()["object"], "chat.completion");
     assert_eq!(
-        r.json["choices"][0]["message"]["content"],
+        r.json()["choices"][0]["message"]["content"],
         "mock answer to: hi"
     );
-    assert_eq!(r.json["choices"][0]["finish_reason"], "stop");
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "stop");
     let sent = mock.stats().recent.back().unwrap().body.clone();
     assert_eq!(
         (sent["max_tokens"].as_u64(), sent["stop"][0].as_str()),
@@ -160,7 +132,7 @@ async fn the_app_serves_its_own_routes_and_the_gateway_answers_and_says_what_sta
     .await;
     assert_eq!(r.status, 400, "{}", r.text);
     // The provider's own code passes through; staunch's kind is a header.
-    assert_eq!(r.json["error"]["code"], "invalid_request_error");
+    assert_eq!(r.json()["error"]["code"], "invalid_request_error");
     assert_eq!(header(&r, "x-staunch-error-kind"), "invalid_request");
 
     // 4. Everything down: the cached answer to request 1, marked as such.
@@ -199,8 +171,11 @@ async fn the_app_serves_its_own_routes_and_the_gateway_answers_and_says_what_sta
     }
     let r = send(&client, "GET", &format!("{base}/readyz"), "").await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["routes"][0]["targets"][0]["target"], "openai/gpt-4o");
-    assert_eq!(r.json["routes"][1]["targets"][0]["circuit"], "closed");
+    assert_eq!(
+        r.json()["routes"][0]["targets"][0]["target"],
+        "openai/gpt-4o"
+    );
+    assert_eq!(r.json()["routes"][1]["targets"][0]["circuit"], "closed");
 }
 
 #[tokio::test]
@@ -230,13 +205,13 @@ async fn failures_get_the_gateways_statuses_in_the_clients_shape() {
     // A model no route serves: 404, before any upstream is called.
     let r = send(&client, "POST", &chat, &ask("llama-9")).await;
     assert_eq!(r.status, 404, "{}", r.text);
-    assert_eq!(r.json["error"]["code"], "model_not_found");
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
     assert_eq!(mock.stats().requests_to(Route::Anthropic), 0);
 
     // The upstream does not know the model: 404 too.
     let r = send(&client, "POST", &chat, &ask("claude-sonnet-4-5")).await;
     assert_eq!(r.status, 404, "{}", r.text);
-    assert_eq!(r.json["error"]["code"], "model_not_found");
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
 
     // The upstream's own failure: 502 Bad Gateway.
     let r = send(&client, "POST", &chat, &ask("claude-sonnet-4-5")).await;
@@ -252,17 +227,17 @@ async fn failures_get_the_gateways_statuses_in_the_clients_shape() {
     let body = r#"{"model": "mistral-x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}"#;
     let r = send(&client, "POST", &format!("{base}/v1/messages"), body).await;
     assert_eq!(r.status, 404, "{}", r.text);
-    assert_eq!(r.json["type"], "error");
+    assert_eq!(r.json()["type"], "error");
 
     // Bad input, an unknown path and a wrong method: clear 4xx, in JSON.
     let r = send(&client, "POST", &chat, "{not json").await;
     assert_eq!(
-        (r.status, r.json["error"]["code"].as_str()),
+        (r.status, r.json()["error"]["code"].as_str()),
         (400, Some("invalid_json"))
     );
     let r = send(&client, "POST", &format!("{base}/v1/nope"), "{}").await;
     assert_eq!(
-        (r.status, r.json["error"]["code"].as_str()),
+        (r.status, r.json()["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
     let r = send(&client, "GET", &chat, "").await;
@@ -270,7 +245,7 @@ async fn failures_get_the_gateways_statuses_in_the_clients_shape() {
     let huge = ask(&"x".repeat(3 * 1024 * 1024));
     let r = send(&client, "POST", &chat, &huge).await;
     assert_eq!(
-        (r.status, r.json["error"]["code"].as_str()),
+        (r.status, r.json()["error"]["code"].as_str()),
         (413, Some("request_too_large"))
     );
 

@@ -4,9 +4,8 @@
 //! on 127.0.0.1.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -14,37 +13,11 @@ use staunch_gateway::config::Config;
 use staunch_gateway::{Gateway, router};
 use staunch_mock::{Fault, MockServer, Scenario};
 
-type Http = Client<HttpConnector, Full<Bytes>>;
+use staunch_test::http::{HttpClient as Http, Reply};
 
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or(Value::Null)
-    }
-}
-
+/// A POST of `body` to `url` with `headers`, read whole.
 async fn send(http: &Http, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
-    let mut request = http::Request::post(url).header("content-type", "application/json");
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = http
-        .request(request.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    staunch_test::http::send(http, "POST", url, headers, body).await
 }
 
 fn sha256_hex(key: &str) -> String {
