@@ -63,6 +63,8 @@ pub mod degrade;
 pub mod fallback;
 #[cfg(feature = "fingerprint")]
 pub mod fingerprint;
+#[cfg(feature = "http-call")]
+pub mod http_call;
 pub mod health;
 mod into_llm;
 pub mod metrics;

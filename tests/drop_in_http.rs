@@ -1,0 +1,199 @@
+//! Issue 31, part 2: the staunch layers straight over a raw HTTP client
+//! (hyper-util's legacy client as a tower service, over loopback) against
+//! the mock's scripted faults, no staunch provider client at all.
+//! Run with `cargo test -p staunch --all-features -- drop_in`.
+#![cfg(feature = "http-call")]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+use staunch::core::{Answer, ErrorClass, ErrorKind, LlmError};
+use staunch::http_call::{ClassifyHttpLayer, HttpAnswer, HttpCall};
+use staunch::quota::{QuotaConfig, QuotaLayer};
+use staunch::retry::{NoJitter, RetryConfig, RetryLayer};
+use staunch_mock::{Fault, MockServer, Route, RouteScenario, Scenario};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::util::BoxCloneService;
+use tower::{ServiceBuilder, ServiceExt};
+
+type Stack = BoxCloneService<HttpCall, HttpAnswer, LlmError>;
+
+fn users_http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn mock(openai: Vec<Fault>, anthropic: Vec<Fault>) -> MockServer {
+    let scenario = Scenario {
+        openai: RouteScenario {
+            script: openai,
+            ..RouteScenario::default()
+        },
+        anthropic: RouteScenario {
+            script: anthropic,
+            ..RouteScenario::default()
+        },
+        ..Scenario::default()
+    };
+    MockServer::start(scenario).await.expect("mock server")
+}
+
+/// Retry over the breaker over the quota over the user's client.
+fn stack(breaker: CircuitBreakerConfig, retries: u32) -> Stack {
+    let service = ServiceBuilder::new()
+        .layer(RetryLayer::new(
+            RetryConfig::new()
+                .no_budget()
+                .max_retries(retries)
+                .jitter(NoJitter),
+        ))
+        .layer(CircuitBreakerLayer::new(breaker).expect("a breaker"))
+        .layer(
+            QuotaLayer::new(QuotaConfig::new("mock").requests_per_minute(10_000)).expect("a quota"),
+        )
+        .layer(ClassifyHttpLayer::new())
+        .service(users_http_client());
+    BoxCloneService::new(service)
+}
+
+fn default_stack() -> Stack {
+    stack(CircuitBreakerConfig::new("mock"), 3)
+}
+
+const OPENAI_BODY: &str = r#"{"model": "gpt-4o-mini", "max_tokens": 32, "messages": [{"role": "user", "content": "Say hello, replayed byte for byte."}]}"#;
+
+fn openai_call(mock: &MockServer) -> HttpCall {
+    let request = http::Request::post(format!("{}/chat/completions", mock.openai_base_url()))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-test")
+        .body(Bytes::from_static(OPENAI_BODY.as_bytes()))
+        .expect("a request");
+    HttpCall::new(request).expect("a call")
+}
+
+fn anthropic_call(mock: &MockServer) -> HttpCall {
+    let body = r#"{"model": "claude-sonnet-4-5", "max_tokens": 32, "messages": [{"role": "user", "content": "hello"}]}"#;
+    let request = http::Request::post(format!("{}/v1/messages", mock.anthropic_base_url()))
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-ant-test")
+        .header("anthropic-version", "2023-06-01")
+        .body(Bytes::from_static(body.as_bytes()))
+        .expect("a request");
+    HttpCall::new(request).expect("a call")
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_retries_a_429_honouring_retry_after_and_replays_the_body() {
+    let mock = mock(
+        vec![Fault::RateLimit { retry_after: 3.0 }, Fault::Ok],
+        vec![],
+    )
+    .await;
+    let started = Instant::now();
+    let answer = default_stack()
+        .oneshot(openai_call(&mock))
+        .await
+        .expect("answered after one retry");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "waited the provider's Retry-After: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.meta().attempts, 2);
+    assert!(answer.usage().input_tokens > 0, "usage read from the JSON");
+    let body = answer
+        .into_response()
+        .into_body()
+        .collect()
+        .await
+        .expect("body");
+    let json: serde_json::Value = serde_json::from_slice(&body.to_bytes()).expect("json");
+    assert_eq!(json["object"], "chat.completion");
+
+    let stats = mock.stats();
+    assert_eq!(stats.requests_to(Route::OpenAi), 2);
+    let bodies: Vec<&[u8]> = stats.recent.iter().map(|r| r.body.bytes()).collect();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0], OPENAI_BODY.as_bytes(), "the body as sent");
+    assert_eq!(bodies[0], bodies[1], "replayed identically on retry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_retries_anthropics_overloaded_529() {
+    let mock = mock(
+        vec![],
+        vec![Fault::Overloaded {
+            retry_after: Some(1.0),
+        }],
+    )
+    .await;
+    let answer = default_stack()
+        .oneshot(anthropic_call(&mock))
+        .await
+        .expect("answered after the overload");
+    assert_eq!(answer.meta().attempts, 2);
+    assert_eq!(mock.stats().requests_to(Route::Anthropic), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_does_not_retry_a_context_overflow() {
+    let mock = mock(vec![Fault::ContextOverflow, Fault::Ok], vec![]).await;
+    let error = default_stack()
+        .oneshot(openai_call(&mock))
+        .await
+        .expect_err("a context overflow");
+    assert_eq!(error.kind, ErrorKind::ContextLengthExceeded);
+    assert_eq!(error.class(), ErrorClass::Unavailable);
+    assert_eq!(error.status, Some(400));
+    assert_eq!(
+        mock.stats().requests_to(Route::OpenAi),
+        1,
+        "never sent twice"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_insufficient_quota_is_unavailable_and_not_retried() {
+    let mock = mock(vec![Fault::Quota, Fault::Ok], vec![]).await;
+    let error = default_stack()
+        .oneshot(openai_call(&mock))
+        .await
+        .expect_err("quota");
+    assert_eq!(error.kind, ErrorKind::QuotaExhausted);
+    assert_eq!(error.class(), ErrorClass::Unavailable);
+    assert_eq!(mock.stats().requests_to(Route::OpenAi), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_opens_the_breaker_on_repeated_5xx() {
+    let mock = mock(vec![Fault::ServerError; 10], vec![]).await;
+    let service = stack(
+        CircuitBreakerConfig::new("mock")
+            .consecutive_failures(Some(3))
+            .break_duration(Duration::from_secs(60)),
+        0,
+    );
+    for _ in 0..3 {
+        let error = service
+            .clone()
+            .oneshot(openai_call(&mock))
+            .await
+            .expect_err("a 500");
+        assert_eq!(error.kind, ErrorKind::Server);
+    }
+    let error = service
+        .clone()
+        .oneshot(openai_call(&mock))
+        .await
+        .expect_err("the circuit is open");
+    assert_eq!(error.kind, ErrorKind::CircuitOpen);
+    assert_eq!(
+        mock.stats().requests_to(Route::OpenAi),
+        3,
+        "the open circuit sent nothing"
+    );
+}
