@@ -2,7 +2,7 @@
 
 use super::state::{Grant, Quota};
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, ChatRequest, ChatResponse, LlmError};
+use staunch_core::{Answer, BoxError, Call, ChatRequest, LlmError};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -14,12 +14,12 @@ pub(super) type Decision = Pin<Box<dyn Future<Output = Result<Grant, LlmError>> 
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, F> {
+    enum State<S, F, C> {
         // Waiting for the shared decision.
         Admitting {
             decision: Decision,
             service: Option<S>,
-            request: Option<ChatRequest>,
+            request: Option<C>,
         },
         // Admitted: the inner call.
         Calling {
@@ -38,17 +38,17 @@ pin_project! {
     /// The response future of [`SharedQuota`](super::SharedQuota): the
     /// admission (when it needs Redis), then the inner call, whose usage
     /// settles the token reservation.
-    pub struct ResponseFuture<S>
+    pub struct ResponseFuture<S, C = ChatRequest>
     where
-        S: Service<ChatRequest>,
+        S: Service<C>,
     {
         #[pin]
-        state: State<S, S::Future>,
+        state: State<S, S::Future, C>,
         quota: Option<Arc<Quota>>,
     }
 }
 
-impl<S: Service<ChatRequest>> ResponseFuture<S> {
+impl<C, S: Service<C>> ResponseFuture<S, C> {
     pub(super) fn calling(call: S::Future, quota: Arc<Quota>, grant: Grant) -> Self {
         ResponseFuture {
             state: State::Calling { call, grant },
@@ -63,12 +63,7 @@ impl<S: Service<ChatRequest>> ResponseFuture<S> {
         }
     }
 
-    pub(super) fn admitting(
-        decision: Decision,
-        service: S,
-        request: ChatRequest,
-        quota: Arc<Quota>,
-    ) -> Self {
+    pub(super) fn admitting(decision: Decision, service: S, request: C, quota: Arc<Quota>) -> Self {
         ResponseFuture {
             state: State::Admitting {
                 decision,
@@ -80,12 +75,13 @@ impl<S: Service<ChatRequest>> ResponseFuture<S> {
     }
 }
 
-impl<S> Future for ResponseFuture<S>
+impl<S, C> Future for ResponseFuture<S, C>
 where
-    S: Service<ChatRequest, Response = ChatResponse>,
+    C: Call,
+    S: Service<C, Response = C::Answer>,
     S::Error: Into<BoxError>,
 {
-    type Output = Result<ChatResponse, LlmError>;
+    type Output = Result<C::Answer, LlmError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -133,13 +129,13 @@ where
 /// Settles the token reservation: with the billed usage of a complete
 /// answer, with what a failure spent; a streamed answer keeps its
 /// reservation (its usage is known only at its end).
-fn settle(quota: &Arc<Quota>, grant: Grant, result: &Result<ChatResponse, LlmError>) {
+fn settle<A: Answer>(quota: &Arc<Quota>, grant: Grant, result: &Result<A, LlmError>) {
     if grant.tokens == 0 {
         return;
     }
     let used = match result {
-        Ok(response) if response.stream.is_none() => {
-            let u = &response.usage;
+        Ok(response) if !response.is_streaming() => {
+            let u = &response.usage();
             let total = u.input_tokens + u.output_tokens;
             if total == 0 {
                 // No usage reported: keep the reservation.
@@ -156,7 +152,7 @@ fn settle(quota: &Arc<Quota>, grant: Grant, result: &Result<ChatResponse, LlmErr
     quota.settle(grant, used);
 }
 
-impl<S: Service<ChatRequest>> fmt::Debug for ResponseFuture<S> {
+impl<C, S: Service<C>> fmt::Debug for ResponseFuture<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -3,7 +3,7 @@
 use super::config::SharedQuotaConfig;
 use super::future::ResponseFuture;
 use super::state::{Admission, Patience, Quota};
-use staunch_core::{BoxError, ChatRequest, ChatResponse, Deadline, LlmError};
+use staunch_core::{BoxError, Call, Deadline, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -71,14 +71,15 @@ impl<S> fmt::Debug for SharedQuota<S> {
     }
 }
 
-impl<S> Service<ChatRequest> for SharedQuota<S>
+impl<S, C> Service<C> for SharedQuota<S>
 where
-    S: Service<ChatRequest, Response = ChatResponse> + Clone,
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone,
     S::Error: Into<BoxError>,
 {
-    type Response = ChatResponse;
+    type Response = C::Answer;
     type Error = LlmError;
-    type Future = ResponseFuture<S>;
+    type Future = ResponseFuture<S, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
         self.inner
@@ -86,7 +87,7 @@ where
             .map_err(|e| LlmError::from_box(e.into()))
     }
 
-    fn call(&mut self, request: ChatRequest) -> Self::Future {
+    fn call(&mut self, request: C) -> Self::Future {
         let tokens = self.quota.estimate(&request);
         let patience = Patience::new(self.quota.config.max_wait, Deadline::of(&request));
         let decision: super::future::Decision = match self.quota.decide_now(tokens, patience) {

@@ -5,7 +5,7 @@ use crate::local::{LocalGcra, Recent};
 use crate::metrics as names;
 use crate::scripts;
 use redis::aio::ConnectionManager;
-use staunch_core::{ChatRequest, Deadline, ErrorKind, LlmError};
+use staunch_core::{Call, Deadline, ErrorKind, LlmError};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -352,13 +352,13 @@ impl Quota {
 
     /// The tokens a request reserves: its prompt estimate plus its output
     /// cap, at most the whole limit.
-    pub(crate) fn estimate(&self, request: &ChatRequest) -> u64 {
+    pub(crate) fn estimate(&self, request: &impl Call) -> u64 {
         match &self.tokens {
             None => 0,
             Some(t) => {
                 let output = request
-                    .max_tokens
-                    .map_or(self.config.default_output_tokens, u64::from);
+                    .max_output_tokens()
+                    .unwrap_or(self.config.default_output_tokens);
                 (request.estimated_input_tokens() + output).min(t.limit.amount)
             }
         }
