@@ -9,13 +9,16 @@
 
 mod support;
 
+use bytes::Bytes;
 use criterion::Criterion;
+use http_body_util::Full;
 use staunch::ServiceBuilderExt;
 use staunch::budget::{BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use staunch::core::{ChatRequest, ChatResponse, Price};
 use staunch::degrade::{DegradeConfig, DegradeLayer};
 use staunch::fallback::{Fallback, Target};
+use staunch::http_call::{ClassifyHttpLayer, HttpAnswer, HttpCall};
 use staunch::observe::InstrumentLayer;
 use staunch::quota::{QuotaConfig, QuotaLayer};
 use staunch::retry::{RetryConfig, RetryLayer};
@@ -45,6 +48,14 @@ const ROWS: &[(&str, &str)] = &[
     ("quota", "QuotaLayer, RPM + TPM, reconciled"),
     ("tower_timeout", "tower TimeoutLayer (30 s), for scale"),
     ("full_stack", "the recommended stack (benches/stack.rs)"),
+    (
+        "stack_chat",
+        "retry + breaker + quota over the chat provider (issue 31)",
+    ),
+    (
+        "stack_http",
+        "the same over a raw HTTP service, ClassifyHttpLayer innermost (issue 31)",
+    ),
 ];
 
 fn budget_layer() -> BudgetLayer {
@@ -196,6 +207,98 @@ fn bench(c: &mut Runner<'_>) {
         .budget(budget_layer())
         .service(chain);
     run(c, "full_stack", stack, &request);
+
+    // Issue 31: the same three layers over the chat call and over a raw
+    // HTTP service answering the same JSON at once (the classifier buffers
+    // it and reads its usage), in the same run.
+    let quota = || {
+        QuotaLayer::new(
+            QuotaConfig::new("bench")
+                .requests_per_minute(1_000_000_000_000)
+                .tokens_per_minute(1_000_000_000_000_000),
+        )
+        .expect("valid")
+    };
+    let breaker = || CircuitBreakerLayer::new(CircuitBreakerConfig::new("bench")).expect("valid");
+    let chat = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryConfig::new()))
+        .layer(breaker())
+        .layer(quota())
+        .service(in_memory());
+    run(c, "stack_chat", chat, &request);
+    let http = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryConfig::new()))
+        .layer(breaker())
+        .layer(quota())
+        .layer(ClassifyHttpLayer::new())
+        .service(tower::service_fn(|_: http::Request<Full<Bytes>>| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(HTTP_ANSWER)))
+                    .expect("a response"),
+            ))
+        }));
+    run_http(c, "stack_http", http, &http_request());
+}
+
+const HTTP_ANSWER: &[u8] = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13}}"#;
+
+/// The bench request as the raw HTTP a user's client would send.
+fn http_request() -> HttpCall {
+    let body = br#"{"model":"gpt-4o","max_tokens":16,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hi"}]}"#;
+    let request = http::Request::post("http://api.example/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Bytes::from_static(body))
+        .expect("a request");
+    HttpCall::new(request).expect("a call")
+}
+
+/// [`run`] for an HTTP call: the same driving, through [`poll_call`].
+fn run_http<S>(c: &mut Runner<'_>, id: &str, mut service: S, request: &HttpCall)
+where
+    S: Service<HttpCall, Response = HttpAnswer>,
+{
+    match c {
+        Runner::Criterion(c) => {
+            let mut group = c.benchmark_group(GROUP);
+            group.bench_function(id, |b| {
+                b.iter(|| black_box(poll_call(&mut service, request)))
+            });
+            group.finish();
+        }
+        Runner::Count { id: only, calls } => {
+            if only == id {
+                for _ in 0..*calls {
+                    black_box(poll_call(&mut service, request));
+                }
+            }
+        }
+    }
+}
+
+/// `support::call_once` for any request type.
+fn poll_call<S, R: Clone>(service: &mut S, request: &R) -> S::Response
+where
+    S: Service<R>,
+{
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => break,
+            Poll::Ready(Err(_)) => panic!("the success path was refused"),
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
+    let mut future = std::pin::pin!(service.call(request.clone()));
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(response)) => return response,
+            Poll::Ready(Err(_)) => panic!("the success path failed"),
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
 }
 
 fn print_table(started: std::time::SystemTime) {
