@@ -87,6 +87,7 @@ pub struct TargetBuilder<S, C = ChatRequest> {
     attempt_timeout: Option<Duration>,
     retry_attempt_timeouts: bool,
     split: Option<SplitBatchLayer>,
+    vector_space: Option<Arc<str>>,
     #[cfg(feature = "validate")]
     validate: Option<ValidateConfig>,
     #[cfg(feature = "quota")]
@@ -138,6 +139,7 @@ where
             attempt_timeout: Some(C::OPERATION.default_attempt_timeout()),
             retry_attempt_timeouts: false,
             split: None,
+            vector_space: None,
             #[cfg(feature = "validate")]
             validate: None,
             #[cfg(feature = "quota")]
@@ -262,6 +264,13 @@ where
         self
     }
 
+    /// Embeddings: the vector space the target's vectors live in
+    /// ([`Target::vector_space`]; by default its model).
+    pub fn vector_space(mut self, space: impl Into<Arc<str>>) -> Self {
+        self.vector_space = Some(space.into());
+        self
+    }
+
     /// Sends a batch call (embeddings) larger than `max_inputs` inputs or
     /// about `max_tokens` estimated tokens as several requests that fit,
     /// joined back in order ([`SplitBatchLayer`]), between the breaker and
@@ -330,6 +339,9 @@ where
             target = target.price(price);
         }
         target = target.accepts_prefill(self.accepts_prefill);
+        if let Some(space) = self.vector_space {
+            target = target.vector_space(space);
+        }
         Ok((target, handle))
     }
 }

@@ -7,7 +7,7 @@ use staunch::TargetBuilder;
 use staunch::budget::{BudgetConfig, BudgetLayer};
 use staunch::core::{EmbeddingRequest, EmbeddingResponse, ErrorKind, LlmError, QualityTier};
 use staunch::degrade::{DegradeConfig, DegradeLayer};
-use staunch::fallback::Fallback;
+use staunch::fallback::{Fallback, InvalidChain};
 use staunch::observe::InstrumentLayer;
 use staunch::retry::{NoJitter, RetryConfig};
 use staunch_mock::{Fault, MockServer, Route, RouteScenario, Scenario};
@@ -167,6 +167,43 @@ async fn a_batch_over_the_targets_limit_is_split_and_answered_in_order() {
     // Three parts, and the second part's 429 was retried on its own: the
     // refused batch above took the script's first step.
     assert_eq!(answer.meta.attempts, 4);
+}
+
+/// Vectors from two models are not comparable: a chain that would answer
+/// one caller from either is refused when it is built, unless the targets
+/// declare one vector space.
+#[tokio::test]
+async fn a_chain_mixing_vector_spaces_is_refused_at_build_time() {
+    let mock = mock(vec![]).await;
+    let target = |name: &str, model: &str| {
+        TargetBuilder::<_, EmbeddingRequest>::for_call(name, client(&mock)).model(model)
+    };
+    let small = target("a", "text-embedding-3-small").build().unwrap().0;
+    let large = target("b", "text-embedding-3-large").build().unwrap().0;
+    let err = Fallback::new([small.clone(), large]).unwrap_err();
+    assert!(
+        matches!(&err, InvalidChain::MixedVectorSpaces { first, other, .. } if first == "a" && other == "b"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("text-embedding-3-large"), "{err}");
+
+    // The same model at another vendor, declared compatible.
+    let a = target("a", "text-embedding-3-small")
+        .vector_space("openai-3-small")
+        .build()
+        .unwrap()
+        .0;
+    let b = target("azure", "my-deployment")
+        .vector_space("openai-3-small")
+        .build()
+        .unwrap()
+        .0;
+    assert!(Fallback::new([a, b]).is_ok());
+    // Chat chains have no such rule.
+    let chat =
+        |name: &str, model: &str| staunch::fallback::Target::new(name, client(&mock)).model(model);
+    assert!(Fallback::new([chat("a", "gpt-4o"), chat("b", "claude")]).is_ok());
+    let _ = small;
 }
 
 #[tokio::test(start_paused = true)]

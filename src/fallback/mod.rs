@@ -46,6 +46,6 @@ pub use crate::health::TargetHealth;
 pub use continuation::ContinuationOrder;
 pub use future::ResponseFuture;
 pub use layer::FallbackLayer;
-pub use service::{EmptyChain, Fallback};
+pub use service::{Fallback, InvalidChain};
 pub use split::DeadlineSplit;
 pub use target::{Target, TargetService};

@@ -4,7 +4,7 @@ use super::continuation::ContinuationOrder;
 use super::future::ResponseFuture;
 use super::split::DeadlineSplit;
 use super::target::Target;
-use staunch_core::{Call, ChatRequest, Classify, DefaultClassify, LlmError};
+use staunch_core::{Call, ChatRequest, Classify, DefaultClassify, LlmError, Operation};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -89,17 +89,61 @@ impl<C: Call> Fallback<C> {
     }
 }
 
-/// A fallback chain was built with no target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("a fallback chain needs at least one target")]
-pub struct EmptyChain;
+/// A fallback chain that cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidChain {
+    /// No target at all.
+    #[error("a fallback chain needs at least one target")]
+    Empty,
+    /// Embedding targets whose vectors live in different spaces: a vector
+    /// from one compared with the other's means nothing, so one cannot
+    /// stand in for the other.
+    #[error(
+        "targets {first} ({first_space}) and {other} ({other_space}) answer embeddings in different vector spaces; \
+         give them the same model, or declare the same vector_space when they are compatible"
+    )]
+    MixedVectorSpaces {
+        /// The first target's name.
+        first: String,
+        /// Its vector space.
+        first_space: String,
+        /// The target whose space differs.
+        other: String,
+        /// Its vector space.
+        other_space: String,
+    },
+}
 
 impl<C: Call> Fallback<C> {
     /// A chain of `targets`, tried in order.
-    pub fn new(targets: impl IntoIterator<Item = Target<C>>) -> Result<Self, EmptyChain> {
+    ///
+    /// A chain of embedding targets must answer in one vector space: every
+    /// target's [`vector_space`](Target::vector_space) (by default its
+    /// model rewrite, or the caller's model when it has none) must be the
+    /// same, else [`InvalidChain::MixedVectorSpaces`].
+    pub fn new(targets: impl IntoIterator<Item = Target<C>>) -> Result<Self, InvalidChain> {
         let targets: Arc<[Target<C>]> = targets.into_iter().collect();
-        if targets.is_empty() {
-            return Err(EmptyChain);
+        let Some(first) = targets.first() else {
+            return Err(InvalidChain::Empty);
+        };
+        if C::OPERATION == Operation::Embeddings {
+            let space = |t: &Target<C>| {
+                t.vector_space
+                    .as_deref()
+                    .or(t.model.as_deref())
+                    .unwrap_or("the caller's model")
+                    .to_owned()
+            };
+            let first_space = space(first);
+            if let Some(other) = targets.iter().find(|t| space(t) != first_space) {
+                return Err(InvalidChain::MixedVectorSpaces {
+                    first: first.name.to_string(),
+                    first_space,
+                    other: other.name.to_string(),
+                    other_space: space(other),
+                });
+            }
         }
         Ok(Fallback::from_parts(targets))
     }

@@ -37,6 +37,7 @@ pub struct Target<C: Call = ChatRequest> {
     pub(super) price: Option<Price>,
     pub(super) health: Option<Arc<dyn TargetHealth>>,
     pub(super) accepts_prefill: bool,
+    pub(super) vector_space: Option<Arc<str>>,
 }
 
 impl Target {
@@ -72,6 +73,7 @@ impl<C: Call> Target<C> {
             price: None,
             health: None,
             accepts_prefill: false,
+            vector_space: None,
         }
     }
 
@@ -102,6 +104,16 @@ impl<C: Call> Target<C> {
         self
     }
 
+    /// Embeddings: the vector space the target's vectors live in, for a
+    /// chain whose targets name different models that are known to be
+    /// compatible (the same model served by two vendors, say). By default
+    /// it is the target's model. A chain refuses targets of different
+    /// spaces ([`InvalidChain::MixedVectorSpaces`](super::InvalidChain)).
+    pub fn vector_space(mut self, space: impl Into<Arc<str>>) -> Self {
+        self.vector_space = Some(space.into());
+        self
+    }
+
     /// Declares that this target continues an assistant message given as
     /// its last message (a prefill: Anthropic does, OpenAI's Chat
     /// Completions does not). A streamed text answer that breaks after its
@@ -128,6 +140,7 @@ impl<C: Call> Clone for Target<C> {
             price: self.price,
             health: self.health.clone(),
             accepts_prefill: self.accepts_prefill,
+            vector_space: self.vector_space.clone(),
         }
     }
 }

@@ -387,7 +387,10 @@ async fn layers_nest_into_a_chain() {
 
 #[test]
 fn an_empty_chain_is_refused() {
-    assert_eq!(Fallback::<ChatRequest>::new([]).unwrap_err(), EmptyChain);
+    assert_eq!(
+        Fallback::<ChatRequest>::new([]).unwrap_err(),
+        InvalidChain::Empty
+    );
 }
 
 /// Issue 9: every target half-open with its probe in flight. The burst
