@@ -1,11 +1,15 @@
 //! From a [`Config`] to running stacks: one provider client per provider,
-//! one staunch stack per route, one budget per client key.
+//! one staunch stack per route (and a second for its embeddings, over the
+//! same clients), one budget per client key.
 
-use crate::config::{ClientKey, Config, OnRefusal, Provider, ProviderKind, Route};
+use crate::config::{ClientKey, Config, EmbeddingPlan, OnRefusal, Provider, ProviderKind, Route};
 use sha2::{Digest, Sha256};
 use staunch::budget::{Budget, BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitState};
-use staunch::core::{ChatRequest, ChatResponse, Classify, ErrorClass, ErrorKind, LlmError, Price};
+use staunch::core::{
+    ChatRequest, ChatResponse, Classify, EmbeddingRequest, EmbeddingResponse, ErrorClass,
+    ErrorKind, LlmError, Operation, Price,
+};
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::Fallback;
 use staunch::observe::Instrument;
@@ -21,6 +25,9 @@ use tower::util::{BoxCloneSyncService, Either};
 
 /// One route's stack.
 pub(crate) type Stack = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
+
+/// One route's embeddings stack, and a provider's embeddings client.
+pub(crate) type EmbedStack = BoxCloneSyncService<EmbeddingRequest, EmbeddingResponse, LlmError>;
 
 /// Why a configuration could not be put to work.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +56,17 @@ pub(crate) struct CompiledRoute {
     /// budget, the fallback chain. Served through [`CompiledRoute::stack`].
     inner: Stack,
     pub(crate) breakers: Vec<(String, CircuitBreakerHandle)>,
+    /// The route's embeddings layers below the instrumentation (degrade,
+    /// budget, a chain of its targets in one vector space), or why it
+    /// serves no embeddings. Served through [`CompiledRoute::embeddings`].
+    embeddings: Result<EmbedStack, Arc<str>>,
 }
 
 /// A route's stack for one request: [`CompiledRoute::stack`].
 pub(crate) type Served = Instrument<Either<Budget<Stack>, Stack>>;
+
+/// A route's embeddings stack for one request: [`CompiledRoute::embeddings`].
+pub(crate) type ServedEmbeddings = Instrument<Either<Budget<EmbedStack>, EmbedStack>>;
 
 impl CompiledRoute {
     /// The route's stack for one request of a client whose key has
@@ -65,6 +79,21 @@ impl CompiledRoute {
             .instrument()
             .option_layer(key_budget)
             .service(self.inner.clone())
+    }
+
+    /// The route's embeddings stack for one request, layered as
+    /// [`stack`](Self::stack) is (the key's budget is the same budget: a
+    /// key's window counts its chat and its embeddings alike), or why the
+    /// route serves no embeddings.
+    pub(crate) fn embeddings(
+        &self,
+        key_budget: Option<BudgetLayer>,
+    ) -> Result<ServedEmbeddings, &str> {
+        let inner = self.embeddings.as_ref().map_err(|why| &**why)?;
+        Ok(ServiceBuilder::new()
+            .instrument()
+            .option_layer(key_budget)
+            .service(inner.clone()))
     }
 
     /// Ready while at least one target's circuit is not open.
@@ -169,13 +198,20 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
 async fn build(config: Config) -> Result<Running, GatewayError> {
     let mut mock = None;
     let mut clients: HashMap<String, Stack> = HashMap::new();
+    let mut embedders: HashMap<String, EmbedStack> = HashMap::new();
     for (name, provider) in &config.providers {
-        let client = client(name, provider, &mut mock).await?;
+        let (client, embedder) = client(name, provider, &mut mock).await?;
         clients.insert(name.clone(), client);
+        if let Some(embedder) = embedder {
+            embedders.insert(name.clone(), embedder);
+        }
     }
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, route) in config.routes.iter().enumerate() {
-        routes.push(compile(i, route, &clients)?);
+        let mut compiled = compile(i, route, &clients)?;
+        compiled.embeddings =
+            compile_embeddings(i, route, config.embedding_plan(route), &embedders)?;
+        routes.push(compiled);
     }
     let mut keys = HashMap::new();
     for key in &config.client_keys {
@@ -217,11 +253,13 @@ fn key_entry(key: &ClientKey) -> Result<([u8; 32], KeyEntry), GatewayError> {
     ))
 }
 
+/// The provider's client, boxed for chat and, when it has an embeddings
+/// API, for embeddings too (the same client: one connection pool).
 async fn client(
     name: &str,
     provider: &Provider,
     mock: &mut Option<MockServer>,
-) -> Result<Stack, GatewayError> {
+) -> Result<(Stack, Option<EmbedStack>), GatewayError> {
     let http = HttpOptions::new()
         .connect_timeout(provider.connect_timeout)
         .request_timeout(provider.request_timeout)
@@ -248,7 +286,7 @@ async fn client(
             for (k, v) in &provider.headers {
                 config = config.header(k.clone(), v.clone());
             }
-            Stack::new(Anthropic::new(config).map_err(failed)?)
+            (Stack::new(Anthropic::new(config).map_err(failed)?), None)
         }
         ProviderKind::Mock => {
             if mock.is_none() {
@@ -272,7 +310,8 @@ async fn client(
                 .base_url(server)
                 .no_api_key()
                 .http(http);
-            Stack::new(OpenAi::new(config).map_err(failed)?)
+            let client = OpenAi::new(config).map_err(failed)?;
+            (Stack::new(client.clone()), Some(EmbedStack::new(client)))
         }
         _ => {
             let mut config = OpenAiConfig::new().provider(name).http(http);
@@ -286,7 +325,8 @@ async fn client(
             for (k, v) in &provider.headers {
                 config = config.header(k.clone(), v.clone());
             }
-            Stack::new(OpenAi::new(config).map_err(failed)?)
+            let client = OpenAi::new(config).map_err(failed)?;
+            (Stack::new(client.clone()), Some(EmbedStack::new(client)))
         }
     };
     Ok(stack)
@@ -359,7 +399,7 @@ fn compile(
                     .half_open_probes(t.breaker.half_open_probes)
                     .success_threshold(t.breaker.success_threshold),
             )
-            .attempt_timeout(t.attempt_timeout)
+            .attempt_timeout(t.attempt_timeout_for(Operation::Chat))
             .retry_attempt_timeouts(t.retry_attempt_timeouts);
         if let Some(price) = t.price {
             builder = builder.price(Price::per_million(price.input, price.output));
@@ -403,14 +443,7 @@ fn compile(
             degrade = degrade.cache(ttl, d.cache_capacity);
         }
     }
-    let per_request = route.budget.as_ref().and_then(|b| b.per_request_tokens);
-    let budget = match per_request {
-        Some(tokens) => Some(
-            BudgetLayer::new(BudgetConfig::new().per_request_tokens(tokens))
-                .map_err(|e| GatewayError::Setting(format!("routes[{index}].budget: {e}")))?,
-        ),
-        None => None,
-    };
+    let budget = route_budget(index, route)?;
     // The instrumentation and the client key's budget go around this per
     // request: `CompiledRoute::stack`.
     let inner = ServiceBuilder::new()
@@ -421,5 +454,121 @@ fn compile(
         route: route.clone(),
         inner: BoxCloneSyncService::new(inner),
         breakers,
+        embeddings: Err(Arc::from("embeddings are not built yet")),
     })
+}
+
+/// The route's embeddings stack, by its `plan`: the same per-target
+/// settings as its chat chain (retry, breaker, quota, price), the
+/// operation's attempt timeout unless the target sets one, and the route's
+/// degrade cache and budget; over the targets of one vector space only.
+///
+/// Each target gets breakers and quotas of its own for embeddings, named
+/// `"{provider}/{model} (embeddings)"`: an embeddings endpoint fails apart
+/// from the chat one (a server may serve one and not the other, and the
+/// two are separate backends at OpenAI), so a chat outage must not stop
+/// embeddings nor the other way round. Context windows are left out: an
+/// embedding model's window bounds each input, not the batch's sum.
+fn compile_embeddings(
+    index: usize,
+    route: &Route,
+    plan: EmbeddingPlan,
+    embedders: &HashMap<String, EmbedStack>,
+) -> Result<Result<EmbedStack, Arc<str>>, GatewayError> {
+    let targets = match plan {
+        EmbeddingPlan::Serves(targets) => targets,
+        EmbeddingPlan::Unserved(why) => {
+            tracing::debug!(target: "staunch_gateway", route = %route.model, "{why}");
+            return Ok(Err(Arc::from(why)));
+        }
+        EmbeddingPlan::Mixed { first, other } => {
+            return Err(GatewayError::Setting(format!(
+                "routes[{index}]: targets[{first}] and targets[{other}] name different \
+                 embedding spaces ({:?} and {:?}); a fallback between them would mix \
+                 vector spaces",
+                route.targets[first].embedding_space(),
+                route.targets[other].embedding_space()
+            )));
+        }
+    };
+    let mut chain = Vec::with_capacity(targets.len());
+    for j in targets {
+        let t = &route.targets[j];
+        let at = |e: &dyn std::fmt::Display| {
+            GatewayError::Setting(format!("routes[{index}].targets[{j}] (embeddings): {e}"))
+        };
+        let client = embedders.get(&t.provider).cloned().ok_or_else(|| {
+            at(&format_args!(
+                "no embeddings client for provider {:?}",
+                t.provider
+            ))
+        })?;
+        let name = format!("{}/{}", t.provider, t.model);
+        let own = format!("{name} (embeddings)");
+        let mut builder = TargetBuilder::<_, EmbeddingRequest>::for_call(name, client)
+            .model(t.model.clone())
+            .retry(
+                RetryConfig::new()
+                    .max_retries(t.retry.max_retries)
+                    .base_delay(t.retry.base_delay)
+                    .max_delay(t.retry.max_delay),
+            )
+            .breaker(
+                CircuitBreakerConfig::new(own.clone())
+                    .consecutive_failures(Some(t.breaker.consecutive_failures))
+                    .break_duration(t.breaker.break_duration)
+                    .break_growth(t.breaker.break_growth, t.breaker.max_break())
+                    .break_jitter(t.breaker.break_jitter)
+                    .half_open_probes(t.breaker.half_open_probes)
+                    .success_threshold(t.breaker.success_threshold),
+            )
+            .attempt_timeout(t.attempt_timeout_for(Operation::Embeddings))
+            .retry_attempt_timeouts(t.retry_attempt_timeouts);
+        if let Some(price) = t.price {
+            builder = builder.price(Price::per_million(price.input, price.output));
+        }
+        if let Some(quota) = &t.quota {
+            let mut config = QuotaConfig::new(own).max_wait(quota.max_wait);
+            if let Some(requests) = quota.requests_per_minute {
+                config = config.requests_per_minute(requests);
+            }
+            if let Some(tokens) = quota.tokens_per_minute {
+                config = config.tokens_per_minute(tokens);
+            }
+            builder = builder.quota(config).map_err(|e| at(&e))?;
+        }
+        let (target, _breaker) = builder.build().map_err(|e| at(&e))?;
+        chain.push(target);
+    }
+    let mut chain =
+        Fallback::new(chain).map_err(|e| GatewayError::Setting(format!("routes[{index}]: {e}")))?;
+    // No static answer: a fixed text is no vector. The cache is where
+    // embeddings degrade best: the same input has the same vectors.
+    let mut degrade = DegradeConfig::new();
+    if route.on_refusal == OnRefusal::Return {
+        chain = chain.classify(ReturnRefusals);
+        degrade = degrade.classify(ReturnRefusals);
+    }
+    if let Some(d) = &route.degrade
+        && let Some(ttl) = d.cache_ttl
+    {
+        degrade = degrade.cache(ttl, d.cache_capacity);
+    }
+    let budget = route_budget(index, route)?;
+    let inner = ServiceBuilder::new()
+        .degrade(degrade)
+        .option_layer(budget)
+        .service(chain);
+    Ok(Ok(EmbedStack::new(inner)))
+}
+
+/// The route's per-request budget, if it has one.
+fn route_budget(index: usize, route: &Route) -> Result<Option<BudgetLayer>, GatewayError> {
+    match route.budget.as_ref().and_then(|b| b.per_request_tokens) {
+        Some(tokens) => Ok(Some(
+            BudgetLayer::new(BudgetConfig::new().per_request_tokens(tokens))
+                .map_err(|e| GatewayError::Setting(format!("routes[{index}].budget: {e}")))?,
+        )),
+        None => Ok(None),
+    }
 }

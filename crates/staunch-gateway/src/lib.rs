@@ -7,6 +7,9 @@
 //!   `POST /v1/messages` (Anthropic shape), both translated through the
 //!   neutral model so either client can be served by either provider,
 //!   streaming and tools included;
+//! - `POST /v1/embeddings` (OpenAI shape) through the same routes, over the
+//!   targets that serve embeddings, falling back only within one vector
+//!   space;
 //! - routes from a public model name (exact or a `*` pattern) to ordered
 //!   targets, each with its own breaker, retry and attempt timeout, behind
 //!   degrade and budget layers ([`config`]);
@@ -56,6 +59,7 @@ pub fn router(gateway: Gateway) -> Router {
     let limit = tower::limit::GlobalConcurrencyLimitLayer::new(server.max_concurrency);
     let api = Router::new()
         .route("/v1/chat/completions", post(ingress::openai_chat))
+        .route("/v1/embeddings", post(ingress::openai_embeddings))
         .route("/v1/messages", post(ingress::anthropic_messages))
         .route("/v1/models", get(ingress::models))
         .layer(limit);

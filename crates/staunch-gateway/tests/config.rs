@@ -95,7 +95,17 @@ fn minimal_config_takes_every_default() {
     assert_eq!(t.breaker.break_jitter, 0.2);
     assert_eq!(t.breaker.half_open_probes, 1);
     assert_eq!(t.breaker.success_threshold, 1);
-    assert_eq!(t.attempt_timeout, Duration::from_secs(30));
+    // Unset: the operation's own, 30 s for chat and 10 s for embeddings.
+    assert_eq!(t.attempt_timeout, None);
+    assert_eq!(
+        t.attempt_timeout_for(staunch::core::Operation::Chat),
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        t.attempt_timeout_for(staunch::core::Operation::Embeddings),
+        Duration::from_secs(10)
+    );
+    assert_eq!(t.embedding_space, None);
     assert!(!t.retry_attempt_timeouts);
     assert_eq!(t.quota, None);
 
@@ -261,7 +271,7 @@ fn full_expected() -> Config {
                                 half_open_probes: 2,
                                 success_threshold: 2,
                             },
-                            attempt_timeout: Duration::from_secs(20),
+                            attempt_timeout: Some(Duration::from_secs(20)),
                             retry_attempt_timeouts: true,
                             quota: Some(Quota {
                                 requests_per_minute: Some(60),
@@ -365,6 +375,10 @@ fn mock_config_is_valid() {
     assert_eq!(c.providers["mock"].kind, ProviderKind::Mock);
     let route = c.route_for("any-model").unwrap();
     assert_eq!(route.targets.len(), 2);
+    // Embedding models have a route of their own: the mock's vectors
+    // depend on the model, so `*`'s two targets are two vector spaces.
+    let embed = c.route_for("text-embedding-3-small").unwrap();
+    assert_eq!(embed.targets, [RouteTarget::new("mock", "mock-embedding")]);
     assert!(route.targets.iter().all(|t| t.provider == "mock"));
     assert!(!c.auth_required());
     // And the same config written as a file.
@@ -378,12 +392,18 @@ fn example_file_parses() {
     let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.server, Server::default());
     assert_eq!(c.providers.len(), 4);
-    assert_eq!(c.routes.len(), 3);
+    assert_eq!(c.routes.len(), 4);
     assert_eq!(c.routes[0].targets.len(), 3);
     assert_eq!(c.client_keys[0].sha256, KEY_HASH);
     assert_eq!(c.route_for("gpt-4o-mini").unwrap().model, "gpt-*");
     assert_eq!(c.route_for("claude-opus").unwrap().model, "claude-*");
     assert_eq!(c.route_for("llama").unwrap().model, "*");
+    let embed = c.route_for("text-embedding-3-small").unwrap();
+    assert_eq!(
+        embed.targets[1].embedding_space.as_deref(),
+        Some("text-embedding-3-small")
+    );
+    assert_eq!(embed.targets[1].embedding_space(), embed.targets[0].model);
     assert_eq!(
         c.routes[0].targets[0].quota,
         Some(Quota {
@@ -864,7 +884,7 @@ targets = [{ provider = "broken", model = "m" }, { provider = "nope", model = "m
 #[test]
 fn validate_checks_configs_built_in_code() {
     let mut c = Config::mock();
-    c.routes[0].targets.push(RouteTarget::new("nowhere", "m"));
+    c.routes[1].targets.push(RouteTarget::new("nowhere", "m"));
     c.server.listen = "0.0.0.0:80".parse().unwrap();
     let e = c.validate().unwrap_err();
     assert_eq!(e.0.len(), 2, "{e}");
@@ -872,7 +892,7 @@ fn validate_checks_configs_built_in_code() {
         e.0.iter()
             .all(|e| e.origin == "<config>" && e.line.is_none())
     );
-    assert!(e.to_string().contains("<config>: routes[0].targets[2].provider: unknown provider \"nowhere\"; known providers: mock"), "{e}");
+    assert!(e.to_string().contains("<config>: routes[1].targets[2].provider: unknown provider \"nowhere\"; known providers: mock"), "{e}");
 }
 
 #[test]
@@ -1367,4 +1387,131 @@ targets = [
         let err = find(&e, &format!("routes[0].targets[0].breaker.{field}"));
         assert_eq!(err.line, Some(9), "{err}");
     }
+}
+
+/// Providers of every kind, for the embedding-space checks.
+const EMBEDDING_PROVIDERS: &str = r#"
+[providers.openai]
+kind = "openai"
+
+[providers.azure]
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9/v1"
+
+[providers.anthropic]
+kind = "anthropic"
+"#;
+
+/// A route's embedding targets fall back to each other only within one
+/// vector space: the same model, or the same declared `embedding_space`.
+#[test]
+fn embedding_targets_of_one_space_are_valid() {
+    for targets in [
+        // One model at two providers.
+        r#"[{ provider = "openai", model = "text-embedding-3-small" },
+            { provider = "azure", model = "text-embedding-3-small" }]"#,
+        // The same model under another name, declared.
+        r#"[{ provider = "openai", model = "text-embedding-3-small" },
+            { provider = "azure", model = "my-deployment", embedding_space = "text-embedding-3-small" }]"#,
+        // Declared on both.
+        r#"[{ provider = "openai", model = "text-embedding-3-small", embedding_space = "te3s" },
+            { provider = "azure", model = "my-deployment", embedding_space = "te3s" }]"#,
+        // Anthropic serves no embeddings: it does not count.
+        r#"[{ provider = "openai", model = "text-embedding-3-small", embedding_space = "te3s" },
+            { provider = "anthropic", model = "claude-sonnet-4-5" }]"#,
+        // Different models without a declaration: a chat route (which
+        // then serves no embeddings), not a mistake.
+        r#"[{ provider = "openai", model = "gpt-4o" },
+            { provider = "azure", model = "llama" }]"#,
+    ] {
+        let text =
+            format!("{EMBEDDING_PROVIDERS}\n[[routes]]\nmodel = \"*\"\ntargets = {targets}\n");
+        Config::parse(&text, "gw.toml").unwrap_or_else(|e| panic!("{targets}: {e}"));
+    }
+}
+
+#[test]
+fn embedding_targets_of_two_declared_spaces_are_refused_at_their_line() {
+    let text = format!(
+        r#"{EMBEDDING_PROVIDERS}
+[[routes]]
+model = "embed"
+targets = [
+  {{ provider = "openai", model = "text-embedding-3-small", embedding_space = "openai-small" }},
+  {{ provider = "anthropic", model = "claude-sonnet-4-5" }},
+  {{ provider = "azure", model = "nomic-embed-text" }},
+]
+"#
+    );
+    let e = error(&text);
+    assert_eq!(e.field, "routes[0].targets[2].model");
+    assert_eq!(e.line, Some(17));
+    assert!(
+        e.message.contains("targets[0] (openai/text-embedding-3-small) embeds in the space \"openai-small\" and targets[2] (azure/nomic-embed-text) in \"nomic-embed-text\"")
+            && e.message.contains("would mix vector spaces"),
+        "{e}"
+    );
+
+    let both = format!(
+        r#"{EMBEDDING_PROVIDERS}
+[[routes]]
+model = "embed"
+targets = [
+  {{ provider = "openai", model = "text-embedding-3-small", embedding_space = "small" }},
+  {{ provider = "azure", model = "text-embedding-3-large", embedding_space = "large" }},
+]
+"#
+    );
+    assert_eq!(error(&both).field, "routes[0].targets[1].embedding_space");
+}
+
+#[test]
+fn an_embedding_space_needs_a_name_and_a_provider_that_embeds() {
+    let text = format!(
+        r#"{EMBEDDING_PROVIDERS}
+[[routes]]
+model = "*"
+targets = [
+  {{ provider = "openai", model = "m", embedding_space = "" }},
+  {{ provider = "anthropic", model = "claude-sonnet-4-5", embedding_space = "m" }},
+]
+"#
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        find(&e, "routes[0].targets[0].embedding_space")
+            .message
+            .contains("must name a space")
+    );
+    assert!(
+        find(&e, "routes[0].targets[1].embedding_space")
+            .message
+            .contains("kind anthropic, which serves no embeddings")
+    );
+}
+
+#[test]
+fn validate_checks_embedding_spaces_built_in_code() {
+    let mut c = Config::mock();
+    c.routes[0].targets.push(RouteTarget {
+        embedding_space: Some("other".into()),
+        ..RouteTarget::new("mock", "mock-embedding-2")
+    });
+    let e = c.validate().unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].field, "routes[0].targets[1].embedding_space");
+}
+
+/// The gateway refuses to build what the check would refuse, for a
+/// configuration built in code and never validated.
+#[tokio::test]
+async fn the_build_refuses_two_declared_embedding_spaces() {
+    let mut c = Config::mock();
+    c.routes[0].targets.push(RouteTarget {
+        embedding_space: Some("other".into()),
+        ..RouteTarget::new("mock", "mock-embedding-2")
+    });
+    let e = staunch_gateway::Gateway::build(c).await.unwrap_err();
+    assert!(e.to_string().contains("would mix vector spaces"), "{e}");
 }

@@ -29,6 +29,7 @@
 //! ```
 
 mod durations;
+mod embeddings;
 mod errors;
 mod keys;
 mod load;
@@ -43,6 +44,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub(crate) use embeddings::{EmbeddingPlan, plan as embedding_plan};
 pub use errors::{ConfigError, ConfigErrors};
 pub use keys::ClientKey;
 pub use providers::{Provider, ProviderKind};
@@ -79,21 +81,32 @@ impl Config {
     }
 
     /// The built-in configuration used without a file and without provider
-    /// keys: one `mock` provider (the embedded staunch-mock) and one route,
-    /// `*`, to two mock targets (`mock-primary`, then `mock-fallback`), so
-    /// that a fault on the first shows the fallback at work.
+    /// keys: one `mock` provider (the embedded staunch-mock) and two
+    /// routes: `*embed*` (embedding models such as `text-embedding-3-small`)
+    /// to the mock's `mock-embedding`, and `*` to two mock targets
+    /// (`mock-primary`, then `mock-fallback`), so that a fault on the first
+    /// shows the fallback at work. The mock's vectors depend on the model,
+    /// so `*` serves chat only: its two models are two vector spaces.
     pub fn mock() -> Config {
         Config {
             server: Server::default(),
             providers: BTreeMap::from([("mock".to_owned(), Provider::new(ProviderKind::Mock))]),
-            routes: vec![Route::new(
-                "*",
-                vec![
-                    RouteTarget::new("mock", "mock-primary"),
-                    RouteTarget::new("mock", "mock-fallback"),
-                ],
-            )],
+            routes: vec![
+                Route::new("*embed*", vec![RouteTarget::new("mock", "mock-embedding")]),
+                Route::new(
+                    "*",
+                    vec![
+                        RouteTarget::new("mock", "mock-primary"),
+                        RouteTarget::new("mock", "mock-fallback"),
+                    ],
+                ),
+            ],
             client_keys: Vec::new(),
         }
+    }
+
+    /// How `route` serves embeddings, by the kinds of its providers.
+    pub(crate) fn embedding_plan(&self, route: &Route) -> EmbeddingPlan {
+        embedding_plan(route, |name| self.providers.get(name).map(|p| p.kind))
     }
 }

@@ -41,6 +41,15 @@ impl ProviderKind {
     }
 }
 
+impl ProviderKind {
+    /// Whether it serves embeddings (`POST /v1/embeddings`): OpenAI, any
+    /// OpenAI-compatible server and the mock do; Anthropic has no
+    /// embeddings API.
+    pub fn serves_embeddings(self) -> bool {
+        !matches!(self, ProviderKind::Anthropic)
+    }
+}
+
 impl fmt::Display for ProviderKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

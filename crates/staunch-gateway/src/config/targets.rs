@@ -1,11 +1,11 @@
 //! A route's targets: a model at a provider, with its price, retries,
-//! breaker, attempt timeout and quota.
+//! breaker, attempt timeout, quota and embedding space.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use staunch::TargetBuilder;
 use staunch::circuit_breaker::CircuitBreakerConfig;
+use staunch::core::Operation;
 use staunch::quota::QuotaConfig;
 use staunch::retry::RetryConfig;
 
@@ -40,14 +40,16 @@ pub struct RouteTarget {
     /// success_threshold }`).
     #[serde(default)]
     pub breaker: Breaker,
-    /// The time one attempt may take (`attempt_timeout_secs`, 30; the
-    /// first token, for a stream).
+    /// The time one attempt may take (`attempt_timeout_secs`; the first
+    /// token, for a stream). Unset: the operation's own, 30 s for chat and
+    /// 10 s for embeddings ([`RouteTarget::attempt_timeout_for`]).
     #[serde(
         rename = "attempt_timeout_secs",
-        with = "secs",
-        default = "RouteTarget::default_attempt_timeout"
+        with = "opt_secs",
+        default,
+        skip_serializing_if = "Option::is_none"
     )]
-    pub attempt_timeout: Duration,
+    pub attempt_timeout: Option<Duration>,
     /// Whether an attempt that timed out may be retried on this target
     /// (`retry_attempt_timeouts`, default false): by default the route
     /// moves to its next target after one timed-out attempt instead of
@@ -58,11 +60,41 @@ pub struct RouteTarget {
     /// max_wait_ms }`, none by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    /// The vector space its embeddings live in (`embedding_space`; unset:
+    /// its `model`). A route falls back for embeddings only between targets
+    /// of one space, because vectors of two models (or of one model at two
+    /// sizes) cannot be compared: name the same space on targets that serve
+    /// the same model under different names (an Azure deployment of
+    /// `text-embedding-3-small`, say), never on different models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_space: Option<String>,
 }
 
 impl RouteTarget {
-    fn default_attempt_timeout() -> Duration {
-        TargetBuilder::DEFAULT_ATTEMPT_TIMEOUT
+    /// The time one attempt of `operation` may take at this target: its
+    /// `attempt_timeout_secs`, else the operation's default (30 s for
+    /// chat, 10 s for embeddings).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use staunch::core::Operation;
+    /// use staunch_gateway::config::RouteTarget;
+    ///
+    /// let mut t = RouteTarget::new("openai", "text-embedding-3-small");
+    /// assert_eq!(t.attempt_timeout_for(Operation::Chat), Duration::from_secs(30));
+    /// assert_eq!(t.attempt_timeout_for(Operation::Embeddings), Duration::from_secs(10));
+    /// t.attempt_timeout = Some(Duration::from_secs(4));
+    /// assert_eq!(t.attempt_timeout_for(Operation::Embeddings), Duration::from_secs(4));
+    /// ```
+    pub fn attempt_timeout_for(&self, operation: Operation) -> Duration {
+        self.attempt_timeout
+            .unwrap_or(operation.default_attempt_timeout())
+    }
+
+    /// The vector space of its embeddings: `embedding_space` when set,
+    /// else its model.
+    pub fn embedding_space(&self) -> &str {
+        self.embedding_space.as_deref().unwrap_or(&self.model)
     }
 
     /// This model at this provider, every other field at its default.
@@ -75,9 +107,10 @@ impl RouteTarget {
             accepts_prefill: false,
             retry: Retry::default(),
             breaker: Breaker::default(),
-            attempt_timeout: Self::default_attempt_timeout(),
+            attempt_timeout: None,
             retry_attempt_timeouts: false,
             quota: None,
+            embedding_space: None,
         }
     }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::spans::{Seg, child, key, render};
-use super::{Config, ConfigError, Provider, ProviderKind, Route, RouteBudget, RouteTarget};
+use super::{
+    Config, ConfigError, EmbeddingPlan, Provider, ProviderKind, Route, RouteBudget, RouteTarget,
+};
 
 /// Where the parsed items sit in the file: items that failed to
 /// deserialize are missing from the `Config`, so its indexes are mapped
@@ -238,6 +240,44 @@ impl Check<'_> {
             for (ti, target) in route.targets.iter().enumerate() {
                 let tpath = child(&key(&path, "targets"), Seg::Index(ti));
                 self.target(&tpath, target, &known);
+                let kind = config.providers.get(&target.provider).map(|p| p.kind);
+                if target.embedding_space.is_some()
+                    && let Some(kind) = kind.filter(|k| !k.serves_embeddings())
+                {
+                    self.error(
+                        key(&tpath, "embedding_space"),
+                        format!(
+                            "provider {:?} is of kind {kind}, which serves no embeddings",
+                            target.provider
+                        ),
+                    );
+                }
+            }
+            if let EmbeddingPlan::Mixed { first, other } = config.embedding_plan(route) {
+                let (a, b) = (&route.targets[first], &route.targets[other]);
+                let field = if b.embedding_space.is_some() {
+                    "embedding_space"
+                } else {
+                    "model"
+                };
+                let tpath = child(&key(&path, "targets"), Seg::Index(other));
+                self.error(
+                    key(&tpath, field),
+                    format!(
+                        "targets[{first}] ({}/{}) embeds in the space {:?} and targets[{other}] \
+                         ({}/{}) in {:?}: a fallback between them would mix vector spaces \
+                         (vectors of two models, or of one model at two sizes, cannot be \
+                         compared); give targets the same embedding_space only when they \
+                         serve the same model at the same dimensions, and route other \
+                         embedding models on routes of their own",
+                        a.provider,
+                        a.model,
+                        a.embedding_space(),
+                        b.provider,
+                        b.model,
+                        b.embedding_space()
+                    ),
+                );
             }
             self.route_fields(&path, route);
         }
@@ -410,7 +450,15 @@ impl Check<'_> {
                 self.error(key(&bpath, name), "must be at least 1");
             }
         }
-        self.positive(key(path, "attempt_timeout_secs"), t.attempt_timeout);
+        if let Some(timeout) = t.attempt_timeout {
+            self.positive(key(path, "attempt_timeout_secs"), timeout);
+        }
+        if t.embedding_space.as_deref().is_some_and(str::is_empty) {
+            self.error(
+                key(path, "embedding_space"),
+                "must name a space (or leave it out: the target's model)",
+            );
+        }
         if let Some(quota) = &t.quota {
             let qpath = key(path, "quota");
             if !self.partial

@@ -1,11 +1,12 @@
-//! The two ingress shapes: OpenAI `POST /v1/chat/completions` (and `GET
-//! /v1/models`) and Anthropic `POST /v1/messages`, both translated through
-//! the neutral model so either client can be served by either provider.
+//! The two ingress shapes: OpenAI `POST /v1/chat/completions`, `POST
+//! /v1/embeddings` (and `GET /v1/models`) and Anthropic `POST /v1/messages`,
+//! translated through the neutral model so either client can be served by
+//! either provider.
 
 mod sse;
 
 use crate::auth::{self, Access};
-use crate::build::Gateway;
+use crate::build::{CompiledRoute, Gateway};
 use crate::errors::{Shape, failure, reply};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,10 +14,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use staunch::Deadline;
-use staunch_core::{ChatRequest, ChatResponse};
+use staunch::budget::BudgetLayer;
+use staunch_core::{Answer, Call, EncodingFormat, LlmError};
 use staunch_providers::openai::wire::IngressError;
 use staunch_providers::{anthropic, openai};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -41,14 +43,22 @@ pub(crate) async fn openai_chat(
     drop(body);
     let request = decoded.request.with_stream(decoded.stream);
     let include_usage = decoded.include_usage;
-    serve(gateway, Shape::OpenAi, headers, request, move |answer| {
-        if answer.is_streaming() {
-            sse::openai(answer, include_usage)
-        } else {
-            let body = openai::wire::encode_response(&answer, unix_now());
-            json(answer_headers(&answer), body)
-        }
-    })
+    let stack = |route: &CompiledRoute, budget| Ok(route.stack(budget));
+    serve(
+        gateway,
+        Shape::OpenAi,
+        headers,
+        request,
+        stack,
+        move |answer| {
+            if answer.is_streaming() {
+                sse::openai(answer, include_usage)
+            } else {
+                let body = openai::wire::encode_response(&answer, unix_now());
+                json(answer_headers(&answer), body)
+            }
+        },
+    )
     .await
 }
 
@@ -68,20 +78,71 @@ pub(crate) async fn anthropic_messages(
     };
     drop(body);
     let request = decoded.request.with_stream(decoded.stream);
-    serve(gateway, Shape::Anthropic, headers, request, |answer| {
-        if answer.is_streaming() {
-            return sse::anthropic(answer);
-        }
-        match anthropic::wire::encode_response(&answer) {
-            Ok(body) => json(answer_headers(&answer), body),
-            Err(e) => reply(
-                Shape::Anthropic,
-                StatusCode::BAD_GATEWAY,
-                "untranslatable_answer",
-                &e.to_string(),
-            ),
-        }
-    })
+    let stack = |route: &CompiledRoute, budget| Ok(route.stack(budget));
+    serve(
+        gateway,
+        Shape::Anthropic,
+        headers,
+        request,
+        stack,
+        |answer| {
+            if answer.is_streaming() {
+                return sse::anthropic(answer);
+            }
+            match anthropic::wire::encode_response(&answer) {
+                Ok(body) => json(answer_headers(&answer), body),
+                Err(e) => reply(
+                    Shape::Anthropic,
+                    StatusCode::BAD_GATEWAY,
+                    "untranslatable_answer",
+                    &e.to_string(),
+                ),
+            }
+        },
+    )
+    .await
+}
+
+/// `POST /v1/embeddings`: OpenAI's embeddings, through the route's
+/// embeddings stack. A route that serves no embeddings (its targets have no
+/// embeddings API, or name models of different vector spaces) answers 400
+/// `embeddings_unsupported`, saying why.
+pub(crate) async fn openai_embeddings(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read(Shape::OpenAi, body) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let request = match openai::wire::decode_embeddings_request(&body) {
+        Ok(request) => request,
+        Err(e) => return bad_request(Shape::OpenAi, &e),
+    };
+    drop(body);
+    let format = request.encoding_format.unwrap_or(EncodingFormat::Float);
+    let stack = |route: &CompiledRoute, budget| {
+        route.embeddings(budget).map_err(|why| {
+            Box::new(reply(
+                Shape::OpenAi,
+                StatusCode::BAD_REQUEST,
+                "embeddings_unsupported",
+                why,
+            ))
+        })
+    };
+    serve(
+        gateway,
+        Shape::OpenAi,
+        headers,
+        request,
+        stack,
+        move |answer| {
+            let body = openai::wire::encode_embeddings_response(&answer, format);
+            json(answer_headers(&answer), body)
+        },
+    )
     .await
 }
 
@@ -145,19 +206,25 @@ fn denied(shape: Shape) -> Response {
 }
 
 /// Authenticates, routes, bounds by the route's deadline, charges the
-/// key's budget, and calls the route's stack.
+/// key's budget, and calls the route's stack for this kind of call (which
+/// `stack` picks, or answers why the route has none).
 ///
 /// The request's headers are dropped before the stack is called: their
 /// values are slices of the connection's read buffer, and holding them
 /// while the upstream answers would make the server allocate a second
 /// buffer for the connection's next read (8 KiB per request in flight).
-async fn serve(
+async fn serve<C, S>(
     gateway: Gateway,
     shape: Shape,
     headers: HeaderMap,
-    mut request: ChatRequest,
-    answer: impl FnOnce(ChatResponse) -> Response,
-) -> Response {
+    mut request: C,
+    stack: impl FnOnce(&CompiledRoute, Option<BudgetLayer>) -> Result<S, Box<Response>>,
+    answer: impl FnOnce(C::Answer) -> Response,
+) -> Response
+where
+    C: Call,
+    S: Service<C, Response = C::Answer, Error = LlmError>,
+{
     let running = gateway.current();
     let budget = match auth::check(&running, &headers) {
         Access::Denied => return denied(shape),
@@ -168,18 +235,21 @@ async fn serve(
         }
     };
     drop(headers);
-    let Some(route) = running.route(&request.model) else {
+    let Some(route) = running.route(request.model()) else {
         return reply(
             shape,
             StatusCode::NOT_FOUND,
             "model_not_found",
-            &format!("no route serves the model {:?}", request.model),
+            &format!("no route serves the model {:?}", request.model()),
         );
     };
     if let Some(deadline) = route.route.deadline {
-        request = request.with_extension(Deadline::after(deadline));
+        request.extensions_mut().insert(Deadline::after(deadline));
     }
-    let stack = route.stack(budget);
+    let stack = match stack(route, budget) {
+        Ok(stack) => stack,
+        Err(response) => return *response,
+    };
     drop(running);
     match stack.oneshot(request).await {
         Ok(response) => answer(response),
@@ -192,8 +262,8 @@ fn header(value: &str) -> HeaderValue {
 }
 
 /// What staunch did, as headers.
-pub(crate) fn answer_headers(answer: &ChatResponse) -> HeaderMap {
-    let meta = &answer.meta;
+pub(crate) fn answer_headers(answer: &impl Answer) -> HeaderMap {
+    let meta = answer.meta();
     let mut headers = HeaderMap::new();
     headers.insert("x-staunch-model", header(answer.answered_model()));
     headers.insert("x-staunch-tier", header(meta.tier.as_str()));
