@@ -150,13 +150,15 @@ SERVICE_GRACE_S = 5
 @dataclass(frozen=True)
 class GatewayService:
     """A running staunch-gateway: its base URL (`http://127.0.0.1:PORT`),
-    the client key it accepts, its routes' model patterns, in order, and
-    the models of the targets those routes try."""
+    the client key it accepts, its routes' model patterns, in order, the
+    models of the targets the chat route `*` tries, and the model of the
+    embeddings route's target."""
 
     url: str
     key: str
     routes: tuple
     target_models: tuple
+    embedding_model: str = ""
 
 
 def _toml_string(value):
@@ -167,13 +169,16 @@ def _toml_string(value):
 def _service_config(directory, key):
     """Writes a staunch-gateway configuration into `directory`: the
     embedded mock (with a scenario file of no faults, so that no answer
-    depends on a random draw), one route `*` to two mock targets, and one
-    client key. Returns its path and the routes and target models it has."""
+    depends on a random draw), a route `text-embedding-*` to one mock
+    embedding target, one route `*` to two mock targets (two models: two
+    vector spaces, so it serves chat only), and one client key. Returns its
+    path, the routes, the chat target models and the embedding model."""
     scenario = os.path.join(directory, "calm.toml")
     with open(scenario, "w", encoding="utf-8") as f:
         f.write("# staunch-mock scenario: no faults.\nseed = 7\n")
-    routes = ("*",)
+    routes = ("text-embedding-*", "*")
     targets = ("mock-primary", "mock-fallback")
+    embedding = "text-embedding-3-small"
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
     config = os.path.join(directory, "gateway.toml")
     with open(config, "w", encoding="utf-8") as f:
@@ -190,6 +195,12 @@ scenario = "calm.toml"
 
 [[routes]]
 model = {_toml_string(routes[0])}
+targets = [{{ provider = "mock", model = {_toml_string(embedding)} }}]
+  [routes.degrade]
+  cache_ttl_secs = 600
+
+[[routes]]
+model = {_toml_string(routes[1])}
 targets = [
   {{ provider = "mock", model = {_toml_string(targets[0])} }},
   {{ provider = "mock", model = {_toml_string(targets[1])} }},
@@ -200,7 +211,7 @@ name = "sdk-tests"
 sha256 = "{digest}"
 """
         )
-    return config, routes, targets
+    return config, routes, targets, embedding
 
 
 def _first_line(path):
@@ -233,7 +244,7 @@ def gateway_service():
             "(cargo build -p staunch-gateway --bin staunch-gateway)"
         )
     directory = tempfile.mkdtemp(prefix="staunch-gateway-")
-    config, routes, targets = _service_config(directory, SERVICE_KEY)
+    config, routes, targets, embedding = _service_config(directory, SERVICE_KEY)
     stdout_path = os.path.join(directory, "stdout.log")
     stderr_path = os.path.join(directory, "stderr.log")
     env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEYS}
@@ -275,7 +286,9 @@ def gateway_service():
         else:
             pytest.fail(f"staunch-gateway was not ready within {READY_TIMEOUT_S:.0f} s:\n{output()}")
 
-        yield GatewayService(url=url, key=SERVICE_KEY, routes=routes, target_models=targets)
+        yield GatewayService(
+            url=url, key=SERVICE_KEY, routes=routes, target_models=targets, embedding_model=embedding
+        )
 
         # A clean stop: SIGTERM, then status 0 within the grace period.
         proc.send_signal(signal.SIGTERM)
