@@ -63,9 +63,9 @@ pub mod degrade;
 pub mod fallback;
 #[cfg(feature = "fingerprint")]
 pub mod fingerprint;
+pub mod health;
 #[cfg(feature = "http-call")]
 pub mod http_call;
-pub mod health;
 mod into_llm;
 pub mod metrics;
 #[cfg(feature = "observe")]

@@ -378,7 +378,9 @@ impl FakeProvider {
             format!("{} answers", self.shared.name),
         )
         .with_usage(usage);
-        answer.meta.answered_by(self.shared.name.clone(), request.model.clone());
+        answer
+            .meta
+            .answered_by(self.shared.name.clone(), request.model.clone());
         answer
     }
 
@@ -433,7 +435,9 @@ impl tower_service::Service<ChatRequest> for FakeProvider {
                         let events = streamed.play(bill, &self.shared.name, &request.model);
                         let mut answer =
                             ChatResponse::streaming(request.model.clone(), Box::pin(events));
-                        answer.meta.answered_by(self.shared.name.clone(), request.model.clone());
+                        answer
+                            .meta
+                            .answered_by(self.shared.name.clone(), request.model.clone());
                         Ok(answer)
                     }
                     stream::Opening::Fail(kind) => Err(self
