@@ -507,6 +507,7 @@ fn compile_embeddings(
         let own = format!("{name} (embeddings)");
         let mut builder = TargetBuilder::<_, EmbeddingRequest>::for_call(name, client)
             .model(t.model.clone())
+            .vector_space(t.embedding_space().to_owned())
             .retry(
                 RetryConfig::new()
                     .max_retries(t.retry.max_retries)
@@ -526,6 +527,12 @@ fn compile_embeddings(
             .retry_attempt_timeouts(t.retry_attempt_timeouts);
         if let Some(price) = t.price {
             builder = builder.price(Price::per_million(price.input, price.output));
+        }
+        if t.max_batch_inputs.is_some() || t.max_batch_tokens.is_some() {
+            builder = builder.split_batches(
+                t.max_batch_inputs.unwrap_or(usize::MAX),
+                t.max_batch_tokens.unwrap_or(u64::MAX),
+            );
         }
         if let Some(quota) = &t.quota {
             let mut config = QuotaConfig::new(own).max_wait(quota.max_wait);

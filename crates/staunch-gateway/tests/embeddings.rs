@@ -487,3 +487,47 @@ async fn the_mock_configuration_serves_embeddings() {
     assert_eq!(chat.status, 400, "{}", chat.body);
     assert_eq!(chat.body["error"]["code"], "embeddings_unsupported");
 }
+
+/// A batch larger than a target takes (`max_batch_inputs`; the mock, like
+/// OpenAI, refuses more inputs than its limit with a 400) goes out in parts
+/// that fit, and the client gets one answer in input order, the vectors
+/// each input gets alone.
+#[tokio::test]
+async fn a_batch_over_a_targets_limit_is_split_and_joined_in_order() {
+    let gw = start_with(
+        r#"[[routes]]
+model = "small-batches"
+targets = [{ provider = "primary", model = "text-embedding-3-small", max_batch_inputs = 2 }]
+"#,
+    )
+    .await;
+    let mut scenario = gw.mock.scenario();
+    scenario.embedding_max_inputs = 2;
+    gw.mock.set_scenario(scenario);
+    let inputs = ["one", "two", "three", "four", "five"];
+
+    // The route without the limit is refused by the target.
+    let refused = gw.embed(json!({"model": MODEL, "input": inputs})).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+
+    let before = gw.embeddings_calls();
+    let reply = gw
+        .embed(json!({"model": "small-batches", "input": inputs}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(gw.embeddings_calls() - before, 3, "parts of 2, 2 and 1");
+    let indices: Vec<u64> = reply.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|e| e["index"].as_u64().expect("an index"))
+        .collect();
+    assert_eq!(indices, [0, 1, 2, 3, 4]);
+    let vectors = reply.vectors();
+    for (i, input) in inputs.iter().enumerate() {
+        let alone = gw
+            .embed(json!({"model": "small-batches", "input": [input]}))
+            .await;
+        assert_eq!(vectors[i], alone.vectors()[0], "input {i}");
+    }
+}

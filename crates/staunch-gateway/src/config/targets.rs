@@ -68,6 +68,17 @@ pub struct RouteTarget {
     /// `text-embedding-3-small`, say), never on different models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_space: Option<String>,
+    /// Embeddings: the most inputs one request to this target may carry
+    /// (`max_batch_inputs`; none: no limit). A larger batch is sent as
+    /// several requests that fit, each retried and admitted by the quota
+    /// on its own, and the vectors are joined back in input order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_inputs: Option<usize>,
+    /// Embeddings: about the most tokens (estimated) one request to this
+    /// target may carry (`max_batch_tokens`; none: no limit), split as
+    /// `max_batch_inputs` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_tokens: Option<u64>,
 }
 
 impl RouteTarget {
@@ -111,6 +122,8 @@ impl RouteTarget {
             retry_attempt_timeouts: false,
             quota: None,
             embedding_space: None,
+            max_batch_inputs: None,
+            max_batch_tokens: None,
         }
     }
 }

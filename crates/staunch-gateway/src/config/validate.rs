@@ -453,6 +453,12 @@ impl Check<'_> {
         if let Some(timeout) = t.attempt_timeout {
             self.positive(key(path, "attempt_timeout_secs"), timeout);
         }
+        if t.max_batch_inputs == Some(0) {
+            self.error(key(path, "max_batch_inputs"), "must be at least 1");
+        }
+        if t.max_batch_tokens == Some(0) {
+            self.error(key(path, "max_batch_tokens"), "must be at least 1");
+        }
         if t.embedding_space.as_deref().is_some_and(str::is_empty) {
             self.error(
                 key(path, "embedding_space"),
