@@ -250,10 +250,47 @@ where
         Ok(stack) => stack,
         Err(response) => return *response,
     };
-    drop(running);
+    // The configuration the request started on stays alive until its
+    // answer has gone out, a stream's to its last event, so that a reload
+    // meanwhile (which may stop an embedded mock upstream) cuts nothing.
     match stack.oneshot(request).await {
+        Ok(response) if response.is_streaming() => answer(response).map(|body| {
+            axum::body::Body::new(Holding {
+                body,
+                _running: running,
+            })
+        }),
         Ok(response) => answer(response),
         Err(error) => failure(shape, &error),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A streamed answer's body, holding what its upstream needs alive.
+    struct Holding<T> {
+        #[pin]
+        body: axum::body::Body,
+        _running: T,
+    }
+}
+
+impl<T> http_body::Body for Holding<T> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
