@@ -56,6 +56,8 @@ pub mod budget;
 mod builder;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "coalesce")]
+pub mod coalesce;
 mod deadline;
 #[cfg(feature = "degrade")]
 pub mod degrade;

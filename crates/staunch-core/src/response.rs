@@ -159,6 +159,11 @@ pub struct ResponseMeta {
     /// reader sees [`StreamEvent::Continued`](crate::StreamEvent::Continued)).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub continuations: Vec<String>,
+    /// Whether this answer was shared by identical requests in flight at
+    /// once (one upstream call answered them all), set through
+    /// [`mark_shared`](Self::mark_shared).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
     /// The provider's rate-limit headers on this answer (OpenAI's
     /// `x-ratelimit-*`, Anthropic's `anthropic-ratelimit-*`, `retry-after`),
     /// for a quota layer to learn the real limits from. Not serialized.
@@ -181,6 +186,7 @@ impl Default for ResponseMeta {
             cost: None,
             warning: None,
             continuations: Vec::new(),
+            shared: false,
             rate_limit_headers: None,
         }
     }
@@ -277,6 +283,19 @@ impl ResponseMeta {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
         };
+    }
+
+    /// Marks an answer that one upstream call gave to several identical
+    /// requests in flight at once.
+    ///
+    /// ```
+    /// use staunch_core::ResponseMeta;
+    /// let mut meta = ResponseMeta::default();
+    /// meta.mark_shared();
+    /// assert!(meta.shared);
+    /// ```
+    pub fn mark_shared(&mut self) {
+        self.shared = true;
     }
 
     /// Adds time spent waiting between attempts (backoff, `Retry-After`).

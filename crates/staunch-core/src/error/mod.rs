@@ -301,6 +301,44 @@ impl LlmError {
         self.details.attempts = self.details.attempts.saturating_add(calls);
     }
 
+    /// A copy of the error for another caller of the same failed call (one
+    /// upstream call shared by identical requests): every field, the
+    /// earlier targets' errors included; the underlying cause, which is not
+    /// clonable, is kept as text in the copy's source.
+    ///
+    /// ```
+    /// use staunch_core::{ErrorKind, LlmError};
+    /// let e = LlmError::new(ErrorKind::RateLimited, "slow down").with_status(429).with_attempts(3);
+    /// let copy = e.duplicate();
+    /// assert_eq!((copy.kind, copy.status, copy.attempts), (e.kind, e.status, 3));
+    /// assert_eq!(copy.to_string(), e.to_string());
+    /// ```
+    pub fn duplicate(&self) -> LlmError {
+        let d = &self.details;
+        let mut copy = LlmError::new(d.kind, d.message.clone());
+        {
+            let c = &mut copy.details;
+            c.status = d.status;
+            c.retry_after = d.retry_after;
+            c.should_retry = d.should_retry;
+            c.provider.clone_from(&d.provider);
+            c.model.clone_from(&d.model);
+            c.target.clone_from(&d.target);
+            c.code.clone_from(&d.code);
+            c.request_id.clone_from(&d.request_id);
+            c.attempts = d.attempts;
+            c.spent = d.spent;
+            c.earlier = d.earlier.iter().map(LlmError::duplicate).collect();
+            c.rate_limit_headers.clone_from(&d.rate_limit_headers);
+            c.source = d.source.as_ref().map(|s| BoxError::from(s.to_string()));
+        }
+        if self.is_quota_refusal() {
+            // The marker the breaker reads survives the copy.
+            copy = copy.with_source(crate::QuotaRefusal);
+        }
+        copy
+    }
+
     /// Sets the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.details.source = Some(source.into());
