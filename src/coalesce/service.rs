@@ -98,10 +98,15 @@ where
     }
 
     fn call(&mut self, request: C) -> Self::Future {
-        if !self.shares(&request) {
-            let call = self.inner.call(request);
-            return Box::pin(async move { call.await.map_err(to_llm) });
-        }
+        // Sharing runs the call on a task: outside a tokio runtime (where
+        // no task can be spawned) the call goes on alone.
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.shares(&request) => runtime,
+            _ => {
+                let call = self.inner.call(request);
+                return Box::pin(async move { call.await.map_err(to_llm) });
+            }
+        };
         let key = request.fingerprint();
         let in_flight = self.layer.in_flight.clone();
         let (result, callers) = {
@@ -129,7 +134,7 @@ where
                     // cancellation cancels it for the others.
                     let inner = self.inner.clone();
                     let table = in_flight.clone();
-                    tokio::spawn(async move {
+                    runtime.spawn(async move {
                         let outcome: Result<C::Answer, LlmError> =
                             inner.oneshot(request).await.map_err(to_llm);
                         // Later calls start afresh.
