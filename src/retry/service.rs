@@ -18,7 +18,7 @@ use tower_service::Service;
 /// `Retry` fails with [`LlmError`], whose `attempts` and `spent` cover every
 /// attempt. On success it adds to [`ResponseMeta`](staunch_core::ResponseMeta)
 /// the failed attempts, the time waited and the failed attempts' tokens. It
-/// starts the request's clock ([`ChatRequest::start_clock`]), so the latency
+/// starts the request's clock ([`ChatRequest::start_clock`](staunch_core::ChatRequest::start_clock)), so the latency
 /// the answer carries runs from before the first attempt.
 ///
 /// The inner service is cloned for each request (tower's retry contract),

@@ -120,7 +120,7 @@ pub struct Provider {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retry_first_token_timeout: bool,
     /// Kind `mock` only: a staunch-mock scenario file (TOML or JSON) with
-    /// the faults the embedded mock serves (`scenario`). [`Config::load`]
+    /// the faults the embedded mock serves (`scenario`). [`Config::load`](super::Config::load)
     /// resolves a relative path against the config file's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<PathBuf>,
