@@ -15,10 +15,13 @@ use http_body_util::Full;
 use staunch::ServiceBuilderExt;
 use staunch::budget::{BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
-use staunch::core::{ChatRequest, ChatResponse, Price};
+use staunch::core::{
+    ChatRequest, ChatResponse, Embedding, EmbeddingRequest, EmbeddingResponse, LlmError, Price,
+    Usage,
+};
 use staunch::degrade::{DegradeConfig, DegradeLayer};
 use staunch::fallback::{Fallback, Target};
-use staunch::http_call::{ClassifyHttpLayer, HttpAnswer, HttpCall};
+use staunch::http_call::{ClassifyHttpLayer, HttpCall};
 use staunch::observe::InstrumentLayer;
 use staunch::quota::{QuotaConfig, QuotaLayer};
 use staunch::retry::{RetryConfig, RetryLayer};
@@ -48,6 +51,10 @@ const ROWS: &[(&str, &str)] = &[
     ("quota", "QuotaLayer, RPM + TPM, reconciled"),
     ("tower_timeout", "tower TimeoutLayer (30 s), for scale"),
     ("full_stack", "the recommended stack (benches/stack.rs)"),
+    (
+        "full_stack_embeddings",
+        "the same stack for an embeddings call (issue 23)",
+    ),
     (
         "stack_chat",
         "retry + breaker + quota over the chat provider (issue 31)",
@@ -208,6 +215,42 @@ fn bench(c: &mut Runner<'_>) {
         .service(chain);
     run(c, "full_stack", stack, &request);
 
+    // Issue 23: the same stack for an embeddings call, over an in-memory
+    // provider answering a ready batch of three vectors.
+    let embedder = tower::service_fn(|r: EmbeddingRequest| {
+        let data = (0..3).map(|i| Embedding::new(i, vec![0.5; 16])).collect();
+        std::future::ready(Ok::<_, LlmError>(
+            EmbeddingResponse::new(r.model, data).with_usage(Usage::new(12, 0)),
+        ))
+    });
+    let embedding_target = |name: &'static str| {
+        let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::new(name)).expect("valid");
+        let health = breaker.handle();
+        let service = ServiceBuilder::new()
+            .circuit_breaker(breaker)
+            .llm_retry(RetryConfig::new())
+            .timeout(Duration::from_secs(10))
+            .concurrency_limit(1_000)
+            .service(embedder);
+        Target::<EmbeddingRequest>::for_call(name, service)
+            .model("text-embedding-3-small")
+            .price(Price::per_million(0.02, 0.0))
+            .health(health)
+    };
+    let chain = Fallback::new([
+        embedding_target("openai"),
+        embedding_target("second-key"),
+        embedding_target("third-key"),
+    ])
+    .expect("three targets");
+    let stack = ServiceBuilder::new()
+        .layer(InstrumentLayer::new())
+        .degrade(DegradeConfig::new())
+        .budget(budget_layer())
+        .service(chain);
+    let embed = EmbeddingRequest::new("text-embedding-3-small", ["one", "two", "three"]);
+    run_http(c, "full_stack_embeddings", stack, &embed);
+
     // Issue 31: the same three layers over the chat call and over a raw
     // HTTP service answering the same JSON at once (the classifier buffers
     // it and reads its usage), in the same run.
@@ -254,10 +297,11 @@ fn http_request() -> HttpCall {
     HttpCall::new(request).expect("a call")
 }
 
-/// [`run`] for an HTTP call: the same driving, through [`poll_call`].
-fn run_http<S>(c: &mut Runner<'_>, id: &str, mut service: S, request: &HttpCall)
+/// [`run`] for any call (raw HTTP, embeddings): the same driving, through
+/// [`poll_call`].
+fn run_http<S, R: Clone>(c: &mut Runner<'_>, id: &str, mut service: S, request: &R)
 where
-    S: Service<HttpCall, Response = HttpAnswer>,
+    S: Service<R>,
 {
     match c {
         Runner::Criterion(c) => {
