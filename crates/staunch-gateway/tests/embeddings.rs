@@ -5,6 +5,8 @@
 //! degrade cache serving while every target is down, and the errors, each
 //! in OpenAI's shape. The upstreams are the mock on 127.0.0.1.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,8 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use staunch_core::EmbeddingRequest;
+use staunch_gateway::Gateway;
 use staunch_gateway::config::Config;
-use staunch_gateway::{Gateway, router};
 use staunch_mock::{Fault, MockServer, Route, Scenario};
 use staunch_providers::openai::wire::parse_embeddings;
 use tokio::time::Instant;
@@ -166,13 +168,9 @@ async fn start() -> Running {
 }
 
 async fn serve(gateway: Gateway, mock: MockServer) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let addr = listener.local_addr().expect("an address");
-    tokio::spawn(axum::serve(listener, router(gateway.clone())).into_future());
+    let base = common::serve_in_process(&gateway).await;
     Running {
-        base: format!("http://{addr}"),
+        base,
         http: Client::builder(TokioExecutor::new()).build_http(),
         mock,
         _gateway: gateway,

@@ -3,6 +3,8 @@
 //! reload, and bad input of every kind. The upstream providers are the mock
 //! on 127.0.0.1.
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -105,10 +107,7 @@ async fn start(openai: Vec<Fault>, anthropic: Vec<Fault>, extra: &str) -> Runnin
 
 /// Serves `gateway` on a loopback port; its base URL.
 async fn serve(gateway: Gateway) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(axum::serve(listener, router(gateway)).into_future());
-    format!("http://{addr}")
+    common::serve_in_process(&gateway).await
 }
 
 fn chat(model: &str) -> String {

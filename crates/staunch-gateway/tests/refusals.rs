@@ -7,14 +7,16 @@
 //! `content_policy_violation`, or a 200 stopped by the content filter), its
 //! Anthropic side would answer.
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use staunch_gateway::Gateway;
 use staunch_gateway::config::Config;
-use staunch_gateway::{Gateway, router};
 use staunch_mock::{Fault, MockServer, Route, Scenario};
 use std::collections::BTreeMap;
 
@@ -145,13 +147,9 @@ model = "gpt-4o"
     );
     let config = Config::parse(&text, "refusals.toml").expect("a valid config");
     let gateway = Gateway::build(config).await.expect("the gateway builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let addr = listener.local_addr().expect("an address");
-    tokio::spawn(axum::serve(listener, router(gateway.clone())).into_future());
+    let base = common::serve_in_process(&gateway).await;
     Running {
-        base: format!("http://{addr}"),
+        base,
         http: Client::builder(TokioExecutor::new()).build_http(),
         mock,
         _gateway: gateway,

@@ -7,6 +7,8 @@
 //!
 //! The primary is the mock's OpenAI side, the fallback its Anthropic side.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use staunch_gateway::Gateway;
 use staunch_gateway::config::Config;
-use staunch_gateway::{Gateway, router};
 use staunch_mock::{Fault, MockServer, RandomFault, Route, Scenario};
 use tokio::time::Instant;
 
@@ -145,13 +147,9 @@ targets = [
     );
     let config = Config::parse(&text, "failover.toml").unwrap_or_else(|e| panic!("{e}"));
     let gateway = Gateway::build(config).await.expect("the gateway builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let addr = listener.local_addr().expect("an address");
-    tokio::spawn(axum::serve(listener, router(gateway.clone())).into_future());
+    let base = common::serve_in_process(&gateway).await;
     Running {
-        base: format!("http://{addr}"),
+        base,
         http: Client::builder(TokioExecutor::new()).build_http(),
         mock,
         _gateway: gateway,

@@ -82,3 +82,14 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// Serves `gateway`'s router on a free loopback port from this runtime
+/// (for tests that drive the gateway in-process), and returns its base URL.
+pub async fn serve_in_process(gateway: &staunch_gateway::Gateway) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(axum::serve(listener, staunch_gateway::router(gateway.clone())).into_future());
+    format!("http://{addr}")
+}
