@@ -37,7 +37,7 @@ enum Phase {
 
 /// The events of one streamed response, read from its body.
 pub(crate) struct LiveStream {
-    body: hyper::body::Incoming,
+    body: crate::transport::WireBody,
     decoder: SseDecoder,
     parser: Box<dyn EventParser>,
     pending: VecDeque<StreamEvent>,
@@ -64,7 +64,7 @@ pub(crate) enum Opened {
 impl LiveStream {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        body: hyper::body::Incoming,
+        body: crate::transport::WireBody,
         parser: Box<dyn EventParser>,
         max_event_bytes: usize,
         first_token_by: Instant,

@@ -4,14 +4,19 @@
 use crate::ConfigError;
 use bytes::Bytes;
 use http::{HeaderMap, Request};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use staunch_core::BoxError;
 use staunch_core::{Deadline, ErrorKind, LlmError};
 use std::sync::Arc;
 use std::time::Duration;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tower_service::Service;
 
 /// Connection and size limits of a client.
 ///
@@ -27,6 +32,7 @@ use std::time::Duration;
 /// | `retry_first_token_timeout` | off: a missed first token moves to the next target at once |
 /// | `max_event_bytes` (streams: one server-sent event) | 1 MiB |
 /// | `http2_prior_knowledge` (HTTP/2 on a plain `http://` URL) | off: HTTP/1.1 there; `https://` negotiates HTTP/2 or 1.1 |
+/// | `transport` (a tower HTTP client of your own) | none: a pooled hyper client over rustls |
 ///
 /// A streamed request is bounded by the first four stream limits (and its
 /// [`Deadline`]) instead of `request_timeout`, since a long answer may
@@ -43,6 +49,54 @@ pub struct HttpOptions {
     pub(crate) retry_first_token_timeout: bool,
     pub(crate) max_event_bytes: usize,
     pub(crate) http2_prior_knowledge: bool,
+    pub(crate) transport: Option<CustomTransport>,
+}
+
+/// The body of an upstream's answer: hyper's own, or a user transport's.
+pub(crate) enum WireBody {
+    Hyper(hyper::body::Incoming),
+    Custom(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl http_body::Body for WireBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            WireBody::Hyper(body) => std::pin::Pin::new(body).poll_frame(cx).map_err(Into::into),
+            WireBody::Custom(body) => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            WireBody::Hyper(body) => body.is_end_stream(),
+            WireBody::Custom(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            WireBody::Hyper(body) => body.size_hint(),
+            WireBody::Custom(body) => body.size_hint(),
+        }
+    }
+}
+
+type CustomService = BoxCloneSyncService<Request<Full<Bytes>>, http::Response<WireBody>, BoxError>;
+
+/// A user's own HTTP client, boxed once.
+#[derive(Clone)]
+pub(crate) struct CustomTransport(CustomService);
+
+impl std::fmt::Debug for CustomTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomTransport")
+    }
 }
 
 impl Default for HttpOptions {
@@ -58,6 +112,7 @@ impl Default for HttpOptions {
             retry_first_token_timeout: false,
             max_event_bytes: 1024 * 1024,
             http2_prior_knowledge: false,
+            transport: None,
         }
     }
 }
@@ -144,6 +199,51 @@ impl HttpOptions {
         self
     }
 
+    /// Sends every request through `service`, a tower HTTP client of your
+    /// own (with tower-http's tracing, decompression or auth layers, a
+    /// proxy connector, hyper-util's client with settings of yours),
+    /// instead of staunch's pooled hyper client. `connect_timeout`,
+    /// `pool_idle_timeout` and `http2_prior_knowledge` are then the
+    /// service's business; everything else staunch bounds still holds over
+    /// it: the request timeout and deadline, the stream limits (headers,
+    /// first token, idle), the response size bound, key redaction and the
+    /// classification of errors. An error of the service is a `Network`
+    /// error unless it says more (a tower timeout is a `Timeout`).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use staunch_providers::HttpOptions;
+    ///
+    /// // A service answering every request with an empty 200: any
+    /// // `Service<http::Request<Full<Bytes>>, Response = http::Response<B>>`.
+    /// let service = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+    /// });
+    /// let options = HttpOptions::new().transport(service);
+    /// # let _ = options;
+    /// ```
+    pub fn transport<S, B>(mut self, service: S) -> Self
+    where
+        S: Service<Request<Full<Bytes>>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let service = service
+            .map_response(|response: http::Response<B>| {
+                response.map(|body| WireBody::Custom(UnsyncBoxBody::new(body.map_err(Into::into))))
+            })
+            .map_err(Into::into);
+        self.transport = Some(CustomTransport(BoxCloneSyncService::new(service)));
+        self
+    }
+
     /// Speak HTTP/2 from the first byte, without negotiating it: for a
     /// plain `http://` upstream known to serve HTTP/2 (h2c). Its requests
     /// then share one connection instead of taking one each. Only for such
@@ -165,14 +265,46 @@ pub(crate) struct RawResponse {
 
 type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// What sends the requests: staunch's pooled hyper client, or a user's.
+/// The large variant is the usual one, the same size as before there was a
+/// choice: boxing it would add a pointer chase to every request.
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
+enum Sender {
+    Hyper(HyperClient),
+    Custom(CustomService),
+}
+
+impl Sender {
+    async fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<http::Response<WireBody>, LlmError> {
+        match self {
+            Sender::Hyper(client) => client
+                .request(request)
+                .await
+                .map(|response| response.map(WireBody::Hyper))
+                .map_err(send_error),
+            Sender::Custom(service) => service.clone().oneshot(request).await.map_err(custom_error),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Transport {
-    client: HyperClient,
+    client: Sender,
     options: Arc<HttpOptions>,
 }
 
 impl Transport {
     pub(crate) fn new(options: HttpOptions) -> Result<Self, ConfigError> {
+        if let Some(CustomTransport(service)) = &options.transport {
+            return Ok(Transport {
+                client: Sender::Custom(service.clone()),
+                options: Arc::new(options),
+            });
+        }
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(options.connect_timeout));
         http.enforce_http(false);
@@ -189,7 +321,7 @@ impl Transport {
             .http2_only(options.http2_prior_knowledge)
             .build(https);
         Ok(Transport {
-            client,
+            client: Sender::Hyper(client),
             options: Arc::new(options),
         })
     }
@@ -210,7 +342,7 @@ impl Transport {
         }
         let limit = self.options.max_response_bytes;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(send_error)?;
+            let response = self.client.request(request).await?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, limit)
                 .collect()
@@ -244,7 +376,7 @@ impl Transport {
 pub(crate) struct StreamingResponse {
     pub(crate) status: u16,
     pub(crate) headers: HeaderMap,
-    pub(crate) body: hyper::body::Incoming,
+    pub(crate) body: WireBody,
 }
 
 impl Transport {
@@ -284,7 +416,7 @@ impl Transport {
                     body,
                 })
             }
-            Ok(Err(e)) => Err(send_error(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(match by_deadline {
                 Some(d) => d.exceeded(),
                 // A silent upstream is abandoned for the next target, not
@@ -306,7 +438,7 @@ impl Transport {
     }
 
     /// Reads the rest of an error answer's body, bounded in size and time.
-    pub(crate) async fn read_error_body(&self, body: hyper::body::Incoming) -> Bytes {
+    pub(crate) async fn read_error_body(&self, body: WireBody) -> Bytes {
         let limit = self.options.max_response_bytes.min(64 * 1024);
         let read = Limited::new(body, limit).collect();
         match tokio::time::timeout(self.options.header_timeout, read).await {
@@ -322,6 +454,16 @@ fn send_error(error: hyper_util::client::legacy::Error) -> LlmError {
     if connect && llm.kind != ErrorKind::Timeout {
         llm.kind = ErrorKind::Connect;
     } else if llm.kind == ErrorKind::Other {
+        llm.kind = ErrorKind::Network;
+    }
+    llm
+}
+
+/// A user transport's error: what it says it is (a tower timeout, a
+/// connection refused), else a network failure.
+fn custom_error(error: BoxError) -> LlmError {
+    let mut llm = LlmError::from_box(error);
+    if llm.kind == ErrorKind::Other {
         llm.kind = ErrorKind::Network;
     }
     llm
