@@ -13,7 +13,7 @@
 #     that tests/sdk/run.sh makes under the target directory),
 # installing what is missing through apt-get when it can (as root, or
 # through sudo without a password), and stopping with a message that says
-# what to install when it cannot. Then it runs `cargo test --workspace`
+# what to install when it cannot. Then it runs `cargo test --workspace --all-features`
 # and the official OpenAI and Anthropic SDKs against the mock and the
 # gateway (tests/sdk/run.sh); with --wheel (CI passes it) it also builds the
 # staunch-gateway Python wheel, installs it into a fresh virtualenv and runs
@@ -87,9 +87,9 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-say "cargo test --workspace ${cargo_args[*]}"
+say "cargo test --workspace --all-features ${cargo_args[*]}"
 set +e
-cargo test --workspace "${cargo_args[@]}" 2>&1 | tee "$log"
+cargo test --workspace --all-features "${cargo_args[@]}" 2>&1 | tee "$log"
 cargo_status=${PIPESTATUS[0]}
 set -e
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")

@@ -65,6 +65,8 @@ pub mod degrade;
 pub mod fallback;
 #[cfg(feature = "fingerprint")]
 pub mod fingerprint;
+#[cfg(feature = "tonic")]
+pub mod grpc;
 pub mod health;
 #[cfg(feature = "http-call")]
 pub mod http_call;
