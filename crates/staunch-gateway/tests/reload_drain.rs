@@ -47,14 +47,39 @@ fn write_config(dir: &Path, models: &[&str]) {
     .unwrap();
 }
 
-fn start(dir: &Path) -> (Child, String) {
+/// The gateway process, killed if the test ends (or fails) before it exits.
+struct Process(Option<Child>);
+
+impl Process {
+    fn child(&self) -> &Child {
+        self.0.as_ref().expect("the process is running")
+    }
+
+    /// Waits for the process to exit, and says how.
+    fn wait(mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("the process is running");
+        child.wait().expect("the process's exit")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start(dir: &Path) -> (Process, String) {
     let mut command = Command::new(BIN);
     command
         .arg("--config")
         .arg(dir.join("gateway.toml"))
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null());
-    spawn_listening(&mut command)
+    let (child, url) = spawn_listening(&mut command);
+    (Process(Some(child)), url)
 }
 
 fn signal(child: &Child, name: &str) {
@@ -158,13 +183,13 @@ async fn finished(bodies: Vec<hyper::body::Incoming>) -> usize {
 async fn sighup_under_load_cuts_no_stream_and_serves_the_new_routes() {
     let dir = common::tempdir();
     write_config(&dir, &["gpt-4o"]);
-    let (mut child, url) = start(&dir);
+    let (process, url) = start(&dir);
     let http = client();
     assert_eq!(status_of(&http, &url, "gpt-5").await, 404);
 
     let streams = open_streams(&http, &url, "gpt-4o").await;
     write_config(&dir, &["gpt-4o", "gpt-5"]);
-    signal(&child, "HUP");
+    signal(process.child(), "HUP");
     let mut reloaded = false;
     for _ in 0..100 {
         if status_of(&http, &url, "gpt-5").await == 200 {
@@ -183,25 +208,25 @@ async fn sighup_under_load_cuts_no_stream_and_serves_the_new_routes() {
     // A bad file: refused, the last good configuration keeps serving.
     let streams = open_streams(&http, &url, "gpt-5").await;
     std::fs::write(dir.join("gateway.toml"), "[[routes]\nnot toml").unwrap();
-    signal(&child, "HUP");
+    signal(process.child(), "HUP");
     for _ in 0..5 {
         assert_eq!(status_of(&http, &url, "gpt-5").await, 200);
     }
     assert_eq!(finished(streams).await, STREAMS);
 
-    signal(&child, "TERM");
-    assert!(child.wait().unwrap().success());
+    signal(process.child(), "TERM");
+    assert!(process.wait().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_every_stream_and_accepts_nothing_new() {
     let dir = common::tempdir();
     write_config(&dir, &["*"]);
-    let (mut child, url) = start(&dir);
+    let (process, url) = start(&dir);
     let http = client();
     let streams = open_streams(&http, &url, "gpt-4o").await;
 
-    signal(&child, "TERM");
+    signal(process.child(), "TERM");
     // The listener closes at once: a new connection is refused.
     let addr = url.trim_start_matches("http://").to_owned();
     let mut refused = false;
@@ -219,9 +244,8 @@ async fn sigterm_under_load_finishes_every_stream_and_accepts_nothing_new() {
         STREAMS,
         "every stream in flight at SIGTERM finished"
     );
-    let exited = tokio::task::spawn_blocking(move || child.wait())
+    let exited = tokio::task::spawn_blocking(move || process.wait())
         .await
-        .unwrap()
         .unwrap();
     assert!(exited.success(), "exit 0 after draining: {exited:?}");
 }
