@@ -2,7 +2,9 @@
 //! one staunch stack per route (and a second for its embeddings, over the
 //! same clients), one budget per client key.
 
-use crate::config::{ClientKey, Config, EmbeddingPlan, OnRefusal, Provider, ProviderKind, Route};
+use crate::config::{
+    ClientKey, Config, EmbeddingPlan, OnRefusal, Provider, ProviderKind, Quota, Route, RouteTarget,
+};
 use sha2::{Digest, Sha256};
 use staunch::budget::{Budget, BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitState};
@@ -384,21 +386,8 @@ fn compile(
         let mut builder = TargetBuilder::new(name.clone(), client)
             .model(t.model.clone())
             .accepts_prefill(t.accepts_prefill)
-            .retry(
-                RetryConfig::new()
-                    .max_retries(t.retry.max_retries)
-                    .base_delay(t.retry.base_delay)
-                    .max_delay(t.retry.max_delay),
-            )
-            .breaker(
-                CircuitBreakerConfig::new(name.clone())
-                    .consecutive_failures(Some(t.breaker.consecutive_failures))
-                    .break_duration(t.breaker.break_duration)
-                    .break_growth(t.breaker.break_growth, t.breaker.max_break())
-                    .break_jitter(t.breaker.break_jitter)
-                    .half_open_probes(t.breaker.half_open_probes)
-                    .success_threshold(t.breaker.success_threshold),
-            )
+            .retry(retry_config(t))
+            .breaker(breaker_config(name.clone(), t))
             .attempt_timeout(t.attempt_timeout_for(Operation::Chat))
             .retry_attempt_timeouts(t.retry_attempt_timeouts);
         if let Some(price) = t.price {
@@ -410,16 +399,11 @@ fn compile(
         if let Some(quota) = &t.quota {
             // Between the target's retry and its attempt timeout: every
             // attempt is admitted, and a refusal moves the chain on.
-            let mut config = QuotaConfig::new(name.clone()).max_wait(quota.max_wait);
-            if let Some(requests) = quota.requests_per_minute {
-                config = config.requests_per_minute(requests);
-            }
-            if let Some(tokens) = quota.tokens_per_minute {
-                config = config.tokens_per_minute(tokens);
-            }
-            builder = builder.quota(config).map_err(|e| {
-                GatewayError::Setting(format!("routes[{index}].targets[{j}].quota: {e}"))
-            })?;
+            builder = builder
+                .quota(quota_config(name.clone(), quota))
+                .map_err(|e| {
+                    GatewayError::Setting(format!("routes[{index}].targets[{j}].quota: {e}"))
+                })?;
         }
         let (target, handle) = builder
             .build()
@@ -508,21 +492,8 @@ fn compile_embeddings(
         let mut builder = TargetBuilder::<_, EmbeddingRequest>::for_call(name, client)
             .model(t.model.clone())
             .vector_space(t.embedding_space().to_owned())
-            .retry(
-                RetryConfig::new()
-                    .max_retries(t.retry.max_retries)
-                    .base_delay(t.retry.base_delay)
-                    .max_delay(t.retry.max_delay),
-            )
-            .breaker(
-                CircuitBreakerConfig::new(own.clone())
-                    .consecutive_failures(Some(t.breaker.consecutive_failures))
-                    .break_duration(t.breaker.break_duration)
-                    .break_growth(t.breaker.break_growth, t.breaker.max_break())
-                    .break_jitter(t.breaker.break_jitter)
-                    .half_open_probes(t.breaker.half_open_probes)
-                    .success_threshold(t.breaker.success_threshold),
-            )
+            .retry(retry_config(t))
+            .breaker(breaker_config(own.clone(), t))
             .attempt_timeout(t.attempt_timeout_for(Operation::Embeddings))
             .retry_attempt_timeouts(t.retry_attempt_timeouts);
         if let Some(price) = t.price {
@@ -535,14 +506,9 @@ fn compile_embeddings(
             );
         }
         if let Some(quota) = &t.quota {
-            let mut config = QuotaConfig::new(own).max_wait(quota.max_wait);
-            if let Some(requests) = quota.requests_per_minute {
-                config = config.requests_per_minute(requests);
-            }
-            if let Some(tokens) = quota.tokens_per_minute {
-                config = config.tokens_per_minute(tokens);
-            }
-            builder = builder.quota(config).map_err(|e| at(&e))?;
+            builder = builder
+                .quota(quota_config(own, quota))
+                .map_err(|e| at(&e))?;
         }
         let (target, _breaker) = builder.build().map_err(|e| at(&e))?;
         chain.push(target);
@@ -578,4 +544,35 @@ fn route_budget(index: usize, route: &Route) -> Result<Option<BudgetLayer>, Gate
         )),
         None => Ok(None),
     }
+}
+
+/// A target's retries, as the layer takes them.
+fn retry_config(t: &RouteTarget) -> RetryConfig {
+    RetryConfig::new()
+        .max_retries(t.retry.max_retries)
+        .base_delay(t.retry.base_delay)
+        .max_delay(t.retry.max_delay)
+}
+
+/// A target's breaker, named `name`, as the layer takes it.
+fn breaker_config(name: String, t: &RouteTarget) -> CircuitBreakerConfig {
+    CircuitBreakerConfig::new(name)
+        .consecutive_failures(Some(t.breaker.consecutive_failures))
+        .break_duration(t.breaker.break_duration)
+        .break_growth(t.breaker.break_growth, t.breaker.max_break())
+        .break_jitter(t.breaker.break_jitter)
+        .half_open_probes(t.breaker.half_open_probes)
+        .success_threshold(t.breaker.success_threshold)
+}
+
+/// A target's quota, named `name`, as the layer takes it.
+fn quota_config(name: String, quota: &Quota) -> QuotaConfig {
+    let mut config = QuotaConfig::new(name).max_wait(quota.max_wait);
+    if let Some(requests) = quota.requests_per_minute {
+        config = config.requests_per_minute(requests);
+    }
+    if let Some(tokens) = quota.tokens_per_minute {
+        config = config.tokens_per_minute(tokens);
+    }
+    config
 }
