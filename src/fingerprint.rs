@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use staunch_core::{
-    ChatRequest, Content, ContentPart, Dialect, EmbeddingRequest, Extras, ResponseFormat,
+    ChatRequest, Content, ContentPart, EmbeddingRequest, Extras, ResponseFormat,
 };
 use std::hash::Hash;
 use xxhash_rust::xxh3::Xxh3;
@@ -101,10 +101,10 @@ fn hash_request(request: &ChatRequest, h: &mut Xxh3) {
     hash_extras(&request.extra, h);
 }
 
-/// Every dialect's extras, objects with sorted keys.
+/// Every dialect's extras (each dialect that has any, whichever dialects
+/// exist), objects with sorted keys.
 fn hash_extras(extras: &Extras, h: &mut Xxh3) {
-    for dialect in [Dialect::OpenAi, Dialect::Anthropic] {
-        let extra = extras.get(dialect);
+    for (dialect, extra) in extras.dialects() {
         (dialect, extra.len()).hash(h);
         let mut keys: Vec<&String> = extra.keys().collect();
         keys.sort_unstable();
@@ -214,6 +214,9 @@ mod tests {
             base().with_extra(Dialect::OpenAi, "seed", 1),
             base().with_extra(Dialect::OpenAi, "seed", "1"),
             base().with_extra(Dialect::Anthropic, "seed", 1),
+            // Every dialect's extras are in the key, not a listed few.
+            base().with_extra(Dialect::Gemini, "seed", 1),
+            base().with_extra(Dialect::OpenAiResponses, "seed", 1),
             base().with_tools([staunch_core::ToolDefinition::new(
                 "t",
                 json!({"type": "object"}),

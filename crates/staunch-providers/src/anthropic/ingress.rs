@@ -160,7 +160,7 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
         request.parallel_tool_calls = choice.disable_parallel_tool_use.map(|d| !d);
     }
     let mut extras = Extras::default();
-    extras.anthropic = raw.rest;
+    extras.set(Dialect::Anthropic, raw.rest);
     request.extra = Arc::new(extras);
     Ok(Decoded {
         request,

@@ -327,7 +327,7 @@ struct InEmbeddings {
 /// assert_eq!(*request.input, EmbeddingInput::from(["a", "b"]));
 /// assert_eq!(request.dimensions, Some(256));
 /// assert_eq!(request.encoding_format, Some(EncodingFormat::Base64));
-/// assert_eq!(request.extra.openai["user"], "u-1");
+/// assert_eq!(request.extra.get(Dialect::OpenAi)["user"], "u-1");
 ///
 /// let empty = decode_embeddings_request(br#"{"model": "m", "input": []}"#).unwrap_err();
 /// assert_eq!(empty.field(), Some("input"));
@@ -367,7 +367,7 @@ pub fn decode_embeddings_request(body: &[u8]) -> Result<EmbeddingRequest, Ingres
     request.encoding_format = encoding_format;
     if !raw.rest.is_empty() {
         let mut extras = Extras::default();
-        extras.openai = raw.rest;
+        extras.set(Dialect::OpenAi, raw.rest);
         request.extra = Arc::new(extras);
     }
     Ok(request)
@@ -667,9 +667,9 @@ mod tests {
             assert_eq!(*request.input, want, "{input}");
             assert_eq!(request.encoding_format, None);
             assert_eq!(request.dimensions, None);
-            assert_eq!(request.extra.openai["user"], "u");
-            assert_eq!(request.extra.openai["truncate"], true);
-            assert!(!request.extra.openai.contains_key("input"));
+            assert_eq!(request.extra.get(Dialect::OpenAi)["user"], "u");
+            assert_eq!(request.extra.get(Dialect::OpenAi)["truncate"], true);
+            assert!(!request.extra.get(Dialect::OpenAi).contains_key("input"));
         }
         let float = decode_embeddings_request(
             br#"{"model": "m", "input": "a", "encoding_format": "float", "dimensions": null}"#,

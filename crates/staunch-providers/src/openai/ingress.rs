@@ -206,6 +206,7 @@ pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Ing
 /// naming what is wrong.
 ///
 /// ```
+/// use staunch_core::Dialect;
 /// use staunch_providers::openai::wire::decode_request;
 /// let body = br#"{"model": "gpt-4o", "messages": [
 ///     {"role": "developer", "content": "Be brief."},
@@ -214,7 +215,7 @@ pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Ing
 ///    "seed": 7}"#;
 /// let decoded = decode_request(body).unwrap();
 /// assert_eq!(decoded.request.tools[0].name, "get_weather");
-/// assert_eq!(decoded.request.extra.openai["seed"], 7);
+/// assert_eq!(decoded.request.extra.get(Dialect::OpenAi)["seed"], 7);
 /// ```
 pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
     let raw: InRequest = IngressError::parse(body)?;
@@ -296,7 +297,7 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, IngressError> {
     request.parallel_tool_calls = raw.parallel_tool_calls;
     request.response_format = response_format;
     let mut extras = Extras::default();
-    extras.openai = raw.rest;
+    extras.set(Dialect::OpenAi, raw.rest);
     request.extra = Arc::new(extras);
     Ok(Decoded {
         request,
