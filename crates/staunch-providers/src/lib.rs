@@ -30,6 +30,7 @@ pub mod anthropic;
 mod client;
 mod dialect;
 pub mod headers;
+pub mod ingress;
 mod json;
 mod key;
 pub mod openai;

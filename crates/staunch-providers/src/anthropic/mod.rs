@@ -4,6 +4,7 @@ mod answer;
 mod error;
 mod events;
 mod ingress;
+pub(crate) mod ingress_seam;
 mod request;
 pub mod wire;
 

@@ -6,6 +6,7 @@ mod embeddings;
 mod error;
 mod events;
 pub(crate) mod ingress;
+pub(crate) mod ingress_seam;
 mod request;
 pub mod wire;
 
