@@ -1,6 +1,7 @@
-//! Client keys: sent as `Authorization: Bearer` (OpenAI clients) or
-//! `x-api-key` (Anthropic clients), stored as SHA-256 hashes and compared in
-//! constant time.
+//! Client keys: sent as `Authorization: Bearer` (OpenAI clients),
+//! `x-api-key` (Anthropic clients) or `x-goog-api-key` (google-genai
+//! clients), stored as SHA-256 hashes and compared in constant time. A key
+//! in the URL (Gemini's `?key=`) is not accepted: URLs end up in logs.
 
 use crate::build::{KeyEntry, Running, key_hash};
 use axum::http::HeaderMap;
@@ -16,10 +17,12 @@ pub(crate) enum Access<'a> {
     Denied,
 }
 
-/// The key a client sent, in either API's header.
+/// The key a client sent, in any of the APIs' headers.
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(value.trim());
+    for name in ["x-api-key", "x-goog-api-key"] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            return Some(value.trim());
+        }
     }
     let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
@@ -60,6 +63,9 @@ mod tests {
         assert_eq!(presented(&h), Some("sk-1"));
         h.insert("x-api-key", "sk-2".parse().unwrap());
         assert_eq!(presented(&h), Some("sk-2"));
+        let mut google = HeaderMap::new();
+        google.insert("x-goog-api-key", "AIza-3".parse().unwrap());
+        assert_eq!(presented(&google), Some("AIza-3"));
         let mut basic = HeaderMap::new();
         basic.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented(&basic), None);

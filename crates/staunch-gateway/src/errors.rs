@@ -4,57 +4,23 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use staunch_core::{ErrorClass, ErrorKind, LlmError};
+use staunch_providers::ingress::ErrorShape;
 
-/// Which API the client speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Shape {
-    OpenAi,
-    Anthropic,
-}
+/// Which API the client speaks: how its errors are worded.
+pub(crate) type Shape<'a> = &'a dyn ErrorShape;
 
 /// An error of the gateway itself (a bad body, a missing key, no route).
-pub(crate) fn reply(shape: Shape, status: StatusCode, kind: &str, message: &str) -> Response {
-    let body = match shape {
-        Shape::OpenAi => json!({"error": {
-            "message": message, "type": openai_type(status), "param": null, "code": kind}}),
-        Shape::Anthropic => json!({"type": "error", "error": {
-            "type": anthropic_type(status), "message": message}}),
-    };
+pub(crate) fn reply(shape: Shape<'_>, status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = shape.error_body(status.as_u16(), kind, message, false);
     (status, Json(body)).into_response()
-}
-
-fn openai_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        429 => "rate_limit_error",
-        400..=499 => "invalid_request_error",
-        _ => "server_error",
-    }
-}
-
-fn anthropic_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        504 => "timeout_error",
-        400..=499 => "invalid_request_error",
-        _ => "api_error",
-    }
 }
 
 /// The status a client should see for a failure of the stack: what the
 /// request did wrong stays a 4xx (400 stays 400), a rate limit is a 429 with
 /// `Retry-After`, an overloaded upstream a 529 (Anthropic) or 503 (OpenAI),
 /// a timeout a 504, and whatever the upstream did wrong a 502.
-pub(crate) fn status_of(shape: Shape, error: &LlmError) -> StatusCode {
+pub(crate) fn status_of(shape: Shape<'_>, error: &LlmError) -> StatusCode {
     let code = match error.kind {
         ErrorKind::RateLimited | ErrorKind::BudgetExhausted | ErrorKind::RequestTooLarge => 429,
         ErrorKind::ContextLengthExceeded
@@ -62,8 +28,7 @@ pub(crate) fn status_of(shape: Shape, error: &LlmError) -> StatusCode {
         | ErrorKind::FeatureUnsupported
         | ErrorKind::InvalidRequest => 400,
         ErrorKind::ModelNotFound => 404,
-        ErrorKind::Overloaded | ErrorKind::CircuitOpen if shape == Shape::Anthropic => 529,
-        ErrorKind::Overloaded | ErrorKind::CircuitOpen => 503,
+        ErrorKind::Overloaded | ErrorKind::CircuitOpen => shape.overloaded_status(),
         ErrorKind::Timeout => 504,
         ErrorKind::Cancelled => 499,
         _ if error.class() == ErrorClass::Fatal => 400,
@@ -95,20 +60,18 @@ fn passes_through(error: &LlmError) -> bool {
 /// reason) or `context_length_exceeded`. A refusal that came as a success
 /// (OpenAI's `finish_reason: content_filter`, Anthropic's `stop_reason:
 /// refusal`) is named in the client's own API's word for it:
-/// `content_filter` for an OpenAI client, `refusal` for an Anthropic one.
-fn provider_code(shape: Shape, error: &LlmError) -> &str {
+/// `content_filter` for an OpenAI client, `refusal` for an Anthropic one
+/// ([`ErrorShape::refusal_code`]).
+fn provider_code<'e>(shape: Shape<'_>, error: &'e LlmError) -> &'e str {
     let code = error.code.as_deref();
     let refused_as_success = error.kind == ErrorKind::ContentFiltered
         && error.status.is_none_or(|s| (200..300).contains(&s))
         && matches!(code, None | Some("content_filter" | "refusal"));
     if refused_as_success {
-        return match shape {
-            Shape::OpenAi => "content_filter",
-            Shape::Anthropic => "refusal",
-        };
+        return shape.refusal_code();
     }
     match code {
-        Some(code) if !(shape == Shape::OpenAi && code == "invalid_request_error") => code,
+        Some(code) if !shape.is_generic_code(code) => code,
         _ => match error.kind {
             ErrorKind::ContentFiltered => "content_filter",
             ErrorKind::ContextLengthExceeded => "context_length_exceeded",
@@ -130,7 +93,7 @@ fn provider_code(shape: Shape, error: &LlmError) -> &str {
 /// code>}}}` (the SDK types `error.type`, so it stays Anthropic's own; the
 /// code sits where Anthropic puts its own finer codes). Any other failure
 /// carries staunch's kind as the code and its full description.
-pub(crate) fn failure(shape: Shape, error: &LlmError) -> Response {
+pub(crate) fn failure(shape: Shape<'_>, error: &LlmError) -> Response {
     let status = status_of(shape, error);
     let mut response = if passes_through(error) {
         let message = error.redacted_message();
@@ -140,13 +103,7 @@ pub(crate) fn failure(shape: Shape, error: &LlmError) -> Response {
             message
         };
         let code = provider_code(shape, error);
-        let body = match shape {
-            Shape::OpenAi => json!({"error": {
-                "message": message, "type": openai_type(status), "param": null, "code": code}}),
-            Shape::Anthropic => json!({"type": "error", "error": {
-                "type": anthropic_type(status), "message": message,
-                "details": {"error_code": code}}}),
-        };
+        let body = shape.error_body(status.as_u16(), code, &message, true);
         (status, Json(body)).into_response()
     } else {
         reply(shape, status, error.kind.as_str(), &error.to_string())

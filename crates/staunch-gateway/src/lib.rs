@@ -51,6 +51,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use errors::Shape;
+use staunch_providers::ingress::{AnthropicMessages, OpenAiChat};
 
 /// The gateway's routes, with the body and concurrency limits of the
 /// configuration it was built from.
@@ -75,11 +76,11 @@ pub fn router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-fn shape_of(uri: &Uri) -> Shape {
+fn shape_of(uri: &Uri) -> Shape<'static> {
     if uri.path().starts_with("/v1/messages") {
-        Shape::Anthropic
+        &AnthropicMessages
     } else {
-        Shape::OpenAi
+        &OpenAiChat
     }
 }
 

@@ -16,15 +16,10 @@ use axum::response::{IntoResponse, Response};
 use staunch::Deadline;
 use staunch::budget::BudgetLayer;
 use staunch_core::{Answer, Call, EncodingFormat, LlmError};
+use staunch_providers::ingress::{AnthropicMessages, ChatIngress, Endpoint, OpenAiChat};
+use staunch_providers::openai;
 use staunch_providers::openai::wire::IngressError;
-use staunch_providers::{anthropic, openai};
 use tower::{Service, ServiceExt};
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// `POST /v1/chat/completions`.
 pub(crate) async fn openai_chat(
@@ -32,34 +27,7 @@ pub(crate) async fn openai_chat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match read(Shape::OpenAi, body) {
-        Ok(body) => body,
-        Err(response) => return *response,
-    };
-    let decoded = match openai::wire::decode_request(&body) {
-        Ok(decoded) => decoded,
-        Err(e) => return bad_request(Shape::OpenAi, &e),
-    };
-    drop(body);
-    let request = decoded.request.with_stream(decoded.stream);
-    let include_usage = decoded.include_usage;
-    let stack = |route: &CompiledRoute, budget| Ok(route.stack(budget));
-    serve(
-        gateway,
-        Shape::OpenAi,
-        headers,
-        request,
-        stack,
-        move |answer| {
-            if answer.is_streaming() {
-                sse::openai(answer, include_usage)
-            } else {
-                let body = openai::wire::encode_response(&answer, unix_now());
-                json(answer_headers(&answer), body)
-            }
-        },
-    )
-    .await
+    chat(OpenAiChat, gateway, headers, Endpoint::default(), body).await
 }
 
 /// `POST /v1/messages`.
@@ -68,31 +36,52 @@ pub(crate) async fn anthropic_messages(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match read(Shape::Anthropic, body) {
+    chat(
+        AnthropicMessages,
+        gateway,
+        headers,
+        Endpoint::default(),
+        body,
+    )
+    .await
+}
+
+/// A chat request from a client of `I`'s dialect: read, served by the
+/// route's chat stack (whatever the providers' dialects), and answered in
+/// `I`'s dialect, whole or streamed.
+pub(crate) async fn chat<I: ChatIngress>(
+    ingress: I,
+    gateway: Gateway,
+    headers: HeaderMap,
+    endpoint: Endpoint<'_>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let shape: Shape<'_> = &ingress;
+    let body = match read(shape, body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
-    let decoded = match anthropic::wire::decode_request(&body) {
-        Ok(decoded) => decoded,
-        Err(e) => return bad_request(Shape::Anthropic, &e),
+    let inbound = match ingress.decode(&body, &endpoint) {
+        Ok(inbound) => inbound,
+        Err(e) => return bad_request(shape, &e),
     };
     drop(body);
-    let request = decoded.request.with_stream(decoded.stream);
+    let options = inbound.options;
     let stack = |route: &CompiledRoute, budget| Ok(route.stack(budget));
     serve(
         gateway,
-        Shape::Anthropic,
+        shape,
         headers,
-        request,
+        inbound.request,
         stack,
-        |answer| {
+        move |answer| {
             if answer.is_streaming() {
-                return sse::anthropic(answer);
+                return sse::stream(&ingress, answer, &options);
             }
-            match anthropic::wire::encode_response(&answer) {
+            match ingress.encode(&answer, &options) {
                 Ok(body) => json(answer_headers(&answer), body),
                 Err(e) => reply(
-                    Shape::Anthropic,
+                    shape,
                     StatusCode::BAD_GATEWAY,
                     "untranslatable_answer",
                     &e.to_string(),
@@ -112,20 +101,20 @@ pub(crate) async fn openai_embeddings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match read(Shape::OpenAi, body) {
+    let body = match read(&OpenAiChat, body) {
         Ok(body) => body,
         Err(response) => return *response,
     };
     let request = match openai::wire::decode_embeddings_request(&body) {
         Ok(request) => request,
-        Err(e) => return bad_request(Shape::OpenAi, &e),
+        Err(e) => return bad_request(&OpenAiChat, &e),
     };
     drop(body);
     let format = request.encoding_format.unwrap_or(EncodingFormat::Float);
     let stack = |route: &CompiledRoute, budget| {
         route.embeddings(budget).map_err(|why| {
             Box::new(reply(
-                Shape::OpenAi,
+                &OpenAiChat,
                 StatusCode::BAD_REQUEST,
                 "embeddings_unsupported",
                 why,
@@ -134,7 +123,7 @@ pub(crate) async fn openai_embeddings(
     };
     serve(
         gateway,
-        Shape::OpenAi,
+        &OpenAiChat,
         headers,
         request,
         stack,
@@ -150,7 +139,7 @@ pub(crate) async fn openai_embeddings(
 pub(crate) async fn models(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
     let running = gateway.current();
     if let Access::Denied = auth::check(&running, &headers) {
-        return denied(Shape::OpenAi);
+        return denied(&OpenAiChat);
     }
     let data: Vec<serde_json::Value> = running
         .routes
@@ -160,7 +149,7 @@ pub(crate) async fn models(State(gateway): State<Gateway>, headers: HeaderMap) -
     axum::Json(serde_json::json!({"object": "list", "data": data})).into_response()
 }
 
-fn read(shape: Shape, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
+fn read(shape: Shape<'_>, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
     body.map_err(|rejection| {
         Box::new(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             reply(
@@ -187,7 +176,7 @@ fn read(shape: Shape, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<
     })
 }
 
-fn bad_request(shape: Shape, error: &IngressError) -> Response {
+fn bad_request(shape: Shape<'_>, error: &IngressError) -> Response {
     let code = match error {
         IngressError::Json(_) => "invalid_json",
         IngressError::Body(_) => "invalid_type",
@@ -196,12 +185,12 @@ fn bad_request(shape: Shape, error: &IngressError) -> Response {
     reply(shape, StatusCode::BAD_REQUEST, code, &error.to_string())
 }
 
-fn denied(shape: Shape) -> Response {
+fn denied(shape: Shape<'_>) -> Response {
     reply(
         shape,
         StatusCode::UNAUTHORIZED,
         "invalid_api_key",
-        "a valid gateway key is required (Authorization: Bearer KEY or x-api-key: KEY)",
+        "a valid gateway key is required (Authorization: Bearer KEY, x-api-key: KEY or x-goog-api-key: KEY)",
     )
 }
 
@@ -215,7 +204,7 @@ fn denied(shape: Shape) -> Response {
 /// buffer for the connection's next read (8 KiB per request in flight).
 async fn serve<C, S>(
     gateway: Gateway,
-    shape: Shape,
+    shape: Shape<'_>,
     headers: HeaderMap,
     mut request: C,
     stack: impl FnOnce(&CompiledRoute, Option<BudgetLayer>) -> Result<S, Box<Response>>,
