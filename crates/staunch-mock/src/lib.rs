@@ -1,12 +1,14 @@
 //! A mock LLM server for testing resilience: real HTTP on loopback, the
 //! OpenAI Chat Completions (`POST /v1/chat/completions`), OpenAI embeddings
-//! (`POST /v1/embeddings`) and Anthropic Messages (`POST /v1/messages`)
+//! (`POST /v1/embeddings`), Anthropic Messages (`POST /v1/messages`),
+//! Google Gemini (`POST /v1beta/models/{model}:generateContent` and
+//! `:streamGenerateContent`) and OpenAI Responses (`POST /v1/responses`)
 //! wire formats, deterministic answers, and faults on demand.
 //!
 //! # Answers
 //!
 //! A normal answer depends on what the request asks for, the same way in
-//! both dialects:
+//! every dialect (Gemini and Responses below):
 //!
 //! - **text**: `mock answer to: <the last user message>` (its first 48
 //!   characters);
@@ -35,6 +37,68 @@
 //!   prefill that does not begin it gets the whole answer). A route with
 //!   `reject_prefill = true` answers the provider's 400
 //!   `invalid_request_error` "prefill is not supported" instead.
+//!
+//! # Gemini
+//!
+//! The model is the path's (`/v1beta/models/{model}:…`, or `/v1/…`);
+//! `:streamGenerateContent` streams (server-sent events, with `alt=sse` or
+//! not). The key may come as `x-goog-api-key` or `?key=`. The request's
+//! `contents` (roles `user` and `model`, parts `text`, `functionCall`,
+//! `functionResponse`), `systemInstruction`, `tools[].functionDeclarations`
+//! (`parameters` in Gemini's OpenAPI subset, `"type": "OBJECT"`, or
+//! `parametersJsonSchema`), `toolConfig.functionCallingConfig` (`NONE`,
+//! `ANY` with `allowedFunctionNames`, `AUTO`) and `generationConfig`
+//! (`responseMimeType: application/json` with `responseJsonSchema` or
+//! `responseSchema`; `maxOutputTokens`) are read as the others' are; a
+//! trailing `model` turn is a prefill; tool results are the
+//! `functionResponse`s' `response` (its `output` or `result` when text).
+//! The answer is `{"candidates": [{"content": {"role": "model", "parts":
+//! [{"text"} | {"functionCall": {"name", "args"}}]}, "finishReason",
+//! "index"}], "usageMetadata": {"promptTokenCount", "candidatesTokenCount",
+//! "totalTokenCount"}, "modelVersion", "responseId"}`; `finishReason` is
+//! `STOP`, `MAX_TOKENS` (a text longer than `maxOutputTokens` words is cut
+//! there) or `SAFETY` (the content filter: no content, `safetyRatings`). A
+//! stream is `data: {GenerateContentResponse}` frames without event names:
+//! a chunk per piece of text, or one with the whole `functionCall`, then a
+//! last chunk with the `finishReason` and `usageMetadata`; there is no
+//! `[DONE]`, so `no_terminator` leaves that last chunk out. Errors are
+//! `{"error": {"code", "message", "status", "details"?}}` with no
+//! `Retry-After` header: a rate limit is 429 `RESOURCE_EXHAUSTED` with a
+//! per-minute `QuotaFailure` and a `RetryInfo` (`retryDelay: "2s"`), a
+//! quota 429 `RESOURCE_EXHAUSTED` with a per-day `QuotaFailure` and no
+//! `RetryInfo`, overloaded 503 `UNAVAILABLE` (with a `RetryInfo` when it
+//! has a `retry_after`), server 500 `INTERNAL`, unauthorized 401
+//! `UNAUTHENTICATED` (`API_KEY_INVALID`), a context overflow 400
+//! `INVALID_ARGUMENT` "The input token count (N) exceeds the maximum number
+//! of tokens allowed (M)." (M: the model's window, else 1048576), a refused
+//! request 400 `INVALID_ARGUMENT`. An error event is `data: {"error":
+//! {…}}`.
+//!
+//! # Responses
+//!
+//! `POST /v1/responses` reads `instructions`, `input` (text, or items:
+//! messages whose content is text or `input_text`/`output_text` parts,
+//! `function_call`, `function_call_output`), `tools` (`{"type":
+//! "function", "name", "parameters"}`), `tool_choice` and `text.format`
+//! (`json_schema`, `json_object`); it keeps no state, so a tool-result
+//! round is read from the `function_call_output` items the input ends
+//! with. The answer is a Response object (`id: resp_mock_<n>`, `object:
+//! "response"`, `status`, `model`, `output`: a `message` with an
+//! `output_text` part, or a `function_call` item with `call_id`, `name`
+//! and `arguments` as JSON text; `usage` with its details; the request's
+//! settings echoed: `instructions`, `tools`, `tool_choice`, `text`,
+//! `metadata`, …). The content filter is `status: "incomplete"` with
+//! `incomplete_details.reason: "content_filter"`. With `stream: true`: the
+//! typed events (`event: <type>`, each with its `sequence_number`):
+//! `response.created`, `response.in_progress`, then for text
+//! `response.output_item.added`, `response.content_part.added`, a
+//! `response.output_text.delta` per piece, `response.output_text.done`,
+//! `response.content_part.done`, `response.output_item.done`; for a tool
+//! call `response.output_item.added`, `response.function_call_arguments.delta`
+//! pieces, `.done`, `response.output_item.done`; last `response.completed`
+//! (`response.incomplete` for a content filter), which `no_terminator`
+//! leaves out. Errors are OpenAI's; an error event is `event: error`
+//! `{"type": "error", "code", "message", "param", "sequence_number"}`.
 //!
 //! # Embeddings
 //!
@@ -106,8 +170,9 @@
 //!
 //! # Faults
 //!
-//! Faults come from a [`Scenario`]: an ordered script per route (the Nth
-//! request gets fault N), random faults with probabilities and a seed, an
+//! Faults come from a [`Scenario`]: an ordered script per route (its
+//! field: `openai`, `anthropic`, `embeddings`, `gemini`, `responses`; the
+//! Nth request gets fault N), random faults with probabilities and a seed, an
 //! outage window, context windows per model, added latency. In scenario
 //! files a fault is `{ type = "<name>", ... }`:
 //!
@@ -115,7 +180,7 @@
 //! |---|---|
 //! | `ok` | the normal answer |
 //! | `latency` (`ms`) | the normal answer, `ms` later |
-//! | `rate_limit` (`retry_after`) | 429 with `Retry-After` (and OpenAI's `retry-after-ms`) |
+//! | `rate_limit` (`retry_after`) | 429 with `Retry-After` (and OpenAI's `retry-after-ms`; Gemini: a `RetryInfo` detail instead) |
 //! | `overloaded` (`retry_after`?) | OpenAI 503 / Anthropic 529 `overloaded_error` |
 //! | `server_error` | 500 |
 //! | `bad_gateway` | 502 with an HTML body |

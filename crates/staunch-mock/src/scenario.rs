@@ -16,7 +16,8 @@ pub enum Fault {
         /// The delay.
         ms: u64,
     },
-    /// 429 rate limit, with `Retry-After` (and OpenAI's `retry-after-ms`).
+    /// 429 rate limit, with `Retry-After` (and OpenAI's `retry-after-ms`; Gemini
+    /// sends a `RetryInfo` detail instead).
     RateLimit {
         /// Seconds to wait.
         retry_after: f64,
@@ -225,8 +226,9 @@ pub struct Outage {
     pub start_ms: u64,
     /// End (exclusive), in milliseconds.
     pub end_ms: u64,
-    /// The routes that are down (`openai`, `anthropic`, `embeddings`;
-    /// `openai` covers its embeddings too); empty means all.
+    /// The routes that are down, by name (`openai`, `anthropic`,
+    /// `embeddings`, `gemini`, `responses`) or provider (`openai` covers
+    /// its embeddings and responses too); empty means all.
     #[serde(default)]
     pub routes: Vec<String>,
 }
@@ -283,6 +285,11 @@ pub struct Scenario {
     /// format; those about streams, content filters, tool calls and JSON
     /// answers leave its normal answer.
     pub embeddings: RouteScenario,
+    /// Faults of Gemini's `/v1beta/models/{model}:generateContent` and
+    /// `:streamGenerateContent`, in Google's format.
+    pub gemini: RouteScenario,
+    /// Faults of OpenAI's `/v1/responses`.
+    pub responses: RouteScenario,
     /// The length of embedding vectors when a request sets no `dimensions`
     /// ([`DEFAULT_EMBEDDING_DIMENSIONS`]: short, for speed).
     pub embedding_dimensions: u32,
@@ -312,6 +319,8 @@ impl Default for Scenario {
             openai: RouteScenario::default(),
             anthropic: RouteScenario::default(),
             embeddings: RouteScenario::default(),
+            gemini: RouteScenario::default(),
+            responses: RouteScenario::default(),
             embedding_dimensions: DEFAULT_EMBEDDING_DIMENSIONS,
             embedding_max_inputs: DEFAULT_EMBEDDING_MAX_INPUTS,
         }
@@ -367,15 +376,12 @@ impl Scenario {
 
     /// Checks probabilities and the outage window.
     pub fn validate(&self) -> Result<(), String> {
-        for (route, r) in [
-            ("openai", &self.openai),
-            ("anthropic", &self.anthropic),
-            ("embeddings", &self.embeddings),
-        ] {
-            for f in &r.random {
+        for route in crate::state::Route::ALL {
+            for f in &route.faults(self).random {
                 if !(0.0..=1.0).contains(&f.probability) {
                     return Err(format!(
-                        "{route}: probability {} is not in [0, 1]",
+                        "{}: probability {} is not in [0, 1]",
+                        route.as_str(),
                         f.probability
                     ));
                 }

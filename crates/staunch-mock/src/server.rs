@@ -1,6 +1,6 @@
 //! The HTTP server.
 
-use crate::render::{MockBody, Options, ResetOnPurpose, json_response, render, wants_stream};
+use crate::render::{Failure, MockBody, Options, ResetOnPurpose, error, json_response, render};
 use crate::scenario::{Fault, Scenario};
 use crate::state::{MockStats, RecordLimits, Route, State};
 use bytes::Bytes;
@@ -74,6 +74,12 @@ impl MockServer {
 
     /// The base URL for an Anthropic client.
     pub fn anthropic_base_url(&self) -> String {
+        self.url()
+    }
+
+    /// The base URL for a Gemini client (`google-genai`'s `base_url`): the
+    /// root, under which it asks `/v1beta/models/{model}:generateContent`.
+    pub fn gemini_base_url(&self) -> String {
         self.url()
     }
 
@@ -151,50 +157,10 @@ async fn handle(
     served: Arc<AtomicU64>,
 ) -> Result<Response<MockBody>, ResetOnPurpose> {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let route = match (&method, path.as_str()) {
-        (&Method::POST, "/v1/chat/completions") => Route::OpenAi,
-        (&Method::POST, "/v1/messages") => Route::Anthropic,
-        (&Method::POST, "/v1/embeddings") => Route::Embeddings,
-        (&Method::GET, "/_mock/stats") => {
-            let stats = serde_json::to_value(state.stats()).unwrap_or(Value::Null);
-            return Ok(json_response(200, &stats, &[]));
-        }
-        (&Method::GET, "/_mock/scenario") => {
-            let scenario = serde_json::to_value(state.scenario()).unwrap_or(Value::Null);
-            return Ok(json_response(200, &scenario, &[]));
-        }
-        (&Method::POST, "/_mock/reset") => {
-            state.reset();
-            return Ok(json_response(200, &json!({"reset": true}), &[]));
-        }
-        (&Method::POST, "/_mock/scenario") => {
-            let body = read_body(request).await;
-            let parsed = body.ok().and_then(|b| {
-                serde_json::from_slice::<Scenario>(&b)
-                    .map_err(|e| e.to_string())
-                    .ok()
-            });
-            return Ok(match parsed.map(|s| s.validate().map(|()| s)) {
-                Some(Ok(scenario)) => {
-                    state.set_scenario(scenario);
-                    json_response(200, &json!({"scenario": "replaced"}), &[])
-                }
-                Some(Err(message)) => json_response(400, &json!({"error": message}), &[]),
-                None => json_response(
-                    400,
-                    &json!({"error": "the body is not a scenario in JSON"}),
-                    &[],
-                ),
-            });
-        }
-        _ => {
-            return Ok(json_response(
-                404,
-                &json!({"error": {"message": format!("no route for {method} {path}"), "type": "not_found_error"}}),
-                &[],
-            ));
-        }
+    let Some(route) = Route::serving(&method, &path) else {
+        return Ok(control(request, &method, &path, &state).await);
     };
+    let dialect = route.dialect();
     let headers = recorded_headers(request.headers());
     let body = match read_body(request).await {
         Ok(bytes) => bytes,
@@ -212,20 +178,18 @@ async fn handle(
         }
     };
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-        state.admit(route, &Value::Null, &body, headers);
-        return Ok(json_response(
-            400,
-            &json!({"error": {"message": "the request body is not valid JSON", "type": "invalid_request_error"}}),
-            &[],
-        ));
+        state.admit(route, "", &Value::Null, &body, headers);
+        let failure = Failure::Invalid("the request body is not valid JSON".to_owned());
+        return Ok(error(dialect, &failure, 0));
     };
-    let admitted = state.admit(route, &json, &body, headers);
+    let call = dialect.call(&path, &json);
+    let admitted = state.admit(route, call.model, &json, &body, headers);
     drop(body);
     let n = served.fetch_add(1, Ordering::Relaxed) + 1;
     let extra = match &admitted.fault {
         Fault::Latency { ms } => *ms,
         // A streamed answer delays its first content event instead.
-        Fault::SlowFirstToken { ms } if !wants_stream(&json) => *ms,
+        Fault::SlowFirstToken { ms } if !call.stream => *ms,
         _ => 0,
     };
     let latency = admitted.latency_ms + extra;
@@ -239,12 +203,13 @@ async fn handle(
             dimensions: admitted.embedding_dimensions,
             max_inputs: admitted.embedding_max_inputs,
         },
+        context_window: admitted.context_window,
     };
     match admitted.fault {
         Fault::Hang => std::future::pending().await,
         Fault::Reset => Err(ResetOnPurpose),
         other => Ok(
-            render(route, &other, &json, n, &options).unwrap_or_else(|| {
+            render(dialect, &other, &call, n, &options).unwrap_or_else(|| {
                 json_response(
                     500,
                     &json!({"error": {"message": "unrenderable fault"}}),
@@ -255,13 +220,63 @@ async fn handle(
     }
 }
 
+/// The control endpoints (`/_mock/…`), and 404 for anything else.
+async fn control(
+    request: Request<Incoming>,
+    method: &Method,
+    path: &str,
+    state: &State,
+) -> Response<MockBody> {
+    match (method, path) {
+        (&Method::GET, "/_mock/stats") => {
+            let stats = serde_json::to_value(state.stats()).unwrap_or(Value::Null);
+            json_response(200, &stats, &[])
+        }
+        (&Method::GET, "/_mock/scenario") => {
+            let scenario = serde_json::to_value(state.scenario()).unwrap_or(Value::Null);
+            json_response(200, &scenario, &[])
+        }
+        (&Method::POST, "/_mock/reset") => {
+            state.reset();
+            json_response(200, &json!({"reset": true}), &[])
+        }
+        (&Method::POST, "/_mock/scenario") => {
+            let body = read_body(request).await;
+            let parsed = body.ok().and_then(|b| {
+                serde_json::from_slice::<Scenario>(&b)
+                    .map_err(|e| e.to_string())
+                    .ok()
+            });
+            match parsed.map(|s| s.validate().map(|()| s)) {
+                Some(Ok(scenario)) => {
+                    state.set_scenario(scenario);
+                    json_response(200, &json!({"scenario": "replaced"}), &[])
+                }
+                Some(Err(message)) => json_response(400, &json!({"error": message}), &[]),
+                None => json_response(
+                    400,
+                    &json!({"error": "the body is not a scenario in JSON"}),
+                    &[],
+                ),
+            }
+        }
+        _ => json_response(
+            404,
+            &json!({"error": {"message": format!("no route for {method} {path}"), "type": "not_found_error"}}),
+            &[],
+        ),
+    }
+}
+
 /// The headers to record, credentials masked.
 fn recorded_headers(headers: &http::HeaderMap) -> std::collections::BTreeMap<String, String> {
     headers
         .iter()
         .map(|(name, value)| {
             let shown = match name.as_str() {
-                "authorization" | "x-api-key" | "api-key" => "[present]".to_owned(),
+                "authorization" | "x-api-key" | "api-key" | "x-goog-api-key" => {
+                    "[present]".to_owned()
+                }
                 _ => String::from_utf8_lossy(value.as_bytes()).into_owned(),
             };
             (name.as_str().to_owned(), shown)

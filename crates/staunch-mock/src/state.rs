@@ -1,6 +1,7 @@
 //! The server's shared state: the scenario, the random draws, what it saw.
 
-use crate::scenario::{Fault, Scenario};
+use crate::render::{self, Dialect};
+use crate::scenario::{Fault, RouteScenario, Scenario};
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -10,35 +11,76 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, OnceLock};
 use tokio::time::Instant;
 
-/// The routes the mock serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Route {
+/// Declares the routes: each a variant of [`Route`], named after its
+/// [`Scenario`] field (`RouteScenario`, its faults) and served by a dialect
+/// (`src/render/`). A new route is one line here, its `Scenario` field,
+/// and its line in `Scenario::default`.
+macro_rules! routes {
+    ($($(#[doc = $doc:literal])+ $variant:ident($name:ident) => $dialect:path;)+) => {
+        /// The routes the mock serves.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum Route {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl Route {
+            /// Every route.
+            pub const ALL: &'static [Route] = &[$(Route::$variant),+];
+
+            /// Its name: its field of [`Scenario`], its key in the stats,
+            /// what an outage's `routes` names it by (`openai`,
+            /// `anthropic`, `embeddings`, `gemini`, `responses`).
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(Route::$variant => stringify!($name),)+
+                }
+            }
+
+            /// Its faults in `scenario`.
+            pub(crate) fn faults<'s>(&self, scenario: &'s Scenario) -> &'s RouteScenario {
+                match self {
+                    $(Route::$variant => &scenario.$name,)+
+                }
+            }
+
+            /// The dialect it speaks.
+            pub(crate) fn dialect(&self) -> &'static dyn Dialect {
+                match self {
+                    $(Route::$variant => &$dialect,)+
+                }
+            }
+        }
+    };
+}
+
+routes! {
     /// `POST /v1/chat/completions`.
-    OpenAi,
+    OpenAi(openai) => render::openai::Chat;
     /// `POST /v1/messages`.
-    Anthropic,
+    Anthropic(anthropic) => render::anthropic::Messages;
     /// `POST /v1/embeddings` (OpenAI's embeddings).
-    Embeddings,
+    Embeddings(embeddings) => render::embeddings::Embeddings;
+    /// `POST /v1beta/models/{model}:generateContent` and
+    /// `:streamGenerateContent` (Google Gemini).
+    Gemini(gemini) => render::gemini::Gemini;
+    /// `POST /v1/responses` (OpenAI Responses).
+    Responses(responses) => render::responses::Responses;
 }
 
 impl Route {
-    /// `openai`, `anthropic` or `embeddings`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Route::OpenAi => "openai",
-            Route::Anthropic => "anthropic",
-            Route::Embeddings => "embeddings",
-        }
+    /// The provider whose API the route copies: `openai` (chat, embeddings,
+    /// responses), `anthropic` or `gemini`.
+    pub fn provider(&self) -> &'static str {
+        self.dialect().provider()
     }
 
-    /// The provider whose API the route copies: `openai` (chat and
-    /// embeddings) or `anthropic`.
-    pub fn provider(&self) -> &'static str {
-        match self {
-            Route::OpenAi | Route::Embeddings => "openai",
-            Route::Anthropic => "anthropic",
-        }
+    /// The route serving `method path` (the path without its query).
+    pub(crate) fn serving(method: &http::Method, path: &str) -> Option<Route> {
+        Route::ALL
+            .iter()
+            .copied()
+            .find(|route| route.dialect().serves(method, path))
     }
 }
 
@@ -189,7 +231,8 @@ pub struct Received {
     /// Whether only a prefix of the body was kept.
     pub body_truncated: bool,
     /// Its headers; credential values (`authorization`, `x-api-key`,
-    /// `api-key`) are recorded as `[present]`, never as sent.
+    /// `api-key`, `x-goog-api-key`) are recorded as `[present]`, never as
+    /// sent.
     pub headers: BTreeMap<String, String>,
 }
 
@@ -293,6 +336,8 @@ pub(crate) struct Admitted {
     pub(crate) embedding_dimensions: u32,
     /// The most inputs an embeddings request may carry.
     pub(crate) embedding_max_inputs: usize,
+    /// The context window of the request's model, if set.
+    pub(crate) context_window: Option<u64>,
 }
 
 /// The bytes of text in a message's content (a string, or the text of its
@@ -341,15 +386,6 @@ pub(crate) fn estimate_tokens(body: &Value) -> u64 {
         total += (system.len() as u64).div_ceil(4) + 4;
     }
     total
-}
-
-/// The prompt tokens of a request `body` on `route`: a chat request's
-/// [`estimate_tokens`], an embeddings request's tokens of all its inputs.
-pub(crate) fn prompt_tokens(route: Route, body: &Value) -> u64 {
-    match route {
-        Route::Embeddings => crate::render::embeddings::input_tokens(body).iter().sum(),
-        Route::OpenAi | Route::Anthropic => estimate_tokens(body),
-    }
 }
 
 impl State {
@@ -401,11 +437,13 @@ impl State {
     }
 
     /// Records a request (its raw `bytes`, within the limits) and decides
-    /// what it gets from its parsed `body` (`null` if not JSON), with the
-    /// latency to add and the route's streaming and prefill settings.
+    /// what it gets from its `model` and parsed `body` (`null` if not
+    /// JSON), with the latency to add and the route's streaming and prefill
+    /// settings.
     pub(crate) fn admit(
         &self,
         route: Route,
+        model: &str,
         body: &Value,
         bytes: &[u8],
         headers: BTreeMap<String, String>,
@@ -413,17 +451,8 @@ impl State {
         let mut inner = self.lock();
         let at_ms = inner.started.elapsed().as_millis() as u64;
         let nth = inner.stats.requests_to(route) as usize;
-        let model = body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
         let scenario = &inner.scenario;
-        let routes = match route {
-            Route::OpenAi => &scenario.openai,
-            Route::Anthropic => &scenario.anthropic,
-            Route::Embeddings => &scenario.embeddings,
-        };
+        let routes = route.faults(scenario);
         let down = scenario.outage.as_ref().is_some_and(|o| {
             (o.start_ms..o.end_ms).contains(&at_ms)
                 && (o.routes.is_empty()
@@ -431,17 +460,9 @@ impl State {
                         .iter()
                         .any(|r| r == route.as_str() || r == route.provider()))
         });
-        // An embeddings request overflows when one of its inputs does.
-        let too_long = scenario.context_windows.get(&model).is_some_and(|window| {
-            let tokens = match route {
-                Route::Embeddings => crate::render::embeddings::input_tokens(body)
-                    .into_iter()
-                    .max()
-                    .unwrap_or(0),
-                Route::OpenAi | Route::Anthropic => estimate_tokens(body),
-            };
-            tokens > *window
-        });
+        let context_window = scenario.context_windows.get(model).copied();
+        let too_long =
+            context_window.is_some_and(|window| route.dialect().overflow_tokens(body) > window);
         let latency_ms = scenario.latency_ms;
         let token_ms = routes.stream_token_ms.unwrap_or(scenario.stream_token_ms);
         let reject_prefill = routes.reject_prefill;
@@ -486,6 +507,48 @@ impl State {
             reject_prefill,
             embedding_dimensions,
             embedding_max_inputs,
+            context_window,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn each_route_has_one_name_everywhere() {
+        let scenario = serde_json::to_value(Scenario::default()).unwrap();
+        for route in Route::ALL {
+            let name = route.as_str();
+            assert_eq!(serde_json::to_value(route).unwrap(), name, "{route:?}");
+            assert!(scenario.get(name).is_some(), "Scenario has a field {name}");
+        }
+        let served = [
+            ("/v1/chat/completions", Route::OpenAi),
+            ("/v1/messages", Route::Anthropic),
+            ("/v1/embeddings", Route::Embeddings),
+            (
+                "/v1beta/models/gemini-2.5-flash:generateContent",
+                Route::Gemini,
+            ),
+            (
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                Route::Gemini,
+            ),
+            ("/v1/responses", Route::Responses),
+        ];
+        for (path, route) in served {
+            assert_eq!(Route::serving(&Method::POST, path), Some(route), "{path}");
+            assert_eq!(Route::serving(&Method::GET, path), None, "{path}");
+        }
+        for path in [
+            "/v1beta/models/:generateContent",
+            "/v1beta/models/x:countTokens",
+            "/v2/x",
+        ] {
+            assert_eq!(Route::serving(&Method::POST, path), None, "{path}");
         }
     }
 }

@@ -9,7 +9,7 @@ use staunch_mock::{MockServer, Scenario};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Serve a mock LLM scenario (OpenAI and Anthropic wire formats) on
+/// Serve a mock LLM scenario (OpenAI, Anthropic and Gemini wire formats) on
 /// loopback until interrupted.
 #[derive(clap::Parser)]
 #[command(name = "staunch-mock", args_override_self = true)]
@@ -49,6 +49,7 @@ async fn main() {
     println!("staunch-mock listening on {}", server.url());
     println!("  OpenAI base URL:    {}", server.openai_base_url());
     println!("  Anthropic base URL: {}", server.anthropic_base_url());
+    println!("  Gemini base URL:    {}", server.gemini_base_url());
     println!(
         "  control:            {}/_mock/stats, /_mock/scenario, /_mock/reset",
         server.url()

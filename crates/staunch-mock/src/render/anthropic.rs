@@ -5,16 +5,60 @@
 
 use super::stream::{Events, pieces, sse};
 use super::{
-    Arguments, Ask, Failure, Format, Reply, Tool, ToolChoice, completion_tokens, content_text,
-    last_user_text, rate_limit_message,
+    Arguments, Ask, Call, Dialect, ErrorParts, Failure, Format, Options, Reply, Tool, ToolChoice,
+    completion_tokens, content_text, last_user_text, rate_limit_message,
 };
 use crate::scenario::Fault;
 use crate::state::estimate_tokens;
 use bytes::Bytes;
+use http::Method;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 
-/// The header carrying the request id.
-pub(super) const REQUEST_ID: &str = "request-id";
+/// `POST /v1/messages`.
+pub(crate) struct Messages;
+
+impl Dialect for Messages {
+    fn provider(&self) -> &'static str {
+        "anthropic"
+    }
+
+    fn serves(&self, method: &Method, path: &str) -> bool {
+        method == Method::POST && path == "/v1/messages"
+    }
+
+    fn request_id(&self) -> &'static str {
+        "request-id"
+    }
+
+    fn answer<'a>(
+        &self,
+        call: &Call<'a>,
+        fault: &Fault,
+        n: u64,
+        options: &Options,
+    ) -> Result<Value, Failure<'a>> {
+        answer(&read(call.body).under(options), call.body, fault, n)
+    }
+
+    fn events<'a>(
+        &self,
+        call: &Call<'a>,
+        fault: &Fault,
+        n: u64,
+        options: &Options,
+    ) -> Result<Events, Failure<'a>> {
+        events(&read(call.body).under(options), call.body, fault, n)
+    }
+
+    fn error(&self, failure: &Failure<'_>, n: u64) -> ErrorParts {
+        error(failure, n)
+    }
+
+    fn error_event(&self, failure: &Failure<'_>, n: u64, _seq: usize) -> Bytes {
+        sse(Some("error"), &error(failure, n).1.to_string())
+    }
+}
 
 /// Reads what `body` asks for: the conversation ends with a user turn,
 /// which may carry `tool_result` blocks; client `tools` (server tools, with
@@ -45,7 +89,7 @@ pub(super) fn read(body: &Value) -> Ask<'_> {
                 .filter_map(|t| {
                     Some(Tool {
                         name: t.get("name")?.as_str()?,
-                        schema: t.get("input_schema"),
+                        schema: t.get("input_schema").map(Cow::Borrowed),
                     })
                 })
                 .collect()
@@ -212,7 +256,7 @@ fn body(kind: &str, message: &str, n: u64) -> Value {
 
 /// Status, body and headers (besides the request id and `retry-after`) of
 /// `failure`.
-pub(super) fn error(failure: &Failure<'_>, n: u64) -> (u16, Value, Vec<(&'static str, String)>) {
+pub(super) fn error(failure: &Failure<'_>, n: u64) -> ErrorParts {
     let (status, body) = match failure {
         Failure::RateLimit { retry_after, model } => (
             429,
@@ -237,7 +281,7 @@ pub(super) fn error(failure: &Failure<'_>, n: u64) -> (u16, Value, Vec<(&'static
             }),
         ),
         Failure::Unauthorized => (401, body("authentication_error", "invalid x-api-key", n)),
-        Failure::ContextOverflow { tokens } => (
+        Failure::ContextOverflow { tokens, .. } => (
             400,
             body(
                 "invalid_request_error",

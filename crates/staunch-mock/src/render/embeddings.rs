@@ -8,9 +8,71 @@
 //! shortened vector is the start of the full one, scaled to unit length
 //! again, as OpenAI's `text-embedding-3` vectors are.
 
-use super::Failure;
+use super::stream::Events;
+use super::{Call, Dialect, ErrorParts, Failure, Options};
+use crate::scenario::Fault;
 use base64::Engine as _;
+use bytes::Bytes;
+use http::Method;
 use serde_json::{Value, json};
+
+/// `POST /v1/embeddings`: OpenAI's, never streamed (`stream` is ignored),
+/// its errors OpenAI's.
+pub(crate) struct Embeddings;
+
+impl Dialect for Embeddings {
+    fn provider(&self) -> &'static str {
+        "openai"
+    }
+
+    fn serves(&self, method: &Method, path: &str) -> bool {
+        method == Method::POST && path == "/v1/embeddings"
+    }
+
+    fn call<'a>(&self, _path: &'a str, body: &'a Value) -> Call<'a> {
+        Call {
+            stream: false,
+            ..Call::from_body(body)
+        }
+    }
+
+    fn prompt_tokens(&self, body: &Value) -> u64 {
+        input_tokens(body).iter().sum()
+    }
+
+    /// An embeddings request overflows when one of its inputs does.
+    fn overflow_tokens(&self, body: &Value) -> u64 {
+        input_tokens(body).into_iter().max().unwrap_or(0)
+    }
+
+    fn answer<'a>(
+        &self,
+        call: &Call<'a>,
+        _fault: &Fault,
+        _n: u64,
+        options: &Options,
+    ) -> Result<Value, Failure<'a>> {
+        answer(call.body, call.model, &options.embeddings)
+    }
+
+    fn events<'a>(
+        &self,
+        _call: &Call<'a>,
+        _fault: &Fault,
+        _n: u64,
+        _options: &Options,
+    ) -> Result<Events, Failure<'a>> {
+        Err(Failure::Invalid("embeddings are not streamed".to_owned()))
+    }
+
+    fn error(&self, failure: &Failure<'_>, _n: u64) -> ErrorParts {
+        super::openai::error(failure)
+    }
+
+    fn error_event(&self, failure: &Failure<'_>, n: u64, seq: usize) -> Bytes {
+        super::openai::Chat.error_event(failure, n, seq)
+    }
+}
 
 /// The settings of the embeddings route.
 pub(crate) struct Settings {

@@ -1,25 +1,30 @@
 //! Answers and faults in each provider's wire format: what to answer is
 //! decided here from a neutral reading of the request ([`Ask`]); each
 //! dialect's module reads its request body into that and writes the answers
-//! and errors in its own format.
+//! and errors in its own format, behind the [`Dialect`] trait. A route is a
+//! dialect ([`Route::dialect`](crate::state::Route)): what is here never
+//! names one.
 
-mod anthropic;
+pub(crate) mod anthropic;
 pub(crate) mod embeddings;
-mod openai;
+pub(crate) mod gemini;
+pub(crate) mod openai;
+pub(crate) mod responses;
 mod stream;
 
 use crate::scenario::{Fault, StreamErrorKind};
 use crate::schema;
-use crate::state::{Route, prompt_tokens};
+use crate::state::estimate_tokens;
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use stream::Step;
+use stream::{Events, Step};
 
 /// A response body: whole, one that stops halfway with an error (hyper
 /// then closes the connection mid-body), or a stream of events sent over
@@ -152,6 +157,98 @@ pub(crate) struct Options {
     pub(crate) reject_prefill: bool,
     /// The embeddings route's vector length and batch limit.
     pub(crate) embeddings: embeddings::Settings,
+    /// The context window of the request's model, if the scenario sets one.
+    pub(crate) context_window: Option<u64>,
+}
+
+/// A request as its route reads it: the body, and the model and whether
+/// to stream, which the body says in most dialects and the path in some.
+pub(crate) struct Call<'a> {
+    pub(crate) body: &'a Value,
+    /// The model asked for (`mock` if none is named).
+    pub(crate) model: &'a str,
+    /// Whether the answer is streamed.
+    pub(crate) stream: bool,
+}
+
+impl<'a> Call<'a> {
+    /// A request naming its model in `model` and streaming with
+    /// `"stream": true`.
+    pub(crate) fn from_body(body: &'a Value) -> Self {
+        Call {
+            body,
+            model: model(body),
+            stream: wants_stream(body),
+        }
+    }
+}
+
+/// The status, JSON body and headers (besides the request id and
+/// `retry-after`) of an error response.
+pub(crate) type ErrorParts = (u16, Value, Vec<(&'static str, String)>);
+
+/// One provider API the mock serves: which requests are its, how it reads
+/// them, and how it writes answers, streams and errors. A new dialect is a
+/// module implementing this and one line of `routes!` (`src/state.rs`).
+pub(crate) trait Dialect: Sync {
+    /// The provider whose API this copies (an outage's `routes` may name
+    /// it to cover all its routes).
+    fn provider(&self) -> &'static str;
+
+    /// Whether `method path` (the path without its query) is this route's.
+    fn serves(&self, method: &Method, path: &str) -> bool;
+
+    /// The request at `path` with the parsed `body`.
+    fn call<'a>(&self, path: &'a str, body: &'a Value) -> Call<'a> {
+        let _ = path;
+        Call::from_body(body)
+    }
+
+    /// A rough count of the prompt's tokens (the usage it reports).
+    fn prompt_tokens(&self, body: &Value) -> u64 {
+        estimate_tokens(body)
+    }
+
+    /// The tokens compared with the model's context window.
+    fn overflow_tokens(&self, body: &Value) -> u64 {
+        self.prompt_tokens(body)
+    }
+
+    /// The header carrying the request id.
+    fn request_id(&self) -> &'static str {
+        "x-request-id"
+    }
+
+    /// Whether rate limits and overloads carry a `retry-after` header.
+    fn sends_retry_after(&self) -> bool {
+        true
+    }
+
+    /// The answer (`200`'s JSON) to `call` under an answer `fault`, or the
+    /// failure the provider answers a request it refuses with.
+    fn answer<'a>(
+        &self,
+        call: &Call<'a>,
+        fault: &Fault,
+        n: u64,
+        options: &Options,
+    ) -> Result<Value, Failure<'a>>;
+
+    /// The streamed answer's events.
+    fn events<'a>(
+        &self,
+        call: &Call<'a>,
+        fault: &Fault,
+        n: u64,
+        options: &Options,
+    ) -> Result<Events, Failure<'a>>;
+
+    /// The error response's parts for `failure`.
+    fn error(&self, failure: &Failure<'_>, n: u64) -> ErrorParts;
+
+    /// The in-band error event for `failure`, the stream's event number
+    /// `seq` (counting from 0).
+    fn error_event(&self, failure: &Failure<'_>, n: u64, seq: usize) -> Bytes;
 }
 
 /// What a request asks for, read from its body by its dialect's module.
@@ -177,7 +274,7 @@ pub(crate) struct Ask<'a> {
 pub(crate) struct Tool<'a> {
     pub(crate) name: &'a str,
     /// Its JSON Schema (`None`: no parameters).
-    pub(crate) schema: Option<&'a Value>,
+    pub(crate) schema: Option<Cow<'a, Value>>,
 }
 
 /// Which tool the request lets or makes the model call.
@@ -198,7 +295,7 @@ pub(crate) enum ToolChoice<'a> {
 pub(crate) enum Format<'a> {
     Text,
     JsonObject,
-    JsonSchema(&'a Value),
+    JsonSchema(Cow<'a, Value>),
 }
 
 /// What the mock answers, before it is written in a dialect.
@@ -243,6 +340,8 @@ pub(crate) enum Failure<'a> {
     Unauthorized,
     ContextOverflow {
         tokens: u64,
+        /// The model's window, when the scenario sets one.
+        limit: Option<u64>,
     },
     /// A request the provider would refuse (400 `invalid_request_error`).
     Invalid(String),
@@ -301,6 +400,12 @@ pub(crate) fn last_user_text(body: &Value) -> String {
 }
 
 impl<'a> Ask<'a> {
+    /// This ask under the route's `options` (whether it refuses prefills).
+    pub(crate) fn under(mut self, options: &Options) -> Self {
+        self.reject_prefill = options.reject_prefill;
+        self
+    }
+
     /// The tool to call, if any: a forced choice always calls; `auto` calls
     /// the first tool when the user spoke last. A forced name that is not
     /// among the tools is the provider's 400.
@@ -349,7 +454,7 @@ impl<'a> Ask<'a> {
         };
         if let Some(tool) = self.tool()? {
             let empty = json!({"type": "object"});
-            let schema = tool.schema.unwrap_or(&empty);
+            let schema = tool.schema.as_deref().unwrap_or(&empty);
             return Ok(Reply::Call {
                 name: tool.name.to_owned(),
                 arguments: arguments(schema, corrupt, objects),
@@ -445,62 +550,32 @@ pub(crate) fn rate_limit_message(model: &str, retry_after: f64) -> String {
     )
 }
 
-/// What `body` asks for on `route`, under the route's options.
-fn ask<'a>(route: Route, body: &'a Value, options: &Options) -> Ask<'a> {
-    let mut ask = match route {
-        Route::OpenAi | Route::Embeddings => openai::read(body),
-        Route::Anthropic => anthropic::read(body),
-    };
-    ask.reject_prefill = options.reject_prefill;
-    ask
-}
-
-/// The normal answer to `body` on `route`: the JSON of the reply, or the
-/// failure the provider would answer a request it refuses with.
-fn answer<'a>(
-    route: Route,
-    body: &'a Value,
-    fault: &Fault,
-    n: u64,
-    options: &Options,
-) -> Result<Value, Failure<'a>> {
-    if route == Route::Embeddings {
-        return embeddings::answer(body, model(body), &options.embeddings);
-    }
-    let ask = ask(route, body, options);
-    match route {
-        Route::Anthropic => anthropic::answer(&ask, body, fault, n),
-        Route::OpenAi | Route::Embeddings => openai::answer(&ask, body, fault, n),
-    }
-}
-
 /// Whether `body` asks for a streamed answer (`"stream": true`).
 pub(crate) fn wants_stream(body: &Value) -> bool {
     body.get("stream").and_then(Value::as_bool) == Some(true)
 }
 
-/// The in-band error event of `kind` on `route`.
-fn error_event(route: Route, kind: StreamErrorKind, body: &Value, n: u64) -> Bytes {
+/// The in-band error event of `kind` in `dialect`, event number `seq`.
+fn error_event(
+    dialect: &dyn Dialect,
+    kind: StreamErrorKind,
+    call: &Call<'_>,
+    n: u64,
+    seq: usize,
+) -> Bytes {
     let failure = match kind {
         StreamErrorKind::Overloaded => Failure::Overloaded { retry_after: None },
         StreamErrorKind::Server => Failure::Server,
         StreamErrorKind::RateLimit => Failure::RateLimit {
             retry_after: 1.0,
-            model: model(body),
+            model: call.model,
         },
     };
-    match route {
-        Route::OpenAi | Route::Embeddings => {
-            stream::sse(None, &openai::error(&failure).1.to_string())
-        }
-        Route::Anthropic => {
-            stream::sse(Some("error"), &anthropic::error(&failure, n).1.to_string())
-        }
-    }
+    dialect.error_event(&failure, n, seq)
 }
 
 /// A 200 event stream going through `steps`.
-fn stream_response(route: Route, steps: VecDeque<Step>, n: u64) -> Response<MockBody> {
+fn stream_response(dialect: &dyn Dialect, steps: VecDeque<Step>, n: u64) -> Response<MockBody> {
     let mut response = Response::new(MockBody::Stream { steps, sleep: None });
     let h = response.headers_mut();
     h.insert(
@@ -511,81 +586,70 @@ fn stream_response(route: Route, steps: VecDeque<Step>, n: u64) -> Response<Mock
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache"),
     );
-    let (name, id) = id_header(route, n);
+    let (name, id) = id_header(dialect, n);
     if let Ok(id) = HeaderValue::try_from(id) {
         h.insert(name, id);
     }
     response
 }
 
-/// The streamed answer to `body` on `route` under `fault` (a normal answer,
-/// a stream fault, or an answer fault such as a content filter), or the
-/// error the provider answers a request it refuses with (before any byte of
-/// the stream).
+/// The streamed answer to `call` under `fault` (a normal answer, a stream
+/// fault, or an answer fault such as a content filter), or the error the
+/// provider answers a request it refuses with (before any byte of the
+/// stream).
 fn streamed(
-    route: Route,
-    body: &Value,
+    dialect: &dyn Dialect,
+    call: &Call<'_>,
     fault: &Fault,
     n: u64,
     options: &Options,
 ) -> Response<MockBody> {
     if *fault == Fault::ErrorFirstFrame {
-        let error = error_event(route, StreamErrorKind::Overloaded, body, n);
-        return stream_response(route, stream::error_first(error), n);
+        let error = error_event(dialect, StreamErrorKind::Overloaded, call, n, 0);
+        return stream_response(dialect, stream::error_first(error), n);
     }
-    let ask = ask(route, body, options);
-    let events = match route {
-        Route::OpenAi | Route::Embeddings => openai::events(&ask, body, fault, n),
-        Route::Anthropic => anthropic::events(&ask, body, fault, n),
-    };
-    match events {
+    match dialect.events(call, fault, n, options) {
         Ok(events) => {
-            let steps = stream::plan(events, fault, options.token_ms, |kind| {
-                error_event(route, kind, body, n)
+            let steps = stream::plan(events, fault, options.token_ms, |kind, seq| {
+                error_event(dialect, kind, call, n, seq)
             });
-            stream_response(route, steps, n)
+            stream_response(dialect, steps, n)
         }
-        Err(failure) => error(route, &failure, n),
+        Err(failure) => error(dialect, &failure, n),
     }
 }
 
-/// The error response for `failure` on `route`.
-fn error(route: Route, failure: &Failure<'_>, n: u64) -> Response<MockBody> {
-    let (status, body, mut headers) = match route {
-        Route::OpenAi | Route::Embeddings => openai::error(failure),
-        Route::Anthropic => anthropic::error(failure, n),
-    };
-    headers.insert(0, id_header(route, n));
+/// The error response for `failure` in `dialect`.
+pub(crate) fn error(dialect: &dyn Dialect, failure: &Failure<'_>, n: u64) -> Response<MockBody> {
+    let (status, body, mut headers) = dialect.error(failure, n);
+    headers.insert(0, id_header(dialect, n));
     if let Failure::RateLimit { retry_after, .. }
     | Failure::Overloaded {
         retry_after: Some(retry_after),
     } = failure
+        && dialect.sends_retry_after()
     {
         headers.push(("retry-after", seconds(*retry_after)));
     }
     json_response(status, &body, &headers)
 }
 
-/// The request-id header of `route`.
-fn id_header(route: Route, n: u64) -> (&'static str, String) {
-    let name = match route {
-        Route::OpenAi | Route::Embeddings => openai::REQUEST_ID,
-        Route::Anthropic => anthropic::REQUEST_ID,
-    };
-    (name, format!("req_mock_{n}"))
+/// The request-id header of `dialect`.
+fn id_header(dialect: &dyn Dialect, n: u64) -> (&'static str, String) {
+    (dialect.request_id(), format!("req_mock_{n}"))
 }
 
-/// The response for `fault` on `route`; `None` for faults that have no
-/// response (hang, reset, handled by the caller).
+/// The response for `fault` to `call` in `dialect`; `None` for faults that
+/// have no response (hang, reset, handled by the caller).
 pub(crate) fn render(
-    route: Route,
+    dialect: &dyn Dialect,
     fault: &Fault,
-    body: &Value,
+    call: &Call<'_>,
     n: u64,
     options: &Options,
 ) -> Option<Response<MockBody>> {
-    let id = id_header(route, n);
-    let fail = |failure: Failure<'_>| Some(error(route, &failure, n));
+    let id = id_header(dialect, n);
+    let fail = |failure: Failure<'_>| Some(error(dialect, &failure, n));
     match fault {
         Fault::Ok
         | Fault::Latency { .. }
@@ -598,8 +662,8 @@ pub(crate) fn render(
         | Fault::MalformedEventAt { .. }
         | Fault::NoTerminator
         | Fault::ErrorEventAt { .. }
-        | Fault::ErrorFirstFrame => Some(if wants_stream(body) && route != Route::Embeddings {
-            streamed(route, body, fault, n, options)
+        | Fault::ErrorFirstFrame => Some(if call.stream {
+            streamed(dialect, call, fault, n, options)
         } else {
             // Stream faults leave an answer that is not streamed alone.
             let fault = if fault.is_stream_fault() {
@@ -607,14 +671,14 @@ pub(crate) fn render(
             } else {
                 fault
             };
-            match answer(route, body, fault, n, options) {
+            match dialect.answer(call, fault, n, options) {
                 Ok(answer) => json_response(200, &answer, &[id]),
-                Err(failure) => error(route, &failure, n),
+                Err(failure) => error(dialect, &failure, n),
             }
         }),
         Fault::RateLimit { retry_after } => fail(Failure::RateLimit {
             retry_after: *retry_after,
-            model: model(body),
+            model: call.model,
         }),
         Fault::Overloaded { retry_after } => fail(Failure::Overloaded {
             retry_after: *retry_after,
@@ -629,7 +693,8 @@ pub(crate) fn render(
         Fault::Quota => fail(Failure::Quota),
         Fault::Unauthorized => fail(Failure::Unauthorized),
         Fault::ContextOverflow => fail(Failure::ContextOverflow {
-            tokens: prompt_tokens(route, body),
+            tokens: dialect.prompt_tokens(call.body),
+            limit: options.context_window,
         }),
         Fault::Malformed => Some(raw_response(
             200,
@@ -638,7 +703,7 @@ pub(crate) fn render(
             &[id],
         )),
         Fault::CutJson => {
-            let whole = match answer(route, body, &Fault::Ok, n, options) {
+            let whole = match dialect.answer(call, &Fault::Ok, n, options) {
                 Ok(answer) => answer.to_string(),
                 Err(failure) => return fail(failure),
             };
@@ -646,7 +711,7 @@ pub(crate) fn render(
             Some(raw_response(200, half, "application/json", &[id]))
         }
         Fault::Truncated => {
-            let whole = match answer(route, body, &Fault::Ok, n, options) {
+            let whole = match dialect.answer(call, &Fault::Ok, n, options) {
                 Ok(answer) => answer.to_string(),
                 Err(failure) => return fail(failure),
             };

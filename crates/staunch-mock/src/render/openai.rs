@@ -4,19 +4,59 @@
 
 use super::stream::{Events, pieces, sse};
 use super::{
-    Arguments, Ask, Failure, Format, Reply, Tool, ToolChoice, completion_tokens, content_text,
-    last_user_text, rate_limit_message,
+    Arguments, Ask, Call, Dialect, ErrorParts, Failure, Format, Options, Reply, Tool, ToolChoice,
+    completion_tokens, content_text, last_user_text, rate_limit_message,
 };
 use crate::scenario::Fault;
 use crate::state::estimate_tokens;
 use bytes::Bytes;
+use http::Method;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 
-/// The header carrying the request id.
-pub(super) const REQUEST_ID: &str = "x-request-id";
+/// `POST /v1/chat/completions`.
+pub(crate) struct Chat;
+
+impl Dialect for Chat {
+    fn provider(&self) -> &'static str {
+        "openai"
+    }
+
+    fn serves(&self, method: &Method, path: &str) -> bool {
+        method == Method::POST && path == "/v1/chat/completions"
+    }
+
+    fn answer<'a>(
+        &self,
+        call: &Call<'a>,
+        fault: &Fault,
+        n: u64,
+        options: &Options,
+    ) -> Result<Value, Failure<'a>> {
+        answer(&read(call.body).under(options), call.body, fault, n)
+    }
+
+    fn events<'a>(
+        &self,
+        call: &Call<'a>,
+        fault: &Fault,
+        n: u64,
+        options: &Options,
+    ) -> Result<Events, Failure<'a>> {
+        events(&read(call.body).under(options), call.body, fault, n)
+    }
+
+    fn error(&self, failure: &Failure<'_>, _n: u64) -> ErrorParts {
+        error(failure)
+    }
+
+    fn error_event(&self, failure: &Failure<'_>, _n: u64, _seq: usize) -> Bytes {
+        sse(None, &error(failure).1.to_string())
+    }
+}
 
 /// A schema that accepts anything, for a `json_schema` format without one.
-static ANY: Value = Value::Bool(true);
+pub(super) static ANY: Value = Value::Bool(true);
 
 fn role(message: &Value) -> Option<&str> {
     message.get("role").and_then(Value::as_str)
@@ -51,7 +91,7 @@ pub(super) fn read(body: &Value) -> Ask<'_> {
                     let function = t.get("function")?;
                     Some(Tool {
                         name: function.get("name")?.as_str()?,
-                        schema: function.get("parameters"),
+                        schema: function.get("parameters").map(Cow::Borrowed),
                     })
                 })
                 .collect()
@@ -70,9 +110,9 @@ pub(super) fn read(body: &Value) -> Ask<'_> {
     };
     let format = match body.get("response_format") {
         Some(f) if f["type"] == "json_object" => Format::JsonObject,
-        Some(f) if f["type"] == "json_schema" => {
-            Format::JsonSchema(f["json_schema"].get("schema").unwrap_or(&ANY))
-        }
+        Some(f) if f["type"] == "json_schema" => Format::JsonSchema(Cow::Borrowed(
+            f["json_schema"].get("schema").unwrap_or(&ANY),
+        )),
         _ => Format::Text,
     };
     let prefill = messages
@@ -238,7 +278,7 @@ fn body(message: &str, kind: &str, code: Option<&str>) -> Value {
 
 /// Status, body and headers (besides the request id and `retry-after`) of
 /// `failure`.
-pub(super) fn error(failure: &Failure<'_>) -> (u16, Value, Vec<(&'static str, String)>) {
+pub(super) fn error(failure: &Failure<'_>) -> ErrorParts {
     match failure {
         Failure::RateLimit { retry_after, model } => (
             429,
@@ -288,7 +328,7 @@ pub(super) fn error(failure: &Failure<'_>) -> (u16, Value, Vec<(&'static str, St
             ),
             vec![],
         ),
-        Failure::ContextOverflow { tokens } => (
+        Failure::ContextOverflow { tokens, .. } => (
             400,
             body(
                 &format!(

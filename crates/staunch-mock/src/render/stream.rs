@@ -66,7 +66,8 @@ pub(crate) struct Events {
     pub(crate) content: Vec<Bytes>,
     /// After the content: the finish (and usage).
     pub(crate) tail: Vec<Bytes>,
-    /// `data: [DONE]` / `message_stop`.
+    /// `data: [DONE]` / `message_stop` / `response.completed` / Gemini's
+    /// chunk with the `finishReason`: what `no_terminator` leaves out.
     pub(crate) terminator: Bytes,
     /// An event that is not valid JSON.
     pub(crate) malformed: Bytes,
@@ -85,15 +86,17 @@ pub(crate) enum Step {
 }
 
 /// The steps of a stream of `events` under `fault`, with `token_ms` before
-/// each content event; `error` writes the dialect's in-band error event.
+/// each content event; `error` writes the dialect's in-band error event,
+/// given its number in the stream (the events before it).
 /// Faults counted in content events are capped at the answer's count, so a
 /// stall, cut or error always comes before the finish.
 pub(crate) fn plan(
     events: Events,
     fault: &Fault,
     token_ms: u64,
-    error: impl Fn(StreamErrorKind) -> Bytes,
+    error: impl Fn(StreamErrorKind, usize) -> Bytes,
 ) -> VecDeque<Step> {
+    let opening = events.head.len();
     let mut steps: VecDeque<Step> = events.head.into_iter().map(Step::Data).collect();
     let len = events.content.len();
     let at = |n: usize| n.min(len);
@@ -108,7 +111,7 @@ pub(crate) fn plan(
                 steps.push_back(Step::Data(events.malformed.clone()));
             }
             Fault::ErrorEventAt { n, kind } if at(n) == i => {
-                steps.push_back(Step::Data(error(kind)));
+                steps.push_back(Step::Data(error(kind, opening + i)));
                 return steps;
             }
             Fault::StallAfter { tokens } if at(tokens) == i => {
@@ -199,7 +202,7 @@ mod tests {
 
     #[test]
     fn plans_place_each_fault() {
-        let err = |_| Bytes::from_static(b"err");
+        let err = |_, seq: usize| Bytes::from(format!("err@{seq}"));
         let normal = plan(events(2), &Fault::Ok, 3, err);
         assert_eq!(
             data(&normal),
@@ -233,7 +236,7 @@ mod tests {
             0,
             err,
         );
-        assert_eq!(data(&error), ["head", "err"]);
+        assert_eq!(data(&error), ["head", "err@1"]);
         let open = plan(events(1), &Fault::NoTerminator, 0, err);
         assert_eq!(data(&open), ["head", "wait 0", "c0", "tail"]);
         let empty = plan(events(0), &Fault::SlowFirstToken { ms: 7 }, 0, err);
