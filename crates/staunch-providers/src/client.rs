@@ -296,13 +296,21 @@ impl Core {
             Ok(body) => body,
             Err(error) => return Err(self.refused(W::DIALECT, error, &request.model)),
         };
+        // A dialect may name the model or the mode in the URL.
+        let uri = match wire.uri(&self.uri, &request) {
+            Ok(Some(uri)) => std::borrow::Cow::Owned(uri),
+            Ok(None) => std::borrow::Cow::Borrowed(&self.uri),
+            Err(error) => return Err(self.refused(W::DIALECT, error, &request.model)),
+        };
         let deadline = Deadline::of(&request);
         let model = request.model.clone();
         if request.stream {
-            return self.stream(wire, &request, deadline, started, body).await;
+            return self
+                .stream(wire, &uri, &request, deadline, started, body)
+                .await;
         }
         self.exchange(
-            &self.uri,
+            &uri,
             model,
             deadline,
             started,
@@ -369,6 +377,7 @@ impl Core {
     async fn stream<W: Wire>(
         &self,
         wire: &W,
+        uri: &Uri,
         request: &ChatRequest,
         deadline: Option<Deadline>,
         started: Instant,
@@ -387,7 +396,7 @@ impl Core {
         // The first-token timeout is this attempt's own.
         let first_token_by = Instant::now() + options.first_token_timeout;
         let outcome = async {
-            let http = self.http_request(&self.uri, body)?;
+            let http = self.http_request(uri, body)?;
             let head = self
                 .transport
                 .send_streaming(http, deadline, first_token_by)

@@ -5,7 +5,8 @@
 //!
 //! A gateway is written once over [`ChatIngress`]; every dialect that
 //! implements it ([`OpenAiChat`], [`AnthropicMessages`]) is served by
-//! every provider behind it.
+//! every provider behind it. [`GeminiContent`] serves Gemini clients too,
+//! reading the model and the streaming from the URL ([`Endpoint`]).
 //!
 //! ```
 //! use staunch_providers::ingress::{ChatIngress, Endpoint, OpenAiChat};
@@ -21,6 +22,7 @@ use serde_json::Value;
 use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError, StreamEvent};
 
 pub use crate::anthropic::ingress_seam::AnthropicMessages;
+pub use crate::gemini::ingress_seam::GeminiContent;
 pub use crate::openai::ingress_seam::{ChatOptions, OpenAiChat};
 
 /// What the request's URL says, for dialects that put part of the request

@@ -10,6 +10,9 @@
 //! what to give up on. Responses are bounded in size, requests in time,
 //! connections pooled; keys never print.
 //!
+//! Google Gemini `generateContent` is a client of the same kind
+//! ([`Gemini`]), with its wire format in [`gemini::wire`].
+//!
 //! The wire parsers are public ([`openai::wire::parse`],
 //! [`anthropic::wire::parse`]): they take a status, headers and body bytes
 //! and never panic.
@@ -29,6 +32,7 @@
 pub mod anthropic;
 mod client;
 mod dialect;
+pub mod gemini;
 pub mod headers;
 pub mod ingress;
 mod json;
@@ -39,6 +43,7 @@ mod streaming;
 mod transport;
 
 pub use anthropic::{Anthropic, AnthropicConfig};
+pub use gemini::{Gemini, GeminiConfig};
 pub use key::ApiKey;
 pub use openai::{OpenAi, OpenAiConfig};
 pub use transport::HttpOptions;

@@ -6,7 +6,7 @@
 pub(crate) mod conversation;
 
 use crate::sse::{SseFrame, Step};
-use http::HeaderMap;
+use http::{HeaderMap, Uri};
 use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError};
 
 /// Reads one dialect's stream events, keeping what it must between them
@@ -36,4 +36,13 @@ pub(crate) trait Wire: Send + Sync + 'static {
 
     /// A reader of this dialect's stream events, for the answer to `request`.
     fn events(&self, request: &ChatRequest) -> Box<dyn EventParser>;
+
+    /// The URL to POST `request` to, for dialects that put part of the
+    /// request there (Gemini names the model and the streaming in the
+    /// path): `Some` replaces the client's fixed `base`; `None` (the
+    /// default) keeps it. An error refuses the request before the wire.
+    fn uri(&self, base: &Uri, request: &ChatRequest) -> Result<Option<Uri>, LlmError> {
+        let _ = (base, request);
+        Ok(None)
+    }
 }
