@@ -318,7 +318,7 @@ struct InEmbeddings {
 /// `encoding_format` other than `float` or `base64`. Never panics.
 ///
 /// ```
-/// use staunch_core::{EmbeddingInput, EncodingFormat};
+/// use staunch_core::{Dialect, EmbeddingInput, EncodingFormat};
 /// use staunch_providers::openai::wire::decode_embeddings_request;
 ///
 /// let body = br#"{"model": "text-embedding-3-small", "input": ["a", "b"],
