@@ -19,7 +19,9 @@ use staunch::quota::QuotaConfig;
 use staunch::retry::RetryConfig;
 use staunch::{ServiceBuilderExt, TargetBuilder};
 use staunch_mock::{Fault, MockServer, RandomFault, Scenario};
-use staunch_providers::{Anthropic, AnthropicConfig, ApiKey, HttpOptions, OpenAi, OpenAiConfig};
+use staunch_providers::{
+    Anthropic, AnthropicConfig, ApiKey, Gemini, GeminiConfig, HttpOptions, OpenAi, OpenAiConfig,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tower::ServiceBuilder;
@@ -289,6 +291,19 @@ async fn client(
                 config = config.header(k.clone(), v.clone());
             }
             (Stack::new(Anthropic::new(config).map_err(failed)?), None)
+        }
+        ProviderKind::Gemini => {
+            let mut config = GeminiConfig::new().provider(name).http(http);
+            if let Some(url) = &provider.base_url {
+                config = config.base_url(url.clone());
+            }
+            if let Some(key) = key {
+                config = config.api_key(key);
+            }
+            for (k, v) in &provider.headers {
+                config = config.header(k.clone(), v.clone());
+            }
+            (Stack::new(Gemini::new(config).map_err(failed)?), None)
         }
         ProviderKind::Mock => {
             if mock.is_none() {

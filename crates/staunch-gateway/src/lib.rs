@@ -51,7 +51,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use errors::Shape;
-use staunch_providers::ingress::{AnthropicMessages, OpenAiChat};
+use staunch_providers::ingress::{AnthropicMessages, GeminiContent, OpenAiChat};
 
 /// The gateway's routes, with the body and concurrency limits of the
 /// configuration it was built from.
@@ -63,6 +63,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/embeddings", post(ingress::openai_embeddings))
         .route("/v1/messages", post(ingress::anthropic_messages))
         .route("/v1/models", get(ingress::models))
+        .route("/v1beta/models/{*rest}", post(ingress::gemini))
         .layer(limit);
     Router::new()
         .merge(api)
@@ -79,6 +80,8 @@ pub fn router(gateway: Gateway) -> Router {
 fn shape_of(uri: &Uri) -> Shape<'static> {
     if uri.path().starts_with("/v1/messages") {
         &AnthropicMessages
+    } else if uri.path().starts_with("/v1beta/") {
+        &GeminiContent
     } else {
         &OpenAiChat
     }

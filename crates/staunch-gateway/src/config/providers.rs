@@ -19,6 +19,10 @@ pub enum ProviderKind {
     /// Anthropic's API (`"anthropic"`); `base_url` defaults to Anthropic's.
     #[serde(rename = "anthropic")]
     Anthropic,
+    /// Google's Gemini API (`"gemini"`, `generateContent`); `base_url`
+    /// defaults to Google's.
+    #[serde(rename = "gemini")]
+    Gemini,
     /// Any server speaking OpenAI Chat Completions (`"openai-compatible"`);
     /// `base_url` is required.
     #[serde(rename = "openai-compatible")]
@@ -29,12 +33,13 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    /// The name used in the file: `"openai"`, `"anthropic"`,
+    /// The name used in the file: `"openai"`, `"anthropic"`, `"gemini"`,
     /// `"openai-compatible"` or `"mock"`.
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
             ProviderKind::OpenAiCompatible => "openai-compatible",
             ProviderKind::Mock => "mock",
         }
@@ -44,9 +49,9 @@ impl ProviderKind {
 impl ProviderKind {
     /// Whether it serves embeddings (`POST /v1/embeddings`): OpenAI, any
     /// OpenAI-compatible server and the mock do; Anthropic has no
-    /// embeddings API.
+    /// embeddings API, and the gateway does not call Gemini's yet.
     pub fn serves_embeddings(self) -> bool {
-        !matches!(self, ProviderKind::Anthropic)
+        !matches!(self, ProviderKind::Anthropic | ProviderKind::Gemini)
     }
 }
 

@@ -9,14 +9,16 @@ use crate::auth::{self, Access};
 use crate::build::{CompiledRoute, Gateway};
 use crate::errors::{Shape, failure, reply};
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use staunch::Deadline;
 use staunch::budget::BudgetLayer;
 use staunch_core::{Answer, Call, EncodingFormat, LlmError};
-use staunch_providers::ingress::{AnthropicMessages, ChatIngress, Endpoint, OpenAiChat};
+use staunch_providers::ingress::{
+    AnthropicMessages, ChatIngress, Endpoint, GeminiContent, OpenAiChat,
+};
 use staunch_providers::openai;
 use staunch_providers::openai::wire::IngressError;
 use tower::{Service, ServiceExt};
@@ -44,6 +46,33 @@ pub(crate) async fn anthropic_messages(
         body,
     )
     .await
+}
+
+/// `POST /v1beta/models/{model}:generateContent` and
+/// `:streamGenerateContent` (Gemini's; google-genai asks for server-sent
+/// events with `?alt=sse`, the only streaming form served here).
+pub(crate) async fn gemini(
+    State(gateway): State<Gateway>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (model, stream) = match rest.rsplit_once(':') {
+        Some((model, "generateContent")) => (model, false),
+        Some((model, "streamGenerateContent")) => (model, true),
+        _ => {
+            return reply(
+                &GeminiContent,
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!(
+                    "no method at models/{rest}: the gateway serves :generateContent and :streamGenerateContent"
+                ),
+            );
+        }
+    };
+    let endpoint = Endpoint::new(Some(model), stream);
+    chat(GeminiContent, gateway, headers, endpoint, body).await
 }
 
 /// A chat request from a client of `I`'s dialect: read, served by the
