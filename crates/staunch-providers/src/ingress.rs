@@ -4,9 +4,10 @@
 //! events) and words errors the way that dialect's SDKs parse them.
 //!
 //! A gateway is written once over [`ChatIngress`]; every dialect that
-//! implements it ([`OpenAiChat`], [`AnthropicMessages`]) is served by
-//! every provider behind it. [`GeminiContent`] serves Gemini clients too,
-//! reading the model and the streaming from the URL ([`Endpoint`]).
+//! implements it ([`OpenAiChat`], [`OpenAiResponsesApi`],
+//! [`AnthropicMessages`]) is served by every provider behind it.
+//! [`GeminiContent`] serves Gemini clients too, reading the model and the
+//! streaming from the URL ([`Endpoint`]).
 //!
 //! ```
 //! use staunch_providers::ingress::{ChatIngress, Endpoint, OpenAiChat};
@@ -24,6 +25,7 @@ use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError, StreamEvent};
 pub use crate::anthropic::ingress_seam::AnthropicMessages;
 pub use crate::gemini::ingress_seam::GeminiContent;
 pub use crate::openai::ingress_seam::{ChatOptions, OpenAiChat};
+pub use crate::responses::ingress_seam::{OpenAiResponsesApi, ResponsesOptions};
 
 /// What the request's URL says, for dialects that put part of the request
 /// there (Gemini names the model and the streaming in its path).

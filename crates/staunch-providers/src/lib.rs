@@ -1,8 +1,8 @@
 //! LLM provider clients for [staunch](https://docs.rs/staunch): OpenAI Chat
 //! Completions (and every OpenAI-compatible server: vLLM, Ollama, LM
-//! Studio, OpenRouter, Azure deployments) and Anthropic Messages, each a
-//! cloneable tower `Service<ChatRequest, Response = ChatResponse, Error =
-//! LlmError>` on hyper 1 with rustls.
+//! Studio, OpenRouter, Azure deployments), the OpenAI Responses API and
+//! Anthropic Messages, each a cloneable tower `Service<ChatRequest,
+//! Response = ChatResponse, Error = LlmError>` on hyper 1 with rustls.
 //!
 //! The clients read the providers' real error bodies and headers into
 //! [`ErrorKind`](staunch_core::ErrorKind)s and `retry_after`, so the
@@ -14,8 +14,8 @@
 //! ([`Gemini`]), with its wire format in [`gemini::wire`].
 //!
 //! The wire parsers are public ([`openai::wire::parse`],
-//! [`anthropic::wire::parse`]): they take a status, headers and body bytes
-//! and never panic.
+//! [`responses::wire::parse`], [`anthropic::wire::parse`]): they take a
+//! status, headers and body bytes and never panic.
 //!
 //! ```
 //! use staunch_providers::openai::wire;
@@ -38,6 +38,7 @@ pub mod ingress;
 mod json;
 mod key;
 pub mod openai;
+pub mod responses;
 mod sse;
 mod streaming;
 mod transport;
@@ -46,6 +47,7 @@ pub use anthropic::{Anthropic, AnthropicConfig};
 pub use gemini::{Gemini, GeminiConfig};
 pub use key::ApiKey;
 pub use openai::{OpenAi, OpenAiConfig};
+pub use responses::{OpenAiResponses, OpenAiResponsesConfig};
 pub use transport::HttpOptions;
 
 /// A client configuration that can't work.
