@@ -19,8 +19,9 @@ use staunch::quota::QuotaConfig;
 use staunch::retry::RetryConfig;
 use staunch::{ServiceBuilderExt, TargetBuilder};
 use staunch_mock::{Fault, MockServer, RandomFault, Scenario};
+use staunch_providers::config::ClientConfig;
 use staunch_providers::{
-    Anthropic, AnthropicConfig, ApiKey, Gemini, GeminiConfig, HttpOptions, OpenAi, OpenAiConfig,
+    AnthropicConfig, ApiKey, GeminiConfig, HttpOptions, OpenAi, OpenAiConfig, OpenAiResponsesConfig,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -278,33 +279,20 @@ async fn client(
         message: e.to_string(),
     };
     let stack = match provider.kind {
-        ProviderKind::Anthropic => {
-            let mut config = AnthropicConfig::new().provider(name).http(http);
-            if let Some(url) = &provider.base_url {
-                config = config.base_url(url.clone());
-            }
-            config = match key {
-                Some(key) => config.api_key(key),
-                None => config,
-            };
-            for (k, v) in &provider.headers {
-                config = config.header(k.clone(), v.clone());
-            }
-            (Stack::new(Anthropic::new(config).map_err(failed)?), None)
-        }
-        ProviderKind::Gemini => {
-            let mut config = GeminiConfig::new().provider(name).http(http);
-            if let Some(url) = &provider.base_url {
-                config = config.base_url(url.clone());
-            }
-            if let Some(key) = key {
-                config = config.api_key(key);
-            }
-            for (k, v) in &provider.headers {
-                config = config.header(k.clone(), v.clone());
-            }
-            (Stack::new(Gemini::new(config).map_err(failed)?), None)
-        }
+        ProviderKind::Anthropic => (
+            Stack::new(configured::<AnthropicConfig>(name, provider, http, key).map_err(failed)?),
+            None,
+        ),
+        ProviderKind::Gemini => (
+            Stack::new(configured::<GeminiConfig>(name, provider, http, key).map_err(failed)?),
+            None,
+        ),
+        ProviderKind::OpenAiResponses => (
+            Stack::new(
+                configured::<OpenAiResponsesConfig>(name, provider, http, key).map_err(failed)?,
+            ),
+            None,
+        ),
         ProviderKind::Mock => {
             if mock.is_none() {
                 let scenario = match &provider.scenario {
@@ -347,6 +335,28 @@ async fn client(
         }
     };
     Ok(stack)
+}
+
+/// A client of `C`'s dialect for `provider`: its name, base URL (else
+/// the dialect's), key (else the dialect's environment variable), headers
+/// and HTTP options.
+fn configured<C: ClientConfig>(
+    name: &str,
+    provider: &Provider,
+    http: HttpOptions,
+    key: Option<ApiKey>,
+) -> Result<C::Client, staunch_providers::ConfigError> {
+    let mut config = C::default().with_provider(name).with_http(http);
+    if let Some(url) = &provider.base_url {
+        config = config.with_base_url(url);
+    }
+    if let Some(key) = key {
+        config = config.with_api_key(key);
+    }
+    for (k, v) in &provider.headers {
+        config = config.with_header(k, v);
+    }
+    config.build()
 }
 
 /// The embedded mock's faults: a few rate limits and server errors, so a

@@ -62,6 +62,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/chat/completions", post(ingress::openai_chat))
         .route("/v1/embeddings", post(ingress::openai_embeddings))
         .route("/v1/messages", post(ingress::anthropic_messages))
+        .route("/v1/responses", post(ingress::openai_responses))
         .route("/v1/models", get(ingress::models))
         .route("/v1beta/models/{*rest}", post(ingress::gemini))
         .layer(limit);

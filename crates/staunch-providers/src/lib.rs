@@ -31,6 +31,7 @@
 
 pub mod anthropic;
 mod client;
+pub mod config;
 mod dialect;
 pub mod gemini;
 pub mod headers;

@@ -23,6 +23,10 @@ pub enum ProviderKind {
     /// defaults to Google's.
     #[serde(rename = "gemini")]
     Gemini,
+    /// OpenAI's Responses API (`"openai-responses"`, `POST /responses`);
+    /// `base_url` defaults to OpenAI's.
+    #[serde(rename = "openai-responses")]
+    OpenAiResponses,
     /// Any server speaking OpenAI Chat Completions (`"openai-compatible"`);
     /// `base_url` is required.
     #[serde(rename = "openai-compatible")]
@@ -34,12 +38,13 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// The name used in the file: `"openai"`, `"anthropic"`, `"gemini"`,
-    /// `"openai-compatible"` or `"mock"`.
+    /// `"openai-responses"`, `"openai-compatible"` or `"mock"`.
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::OpenAiResponses => "openai-responses",
             ProviderKind::OpenAiCompatible => "openai-compatible",
             ProviderKind::Mock => "mock",
         }
@@ -49,9 +54,13 @@ impl ProviderKind {
 impl ProviderKind {
     /// Whether it serves embeddings (`POST /v1/embeddings`): OpenAI, any
     /// OpenAI-compatible server and the mock do; Anthropic has no
-    /// embeddings API, and the gateway does not call Gemini's yet.
+    /// embeddings API, the gateway does not call Gemini's yet, and a
+    /// Responses provider is configured for chat only.
     pub fn serves_embeddings(self) -> bool {
-        !matches!(self, ProviderKind::Anthropic | ProviderKind::Gemini)
+        !matches!(
+            self,
+            ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::OpenAiResponses
+        )
     }
 }
 

@@ -17,7 +17,7 @@ use staunch::Deadline;
 use staunch::budget::BudgetLayer;
 use staunch_core::{Answer, Call, EncodingFormat, LlmError};
 use staunch_providers::ingress::{
-    AnthropicMessages, ChatIngress, Endpoint, GeminiContent, OpenAiChat,
+    AnthropicMessages, ChatIngress, Endpoint, GeminiContent, OpenAiChat, OpenAiResponsesApi,
 };
 use staunch_providers::openai;
 use staunch_providers::openai::wire::IngressError;
@@ -40,6 +40,24 @@ pub(crate) async fn anthropic_messages(
 ) -> Response {
     chat(
         AnthropicMessages,
+        gateway,
+        headers,
+        Endpoint::default(),
+        body,
+    )
+    .await
+}
+
+/// `POST /v1/responses`: OpenAI's Responses API, stateless (a request that
+/// relies on stored state, `store: true` or `previous_response_id`, gets a
+/// 400 saying so).
+pub(crate) async fn openai_responses(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    chat(
+        OpenAiResponsesApi,
         gateway,
         headers,
         Endpoint::default(),
