@@ -33,7 +33,7 @@ GATEWAY_LISTENING = re.compile(r"gateway listening on (http://127\.0\.0\.1:\d+)"
 
 # Keys that would make the gateway call the real providers instead of its
 # embedded mock; none of them reaches it.
-PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY")
 
 
 def _accepts(host, port):
@@ -307,4 +307,102 @@ def gateway_service():
         if not stopped and proc.poll() is None:
             proc.kill()
             proc.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- staunch-gateway in front of every provider kind --------------------------
+
+# The provider kinds the gateway speaks to upstreams, each pointed at one
+# staunch-mock that serves every dialect: the route `via-KIND` sends to it.
+PROVIDER_KINDS = ("openai", "anthropic", "gemini", "openai-responses")
+# The route whose first target's context window only fits a short
+# conversation: a longer one falls back to a provider of another dialect.
+AGENT_ROUTE = "agent"
+SMALL_WINDOW_MODEL = "small-window"
+FALLBACK_MODEL = "mock-claude"
+SMALL_WINDOW_TOKENS = 1500
+
+
+@dataclass(frozen=True)
+class DialectsGateway:
+    """A staunch-gateway whose route `via-KIND` goes to a provider of each
+    kind in `PROVIDER_KINDS` (all served by one staunch-mock), and whose
+    route `agent` tries a Responses provider with a small context window,
+    then an Anthropic one."""
+
+    url: str
+    key: str
+
+
+def _dialects_config(directory, mock, key):
+    scenario = os.path.join(directory, "mock.toml")
+    with open(scenario, "w", encoding="utf-8") as f:
+        f.write(f"seed = 11\n[context_windows]\n{_toml_string(SMALL_WINDOW_MODEL)} = {SMALL_WINDOW_TOKENS}\n")
+    bases = {
+        "openai": f"{mock}/v1",
+        "anthropic": mock,
+        "gemini": mock,
+        "openai-responses": f"{mock}/v1",
+    }
+    lines = ["[server]", 'listen = "127.0.0.1:0"', 'log_format = "text"', ""]
+    for kind in PROVIDER_KINDS:
+        lines += [f"[providers.{_toml_string('p-' + kind)}]", f"kind = {_toml_string(kind)}",
+                  f"base_url = {_toml_string(bases[kind])}", ""]
+    for kind in PROVIDER_KINDS:
+        lines += ["[[routes]]", f"model = {_toml_string('via-' + kind)}",
+                  f"targets = [{{ provider = {_toml_string('p-' + kind)}, model = \"upstream-{kind}\" }}]", ""]
+    lines += [
+        "[[routes]]",
+        f"model = {_toml_string(AGENT_ROUTE)}",
+        "targets = [",
+        f"  {{ provider = \"p-openai-responses\", model = {_toml_string(SMALL_WINDOW_MODEL)} }},",
+        f"  {{ provider = \"p-anthropic\", model = {_toml_string(FALLBACK_MODEL)} }},",
+        "]",
+        "",
+        "[[client_keys]]",
+        'name = "sdk-dialects"',
+        f'sha256 = "{hashlib.sha256(key.encode("utf-8")).hexdigest()}"',
+    ]
+    config = os.path.join(directory, "gateway.toml")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return config, scenario
+
+
+@pytest.fixture(scope="session")
+def dialects_gateway():
+    """staunch-gateway (see `DialectsGateway`) in front of its own
+    staunch-mock, both stopped when the session ends."""
+    directory = tempfile.mkdtemp(prefix="staunch-dialects-")
+    try:
+        # The mock first: its URL goes into the gateway's configuration.
+        scenario = os.path.join(directory, "mock.toml")
+        _dialects_config(directory, "http://127.0.0.1:1", SERVICE_KEY)
+        mock = _serve(
+            "staunch-mock",
+            "STAUNCH_MOCK_BIN",
+            "cargo build -p staunch-mock --bin staunch-mock",
+            ["--port", "0", "--scenario", scenario],
+            MOCK_LISTENING,
+        )
+        mock_base = next(mock)
+        try:
+            config, _ = _dialects_config(directory, mock_base, SERVICE_KEY)
+            env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEYS}
+            gateway = _serve(
+                "staunch-gateway",
+                "STAUNCH_GATEWAY_SERVICE_BIN",
+                "cargo build -p staunch-gateway --bin staunch-gateway",
+                ["--config", config, "--listen", "127.0.0.1:0"],
+                SERVICE_LISTENING,
+                env=env,
+            )
+            url = next(gateway)
+            try:
+                yield DialectsGateway(url=url, key=SERVICE_KEY)
+            finally:
+                gateway.close()
+        finally:
+            mock.close()
+    finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The official OpenAI and Anthropic Python SDKs against staunch-mock.
+# The official OpenAI, Anthropic and google-genai Python SDKs (and the OpenAI
+# Agents SDK) against staunch-mock and the gateway.
 #
 #   bash tests/sdk/run.sh [pytest arguments...]
 #
@@ -40,7 +41,8 @@ if [[ ! -x $venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; t
 fi
 "$venv/bin/python" - <<'EOF'
 import anthropic, openai, pydantic, pytest
-print(f"sdk: openai {openai.__version__}, anthropic {anthropic.__version__}, "
+import agents, google.genai
+print(f"sdk: openai {openai.__version__}, anthropic {anthropic.__version__}, google-genai {google.genai.__version__}, "
       f"pydantic {pydantic.VERSION}, pytest {pytest.__version__}")
 EOF
 
