@@ -2,9 +2,7 @@
 //! and the key of any coalescing or caching layer.
 
 use serde_json::Value;
-use staunch_core::{
-    ChatRequest, Content, ContentPart, EmbeddingRequest, Extras, ResponseFormat,
-};
+use staunch_core::{ChatRequest, Content, ContentPart, EmbeddingRequest, Extras, ResponseFormat};
 use std::hash::Hash;
 use xxhash_rust::xxh3::Xxh3;
 

@@ -87,7 +87,9 @@ fn no_options() -> &'static Map<String, Value> {
 impl Extras {
     /// The options for `dialect` (empty when it has none).
     pub fn get(&self, dialect: Dialect) -> &Map<String, Value> {
-        self.by_dialect.get(&dialect).unwrap_or_else(|| no_options())
+        self.by_dialect
+            .get(&dialect)
+            .unwrap_or_else(|| no_options())
     }
 
     /// The options for `dialect`, to change.
@@ -148,7 +150,11 @@ mod tests {
     fn extras_keep_each_dialect_apart() {
         let mut extras = Extras::default();
         extras.insert(Dialect::Gemini, "safetySettings", json!([]));
-        extras.insert(Dialect::OpenAiResponses, "reasoning", json!({"effort": "low"}));
+        extras.insert(
+            Dialect::OpenAiResponses,
+            "reasoning",
+            json!({"effort": "low"}),
+        );
         assert!(extras.get(Dialect::OpenAi).is_empty());
         let text = serde_json::to_value(&extras).unwrap();
         assert_eq!(
@@ -160,7 +166,10 @@ mod tests {
         let names: Vec<_> = back.iter().map(|(d, k, _)| (d, k.as_str())).collect();
         assert_eq!(
             names,
-            [(Dialect::Gemini, "safetySettings"), (Dialect::OpenAiResponses, "reasoning")]
+            [
+                (Dialect::Gemini, "safetySettings"),
+                (Dialect::OpenAiResponses, "reasoning")
+            ]
         );
     }
 

@@ -26,8 +26,10 @@ struct Running {
 /// A gateway whose route `m` has one OpenAI-compatible target on a mock
 /// that answers every request with `fault`, and no retries.
 async fn start(fault: Fault) -> Running {
-    let mut scenario = Scenario::default();
-    scenario.stream_token_ms = 0;
+    let mut scenario = Scenario {
+        stream_token_ms: 0,
+        ..Scenario::default()
+    };
     scenario.openai.script = vec![fault; 8];
     let mock = MockServer::start(scenario).await.expect("the mock starts");
     let text = format!(
