@@ -329,7 +329,28 @@ impl Core {
         &self,
         uri: &Uri,
         dialect: staunch_core::Dialect,
+        request: EmbeddingRequest,
+        encode: impl FnOnce(&EmbeddingRequest) -> Result<Vec<u8>, LlmError>,
+        parse: impl FnOnce(
+            &EmbeddingRequest,
+            u16,
+            &HeaderMap,
+            &[u8],
+        ) -> Result<EmbeddingResponse, LlmError>,
+    ) -> Result<EmbeddingResponse, LlmError> {
+        self.embed_at(dialect, request, |_, _| Ok(uri.clone()), encode, parse)
+            .await
+    }
+
+    /// As [`Core::embed`], for a dialect that names the model in the URL:
+    /// `uri` makes the request's URL from the client's own (the base it
+    /// was built with) once the body is encoded; a URL it refuses fails
+    /// before anything is sent, as a refused body does.
+    pub(crate) async fn embed_at(
+        &self,
+        dialect: staunch_core::Dialect,
         mut request: EmbeddingRequest,
+        uri: impl FnOnce(&Uri, &EmbeddingRequest) -> Result<Uri, LlmError>,
         encode: impl FnOnce(&EmbeddingRequest) -> Result<Vec<u8>, LlmError>,
         parse: impl FnOnce(
             &EmbeddingRequest,
@@ -343,10 +364,14 @@ impl Core {
             Ok(body) => body,
             Err(error) => return Err(self.refused(dialect, error, &request.model)),
         };
+        let uri = match uri(&self.uri, &request) {
+            Ok(uri) => uri,
+            Err(error) => return Err(self.refused(dialect, error, &request.model)),
+        };
         let deadline = request.extensions.get::<Deadline>().copied();
         let model = request.model.clone();
         self.exchange(
-            uri,
+            &uri,
             model,
             deadline,
             started,

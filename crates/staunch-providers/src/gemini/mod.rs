@@ -2,10 +2,12 @@
 //!
 //! Gemini puts the model and the mode in the URL:
 //! `POST {base}/v1beta/models/{model}:generateContent`, and for a stream
-//! `POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse`. The
-//! key goes in the `x-goog-api-key` header.
+//! `POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse`, and
+//! for embeddings `POST {base}/v1beta/models/{model}:batchEmbedContents`.
+//! The key goes in the `x-goog-api-key` header.
 
 mod answer;
+mod embeddings;
 mod error;
 mod events;
 mod ingress;
@@ -19,7 +21,9 @@ use crate::dialect::conversation::invalid;
 use crate::key::ApiKey;
 use crate::transport::HttpOptions;
 use http::{HeaderName, Uri};
-use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError};
+use staunch_core::{
+    ChatRequest, ChatResponse, Dialect, EmbeddingRequest, EmbeddingResponse, LlmError,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -151,6 +155,41 @@ impl GeminiConfig {
 /// println!("{}", answer.text());
 /// # Ok(()) }
 /// ```
+///
+/// # Embeddings
+///
+/// The same client serves embeddings: a
+/// `Service<EmbeddingRequest, Response = EmbeddingResponse, Error =
+/// LlmError>` that POSTs the whole batch to
+/// `{base}/{version}/models/{model}:batchEmbedContents` with the same key,
+/// headers, transport, timeouts, response size bound and error mapping as
+/// chat. `dimensions` is sent as each input's `outputDimensionality`; a
+/// Gemini extra such as `taskType` (`RETRIEVAL_QUERY`,
+/// `RETRIEVAL_DOCUMENT`, …) or `title` goes with every input of the batch.
+/// Vectors come back in input order as `f32`s; `encoding_format` is not
+/// sent (Gemini answers floats; base64 is for whoever writes the answer on,
+/// such as the gateway). Gemini reports no tokens for embeddings, so the
+/// answer's usage is the request's estimate
+/// ([`EmbeddingRequest::estimated_input_tokens`]). Token-id inputs can't be
+/// expressed: they are refused before the wire with a `FeatureUnsupported`
+/// error naming them. Gemini takes at most
+/// [`wire::MAX_BATCH_INPUTS`] (100) inputs a call and answers more with a
+/// 400; split larger batches (a gateway target's `max_batch_inputs`).
+///
+/// ```no_run
+/// use staunch_core::{Dialect, EmbeddingRequest};
+/// use staunch_providers::{Gemini, GeminiConfig};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Gemini::new(GeminiConfig::new())?;
+/// let request = EmbeddingRequest::new("gemini-embedding-001", ["first", "second"])
+///     .with_dimensions(768)
+///     .with_extra(Dialect::Gemini, "taskType", "RETRIEVAL_DOCUMENT");
+/// let answer = client.oneshot(request).await?;
+/// assert_eq!(answer.dimensions(), Some(768));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Gemini {
     core: Arc<Core>,
@@ -203,6 +242,30 @@ impl Service<ChatRequest> for Gemini {
     }
 }
 
+impl Service<EmbeddingRequest> for Gemini {
+    type Response = EmbeddingResponse;
+    type Error = LlmError;
+    type Future = Pin<Box<dyn Future<Output = Result<EmbeddingResponse, LlmError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: EmbeddingRequest) -> Self::Future {
+        let core = self.core.clone();
+        Box::pin(async move {
+            core.embed_at(
+                Dialect::Gemini,
+                request,
+                |base, request| method_uri(base, &request.model, "batchEmbedContents", None),
+                wire::encode_embeddings,
+                wire::parse_embeddings,
+            )
+            .await
+        })
+    }
+}
+
 /// The path of `model` under the API version: `models/{model}`, or a
 /// tuned model's `tunedModels/{name}`; a leading `models/` is accepted.
 /// A name with a character that is not safe in a path segment is refused
@@ -227,22 +290,29 @@ pub(crate) fn model_path(model: &str) -> Result<String, LlmError> {
 /// `:streamGenerateContent?alt=sse` for a stream; a query the base URL
 /// carries is kept.
 pub(crate) fn call_uri(base: &Uri, model: &str, stream: bool) -> Result<Uri, LlmError> {
-    let path = model_path(model)?;
-    let method = if stream {
-        "streamGenerateContent"
+    if stream {
+        method_uri(base, model, "streamGenerateContent", Some("alt=sse"))
     } else {
-        "generateContent"
-    };
+        method_uri(base, model, "generateContent", None)
+    }
+}
+
+/// The URL of `method` on `model`: `{base}/{model path}:{method}`, with
+/// the base URL's query and then `query`, if any.
+fn method_uri(base: &Uri, model: &str, method: &str, query: Option<&str>) -> Result<Uri, LlmError> {
+    let path = model_path(model)?;
     let head = format!(
         "{}://{}{}/{path}:{method}",
         base.scheme_str().unwrap_or("https"),
         base.authority().map_or("", |a| a.as_str()),
         base.path().trim_end_matches('/'),
     );
-    let mut query: Vec<&str> = base.query().into_iter().filter(|q| !q.is_empty()).collect();
-    if stream {
-        query.push("alt=sse");
-    }
+    let query: Vec<&str> = base
+        .query()
+        .into_iter()
+        .filter(|q| !q.is_empty())
+        .chain(query)
+        .collect();
     let url = if query.is_empty() {
         head
     } else {
@@ -327,6 +397,17 @@ mod tests {
         assert_eq!(
             call_uri(&b, "gemini-pro", true).unwrap().to_string(),
             "http://127.0.0.1:8080/proxy/v1beta/models/gemini-pro:streamGenerateContent?tenant=a&alt=sse"
+        );
+        assert_eq!(
+            method_uri(
+                &b,
+                "models/gemini-embedding-001",
+                "batchEmbedContents",
+                None
+            )
+            .unwrap()
+            .to_string(),
+            "http://127.0.0.1:8080/proxy/v1beta/models/gemini-embedding-001:batchEmbedContents?tenant=a"
         );
     }
 

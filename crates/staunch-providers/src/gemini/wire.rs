@@ -1,6 +1,7 @@
 //! Gemini `generateContent` wire format, both ways: the request body and
 //! its checks, the answer, the error, and the ingress side (a request read
-//! from a client, an answer written to it).
+//! from a client, an answer written to it); and the `batchEmbedContents`
+//! request and answer.
 //!
 //! ```
 //! use http::HeaderMap;
@@ -27,6 +28,7 @@
 //! ```
 
 pub use super::answer::parse;
+pub use super::embeddings::{MAX_BATCH_INPUTS, encode_embeddings, parse_embeddings};
 pub use super::error::error;
 pub use super::ingress::{
     Decoded, StreamEncoder, decode_request, encode_response, encode_stream_error,
