@@ -227,8 +227,9 @@ pub struct Outage {
     /// End (exclusive), in milliseconds.
     pub end_ms: u64,
     /// The routes that are down, by name (`openai`, `anthropic`,
-    /// `embeddings`, `gemini`, `responses`) or provider (`openai` covers
-    /// its embeddings and responses too); empty means all.
+    /// `embeddings`, `gemini`, `responses`, `gemini_embeddings`) or
+    /// provider (`openai` covers its embeddings and responses too, `gemini`
+    /// its embeddings); empty means all.
     #[serde(default)]
     pub routes: Vec<String>,
 }
@@ -290,6 +291,12 @@ pub struct Scenario {
     pub gemini: RouteScenario,
     /// Faults of OpenAI's `/v1/responses`.
     pub responses: RouteScenario,
+    /// Faults of Gemini's `/v1beta/models/{model}:batchEmbedContents` and
+    /// `:embedContent`, in Google's format; like [`Scenario::embeddings`],
+    /// the faults about streams and answers' content leave its normal
+    /// answer. A batch takes at most 100 inputs (Gemini's limit) or
+    /// [`Scenario::embedding_max_inputs`] if fewer.
+    pub gemini_embeddings: RouteScenario,
     /// The length of embedding vectors when a request sets no `dimensions`
     /// ([`DEFAULT_EMBEDDING_DIMENSIONS`]: short, for speed).
     pub embedding_dimensions: u32,
@@ -321,6 +328,7 @@ impl Default for Scenario {
             embeddings: RouteScenario::default(),
             gemini: RouteScenario::default(),
             responses: RouteScenario::default(),
+            gemini_embeddings: RouteScenario::default(),
             embedding_dimensions: DEFAULT_EMBEDDING_DIMENSIONS,
             embedding_max_inputs: DEFAULT_EMBEDDING_MAX_INPUTS,
         }

@@ -18,8 +18,7 @@ use tokio::time::Instant;
 macro_rules! routes {
     ($($(#[doc = $doc:literal])+ $variant:ident($name:ident) => $dialect:path;)+) => {
         /// The routes the mock serves.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(rename_all = "lowercase")]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Route {
             $($(#[doc = $doc])+ $variant,)+
         }
@@ -30,7 +29,8 @@ macro_rules! routes {
 
             /// Its name: its field of [`Scenario`], its key in the stats,
             /// what an outage's `routes` names it by (`openai`,
-            /// `anthropic`, `embeddings`, `gemini`, `responses`).
+            /// `anthropic`, `embeddings`, `gemini`, `responses`,
+            /// `gemini_embeddings`), and what it serializes as.
             pub fn as_str(&self) -> &'static str {
                 match self {
                     $(Route::$variant => stringify!($name),)+
@@ -66,11 +66,21 @@ routes! {
     Gemini(gemini) => render::gemini::Gemini;
     /// `POST /v1/responses` (OpenAI Responses).
     Responses(responses) => render::responses::Responses;
+    /// `POST /v1beta/models/{model}:batchEmbedContents` and
+    /// `:embedContent` (Google Gemini's embeddings).
+    GeminiEmbeddings(gemini_embeddings) => render::gemini_embeddings::GeminiEmbeddings;
+}
+
+impl Serialize for Route {
+    /// As its name ([`Route::as_str`]).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 impl Route {
     /// The provider whose API the route copies: `openai` (chat, embeddings,
-    /// responses), `anthropic` or `gemini`.
+    /// responses), `anthropic` or `gemini` (chat, embeddings).
     pub fn provider(&self) -> &'static str {
         self.dialect().provider()
     }
@@ -538,6 +548,14 @@ mod tests {
                 Route::Gemini,
             ),
             ("/v1/responses", Route::Responses),
+            (
+                "/v1beta/models/gemini-embedding-001:batchEmbedContents",
+                Route::GeminiEmbeddings,
+            ),
+            (
+                "/v1/models/gemini-embedding-001:embedContent",
+                Route::GeminiEmbeddings,
+            ),
         ];
         for (path, route) in served {
             assert_eq!(Route::serving(&Method::POST, path), Some(route), "{path}");

@@ -449,3 +449,148 @@ async fn a_stall_keeps_the_stream_open() {
     assert_eq!(end, End::Clean);
     assert_eq!(server.stats().served("stall_after"), 1);
 }
+
+const EMBED_MODEL: &str = "gemini-embedding-001";
+const BATCH: &str = "/v1beta/models/gemini-embedding-001:batchEmbedContents";
+const SINGLE: &str = "/v1beta/models/gemini-embedding-001:embedContent";
+
+/// One `EmbedContentRequest` for `text`, with `extra` fields.
+fn embed_one(text: &str, extra: Value) -> Value {
+    with(
+        json!({"model": format!("models/{EMBED_MODEL}"), "content": {"parts": [{"text": text}]}}),
+        extra,
+    )
+}
+
+fn values(embedding: &Value) -> Vec<f64> {
+    embedding["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .map(|v| v.as_f64().expect("a number"))
+        .collect()
+}
+
+async fn embeddings_server(script: Vec<Fault>) -> MockServer {
+    MockServer::start(Scenario {
+        gemini_embeddings: RouteScenario {
+            script,
+            ..RouteScenario::default()
+        },
+        ..Scenario::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn embeddings_come_in_order_as_unit_vectors_of_the_asked_size() {
+    let server = embeddings_server(Vec::new()).await;
+    let texts = ["first passage", "second", "third one"];
+    let batch = json!({"requests": texts.iter().map(|t| embed_one(t, json!({"taskType": "RETRIEVAL_DOCUMENT"}))).collect::<Vec<_>>()});
+    let answer = post(&server, BATCH, &batch).await;
+    assert_eq!(answer.status, 200);
+    let body = answer.json().await;
+    let embeddings = body["embeddings"].as_array().expect("embeddings");
+    assert_eq!(embeddings.len(), 3);
+    assert!(body.get("usageMetadata").is_none(), "Gemini counts none");
+    let vectors: Vec<Vec<f64>> = embeddings.iter().map(values).collect();
+    for v in &vectors {
+        assert_eq!(v.len(), 16, "the scenario's length by default");
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    assert_ne!(vectors[0], vectors[1]);
+
+    // One input alone, on either method, gets the same vector.
+    let single = post(&server, SINGLE, &embed_one(texts[1], json!({}))).await;
+    assert_eq!(single.status, 200);
+    assert_eq!(values(&single.json().await["embedding"]), vectors[1]);
+    let again = post(
+        &server,
+        BATCH,
+        &json!({"requests": [embed_one(texts[1], json!({}))]}),
+    )
+    .await;
+    assert_eq!(values(&again.json().await["embeddings"][0]), vectors[1]);
+
+    // outputDimensionality shortens each vector.
+    let short = json!({"requests": [
+        embed_one("a", json!({"outputDimensionality": 4})),
+        embed_one("b", json!({"output_dimensionality": 4}))
+    ]});
+    let body = post(&server, BATCH, &short).await.json().await;
+    assert!(
+        body["embeddings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| values(e).len() == 4)
+    );
+
+    let stats = server.stats();
+    assert_eq!(stats.requests_to(Route::GeminiEmbeddings), 4);
+    assert_eq!(stats.requests_to(Route::Gemini), 0);
+    assert_eq!(stats.recent[0].route, Route::GeminiEmbeddings);
+    assert_eq!(
+        serde_json::to_value(&stats.recent[0]).unwrap()["route"],
+        "gemini_embeddings"
+    );
+}
+
+#[tokio::test]
+async fn embeddings_faults_and_refusals_are_googles() {
+    let server = embeddings_server(vec![
+        Fault::RateLimit { retry_after: 2.0 },
+        Fault::Overloaded { retry_after: None },
+        Fault::ContentFilter,
+    ])
+    .await;
+    let one = json!({"requests": [embed_one("a", json!({}))]});
+    let limited = post(&server, BATCH, &one).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(
+        limited.header("retry-after"),
+        "",
+        "the delay is in the body"
+    );
+    let error = limited.json().await["error"].clone();
+    assert_eq!(error["status"], "RESOURCE_EXHAUSTED");
+    let retry = error["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
+        .cloned()
+        .expect("a RetryInfo");
+    assert_eq!(retry["retryDelay"], "2s");
+    let overloaded = post(&server, BATCH, &one).await;
+    assert_eq!(overloaded.status, 503);
+    assert_eq!(overloaded.json().await["error"]["status"], "UNAVAILABLE");
+    // A fault about an answer's content leaves vectors alone.
+    assert_eq!(post(&server, BATCH, &one).await.status, 200);
+
+    // Gemini's batch limit is 100 requests.
+    let many = json!({"requests": vec![embed_one("a", json!({})); 101]});
+    let refused = post(&server, BATCH, &many).await;
+    assert_eq!(refused.status, 400);
+    let error = refused.json().await["error"].clone();
+    assert_eq!(error["status"], "INVALID_ARGUMENT");
+    assert!(
+        error["message"].as_str().unwrap().contains("at most 100"),
+        "{error}"
+    );
+    let hundred = json!({"requests": vec![embed_one("a", json!({})); 100]});
+    assert_eq!(post(&server, BATCH, &hundred).await.status, 200);
+
+    for bad in [
+        json!({"requests": []}),
+        json!({"requests": [{"content": {"parts": []}}]}),
+        json!({"requests": [embed_one("a", json!({"model": "models/other"}))]}),
+        json!({"requests": [embed_one("a", json!({"outputDimensionality": 0}))]}),
+    ] {
+        let answer = post(&server, BATCH, &bad).await;
+        assert_eq!(answer.status, 400, "{bad}");
+        assert_eq!(answer.json().await["error"]["code"], 400, "{bad}");
+    }
+}

@@ -87,7 +87,7 @@ pub(crate) struct Settings {
 pub(crate) const MAX_DIMENSIONS: u64 = 8192;
 
 /// One input: a text or token ids.
-enum Input<'a> {
+pub(crate) enum Input<'a> {
     Text(&'a str),
     Tokens(Vec<u32>),
 }
@@ -170,7 +170,7 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 /// The unit vector of `dimensions` numbers for `input` under `model`.
-fn vector(model: &str, input: &Input<'_>, dimensions: usize) -> Vec<f32> {
+pub(crate) fn vector(model: &str, input: &Input<'_>, dimensions: usize) -> Vec<f32> {
     let mut seed = fnv(0xcbf2_9ce4_8422_2325, model.as_bytes());
     seed = match input {
         Input::Text(text) => fnv(fnv(seed, b"\0text\0"), text.as_bytes()),

@@ -8,6 +8,7 @@
 pub(crate) mod anthropic;
 pub(crate) mod embeddings;
 pub(crate) mod gemini;
+pub(crate) mod gemini_embeddings;
 pub(crate) mod openai;
 pub(crate) mod responses;
 mod stream;
