@@ -283,10 +283,10 @@ async fn client(
             Stack::new(configured::<AnthropicConfig>(name, provider, http, key).map_err(failed)?),
             None,
         ),
-        ProviderKind::Gemini => (
-            Stack::new(configured::<GeminiConfig>(name, provider, http, key).map_err(failed)?),
-            None,
-        ),
+        ProviderKind::Gemini => {
+            let client = configured::<GeminiConfig>(name, provider, http, key).map_err(failed)?;
+            (Stack::new(client.clone()), Some(EmbedStack::new(client)))
+        }
         ProviderKind::OpenAiResponses => (
             Stack::new(
                 configured::<OpenAiResponsesConfig>(name, provider, http, key).map_err(failed)?,

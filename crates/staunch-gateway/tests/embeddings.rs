@@ -529,3 +529,119 @@ targets = [{ provider = "primary", model = "text-embedding-3-small", max_batch_i
         assert_eq!(vectors[i], alone.vectors()[0], "input {i}");
     }
 }
+
+const GEMINI_MODEL: &str = "gemini-embedding-001";
+
+/// A gateway whose route `gemini-embedding-*` has one target on a `gemini`
+/// provider at the mock's Gemini side, and `retries` retries.
+async fn start_gemini(retries: u32, script: Vec<Fault>) -> Running {
+    let scenario = Scenario {
+        gemini_embeddings: staunch_mock::RouteScenario {
+            script,
+            ..Default::default()
+        },
+        ..Scenario::default()
+    };
+    let mock = MockServer::start(scenario).await.expect("a mock");
+    let text = format!(
+        r#"
+[providers.gem]
+kind = "gemini"
+base_url = "{gemini}"
+
+[[routes]]
+model = "gemini-embedding-*"
+targets = [
+  {{ provider = "gem", model = "{GEMINI_MODEL}", max_batch_inputs = 100, retry = {{ max_retries = {retries}, base_delay_ms = 10, max_delay_ms = 50 }} }},
+]
+"#,
+        gemini = mock.gemini_base_url(),
+    );
+    let config = Config::parse(&text, "gemini.toml").unwrap_or_else(|e| panic!("{e}"));
+    serve(Gateway::build(config).await.expect("a gateway"), mock).await
+}
+
+/// An OpenAI client's embeddings answered by a Gemini provider: one
+/// `batchEmbedContents` call, the vectors in input order at the asked
+/// size (base64 written by the gateway from Gemini's floats), the usage
+/// the gateway's estimate (Gemini counts none).
+#[tokio::test]
+async fn an_openai_client_is_answered_by_a_gemini_provider() {
+    let gw = start_gemini(2, Vec::new()).await;
+    let reply = gw
+        .embed(json!({"model": GEMINI_MODEL, "input": TEXTS, "dimensions": 8}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-staunch-target"), "gem/gemini-embedding-001");
+    assert_eq!(reply.body["object"], "list");
+    assert_eq!(reply.body["model"], GEMINI_MODEL);
+    // 19, 10 and 12 bytes at four bytes a token, rounded up per input.
+    assert_eq!(
+        reply.body["usage"],
+        json!({"prompt_tokens": 11, "total_tokens": 11})
+    );
+    let vectors = reply.vectors();
+    assert_eq!(vectors.len(), 3);
+    assert_unit_vectors(&vectors, 8);
+
+    // What Gemini was asked: one batch, each input its own request.
+    let stats = gw.mock.stats();
+    assert_eq!(stats.requests_to(Route::GeminiEmbeddings), 1);
+    let sent = &stats.recent.back().expect("a request").body;
+    let requests = sent["requests"].as_array().expect("requests");
+    assert_eq!(requests.len(), 3);
+    for (request, text) in requests.iter().zip(TEXTS) {
+        assert_eq!(request["model"], "models/gemini-embedding-001");
+        assert_eq!(request["content"]["parts"][0]["text"], text);
+        assert_eq!(request["outputDimensionality"], 8);
+    }
+
+    // In input order: each input alone gets the same vector.
+    for (i, text) in TEXTS.iter().enumerate() {
+        let alone = gw
+            .embed(json!({"model": GEMINI_MODEL, "input": text, "dimensions": 8}))
+            .await;
+        assert_eq!(alone.vectors(), [vectors[i].clone()], "input {i}");
+    }
+
+    // Base64, as OpenAI would write it, of the same floats.
+    let base64 = gw
+        .embed(json!({"model": GEMINI_MODEL, "input": TEXTS, "dimensions": 8, "encoding_format": "base64"}))
+        .await;
+    assert_eq!(base64.status, 200, "{}", base64.body);
+    assert!(base64.body["data"][0]["embedding"].is_string());
+    assert_eq!(base64.vectors(), vectors);
+
+    // Token inputs can't be said to Gemini: refused, nothing sent.
+    let before = gw.mock.stats().requests_to(Route::GeminiEmbeddings);
+    let tokens = gw
+        .embed(json!({"model": GEMINI_MODEL, "input": [[1, 2, 3]]}))
+        .await;
+    assert!(tokens.status >= 400, "{}", tokens.body);
+    let message = tokens.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("token ids"), "{}", tokens.body);
+    assert_eq!(gw.mock.stats().requests_to(Route::GeminiEmbeddings), before);
+}
+
+/// Gemini's 429 `RESOURCE_EXHAUSTED` with a `RetryInfo` reaches the OpenAI
+/// client as a 429 with `retry-after`; with retries, it is retried and
+/// answered.
+#[tokio::test]
+async fn a_gemini_rate_limit_is_a_429_with_retry_after() {
+    let gw = start_gemini(0, vec![Fault::RateLimit { retry_after: 7.0 }]).await;
+    let reply = gw
+        .embed(json!({"model": GEMINI_MODEL, "input": TEXTS}))
+        .await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    assert_eq!(reply.header("retry-after"), "7");
+    assert_eq!(reply.header("x-staunch-error-kind"), "rate_limited");
+    assert!(reply.body["error"]["message"].is_string(), "{}", reply.body);
+
+    let gw = start_gemini(2, vec![Fault::RateLimit { retry_after: 0.05 }]).await;
+    let reply = gw
+        .embed(json!({"model": GEMINI_MODEL, "input": TEXTS}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-staunch-attempts"), "2");
+    assert_unit_vectors(&reply.vectors(), 16);
+}

@@ -42,7 +42,7 @@ pub(crate) fn plan(route: &Route, kind: impl Fn(&str) -> Option<ProviderKind>) -
     let Some(&first) = capable.first() else {
         return EmbeddingPlan::Unserved(format!(
             "the route {:?} serves no embeddings: none of its targets' providers has an \
-             embeddings API (only kinds openai, openai-compatible and mock do)",
+             embeddings API (only kinds openai, openai-compatible, gemini and mock do)",
             route.model
         ));
     };

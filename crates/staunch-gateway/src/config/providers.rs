@@ -53,13 +53,13 @@ impl ProviderKind {
 
 impl ProviderKind {
     /// Whether it serves embeddings (`POST /v1/embeddings`): OpenAI, any
-    /// OpenAI-compatible server and the mock do; Anthropic has no
-    /// embeddings API, the gateway does not call Gemini's yet, and a
-    /// Responses provider is configured for chat only.
+    /// OpenAI-compatible server, Gemini (through its
+    /// `batchEmbedContents`) and the mock do; Anthropic has no embeddings
+    /// API, and a Responses provider is configured for chat only.
     pub fn serves_embeddings(self) -> bool {
         !matches!(
             self,
-            ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::OpenAiResponses
+            ProviderKind::Anthropic | ProviderKind::OpenAiResponses
         )
     }
 }
