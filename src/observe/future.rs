@@ -1,10 +1,10 @@
 //! The instrumentation response future.
 
-use super::names;
+use super::{genai_metrics, names, semconv};
 use crate::into_llm::to_llm;
 use metrics::{Key, Label, Level, Metadata};
 use pin_project_lite::pin_project;
-use staunch_core::{Answer, BoxError, ChatResponse, LlmError, QualityTier, Usage};
+use staunch_core::{Answer, BoxError, ChatResponse, LlmError, Operation, QualityTier, Usage};
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +23,9 @@ pin_project! {
         // answer's latency was measured.
         owns_clock: bool,
         done: bool,
+        // The GenAI metrics' labels of the request.
+        operation: Operation,
+        request_model: Box<str>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -39,13 +42,22 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span, started: Instant, owns_clock: bool) -> Self {
+    pub(super) fn new(
+        inner: F,
+        span: Span,
+        started: Instant,
+        owns_clock: bool,
+        operation: Operation,
+        request_model: Box<str>,
+    ) -> Self {
         ResponseFuture {
             inner,
             span,
             started,
             owns_clock,
             done: false,
+            operation,
+            request_model,
         }
     }
 }
@@ -209,6 +221,16 @@ struct Outcome<'a> {
     error_kind: Option<&'a str>,
     status: Option<u16>,
     latency_ms: f64,
+    /// The GenAI attributes of an answer.
+    answer: Option<GenAiAnswer<'a>>,
+}
+
+/// What an answer adds to the span under the GenAI conventions' names.
+struct GenAiAnswer<'a> {
+    provider: &'a str,
+    id: Option<&'a str>,
+    finish_reason: Option<&'a str>,
+    usage: Usage,
 }
 
 /// Records `fields` on `span` in one call. A subscriber that formats fields
@@ -236,6 +258,13 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
         Some(error_kind),
         Some(status),
         Some(latency_ms),
+        Some(otel_provider),
+        Some(response_model),
+        Some(response_id),
+        Some(finish_reasons),
+        Some(input_tokens),
+        Some(output_tokens),
+        Some(error_type),
     ) = (
         set.field("outcome"),
         set.field("tier"),
@@ -247,11 +276,29 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
         set.field("error_kind"),
         set.field("status"),
         set.field("latency_ms"),
+        set.field(semconv::attr::PROVIDER_NAME),
+        set.field(semconv::attr::RESPONSE_MODEL),
+        set.field(semconv::attr::RESPONSE_ID),
+        set.field(semconv::attr::RESPONSE_FINISH_REASONS),
+        set.field(semconv::attr::USAGE_INPUT_TOKENS),
+        set.field(semconv::attr::USAGE_OUTPUT_TOKENS),
+        set.field(semconv::attr::ERROR_TYPE),
     )
     else {
         return;
     };
-    let values: [(&tracing::field::Field, Option<&dyn Value>); 10] = [
+    let answer = fields.answer.as_ref();
+    let provider_name = fields
+        .provider
+        .map(semconv::provider_name)
+        .or(answer.map(|a| semconv::provider_name(a.provider)));
+    // One finish reason per choice: staunch answers one.
+    let finish = answer.and_then(|a| a.finish_reason).map(|r| [r]);
+    let finish = finish.as_ref().map(|r| tracing::field::debug(r.as_slice()));
+    let id = answer.and_then(|a| a.id);
+    let input = answer.map(|a| a.usage.input_tokens);
+    let output = answer.map(|a| a.usage.output_tokens);
+    let values: [(&tracing::field::Field, Option<&dyn Value>); 17] = [
         (&outcome, Some(&fields.outcome)),
         (&tier, Some(&fields.tier)),
         (&provider, fields.provider.as_ref().map(|v| v as &dyn Value)),
@@ -271,6 +318,22 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
         ),
         (&status, fields.status.as_ref().map(|v| v as &dyn Value)),
         (&latency_ms, Some(&fields.latency_ms)),
+        (
+            &otel_provider,
+            provider_name.as_ref().map(|v| v as &dyn Value),
+        ),
+        (
+            &response_model,
+            fields.answered_model.as_ref().map(|v| v as &dyn Value),
+        ),
+        (&response_id, id.as_ref().map(|v| v as &dyn Value)),
+        (&finish_reasons, finish.as_ref().map(|v| v as &dyn Value)),
+        (&input_tokens, input.as_ref().map(|v| v as &dyn Value)),
+        (&output_tokens, output.as_ref().map(|v| v as &dyn Value)),
+        (
+            &error_type,
+            fields.error_kind.as_ref().map(|v| v as &dyn Value),
+        ),
     ];
     span.record_all(&set.value_set(&values));
 }
@@ -292,6 +355,18 @@ fn record_ok<A: Answer>(span: &Span, response: &A, seconds: f64) {
             error_kind: None,
             status: None,
             latency_ms: seconds * 1e3,
+            answer: Some(GenAiAnswer {
+                provider,
+                id: response
+                    .as_chat()
+                    .map(|c| c.id.as_str())
+                    .filter(|id| !id.is_empty()),
+                finish_reason: response
+                    .as_chat()
+                    .filter(|c| !c.is_streaming())
+                    .map(|c| c.finish_reason.as_str()),
+                usage: response.usage(),
+            }),
         },
     );
     metrics::with_recorder(|recorder| {
@@ -324,6 +399,7 @@ fn record_err(span: &Span, error: &LlmError, seconds: f64) {
             error_kind: Some(error.kind.as_str()),
             status: error.status,
             latency_ms: seconds * 1e3,
+            answer: None,
         },
     );
     metrics::counter!(names::REQUESTS, "outcome" => "error", "tier" => "none", "kind" => error.kind.as_str(), "class" => error.class().as_str())
@@ -371,13 +447,30 @@ where
                     this.started.elapsed().as_secs_f64()
                 };
                 record_ok(this.span, response, seconds);
+                let labels = genai_metrics::Labels {
+                    operation: *this.operation,
+                    provider: response.meta().provider.as_deref().unwrap_or(""),
+                    request_model: this.request_model,
+                    response_model: response.answered_model(),
+                };
+                genai_metrics::answered(
+                    &labels,
+                    response.usage(),
+                    seconds,
+                    response.is_streaming(),
+                );
                 if response.is_streaming()
                     && let Some(response) = response.as_chat_mut()
                 {
-                    watch_stream(response, seconds, *this.started);
+                    let request_model = std::mem::take(this.request_model);
+                    watch_stream(response, seconds, *this.started, request_model);
                 }
             }
-            Err(error) => record_err(this.span, error, this.started.elapsed().as_secs_f64()),
+            Err(error) => {
+                let seconds = this.started.elapsed().as_secs_f64();
+                record_err(this.span, error, seconds);
+                genai_metrics::failed(*this.operation, this.request_model, error, seconds);
+            }
         }
         Poll::Ready(result)
     }
@@ -385,11 +478,33 @@ where
 
 /// A streamed answer: the time to its first token now (the commit point),
 /// its duration, events and how it ended when it ends.
-fn watch_stream(response: &mut ChatResponse, first_token: f64, started: tokio::time::Instant) {
+fn watch_stream(
+    response: &mut ChatResponse,
+    first_token: f64,
+    started: tokio::time::Instant,
+    request_model: Box<str>,
+) {
     metrics::histogram!(names::TIME_TO_FIRST_TOKEN).record(first_token);
     let provider = response.meta.provider.clone().unwrap_or_default();
+    let answered = response.answered_model().to_owned();
     crate::stream_watch::watch(response, move |end, tally| {
         let duration = started.elapsed().as_secs_f64();
+        let labels = genai_metrics::Labels {
+            operation: Operation::Chat,
+            provider: &provider,
+            request_model: &request_model,
+            response_model: &answered,
+        };
+        let broke = match end {
+            crate::stream_watch::StreamEnd::Broke(error) => Some(error.kind.as_str()),
+            _ => None,
+        };
+        genai_metrics::answered_stream_end(
+            &labels,
+            tally.usage.unwrap_or_default(),
+            duration,
+            broke,
+        );
         let (outcome, kind) = match end {
             crate::stream_watch::StreamEnd::Complete => ("complete", "none"),
             crate::stream_watch::StreamEnd::Broke(error) => ("error", error.kind.as_str()),

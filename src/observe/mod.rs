@@ -36,8 +36,10 @@
 //! ```
 
 mod future;
+mod genai_metrics;
 mod layer;
 pub use crate::metrics as names;
+pub mod semconv;
 mod service;
 #[cfg(test)]
 mod tests;

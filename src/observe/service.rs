@@ -66,9 +66,26 @@ where
             None => (request.start_clock(), true),
             Some(_) => (Instant::now(), false),
         };
+        // The GenAI attributes' names are `semconv::attr`'s (a test checks
+        // them against this declaration).
         let span = tracing::info_span!(
             target: "staunch",
             "llm.request",
+            // OpenTelemetry's span name: `{operation} {model}` (formatted
+            // only when a subscriber wants the span).
+            otel.name = %format_args!("{} {}", request.operation().as_str(), request.model()),
+            otel.kind = "client",
+            gen_ai.operation.name = request.operation().as_str(),
+            gen_ai.request.model = %request.model(),
+            gen_ai.request.max_tokens = request.max_output_tokens(),
+            gen_ai.request.stream = request.is_stream(),
+            gen_ai.provider.name = tracing::field::Empty,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.response.id = tracing::field::Empty,
+            gen_ai.response.finish_reasons = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             model = %request.model(),
             outcome = tracing::field::Empty,
             tier = tracing::field::Empty,
@@ -81,10 +98,11 @@ where
             status = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );
+        let (operation, model) = (request.operation(), Box::from(request.model()));
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ResponseFuture::new(future, span, started, owns_clock)
+        ResponseFuture::new(future, span, started, owns_clock, operation, model)
     }
 }

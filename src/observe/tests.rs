@@ -1,6 +1,6 @@
 //! The metrics of a scripted scenario, counted by a recording recorder.
 
-use super::InstrumentLayer;
+use super::{InstrumentLayer, semconv};
 use crate::degrade::{DegradeConfig, DegradeLayer};
 use crate::fallback::{Fallback, Target};
 use crate::retry::{NoJitter, RetryConfig, RetryLayer};
@@ -289,28 +289,115 @@ fn the_request_span_gets_its_outcome_fields_in_one_record() {
     // An answer that names the model it came from, as a provider's does.
     let mut answer = ChatResponse::new("gpt-4o", "hi").with_usage(Usage::new(10, 5));
     answer.meta.answered_by("openai", "gpt-4o");
-    assert_eq!(
-        run(Step::Reply(Box::new(answer))),
-        expect(&[
-            ("model", "any"),
-            ("outcome", "ok"),
-            ("tier", "full"),
-            ("provider", "openai"),
-            ("answered_model", "gpt-4o"),
-            ("attempts", "1"),
-            ("fallback_depth", "0"),
-        ])
-    );
+    // The OpenTelemetry GenAI attributes (semconv's names) beside
+    // staunch's own.
+    let request = [
+        ("otel.name", "chat any"),
+        ("otel.kind", "client"),
+        (semconv::attr::OPERATION_NAME, "chat"),
+        (semconv::attr::REQUEST_MODEL, "any"),
+        (semconv::attr::REQUEST_STREAM, "false"),
+        ("model", "any"),
+    ];
+    let mut ok = request.to_vec();
+    ok.extend([
+        ("outcome", "ok"),
+        ("tier", "full"),
+        ("provider", "openai"),
+        ("answered_model", "gpt-4o"),
+        ("attempts", "1"),
+        ("fallback_depth", "0"),
+        (semconv::attr::PROVIDER_NAME, "openai"),
+        (semconv::attr::RESPONSE_MODEL, "gpt-4o"),
+        (semconv::attr::RESPONSE_FINISH_REASONS, "[\"stop\"]"),
+        (semconv::attr::USAGE_INPUT_TOKENS, "10"),
+        (semconv::attr::USAGE_OUTPUT_TOKENS, "5"),
+    ]);
+    assert_eq!(run(Step::Reply(Box::new(answer))), expect(&ok));
+    let mut failed = request.to_vec();
+    failed.extend([
+        ("outcome", "error"),
+        ("tier", "none"),
+        ("error_kind", "rate_limited"),
+        ("status", "429"),
+        ("provider", "openai"),
+        ("attempts", "1"),
+        (semconv::attr::PROVIDER_NAME, "openai"),
+        (semconv::attr::ERROR_TYPE, "rate_limited"),
+    ]);
     assert_eq!(
         run(fail_status(ErrorKind::RateLimited, 429)),
-        expect(&[
-            ("model", "any"),
-            ("outcome", "error"),
-            ("tier", "none"),
-            ("error_kind", "rate_limited"),
-            ("status", "429"),
-            ("provider", "openai"),
-            ("attempts", "1"),
-        ])
+        expect(&failed)
+    );
+}
+
+#[test]
+fn the_genai_metrics_have_the_conventions_names_labels_and_values() {
+    use staunch_test::{FakeProvider, stream};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let mut whole = ChatResponse::new("gpt-4o-2024-08-06", "hi").with_usage(Usage::new(12, 3));
+    whole.meta.answered_by("openai-main", "gpt-4o-2024-08-06");
+    let fake = FakeProvider::scripted([
+        Step::Reply(Box::new(whole)),
+        stream(["a", "b", "c"])
+            .gap(Duration::from_millis(250))
+            .usage(Usage::new(20, 7))
+            .into(),
+        fail_status(ErrorKind::Overloaded, 529),
+    ]);
+    let ((), recorded) = capture(|| {
+        runtime.block_on(async {
+            let stack = ServiceBuilder::new()
+                .layer(InstrumentLayer::new())
+                .service(fake);
+            let ask = || ChatRequest::new("gpt-4o", vec![Message::user("hi")]);
+            stack.clone().oneshot(ask()).await.unwrap();
+            let streamed = stack
+                .clone()
+                .oneshot(ask().with_stream(true))
+                .await
+                .unwrap();
+            streamed.collect().await.unwrap();
+            stack.clone().oneshot(ask()).await.unwrap_err();
+        })
+    });
+    let m = semconv::metric::OPERATION_DURATION;
+    let chat = (semconv::attr::OPERATION_NAME, "chat");
+    let asked = (semconv::attr::REQUEST_MODEL, "gpt-4o");
+    // The whole answer: its duration under the answering model, and its
+    // tokens by type.
+    let whole_labels = [
+        chat,
+        asked,
+        (semconv::attr::PROVIDER_NAME, "openai"),
+        (semconv::attr::RESPONSE_MODEL, "gpt-4o-2024-08-06"),
+    ];
+    assert_eq!(recorded.histogram(m, &whole_labels), vec![0.0]);
+    let tokens = |kind| {
+        let mut with = whole_labels.to_vec();
+        with.push((semconv::attr::TOKEN_TYPE, kind));
+        recorded.histogram(semconv::metric::TOKEN_USAGE, &with)
+    };
+    assert_eq!((tokens("input"), tokens("output")), (vec![12.0], vec![3.0]));
+    // The stream: its time to first chunk at the commit point, its whole
+    // duration and its output at its end.
+    assert_eq!(
+        recorded.histogram(semconv::metric::TIME_TO_FIRST_CHUNK, &[chat, asked]),
+        vec![0.25]
+    );
+    let streamed: Vec<f64> = recorded
+        .histogram(m, &[chat, asked])
+        .into_iter()
+        .filter(|s| *s > 0.0)
+        .collect();
+    assert_eq!(streamed, vec![0.75]);
+    // The failure: its duration with error.type.
+    assert_eq!(
+        recorded.histogram(m, &[chat, asked, (semconv::attr::ERROR_TYPE, "overloaded")]),
+        vec![0.0]
     );
 }

@@ -43,7 +43,7 @@ mod ops;
 pub mod server;
 
 pub use build::{Gateway, GatewayError};
-pub use ops::{METRICS_UPKEEP_EVERY, metrics_upkeep};
+pub use ops::{METRICS_UPKEEP_EVERY, metrics_upkeep, prometheus};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

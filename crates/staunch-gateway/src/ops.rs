@@ -25,6 +25,42 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
     }
 }
 
+/// The Prometheus exporter as the gateway sets it up: recommended naming
+/// (a unit suffix on described metrics, `_total` on counters that lack
+/// it), and the OpenTelemetry GenAI metrics as true histograms with the
+/// conventions' bucket boundaries (`gen_ai_client_operation_duration_seconds`,
+/// `gen_ai_client_token_usage`,
+/// `gen_ai_client_operation_time_to_first_chunk_seconds`); the others are
+/// summaries. Call [`describe_metrics`](staunch::observe::semconv::describe_metrics)
+/// once its recorder is installed, so that the units are known.
+///
+/// ```
+/// let recorder = staunch_gateway::prometheus().build_recorder();
+/// # let _ = recorder;
+/// ```
+pub fn prometheus() -> metrics_exporter_prometheus::PrometheusBuilder {
+    use metrics_exporter_prometheus::Matcher;
+    use staunch::observe::semconv::{DURATION_BUCKETS, TOKEN_BUCKETS, metric};
+    let builder =
+        metrics_exporter_prometheus::PrometheusBuilder::new().with_recommended_naming(true);
+    let buckets = [
+        (metric::OPERATION_DURATION, &DURATION_BUCKETS),
+        (metric::TIME_TO_FIRST_CHUNK, &DURATION_BUCKETS),
+        (metric::TOKEN_USAGE, &TOKEN_BUCKETS),
+    ];
+    buckets
+        .into_iter()
+        .fold(builder, |builder, (name, bounds)| {
+            // Bounds that are not empty never fail.
+            builder
+                .set_buckets_for_metric(Matcher::Full(name.to_owned()), bounds)
+                .unwrap_or_else(|_| {
+                    metrics_exporter_prometheus::PrometheusBuilder::new()
+                        .with_recommended_naming(true)
+                })
+        })
+}
+
 /// How often [`metrics_upkeep`] folds the recorded histogram samples into
 /// their summaries.
 pub const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);

@@ -323,6 +323,68 @@ async fn a_request_refused_by_its_keys_budget_is_counted_in_the_request_metrics(
 }
 
 #[tokio::test]
+async fn metrics_has_the_genai_conventions_histograms_with_their_names_units_and_buckets() {
+    // The gateway's own exporter settings, on this test's own recorder.
+    let recorder = staunch_gateway::prometheus().build_recorder();
+    let scrape = recorder.handle();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    staunch::observe::semconv::describe_metrics();
+    let mock = MockServer::start(Scenario::default()).await.unwrap();
+    let gateway = Gateway::build(Config::parse(&config_text(&mock, ""), "m.toml").unwrap())
+        .await
+        .unwrap()
+        .with_metrics(move || scrape.render());
+    let base = serve(gateway).await;
+    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    let ok = send(
+        &http,
+        &format!("{base}/v1/chat/completions"),
+        &[],
+        chat("gpt-4o"),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+
+    let response = http
+        .get(format!("{base}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    let has = |prefix: &str| text.lines().any(|l| l.starts_with(prefix));
+    // Histograms (buckets, not a summary's quantiles), with the unit in
+    // the name and the conventions' first boundary.
+    assert!(
+        has("# TYPE gen_ai_client_operation_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(has("# TYPE gen_ai_client_token_usage histogram"), "{text}");
+    let bucket = text
+        .lines()
+        .find(|l| {
+            l.starts_with("gen_ai_client_operation_duration_seconds_bucket{")
+                && l.contains(r#"le="0.01""#)
+        })
+        .unwrap_or_else(|| panic!("no 0.01 s bucket in\n{text}"));
+    for label in [
+        r#"gen_ai_operation_name="chat""#,
+        r#"gen_ai_request_model="gpt-4o""#,
+        r#"gen_ai_provider_name="openai""#,
+    ] {
+        assert!(bucket.contains(label), "{label} missing in {bucket}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("gen_ai_client_token_usage_bucket{")
+                && l.contains(r#"gen_ai_token_type="input""#)
+                && l.contains(r#"le="67108864""#)),
+        "{text}"
+    );
+    // The request metrics keep their names.
+    assert!(has("staunch_requests_total{"), "{text}");
+}
+
+#[tokio::test]
 async fn upstream_statuses_pass_through_where_they_mean_something() {
     let wait = Fault::RateLimit { retry_after: 120.0 };
     let gw = start(vec![wait.clone(); 4], vec![wait; 4], "").await;

@@ -177,9 +177,10 @@ async fn serve(
             "client authentication is off: no client keys are configured and the gateway listens on loopback only"
         );
     }
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+    let recorder = staunch_gateway::prometheus()
         .install_recorder()
         .map_err(|e| format!("could not install the metrics recorder: {e}"))?;
+    staunch::observe::semconv::describe_metrics();
     metrics::describe_counter!(
         LOG_LINES_DROPPED,
         "Log lines dropped because stderr did not keep up (the log writer's buffer was full)"

@@ -1,0 +1,195 @@
+//! The GenAI conventions' client metrics ([`semconv::metric`]): operation
+//! duration, token usage and a stream's time to first chunk, labelled with
+//! the operation, the provider, the requested and the answering model (and
+//! `error.type` on failures).
+//!
+//! The keys of the success path are built once per thread for the few
+//! label sets a stack answers with, as the request metrics' are: a key
+//! built by the macros at each call allocates its labels and hashes them.
+
+use super::semconv::{self, attr, metric};
+use metrics::{Key, Label, Level, Metadata};
+use staunch_core::{LlmError, Operation, Usage};
+use std::cell::RefCell;
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// What labels an answer's metrics.
+pub(super) struct Labels<'a> {
+    pub(super) operation: Operation,
+    pub(super) provider: &'a str,
+    pub(super) request_model: &'a str,
+    pub(super) response_model: &'a str,
+}
+
+/// The keys of one label set.
+struct Keys {
+    operation: Operation,
+    provider: Box<str>,
+    request_model: Box<str>,
+    response_model: Box<str>,
+    duration: Key,
+    ttfc: Key,
+    input: Key,
+    output: Key,
+}
+
+impl Keys {
+    fn new(labels: &Labels<'_>) -> Self {
+        let base = || {
+            vec![
+                Label::new(attr::OPERATION_NAME, labels.operation.as_str()),
+                Label::new(
+                    attr::PROVIDER_NAME,
+                    semconv::provider_name(labels.provider).to_owned(),
+                ),
+                Label::new(attr::REQUEST_MODEL, labels.request_model.to_owned()),
+                Label::new(attr::RESPONSE_MODEL, labels.response_model.to_owned()),
+            ]
+        };
+        let tokens = |kind: &'static str| {
+            let mut l = base();
+            l.push(Label::new(attr::TOKEN_TYPE, kind));
+            Key::from_parts(metric::TOKEN_USAGE, l)
+        };
+        Keys {
+            operation: labels.operation,
+            provider: labels.provider.into(),
+            request_model: labels.request_model.into(),
+            response_model: labels.response_model.into(),
+            duration: Key::from_parts(metric::OPERATION_DURATION, base()),
+            ttfc: Key::from_parts(metric::TIME_TO_FIRST_CHUNK, base()),
+            input: tokens("input"),
+            output: tokens("output"),
+        }
+    }
+
+    fn matches(&self, labels: &Labels<'_>) -> bool {
+        self.operation == labels.operation
+            && *self.provider == *labels.provider
+            && *self.request_model == *labels.request_model
+            && *self.response_model == *labels.response_model
+    }
+}
+
+/// Label sets remembered per thread; past this many the memory starts over.
+const REMEMBERED: usize = 32;
+
+thread_local! {
+    static KEYS: RefCell<Vec<Keys>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_keys(labels: &Labels<'_>, f: impl FnOnce(&Keys)) {
+    let done = KEYS.try_with(|keys| {
+        let Ok(mut keys) = keys.try_borrow_mut() else {
+            return false;
+        };
+        let index = match keys.iter().position(|k| k.matches(labels)) {
+            Some(index) => index,
+            None => {
+                if keys.len() >= REMEMBERED {
+                    keys.clear();
+                }
+                keys.push(Keys::new(labels));
+                keys.len() - 1
+            }
+        };
+        f(&keys[index]);
+        true
+    });
+    if done != Ok(true) {
+        // This thread's keys are out of reach (being torn down, or
+        // borrowed by a recorder that called back in): build them here.
+        let _ = Keys::new(labels);
+    }
+}
+
+/// A whole answer (`seconds` from the request to the answer), or a
+/// stream's commit point (`first_chunk`: the time to its first chunk; its
+/// duration is recorded when it ends, by [`stream_ended`]).
+pub(super) fn answered(labels: &Labels<'_>, usage: Usage, seconds: f64, streaming: bool) {
+    with_keys(labels, |keys| {
+        metrics::with_recorder(|recorder| {
+            if streaming {
+                recorder
+                    .register_histogram(&keys.ttfc, &METADATA)
+                    .record(seconds);
+            } else {
+                recorder
+                    .register_histogram(&keys.duration, &METADATA)
+                    .record(seconds);
+            }
+            if usage.input_tokens > 0 {
+                recorder
+                    .register_histogram(&keys.input, &METADATA)
+                    .record(usage.input_tokens as f64);
+            }
+            // A stream's output is counted when it ends.
+            if usage.output_tokens > 0 && !streaming {
+                recorder
+                    .register_histogram(&keys.output, &METADATA)
+                    .record(usage.output_tokens as f64);
+            }
+        });
+    });
+}
+
+/// A stream's whole duration, and its usage (known at its end), or the
+/// kind of error that broke it.
+pub(super) fn answered_stream_end(
+    labels: &Labels<'_>,
+    usage: Usage,
+    seconds: f64,
+    error: Option<&'static str>,
+) {
+    match error {
+        None => with_keys(labels, |keys| {
+            metrics::with_recorder(|recorder| {
+                recorder
+                    .register_histogram(&keys.duration, &METADATA)
+                    .record(seconds);
+                if usage.output_tokens > 0 {
+                    recorder
+                        .register_histogram(&keys.output, &METADATA)
+                        .record(usage.output_tokens as f64);
+                }
+            });
+        }),
+        Some(kind) => failed_labels(
+            labels.operation,
+            labels.provider,
+            labels.request_model,
+            kind,
+            seconds,
+        ),
+    }
+}
+
+/// A failed request: its duration, with `error.type`.
+pub(super) fn failed(operation: Operation, request_model: &str, error: &LlmError, seconds: f64) {
+    failed_labels(
+        operation,
+        error.provider.as_deref().unwrap_or(""),
+        request_model,
+        error.kind.as_str(),
+        seconds,
+    );
+}
+
+fn failed_labels(
+    operation: Operation,
+    provider: &str,
+    request_model: &str,
+    kind: &'static str,
+    seconds: f64,
+) {
+    metrics::histogram!(
+        metric::OPERATION_DURATION,
+        attr::OPERATION_NAME => operation.as_str(),
+        attr::PROVIDER_NAME => semconv::provider_name(provider).to_owned(),
+        attr::REQUEST_MODEL => request_model.to_owned(),
+        attr::ERROR_TYPE => kind,
+    )
+    .record(seconds);
+}
