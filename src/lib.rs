@@ -15,6 +15,8 @@
 //! | [`quota`] | per target: requests and tokens per minute/day, lock-free; waits in order or refuses at once; learns the provider's limits |
 //! | [`circuit_breaker`] | per target: fails fast while it is down, probes it back, lock-free when closed |
 //! | [`fallback`] | ordered target chains that skip open circuits and too-small context windows |
+//! | [`hedge`] | opt-in: a second attempt when the first runs longer than the observed p95, within a budget |
+//! | [`balance`] | per target: spreads calls over its deployments (keys, regions, pools), routes around the slow and the out |
 //! | [`retry`] | retries transient failures with capped, jittered backoff, `Retry-After`, a retry budget and the deadline |
 //!
 //! [`ServiceBuilderExt`] adds them to tower's `ServiceBuilder`; a
@@ -49,6 +51,8 @@
 #![cfg_attr(not(feature = "full"), allow(unused))]
 
 mod allowance;
+#[cfg(feature = "balance")]
+pub mod balance;
 #[cfg(feature = "batch")]
 pub mod batch;
 #[cfg(feature = "budget")]
@@ -68,6 +72,8 @@ pub mod fingerprint;
 #[cfg(feature = "tonic")]
 pub mod grpc;
 pub mod health;
+#[cfg(feature = "hedge")]
+pub mod hedge;
 #[cfg(feature = "http-call")]
 pub mod http_call;
 mod into_llm;

@@ -116,6 +116,7 @@ impl fmt::Display for QualityTier {
 /// fields, and change them only through
 /// [`answered_by`](Self::answered_by), [`fill_model`](Self::fill_model),
 /// [`record_latency`](Self::record_latency),
+/// [`answered_at_deployment`](Self::answered_at_deployment),
 /// [`absorb_failed_attempts`](Self::absorb_failed_attempts),
 /// [`add_retry_wait`](Self::add_retry_wait),
 /// [`add_fallback_depth`](Self::add_fallback_depth) and
@@ -132,6 +133,11 @@ pub struct ResponseMeta {
     pub model: Option<String>,
     /// The fallback target that answered.
     pub target: Option<String>,
+    /// The deployment of the target that answered, when a load balancer
+    /// spread the target over several (an API key, a region, a pool), set
+    /// through [`answered_at_deployment`](Self::answered_at_deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// Calls made to produce this answer, the answering one included.
     pub attempts: u32,
     /// How many targets were passed over before the one that answered.
@@ -177,6 +183,7 @@ impl Default for ResponseMeta {
             provider: None,
             model: None,
             target: None,
+            deployment: None,
             attempts: 1,
             fallback_depth: 0,
             tier: QualityTier::Full,
@@ -283,6 +290,23 @@ impl ResponseMeta {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
         };
+    }
+
+    /// Records the deployment that answered, when a balancer chose among
+    /// several deployments of one target. The innermost balancer names it
+    /// (a balancer above another keeps the name it finds).
+    ///
+    /// ```
+    /// use staunch_core::ResponseMeta;
+    /// let mut meta = ResponseMeta::default();
+    /// meta.answered_at_deployment("eastus");
+    /// meta.answered_at_deployment("outer");
+    /// assert_eq!(meta.deployment.as_deref(), Some("eastus"));
+    /// ```
+    pub fn answered_at_deployment(&mut self, deployment: &str) {
+        if self.deployment.is_none() {
+            self.deployment = Some(deployment.to_owned());
+        }
     }
 
     /// Marks an answer that one upstream call gave to several identical
