@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example chaos -- [--scenario storm|outage|calm|stream|quota]
-//!     [--requests N] [--concurrency C] [--rate R] [--seed S] [--json]
+//!     [--requests N] [--concurrency C] [--rate R] [--seed S] [--json] [--html FILE]
 //! ```
 //!
 //! It starts the embedded mock server on 127.0.0.1 with two providers (an
@@ -36,7 +36,14 @@
 //! `redis-server` is not on the PATH). It prints the 429s the provider
 //! sent, the requests it admitted and its admissions per second (see
 //! `quota.rs`; the account's quota is a wrapper in front of the mock).
+//!
+//! `--html FILE` also writes the run as one self-contained page (inline
+//! SVG, nothing fetched): the requests over time by outcome and tier, the
+//! circuit breakers' states as bands, both sides' latency CDFs and the
+//! fallback depth of the answers (see `html.rs`; `scripts/chaos-html.sh`
+//! screenshots it in a headless Chromium).
 
+mod html;
 mod quota;
 mod report;
 mod scenarios;
@@ -90,6 +97,10 @@ struct Args {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write the run as one self-contained HTML page (charts, no
+    /// network) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -264,8 +275,9 @@ fn stack(
 }
 
 /// Sends the request mix through `client`: one request every `1/rate`
-/// seconds, at most `concurrency` in flight, with a progress display.
-async fn drive(label: &str, client: Client, args: &Args, run: &mut Run) {
+/// seconds, at most `concurrency` in flight, with a progress display;
+/// send times count from `origin`.
+async fn drive(label: &str, client: Client, args: &Args, origin: Instant, run: &mut Run) {
     pace(
         label,
         args,
@@ -274,12 +286,55 @@ async fn drive(label: &str, client: Client, args: &Args, run: &mut Run) {
             async move {
                 let started = Instant::now();
                 let result = client.oneshot(request(i)).await;
-                (result, started.elapsed())
+                (result, started.duration_since(origin), started.elapsed())
             }
         },
-        |(result, latency)| run.record(&result, latency, price),
+        |(result, sent, latency)| run.record(&result, sent, latency, price),
     )
     .await;
+}
+
+/// The breakers of `stack()`, by name, for an [`html::Watch`].
+fn named(breakers: &[CircuitBreakerHandle]) -> Vec<(String, CircuitBreakerHandle)> {
+    breakers
+        .iter()
+        .map(|b| (b.name().to_owned(), b.clone()))
+        .collect()
+}
+
+/// Writes the `--html` page, when asked for.
+fn write_page(
+    args: &Args,
+    sides: Vec<html::Side>,
+    notes: Vec<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let Some(path) = &args.html else {
+        return Ok(());
+    };
+    let page = html::Page {
+        title: format!("staunch chaos demo: scenario \"{}\"", args.scenario),
+        subtitle: format!(
+            "{} requests per side at {}/s, at most {} in flight, seed {}; the embedded mock LLM \
+             server on 127.0.0.1 (nothing left the machine)",
+            args.requests, args.rate, args.concurrency, args.seed
+        ),
+        sides,
+        notes,
+    };
+    html::write(path, &page).map_err(|e| format!("--html {}: {e}", path.display()))?;
+    eprintln!("chaos: wrote {}", path.display());
+    Ok(())
+}
+
+/// The `--html` page's note on how the breakers' bands were drawn.
+fn breaker_note() -> String {
+    format!(
+        "Breaker bands: each breaker's state read every {} ms during the run; a breaker that \
+         changed state and back between two readings (a short half-open probe, say) shows a \
+         thin amber tick at its last change. An open circuit whose break is over shows as open until the \
+         next call turns it half-open.",
+        html::SAMPLE_EVERY.as_millis()
+    )
 }
 
 /// Runs `task(i)` for every request `i` of the mix: one every `1/rate`
@@ -401,7 +456,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let mut naive_run = Run::new("(a) naive client");
     let started = Instant::now();
-    drive("naive client", naive(&server)?, &args, &mut naive_run).await;
+    drive(
+        "naive client",
+        naive(&server)?,
+        &args,
+        started,
+        &mut naive_run,
+    )
+    .await;
     let stats = server.stats();
     naive_run.finish(
         started.elapsed(),
@@ -413,7 +475,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (client, breakers) = stack(&server)?;
     let mut stack_run = Run::new("(b) staunch stack");
     let started = Instant::now();
-    drive("staunch stack", client, &args, &mut stack_run).await;
+    let watch = html::Watch::start(named(&breakers), started);
+    drive("staunch stack", client, &args, started, &mut stack_run).await;
+    let tracks = watch.stop().await;
     let stats = server.stats();
     stack_run.finish(
         started.elapsed(),
@@ -452,6 +516,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    write_page(
+        &args,
+        vec![naive_run.side(None), stack_run.side(Some(tracks))],
+        vec![
+            "(a) sends each request once through a bare OpenAI client; (b) sends the same \
+             requests through the staunch stack (degrade > budget > fallback gpt-4o -> \
+             claude-sonnet-4-5 -> gpt-4o-mini, each target behind a breaker, retry and a \
+             per-attempt timeout), against the same faults drawn again from the start."
+                .to_owned(),
+            breaker_note(),
+        ],
+    )?;
     Ok(())
 }
 
@@ -485,6 +561,7 @@ async fn run_stream(
         naive(&server)?,
         Reader::Naive,
         &args,
+        started,
         &mut naive_run,
     )
     .await;
@@ -495,14 +572,17 @@ async fn run_stream(
     let (client, breakers) = stack(&server)?;
     let mut stack_run = StreamRun::new("(b) staunch stack");
     let started = Instant::now();
+    let watch = html::Watch::start(named(&breakers), started);
     streaming::drive(
         "staunch stack",
         client,
         Reader::Staunch,
         &args,
+        started,
         &mut stack_run,
     )
     .await;
+    let tracks = watch.stop().await;
     stack_run.finish(started.elapsed(), calls(&server));
     let totals = counter_totals(&snapshotter);
     let total = |name: &str| totals.get(name).copied().unwrap_or(0);
@@ -554,6 +634,18 @@ async fn run_stream(
             );
         }
     }
+    write_page(
+        &args,
+        vec![naive_run.side(None), stack_run.side(Some(tracks))],
+        vec![
+            "Every request asks for a stream. An answer counts as answered when its caller \
+             got the whole answer; a clean error (before or after content) is an error of its \
+             kind; \"truncated, shown as complete\" is a stream that stopped early and was held \
+             as the answer. Latency is until the whole answer or the error."
+                .to_owned(),
+            breaker_note(),
+        ],
+    )?;
     if !ok {
         return Err(format!(
             "the staunch stack presented {} truncated answers as complete",

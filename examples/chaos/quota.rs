@@ -19,11 +19,11 @@
 //! (the mock's other route, unlimited), so whatever `openai` refuses is
 //! answered by `anthropic`.
 
-use super::{Args, counter_totals, pace};
+use super::{Args, counter_totals, html, pace};
 use metrics_util::debugging::Snapshotter;
 use serde::Serialize;
 use staunch::TargetBuilder;
-use staunch::circuit_breaker::CircuitBreakerConfig;
+use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle};
 use staunch::core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message};
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::names;
@@ -213,7 +213,7 @@ fn target(
     client: Client,
     model: &'static str,
     quota: Option<QuotaConfig>,
-) -> Result<Target, Box<dyn std::error::Error>> {
+) -> Result<(Target, CircuitBreakerHandle), Box<dyn std::error::Error>> {
     let mut builder = TargetBuilder::new(name, client)
         .breaker(
             CircuitBreakerConfig::new(name)
@@ -232,16 +232,21 @@ fn target(
     if let Some(quota) = quota {
         builder = builder.quota(quota)?;
     }
-    Ok(builder.build()?.0)
+    Ok(builder.build()?)
 }
 
-/// One replica's stack, and its shared quota's handle in mode (c).
+/// One replica's stack, its shared quota's handle in mode (c), and its
+/// breakers.
+type Replica = (Client, Option<SharedQuotaHandle>, [CircuitBreakerHandle; 2]);
+
+/// One replica's stack, its shared quota's handle in mode (c), and its
+/// breakers (`openai`, `anthropic`).
 async fn replica(
     server: &MockServer,
     account: &Arc<Account>,
     index: usize,
     keep: &Keep,
-) -> Result<(Client, Option<SharedQuotaHandle>), Box<dyn std::error::Error>> {
+) -> Result<Replica, Box<dyn std::error::Error>> {
     let openai = OpenAi::new(
         OpenAiConfig::new()
             .base_url(server.openai_base_url())
@@ -289,14 +294,19 @@ async fn replica(
             (target("openai", client, "gpt-4o", None)?, Some(handle))
         }
     };
-    let backup = target(
+    let (backup, backup_breaker) = target(
         "anthropic",
         Client::new(anthropic),
         "claude-sonnet-4-5",
         None,
     )?;
+    let (primary, primary_breaker) = primary;
     let chain = Fallback::new([primary, backup])?;
-    Ok((Client::new(chain), shared))
+    Ok((
+        Client::new(chain),
+        shared,
+        [primary_breaker, backup_breaker],
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -331,6 +341,9 @@ struct QuotaRun {
     /// was slow or down.
     redis_decisions: Option<u64>,
     redis_fallbacks: Option<u64>,
+    /// Every request and the breakers' states, for `--html`.
+    #[serde(skip)]
+    page: html::Side,
 }
 
 async fn run_one(
@@ -344,11 +357,15 @@ async fn run_one(
     let _ = counter_totals(snapshotter); // nothing of an earlier run counts
     let mut clients = Vec::new();
     let mut handles = Vec::new();
+    let mut breakers = Vec::new();
     let account = Account::new();
     for i in 0..REPLICAS {
-        let (client, handle) = replica(server, &account, i, &keep).await?;
+        let (client, handle, [a, b]) = replica(server, &account, i, &keep).await?;
         clients.push(client);
         handles.extend(handle);
+        let replica = i + 1;
+        breakers.push((format!("replica {replica} {}", a.name()), a));
+        breakers.push((format!("replica {replica} {}", b.name()), b));
     }
     // The provider's bucket starts full when the traffic starts.
     account.restart();
@@ -357,7 +374,9 @@ async fn run_one(
         ..QuotaRun::default()
     };
     let mut latencies = Vec::new();
+    let mut trace = Vec::new();
     let started = Instant::now();
+    let watch = html::Watch::start(breakers, started);
     pace(
         name,
         args,
@@ -366,13 +385,28 @@ async fn run_one(
             async move {
                 let begun = Instant::now();
                 let result = client.oneshot(request(i)).await;
-                (replica_of(i), result, begun.elapsed())
+                (
+                    replica_of(i),
+                    result,
+                    begun.duration_since(started),
+                    begun.elapsed(),
+                )
             }
         },
-        |(replica, result, latency)| {
+        |(replica, result, sent, latency)| {
             run.requests += 1;
             run.per_replica_requests[replica] += 1;
             latencies.push(latency);
+            trace.push(html::Request {
+                sent,
+                latency,
+                outcome: match &result {
+                    Ok(answer) => html::Outcome::Answered(answer.meta.tier),
+                    Err(e) => html::Outcome::Error(e.kind.as_str().to_owned()),
+                },
+                depth: result.as_ref().ok().map(|a| a.meta.fallback_depth),
+                model: result.as_ref().ok().map(|a| a.answered_model().to_owned()),
+            });
             match result {
                 Ok(answer) if answer.meta.target.as_deref() == Some("openai") => {
                     run.answered_by_openai += 1
@@ -383,6 +417,7 @@ async fn run_one(
         },
     )
     .await;
+    let tracks = watch.stop().await;
     run.wall_s = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let pick = |q: f64| {
@@ -412,7 +447,55 @@ async fn run_one(
         run.redis_decisions = Some(handles.iter().map(|h| h.redis_decisions()).sum());
         run.redis_fallbacks = Some(handles.iter().map(|h| h.fallbacks()).sum());
     }
+    run.page = html::Side {
+        name: name.to_owned(),
+        requests: trace,
+        breakers: Some(tracks),
+        facts: page_facts(&run),
+        wall: started.elapsed(),
+    };
     Ok(run)
+}
+
+/// The header card's numbers of one run on the `--html` page.
+fn page_facts(r: &QuotaRun) -> Vec<(String, String)> {
+    let mut facts = vec![
+        (
+            "provider calls (admitted + 429s)",
+            (r.admitted + r.provider_429s).to_string(),
+        ),
+        ("429s from the provider", r.provider_429s.to_string()),
+        (
+            "admitted / allowed by its bucket",
+            format!("{} / {:.0}", r.admitted, r.allowed.floor()),
+        ),
+        (
+            "refused / waited in the replicas' quota",
+            format!("{} / {}", r.refused_locally, r.waited_locally),
+        ),
+        (
+            "openai passed over (breaker open)",
+            r.skipped_breaker_open.to_string(),
+        ),
+        ("retries", r.retries.to_string()),
+        (
+            "answered by openai / fallback",
+            format!("{} / {}", r.answered_by_openai, r.answered_by_fallback),
+        ),
+        ("errors reaching the caller", r.errors.to_string()),
+        (
+            "latency p50 / p99",
+            format!("{:.0} / {:.0} ms", r.p50_ms, r.p99_ms),
+        ),
+        ("wall time", format!("{:.1} s", r.wall_s)),
+    ];
+    if let (Some(d), Some(f)) = (r.redis_decisions, r.redis_fallbacks) {
+        facts.push(("Redis decisions / made locally", format!("{d} / {f}")));
+    }
+    facts
+        .into_iter()
+        .map(|(label, value)| (label.to_owned(), value))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -470,6 +553,17 @@ pub async fn run(
         None => Some("(c) skipped: redis-server is not on the PATH (apt-get install redis-server)"),
     };
     drop(redis);
+    let mut notes = vec![
+        format!(
+            "Four replicas share one provider account of {LIMIT} requests/min (a token bucket \
+             in front of the mock's OpenAI route, 429 with Retry-After beyond it); what it \
+             refuses falls back to the Anthropic route. The traffic is skewed over the \
+             replicas: 55% / 25% / 15% / 5%."
+        ),
+        super::breaker_note(),
+    ];
+    notes.extend(skipped.map(str::to_owned));
+    super::write_page(&args, runs.iter().map(|r| r.page.clone()).collect(), notes)?;
 
     if args.json {
         let report = serde_json::json!({

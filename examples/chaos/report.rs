@@ -1,5 +1,6 @@
 //! Measuring a run and printing the side-by-side report.
 
+use crate::html;
 use serde::Serialize;
 use staunch::core::{ChatResponse, LlmError, QualityTier};
 use std::collections::BTreeMap;
@@ -23,6 +24,9 @@ pub struct Run {
     pub cost_usd: f64,
     #[serde(skip)]
     latencies: Vec<Duration>,
+    /// Every request, for `--html`.
+    #[serde(skip)]
+    pub trace: Vec<html::Request>,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub wall_s: f64,
@@ -36,14 +40,26 @@ impl Run {
         }
     }
 
+    /// Counts one request, sent `sent` after the run's start.
     pub fn record(
         &mut self,
         result: &Result<ChatResponse, LlmError>,
+        sent: Duration,
         latency: Duration,
         price: impl Fn(&str) -> (f64, f64),
     ) {
         self.requests += 1;
         self.latencies.push(latency);
+        self.trace.push(html::Request {
+            sent,
+            latency,
+            outcome: match result {
+                Ok(r) => html::Outcome::Answered(r.meta.tier),
+                Err(e) => html::Outcome::Error(e.kind.as_str().to_owned()),
+            },
+            depth: result.as_ref().ok().map(|r| r.meta.fallback_depth),
+            model: result.as_ref().ok().map(|r| r.answered_model().to_owned()),
+        });
         match result {
             Ok(r) => {
                 self.answered += 1;
@@ -84,6 +100,58 @@ impl Run {
         };
         self.p50_ms = pick(0.50);
         self.p99_ms = pick(0.99);
+    }
+
+    /// This run as one side of the `--html` page, with its breakers'
+    /// states (`None`: it has no breaker).
+    pub fn side(&self, breakers: Option<Vec<html::Track>>) -> html::Side {
+        let mut facts = vec![
+            (
+                "errors reaching the caller".to_owned(),
+                self.failed().to_string(),
+            ),
+            ("  most common".to_owned(), top(&self.errors)),
+            (
+                "full / reduced / cached / static".to_owned(),
+                format!(
+                    "{} / {} / {}",
+                    tier_pair(self, "full", "reduced"),
+                    self.tiers.get("cached").copied().unwrap_or(0),
+                    self.tiers.get("static").copied().unwrap_or(0)
+                ),
+            ),
+            (
+                "provider calls on the wire".to_owned(),
+                self.provider_calls.to_string(),
+            ),
+            ("retries".to_owned(), self.retries.to_string()),
+            (
+                "fallback activations".to_owned(),
+                self.fallback_activations.to_string(),
+            ),
+        ];
+        if let Some(n) = self.breaker_transitions {
+            facts.push(("breaker transitions".to_owned(), n.to_string()));
+        }
+        facts.extend([
+            (
+                "latency p50 / p99".to_owned(),
+                format!("{:.0} / {:.0} ms", self.p50_ms, self.p99_ms),
+            ),
+            (
+                "tokens in / out".to_owned(),
+                format!("{} / {}", self.tokens_in, self.tokens_out),
+            ),
+            ("cost".to_owned(), format!("${:.4}", self.cost_usd)),
+            ("wall time".to_owned(), format!("{:.1} s", self.wall_s)),
+        ]);
+        html::Side {
+            name: self.name.clone(),
+            requests: self.trace.clone(),
+            breakers,
+            facts,
+            wall: Duration::from_secs_f64(self.wall_s),
+        }
     }
 
     fn failed(&self) -> u64 {

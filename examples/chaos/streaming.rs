@@ -25,6 +25,7 @@
 //! them, and checks that a continued answer is the whole answer, each
 //! piece once.
 
+use crate::html;
 use crate::report::{pct, top};
 use crate::{Args, Client};
 use serde::Serialize;
@@ -68,6 +69,9 @@ pub struct Outcome {
     continued_on: Vec<String>,
     /// For a clean error: what each target did, for the report.
     story: Option<String>,
+    /// The answer's fallback depth and the model that answered.
+    depth: Option<u32>,
+    model: Option<String>,
 }
 
 /// The text the mock answers to request `request` (its echo of the user's
@@ -108,11 +112,15 @@ pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcom
                     if long { "long prompt, " } else { "" },
                     chain_story(&e)
                 )),
+                depth: None,
+                model: None,
             };
         }
     };
     let tier = Some(answer.meta.tier);
     let serving = answer.meta.target.clone().unwrap_or_else(|| "?".to_owned());
+    let depth = Some(answer.meta.fallback_depth);
+    let model = Some(answer.answered_model().to_owned());
     let Some(mut stream) = answer.take_stream() else {
         // Not streamed (no layer here answers so): whole by construction.
         return Outcome {
@@ -123,6 +131,8 @@ pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcom
             tier,
             continued_on: Vec::new(),
             story: None,
+            depth,
+            model,
         };
     };
     let mut text = String::new();
@@ -183,6 +193,8 @@ pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcom
         tier,
         continued_on,
         story,
+        depth,
+        model,
     }
 }
 
@@ -251,6 +263,9 @@ pub struct StreamRun {
     first_tokens: Vec<Duration>,
     #[serde(skip)]
     latencies: Vec<Duration>,
+    /// Every request, for `--html`.
+    #[serde(skip)]
+    trace: Vec<html::Request>,
 }
 
 impl StreamRun {
@@ -261,8 +276,27 @@ impl StreamRun {
         }
     }
 
-    pub fn record(&mut self, i: usize, outcome: Outcome) {
+    /// Counts request `i`, sent `sent` after the run's start.
+    pub fn record(&mut self, i: usize, sent: Duration, outcome: Outcome) {
         self.requests += 1;
+        self.trace.push(html::Request {
+            sent,
+            latency: outcome.latency,
+            outcome: match outcome.ending {
+                Ending::Complete => {
+                    html::Outcome::Answered(outcome.tier.unwrap_or(QualityTier::Full))
+                }
+                Ending::TruncatedAsComplete => html::Outcome::Truncated,
+                Ending::ErrorBeforeContent | Ending::ErrorAfterContent => {
+                    html::Outcome::Error(outcome.error.unwrap_or("error").to_owned())
+                }
+            },
+            depth: outcome.depth.filter(|_| outcome.ending == Ending::Complete),
+            model: outcome
+                .model
+                .clone()
+                .filter(|_| outcome.ending == Ending::Complete),
+        });
         if matches!(
             outcome.ending,
             Ending::ErrorBeforeContent | Ending::ErrorAfterContent
@@ -315,6 +349,59 @@ impl StreamRun {
         });
     }
 
+    /// This run as one side of the `--html` page, with its breakers'
+    /// states (`None`: it has no breaker).
+    pub fn side(&self, breakers: Option<Vec<html::Track>>) -> html::Side {
+        let facts = [
+            ("complete answers", pct(self.complete, self.requests)),
+            (
+                "  from a fallback / static",
+                format!("{} / {}", self.complete_from_fallback, self.complete_static),
+            ),
+            ("clean errors", pct(self.clean_errors, self.requests)),
+            ("  most common", top(&self.errors)),
+            (
+                "truncated, shown as complete",
+                pct(self.truncated_as_complete, self.requests),
+            ),
+            (
+                "continued after a break",
+                format!("{} ({} complete)", self.continued, self.continued_complete),
+            ),
+            (
+                "time to first token p50 / p99",
+                format!(
+                    "{:.0} / {:.0} ms",
+                    self.first_token_p50_ms, self.first_token_p99_ms
+                ),
+            ),
+            (
+                "whole answer p50 / p99",
+                format!("{:.0} / {:.0} ms", self.answer_p50_ms, self.answer_p99_ms),
+            ),
+            (
+                "provider calls on the wire",
+                self.provider_calls.to_string(),
+            ),
+            ("retries", self.retries.to_string()),
+            (
+                "fallback activations",
+                self.fallback_activations.to_string(),
+            ),
+            ("wall time", format!("{:.1} s", self.wall_s)),
+        ];
+        html::Side {
+            name: self.name.clone(),
+            requests: self.trace.clone(),
+            breakers,
+            facts: facts
+                .into_iter()
+                .map(|(label, value)| (label.to_owned(), value))
+                .collect(),
+            wall: Duration::from_secs_f64(self.wall_s),
+        }
+    }
+
     /// Prints what each clean error was (the first `max` of them).
     pub fn print_clean_errors(&self, max: usize) {
         if self.clean_error_stories.is_empty() {
@@ -343,16 +430,27 @@ fn percentiles(values: &mut [Duration]) -> (f64, f64) {
     (pick(0.50), pick(0.99))
 }
 
-/// Sends the request mix, streamed, through `client`, read by `reader`.
-pub async fn drive(label: &str, client: Client, reader: Reader, args: &Args, run: &mut StreamRun) {
+/// Sends the request mix, streamed, through `client`, read by `reader`;
+/// send times count from `origin`.
+pub async fn drive(
+    label: &str,
+    client: Client,
+    reader: Reader,
+    args: &Args,
+    origin: Instant,
+    run: &mut StreamRun,
+) {
     crate::pace(
         label,
         args,
         move |i| {
             let asked = ask(client.clone(), crate::request(i).with_stream(true), reader);
-            async move { (i, asked.await) }
+            async move {
+                let sent = origin.elapsed();
+                (i, sent, asked.await)
+            }
         },
-        |(i, outcome)| run.record(i, outcome),
+        |(i, sent, outcome)| run.record(i, sent, outcome),
     )
     .await;
 }
