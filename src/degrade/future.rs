@@ -30,10 +30,44 @@ struct Degrading<C> {
 /// What a request in flight keeps to build the static answer.
 pub(super) enum ForStatic<C> {
     /// The model a static text answers as.
-    Model(String),
+    Model(ModelName),
     /// The request, for an answer built from it (boxed: it would triple the
     /// size of the state every degrading request moves).
     Request(Box<C>),
+}
+
+/// The model a static text answers as, inline when it is short (model
+/// names mostly are): every degrading request keeps one, and only a
+/// failed one reads it.
+pub(super) enum ModelName {
+    Inline { len: u8, bytes: [u8; 30] },
+    Heap(Box<str>),
+}
+
+impl ModelName {
+    pub(super) fn new(model: &str) -> Self {
+        let mut bytes = [0; 30];
+        match bytes.get_mut(..model.len()) {
+            Some(head) => {
+                head.copy_from_slice(model.as_bytes());
+                ModelName::Inline {
+                    len: model.len() as u8,
+                    bytes,
+                }
+            }
+            None => ModelName::Heap(model.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `str`, so always UTF-8.
+            ModelName::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            ModelName::Heap(name) => name,
+        }
+    }
 }
 
 /// The static answer `config` gives: a chat answer (static answers are
@@ -41,7 +75,7 @@ pub(super) enum ForStatic<C> {
 fn static_answer<C: Call>(config: &StaticAnswer, for_static: &ForStatic<C>) -> Option<C::Answer> {
     let chat = match (config, for_static) {
         (StaticAnswer::Text(text), ForStatic::Model(model)) => {
-            ChatResponse::new(model.clone(), text.as_ref())
+            ChatResponse::new(model.as_str(), text.as_ref())
         }
         (StaticAnswer::Built(build), ForStatic::Request(request)) => {
             build((&**request as &dyn Any).downcast_ref::<ChatRequest>()?)

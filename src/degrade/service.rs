@@ -2,7 +2,7 @@
 
 use super::DegradeConfig;
 use super::config::NoDegrade;
-use super::future::{ForStatic, ResponseFuture};
+use super::future::{ForStatic, ModelName, ResponseFuture};
 use super::layer::Shared;
 use crate::deadline::Deadline;
 use crate::fingerprint::Fingerprint;
@@ -109,7 +109,7 @@ where
         let key = self.shared.cache.as_ref().map(|_| request.fingerprint());
         // A static text needs only the model it answers as; an answer built
         // from the request needs the request (a clone: four reference
-        // counts and the model name).
+        // counts and the model name). The model is kept inline when short.
         let for_static = match &shared.config.static_answer {
             // Static answers are text: chat's alone.
             None => None,
@@ -117,7 +117,7 @@ where
             Some(answer) if answer.needs_request() => {
                 Some(ForStatic::Request(Box::new(request.clone())))
             }
-            Some(_) => Some(ForStatic::Model(request.model().to_owned())),
+            Some(_) => Some(ForStatic::Model(ModelName::new(request.model()))),
         };
         let started = request.start_clock();
         let stream = request.is_stream();
