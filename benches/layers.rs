@@ -48,6 +48,10 @@ const ROWS: &[(&str, &str)] = &[
     ("circuit_breaker", "CircuitBreakerLayer, defaults"),
     ("retry", "RetryLayer, defaults (with retry budget)"),
     ("retry_no_budget", "RetryLayer, no retry budget"),
+    (
+        "retry_tower_resilience",
+        "tower-resilience's RetryLayer, for comparison (issue 23)",
+    ),
     ("quota", "QuotaLayer, RPM + TPM, reconciled"),
     ("tower_timeout", "tower TimeoutLayer (30 s), for scale"),
     ("full_stack", "the recommended stack (benches/stack.rs)"),
@@ -181,6 +185,15 @@ fn bench(c: &mut Runner<'_>) {
         c,
         "retry_no_budget",
         RetryLayer::new(RetryConfig::new().no_budget()).layer(provider.clone()),
+        &request,
+    );
+    run(
+        c,
+        "retry_tower_resilience",
+        tower_resilience_retry::RetryLayer::<ChatRequest, ChatResponse, LlmError>::builder()
+            .max_attempts(3)
+            .build()
+            .layer(provider.clone()),
         &request,
     );
     run(

@@ -1,13 +1,16 @@
 //! Overhead of the retry layer on the success path: a ready in-memory
-//! provider called directly, and the same provider behind `Retry` (with and
-//! without the retry budget), measured in one run.
+//! provider called directly, the same provider behind `Retry` (with and
+//! without the retry budget), and behind `tower-resilience-retry`'s retry
+//! (three attempts, no budget), measured in one run.
 
 mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use staunch::core::{ChatRequest, ChatResponse, LlmError};
 use staunch::retry::{Retry, RetryConfig};
 use std::hint::black_box;
 use support::{call_once, in_memory, request};
+use tower::Layer;
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -27,9 +30,17 @@ fn bench(c: &mut Criterion) {
     group.bench_function("retry", |b| {
         b.iter(|| black_box(call_once(&mut wrapped, &request)))
     });
-    let mut unbudgeted = Retry::new(provider, RetryConfig::new().no_budget());
+    let mut unbudgeted = Retry::new(provider.clone(), RetryConfig::new().no_budget());
     group.bench_function("retry_no_budget", |b| {
         b.iter(|| black_box(call_once(&mut unbudgeted, &request)))
+    });
+    let mut resilience =
+        tower_resilience_retry::RetryLayer::<ChatRequest, ChatResponse, LlmError>::builder()
+            .max_attempts(3)
+            .build()
+            .layer(provider);
+    group.bench_function("tower_resilience", |b| {
+        b.iter(|| black_box(call_once(&mut resilience, &request)))
     });
     group.finish();
 }
