@@ -89,6 +89,7 @@ pub fn config(upstreams: Upstreams) -> Config {
         ]),
         routes: vec![degraded, Route::new("claude-*", vec![claude])],
         client_keys: Vec::new(),
+        telemetry: Default::default(),
     }
 }
 

@@ -34,6 +34,87 @@
 //! assert!(answer.is_ok());
 //! # }
 //! ```
+//!
+//! # OpenTelemetry: the same spans in your own subscriber
+//!
+//! The request span follows the OpenTelemetry GenAI semantic conventions
+//! ([`semconv`]): its `otel.name` field names it `{operation} {model}`
+//! (`chat gpt-4o`), its `otel.kind` field makes it a `client` span, and its
+//! `gen_ai.*` fields are the conventions' attributes. So the
+//! [`tracing-opentelemetry`](https://docs.rs/tracing-opentelemetry) layer
+//! in your own `tracing_subscriber` turns it into the span an OpenTelemetry
+//! backend expects, as the gateway's OTLP export does (`[telemetry]` in
+//! its configuration). Match the crates' release train: tracing-opentelemetry
+//! 0.32 goes with opentelemetry and opentelemetry_sdk 0.31 (and, for OTLP,
+//! opentelemetry-otlp 0.31).
+//!
+//! - Give the tracer provider your exporter: `opentelemetry_otlp::SpanExporter`
+//!   with `with_batch_exporter` for a collector (below, one that keeps the
+//!   spans in memory).
+//! - The retry layer's `llm.attempt` spans, one per call to a provider and
+//!   children of the request span, are at DEBUG level: let `staunch=debug`
+//!   spans through the OpenTelemetry layer's filter to export them.
+//! - The request span's parent is whatever span is current when the
+//!   request is called (your HTTP server's, say), so the trace reads
+//!   from your handler down to each attempt.
+//! - Message content is never recorded, nor keys.
+//!
+//! ```
+//! use opentelemetry::trace::TracerProvider as _;
+//! use opentelemetry_sdk::trace::SdkTracerProvider;
+//! use staunch::core::{ChatRequest, ChatResponse, LlmError, Message};
+//! use staunch::observe::InstrumentLayer;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tracing_subscriber::filter::{LevelFilter, Targets};
+//! use tracing_subscriber::prelude::*;
+//! # use opentelemetry_sdk::error::OTelSdkResult;
+//! # use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+//! # use std::sync::{Arc, Mutex};
+//! # /// An exporter that keeps the spans, for this example.
+//! # #[derive(Debug, Clone, Default)]
+//! # struct Kept(Arc<Mutex<Vec<SpanData>>>);
+//! # impl SpanExporter for Kept {
+//! #     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+//! #         self.0.lock().unwrap().extend(batch);
+//! #         Ok(())
+//! #     }
+//! # }
+//! # let exporter = Kept::default();
+//! # let kept = exporter.clone();
+//!
+//! let provider = SdkTracerProvider::builder()
+//!     .with_simple_exporter(exporter)
+//!     .build();
+//! let otel = tracing_opentelemetry::layer()
+//!     .with_tracer(provider.tracer("my-agent"))
+//!     .with_filter(
+//!         Targets::new()
+//!             .with_target("staunch", LevelFilter::DEBUG)
+//!             .with_default(LevelFilter::INFO),
+//!     );
+//! let subscriber = tracing_subscriber::registry().with(otel);
+//!
+//! let provider_call = service_fn(|r: ChatRequest| async move {
+//!     Ok::<_, LlmError>(ChatResponse::new(r.model, "ok"))
+//! });
+//! let service = ServiceBuilder::new()
+//!     .layer(InstrumentLayer::new())
+//!     .service(provider_call);
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! tracing::subscriber::with_default(subscriber, || {
+//!     runtime.block_on(async {
+//!         let request = ChatRequest::new("gpt-4o", vec![Message::user("hi")]);
+//!         service.oneshot(request).await.unwrap();
+//!     })
+//! });
+//! provider.shutdown().unwrap();
+//! # let spans = kept.0.lock().unwrap();
+//! # let chat = spans.iter().find(|s| s.name == "chat gpt-4o").expect("the request span");
+//! # assert_eq!(chat.span_kind, opentelemetry::trace::SpanKind::Client);
+//! # assert!(chat.attributes.iter().any(|kv| {
+//! #     kv.key.as_str() == "gen_ai.operation.name" && kv.value.as_str() == "chat"
+//! # }));
+//! ```
 
 mod future;
 mod genai_metrics;

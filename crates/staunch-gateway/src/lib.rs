@@ -41,6 +41,8 @@ mod ingress;
 pub mod log_writer;
 mod ops;
 pub mod server;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 
 pub use build::{Gateway, GatewayError};
 pub use ops::{METRICS_UPKEEP_EVERY, metrics_upkeep, prometheus};

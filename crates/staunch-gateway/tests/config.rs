@@ -316,6 +316,7 @@ fn full_expected() -> Config {
                 window_cost: None,
             },
         ],
+        telemetry: Telemetry::default(),
     }
 }
 

@@ -10,7 +10,9 @@
 //! drains the requests and streams in flight within the configured grace
 //! period; SIGHUP reloads the configuration file without dropping a
 //! request (a configuration that fails to load or build is refused and the
-//! old one kept).
+//! old one kept). With `[telemetry] otlp_endpoint` set (feature `otlp`),
+//! spans and metrics also go to an OpenTelemetry collector; what is left
+//! of them is exported after the draining.
 
 /// The binary's allocator (feature `jemalloc`, on by default): jemalloc
 /// with one arena, which hands freed memory back to the system after a
@@ -43,6 +45,13 @@ use staunch_gateway::{Gateway, router};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The OTLP export, when the configuration asks for one.
+#[cfg(feature = "otlp")]
+type Export = staunch_gateway::telemetry::Otlp;
+/// Without the feature `otlp`, never made.
+#[cfg(not(feature = "otlp"))]
+type Export = std::convert::Infallible;
 
 /// The staunch stack as an OpenAI- and Anthropic-compatible gateway.
 ///
@@ -112,7 +121,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = runtime.block_on(serve(config, listen, logs));
+            let mut export = None;
+            let result = runtime.block_on(serve(config, listen, logs, &mut export));
+            // From this thread, while the runtime (which makes the
+            // exporter's HTTP calls) still runs.
+            #[cfg(feature = "otlp")]
+            if let Some(export) = export {
+                export.shutdown();
+            }
+            #[cfg(not(feature = "otlp"))]
+            let _ = export;
             drop(runtime);
             // Writes out the lines still buffered (after SIGTERM's draining
             // too), before the error below.
@@ -131,9 +149,28 @@ fn main() -> ExitCode {
 /// Log lines the log writer dropped because stderr did not keep up.
 const LOG_LINES_DROPPED: &str = "staunch_gateway_log_lines_dropped_total";
 
-fn init_logs(format: LogFormat, logs: LogWriter) {
+fn init_logs(format: LogFormat, logs: LogWriter, export: Option<&Export>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    #[cfg(feature = "otlp")]
+    if let Some(export) = export {
+        use tracing_subscriber::prelude::*;
+        // RUST_LOG filters the logs only: the export keeps the spans at
+        // INFO and above whatever it says.
+        let fmt = tracing_subscriber::fmt::layer().with_writer(logs);
+        let fmt: Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync> =
+            match format {
+                LogFormat::Json => Box::new(fmt.json()),
+                _ => Box::new(fmt),
+            };
+        tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .with(export.layer())
+            .init();
+        return;
+    }
+    #[cfg(not(feature = "otlp"))]
+    let _ = export;
     // Logs go to stderr; stdout carries only the address line. Through a
     // bounded buffer and a thread of their own (src/log_writer.rs): a
     // worker never waits for stderr, and a stalled stderr costs dropped
@@ -147,10 +184,53 @@ fn init_logs(format: LogFormat, logs: LogWriter) {
     }
 }
 
+/// Starts the OTLP export `config` asks for, if any.
+#[cfg(feature = "otlp")]
+fn start_export(config: &Config) -> Result<Option<Export>, String> {
+    staunch_gateway::telemetry::Otlp::start(&config.telemetry, tokio::runtime::Handle::current())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "otlp"))]
+fn start_export(config: &Config) -> Result<Option<Export>, String> {
+    match config.telemetry.enabled() {
+        true => Err(
+            "[telemetry] otlp_endpoint is set, but this staunch-gateway was built \
+                     without OTLP export (the cargo feature `otlp`)"
+                .to_owned(),
+        ),
+        false => Ok(None),
+    }
+}
+
+/// Installs the Prometheus recorder (whose handle renders `/metrics`),
+/// and beside it the OTLP export's when it exports metrics.
+fn install_metrics(
+    export: Option<&Export>,
+) -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    let prometheus = staunch_gateway::prometheus().build_recorder();
+    let handle = prometheus.handle();
+    let failed = |e: &dyn std::fmt::Display| format!("could not install the metrics recorder: {e}");
+    #[cfg(feature = "otlp")]
+    if let Some(otlp) = export.and_then(|e| e.metrics_recorder()) {
+        let both = metrics_util::layers::FanoutBuilder::default()
+            .add_recorder(prometheus)
+            .add_recorder(otlp)
+            .build();
+        metrics::set_global_recorder(both).map_err(|e| failed(&e))?;
+        return Ok(handle);
+    }
+    #[cfg(not(feature = "otlp"))]
+    let _ = export;
+    metrics::set_global_recorder(prometheus).map_err(|e| failed(&e))?;
+    Ok(handle)
+}
+
 async fn serve(
     path: Option<PathBuf>,
     listen: Option<SocketAddr>,
     logs: LogWriter,
+    export: &mut Option<Export>,
 ) -> Result<(), String> {
     let mut config = match &path {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
@@ -160,7 +240,22 @@ async fn serve(
         config.server.listen = listen;
         config.validate().map_err(|e| e.to_string())?;
     }
-    init_logs(config.server.log_format, logs.clone());
+    *export = start_export(&config)?;
+    init_logs(config.server.log_format, logs.clone(), export.as_ref());
+    if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+        let t = &config.telemetry;
+        // The headers' names only: their values are credentials.
+        let headers: Vec<&str> = t.headers.keys().map(String::as_str).collect();
+        tracing::info!(
+            endpoint = %endpoint,
+            protocol = t.protocol.as_str(),
+            headers = ?headers,
+            sampling_ratio = t.sampling_ratio,
+            service_name = %t.service_name,
+            metrics = t.export_metrics,
+            "exporting spans and metrics over OTLP"
+        );
+    }
     if path.is_none() {
         let keys = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
             .iter()
@@ -177,9 +272,7 @@ async fn serve(
             "client authentication is off: no client keys are configured and the gateway listens on loopback only"
         );
     }
-    let recorder = staunch_gateway::prometheus()
-        .install_recorder()
-        .map_err(|e| format!("could not install the metrics recorder: {e}"))?;
+    let recorder = install_metrics(export.as_ref())?;
     staunch::observe::semconv::describe_metrics();
     metrics::describe_counter!(
         LOG_LINES_DROPPED,
@@ -279,12 +372,19 @@ async fn reload_on_sighup(gateway: Gateway, path: PathBuf) {
                 Err(errors) => {
                     tracing::error!(errors = %errors, "reload refused: the configuration is invalid; the old one stays")
                 }
-                Ok(config) => match gateway.reload(config).await {
-                    Ok(()) => tracing::info!(path = %path.display(), "configuration reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload refused; the old configuration stays")
+                Ok(config) => {
+                    if config.telemetry != gateway.config().telemetry {
+                        tracing::warn!(
+                            "[telemetry] changed: the new settings take effect at the next start"
+                        );
                     }
-                },
+                    match gateway.reload(config).await {
+                        Ok(()) => tracing::info!(path = %path.display(), "configuration reloaded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload refused; the old configuration stays")
+                        }
+                    }
+                }
             }
         }
     }

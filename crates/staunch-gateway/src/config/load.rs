@@ -207,6 +207,7 @@ impl Config {
             providers: BTreeMap::new(),
             routes: Vec::new(),
             client_keys: Vec::new(),
+            telemetry: Default::default(),
         };
         for (key, value) in root.get_ref().iter() {
             let name: &str = key.get_ref();
@@ -232,6 +233,11 @@ impl Config {
                 }
                 // Read above, and merged into the routes.
                 "defaults" => {}
+                "telemetry" => {
+                    if let Some(telemetry) = doc.deserialize(value, &path, &mut errors) {
+                        config.telemetry = telemetry;
+                    }
+                }
                 "routes" | "client_keys" => {
                     let Some(array) = doc.expect_array(value, &path, &mut errors) else {
                         // Reported; not also as "no routes".
@@ -256,7 +262,7 @@ impl Config {
                     &path,
                     Some(key.span()),
                     format!(
-                        "unknown field `{name}`, expected one of `server`, `providers`, `defaults`, `routes`, `client_keys`"
+                        "unknown field `{name}`, expected one of `server`, `providers`, `defaults`, `routes`, `client_keys`, `telemetry`"
                     ),
                 )),
             }

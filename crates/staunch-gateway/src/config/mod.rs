@@ -38,6 +38,7 @@ mod routes;
 mod server;
 mod spans;
 mod targets;
+mod telemetry;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ pub use providers::{Provider, ProviderKind};
 pub use routes::{ContinueOn, Degrade, OnRefusal, Route, RouteBudget};
 pub use server::{LogFormat, Server};
 pub use targets::{Breaker, Price, Quota, Retry, RouteTarget};
+pub use telemetry::{OtlpProtocol, Telemetry};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +67,10 @@ pub struct Config {
     /// The `[[client_keys]]`: the keys clients may present. None: no
     /// authentication (allowed on a loopback address only).
     pub client_keys: Vec<ClientKey>,
+    /// The `[telemetry]` table: OTLP export of spans and metrics (off by
+    /// default).
+    #[serde(skip_serializing_if = "Telemetry::is_default")]
+    pub telemetry: Telemetry,
 }
 
 impl Config {
@@ -102,6 +108,7 @@ impl Config {
                 ),
             ],
             client_keys: Vec::new(),
+            telemetry: Telemetry::default(),
         }
     }
 

@@ -58,6 +58,7 @@ impl Check<'_> {
         }
         self.routes(config);
         self.client_keys(config);
+        self.telemetry(&config.telemetry);
     }
 
     fn server(&mut self, config: &Config) {
