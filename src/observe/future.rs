@@ -296,8 +296,14 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
     let finish = answer.and_then(|a| a.finish_reason).map(|r| [r]);
     let finish = finish.as_ref().map(|r| tracing::field::debug(r.as_slice()));
     let id = answer.and_then(|a| a.id);
-    let input = answer.map(|a| a.usage.input_tokens);
-    let output = answer.map(|a| a.usage.output_tokens);
+    // Whole numbers go out signed: OpenTelemetry has no unsigned integer,
+    // and tracing-opentelemetry writes a `u64` as a string.
+    let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let input = answer.map(|a| signed(a.usage.input_tokens));
+    let output = answer.map(|a| signed(a.usage.output_tokens));
+    let attempts_value = i64::from(fields.attempts);
+    let depth = fields.fallback_depth.map(i64::from);
+    let status_value = fields.status.map(i64::from);
     let values: [(&tracing::field::Field, Option<&dyn Value>); 17] = [
         (&outcome, Some(&fields.outcome)),
         (&tier, Some(&fields.tier)),
@@ -307,16 +313,13 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
             fields.answered_model.as_ref().map(|v| v as &dyn Value),
         ),
         (&target, fields.target.as_ref().map(|v| v as &dyn Value)),
-        (&attempts, Some(&fields.attempts)),
-        (
-            &fallback_depth,
-            fields.fallback_depth.as_ref().map(|v| v as &dyn Value),
-        ),
+        (&attempts, Some(&attempts_value)),
+        (&fallback_depth, depth.as_ref().map(|v| v as &dyn Value)),
         (
             &error_kind,
             fields.error_kind.as_ref().map(|v| v as &dyn Value),
         ),
-        (&status, fields.status.as_ref().map(|v| v as &dyn Value)),
+        (&status, status_value.as_ref().map(|v| v as &dyn Value)),
         (&latency_ms, Some(&fields.latency_ms)),
         (
             &otel_provider,

@@ -77,7 +77,10 @@ where
             otel.kind = "client",
             gen_ai.operation.name = request.operation().as_str(),
             gen_ai.request.model = %request.model(),
-            gen_ai.request.max_tokens = request.max_output_tokens(),
+            // Signed: OpenTelemetry has no unsigned integers.
+            gen_ai.request.max_tokens = request
+                .max_output_tokens()
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
             gen_ai.request.stream = request.is_stream(),
             gen_ai.provider.name = tracing::field::Empty,
             gen_ai.response.model = tracing::field::Empty,

@@ -159,13 +159,12 @@ fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     }
 }
 
-/// An integer attribute. tracing-opentelemetry 0.32 exports a field
-/// recorded as an `i64` as an integer but one recorded as a `u64` (the
-/// token counts, `max_tokens`) as its decimal string, so both are read.
+/// An integer attribute: an OTLP integer, not a numeric string
+/// (tracing-opentelemetry writes a field recorded as a `u64` as a string,
+/// so staunch records its counts signed).
 fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
     match attr(attrs, key)? {
         any_value::Value::IntValue(i) => Some(*i),
-        any_value::Value::StringValue(s) => s.parse().ok(),
         _ => None,
     }
 }
