@@ -505,3 +505,44 @@ async fn a_hedge_goes_to_another_deployment_than_the_first() {
             .unwrap();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn least_in_flight_spreads_ties_at_random() {
+    let b = balance(
+        Strategy::LeastInFlight,
+        (0..3).map(|i| Deployment::new(format!("d{i}"), Scripted::new("p"))),
+    );
+    let mut counts = [0; 3];
+    for _ in 0..300 {
+        counts[b.pick_for(&request()).unwrap()] += 1;
+    }
+    assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+}
+
+#[cfg(feature = "quota")]
+#[tokio::test(start_paused = true)]
+async fn a_quota_paused_by_its_provider_is_not_picked() {
+    use crate::quota::{QuotaConfig, QuotaLayer};
+    use tower::Layer;
+    let quota = QuotaLayer::new(QuotaConfig::new("east").requests_per_minute(1_000)).unwrap();
+    let east = Scripted::scripted([Step::Answer]);
+    let west = Scripted::scripted([Step::Answer]);
+    let b = balance(
+        Strategy::WeightedRandom,
+        [
+            Deployment::new("east", quota.layer(east.clone()))
+                .weight(100)
+                .headroom(quota.handle()),
+            Deployment::new("west", west.clone()),
+        ],
+    );
+    quota.handle().pause_for(Duration::from_secs(30));
+    for _ in 0..10 {
+        let answer = b.clone().oneshot(request()).await.unwrap();
+        assert_eq!(answer.meta.deployment.as_deref(), Some("west"));
+    }
+    assert_eq!(east.calls(), 0);
+    assert!(matches!(b.handle().out()[..], [(ref n, OutReason::NoRoom)] if n == "east"));
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert!(b.handle().out().is_empty());
+}

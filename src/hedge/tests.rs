@@ -297,3 +297,44 @@ fn invalid_settings_are_refused() {
     assert!(HedgeBudget::new(Duration::from_secs(1), 0, -1.0).is_err());
     assert!(HedgeBudget::new(Duration::from_secs(1), u32::MAX, 0.05).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_is_hedged_before_its_first_token_and_never_after() {
+    use staunch_test::Streamed;
+    // The first stream's first token is 10 s away; the hedge's, 100 ms.
+    let provider = Scripted::scripted([
+        Streamed::chunks(3).gap(Duration::from_secs(10)),
+        Streamed::chunks(3).gap(Duration::from_millis(100)),
+    ]);
+    let started = tokio::time::Instant::now();
+    let answer = fixed(500)
+        .layer(provider.clone())
+        .oneshot(request().with_stream(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(600),
+        "the hedge's first token"
+    );
+    assert_eq!(answer.meta.attempts, 2);
+    assert_eq!(answer.collect().await.unwrap().text(), " lorem ipsum lorem");
+
+    // Committed at 100 ms, then slow between tokens: that is the stream's
+    // body, which is never hedged.
+    let provider = Scripted::scripted([Streamed::chunks(3).gap(Duration::from_millis(100))]);
+    let answer = fixed(50)
+        .layer(provider.clone())
+        .oneshot(request().with_stream(true))
+        .await
+        .unwrap();
+    // (The fixed 50 ms delay hedged the first token once: one extra call
+    // at most, and none once content streams.)
+    let calls = provider.calls();
+    answer.collect().await.unwrap();
+    assert_eq!(
+        provider.calls(),
+        calls,
+        "nothing hedged after the commit point"
+    );
+}
