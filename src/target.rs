@@ -346,6 +346,56 @@ where
     }
 }
 
+#[cfg(feature = "balance")]
+impl<S, C> TargetBuilder<S, C>
+where
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    /// The same stack as [`build`](Self::build) (breaker, retry, quota,
+    /// attempt timeout over the provider) as one
+    /// [`Deployment`](crate::balance::Deployment) of a balanced target: its
+    /// breaker's handle as its [health](crate::balance::Deployment::health)
+    /// and its quota's (when set) as its
+    /// [headroom](crate::balance::Deployment::headroom), so that a
+    /// [`Balance`](crate::balance::Balance) never picks it while its
+    /// circuit is open or its quota is spent. The model, price, window and
+    /// prefill settings belong to the balanced target, not to a
+    /// deployment, and are not used here.
+    ///
+    /// ```
+    /// use staunch::TargetBuilder;
+    /// use staunch::balance::{Balance, BalanceConfig};
+    /// use staunch::core::{ChatRequest, ChatResponse, LlmError};
+    /// use tower::service_fn;
+    ///
+    /// let key = |name: &'static str| {
+    ///     let client = service_fn(|r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(r.model, "hi")) });
+    ///     TargetBuilder::new(name, client).build_deployment().expect("valid breaker")
+    /// };
+    /// let ((a, _), (b, _)) = (key("key-a"), key("key-b"));
+    /// let balanced = Balance::new(BalanceConfig::new("gpt-4o"), [a, b]).expect("two deployments");
+    /// # let _ = balanced;
+    /// ```
+    pub fn build_deployment(
+        self,
+    ) -> Result<(crate::balance::Deployment<C>, CircuitBreakerHandle), InvalidCircuitBreaker> {
+        #[cfg(feature = "quota")]
+        let headroom = self.quota.as_ref().map(QuotaLayer::handle);
+        let (target, handle) = self.build()?;
+        let name = target.name().to_owned();
+        let mut deployment =
+            crate::balance::Deployment::for_call(name, target.service).health(handle.clone());
+        #[cfg(feature = "quota")]
+        if let Some(headroom) = headroom {
+            deployment = deployment.headroom(headroom);
+        }
+        Ok((deployment, handle))
+    }
+}
+
 /// Names an attempt that got no answer within `timeout` as such, and, unless
 /// `retry` is on, tells the retry layer not to ask the silent target again.
 fn attempt_timed_out(timeout: Duration, retry: bool) -> impl Fn(BoxError) -> BoxError + Clone {

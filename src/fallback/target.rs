@@ -31,7 +31,7 @@ pub type TargetService<C = ChatRequest> = BoxCloneSyncService<C, <C as Call>::An
 /// ```
 pub struct Target<C: Call = ChatRequest> {
     pub(super) name: Arc<str>,
-    pub(super) service: TargetService<C>,
+    pub(crate) service: TargetService<C>,
     pub(super) model: Option<Arc<str>>,
     pub(super) context_window: Option<u64>,
     pub(super) price: Option<Price>,
