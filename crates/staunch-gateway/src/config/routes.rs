@@ -46,6 +46,13 @@ pub struct Route {
     /// Limits on each request's size (`[routes.budget]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<RouteBudget>,
+    /// Identical requests in flight at once share one upstream call
+    /// (`coalesce`, default false): embeddings always, chat completions at
+    /// temperature 0 only (two identical prompts at a higher temperature
+    /// may rightly want two answers), streams never. Each caller gets the
+    /// answer, marked shared; a caller that hangs up cancels no one else's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub coalesce: bool,
 }
 
 impl Route {
@@ -60,6 +67,7 @@ impl Route {
             deadline: None,
             degrade: None,
             budget: None,
+            coalesce: false,
         }
     }
 

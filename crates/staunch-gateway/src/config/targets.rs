@@ -16,8 +16,32 @@ use super::durations::{millis, opt_secs, secs};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteTarget {
-    /// The provider's name, a key of `[providers]` (`provider`).
+    /// The provider's name, a key of `[providers]` (`provider`). Empty
+    /// when the target names its `deployments` instead.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub provider: String,
+    /// Several deployments of this model, each a provider entry of its own
+    /// (its key, base URL, quota and breaker), instead of one `provider`
+    /// (`deployments = [{ provider = "openai-eu", weight = 2 }, { provider
+    /// = "openai-us" }]`). Calls are spread over them by `balance`, fail
+    /// over between them, and move to the route's next target only when
+    /// every deployment is out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<DeploymentEntry>,
+    /// How calls are spread over the `deployments` (`balance`: `"p2c"`, the
+    /// default: the faster of two picked at random, by peak-EWMA latency;
+    /// `"least-busy"`; `"weighted"`: at random by weight; `"headroom"`: the
+    /// most quota room left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<String>,
+    /// Hedged requests among the `deployments` (`hedge = { after = "p95"
+    /// | MS, budget = 0.05 }`, off by default): an attempt still unanswered
+    /// after the deployments' observed p95 (or `after` milliseconds) gets
+    /// a second one on another deployment; the first answer wins and the
+    /// other is cancelled. Never for a stream past its first token, never
+    /// past the deadline, at most `budget` extra calls (5 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<Hedge>,
     /// The model asked of that provider (`model`).
     pub model: String,
     /// Its price, for cost budgets (`price = { input, output }`, dollars
@@ -102,6 +126,25 @@ impl RouteTarget {
             .unwrap_or(operation.default_attempt_timeout())
     }
 
+    /// The providers it calls: its `provider`, or each of its
+    /// `deployments`'.
+    pub fn providers(&self) -> impl Iterator<Item = &str> {
+        let single = (self.deployments.is_empty()).then_some(self.provider.as_str());
+        single
+            .into_iter()
+            .chain(self.deployments.iter().map(|d| d.provider.as_str()))
+    }
+
+    /// Its name in metrics, errors and `x-staunch-target`:
+    /// `provider/model`, or `model` over several deployments.
+    pub fn name(&self) -> String {
+        if self.deployments.is_empty() {
+            format!("{}/{}", self.provider, self.model)
+        } else {
+            self.model.clone()
+        }
+    }
+
     /// The vector space of its embeddings: `embedding_space` when set,
     /// else its model.
     pub fn embedding_space(&self) -> &str {
@@ -112,6 +155,9 @@ impl RouteTarget {
     pub fn new(provider: impl Into<String>, model: impl Into<String>) -> Self {
         RouteTarget {
             provider: provider.into(),
+            deployments: Vec::new(),
+            balance: None,
+            hedge: None,
             model: model.into(),
             price: None,
             context_window: None,
@@ -125,6 +171,108 @@ impl RouteTarget {
             max_batch_inputs: None,
             max_batch_tokens: None,
         }
+    }
+}
+
+/// One deployment of a target's model (`{ provider, weight, model }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentEntry {
+    /// The provider entry that serves it (`provider`).
+    pub provider: String,
+    /// Its share of the calls relative to the others (`weight`, 1).
+    #[serde(default = "DeploymentEntry::default_weight")]
+    pub weight: u32,
+    /// The model to ask this deployment for, when it differs from the
+    /// target's (`model`: an Azure deployment name, a pool's model id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+impl DeploymentEntry {
+    fn default_weight() -> u32 {
+        1
+    }
+
+    /// A deployment at `provider`, weight 1.
+    pub fn new(provider: impl Into<String>) -> Self {
+        DeploymentEntry {
+            provider: provider.into(),
+            weight: 1,
+            model: None,
+        }
+    }
+}
+
+/// When a hedged request sends its second attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hedge {
+    /// After the observed p95 latency (`after = "p95"`, the default), or
+    /// after this many milliseconds (`after = 800`).
+    #[serde(default)]
+    pub after: HedgeAfter,
+    /// The most extra calls, as a fraction of the calls (`budget`, 0.05).
+    #[serde(default = "Hedge::default_budget")]
+    pub budget: f64,
+}
+
+impl Hedge {
+    fn default_budget() -> f64 {
+        0.05
+    }
+}
+
+/// `"p95"` or milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HedgeAfter {
+    /// After this many milliseconds.
+    Millis(u64),
+    /// After the p95 of the latencies observed (`"p95"`).
+    #[default]
+    P95,
+}
+
+impl Serialize for HedgeAfter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            HedgeAfter::Millis(ms) => s.serialize_u64(*ms),
+            HedgeAfter::P95 => s.serialize_str("p95"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HedgeAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = HedgeAfter;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"p95\" or a number of milliseconds")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<HedgeAfter, E> {
+                Ok(HedgeAfter::Millis(ms))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<HedgeAfter, E> {
+                u64::try_from(ms)
+                    .map(HedgeAfter::Millis)
+                    .map_err(|_| E::custom("expected \"p95\" or a number of milliseconds ≥ 0"))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HedgeAfter, E> {
+                if text == "p95" {
+                    Ok(HedgeAfter::P95)
+                } else {
+                    Err(E::custom(format!(
+                        "expected \"p95\" or a number of milliseconds, not {text:?}"
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 

@@ -344,6 +344,9 @@ pub(crate) fn answer_headers(answer: &impl Answer) -> HeaderMap {
     if let Some(target) = &meta.target {
         headers.insert("x-staunch-target", header(target));
     }
+    if let Some(deployment) = &meta.deployment {
+        headers.insert("x-staunch-deployment", header(deployment));
+    }
     if let Some(warning) = &meta.warning {
         headers.insert("x-staunch-warning", header(warning));
     }
