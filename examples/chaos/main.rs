@@ -3,7 +3,7 @@
 //! way real providers do.
 //!
 //! ```text
-//! cargo run --release --example chaos -- [--scenario storm|outage|calm|stream|quota]
+//! cargo run --release --example chaos -- [--scenario storm|outage|calm|stream|quota|tail]
 //!     [--requests N] [--concurrency C] [--rate R] [--seed S] [--json] [--html FILE]
 //! ```
 //!
@@ -37,6 +37,16 @@
 //! sent, the requests it admitted and its admissions per second (see
 //! `quota.rs`; the account's quota is a wrapper in front of the mock).
 //!
+//! `--scenario tail` runs one model on two deployments, each its own mock
+//! server: `slow` adds 2–4 s to 10 % of its answers and allows 40
+//! requests per 1 s window, `healthy` has neither. The same requests (800
+//! at 100/s unless `--requests` and `--rate` say otherwise, at most 512 in
+//! flight) go through each deployment alone, a `Balance` of both (each
+//! deployment behind its own breaker and retry), and that balance under a
+//! `HedgeLayer` (after the p95, budget 5 %). It prints p50/p99, provider
+//! calls, the 429s at the providers and those that reached callers, and
+//! whether issue 25's goals hold (see `tail.rs`).
+//!
 //! `--html FILE` also writes the run as one self-contained page (inline
 //! SVG, nothing fetched): the requests over time by outcome and tier, the
 //! circuit breakers' states as bands, both sides' latency CDFs and the
@@ -48,6 +58,7 @@ mod quota;
 mod report;
 mod scenarios;
 mod streaming;
+mod tail;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use report::Run;
@@ -76,14 +87,21 @@ type Client = BoxCloneSyncService<ChatRequest, ChatResponse, LlmError>;
 #[derive(clap::Parser)]
 #[command(name = "chaos", args_override_self = true)]
 struct Args {
-    /// The faults (and, for `stream` and `quota`, the kind of run).
+    /// The faults (and, for `stream`, `quota` and `tail`, the kind of run).
     #[arg(long, default_value = "storm", value_parser = scenarios::NAMES)]
     scenario: String,
-    /// Requests to send through each side.
-    #[arg(long, value_name = "N", default_value_t = 300)]
+    /// Requests to send through each side [default: 300; 800 for `tail`].
+    #[arg(long = "requests", value_name = "N")]
+    requests_given: Option<usize>,
+    /// `--requests`, or the scenario's default.
+    #[arg(skip)]
     requests: usize,
-    /// Requests in flight at most.
-    #[arg(long, value_name = "C", default_value_t = 32)]
+    /// Requests in flight at most [default: 32; 512 for `tail`, whose
+    /// slow answers would otherwise hold the pace back].
+    #[arg(long = "concurrency", value_name = "C")]
+    concurrency_given: Option<usize>,
+    /// `--concurrency`, or the scenario's default.
+    #[arg(skip)]
     concurrency: usize,
     /// Requests started per second [default: 100; 50 for `quota`].
     #[arg(long = "rate", value_name = "R", allow_negative_numbers = true)]
@@ -112,6 +130,11 @@ fn parse_args() -> Result<Args, String> {
         100.0
     };
     args.rate = args.rate_given.unwrap_or(default_rate);
+    let tail = args.scenario == "tail";
+    args.requests = args.requests_given.unwrap_or(if tail { 800 } else { 300 });
+    args.concurrency = args
+        .concurrency_given
+        .unwrap_or(if tail { 512 } else { 32 });
     if args.requests == 0 || args.concurrency == 0 {
         return Err("--requests and --concurrency must be at least 1".into());
     }
@@ -441,6 +464,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.scenario == "quota" {
         return quota::run(args, server, snapshotter).await;
+    }
+    if args.scenario == "tail" {
+        return tail::run(args, server, snapshotter).await;
     }
     if !args.json {
         println!(

@@ -6,8 +6,10 @@ use staunch_mock::{Fault, Outage, RandomFault, Scenario, StreamErrorKind};
 /// default pace (300 requests at 100/s: a three-second run). `stream`
 /// sends every request with `stream: true` (see `streaming.rs`); `quota`
 /// sends it through four replicas sharing one provider quota (see
-/// `quota.rs`; 50/s by default).
-pub const NAMES: [&str; 5] = ["storm", "outage", "calm", "stream", "quota"];
+/// `quota.rs`; 50/s by default); `tail` runs two deployments of one
+/// model, each its own mock server, and this is the slow one's (see
+/// `tail.rs`).
+pub const NAMES: [&str; 6] = ["storm", "outage", "calm", "stream", "quota", "tail"];
 
 fn p(probability: f64, fault: Fault) -> RandomFault {
     RandomFault { probability, fault }
@@ -69,6 +71,7 @@ pub fn named(name: &str, seed: u64) -> Option<Scenario> {
             });
         }
         "calm" => {}
+        "tail" => return Some(crate::tail::slow(seed)),
         // No faults: the only refusals are the provider quota's 429s, which
         // `quota.rs` enforces in front of the OpenAI route.
         "quota" => {}
