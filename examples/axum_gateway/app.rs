@@ -90,6 +90,7 @@ pub fn config(upstreams: Upstreams) -> Config {
         routes: vec![degraded, Route::new("claude-*", vec![claude])],
         client_keys: Vec::new(),
         telemetry: Default::default(),
+        shared: Default::default(),
     }
 }
 

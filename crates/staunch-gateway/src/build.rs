@@ -122,6 +122,7 @@ pub(crate) struct Running {
     pub(crate) keys: HashMap<[u8; 32], KeyEntry>,
     // Kept alive while the configuration serves.
     pub(crate) _mock: Option<MockServer>,
+    _sharing: Sharing,
 }
 
 impl Running {
@@ -211,11 +212,17 @@ async fn build(config: Config) -> Result<Running, GatewayError> {
             embedders.insert(name.clone(), embedder);
         }
     }
+    let mut sharing = Sharing::connect(&config).await?;
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, route) in config.routes.iter().enumerate() {
-        let mut compiled = compile(i, route, &clients)?;
-        compiled.embeddings =
-            compile_embeddings(i, route, config.embedding_plan(route), &embedders)?;
+        let mut compiled = compile(i, route, &clients, &mut sharing)?;
+        compiled.embeddings = compile_embeddings(
+            i,
+            route,
+            config.embedding_plan(route),
+            &embedders,
+            &mut sharing,
+        )?;
         routes.push(compiled);
     }
     let mut keys = HashMap::new();
@@ -228,6 +235,7 @@ async fn build(config: Config) -> Result<Running, GatewayError> {
         routes,
         keys,
         _mock: mock,
+        _sharing: sharing,
     })
 }
 
@@ -397,6 +405,7 @@ fn compile(
     index: usize,
     route: &Route,
     clients: &HashMap<String, Stack>,
+    sharing: &mut Sharing,
 ) -> Result<CompiledRoute, GatewayError> {
     let mut targets = Vec::with_capacity(route.targets.len());
     let mut breakers = Vec::with_capacity(route.targets.len());
@@ -408,11 +417,13 @@ fn compile(
             ))
         })?;
         let name = format!("{}/{}", t.provider, t.model);
+        let (client, breaker, quota) =
+            sharing.target(&name, t, client, breaker_config(name.clone(), t));
         let mut builder = TargetBuilder::new(name.clone(), client)
             .model(t.model.clone())
             .accepts_prefill(t.accepts_prefill)
             .retry(retry_config(t))
-            .breaker(breaker_config(name.clone(), t))
+            .breaker(breaker)
             .attempt_timeout(t.attempt_timeout_for(Operation::Chat))
             .retry_attempt_timeouts(t.retry_attempt_timeouts);
         if let Some(price) = t.price {
@@ -421,7 +432,7 @@ fn compile(
         if let Some(window) = t.context_window {
             builder = builder.context_window(window);
         }
-        if let Some(quota) = &t.quota {
+        if let Some(quota) = quota {
             // Between the target's retry and its attempt timeout: every
             // attempt is admitted, and a refusal moves the chain on.
             builder = builder
@@ -433,6 +444,7 @@ fn compile(
         let (target, handle) = builder
             .build()
             .map_err(|e| GatewayError::Setting(format!("routes[{index}].targets[{j}]: {e}")))?;
+        sharing.share(&name, &handle);
         targets.push(target);
         breakers.push((name, handle));
     }
@@ -483,6 +495,7 @@ fn compile_embeddings(
     route: &Route,
     plan: EmbeddingPlan,
     embedders: &HashMap<String, EmbedStack>,
+    sharing: &mut Sharing,
 ) -> Result<Result<EmbedStack, Arc<str>>, GatewayError> {
     let targets = match plan {
         EmbeddingPlan::Serves(targets) => targets,
@@ -514,11 +527,13 @@ fn compile_embeddings(
         })?;
         let name = format!("{}/{}", t.provider, t.model);
         let own = format!("{name} (embeddings)");
+        let (client, breaker, quota) =
+            sharing.target(&own, t, client, breaker_config(own.clone(), t));
         let mut builder = TargetBuilder::<_, EmbeddingRequest>::for_call(name, client)
             .model(t.model.clone())
             .vector_space(t.embedding_space().to_owned())
             .retry(retry_config(t))
-            .breaker(breaker_config(own.clone(), t))
+            .breaker(breaker)
             .attempt_timeout(t.attempt_timeout_for(Operation::Embeddings))
             .retry_attempt_timeouts(t.retry_attempt_timeouts);
         if let Some(price) = t.price {
@@ -530,12 +545,13 @@ fn compile_embeddings(
                 t.max_batch_tokens.unwrap_or(u64::MAX),
             );
         }
-        if let Some(quota) = &t.quota {
+        if let Some(quota) = quota {
             builder = builder
-                .quota(quota_config(own, quota))
+                .quota(quota_config(own.clone(), quota))
                 .map_err(|e| at(&e))?;
         }
-        let (target, _breaker) = builder.build().map_err(|e| at(&e))?;
+        let (target, breaker) = builder.build().map_err(|e| at(&e))?;
+        sharing.share(&own, &breaker);
         chain.push(target);
     }
     let mut chain =
@@ -600,4 +616,145 @@ fn quota_config(name: String, quota: &Quota) -> QuotaConfig {
         config = config.tokens_per_minute(tokens);
     }
     config
+}
+
+/// `[shared]`: the targets' quotas and breakers shared with the other
+/// replicas through Redis (`staunch-redis`); passes everything through
+/// untouched when the configuration names no Redis.
+///
+/// A shared quota belongs to a provider's model (named `provider/model`,
+/// with ` (embeddings)` for its embeddings), so one layer serves every
+/// route that has that target, and it sits right over the provider's
+/// client, below the attempt timeout (a wait for a slot counts in the
+/// attempt). A breaker stays per route, as without sharing: the k-th
+/// route with a given target shares its breaker with the k-th route of
+/// the other replicas, through the k-th [`SharedBreakers`] (prefix
+/// `{prefix}`, then `{prefix}:1`, ...).
+pub(crate) struct Sharing {
+    settings: crate::config::Shared,
+    redis: Option<staunch_redis::RedisConnection>,
+    quotas: HashMap<String, staunch_redis::SharedQuotaLayer>,
+    breakers: Vec<staunch_redis::SharedBreakers>,
+    /// The breakers of each name met so far.
+    met: HashMap<String, usize>,
+}
+
+impl Sharing {
+    /// Connects to the configuration's Redis, if it names one. Fails only
+    /// on an address that cannot be used: a Redis that is down now is
+    /// reached later, and decisions are local meanwhile.
+    async fn connect(config: &Config) -> Result<Sharing, GatewayError> {
+        let settings = config.shared.clone();
+        let mut sharing = Sharing {
+            settings,
+            redis: None,
+            quotas: HashMap::new(),
+            breakers: Vec::new(),
+            met: HashMap::new(),
+        };
+        let s = &sharing.settings;
+        let Some(url) = s.redis_url.as_deref() else {
+            return Ok(sharing);
+        };
+        // Neither the URL's password nor an error quoting it is shown.
+        let failed = |e: staunch_redis::SharedError| {
+            GatewayError::Setting(format!(
+                "shared.redis_url ({}): {}",
+                s.redacted_url().unwrap_or_default(),
+                s.scrub(&e.to_string())
+            ))
+        };
+        let redis = staunch_redis::RedisConnection::connect(url)
+            .await
+            .map_err(failed)?;
+        let mut breakers = Vec::new();
+        if s.share_breakers {
+            let mut routes_with: HashMap<(&str, &str), usize> = HashMap::new();
+            for t in config.routes.iter().flat_map(|r| &r.targets) {
+                *routes_with.entry((&t.provider, &t.model)).or_default() += 1;
+            }
+            for k in 0..routes_with.values().copied().max().unwrap_or(0) {
+                let prefix = match k {
+                    0 => s.prefix.clone(),
+                    k => format!("{}:{k}", s.prefix),
+                };
+                breakers.push(
+                    staunch_redis::SharedBreakers::connect(url, &prefix)
+                        .await
+                        .map_err(failed)?,
+                );
+            }
+        }
+        tracing::info!(
+            target: "staunch_gateway",
+            redis = %s.redacted_url().unwrap_or_default(),
+            replicas = s.replicas,
+            share_breakers = s.share_breakers,
+            "quotas shared through Redis"
+        );
+        sharing.redis = Some(redis);
+        sharing.breakers = breakers;
+        Ok(sharing)
+    }
+
+    /// The target `name` of `t` over `client`: the client behind its
+    /// shared quota, the breaker publishing its openings, and the quota
+    /// left to the target's own layer (none once shared).
+    fn target<'t, C>(
+        &mut self,
+        name: &str,
+        t: &'t RouteTarget,
+        client: BoxCloneSyncService<C, C::Answer, LlmError>,
+        breaker: CircuitBreakerConfig,
+    ) -> (
+        BoxCloneSyncService<C, C::Answer, LlmError>,
+        CircuitBreakerConfig,
+        Option<&'t Quota>,
+    )
+    where
+        C: staunch::core::Call + Send + 'static,
+        C::Answer: Send + 'static,
+    {
+        let Some(redis) = &self.redis else {
+            return (client, breaker, t.quota.as_ref());
+        };
+        let breaker = if self.breakers.is_empty() {
+            breaker
+        } else {
+            let k = self.met.entry(name.to_owned()).or_default();
+            *k += 1;
+            let shared = &self.breakers[(*k - 1).min(self.breakers.len() - 1)];
+            breaker.on_transition(shared.on_transition())
+        };
+        let Some(quota) = &t.quota else {
+            return (client, breaker, None);
+        };
+        let s = &self.settings;
+        let layer = self.quotas.entry(name.to_owned()).or_insert_with(|| {
+            let mut config = staunch_redis::SharedQuotaConfig::new(name, redis.clone())
+                .prefix(s.prefix.as_str())
+                .replicas(s.replicas)
+                .timeout(s.decision_timeout)
+                .max_wait(quota.max_wait)
+                .lease(s.lease_requests.unwrap_or(0), s.lease_tokens.unwrap_or(0));
+            if let Some(requests) = quota.requests_per_minute {
+                config = config.requests_per_minute(requests);
+            }
+            if let Some(tokens) = quota.tokens_per_minute {
+                config = config.tokens_per_minute(tokens);
+            }
+            staunch_redis::SharedQuotaLayer::new(config)
+        });
+        let client = BoxCloneSyncService::new(tower::Layer::layer(layer, client));
+        (client, breaker, None)
+    }
+
+    /// Receives the other replicas' openings of the breaker `name` just
+    /// built (after [`target`](Self::target) gave it its place).
+    fn share(&self, name: &str, handle: &CircuitBreakerHandle) {
+        if let Some(k) = self.met.get(name) {
+            let shared = &self.breakers[(*k - 1).min(self.breakers.len() - 1)];
+            shared.share(name, handle.clone());
+        }
+    }
 }

@@ -317,6 +317,7 @@ fn full_expected() -> Config {
             },
         ],
         telemetry: Telemetry::default(),
+        shared: Default::default(),
     }
 }
 

@@ -208,6 +208,7 @@ impl Config {
             routes: Vec::new(),
             client_keys: Vec::new(),
             telemetry: Default::default(),
+            shared: Default::default(),
         };
         for (key, value) in root.get_ref().iter() {
             let name: &str = key.get_ref();
@@ -238,6 +239,11 @@ impl Config {
                         config.telemetry = telemetry;
                     }
                 }
+                "shared" => {
+                    if let Some(shared) = doc.deserialize(value, &path, &mut errors) {
+                        config.shared = shared;
+                    }
+                }
                 "routes" | "client_keys" => {
                     let Some(array) = doc.expect_array(value, &path, &mut errors) else {
                         // Reported; not also as "no routes".
@@ -262,7 +268,7 @@ impl Config {
                     &path,
                     Some(key.span()),
                     format!(
-                        "unknown field `{name}`, expected one of `server`, `providers`, `defaults`, `routes`, `client_keys`, `telemetry`"
+                        "unknown field `{name}`, expected one of `server`, `providers`, `defaults`, `routes`, `client_keys`, `telemetry`, `shared`"
                     ),
                 )),
             }

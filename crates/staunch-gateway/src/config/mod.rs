@@ -36,6 +36,7 @@ mod load;
 mod providers;
 mod routes;
 mod server;
+mod shared;
 mod spans;
 mod targets;
 mod telemetry;
@@ -51,6 +52,7 @@ pub use keys::ClientKey;
 pub use providers::{Provider, ProviderKind};
 pub use routes::{ContinueOn, Degrade, OnRefusal, Route, RouteBudget};
 pub use server::{LogFormat, Server};
+pub use shared::Shared;
 pub use targets::{Breaker, Price, Quota, Retry, RouteTarget};
 pub use telemetry::{OtlpProtocol, Telemetry};
 
@@ -71,6 +73,10 @@ pub struct Config {
     /// default).
     #[serde(skip_serializing_if = "Telemetry::is_default")]
     pub telemetry: Telemetry,
+    /// The `[shared]` table: quotas and breakers shared by replicas
+    /// through Redis (off by default).
+    #[serde(skip_serializing_if = "Shared::is_default")]
+    pub shared: Shared,
 }
 
 impl Config {
@@ -109,6 +115,7 @@ impl Config {
             ],
             client_keys: Vec::new(),
             telemetry: Telemetry::default(),
+            shared: Shared::default(),
         }
     }
 

@@ -59,6 +59,7 @@ impl Check<'_> {
         self.routes(config);
         self.client_keys(config);
         self.telemetry(&config.telemetry);
+        self.shared(config);
     }
 
     fn server(&mut self, config: &Config) {
