@@ -5,9 +5,12 @@
 use crate::config::{
     ClientKey, Config, EmbeddingPlan, OnRefusal, Provider, ProviderKind, Quota, Route, RouteTarget,
 };
+mod balanced;
+
 use sha2::{Digest, Sha256};
 use staunch::budget::{Budget, BudgetConfig, BudgetLayer};
 use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle, CircuitState};
+use staunch::coalesce::CoalesceLayer;
 use staunch::core::{
     ChatRequest, ChatResponse, Classify, EmbeddingRequest, EmbeddingResponse, ErrorClass,
     ErrorKind, LlmError, Operation, Price,
@@ -410,6 +413,13 @@ fn compile(
     let mut targets = Vec::with_capacity(route.targets.len());
     let mut breakers = Vec::with_capacity(route.targets.len());
     for (j, t) in route.targets.iter().enumerate() {
+        if !t.deployments.is_empty() {
+            let at = format!("routes[{index}].targets[{j}]");
+            let (target, handles) = balanced::chat_target(&at, t, clients, sharing)?;
+            targets.push(target);
+            breakers.extend(handles);
+            continue;
+        }
         let client = clients.get(&t.provider).cloned().ok_or_else(|| {
             GatewayError::Setting(format!(
                 "routes[{index}].targets[{j}]: no provider named {:?}",
@@ -467,7 +477,13 @@ fn compile(
     let budget = route_budget(index, route)?;
     // The instrumentation and the client key's budget go around this per
     // request: `CompiledRoute::stack`.
+    // Coalescing outermost: identical requests in flight share the whole
+    // route's call (chat at temperature 0 only; a stream never).
+    let coalesce = route
+        .coalesce
+        .then(|| CoalesceLayer::new().chat_when(|r| r.temperature == Some(0.0)));
     let inner = ServiceBuilder::new()
+        .option_layer(coalesce)
         .degrade(degrade)
         .option_layer(budget)
         .service(chain);
@@ -569,7 +585,10 @@ fn compile_embeddings(
         degrade = degrade.cache(ttl, d.cache_capacity);
     }
     let budget = route_budget(index, route)?;
+    // The same input has the same vectors: always safe to share.
+    let coalesce = route.coalesce.then(CoalesceLayer::new);
     let inner = ServiceBuilder::new()
+        .option_layer(coalesce)
         .degrade(degrade)
         .option_layer(budget)
         .service(chain);

@@ -394,8 +394,18 @@ fn example_file_parses() {
     let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.server, Server::default());
     assert_eq!(c.providers.len(), 4);
-    assert_eq!(c.routes.len(), 4);
+    assert_eq!(c.routes.len(), 5);
     assert_eq!(c.routes[0].targets.len(), 3);
+    // The route of one model on two deployments.
+    let pooled = c.route_for("o3").unwrap();
+    assert!(pooled.coalesce);
+    let providers: Vec<&str> = pooled.targets[0].providers().collect();
+    assert_eq!(providers, ["openai", "local"]);
+    assert_eq!(pooled.targets[0].deployments[0].weight, 3);
+    assert_eq!(
+        pooled.targets[0].hedge.map(|h| h.after),
+        Some(HedgeAfter::P95)
+    );
     assert_eq!(c.client_keys[0].sha256, KEY_HASH);
     assert_eq!(c.route_for("gpt-4o-mini").unwrap().model, "gpt-*");
     assert_eq!(c.route_for("claude-opus").unwrap().model, "claude-*");

@@ -53,7 +53,7 @@ pub use providers::{Provider, ProviderKind};
 pub use routes::{ContinueOn, Degrade, OnRefusal, Route, RouteBudget};
 pub use server::{LogFormat, Server};
 pub use shared::Shared;
-pub use targets::{Breaker, Price, Quota, Retry, RouteTarget};
+pub use targets::{Breaker, DeploymentEntry, Hedge, HedgeAfter, Price, Quota, Retry, RouteTarget};
 pub use telemetry::{OtlpProtocol, Telemetry};
 
 /// The whole configuration file.

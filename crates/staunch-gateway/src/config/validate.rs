@@ -370,11 +370,92 @@ impl Check<'_> {
     }
 
     fn target_provider(&mut self, path: &[Seg], t: &RouteTarget, known: &str) {
-        if !self.layout.provider_names.contains(&t.provider) {
+        if t.deployments.is_empty() {
+            if t.provider.is_empty() {
+                self.error(
+                    key(path, "provider"),
+                    "a target needs a provider (provider = \"NAME\") or its deployments \
+                     (deployments = [{ provider = \"NAME\" }, ...])",
+                );
+            } else if !self.layout.provider_names.contains(&t.provider) {
+                self.error(
+                    key(path, "provider"),
+                    format!("unknown provider {:?}; {known}", t.provider),
+                );
+            }
+            for (field, set) in [
+                ("balance", t.balance.is_some()),
+                ("hedge", t.hedge.is_some()),
+            ] {
+                if set {
+                    self.error(
+                        key(path, field),
+                        format!(
+                            "{field} needs deployments: a target of one provider has nothing \
+                             to balance or hedge over"
+                        ),
+                    );
+                }
+            }
+            return;
+        }
+        if !t.provider.is_empty() {
             self.error(
                 key(path, "provider"),
-                format!("unknown provider {:?}; {known}", t.provider),
+                "a target names a provider or its deployments, not both (add this provider \
+                 to deployments)",
             );
+        }
+        let dpath = key(path, "deployments");
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, d) in t.deployments.iter().enumerate() {
+            let at = child(&dpath, Seg::Index(i));
+            if !self.layout.provider_names.contains(&d.provider) {
+                self.error(
+                    key(&at, "provider"),
+                    format!("unknown provider {:?}; {known}", d.provider),
+                );
+            } else if !seen.insert(d.provider.as_str()) {
+                self.error(
+                    key(&at, "provider"),
+                    format!(
+                        "provider {:?} is already a deployment of this target",
+                        d.provider
+                    ),
+                );
+            }
+            if d.weight == 0 {
+                self.error(key(&at, "weight"), "must be at least 1");
+            }
+        }
+        if let Some(strategy) = &t.balance
+            && strategy.parse::<staunch::balance::Strategy>().is_err()
+        {
+            self.error(
+                key(path, "balance"),
+                format!(
+                    "unknown strategy {strategy:?}: one of \"p2c\", \"least-busy\", \
+                     \"weighted\", \"headroom\""
+                ),
+            );
+        }
+        if let Some(hedge) = &t.hedge {
+            let hpath = key(path, "hedge");
+            if !(hedge.budget.is_finite() && hedge.budget > 0.0 && hedge.budget <= 1.0) {
+                self.error(
+                    key(&hpath, "budget"),
+                    "must be a fraction of the calls in (0, 1] (0.05: at most 5 % extra calls)",
+                );
+            }
+            if hedge.after == crate::config::HedgeAfter::Millis(0) {
+                self.error(key(&hpath, "after"), "must be at least 1 ms, or \"p95\"");
+            }
+            if t.deployments.len() < 2 {
+                self.error(
+                    hpath,
+                    "a hedge goes to another deployment: it needs at least two",
+                );
+            }
         }
     }
 
