@@ -404,19 +404,28 @@ async fn publish(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Opening>) 
                 continue;
             }
             let id = opening_id(&shared.replica, opening.seq);
-            let message = format!("{id}\n{ms}\n{name}");
+            // The break's end on the wall clock: Redis works out what is
+            // left when the script runs, however late that is.
+            let end_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .saturating_add(ms);
             let sent = tokio::time::timeout(
                 Duration::from_secs(1),
                 scripts::OPEN
                     .key(shared.key(&name))
                     .arg(&id)
-                    .arg(ms)
+                    .arg(end_ms)
                     .arg(&shared.channel)
-                    .arg(&message)
+                    .arg(&name)
                     .invoke_async::<i64>(&mut conn),
             )
             .await;
             match sent {
+                // The break was over by the time Redis ran the script.
+                Ok(Ok(0)) => {
+                    pending.remove(&name);
+                }
                 Ok(Ok(_)) => {
                     pending.remove(&name);
                     shared.published.fetch_add(1, Ordering::Relaxed);

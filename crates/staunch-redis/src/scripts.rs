@@ -130,19 +130,105 @@ return 1
 });
 
 /// Publishes a breaker's opening: extends (never shortens) the key's TTL
-/// and publishes the message.
+/// to the break's end and publishes `id\nremaining_ms\nname`, the time
+/// left computed on Redis' clock when the script runs. A script that runs
+/// late (sent while Redis was paused, run when it resumed) publishes only
+/// what is left of the break, and nothing once it is over: a stale
+/// opening must not open the others' circuits anew.
 ///
-/// KEYS: the breaker's key. ARGV: `id remaining_ms channel message`, the
-/// opening's id (`replica/seq`) being the key's value.
+/// KEYS: the breaker's key. ARGV: `id end_unix_ms channel name`, the
+/// opening's id (`replica/seq`) being the key's value and `end_unix_ms`
+/// when the break ends, on the publisher's wall clock (replicas' clocks
+/// are assumed synchronised to well under a break).
 pub(crate) static OPEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local left = tonumber(ARGV[2]) - now
+if left <= 0 then
+  return 0
 end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < left then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', left)
+end
+redis.call('PUBLISH', ARGV[3], ARGV[1] .. '\n' .. left .. '\n' .. ARGV[4])
 return 1
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::OPEN;
+    use staunch_test::redis::RedisServer;
+
+    fn unix_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// An opening is published with the time its break has left when
+    /// Redis runs it, and not at all once the break is over (a script
+    /// queued while Redis was paused must not open anyone's circuit when
+    /// it resumes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_opening_carries_what_is_left_of_its_break_and_a_stale_one_nothing() {
+        let server = RedisServer::start();
+        let client = redis::Client::open(server.url()).expect("a url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connected");
+        let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+        pubsub.subscribe("ch").await.expect("subscribed");
+
+        let over: i64 = OPEN
+            .key("b:x")
+            .arg("r1/1")
+            .arg(unix_ms() - 10)
+            .arg("ch")
+            .arg("x")
+            .invoke_async(&mut conn)
+            .await
+            .expect("ran");
+        assert_eq!(over, 0);
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg("b:x")
+            .query_async(&mut conn)
+            .await
+            .expect("ran");
+        assert_eq!(exists, 0, "a break that is over sets nothing");
+
+        let live: i64 = OPEN
+            .key("b:x")
+            .arg("r1/2")
+            .arg(unix_ms() + 5_000)
+            .arg("ch")
+            .arg("x")
+            .invoke_async(&mut conn)
+            .await
+            .expect("ran");
+        assert_eq!(live, 1);
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg("b:x")
+            .query_async(&mut conn)
+            .await
+            .expect("ran");
+        assert!((4_000..=5_000).contains(&ttl), "{ttl}");
+        // The only message is the live one's: id, time left, name.
+        let mut messages = pubsub.into_on_message();
+        let message = std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut messages), cx)
+        })
+        .await
+        .expect("a message");
+        let payload: String = message.get_payload().expect("text");
+        let parts: Vec<&str> = payload.split('\n').collect();
+        assert_eq!((parts[0], parts[2]), ("r1/2", "x"));
+        let left: u64 = parts[1].parse().expect("a number");
+        assert!((4_000..=5_000).contains(&left), "{left}");
+    }
+}

@@ -34,6 +34,10 @@ impl Replica {
 }
 
 async fn replica(url: &str) -> Replica {
+    replica_breaking_for(url, Duration::from_secs(30)).await
+}
+
+async fn replica_breaking_for(url: &str, break_duration: Duration) -> Replica {
     let shared = SharedBreakers::connect(url, "test")
         .await
         .expect("valid url");
@@ -44,7 +48,8 @@ async fn replica(url: &str) -> Replica {
         .breaker(
             CircuitBreakerConfig::new("primary")
                 .consecutive_failures(Some(2))
-                .break_duration(Duration::from_secs(30))
+                .break_duration(break_duration)
+                .break_jitter(0.0)
                 .on_transition(shared.on_transition()),
         )
         .build()
@@ -219,4 +224,36 @@ async fn breakers_keep_working_while_redis_is_down_and_share_again_after() {
         "the opening made while Redis was down was shared {shared_in:?} after the restart; \
          a new one in {seen_in:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opening_redis_runs_after_its_break_is_over_opens_no_one() {
+    let mut server = RedisServer::start();
+    let a = replica_breaking_for(&server.url(), Duration::from_secs(2)).await;
+    let b = replica_breaking_for(&server.url(), Duration::from_secs(2)).await;
+    within(Duration::from_secs(5), "first subscription", || {
+        a.shared.is_connected() && b.shared.is_connected()
+    })
+    .await;
+    // Redis paused (SIGSTOP): a's opening is sent (and sent again, on new
+    // connections, each time the publisher gives up waiting) and waits in
+    // Redis' socket buffers, unanswered, until after its 2 s break is over.
+    server.pause();
+    a.down(true);
+    for _ in 0..2 {
+        assert_eq!(ask(&a.chain).await, "backup");
+    }
+    assert_eq!(a.handle.state(), CircuitState::Open);
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    server.resume();
+    // Resumed, Redis runs the stale script: it publishes nothing, so b
+    // stays closed (before, b opened for the break's full length then).
+    within(Duration::from_secs(3), "resubscription", || {
+        a.shared.is_connected() && b.shared.is_connected()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.shared.received(), 0);
+    assert_eq!(b.handle.state(), CircuitState::Closed);
+    assert_eq!(ask(&b.chain).await, "primary");
 }
