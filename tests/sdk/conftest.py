@@ -314,7 +314,7 @@ def gateway_service():
 
 # The provider kinds the gateway speaks to upstreams, each pointed at one
 # staunch-mock that serves every dialect: the route `via-KIND` sends to it.
-PROVIDER_KINDS = ("openai", "anthropic", "gemini", "openai-responses")
+PROVIDER_KINDS = ("openai", "anthropic", "gemini", "openai-responses", "openai-compatible", "mock")
 # The route whose first target's context window only fits a short
 # conversation: a longer one falls back to a provider of another dialect.
 AGENT_ROUTE = "agent"
@@ -343,11 +343,14 @@ def _dialects_config(directory, mock, key):
         "anthropic": mock,
         "gemini": mock,
         "openai-responses": f"{mock}/v1",
+        "openai-compatible": f"{mock}/v1",
     }
     lines = ["[server]", 'listen = "127.0.0.1:0"', 'log_format = "text"', ""]
     for kind in PROVIDER_KINDS:
-        lines += [f"[providers.{_toml_string('p-' + kind)}]", f"kind = {_toml_string(kind)}",
-                  f"base_url = {_toml_string(bases[kind])}", ""]
+        lines += [f"[providers.{_toml_string('p-' + kind)}]", f"kind = {_toml_string(kind)}"]
+        # The embedded mock has no URL; it plays the same calm scenario.
+        lines += [f"base_url = {_toml_string(bases[kind])}"] if kind in bases else ['scenario = "mock.toml"']
+        lines.append("")
     for kind in PROVIDER_KINDS:
         lines += ["[[routes]]", f"model = {_toml_string('via-' + kind)}",
                   f"targets = [{{ provider = {_toml_string('p-' + kind)}, model = \"upstream-{kind}\" }}]", ""]
