@@ -228,6 +228,7 @@ struct Outcome<'a> {
 /// What an answer adds to the span under the GenAI conventions' names.
 struct GenAiAnswer<'a> {
     provider: &'a str,
+    server: Option<(&'a str, u16)>,
     id: Option<&'a str>,
     finish_reason: Option<&'a str>,
     usage: Usage,
@@ -265,6 +266,8 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
         Some(input_tokens),
         Some(output_tokens),
         Some(error_type),
+        Some(server_address),
+        Some(server_port),
     ) = (
         set.field("outcome"),
         set.field("tier"),
@@ -283,6 +286,8 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
         set.field(semconv::attr::USAGE_INPUT_TOKENS),
         set.field(semconv::attr::USAGE_OUTPUT_TOKENS),
         set.field(semconv::attr::ERROR_TYPE),
+        set.field(semconv::attr::SERVER_ADDRESS),
+        set.field(semconv::attr::SERVER_PORT),
     )
     else {
         return;
@@ -304,7 +309,10 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
     let attempts_value = i64::from(fields.attempts);
     let depth = fields.fallback_depth.map(i64::from);
     let status_value = fields.status.map(i64::from);
-    let values: [(&tracing::field::Field, Option<&dyn Value>); 17] = [
+    let server = answer.and_then(|a| a.server);
+    let address = server.map(|(host, _)| host);
+    let port = server.map(|(_, port)| i64::from(port));
+    let values: [(&tracing::field::Field, Option<&dyn Value>); 19] = [
         (&outcome, Some(&fields.outcome)),
         (&tier, Some(&fields.tier)),
         (&provider, fields.provider.as_ref().map(|v| v as &dyn Value)),
@@ -337,6 +345,8 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
             &error_type,
             fields.error_kind.as_ref().map(|v| v as &dyn Value),
         ),
+        (&server_address, address.as_ref().map(|v| v as &dyn Value)),
+        (&server_port, port.as_ref().map(|v| v as &dyn Value)),
     ];
     span.record_all(&set.value_set(&values));
 }
@@ -360,6 +370,7 @@ fn record_ok<A: Answer>(span: &Span, response: &A, seconds: f64) {
             latency_ms: seconds * 1e3,
             answer: Some(GenAiAnswer {
                 provider,
+                server: meta.server_address.as_deref().zip(meta.server_port),
                 id: response
                     .as_chat()
                     .map(|c| c.id.as_str())

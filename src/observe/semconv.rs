@@ -67,6 +67,10 @@ pub mod attr {
     pub const TOKEN_TYPE: &str = "gen_ai.token.type";
     /// What failed: staunch's error kind (`rate_limited`, `timeout`, ...).
     pub const ERROR_TYPE: &str = "error.type";
+    /// The host of the server that answered.
+    pub const SERVER_ADDRESS: &str = "server.address";
+    /// The port of the server that answered.
+    pub const SERVER_PORT: &str = "server.port";
 }
 
 /// Metric names (the conventions' own; a Prometheus exporter rewrites the

@@ -89,6 +89,8 @@ where
             gen_ai.usage.input_tokens = tracing::field::Empty,
             gen_ai.usage.output_tokens = tracing::field::Empty,
             error.type = tracing::field::Empty,
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
             model = %request.model(),
             outcome = tracing::field::Empty,
             tier = tracing::field::Empty,

@@ -289,6 +289,7 @@ fn the_request_span_gets_its_outcome_fields_in_one_record() {
     // An answer that names the model it came from, as a provider's does.
     let mut answer = ChatResponse::new("gpt-4o", "hi").with_usage(Usage::new(10, 5));
     answer.meta.answered_by("openai", "gpt-4o");
+    answer.meta.answered_from("api.openai.com", 443);
     // The OpenTelemetry GenAI attributes (semconv's names) beside
     // staunch's own.
     let request = [
@@ -312,6 +313,8 @@ fn the_request_span_gets_its_outcome_fields_in_one_record() {
         (semconv::attr::RESPONSE_FINISH_REASONS, "[\"stop\"]"),
         (semconv::attr::USAGE_INPUT_TOKENS, "10"),
         (semconv::attr::USAGE_OUTPUT_TOKENS, "5"),
+        (semconv::attr::SERVER_ADDRESS, "api.openai.com"),
+        (semconv::attr::SERVER_PORT, "443"),
     ]);
     assert_eq!(run(Step::Reply(Box::new(answer))), expect(&ok));
     let mut failed = request.to_vec();

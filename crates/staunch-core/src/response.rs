@@ -138,6 +138,15 @@ pub struct ResponseMeta {
     /// through [`answered_at_deployment`](Self::answered_at_deployment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
+    /// The host of the server that answered (the provider's base URL's),
+    /// set by the provider client through
+    /// [`answered_from`](Self::answered_from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_address: Option<String>,
+    /// The port of the server that answered (443 for an `https://` URL
+    /// without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_port: Option<u16>,
     /// Calls made to produce this answer, the answering one included.
     pub attempts: u32,
     /// How many targets were passed over before the one that answered.
@@ -184,6 +193,8 @@ impl Default for ResponseMeta {
             model: None,
             target: None,
             deployment: None,
+            server_address: None,
+            server_port: None,
             attempts: 1,
             fallback_depth: 0,
             tier: QualityTier::Full,
@@ -213,6 +224,20 @@ impl ResponseMeta {
     pub fn answered_by(&mut self, provider: impl Into<String>, model: impl Into<String>) {
         self.provider = Some(provider.into());
         self.model = Some(model.into());
+    }
+
+    /// Records the server that answered: its host and port. The provider
+    /// client that made the call writes this.
+    ///
+    /// ```
+    /// use staunch_core::ResponseMeta;
+    /// let mut meta = ResponseMeta::default();
+    /// meta.answered_from("api.openai.com", 443);
+    /// assert_eq!((meta.server_address.as_deref(), meta.server_port), (Some("api.openai.com"), Some(443)));
+    /// ```
+    pub fn answered_from(&mut self, address: impl Into<String>, port: u16) {
+        self.server_address = Some(address.into());
+        self.server_port = Some(port);
     }
 
     /// Names the model that was asked, when nothing inside (a provider

@@ -355,6 +355,13 @@ async fn spans_and_metrics_reach_a_collector_over_otlp() {
     let output = int_attr(a, "gen_ai.usage.output_tokens").unwrap();
     assert!(input > 0 && output > 0, "{input} {output}");
     assert_eq!(int_attr(a, "attempts"), Some(2), "{a:#?}");
+    // The server that answered: the mock, on loopback.
+    assert_eq!(
+        string_attr(a, "server.address"),
+        Some("127.0.0.1"),
+        "{a:#?}"
+    );
+    assert!(int_attr(a, "server.port").is_some_and(|p| p > 0), "{a:#?}");
 
     // Its attempts: the failed one and the one that answered.
     let attempts: Vec<&Span> = spans

@@ -527,6 +527,17 @@ impl Core {
             Ok(mut response) => {
                 let meta = response.meta_mut();
                 meta.answered_by(self.provider.clone(), model);
+                if let Some(host) = self.uri.host() {
+                    let port =
+                        self.uri
+                            .port_u16()
+                            .unwrap_or(if self.uri.scheme_str() == Some("http") {
+                                80
+                            } else {
+                                443
+                            });
+                    meta.answered_from(host, port);
+                }
                 meta.record_latency(started);
                 Ok(response)
             }
