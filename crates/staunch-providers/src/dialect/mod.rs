@@ -4,6 +4,7 @@
 //! implements [`Wire`] and a config that names its endpoint.
 
 pub(crate) mod conversation;
+pub(crate) mod vectors;
 
 use crate::sse::{SseFrame, Step};
 use http::{HeaderMap, Uri};

@@ -11,15 +11,13 @@
 use super::error::error;
 use super::model_path;
 use crate::dialect::conversation::{invalid, unsupported};
+use crate::dialect::vectors::{checked, malformed};
 use crate::json::decode;
 use http::HeaderMap;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
-use staunch_core::{
-    Dialect, Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ErrorKind, LlmError,
-    Usage,
-};
+use staunch_core::{Dialect, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, LlmError, Usage};
 
 /// The most inputs one `batchEmbedContents` call may carry (Gemini
 /// answers a larger batch with a 400 `INVALID_ARGUMENT`). A gateway target
@@ -178,10 +176,6 @@ struct WireUsage {
     total: Option<u64>,
 }
 
-fn malformed(why: String, usage: Usage) -> LlmError {
-    LlmError::new(ErrorKind::MalformedResponse, why).with_spent(usage)
-}
-
 /// Reads the answer to `request`: a 2xx `{"embeddings": [{"values":
 /// [...]}]}` becomes an [`EmbeddingResponse`] with one vector per input,
 /// in input order (Gemini answers in the order asked); anything else an
@@ -235,40 +229,14 @@ pub fn parse_embeddings(
             usage,
         ));
     }
-    let mut data = Vec::with_capacity(inputs);
-    let mut width = None;
-    for (index, Values { values }) in batch.embeddings.into_iter().enumerate() {
-        if values.iter().any(|x| !x.is_finite()) {
-            return Err(malformed(
-                format!(
-                    "vector {index} of the Gemini embeddings answer holds a value that is not a finite number"
-                ),
-                usage,
-            ));
-        }
-        let want = *width.get_or_insert(values.len());
-        if values.len() != want {
-            return Err(malformed(
-                format!(
-                    "the Gemini embeddings answer mixes vector lengths ({want} and {} at input {index})",
-                    values.len()
-                ),
-                usage,
-            ));
-        }
-        data.push(Embedding::new(index, values));
-    }
-    if let (Some(asked), Some(got)) = (request.dimensions, width)
-        && u64::from(asked) != got as u64
-    {
-        return Err(malformed(
-            format!(
-                "asked for {asked} dimensions, the Gemini embeddings answer has {got} \
-                 (does the model support outputDimensionality?)"
-            ),
-            usage,
-        ));
-    }
+    let vectors = batch.embeddings.into_iter().map(|v| v.values);
+    let data = checked(
+        request,
+        vectors,
+        "the Gemini embeddings answer",
+        "outputDimensionality",
+        usage,
+    )?;
     Ok(EmbeddingResponse::new(request.model.clone(), data).with_usage(usage))
 }
 
@@ -277,6 +245,7 @@ mod tests {
     use super::*;
     use serde_json::json;
     use staunch_core::EncodingFormat;
+    use staunch_core::ErrorKind;
 
     fn parse(request: &EmbeddingRequest, body: &str) -> Result<EmbeddingResponse, LlmError> {
         parse_embeddings(request, 200, &HeaderMap::new(), body.as_bytes())

@@ -12,6 +12,7 @@
 use super::error::error;
 use super::ingress::{IngressError, field};
 use crate::dialect::conversation::invalid;
+use crate::dialect::vectors::{checked, malformed};
 use crate::json::decode;
 use base64::Engine as _;
 use http::HeaderMap;
@@ -20,8 +21,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 use staunch_core::{
-    Dialect, Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EncodingFormat,
-    ErrorKind, Extras, LlmError, Usage,
+    Dialect, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EncodingFormat, Extras, LlmError,
+    Usage,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -173,10 +174,6 @@ fn decode_base64(text: &str) -> Result<Vec<f32>, String> {
         .collect())
 }
 
-fn malformed(why: String, usage: Usage) -> LlmError {
-    LlmError::new(ErrorKind::MalformedResponse, why).with_spent(usage)
-}
-
 /// Reads the answer to `request`: a 2xx body becomes an
 /// [`EmbeddingResponse`] with one vector per input, sorted by `index`;
 /// anything else an [`LlmError`] classified as for chat (429 with
@@ -248,46 +245,24 @@ pub fn parse_embeddings(
             }
         }
     }
-    let mut data = Vec::with_capacity(inputs);
-    let mut width = None;
+    // Every slot is filled: as many items as slots, none twice.
+    let mut vectors = Vec::with_capacity(inputs);
     for (index, slot) in slots.into_iter().enumerate() {
-        // Every slot is filled: as many items as slots, none twice.
         let Some(vector) = slot else {
             return Err(malformed(
                 format!("the embeddings answer has no vector for input {index}"),
                 usage,
             ));
         };
-        if vector.iter().any(|x| !x.is_finite()) {
-            return Err(malformed(
-                format!(
-                    "vector {index} of the embeddings answer holds a value that is not a finite number"
-                ),
-                usage,
-            ));
-        }
-        let want = *width.get_or_insert(vector.len());
-        if vector.len() != want {
-            return Err(malformed(
-                format!(
-                    "the embeddings answer mixes vector lengths ({want} and {} at input {index})",
-                    vector.len()
-                ),
-                usage,
-            ));
-        }
-        data.push(Embedding::new(index, vector));
+        vectors.push(vector);
     }
-    if let (Some(asked), Some(got)) = (request.dimensions, width)
-        && u64::from(asked) != got as u64
-    {
-        return Err(malformed(
-            format!(
-                "asked for {asked} dimensions, the embeddings answer has {got} (does the model support `dimensions`?)"
-            ),
-            usage,
-        ));
-    }
+    let data = checked(
+        request,
+        vectors,
+        "the embeddings answer",
+        "`dimensions`",
+        usage,
+    )?;
     Ok(EmbeddingResponse::new(list.model, data).with_usage(usage))
 }
 
@@ -466,6 +441,7 @@ impl Serialize for VectorOut<'_> {
 mod tests {
     use super::*;
     use staunch_core::EncodingFormat;
+    use staunch_core::{Embedding, ErrorKind};
 
     fn parse(request: &EmbeddingRequest, body: &str) -> Result<EmbeddingResponse, LlmError> {
         parse_embeddings(request, 200, &HeaderMap::new(), body.as_bytes())
