@@ -81,9 +81,10 @@ thread_local! {
 }
 
 fn with_keys(labels: &Labels<'_>, f: impl FnOnce(&Keys)) {
-    let done = KEYS.try_with(|keys| {
+    let mut f = Some(f);
+    let _ = KEYS.try_with(|keys| {
         let Ok(mut keys) = keys.try_borrow_mut() else {
-            return false;
+            return;
         };
         let index = match keys.iter().position(|k| k.matches(labels)) {
             Some(index) => index,
@@ -95,19 +96,21 @@ fn with_keys(labels: &Labels<'_>, f: impl FnOnce(&Keys)) {
                 keys.len() - 1
             }
         };
-        f(&keys[index]);
-        true
+        if let Some(f) = f.take() {
+            f(&keys[index]);
+        }
     });
-    if done != Ok(true) {
+    if let Some(f) = f {
         // This thread's keys are out of reach (being torn down, or
-        // borrowed by a recorder that called back in): build them here.
-        let _ = Keys::new(labels);
+        // borrowed by a recorder that called back in): record through
+        // keys built for this once.
+        f(&Keys::new(labels));
     }
 }
 
 /// A whole answer (`seconds` from the request to the answer), or a
 /// stream's commit point (`first_chunk`: the time to its first chunk; its
-/// duration is recorded when it ends, by [`stream_ended`]).
+/// duration is recorded when it ends, by [`answered_stream_end`]).
 pub(super) fn answered(labels: &Labels<'_>, usage: Usage, seconds: f64, streaming: bool) {
     with_keys(labels, |keys| {
         metrics::with_recorder(|recorder| {
