@@ -427,29 +427,23 @@ fn compile(
             ))
         })?;
         let name = format!("{}/{}", t.provider, t.model);
-        let (client, breaker, quota) =
-            sharing.target(&name, t, client, breaker_config(name.clone(), t));
-        let mut builder = TargetBuilder::new(name.clone(), client)
-            .model(t.model.clone())
-            .accepts_prefill(t.accepts_prefill)
-            .retry(retry_config(t))
-            .breaker(breaker)
-            .attempt_timeout(t.attempt_timeout_for(Operation::Chat))
-            .retry_attempt_timeouts(t.retry_attempt_timeouts);
+        let at = format!("routes[{index}].targets[{j}]");
+        let mut builder = attempt_stack(
+            name.clone(),
+            &name,
+            t,
+            client,
+            sharing,
+            Operation::Chat,
+            &at,
+        )?
+        .model(t.model.clone())
+        .accepts_prefill(t.accepts_prefill);
         if let Some(price) = t.price {
             builder = builder.price(Price::per_million(price.input, price.output));
         }
         if let Some(window) = t.context_window {
             builder = builder.context_window(window);
-        }
-        if let Some(quota) = quota {
-            // Between the target's retry and its attempt timeout: every
-            // attempt is admitted, and a refusal moves the chain on.
-            builder = builder
-                .quota(quota_config(name.clone(), quota))
-                .map_err(|e| {
-                    GatewayError::Setting(format!("routes[{index}].targets[{j}].quota: {e}"))
-                })?;
         }
         let (target, handle) = builder
             .build()
@@ -543,15 +537,18 @@ fn compile_embeddings(
         })?;
         let name = format!("{}/{}", t.provider, t.model);
         let own = format!("{name} (embeddings)");
-        let (client, breaker, quota) =
-            sharing.target(&own, t, client, breaker_config(own.clone(), t));
-        let mut builder = TargetBuilder::<_, EmbeddingRequest>::for_call(name, client)
-            .model(t.model.clone())
-            .vector_space(t.embedding_space().to_owned())
-            .retry(retry_config(t))
-            .breaker(breaker)
-            .attempt_timeout(t.attempt_timeout_for(Operation::Embeddings))
-            .retry_attempt_timeouts(t.retry_attempt_timeouts);
+        let place = format!("routes[{index}].targets[{j}] (embeddings)");
+        let mut builder = attempt_stack(
+            name,
+            &own,
+            t,
+            client,
+            sharing,
+            Operation::Embeddings,
+            &place,
+        )?
+        .model(t.model.clone())
+        .vector_space(t.embedding_space().to_owned());
         if let Some(price) = t.price {
             builder = builder.price(Price::per_million(price.input, price.output));
         }
@@ -560,11 +557,6 @@ fn compile_embeddings(
                 t.max_batch_inputs.unwrap_or(usize::MAX),
                 t.max_batch_tokens.unwrap_or(u64::MAX),
             );
-        }
-        if let Some(quota) = quota {
-            builder = builder
-                .quota(quota_config(own.clone(), quota))
-                .map_err(|e| at(&e))?;
         }
         let (target, breaker) = builder.build().map_err(|e| at(&e))?;
         sharing.share(&own, &breaker);
@@ -607,6 +599,43 @@ fn route_budget(index: usize, route: &Route) -> Result<Option<BudgetLayer>, Gate
 }
 
 /// A target's retries, as the layer takes them.
+/// A provider client boxed for calls of type `C`.
+type CallStack<C> = BoxCloneSyncService<C, <C as staunch::core::Call>::Answer, LlmError>;
+
+/// The per-attempt part of `t`'s stack over `client`, as a builder named
+/// `name`: its retries, its breaker and quota named `own` (shared through
+/// Redis when the configuration says so: [`Sharing::target`]) and its
+/// attempt timeout for `operation`. `at` says where an error is.
+fn attempt_stack<C>(
+    name: String,
+    own: &str,
+    t: &RouteTarget,
+    client: CallStack<C>,
+    sharing: &mut Sharing,
+    operation: Operation,
+    at: &str,
+) -> Result<TargetBuilder<CallStack<C>, C>, GatewayError>
+where
+    C: staunch::core::Call + Send + 'static,
+    C::Answer: Send + 'static,
+{
+    let (client, breaker, quota) =
+        sharing.target(own, t, client, breaker_config(own.to_owned(), t));
+    let builder = TargetBuilder::for_call(name, client)
+        .retry(retry_config(t))
+        .breaker(breaker)
+        .attempt_timeout(t.attempt_timeout_for(operation))
+        .retry_attempt_timeouts(t.retry_attempt_timeouts);
+    match quota {
+        // Between the target's retry and its attempt timeout: every
+        // attempt is admitted, and a refusal moves the chain on.
+        Some(quota) => builder
+            .quota(quota_config(own.to_owned(), quota))
+            .map_err(|e| GatewayError::Setting(format!("{at}.quota: {e}"))),
+        None => Ok(builder),
+    }
+}
+
 fn retry_config(t: &RouteTarget) -> RetryConfig {
     RetryConfig::new()
         .max_retries(t.retry.max_retries)

@@ -4,9 +4,8 @@
 //! single target of the route's fallback chain, skipped while every
 //! deployment is out.
 
-use super::{GatewayError, Sharing, Stack, breaker_config, quota_config, retry_config};
+use super::{GatewayError, Sharing, Stack, attempt_stack};
 use crate::config::{HedgeAfter, RouteTarget};
-use staunch::TargetBuilder;
 use staunch::balance::{Balance, BalanceConfig, Strategy};
 use staunch::circuit_breaker::CircuitBreakerHandle;
 use staunch::core::{Operation, Price};
@@ -36,18 +35,16 @@ pub(super) fn chat_target(
         })?;
         let model = d.model.as_deref().unwrap_or(&t.model);
         let name = format!("{}/{model}", d.provider);
-        let (client, breaker, quota) =
-            sharing.target(&name, t, client, breaker_config(name.clone(), t));
-        let mut builder = TargetBuilder::new(name.clone(), client)
-            .retry(retry_config(t))
-            .breaker(breaker)
-            .attempt_timeout(t.attempt_timeout_for(Operation::Chat))
-            .retry_attempt_timeouts(t.retry_attempt_timeouts);
-        if let Some(quota) = quota {
-            builder = builder
-                .quota(quota_config(name.clone(), quota))
-                .map_err(|e| setting(&format_args!("deployments[{i}].quota: {e}")))?;
-        }
+        let place = format!("{at}.deployments[{i}]");
+        let builder = attempt_stack(
+            name.clone(),
+            &name,
+            t,
+            client,
+            sharing,
+            Operation::Chat,
+            &place,
+        )?;
         let (deployment, handle) = builder
             .build_deployment()
             .map_err(|e| setting(&format_args!("deployments[{i}]: {e}")))?;
