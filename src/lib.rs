@@ -51,6 +51,8 @@
 #![cfg_attr(not(feature = "full"), allow(unused))]
 
 mod allowance;
+#[cfg(feature = "target")]
+mod any_call;
 #[cfg(feature = "balance")]
 pub mod balance;
 #[cfg(feature = "batch")]

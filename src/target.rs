@@ -1,6 +1,7 @@
 //! One fallback target with its own breaker, retry, quota and per-attempt
 //! timeout, built in one call.
 
+use crate::any_call::AnyCallLayer;
 use crate::batch::SplitBatchLayer;
 use crate::circuit_breaker::{
     CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, InvalidCircuitBreaker,
@@ -199,7 +200,13 @@ where
     /// their schemas, JSON answers against theirs, checks of your own),
     /// outside the breaker: a rejected answer is asked again, then handed to
     /// the next target ([`ValidateLayer`]).
-    pub fn validate(mut self, config: ValidateConfig) -> Self {
+    ///
+    /// Only for a [`TypedCall`](staunch_core::TypedCall): over a raw
+    /// `HttpCall` there is nothing to check, and this does not compile.
+    pub fn validate(mut self, config: ValidateConfig) -> Self
+    where
+        C: staunch_core::TypedCall,
+    {
         self.validate = Some(config);
         self
     }
@@ -275,8 +282,13 @@ where
     /// about `max_tokens` estimated tokens as several requests that fit,
     /// joined back in order ([`SplitBatchLayer`]), between the breaker and
     /// the retry: each part is retried, and admitted by the quota, on its
-    /// own. Chat calls are never split.
-    pub fn split_batches(mut self, max_inputs: usize, max_tokens: u64) -> Self {
+    /// own. Chat calls are never split. Only for a
+    /// [`TypedCall`](staunch_core::TypedCall): a raw `HttpCall` is no batch
+    /// staunch can split, and this does not compile for one.
+    pub fn split_batches(mut self, max_inputs: usize, max_tokens: u64) -> Self
+    where
+        C: staunch_core::TypedCall,
+    {
         self.split = Some(SplitBatchLayer::new(max_inputs, max_tokens));
         self
     }
@@ -299,10 +311,16 @@ where
         let handle = breaker.handle();
         let retry = RetryLayer::new(self.retry);
         #[cfg(feature = "validate")]
-        let stack = ServiceBuilder::new().option_layer(self.validate.map(ValidateLayer::new));
+        let stack = ServiceBuilder::new().option_layer(
+            self.validate
+                .map(|config| AnyCallLayer(ValidateLayer::new(config))),
+        );
         #[cfg(not(feature = "validate"))]
         let stack = ServiceBuilder::new();
-        let stack = stack.layer(breaker).option_layer(self.split).layer(retry);
+        let stack = stack
+            .layer(breaker)
+            .option_layer(self.split.map(AnyCallLayer))
+            .layer(retry);
         let (name, provider, attempt_timeout) = (self.name, self.provider, self.attempt_timeout);
         let retry_timeouts = self.retry_attempt_timeouts;
         // The quota (when set) then the per-attempt timeout (when set) over

@@ -2,7 +2,7 @@
 
 use super::future::ResponseFuture;
 use crate::into_llm::to_llm;
-use staunch_core::{BoxError, Call, LlmError};
+use staunch_core::{BoxError, Call, LlmError, TypedCall};
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -33,9 +33,12 @@ impl<S> SplitBatch<S> {
     }
 }
 
+/// Over a [`TypedCall`] only: a raw `HttpCall`'s body is not a batch
+/// staunch can split, so over one the layer would send every call whole;
+/// it does not compile instead.
 impl<S, C> Service<C> for SplitBatch<S>
 where
-    C: Call,
+    C: TypedCall,
     S: Service<C, Response = C::Answer> + Clone,
     S::Error: Into<BoxError>,
 {
@@ -43,11 +46,32 @@ where
     type Error = LlmError;
     type Future = ResponseFuture<S, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        self.ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: C) -> Self::Future {
+        self.start(request)
+    }
+}
+
+impl<S> SplitBatch<S> {
+    fn ready<C>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>>
+    where
+        S: Service<C>,
+        S::Error: Into<BoxError>,
+    {
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, request: C) -> Self::Future {
+    fn start<C>(&mut self, request: C) -> ResponseFuture<S, C>
+    where
+        C: Call,
+        S: Service<C, Response = C::Answer> + Clone,
+        S::Error: Into<BoxError>,
+    {
         match request.split_batch(self.max_inputs, self.max_tokens) {
             None => ResponseFuture::whole(self.inner.call(request)),
             Some(parts) => {
@@ -63,5 +87,23 @@ where
                 ResponseFuture::parts(ready, spare, parts)
             }
         }
+    }
+}
+
+#[cfg(feature = "target")]
+impl<S, C> crate::any_call::ServeAnyCall<C> for SplitBatch<S>
+where
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Future = ResponseFuture<S, C>;
+
+    fn poll_ready_any(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        self.ready(cx)
+    }
+
+    fn call_any(&mut self, request: C) -> Self::Future {
+        self.start(request)
     }
 }

@@ -46,19 +46,110 @@
 //! | [`RetryLayer`](crate::retry::RetryLayer) | yes | the body is replayed identically; `Retry-After` (seconds, HTTP date), `retry-after-ms` and `x-should-retry` honoured; a context-window 400 or a quota 429 is not retried |
 //! | [`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer) | yes | counts provider-side failures by their class, as over a staunch client |
 //! | [`QuotaLayer`](crate::quota::QuotaLayer) | yes | requests exactly; tokens by the body's size over four (an overestimate), reconciled with a JSON answer's `usage`; learns the providers' rate-limit headers from answers and 429s |
-//! | [`TargetBuilder`](crate::TargetBuilder) | yes | breaker, retry and attempt timeout in one call (chat's 30 s) |
+//! | [`TargetBuilder`](crate::TargetBuilder) | yes | breaker, retry, quota and attempt timeout in one call (chat's 30 s); its `validate` and `split_batches` do not compile for an `HttpCall` (see below) |
 //! | [`InstrumentLayer`](crate::observe::InstrumentLayer) | yes | the span and metrics name the operation `chat` (see [`HttpCall`]'s `Call` impl) and the body's model |
 //! | tower's timeout, rate limit, concurrency limit, load shed, hedge | yes | they take any request |
 //! | [`Fallback`](crate::fallback::Fallback) | within one dialect | targets are `Service<HttpCall>`s (another key, region or compatible server), a target's model rewrites the body's `model`; across dialects (OpenAI to Anthropic) needs the typed [`ChatRequest`](staunch_core::ChatRequest): a staunch client is a `Service<ChatRequest>`, so it does not compile as a `Target<HttpCall>` |
-//! | [`DegradeLayer`](crate::degrade::DegradeLayer) | **no** (compile error) | its cache key is the request's [`Fingerprint`](crate::fingerprint::Fingerprint) and it keeps answers (`Clone`); `HttpCall` implements neither: a key over raw bytes would miss equal requests, and a stream cannot be kept |
-//! | [`BudgetLayer`](crate::budget::BudgetLayer) | buffered answers only | caps by the byte estimate and bills a JSON answer's `usage`; a streamed answer's usage is unknown (zero), so a budget over streams needs the typed request, whose streams are counted as they go |
-//! | [`ValidateLayer`](crate::validate::ValidateLayer) | no checks | its checks read a chat answer's tool calls and structured output; an `HttpAnswer` has none, so every answer passes: use the typed request to validate |
-//! | [`SplitBatchLayer`](crate::batch::SplitBatchLayer) | no splits | a raw body is not a batch staunch can split; an `HttpCall` is never split |
+//! | [`BudgetLayer`](crate::budget::BudgetLayer) | buffered answers | it does real work: it caps a call by the body's byte estimate (size over four, plus the output cap) before sending, and bills a JSON answer's `usage` afterwards; a streamed answer's usage is unknown (zero), so once it is committed it is billed nothing (its reservation is released): a budget that must count streamed tokens needs the typed request, whose streams are counted as they go |
+//! | [`DegradeLayer`](crate::degrade::DegradeLayer) | **no**: compile error | its cache key is the request's [`Fingerprint`](crate::fingerprint::Fingerprint) and it keeps answers (`Clone`); `HttpCall` implements neither: a key over raw bytes would miss equal requests, and a stream cannot be kept |
+//! | [`ValidateLayer`](crate::validate::ValidateLayer) | **no**: compile error | its checks read the request's tools and output format and the chat answer's tool calls; a raw body exposes none, so it would pass every answer unchecked. It requires a [`TypedCall`](staunch_core::TypedCall), which `HttpCall` is not |
+//! | [`SplitBatchLayer`](crate::batch::SplitBatchLayer) | **no**: compile error | a raw body is not a batch staunch can split, so it would send every call whole; it requires a [`TypedCall`](staunch_core::TypedCall) too |
 //!
-//! The last three compile because those layers are generic over every
-//! [`Call`](staunch_core::Call); only the degrade layer requires a trait
-//! (`Fingerprint`) that `HttpCall` does not implement, so that misuse is
-//! caught by the compiler.
+//! The three refusals are errors when the stack is compiled, not requests
+//! that pass through a layer that does nothing. A validate layer over the
+//! raw client:
+//!
+//! ```compile_fail,E0277
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! use staunch::http_call::{ClassifyHttpLayer, HttpCall};
+//! use staunch::validate::{ValidateConfig, ValidateLayer};
+//! use tower::ServiceBuilder;
+//!
+//! # let users_http_client = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! fn serve<S: tower::Service<HttpCall>>(_: S) {}
+//! let stack = ServiceBuilder::new()
+//!     .layer(ValidateLayer::new(ValidateConfig::new()))
+//!     .layer(ClassifyHttpLayer::new())
+//!     .service(users_http_client);
+//! serve(stack); // `HttpCall` is not a typed call: this layer reads the request's content
+//! ```
+//!
+//! A batch splitter over it:
+//!
+//! ```compile_fail,E0277
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! use staunch::batch::SplitBatchLayer;
+//! use staunch::http_call::{ClassifyHttpLayer, HttpCall};
+//! use tower::ServiceBuilder;
+//!
+//! # let users_http_client = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! fn serve<S: tower::Service<HttpCall>>(_: S) {}
+//! let stack = ServiceBuilder::new()
+//!     .layer(SplitBatchLayer::new(16, 8_000))
+//!     .layer(ClassifyHttpLayer::new())
+//!     .service(users_http_client);
+//! serve(stack); // `HttpCall` is not a typed call
+//! ```
+//!
+//! A degrade layer over it:
+//!
+//! ```compile_fail,E0277
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! use staunch::degrade::{DegradeConfig, DegradeLayer};
+//! use staunch::http_call::{ClassifyHttpLayer, HttpCall};
+//! use tower::ServiceBuilder;
+//!
+//! # let users_http_client = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! fn serve<S: tower::Service<HttpCall>>(_: S) {}
+//! let stack = ServiceBuilder::new()
+//!     .layer(DegradeLayer::new(DegradeConfig::new().static_answer("later")))
+//!     .layer(ClassifyHttpLayer::new())
+//!     .service(users_http_client);
+//! serve(stack); // `HttpCall: Fingerprint` is not satisfied, nor `HttpAnswer: Clone`
+//! ```
+//!
+//! And a target built with validation:
+//!
+//! ```compile_fail,E0277
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! use staunch::TargetBuilder;
+//! use staunch::http_call::{HttpCall, classify_http};
+//! use staunch::validate::ValidateConfig;
+//!
+//! # let users_http_client = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! let target = TargetBuilder::<_, HttpCall>::for_call("openai", classify_http(users_http_client))
+//!     .validate(ValidateConfig::new()) // `HttpCall` is not a typed call
+//!     .build();
+//! ```
+//!
+//! The same target without it builds, as every other row marked yes:
+//!
+//! ```
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! use staunch::TargetBuilder;
+//! use staunch::http_call::{HttpCall, classify_http};
+//!
+//! # let users_http_client = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! let (target, _breaker) = TargetBuilder::<_, HttpCall>::for_call("openai", classify_http(users_http_client))
+//!     .build()
+//!     .expect("a valid breaker");
+//! # let _ = target;
+//! ```
 //!
 //! # What the classifier does
 //!

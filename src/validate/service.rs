@@ -3,7 +3,7 @@
 use super::ValidateConfig;
 use super::future::ResponseFuture;
 use crate::into_llm::to_llm;
-use staunch_core::{BoxError, Call, LlmError};
+use staunch_core::{BoxError, Call, LlmError, TypedCall};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -64,9 +64,12 @@ impl<S: fmt::Debug> fmt::Debug for Validate<S> {
     }
 }
 
+/// Over a [`TypedCall`] only: the checks read the request's tools and
+/// output format, which a raw `HttpCall` does not expose, so over one the
+/// layer would pass every answer unchecked; it does not compile instead.
 impl<S, C> Service<C> for Validate<S>
 where
-    C: Call,
+    C: TypedCall,
     S: Service<C, Response = C::Answer> + Clone,
     S::Error: Into<BoxError>,
 {
@@ -74,14 +77,53 @@ where
     type Error = LlmError;
     type Future = ResponseFuture<S, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        self.ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: C) -> Self::Future {
+        self.start(request)
+    }
+}
+
+impl<S> Validate<S> {
+    fn ready<C>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>>
+    where
+        S: Service<C>,
+        S::Error: Into<BoxError>,
+    {
         self.inner.poll_ready(cx).map_err(to_llm)
     }
 
-    fn call(&mut self, request: C) -> Self::Future {
+    fn start<C>(&mut self, request: C) -> ResponseFuture<S, C>
+    where
+        C: Call,
+        S: Service<C, Response = C::Answer> + Clone,
+        S::Error: Into<BoxError>,
+    {
         // The ready service answers first; a clone is kept for a second ask.
         let spare = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, spare.clone());
         ResponseFuture::new(ready, spare, request, self.config.clone())
+    }
+}
+
+#[cfg(feature = "target")]
+impl<S, C> crate::any_call::ServeAnyCall<C> for Validate<S>
+where
+    C: Call,
+    S: Service<C, Response = C::Answer> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Future = ResponseFuture<S, C>;
+
+    fn poll_ready_any(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
+        self.ready(cx)
+    }
+
+    fn call_any(&mut self, request: C) -> Self::Future {
+        self.start(request)
     }
 }

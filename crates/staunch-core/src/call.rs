@@ -131,6 +131,33 @@ pub trait Call: Clone + Send + Sync + 'static {
     }
 }
 
+/// A [`Call`] whose content is typed: staunch can read it (a chat
+/// request's messages, tools and output format, an embeddings request's
+/// inputs) and build new calls from it, not just forward its bytes.
+///
+/// The layers that read or rewrite a call's content require it: checking
+/// answers against the request's tool and output schemas (`ValidateLayer`)
+/// and splitting a batch into requests that fit (`SplitBatchLayer`).
+/// [`ChatRequest`] and [`EmbeddingRequest`] are typed calls; a raw HTTP
+/// call (`staunch::http_call::HttpCall`), whose content is an opaque body,
+/// is not, so those layers refuse it when the stack is compiled instead of
+/// passing every request through unchecked or unsplit at run time.
+///
+/// A call type of your own implements it when those layers can do their
+/// work on it: its answers say what they are through
+/// [`Answer::as_chat`], and a batch splits through
+/// [`Call::split_batch`] and [`Call::join_answers`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a typed call: this layer reads the request's content",
+    label = "a call whose content staunch cannot read",
+    note = "validation and batch splitting need a typed request such as `ChatRequest` or `EmbeddingRequest`; over a raw `HttpCall` they would do nothing"
+)]
+pub trait TypedCall: Call {}
+
+impl TypedCall for ChatRequest {}
+
+impl TypedCall for EmbeddingRequest {}
+
 /// The answer to a [`Call`], as the layers see it.
 pub trait Answer: Send + 'static {
     /// What staunch did to get it: who answered, attempts, tier, latency.

@@ -39,7 +39,7 @@ mod tool;
 mod usage;
 pub mod wire_time;
 
-pub use call::{Answer, Call, Operation};
+pub use call::{Answer, Call, Operation, TypedCall};
 pub use content::{Content, ContentPart, PartRef, PartsIter};
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use dialect::{Dialect, Extras};
