@@ -197,3 +197,221 @@ async fn drop_in_http_opens_the_breaker_on_repeated_5xx() {
         "the open circuit sent nothing"
     );
 }
+
+/// An OpenAI-shaped 429 with the wait in `headers` only.
+fn rate_limited(headers: &[(&str, String)]) -> Fault {
+    Fault::Status {
+        status: 429,
+        body: r#"{"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}}"#.into(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_honours_retry_after_as_an_http_date() {
+    // The date is on the wall clock; whole seconds, so 4 to 5 s from now.
+    let at = std::time::SystemTime::now() + Duration::from_secs(5);
+    let date = httpdate::fmt_http_date(at);
+    let mock = mock(
+        vec![rate_limited(&[("retry-after", date)]), Fault::Ok],
+        vec![],
+    )
+    .await;
+    let started = Instant::now();
+    let answer = default_stack()
+        .oneshot(openai_call(&mock))
+        .await
+        .expect("answered after the date");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited <= Duration::from_secs(6),
+        "waited until the date: {waited:?}"
+    );
+    assert_eq!(answer.meta().attempts, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_honours_retry_after_ms() {
+    let mock = mock(
+        vec![
+            rate_limited(&[("retry-after-ms", "2500".into())]),
+            Fault::Ok,
+        ],
+        vec![],
+    )
+    .await;
+    let started = Instant::now();
+    let answer = default_stack()
+        .oneshot(openai_call(&mock))
+        .await
+        .expect("answered after the wait");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2500) && waited < Duration::from_millis(3500),
+        "waited retry-after-ms: {waited:?}"
+    );
+    assert_eq!(answer.meta().attempts, 2);
+}
+
+fn gemini_call(mock: &MockServer) -> HttpCall {
+    let request = http::Request::post(format!(
+        "{}/v1beta/models/gemini-2.5-flash:generateContent",
+        mock.gemini_base_url()
+    ))
+    .header("content-type", "application/json")
+    .header("x-goog-api-key", "gemini-test-key")
+    .body(Bytes::from_static(
+        br#"{"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}"#,
+    ))
+    .expect("a request");
+    HttpCall::new(request).expect("a call")
+}
+
+/// Gemini's 429 is `RESOURCE_EXHAUSTED` with the wait in a `RetryInfo`
+/// detail of the JSON body (no header): retried after it; its per-day
+/// quota failure is not retried at all.
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_reads_geminis_resource_exhausted() {
+    let scenario = Scenario {
+        gemini: RouteScenario {
+            script: vec![
+                Fault::RateLimit { retry_after: 2.0 },
+                Fault::Ok,
+                Fault::Quota,
+            ],
+            ..RouteScenario::default()
+        },
+        ..Scenario::default()
+    };
+    let mock = MockServer::start(scenario).await.expect("mock server");
+    let stack = default_stack();
+    let started = Instant::now();
+    let answer = stack
+        .clone()
+        .oneshot(gemini_call(&mock))
+        .await
+        .expect("answered after the RetryInfo delay");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited the RetryInfo delay: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer.meta().attempts, 2);
+    assert!(answer.usage().input_tokens > 0, "usageMetadata read");
+
+    let error = stack
+        .oneshot(gemini_call(&mock))
+        .await
+        .expect_err("a per-day quota");
+    assert_eq!(error.kind, ErrorKind::QuotaExhausted, "{error}");
+    assert_eq!(error.class(), ErrorClass::Unavailable);
+    assert_eq!(mock.stats().requests_to(Route::Gemini), 3, "not retried");
+}
+
+/// The providers' rate-limit headers on an answer teach the quota over
+/// the raw client: told no request is left until a reset 20 s away, the
+/// next call waits for the reset instead of drawing a 429.
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_the_quota_learns_the_rate_limit_headers() {
+    let answer_body = r#"{"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}"#;
+    let spent = Fault::Status {
+        status: 200,
+        body: answer_body.into(),
+        headers: [
+            ("content-type", "application/json"),
+            ("x-ratelimit-limit-requests", "500"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "20s"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect(),
+    };
+    let mock = mock(vec![spent, Fault::Ok], vec![]).await;
+    let quota = QuotaLayer::new(
+        QuotaConfig::new("mock")
+            .requests_per_minute(10_000)
+            .max_wait(Duration::from_secs(60)),
+    )
+    .expect("a quota");
+    let handle = quota.handle();
+    let stack = ServiceBuilder::new()
+        .layer(quota)
+        .layer(ClassifyHttpLayer::new())
+        .service(users_http_client());
+    let first = stack
+        .clone()
+        .oneshot(openai_call(&mock))
+        .await
+        .expect("answered");
+    assert_eq!(first.usage().input_tokens, 9);
+    assert_eq!(handle.available_requests(), Some(0), "told none is left");
+    let started = Instant::now();
+    stack
+        .oneshot(openai_call(&mock))
+        .await
+        .expect("answered after the reset");
+    assert!(
+        started.elapsed() >= Duration::from_secs(19),
+        "waited for the provider's reset: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(mock.stats().requests_to(Route::OpenAi), 2, "no 429 drawn");
+}
+
+const STREAM_BODY: &str = r#"{"model": "gpt-4o-mini", "stream": true, "max_tokens": 32, "messages": [{"role": "user", "content": "Stream me a hello."}]}"#;
+
+fn openai_stream_call(mock: &MockServer) -> HttpCall {
+    let request = http::Request::post(format!("{}/chat/completions", mock.openai_base_url()))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-test")
+        .body(Bytes::from_static(STREAM_BODY.as_bytes()))
+        .expect("a request");
+    HttpCall::new(request).expect("a call")
+}
+
+/// A streamed call over raw HTTP: a 429 before the headers is retried,
+/// the stream is handed up at its headers and reads through to its end.
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_streams_commit_at_their_headers() {
+    let mock = mock(
+        vec![Fault::RateLimit { retry_after: 1.0 }, Fault::Ok],
+        vec![],
+    )
+    .await;
+    let answer = default_stack()
+        .oneshot(openai_stream_call(&mock))
+        .await
+        .expect("a stream after one retry");
+    assert!(answer.is_streaming(), "committed at its headers");
+    assert_eq!(answer.meta().attempts, 2);
+    assert!(answer.bytes().is_none(), "the body is left to the caller");
+    let body = answer
+        .into_response()
+        .into_body()
+        .collect()
+        .await
+        .expect("the whole stream")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("chat.completion.chunk"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+}
+
+/// Once its headers are in, a stream is the caller's: a stream that
+/// stalls after its first token is not sent again behind the caller's
+/// back (it already has the first token).
+#[tokio::test(start_paused = true)]
+async fn drop_in_http_a_committed_stream_is_not_retried() {
+    let mock = mock(vec![Fault::StallAfter { tokens: 1 }, Fault::Ok], vec![]).await;
+    let answer = default_stack()
+        .oneshot(openai_stream_call(&mock))
+        .await
+        .expect("the stream's headers");
+    assert!(answer.is_streaming());
+    assert_eq!(answer.meta().attempts, 1);
+    assert_eq!(mock.stats().requests_to(Route::OpenAi), 1);
+}
