@@ -38,6 +38,7 @@ mod build;
 pub mod config;
 mod errors;
 mod ingress;
+pub mod json_log;
 pub mod log_writer;
 mod ops;
 pub mod server;

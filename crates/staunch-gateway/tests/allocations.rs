@@ -7,11 +7,13 @@
 use axum::body::Body;
 use http_body_util::BodyExt;
 use staunch_gateway::config::Config;
+use staunch_gateway::json_log::JsonLog;
 use staunch_gateway::log_writer::LogWriter;
 use staunch_gateway::{Gateway, router};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tower::ServiceExt;
+use tracing_subscriber::prelude::*;
 
 /// The system allocator, counting the calls that hand out memory.
 struct CallCounter;
@@ -87,18 +89,35 @@ async fn allocations_per_chat_request() {
 
     let (quiet_calls, quiet_bytes) = measure(0).await;
     let (logs, _guard) = LogWriter::new(std::io::sink(), 1 << 20).unwrap();
+    // The gateway's JSON log, as the binary sets it up.
+    let subscriber = tracing_subscriber::registry()
+        .with(JsonLog::new(logs.clone()))
+        .with(tracing_subscriber::EnvFilter::new("info"));
+    let (calls, bytes) = {
+        let _default = tracing::subscriber::set_default(subscriber);
+        measure(10_000).await
+    };
+    // tracing-subscriber's JSON formatter, which wrote the same lines before.
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_writer(logs)
         .json()
         .finish();
-    let (calls, bytes) = {
+    let (fmt_calls, fmt_bytes) = {
         let _default = tracing::subscriber::set_default(subscriber);
-        measure(10_000).await
+        measure(20_000).await
     };
     eprintln!(
         "per chat request: {calls} allocations ({bytes} bytes) with the JSON access log, \
+         {fmt_calls} ({fmt_bytes} bytes) with tracing-subscriber's JSON formatter instead, \
          {quiet_calls} ({quiet_bytes} bytes) without a subscriber"
+    );
+    assert!(calls < fmt_calls, "{calls} allocations per request");
+    // The log's own: its spans' fields and nothing else (8 when written).
+    assert!(
+        calls <= quiet_calls + 16,
+        "the JSON log takes {} allocations per request",
+        calls.saturating_sub(quiet_calls)
     );
     assert!(calls < 1_000, "{calls} allocations per request");
     assert!(quiet_calls < 600, "{quiet_calls} allocations per request");
