@@ -1,18 +1,21 @@
 //! The retry configuration.
 
 use super::jitter::{FullJitter, Jitter};
+use super::window::Window;
 use staunch_core::{Classify, DefaultClassify};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tower::retry::budget::{Budget, TpsBudget};
+use tokio::time::Instant;
 
 /// A retry budget: retries may be at most a fraction of recent traffic,
 /// plus a small floor, so that an outage can't multiply the load on a
-/// provider (Finagle's budget, as tower's [`TpsBudget`] implements it).
+/// provider (Finagle's budget).
 ///
 /// Every logical request deposits once; every retry withdraws once. Clones
-/// share the same budget.
+/// share the same budget. The window is ten slots of `ttl / 10`, lock-free;
+/// a request deposits at the instant its clock started, so the common path
+/// (a request that succeeds at once) reads no clock and takes no lock.
 ///
 /// ```
 /// use std::time::Duration;
@@ -25,7 +28,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 /// ```
 #[derive(Clone)]
 pub struct RetryBudget {
-    inner: Arc<TpsBudget>,
+    inner: Arc<Window>,
     ttl: Duration,
     min_per_sec: u32,
     retry_percent: f32,
@@ -69,7 +72,7 @@ impl RetryBudget {
             return Err(InvalidRetryBudget::Floor(min_per_sec));
         }
         Ok(RetryBudget {
-            inner: Arc::new(TpsBudget::new(ttl, min_per_sec, retry_percent)),
+            inner: Arc::new(Window::new(ttl, min_per_sec, retry_percent)),
             ttl,
             min_per_sec,
             retry_percent,
@@ -78,12 +81,18 @@ impl RetryBudget {
 
     /// Records a logical request.
     pub fn deposit(&self) {
-        self.inner.deposit();
+        self.inner.deposit(Instant::now());
+    }
+
+    /// Records a logical request that started at `started`.
+    #[inline]
+    pub(crate) fn deposit_at(&self, started: Instant) {
+        self.inner.deposit(started);
     }
 
     /// Takes one retry from the budget; false when it is spent.
     pub fn withdraw(&self) -> bool {
-        self.inner.withdraw()
+        self.inner.withdraw(Instant::now())
     }
 }
 
@@ -91,7 +100,7 @@ impl Default for RetryBudget {
     /// 10 s window, 1 retry/s floor, 20% of traffic.
     fn default() -> Self {
         RetryBudget {
-            inner: Arc::new(TpsBudget::new(Duration::from_secs(10), 1, 0.2)),
+            inner: Arc::new(Window::new(Duration::from_secs(10), 1, 0.2)),
             ttl: Duration::from_secs(10),
             min_per_sec: 1,
             retry_percent: 0.2,

@@ -1,19 +1,35 @@
-//! The retry response future.
+//! The retry response future: the retry loop itself.
 
-use super::attempt::Attempt;
-use super::policy::LlmPolicy;
+use super::attempt::{Attempt, AttemptFuture};
+use super::policy::Progress;
+use super::service::Shared;
 use pin_project_lite::pin_project;
-use staunch_core::{BoxError, Call, ChatRequest, LlmError};
+use staunch_core::{BoxError, Call, ChatRequest, ErrorKind, LlmError};
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tokio::time::Sleep;
 use tower_service::Service;
 
-type Inner<S, C> = tower::retry::future::ResponseFuture<LlmPolicy, Attempt<S>, C>;
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // An attempt in flight.
+        Calling { #[pin] attempt: AttemptFuture<F> },
+        // Waiting out the backoff or the server's Retry-After. Boxed: a
+        // `Sleep` is larger than the rest of the future, and only a retry
+        // pays for it.
+        Waiting { sleep: Pin<Box<Sleep>> },
+        // Driving the retry's service to readiness.
+        Readying,
+    }
+}
 
 pin_project! {
-    /// The response future of [`Retry`](super::Retry): tower's retry loop,
-    /// for a call of type `C` (a chat completion unless said otherwise).
+    /// The response future of [`Retry`](super::Retry), for a call of type
+    /// `C` (a chat completion unless said otherwise): the attempt in
+    /// flight, and what the next one needs.
     pub struct ResponseFuture<S, C = ChatRequest>
     where
         C: Call,
@@ -21,7 +37,13 @@ pin_project! {
         S::Error: Into<BoxError>,
     {
         #[pin]
-        inner: Inner<S, C>,
+        state: State<S::Future>,
+        shared: Arc<Shared<S>>,
+        // The request for the next attempt, while one may be made.
+        next: Option<C>,
+        // The service retries go to, cloned at the first retry.
+        service: Option<Attempt<S>>,
+        progress: Progress,
     }
 }
 
@@ -32,8 +54,18 @@ where
     S::Error: Into<BoxError>,
 {
     #[inline]
-    pub(super) fn new(inner: Inner<S, C>) -> Self {
-        ResponseFuture { inner }
+    pub(super) fn new(
+        first: AttemptFuture<S::Future>,
+        shared: Arc<Shared<S>>,
+        next: Option<C>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Calling { attempt: first },
+            shared,
+            next,
+            service: None,
+            progress: Progress::default(),
+        }
     }
 }
 
@@ -45,8 +77,53 @@ where
 {
     type Output = Result<C::Answer, LlmError>;
 
-    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { attempt } => {
+                    let mut result = ready!(attempt.poll(cx));
+                    let config = &this.shared.config;
+                    match this.progress.after(config, this.next.as_mut(), &mut result) {
+                        None => return Poll::Ready(result),
+                        Some(wait) => this.state.set(State::Waiting {
+                            sleep: Box::pin(tokio::time::sleep(wait)),
+                        }),
+                    }
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.as_mut().poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    if this.service.is_none() {
+                        *this.service = this.shared.spare();
+                    }
+                    let Some(service) = this.service.as_mut() else {
+                        return Poll::Ready(Err(lost("service")));
+                    };
+                    ready!(service.poll_ready(cx))?;
+                    let Some(request) = this.next.take() else {
+                        return Poll::Ready(Err(lost("request")));
+                    };
+                    if this.progress.may_retry_again(&this.shared.config) {
+                        *this.next = Some(request.clone());
+                    }
+                    let attempt = service.call(request);
+                    this.state.set(State::Calling { attempt });
+                }
+            }
+        }
     }
+}
+
+/// A retry decided without what it needs: the loop keeps a copy of the
+/// request whenever a retry may be decided and makes the spare service at
+/// the first call, so this is a defect, reported rather than panicked on.
+#[cold]
+fn lost(what: &str) -> LlmError {
+    LlmError::new(
+        ErrorKind::Other,
+        format!("retry: no {what} for the next attempt"),
+    )
 }

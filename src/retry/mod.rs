@@ -3,8 +3,11 @@
 //! budget allows.
 //!
 //! [`RetryLayer`] wraps any `Service<ChatRequest, Response = ChatResponse>`
-//! (a provider client, a tower stack, a scripted fake) in [`Retry`], built on
-//! [`tower::retry`] with an LLM-aware policy:
+//! (a provider client, a tower stack, a scripted fake) in [`Retry`], a
+//! tower `Layer`/`Service` pair with a retry loop of its own (tower's
+//! [`tower::retry`] clones the policy and the inner service for every call;
+//! this loop clones a service only when it retries) and an LLM-aware
+//! policy:
 //!
 //! - Only [`Transient`](staunch_core::ErrorClass::Transient) errors are
 //!   retried (rate limits, overload, 5xx, timeouts, connection failures,
@@ -71,6 +74,7 @@ mod policy;
 mod service;
 #[cfg(test)]
 mod tests;
+mod window;
 
 pub use any::AnyRetryPolicy;
 pub use config::{InvalidRetryBudget, RetryBudget, RetryConfig};

@@ -1,4 +1,5 @@
-//! The LLM retry decision, as a `tower::retry::Policy`.
+//! The LLM retry decision: whether, and after how long, a failed attempt
+//! is tried again.
 
 use super::RetryConfig;
 use super::attempt::AttemptNumber;
@@ -6,10 +7,7 @@ use crate::allowance::Allowance;
 use crate::deadline::Deadline;
 use crate::metrics as names;
 use staunch_core::{Answer, Call, ErrorClass, LlmError, Usage};
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Sleep;
 
 /// Why the retry layer stopped retrying a failed request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,31 +54,26 @@ impl GiveUp {
     }
 }
 
-/// The per-request retry state. The service keeps a pristine copy and tower
-/// clones it for every call, so each logical request starts from zero.
-#[derive(Clone)]
-pub(crate) struct LlmPolicy {
-    config: Arc<RetryConfig>,
+/// One request's progress through the retry loop: what it has tried,
+/// waited and spent. Starts at zero for every request.
+#[derive(Default)]
+pub(crate) struct Progress {
     retries: u32,
     failed_attempts: u32,
     waited: Duration,
     spent: Usage,
 }
 
-impl LlmPolicy {
-    pub(crate) fn new(config: Arc<RetryConfig>) -> Self {
-        LlmPolicy {
-            config,
-            retries: 0,
-            failed_attempts: 0,
-            waited: Duration::ZERO,
-            spent: Usage::default(),
-        }
-    }
-
-    /// Decides whether and how long to wait before retrying `error`.
-    fn decide<C: Call>(&self, request: &C, error: &LlmError) -> Result<Duration, GiveUp> {
-        let config = &*self.config;
+impl Progress {
+    /// Whether and how long to wait before retrying `error`. `request` is
+    /// the copy kept for the next attempt: `None` when the configuration
+    /// allows no retry at all, so none was kept.
+    fn decide<C: Call>(
+        &self,
+        config: &RetryConfig,
+        request: Option<&C>,
+        error: &LlmError,
+    ) -> Result<Duration, GiveUp> {
         if error.is_deadline_exceeded() {
             return Err(GiveUp::DeadlinePassed);
         }
@@ -93,6 +86,9 @@ impl LlmPolicy {
         if !retryable {
             return Err(GiveUp::NotRetryable);
         }
+        let Some(request) = request else {
+            return Err(GiveUp::MaxRetries);
+        };
         if request.extensions().get::<crate::health::Probe>().is_some() {
             return Err(GiveUp::Probe);
         }
@@ -125,46 +121,43 @@ impl LlmPolicy {
         }
         Ok(wait)
     }
-}
 
-impl<C: Call> tower::retry::Policy<C, C::Answer, LlmError> for LlmPolicy {
-    // Boxed: tower keeps the wait inline in every response future, and a
-    // `Sleep` is larger than the rest of the state; only a retry pays for
-    // the box.
-    type Future = Pin<Box<Sleep>>;
-
-    fn retry(
+    /// Takes an attempt's result: `Some(wait)` when the request is to be
+    /// tried again after `wait` (the copy `request` then carries the next
+    /// attempt's number), `None` when `result` is the answer, completed with
+    /// what the earlier attempts cost.
+    pub(crate) fn after<C: Call>(
         &mut self,
-        request: &mut C,
+        config: &RetryConfig,
+        request: Option<&mut C>,
         result: &mut Result<C::Answer, LlmError>,
-    ) -> Option<Pin<Box<Sleep>>> {
-        if self.retries == 0
-            && let Some(budget) = &self.config.budget
-        {
-            budget.deposit();
-        }
+    ) -> Option<Duration> {
         match result {
             Ok(response) => {
-                if self.retries > 0 {
-                    crate::metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "ok")
-                        .increment(1);
+                if self.retries > 0 || self.failed_attempts > 0 {
+                    if self.retries > 0 {
+                        crate::metrics::counter!(names::RETRIED_REQUESTS, "outcome" => "ok")
+                            .increment(1);
+                    }
+                    let meta = response.meta_mut();
+                    meta.absorb_failed_attempts(self.failed_attempts, self.spent);
+                    meta.add_retry_wait(self.waited);
                 }
-                let meta = response.meta_mut();
-                meta.absorb_failed_attempts(self.failed_attempts, self.spent);
-                meta.add_retry_wait(self.waited);
                 None
             }
             Err(error) => {
                 self.failed_attempts = self.failed_attempts.saturating_add(error.attempts.max(1));
                 let spent_before = self.spent;
                 self.spent += error.total_spent();
-                match self.decide(request, error) {
+                match self.decide(config, request.as_deref(), error) {
                     Ok(wait) => {
                         self.retries += 1;
                         self.waited += wait;
-                        request
-                            .extensions_mut()
-                            .insert(AttemptNumber(self.retries + 1));
+                        if let Some(request) = request {
+                            request
+                                .extensions_mut()
+                                .insert(AttemptNumber(self.retries + 1));
+                        }
                         crate::metrics::counter!(
                             names::RETRIES,
                             "provider" => error.provider.clone().unwrap_or_else(|| "unknown".to_owned()),
@@ -179,7 +172,7 @@ impl<C: Call> tower::retry::Policy<C, C::Answer, LlmError> for LlmPolicy {
                             wait_ms = wait.as_millis() as u64,
                             "retrying"
                         );
-                        Some(Box::pin(tokio::time::sleep(wait)))
+                        Some(wait)
                     }
                     Err(reason) => {
                         crate::metrics::counter!(names::RETRY_GIVEUPS, "reason" => reason.label())
@@ -207,7 +200,8 @@ impl<C: Call> tower::retry::Policy<C, C::Answer, LlmError> for LlmPolicy {
         }
     }
 
-    fn clone_request(&mut self, request: &C) -> Option<C> {
-        Some(request.clone())
+    /// Whether the configuration allows another retry after this one.
+    pub(crate) fn may_retry_again(&self, config: &RetryConfig) -> bool {
+        self.retries < config.max_retries
     }
 }

@@ -3,55 +3,83 @@
 use super::RetryConfig;
 use super::attempt::Attempt;
 use super::future::ResponseFuture;
-use super::policy::LlmPolicy;
 use staunch_core::{BoxError, Call, LlmError};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use tower_service::Service;
 
 /// Retries failed LLM calls with exponential backoff and full jitter,
 /// honouring `Retry-After`, a retry budget and the request's deadline.
 ///
-/// Built on [`tower::retry::Retry`]. The inner service may fail with any
-/// error tower produces (`BoxError`, tower's `Elapsed`, an [`LlmError`]);
-/// `Retry` fails with [`LlmError`], whose `attempts` and `spent` cover every
-/// attempt. On success it adds to [`ResponseMeta`](staunch_core::ResponseMeta)
-/// the failed attempts, the time waited and the failed attempts' tokens. It
-/// starts the request's clock ([`ChatRequest::start_clock`](staunch_core::ChatRequest::start_clock)), so the latency
-/// the answer carries runs from before the first attempt.
+/// The inner service may fail with any error tower produces (`BoxError`,
+/// tower's `Elapsed`, an [`LlmError`]); `Retry` fails with [`LlmError`],
+/// whose `attempts` and `spent` cover every attempt. On success it adds to
+/// [`ResponseMeta`](staunch_core::ResponseMeta) the failed attempts, the
+/// time waited and the failed attempts' tokens. It starts the request's
+/// clock ([`ChatRequest::start_clock`](staunch_core::ChatRequest::start_clock)),
+/// so the latency the answer carries runs from before the first attempt.
 ///
-/// The inner service is cloned for each request (tower's retry contract),
-/// so it should be cheap to clone (`Arc` inside, or a `BoxCloneService`).
+/// The first attempt goes to the service that `poll_ready` readied, as
+/// tower's contract asks. A retry goes to a clone of the inner service,
+/// driven to readiness before the call; that clone is taken when a retry
+/// happens (from a copy kept since the first call), so a request that
+/// succeeds at once clones no service. The inner service should therefore
+/// be cheap to clone (`Arc` inside, or a `BoxCloneService`), and its clones
+/// should share what matters (a breaker, a quota, a connection pool), as
+/// tower's and staunch's services do. A copy of the request is kept for the
+/// next attempt only while the configuration allows one.
 pub struct Retry<S> {
-    inner: tower::retry::Retry<LlmPolicy, Attempt<S>>,
+    inner: Attempt<S>,
+    shared: Arc<Shared<S>>,
+}
+
+/// What every clone of a `Retry` and every one of its futures shares.
+pub(super) struct Shared<S> {
+    pub(super) config: RetryConfig,
+    /// A clone of the inner service, made at the first call, that retries
+    /// are cloned from.
+    spare: OnceLock<Mutex<Attempt<S>>>,
+}
+
+impl<S: Clone> Shared<S> {
+    /// A clone of the inner service for a retry.
+    pub(super) fn spare(&self) -> Option<Attempt<S>> {
+        let spare = self.spare.get()?;
+        Some(spare.lock().unwrap_or_else(PoisonError::into_inner).clone())
+    }
 }
 
 impl<S> Retry<S> {
     /// Wraps `inner` with the retry behaviour of `config`.
     pub fn new(inner: S, config: RetryConfig) -> Self {
-        Self::from_shared(Arc::new(config), inner)
+        Retry {
+            inner: Attempt::new(inner),
+            shared: Arc::new(Shared {
+                config,
+                spare: OnceLock::new(),
+            }),
+        }
     }
 
-    pub(super) fn from_shared(config: Arc<RetryConfig>, inner: S) -> Self {
-        Retry {
-            inner: tower::retry::Retry::new(LlmPolicy::new(config), Attempt::new(inner)),
-        }
+    pub(super) fn from_shared(config: &RetryConfig, inner: S) -> Self {
+        Self::new(inner, config.clone())
     }
 
     /// The inner service.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref().get_ref()
+        self.inner.get_ref()
     }
 
-    /// The inner service, mutably.
+    /// The inner service, mutably. Retries of calls made after the first
+    /// go to clones of the inner service as it was at the first call.
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut().get_mut()
+        self.inner.get_mut()
     }
 
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
-        self.inner.into_inner().into_inner()
+        self.inner.into_inner()
     }
 }
 
@@ -59,6 +87,7 @@ impl<S: Clone> Clone for Retry<S> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -67,7 +96,8 @@ impl<S: fmt::Debug> fmt::Debug for Retry<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", self.get_ref())
-            .finish_non_exhaustive()
+            .field("config", &self.shared.config)
+            .finish()
     }
 }
 
@@ -88,7 +118,20 @@ where
 
     #[inline]
     fn call(&mut self, mut request: C) -> Self::Future {
-        request.start_clock();
-        ResponseFuture::new(self.inner.call(request))
+        let started = request.start_clock();
+        let config = &self.shared.config;
+        if let Some(budget) = &config.budget {
+            budget.deposit_at(started);
+        }
+        let copy = if config.max_retries > 0 {
+            self.shared
+                .spare
+                .get_or_init(|| Mutex::new(self.inner.clone()));
+            Some(request.clone())
+        } else {
+            None
+        };
+        let first = self.inner.call(request);
+        ResponseFuture::new(first, self.shared.clone(), copy)
     }
 }

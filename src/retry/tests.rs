@@ -4,7 +4,7 @@ use crate::test_support::{Scripted, Step, fail, fail_after, request};
 use staunch_core::{ErrorClass, ErrorKind, LlmError, Usage};
 use std::time::Duration;
 use tokio::time::Instant;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 fn exact() -> RetryConfig {
     RetryConfig::new().jitter(NoJitter).no_budget()
@@ -497,4 +497,149 @@ async fn x_should_retry_false_is_the_public_class_too() {
         .with_status(401)
         .with_should_retry(true);
     assert_eq!(e.class(), ErrorClass::Transient);
+}
+
+/// A scripted provider that counts its clones and is ready only when told.
+#[derive(Clone)]
+struct Counted {
+    inner: Scripted,
+    clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    readied: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    waiting: std::sync::Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+}
+
+impl Counted {
+    fn new(inner: Scripted) -> Self {
+        Counted {
+            inner,
+            clones: Default::default(),
+            ready: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            readied: Default::default(),
+            waiting: Default::default(),
+        }
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
+        if let Some(waker) = self.waiting.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+
+    fn clones(&self) -> usize {
+        self.clones.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn counted_clone(&self) -> Self {
+        self.clones
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Counted {
+            inner: self.inner.clone(),
+            clones: self.clones.clone(),
+            ready: self.ready.clone(),
+            readied: self.readied.clone(),
+            waiting: self.waiting.clone(),
+        }
+    }
+}
+
+/// Wraps `Counted` so that `Clone` counts.
+struct Counting(Counted);
+
+impl Clone for Counting {
+    fn clone(&self) -> Self {
+        Counting(self.0.counted_clone())
+    }
+}
+
+impl tower_service::Service<staunch_core::ChatRequest> for Counting {
+    type Response = staunch_core::ChatResponse;
+    type Error = LlmError;
+    type Future = <Scripted as tower_service::Service<staunch_core::ChatRequest>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), LlmError>> {
+        if !self.0.ready.load(std::sync::atomic::Ordering::SeqCst) {
+            *self.0.waiting.lock().unwrap() = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        self.0
+            .readied
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: staunch_core::ChatRequest) -> Self::Future {
+        self.0.inner.call(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_succeeds_at_once_clones_no_service_and_a_retry_clones_one() {
+    let fake = Scripted::scripted([
+        Step::Answer,
+        Step::Answer,
+        fail(ErrorKind::Overloaded),
+        Step::Answer,
+    ]);
+    let counted = Counted::new(fake.clone());
+    let mut retry = Retry::new(Counting(counted.counted_clone()), exact());
+    let before = counted.clones();
+    // The first call keeps one clone, the spare that retries are cloned from.
+    retry.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(counted.clones() - before, 1, "the spare, once");
+    retry.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(counted.clones() - before, 1, "a success clones nothing");
+    let answer = retry.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(answer.meta.attempts, 2);
+    assert_eq!(counted.clones() - before, 2, "one clone for the retry");
+    assert_eq!(fake.call_times().len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waits_for_its_service_to_be_ready() {
+    let fake = Scripted::scripted([fail(ErrorKind::Overloaded), Step::Answer]);
+    let counted = Counted::new(fake.clone());
+    let mut retry = Retry::new(
+        Counting(counted.counted_clone()),
+        exact().base_delay(MS(100)),
+    );
+    retry.ready().await.unwrap();
+    let readied = counted.readied.load(std::sync::atomic::Ordering::SeqCst);
+    // The retry's service will not be ready until told.
+    counted.set_ready(false);
+    let call = tokio::spawn(retry.call(request()));
+    tokio::time::sleep(MS(1_000)).await;
+    assert_eq!(fake.call_times().len(), 1, "no second call before ready");
+    assert!(!call.is_finished());
+    counted.set_ready(true);
+    let answer = call.await.unwrap().unwrap();
+    assert_eq!(answer.meta.attempts, 2);
+    assert_eq!(fake.call_times().len(), 2);
+    assert_eq!(
+        counted.readied.load(std::sync::atomic::Ordering::SeqCst),
+        readied + 1,
+        "the retry readied its service once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_retries_allowed_no_copy_of_the_request_is_kept() {
+    let fake = Scripted::scripted([fail(ErrorKind::Overloaded)]);
+    let counted = Counted::new(fake.clone());
+    let mut retry = Retry::new(Counting(counted.counted_clone()), exact().max_retries(0));
+    let before = counted.clones();
+    let error = retry
+        .ready()
+        .await
+        .unwrap()
+        .call(request())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Overloaded);
+    assert_eq!(error.attempts, 1);
+    assert_eq!(counted.clones(), before, "no spare without retries");
 }
