@@ -9,14 +9,20 @@ use bytes::Bytes;
 use http_body_util::{Full, StreamBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use staunch::TargetBuilder;
+use serde_json::json;
+use staunch::budget::{BudgetConfig, BudgetLayer};
 use staunch::core::{
-    ChatRequest, ChatResponse, Deadline, ErrorKind, LlmError, Message, StreamEvent,
+    ChatRequest, ChatResponse, Deadline, ErrorKind, FinishReason, LlmError, Message, StreamEvent,
+    ToolDefinition,
 };
+use staunch::degrade::DegradeConfig;
 use staunch::fallback::Fallback;
+use staunch::quota::QuotaConfig;
 use staunch::retry::{NoJitter, RetryConfig};
+use staunch::validate::ValidateConfig;
+use staunch::{ServiceBuilderExt, TargetBuilder};
 use staunch_mock::{Fault, MockServer, Route, Scenario};
-use staunch_providers::{ApiKey, HttpOptions, OpenAi, OpenAiConfig};
+use staunch_providers::{Anthropic, AnthropicConfig, ApiKey, HttpOptions, OpenAi, OpenAiConfig};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,10 +45,33 @@ fn client_over(options: HttpOptions, base: &str) -> OpenAi {
     .expect("a client")
 }
 
+fn weather() -> ToolDefinition {
+    ToolDefinition::new(
+        "get_weather",
+        json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+    )
+    .with_description("Current weather in a city")
+}
+
+/// The full recommended stack (instrument > degrade > budget > fallback >
+/// per target: validate > breaker > retry > quota > attempt timeout) over
+/// two clients that both send through the user's transport: hyper-util's
+/// client under tower-http's set-header and a counting layer. A 429 is
+/// retried, a stream streams, a tool call's broken arguments are asked
+/// again, a hung primary falls back: every request the mock saw went out
+/// through the user's transport, and it counted each.
 #[tokio::test(start_paused = true)]
 async fn drop_in_every_attempt_goes_through_the_users_transport() {
     let mut scenario = Scenario::default();
-    scenario.openai.script = vec![Fault::RateLimit { retry_after: 1.0 }];
+    scenario.openai.script = vec![
+        Fault::RateLimit { retry_after: 1.0 },
+        Fault::Ok,
+        Fault::Ok,
+        Fault::BadToolArguments,
+        Fault::Ok,
+        Fault::ServerError,
+        Fault::ServerError,
+    ];
     let mock = MockServer::start(scenario).await.expect("a mock");
 
     // The user's client: hyper-util's, with tower-http setting a header
@@ -59,32 +88,88 @@ async fn drop_in_every_attempt_goes_through_the_users_transport() {
             request
         })
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
-    let openai = client_over(HttpOptions::new().transport(users), &mock.openai_base_url());
+    let options = HttpOptions::new().transport(users);
+    let openai = client_over(options.clone(), &mock.openai_base_url());
+    let anthropic = Anthropic::new(
+        AnthropicConfig::new()
+            .base_url(mock.anthropic_base_url())
+            .api_key(ApiKey::new("sk-ant-drop-in-TOPSECRET"))
+            .http(options),
+    )
+    .expect("a client");
 
-    let (target, _) = TargetBuilder::new("openai", openai.clone())
-        .retry(RetryConfig::new().no_budget().jitter(NoJitter))
+    let retry = || {
+        RetryConfig::new()
+            .no_budget()
+            .max_retries(1)
+            .jitter(NoJitter)
+    };
+    let quota = || {
+        QuotaConfig::new("drop-in")
+            .requests_per_minute(600)
+            .tokens_per_minute(1_000_000)
+    };
+    let (primary, _) = TargetBuilder::new("openai", openai)
+        .model("gpt-4o")
+        .retry(retry())
+        .quota(quota())
+        .expect("a quota")
+        .validate(ValidateConfig::new())
+        .attempt_timeout(Duration::from_secs(10))
         .build()
-        .unwrap();
-    let chain = Fallback::new([target]).unwrap();
-    let answer = chain.clone().oneshot(ask()).await.unwrap();
+        .expect("a target");
+    let (backup, _) = TargetBuilder::new("anthropic", anthropic)
+        .model("claude-sonnet-4-5")
+        .retry(retry())
+        .validate(ValidateConfig::new())
+        .build()
+        .expect("a target");
+    let stack = ServiceBuilder::new()
+        .instrument()
+        .degrade(DegradeConfig::new().static_answer("Try again soon."))
+        .budget(
+            BudgetLayer::new(BudgetConfig::new().per_request_tokens(100_000)).expect("a budget"),
+        )
+        .service(Fallback::new([primary, backup]).expect("a chain"));
+
+    // A 429, retried.
+    let answer = stack.clone().oneshot(ask()).await.expect("an answer");
     assert_eq!(answer.meta.attempts, 2, "the 429 was retried");
-    // A stream goes through the same transport.
-    let streamed = chain
+    // A stream.
+    let streamed = stack
+        .clone()
         .oneshot(ask().with_stream(true))
         .await
-        .unwrap()
+        .expect("a stream")
         .collect()
         .await
-        .unwrap();
+        .expect("the whole stream");
     assert!(!streamed.text().is_empty());
+    // Tools: broken arguments are asked again, the second call is whole.
+    let tools = ChatRequest::new("gpt-4o", vec![Message::user("Weather in Paris?")])
+        .with_tools([weather()])
+        .with_max_tokens(64);
+    let called = stack.clone().oneshot(tools).await.expect("a tool call");
+    assert_eq!(called.finish_reason, FinishReason::ToolCalls);
+    assert!(called.calls()[0].arguments_json().expect("json")["city"].is_string());
+    // The primary down: the backup answers, through the same transport.
+    let backed = stack.oneshot(ask()).await.expect("the backup");
+    assert_eq!(backed.meta.target.as_deref(), Some("anthropic"));
 
-    assert_eq!(
-        sent.load(Ordering::SeqCst),
-        3,
-        "every attempt, the stream too"
-    );
     let stats = mock.stats();
-    assert_eq!(stats.requests_to(Route::OpenAi), 3);
+    let on_the_wire = stats.requests_to(Route::OpenAi) + stats.requests_to(Route::Anthropic);
+    assert_eq!(
+        (
+            stats.requests_to(Route::OpenAi),
+            stats.requests_to(Route::Anthropic)
+        ),
+        (7, 1)
+    );
+    assert_eq!(
+        sent.load(Ordering::SeqCst) as u64,
+        on_the_wire,
+        "every attempt, streams, tool calls and the fallback included"
+    );
     assert!(
         stats
             .recent
@@ -95,7 +180,7 @@ async fn drop_in_every_attempt_goes_through_the_users_transport() {
 }
 
 /// A transport that never answers: the request's deadline still bounds
-/// the call, and a stream's first-token timeout still applies.
+/// the call, and a stream's first-token and header timeouts still apply.
 #[tokio::test(start_paused = true)]
 async fn drop_in_a_hanging_transport_is_bounded_by_the_deadline_and_first_token_timeout() {
     let hang = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
@@ -120,6 +205,19 @@ async fn drop_in_a_hanging_transport_is_bounded_by_the_deadline_and_first_token_
     let err = openai.oneshot(ask().with_stream(true)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
     assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+    // The header timeout, when it is the shorter, cuts first.
+    let openai = client_over(
+        HttpOptions::new()
+            .header_timeout(Duration::from_secs(2))
+            .transport(hang),
+        "http://unused.invalid/v1",
+    );
+    let started = Instant::now();
+    let err = openai.oneshot(ask().with_stream(true)).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    assert!(err.message.contains("no response headers"), "{err}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
 }
 
 /// A transport whose stream trickles a first token and then stalls: the
@@ -208,6 +306,104 @@ async fn drop_in_a_lying_transport_is_caught_and_keys_stay_masked() {
     assert_eq!(err.kind, ErrorKind::Authentication);
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("TOPSECRET"), "the key leaked: {shown}");
+}
+
+/// A transport whose body claims to be small (its `content-length` and its
+/// size hint say 64 bytes) and goes on and on: the size bound still stops
+/// reading at the limit; and a stream with one endless event is stopped at
+/// the event bound.
+#[tokio::test(start_paused = true)]
+async fn drop_in_a_transport_lying_about_a_long_body_is_cut_at_the_size_bound() {
+    let endless = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(
+            http::Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", "64")
+                .body(Claims64(endless_frames(Bytes::from(vec![b' '; 16 * 1024]))))
+                .expect("a response"),
+        )
+    });
+    let openai = client_over(
+        HttpOptions::new()
+            .max_response_bytes(256 * 1024)
+            .transport(endless),
+        "http://unused.invalid/v1",
+    );
+    let err = openai.oneshot(ask()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::MalformedResponse, "{err}");
+    assert!(err.message.contains("262144-byte limit"), "{err}");
+
+    let endless_event = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let frames = endless_frames(Bytes::from_static(b"data: {\"id\":\"aaaaaaaaaaaaaaaa"));
+        Ok::<_, Infallible>(
+            http::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Claims64(frames))
+                .expect("a response"),
+        )
+    });
+    let openai = client_over(
+        HttpOptions::new()
+            .max_event_bytes(64 * 1024)
+            .transport(endless_event),
+        "http://unused.invalid/v1",
+    );
+    let outcome = match openai.oneshot(ask().with_stream(true)).await {
+        Err(e) => Err(e),
+        Ok(answer) => answer.collect().await,
+    };
+    let err = outcome.expect_err("the event bound");
+    assert_eq!(err.kind, ErrorKind::MalformedResponse, "{err}");
+}
+
+/// A transport whose body ends, cleanly, before the length it declared:
+/// a truncated answer (the next attempt may arrive whole), not one parsed
+/// from what came.
+#[tokio::test(start_paused = true)]
+async fn drop_in_a_transport_ending_short_of_its_length_is_a_truncated_answer() {
+    let short = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let whole = r#"{"id":"c","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}"#;
+        Ok::<_, Infallible>(
+            http::Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", (whole.len() + 100).to_string())
+                .body(Full::new(Bytes::from_static(whole.as_bytes())))
+                .expect("a response"),
+        )
+    });
+    let openai = client_over(
+        HttpOptions::new().transport(short),
+        "http://unused.invalid/v1",
+    );
+    let err = openai.oneshot(ask()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::TruncatedResponse, "{err}");
+    assert!(err.message.contains("content-length"), "{err}");
+}
+
+/// A body that says it is 64 bytes long, whatever it carries.
+struct Claims64(Frames);
+
+impl http_body::Body for Claims64 {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        futures_core::Stream::poll_next(self.0.as_mut(), cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(64)
+    }
+}
+
+/// `chunk`, again and again, forever.
+fn endless_frames(chunk: Bytes) -> Frames {
+    Box::pin(stream_from_fn(move |_| {
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk.clone()))))
+    }))
 }
 
 type Frames = std::pin::Pin<

@@ -208,7 +208,15 @@ impl HttpOptions {
     /// it: the request timeout and deadline, the stream limits (headers,
     /// first token, idle), the response size bound, key redaction and the
     /// classification of errors. An error of the service is a `Network`
-    /// error unless it says more (a tower timeout is a `Timeout`).
+    /// error unless it says more (a tower timeout is a `Timeout`), and a
+    /// body that ends short of the `content-length` it declared is a
+    /// `TruncatedResponse`, as hyper would have caught it.
+    ///
+    /// The answer's body may be any `http_body::Body` of `Bytes`. The
+    /// requests staunch sends are `http::Request<Full<Bytes>>`: a client
+    /// over another request body type (a boxed body, axum's `Body`) goes
+    /// behind a `map_request` that converts the body, as the second
+    /// example shows.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -221,6 +229,25 @@ impl HttpOptions {
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
     /// });
     /// let options = HttpOptions::new().transport(service);
+    /// # let _ = options;
+    /// ```
+    ///
+    /// A client whose requests carry a boxed body:
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::combinators::UnsyncBoxBody;
+    /// use http_body_util::{BodyExt, Full};
+    /// use staunch_providers::HttpOptions;
+    /// use tower::ServiceExt;
+    ///
+    /// type Boxed = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+    /// let users_client = tower::service_fn(|_: http::Request<Boxed>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+    /// });
+    /// let adapted = users_client
+    ///     .map_request(|request: http::Request<Full<Bytes>>| request.map(BodyExt::boxed_unsync));
+    /// let options = HttpOptions::new().transport(adapted);
     /// # let _ = options;
     /// ```
     pub fn transport<S, B>(mut self, service: S) -> Self
@@ -349,6 +376,7 @@ impl Transport {
                 .await
                 .map_err(|e| body_error(e, limit))?
                 .to_bytes();
+            short_of_its_length(&parts.headers, body.len())?;
             Ok(RawResponse {
                 status: parts.status.as_u16(),
                 headers: parts.headers,
@@ -467,6 +495,27 @@ fn custom_error(error: BoxError) -> LlmError {
         llm.kind = ErrorKind::Network;
     }
     llm
+}
+
+/// A body that ended, without an error, before the `content-length` its
+/// headers declared: hyper catches that on its own connections, a user's
+/// transport may not, and half an answer must not be parsed as a whole
+/// one. A longer body is left alone (a decompressing layer that kept the
+/// header makes one); the size bound holds either way.
+fn short_of_its_length(headers: &HeaderMap, received: usize) -> Result<(), LlmError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(declared) if (received as u64) < declared => Err(LlmError::new(
+            ErrorKind::TruncatedResponse,
+            format!(
+                "the response body ended after {received} of the {declared} bytes its content-length declared"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn body_error(error: Box<dyn std::error::Error + Send + Sync>, limit: usize) -> LlmError {
