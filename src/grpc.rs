@@ -5,8 +5,8 @@
 //!
 //! | staunch error | gRPC code | why |
 //! |---|---|---|
-//! | `RateLimited`, `BudgetExhausted`, `QuotaExhausted` | `RESOURCE_EXHAUSTED` | a limit; the wait, when known, is in the `retry-after-ms` trailer |
-//! | `Overloaded`, `Server`, `Network`, `Connect`, `CircuitOpen`, `TruncatedResponse`, `MalformedResponse` | `UNAVAILABLE` | the upstream failed: the call may be retried (after `retry-after-ms` when sent) |
+//! | `RateLimited`, `BudgetExhausted`, `QuotaExhausted` | `RESOURCE_EXHAUSTED` | a limit; the wait, when known, is in the status details and the `retry-after-ms` trailer |
+//! | `Overloaded`, `Server`, `Network`, `Connect`, `CircuitOpen`, `TruncatedResponse`, `MalformedResponse` | `UNAVAILABLE` | the upstream failed: the call may be retried (after the wait in the details, when sent) |
 //! | `Timeout`, a passed deadline | `DEADLINE_EXCEEDED` | |
 //! | `InvalidRequest`, `ContextLengthExceeded`, `RequestTooLarge`, `FeatureUnsupported`, `ValidationFailed` | `INVALID_ARGUMENT` | the request is wrong as it is |
 //! | `ContentFiltered` | `FAILED_PRECONDITION` | a refusal: asking again will not help, the content must change |
@@ -15,6 +15,15 @@
 //! | anything else | `UNKNOWN` | |
 //!
 //! The message is the error's description with any credential masked.
+//!
+//! When staunch knows how long to wait (a provider's `Retry-After`, a
+//! quota's next slot, a circuit's break), the status carries it twice:
+//! as a `google.rpc.RetryInfo` in the status details
+//! (`grpc-status-details-bin`, a `google.rpc.Status` whose `details` hold
+//! it, as Google's APIs send it and gRPC clients with retry support read
+//! it, e.g. through `tonic-types`), and as milliseconds in a
+//! `retry-after-ms` trailer for clients that read no protobuf details.
+//! The details are encoded here, by hand: no protobuf crate, no `protoc`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -74,7 +83,8 @@ fn parse_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-/// The gRPC status for `error` (see the table in the module docs).
+/// The gRPC status for `error` (see the table in the module docs), with
+/// the wait in its details and `retry-after-ms` when the error has one.
 pub fn status(error: &LlmError) -> tonic::Status {
     let code = if error.is_deadline_exceeded() {
         Code::DeadlineExceeded
@@ -105,13 +115,73 @@ pub fn status(error: &LlmError) -> tonic::Status {
         }
     };
     let message = staunch_core::redact_secrets(&error.to_string()).into_owned();
-    let mut status = tonic::Status::new(code, message);
-    if let Some(wait) = error.retry_after
-        && let Ok(value) = wait.as_millis().to_string().parse()
-    {
+    let Some(wait) = error.retry_after else {
+        return tonic::Status::new(code, message);
+    };
+    let details = retry_info_status(code, &message, wait);
+    let mut status = tonic::Status::with_details(code, message, bytes::Bytes::from(details));
+    if let Ok(value) = wait.as_millis().to_string().parse() {
         status.metadata_mut().insert("retry-after-ms", value);
     }
     status
+}
+
+/// The type URL of a `google.rpc.RetryInfo` packed in a `google.protobuf.Any`.
+const RETRY_INFO: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// `google.rpc.Status { code, message, details: [Any(RetryInfo { retry_delay: wait })] }`
+/// in protobuf's wire format: what `grpc-status-details-bin` carries.
+fn retry_info_status(code: Code, message: &str, wait: Duration) -> Vec<u8> {
+    // google.protobuf.Duration { int64 seconds = 1; int32 nanos = 2; }
+    let mut delay = Vec::with_capacity(16);
+    let seconds = wait.as_secs().min(i64::MAX as u64);
+    if seconds > 0 {
+        varint_field(&mut delay, 1, seconds);
+    }
+    if wait.subsec_nanos() > 0 {
+        varint_field(&mut delay, 2, u64::from(wait.subsec_nanos()));
+    }
+    // google.rpc.RetryInfo { google.protobuf.Duration retry_delay = 1; }
+    let mut retry_info = Vec::with_capacity(delay.len() + 2);
+    bytes_field(&mut retry_info, 1, &delay);
+    // google.protobuf.Any { string type_url = 1; bytes value = 2; }
+    let mut any = Vec::with_capacity(RETRY_INFO.len() + retry_info.len() + 4);
+    bytes_field(&mut any, 1, RETRY_INFO.as_bytes());
+    bytes_field(&mut any, 2, &retry_info);
+    // google.rpc.Status { int32 code = 1; string message = 2; repeated Any details = 3; }
+    let mut status = Vec::with_capacity(message.len() + any.len() + 8);
+    let code = i32::from(code);
+    if code != 0 {
+        // A negative int32 is sign-extended to ten bytes; gRPC codes are not.
+        varint_field(&mut status, 1, i64::from(code) as u64);
+    }
+    if !message.is_empty() {
+        bytes_field(&mut status, 2, message.as_bytes());
+    }
+    bytes_field(&mut status, 3, &any);
+    status
+}
+
+/// A varint-typed field (wire type 0).
+fn varint_field(out: &mut Vec<u8>, field: u64, value: u64) {
+    varint(out, field << 3);
+    varint(out, value);
+}
+
+/// A length-delimited field (wire type 2).
+fn bytes_field(out: &mut Vec<u8>, field: u64, value: &[u8]) {
+    varint(out, (field << 3) | 2);
+    varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+/// Protobuf's base-128 varint.
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 #[cfg(test)]
@@ -119,7 +189,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grpc_timeouts_parse_in_every_unit_and_nonsense_is_none() {
+    fn tonic_grpc_timeouts_parse_in_every_unit_and_nonsense_is_none() {
         assert_eq!(parse_timeout("2H"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_timeout("3M"), Some(Duration::from_secs(180)));
         assert_eq!(parse_timeout("15S"), Some(Duration::from_secs(15)));
@@ -136,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn every_class_of_error_has_the_code_a_grpc_client_acts_on() {
+    fn tonic_every_class_of_error_has_the_code_a_grpc_client_acts_on() {
         let code = |kind| status(&LlmError::new(kind, "x")).code();
         assert_eq!(code(ErrorKind::RateLimited), Code::ResourceExhausted);
         assert_eq!(code(ErrorKind::Overloaded), Code::Unavailable);
@@ -155,5 +225,30 @@ mod tests {
             "bad key sk-proj-abcdefghijklmnop1234",
         );
         assert!(!status(&leaky).message().contains("abcdefghijklmnop1234"));
+    }
+
+    #[test]
+    fn tonic_the_wait_is_a_retry_info_in_the_status_details() {
+        let error = LlmError::new(ErrorKind::RateLimited, "slow down")
+            .with_retry_after(Duration::from_millis(1_500));
+        let status = status(&error);
+        let message = status.message().as_bytes();
+        let mut expected = vec![0x08, 0x08, 0x12, message.len() as u8];
+        expected.extend_from_slice(message);
+        // details: Any { type_url, value: RetryInfo { Duration { 1 s, 500,000,000 ns } } }
+        let duration = [0x08, 0x01, 0x10, 0x80, 0xca, 0xb5, 0xee, 0x01];
+        let retry_info = [&[0x0a, duration.len() as u8][..], &duration].concat();
+        let any = [
+            &[0x0a, RETRY_INFO.len() as u8][..],
+            RETRY_INFO.as_bytes(),
+            &[0x12, retry_info.len() as u8],
+            &retry_info,
+        ]
+        .concat();
+        expected.extend_from_slice(&[0x1a, any.len() as u8]);
+        expected.extend_from_slice(&any);
+        assert_eq!(status.details(), &expected[..]);
+        let no_wait = super::status(&LlmError::new(ErrorKind::Server, "x"));
+        assert!(no_wait.details().is_empty(), "no wait, no details");
     }
 }

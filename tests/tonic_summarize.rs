@@ -145,4 +145,99 @@ async fn tonic_errors_map_to_the_codes_clients_expect() {
             .map(|v| v.to_str().unwrap_or("")),
         Some("1000")
     );
+    assert_eq!(retry_delay(&status), Some(Duration::from_secs(1)));
+}
+
+/// Rate limited everywhere for longer than the retry layer waits: the
+/// client gets RESOURCE_EXHAUSTED at once, with the provider's wait as a
+/// `google.rpc.RetryInfo` in the status details (decoded here with prost,
+/// independently of staunch's encoder).
+#[tokio::test]
+async fn tonic_rate_limited_everywhere_is_resource_exhausted_with_retry_info() {
+    let limited = || Fault::RateLimit { retry_after: 90.0 };
+    let (channel, mock) = start(vec![limited()], vec![limited()]).await;
+    let started = Instant::now();
+    let status = summarize(&channel, "anything", None).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "not waited out");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(retry_delay(&status), Some(Duration::from_secs(90)));
+    let stats = mock.stats();
+    assert_eq!(
+        (
+            stats.requests_to(staunch_mock::Route::OpenAi),
+            stats.requests_to(staunch_mock::Route::Anthropic)
+        ),
+        (1, 1),
+        "each asked once"
+    );
+}
+
+/// A refusal by every model (the content filter) is FAILED_PRECONDITION:
+/// asking again as it is will not help, the content must change.
+#[tokio::test]
+async fn tonic_a_refusal_everywhere_is_failed_precondition() {
+    let (channel, _mock) = start(vec![Fault::ContentFilter], vec![Fault::ContentFilter]).await;
+    let status = summarize(&channel, "something refused", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.details().is_empty(), "nothing to wait for");
+}
+
+/// `google.rpc.Status`, `google.protobuf.Any`, `google.rpc.RetryInfo` and
+/// `google.protobuf.Duration`, as their protos define them.
+mod rpc {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        pub retry_delay: Option<Duration>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Duration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+}
+
+/// The `RetryInfo` delay in a status's details, if it has one; the
+/// details' code and message must be the status's own.
+fn retry_delay(status: &tonic::Status) -> Option<Duration> {
+    use prost::Message;
+    if status.details().is_empty() {
+        return None;
+    }
+    let decoded = rpc::Status::decode(status.details()).expect("a google.rpc.Status");
+    assert_eq!(decoded.code, i32::from(status.code()));
+    assert_eq!(decoded.message, status.message());
+    let any = decoded
+        .details
+        .iter()
+        .find(|d| d.type_url == "type.googleapis.com/google.rpc.RetryInfo")?;
+    let info = rpc::RetryInfo::decode(&any.value[..]).expect("a RetryInfo");
+    let delay = info.retry_delay?;
+    Some(Duration::new(
+        u64::try_from(delay.seconds).expect("not negative"),
+        u32::try_from(delay.nanos).expect("not negative"),
+    ))
 }
