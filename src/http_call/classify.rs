@@ -6,7 +6,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use staunch_core::{Answer, BoxError, Call, ErrorKind, LlmError, classify_http, redact_secrets};
+use staunch_core::{
+    Answer, BoxError, Call, Deadline, ErrorKind, LlmError, classify_http, redact_secrets,
+};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -141,12 +143,22 @@ where
 
     fn call(&mut self, mut call: HttpCall) -> ResponseFuture {
         let started = call.start_clock();
+        let deadline = call.extensions().get::<Deadline>().copied();
         let sent = self.inner.call(call.to_request());
         let max_answer_bytes = self.max_answer_bytes;
         Box::pin(async move {
             let provider = call.provider().to_owned();
             let model = call.model().to_owned();
-            let outcome = answer(sent, &call, max_answer_bytes).await;
+            let exchange = answer(sent, &call, max_answer_bytes);
+            // The call's deadline bounds the exchange (a JSON answer's body
+            // and an error's included), as it bounds a staunch client's;
+            // a stream's body is the caller's once its headers are in.
+            let outcome = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.instant(), exchange)
+                    .await
+                    .unwrap_or_else(|_| Err(deadline.exceeded())),
+                None => exchange.await,
+            };
             match outcome {
                 Ok(mut answer) => {
                     let meta = answer.meta_mut();

@@ -164,7 +164,12 @@
 //!   wait headers, `x-should-retry`, the rate-limit headers), masks anything
 //!   shaped like a credential in the message, and fails with that error;
 //! - a client error is the `LlmError` it wraps, a tower timeout `Timeout`,
-//!   anything else `Network` (transient).
+//!   anything else `Network` (transient);
+//! - a [`Deadline`](crate::Deadline) in the call's extensions (a gRPC
+//!   call's `grpc-timeout`, say) bounds each attempt up to its answer (a
+//!   JSON body or an error's body included, a stream up to its headers),
+//!   which then fails as the deadline's error; the rest of a stream is the
+//!   caller's to bound.
 
 mod answer;
 mod call;

@@ -150,3 +150,63 @@ async fn drop_in_classify_reads_usage_and_classifies_errors() {
         error.message
     );
 }
+
+/// A client that never answers, or sends an error's headers and never its
+/// body: the call's deadline still ends the attempt, with the deadline's
+/// error.
+#[tokio::test(start_paused = true)]
+async fn drop_in_classify_bounds_a_hanging_client_by_the_calls_deadline() {
+    use crate::Deadline;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    let with_deadline = || {
+        let mut call = HttpCall::new(post(br#"{"model": "gpt-4o"}"#)).expect("a call");
+        call.extensions_mut()
+            .insert(Deadline::after(Duration::from_secs(2)));
+        call
+    };
+    let hang = classify_http(service_fn(|_: http::Request<Full<Bytes>>| async {
+        std::future::pending::<Result<http::Response<Full<Bytes>>, std::convert::Infallible>>()
+            .await
+    }));
+    let started = Instant::now();
+    let error = hang.oneshot(with_deadline()).await.expect_err("cut");
+    assert!(error.is_deadline_exceeded(), "{error}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+
+    let silent_error_body = classify_http(service_fn(|_: http::Request<Full<Bytes>>| async {
+        let never = http_body_util::StreamBody::new(never_a_frame());
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .status(429)
+                .body(never)
+                .expect("a response"),
+        )
+    }));
+    let started = Instant::now();
+    let error = silent_error_body
+        .oneshot(with_deadline())
+        .await
+        .expect_err("cut");
+    assert!(error.is_deadline_exceeded(), "{error}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+/// A stream of body frames that never yields one.
+fn never_a_frame()
+-> impl futures_core::Stream<Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>>
++ Send
++ 'static {
+    struct Never;
+    impl futures_core::Stream for Never {
+        type Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Pending
+        }
+    }
+    Never
+}
