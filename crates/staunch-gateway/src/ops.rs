@@ -3,7 +3,7 @@
 
 use crate::build::Gateway;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -125,32 +125,58 @@ pub(crate) async fn readyz(State(gateway): State<Gateway>) -> Response {
         .into_response()
 }
 
+/// The header that carries the request id, both ways. A constant: a
+/// header name given as a `&str` is copied onto the heap at each insert.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// A request id that is unique in this process and hard to guess across
-/// restarts.
-fn new_request_id() -> String {
+/// restarts: `req_`, the start-up clock's nanoseconds in 16 hex digits, then
+/// a counter in 8, written on the stack.
+fn new_request_id() -> [u8; 28] {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    format!("req_{nanos:016x}{n:08x}")
+    let mut id = *b"req_000000000000000000000000";
+    hex_into(&mut id[4..20], nanos);
+    hex_into(&mut id[20..], n);
+    id
+}
+
+/// Writes the low digits of `n` in lowercase hex, filling `out`.
+fn hex_into(out: &mut [u8], mut n: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 /// Takes `x-request-id` (a short printable one) or makes one, logs the
 /// request within a span that carries it, and echoes it in the response.
 pub(crate) async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
+    let made;
+    let id = match request
         .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(new_request_id, str::to_owned);
-    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    request.headers_mut().insert("x-request-id", value.clone());
+        .get(&X_REQUEST_ID)
+        .map(HeaderValue::as_bytes)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()))
+    {
+        Some(given) => given,
+        None => {
+            made = new_request_id();
+            &made
+        }
+    };
+    // A copy: the client's value is a slice of the connection's read
+    // buffer, which must not be held for the whole request.
+    let value = HeaderValue::from_bytes(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request.headers_mut().insert(X_REQUEST_ID, value.clone());
     let span = tracing::info_span!(
         target: "staunch_gateway",
         "request",
-        request_id = %id,
+        // Printable ASCII, checked above.
+        request_id = %value.to_str().unwrap_or("invalid"),
         method = %request.method(),
         path = %request.uri().path(),
     );
@@ -166,6 +192,27 @@ pub(crate) async fn request_id(mut request: Request, next: Next) -> Response {
             "served"
         );
     });
-    response.headers_mut().insert("x-request-id", value);
+    response.headers_mut().insert(X_REQUEST_ID, value);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn made_request_ids_are_hex_after_a_prefix_and_differ() {
+        let (a, b) = (super::new_request_id(), super::new_request_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let id = std::str::from_utf8(&id).unwrap();
+            let hex = id.strip_prefix("req_").unwrap();
+            assert_eq!(hex.len(), 24);
+            assert!(
+                hex.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
+        }
+        let mut out = [0; 8];
+        super::hex_into(&mut out, 0xdead_beef);
+        assert_eq!(&out, b"deadbeef");
+    }
 }

@@ -171,22 +171,70 @@ pub struct RouteBudget {
 }
 
 /// A `*` glob: `*` matches any run of characters, the rest literally.
+/// Allocates nothing: every request's model is matched against the routes.
 fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
+    let Some((first, after)) = pattern.split_once('*') else {
+        // No `*`: the whole text must be the pattern.
+        return pattern == text;
+    };
     let Some(mut rest) = text.strip_prefix(first) else {
         return false;
     };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        // No `*`: the whole text must be the pattern.
-        return rest.is_empty();
-    };
-    for part in middle {
+    // What follows the last `*` ends the text; what lies between the
+    // first and the last is found in order, each part as early as it can.
+    let (middle, last) = after.rsplit_once('*').unwrap_or(("", after));
+    for part in middle.split('*').filter(|part| !part.is_empty()) {
         match rest.find(part) {
             Some(at) => rest = &rest[at + part.len()..],
             None => return false,
         }
     }
     rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    /// Tries every split: slow, and plainly a glob.
+    fn by_backtracking(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some((b'*', rest)) => (0..=text.len()).any(|i| by_backtracking(rest, &text[i..])),
+            Some((c, rest)) => text.first() == Some(c) && by_backtracking(rest, &text[1..]),
+        }
+    }
+
+    /// Every string of `alphabet` up to `max` long.
+    fn strings(alphabet: &[u8], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |&c| format!("{s}{}", c as char)))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn globs_match_as_backtracking_does() {
+        let texts = strings(b"ab", 5);
+        for pattern in strings(b"ab*", 5) {
+            for text in &texts {
+                assert_eq!(
+                    wildcard_match(&pattern, text),
+                    by_backtracking(pattern.as_bytes(), text.as_bytes()),
+                    "{pattern:?} on {text:?}"
+                );
+            }
+        }
+        assert!(wildcard_match("gpt-*", "gpt-4o"));
+        assert!(wildcard_match("*", ""));
+        assert!(wildcard_match("*-mini", "gpt-4o-mini"));
+        assert!(!wildcard_match("gpt-4o", "gpt-4o-mini"));
+        assert!(wildcard_match("claude-*-4*", "claude-sonnet-4-5"));
+    }
 }

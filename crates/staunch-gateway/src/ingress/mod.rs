@@ -10,8 +10,9 @@ use crate::build::{CompiledRoute, Gateway};
 use crate::errors::{Shape, failure, reply};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use staunch::Deadline;
 use staunch::budget::BudgetLayer;
@@ -23,10 +24,24 @@ use staunch_providers::openai;
 use staunch_providers::openai::wire::IngressError;
 use tower::{Service, ServiceExt};
 
+/// The request's headers, taken from it: axum's `HeaderMap` extractor
+/// copies them (two allocations and a reference count per value, per
+/// request), and nothing after a handler's extractors reads them (the
+/// body's extractor reads the body only).
+pub(crate) struct Headers(HeaderMap);
+
+impl<S: Send + Sync> FromRequestParts<S> for Headers {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Headers(std::mem::take(&mut parts.headers)))
+    }
+}
+
 /// `POST /v1/chat/completions`.
 pub(crate) async fn openai_chat(
     State(gateway): State<Gateway>,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     chat(OpenAiChat, gateway, headers, Endpoint::default(), body).await
@@ -35,7 +50,7 @@ pub(crate) async fn openai_chat(
 /// `POST /v1/messages`.
 pub(crate) async fn anthropic_messages(
     State(gateway): State<Gateway>,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     chat(
@@ -53,7 +68,7 @@ pub(crate) async fn anthropic_messages(
 /// 400 saying so).
 pub(crate) async fn openai_responses(
     State(gateway): State<Gateway>,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     chat(
@@ -72,7 +87,7 @@ pub(crate) async fn openai_responses(
 pub(crate) async fn gemini(
     State(gateway): State<Gateway>,
     Path(rest): Path<String>,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let (model, stream) = match rest.rsplit_once(':') {
@@ -145,7 +160,7 @@ pub(crate) async fn chat<I: ChatIngress>(
 /// `embeddings_unsupported`, saying why.
 pub(crate) async fn openai_embeddings(
     State(gateway): State<Gateway>,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match read(&OpenAiChat, body) {
@@ -183,7 +198,7 @@ pub(crate) async fn openai_embeddings(
 }
 
 /// `GET /v1/models`: the routes' model names.
-pub(crate) async fn models(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+pub(crate) async fn models(State(gateway): State<Gateway>, Headers(headers): Headers) -> Response {
     let running = gateway.current();
     if let Access::Denied = auth::check(&running, &headers) {
         return denied(&OpenAiChat);
@@ -330,33 +345,95 @@ impl<T> http_body::Body for Holding<T> {
     }
 }
 
+/// A header value of `value`, or `invalid` when it cannot be one.
 fn header(value: &str) -> HeaderValue {
     HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// What staunch did, as headers.
+/// How many values [`repeated_header`] keeps per thread.
+const REPEATED_HEADERS: usize = 32;
+
+thread_local! {
+    /// Header values made lately on this thread, by their text.
+    static REPEATED: std::cell::RefCell<Vec<(Box<str>, HeaderValue)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`header`] for a value that repeats from one answer to the next (a
+/// model's, a target's, a tier's name): a clone of the one made before on
+/// this thread, which costs no allocation (a new value copies its text onto
+/// the heap), once that clone has made it shareable. At most
+/// [`REPEATED_HEADERS`] of them are kept per thread, forgotten all at once
+/// when there would be more. Only for names from the configuration and the
+/// answer, never anything secret.
+fn repeated_header(value: &str) -> HeaderValue {
+    REPEATED
+        .try_with(|kept| {
+            let mut kept = kept.try_borrow_mut().ok()?;
+            if let Some((_, made)) = kept.iter().find(|(text, _)| **text == *value) {
+                return Some(made.clone());
+            }
+            if kept.len() == REPEATED_HEADERS {
+                kept.clear();
+            }
+            let made = header(value);
+            kept.push((Box::from(value), made.clone()));
+            Some(made)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| header(value))
+}
+
+/// `x-staunch-attempts` for the counts most answers have.
+const ATTEMPTS: [HeaderValue; 4] = [
+    HeaderValue::from_static("0"),
+    HeaderValue::from_static("1"),
+    HeaderValue::from_static("2"),
+    HeaderValue::from_static("3"),
+];
+
+// Header names as constants: a name given as a `&str` is copied onto the
+// heap at each insert.
+const X_STAUNCH_MODEL: HeaderName = HeaderName::from_static("x-staunch-model");
+const X_STAUNCH_TIER: HeaderName = HeaderName::from_static("x-staunch-tier");
+const X_STAUNCH_ATTEMPTS: HeaderName = HeaderName::from_static("x-staunch-attempts");
+const X_STAUNCH_TARGET: HeaderName = HeaderName::from_static("x-staunch-target");
+const X_STAUNCH_DEPLOYMENT: HeaderName = HeaderName::from_static("x-staunch-deployment");
+const X_STAUNCH_WARNING: HeaderName = HeaderName::from_static("x-staunch-warning");
+
+/// What staunch did, as headers (with room for the content type).
 pub(crate) fn answer_headers(answer: &impl Answer) -> HeaderMap {
     let meta = answer.meta();
-    let mut headers = HeaderMap::new();
-    headers.insert("x-staunch-model", header(answer.answered_model()));
-    headers.insert("x-staunch-tier", header(meta.tier.as_str()));
-    headers.insert("x-staunch-attempts", header(&meta.attempts.to_string()));
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(X_STAUNCH_MODEL, repeated_header(answer.answered_model()));
+    headers.insert(X_STAUNCH_TIER, repeated_header(meta.tier.as_str()));
+    let attempts = ATTEMPTS.get(meta.attempts as usize).cloned();
+    headers.insert(
+        X_STAUNCH_ATTEMPTS,
+        attempts.unwrap_or_else(|| HeaderValue::from(meta.attempts)),
+    );
     if let Some(target) = &meta.target {
-        headers.insert("x-staunch-target", header(target));
+        headers.insert(X_STAUNCH_TARGET, repeated_header(target));
     }
     if let Some(deployment) = &meta.deployment {
-        headers.insert("x-staunch-deployment", header(deployment));
+        headers.insert(X_STAUNCH_DEPLOYMENT, repeated_header(deployment));
     }
     if let Some(warning) = &meta.warning {
-        headers.insert("x-staunch-warning", header(warning));
+        headers.insert(X_STAUNCH_WARNING, header(warning));
     }
     headers
 }
 
+/// A 200 with `body` as JSON, and `headers`.
 fn json(mut headers: HeaderMap, body: Vec<u8>) -> Response {
     headers.insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    (StatusCode::OK, headers, body).into_response()
+    // Built directly: as a tuple's part the map would be copied, entry by
+    // entry, into the response's own.
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.headers_mut() = headers;
+    response
 }
