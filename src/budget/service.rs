@@ -99,14 +99,15 @@ where
         // The request's clock starts here unless a layer above started it;
         // the answer's latency runs from it, so the settlement knows when
         // the answer came without reading the clock again.
-        let stamped = request.started().is_some();
         let started = request.start_clock();
         let mut reserved = (0, 0.0);
         if config.window_tokens.is_some() || config.window_cost.is_some() {
-            // One clock read for the expiry and the wait (none when it was
-            // just read to start the request's clock).
-            let now = if stamped { Instant::now() } else { started };
-            let mut window = self.shared.window_at(now);
+            // The window is judged at the request's start, not read again
+            // from the clock (a read costs about as much as this whole
+            // check): a start a layer above took a little earlier only
+            // expires less of the window, which never undercounts it. A
+            // refusal reads the clock for an exact wait.
+            let mut window = self.shared.window_at(started);
             let (held_tokens, held_cost) = (window.reserved_tokens, window.reserved_cost);
             let fits = |used_tokens: u64, used_cost: f64| {
                 config.window_tokens.is_none_or(|cap| {
@@ -124,7 +125,7 @@ where
                     "the window budget is spent: {used_tokens} tokens and ${used_cost:.4} used, {held_tokens} tokens reserved in the last {:?}; this request needs about {tokens} tokens (${cost:.4})",
                     config.window
                 ));
-                error.retry_after = window.wait_until(now, fits);
+                error.retry_after = window.wait_until(Instant::now(), fits);
                 return ResponseFuture::refused(error, "window");
             }
             window.reserved_tokens = window.reserved_tokens.saturating_add(tokens);
