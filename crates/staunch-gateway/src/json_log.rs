@@ -64,10 +64,13 @@ where
 #[derive(Debug, Default)]
 struct SpanFields {
     /// The values, one after another. A field recorded again gets its new
-    /// value appended; the old one stays, unused, until the span closes.
+    /// value appended; the old one stays, unused, until the values are
+    /// compacted (when most of them are old).
     values: Vec<u8>,
-    /// Each field's latest value in `values`, sorted by name.
-    entries: Vec<Entry>,
+    /// Each field of the span's callsite by its index there: its name and
+    /// latest value, if it has one. Set in place, so that a record costs
+    /// no search; sorted by name only when the span is written out.
+    slots: Vec<Option<Entry>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,25 +80,73 @@ struct Entry {
     end: u32,
 }
 
+/// Values are compacted when they take more than this many bytes and
+/// more than twice what the latest values take.
+const COMPACT_AFTER: usize = 4096;
+
 impl SpanFields {
-    /// Notes that `values[start..]` is `name`'s value now.
-    fn set(&mut self, name: &'static str, start: usize) {
+    /// Notes that `values[start..]` is the value of field `index`, `name`.
+    fn set(&mut self, index: usize, name: &'static str, start: usize) {
         let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(self.values.len())) else {
             // Four gigabytes of one span's fields: keep the older values.
             self.values.truncate(start);
             return;
         };
-        let entry = Entry { name, start, end };
-        match self.entries.binary_search_by(|e| e.name.cmp(name)) {
-            Ok(i) => self.entries[i] = entry,
-            Err(i) => self.entries.insert(i, entry),
+        if index >= self.slots.len() {
+            // Not a field of the span's callsite (tracing does not record
+            // those): kept all the same.
+            self.slots.resize(index + 1, None);
+        }
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let replaced = slot.replace(Entry { name, start, end }).is_some();
+        if replaced && self.values.len() > COMPACT_AFTER {
+            self.compact();
         }
     }
 
-    /// Writes the span as an object: its fields by name, then `"name"`.
+    /// Drops the values no field has any more, when they are most of them.
+    fn compact(&mut self) {
+        let live: usize = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|e| (e.end - e.start) as usize)
+            .sum();
+        if self.values.len() <= 2 * live {
+            return;
+        }
+        let mut values = Vec::with_capacity(live);
+        for entry in self.slots.iter_mut().flatten() {
+            let start = values.len();
+            let value = self
+                .values
+                .get(entry.start as usize..entry.end as usize)
+                .unwrap_or(b"null");
+            values.extend_from_slice(value);
+            // Within the old values' length, which fitted.
+            entry.start = start as u32;
+            entry.end = values.len() as u32;
+        }
+        self.values = values;
+    }
+
+    /// Writes the span as an object: its fields by name (each name once),
+    /// then `"name"`.
     fn write_object(&self, name: &str, out: &mut Vec<u8>) {
         out.push(b'{');
-        for entry in &self.entries {
+        // The next name after the last one written, by a scan of them all:
+        // a span has a few fields, and is written out far more rarely
+        // than recorded.
+        let mut last: Option<&str> = None;
+        while let Some(entry) = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|e| last.is_none_or(|last| e.name > last))
+            .min_by(|a, b| a.name.cmp(b.name))
+        {
             let value = self
                 .values
                 .get(entry.start as usize..entry.end as usize)
@@ -104,6 +155,7 @@ impl SpanFields {
             out.push(b':');
             out.extend_from_slice(value);
             out.push(b',');
+            last = Some(entry.name);
         }
         out.extend_from_slice(b"\"name\":");
         write_str(out, name);
@@ -118,42 +170,42 @@ impl SpanFields {
 struct SpanVisitor<'a>(&'a mut SpanFields);
 
 impl SpanVisitor<'_> {
-    fn record(&mut self, name: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
+    fn record(&mut self, field: &Field, name: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.0.values.len();
         write(&mut self.0.values);
-        self.0.set(name, start);
+        self.0.set(field.index(), name, start);
     }
 }
 
 impl Visit for SpanVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.record(field.name(), |out| write_value(out, &value));
+        self.record(field, field.name(), |out| write_value(out, &value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record(field.name(), |out| write_value(out, &value));
+        self.record(field, field.name(), |out| write_value(out, &value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record(field.name(), |out| write_value(out, &value));
+        self.record(field, field.name(), |out| write_value(out, &value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.record(field.name(), |out| write_value(out, &value));
+        self.record(field, field.name(), |out| write_value(out, &value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.record(field.name(), |out| write_str(out, value));
+        self.record(field, field.name(), |out| write_str(out, value));
     }
 
     fn record_bytes(&mut self, field: &Field, value: &[u8]) {
-        self.record(field.name(), |out| write_value(out, value));
+        self.record(field, field.name(), |out| write_value(out, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let name = field.name();
         let name = name.strip_prefix("r#").unwrap_or(name);
-        self.record(name, |out| write_debug(out, value));
+        self.record(field, name, |out| write_debug(out, value));
     }
 }
 
@@ -352,15 +404,14 @@ where
         if extensions.get_mut::<SpanFields>().is_some() {
             return;
         }
-        // Room for every field the span declares: a record never has to
-        // grow it.
-        let entries = Vec::with_capacity(attrs.metadata().fields().len());
+        // A slot for every field the span declares.
+        let slots = vec![None; attrs.metadata().fields().len()];
         // The values are written into this thread's buffer first, and kept
         // in a copy of the size they came to.
         with_line_buffer(|scratch| {
             let mut fields = SpanFields {
                 values: std::mem::take(scratch),
-                entries,
+                slots,
             };
             attrs.record(&mut SpanVisitor(&mut fields));
             let values = fields.values.as_slice().to_vec();
@@ -478,6 +529,32 @@ mod tests {
             month += 1;
         }
         (year, month as u32 + 1, days as u32 + 1)
+    }
+
+    #[test]
+    fn a_field_recorded_over_and_over_keeps_its_latest_value_in_bounded_memory() {
+        let mut fields = SpanFields {
+            values: Vec::new(),
+            slots: vec![None; 2],
+        };
+        for i in 0..100_000u32 {
+            let start = fields.values.len();
+            write_value(&mut fields.values, &format!("value {i}"));
+            fields.set(1, "b", start);
+            if i == 7 {
+                let start = fields.values.len();
+                write_value(&mut fields.values, &true);
+                fields.set(0, "a", start);
+            }
+        }
+        assert!(
+            fields.values.len() <= COMPACT_AFTER + 16,
+            "{}",
+            fields.values.len()
+        );
+        let mut out = Vec::new();
+        fields.write_object("s", &mut out);
+        assert_eq!(out, br#"{"a":true,"b":"value 99999","name":"s"}"#);
     }
 
     #[test]
