@@ -41,10 +41,18 @@ pin_project! {
         shared: Arc<Shared<S>>,
         // The request for the next attempt, while one may be made.
         next: Option<C>,
-        // The service retries go to, cloned at the first retry.
-        service: Option<Attempt<S>>,
-        progress: Progress,
+        // What only a request that failed once needs, boxed at its first
+        // failure so that the future a success moves through the layers
+        // above stays small.
+        retrying: Option<Box<Retrying<S>>>,
     }
+}
+
+/// The retry loop's state after a first failure.
+struct Retrying<S> {
+    // The service retries go to, cloned at the first retry.
+    service: Option<Attempt<S>>,
+    progress: Progress,
 }
 
 impl<S, C> ResponseFuture<S, C>
@@ -63,8 +71,7 @@ where
             state: State::Calling { attempt: first },
             shared,
             next,
-            service: None,
-            progress: Progress::default(),
+            retrying: None,
         }
     }
 }
@@ -83,8 +90,24 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { attempt } => {
                     let mut result = ready!(attempt.poll(cx));
+                    if this.retrying.is_none() {
+                        if result.is_ok() {
+                            // The first attempt answered: nothing to add.
+                            return Poll::Ready(result);
+                        }
+                        *this.retrying = Some(Box::new(Retrying {
+                            service: None,
+                            progress: Progress::default(),
+                        }));
+                    }
+                    let Some(retrying) = this.retrying.as_mut() else {
+                        return Poll::Ready(Err(lost("state")));
+                    };
                     let config = &this.shared.config;
-                    match this.progress.after(config, this.next.as_mut(), &mut result) {
+                    match retrying
+                        .progress
+                        .after(config, this.next.as_mut(), &mut result)
+                    {
                         None => return Poll::Ready(result),
                         Some(wait) => this.state.set(State::Waiting {
                             sleep: Box::pin(tokio::time::sleep(wait)),
@@ -96,17 +119,20 @@ where
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {
-                    if this.service.is_none() {
-                        *this.service = this.shared.spare();
+                    let Some(retrying) = this.retrying.as_mut() else {
+                        return Poll::Ready(Err(lost("state")));
+                    };
+                    if retrying.service.is_none() {
+                        retrying.service = this.shared.spare();
                     }
-                    let Some(service) = this.service.as_mut() else {
+                    let Some(service) = retrying.service.as_mut() else {
                         return Poll::Ready(Err(lost("service")));
                     };
                     ready!(service.poll_ready(cx))?;
                     let Some(request) = this.next.take() else {
                         return Poll::Ready(Err(lost("request")));
                     };
-                    if this.progress.may_retry_again(&this.shared.config) {
+                    if retrying.progress.may_retry_again(&this.shared.config) {
                         *this.next = Some(request.clone());
                     }
                     let attempt = service.call(request);
