@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Ten minutes of mixed faulty traffic through one gateway at a steady rate:
+# does anything grow (issue 27, the soak)?
+#
+#   scripts/soak.sh [--seconds N]     # N seconds of load (default 600, at least 30)
+#
+# What it does:
+#   1. builds (release) staunch-gateway and staunch-mock, unless SKIP_BUILD=1;
+#   2. starts the mock with a scenario of random faults (written to
+#      target/soak/scenario.toml): on its OpenAI route 429s with
+#      Retry-After, 500s, 503 overloaded, 502s, resets, truncated bodies,
+#      streams cut, stalled or ended by an error event, broken tool
+#      arguments and 400 ms of latency, each a few per cent; lighter faults
+#      on its Anthropic route; 20 ms on every answer; and the OpenAI route
+#      down (overloaded) for max(5, N/40) seconds from N/2;
+#   3. starts one staunch-gateway with client keys and a provider key (both
+#      generated for the run, the provider's in the environment) and one
+#      route `soak-*`: the mock's OpenAI route (2 retries honouring
+#      Retry-After, a breaker of 3 failures, short stream timeouts) falling
+#      back to its Anthropic route (which continues cut streams);
+#   4. drives it with scripts/soak_load.py: RATE requests/s, open loop, a
+#      new connection each: plain chat, streamed chat, tool calls (plain
+#      and streamed), and CANCEL of clients that hang up before the answer
+#      or mid-stream; every 5 s it reads the gateway's VmRSS, Threads and
+#      open fds from /proc, and /metrics (the series, the open connections);
+#   5. prints per minute p50/p99 and what the callers got, and for RSS,
+#      fds, threads, open connections and /metrics series the value at the
+#      end of the warm-up (60 s, or N/3 when shorter), at the end, and the
+#      least-squares slope after the warm-up, with PASS/FAIL; and checks
+#      that neither key appears in the gateway's log (nor a panic).
+# Exits 1 when a verdict fails (a run under 300 s only on a key in the log
+# or a panic). Everything it started is killed on exit;
+# the logs, configuration, scenario and raw JSON stay in target/soak/.
+#
+# Tokio's task count needs tokio_unstable, which the release build does
+# not have: the open connections (staunch_gateway_connections_open), the
+# fds and the threads stand in for it.
+#
+# Environment: RATE (default 40), CANCEL (0.10), WARMUP_SECONDS (60),
+# UNIQUE_MODELS (0: a share of requests naming a model of their own),
+# SKIP_BUILD=1, BIN_DIR (default target/release).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+N=600
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --seconds) N=$2; shift 2 ;;
+        -h | --help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+if ! [[ $N =~ ^[0-9]+$ ]] || ((N < 30)); then echo "--seconds must be a whole number, at least 30" >&2; exit 2; fi
+RATE=${RATE:-40}
+CANCEL=${CANCEL:-0.10}
+UNIQUE_MODELS=${UNIQUE_MODELS:-0}
+WARMUP=${WARMUP_SECONDS:-60}
+((WARMUP * 3 > N)) && WARMUP=$((N / 3))
+# Per minute, or in sixths of a short run.
+BUCKET=60
+((N < 360)) && BUCKET=$((N / 6))
+OUTAGE_FROM=$((N / 2))
+OUTAGE_FOR=$((N / 40 > 5 ? N / 40 : 5))
+REL=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+OUT=${CARGO_TARGET_DIR:-$ROOT/target}/soak
+mkdir -p "$OUT"
+rm -f "$OUT"/gateway.log "$OUT"/mock.log "$OUT"/*.toml "$OUT"/*.json "$OUT"/report.txt
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '== %s\n' "$*" >&2; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_port PORT NAME PID: until 127.0.0.1:PORT accepts (20 s at most).
+wait_port() {
+    local port=$1 name=$2 pid=$3 i
+    for ((i = 0; i < 80; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { echo "$name exited:" >&2; tail -n 20 "$OUT/$name.log" >&2; exit 1; }
+        sleep 0.25
+    done
+    echo "$name did not listen on $port within 20 s" >&2
+    exit 1
+}
+
+if [[ -z ${SKIP_BUILD:-} ]]; then
+    say "building (release)"
+    cargo build --release -p staunch-gateway --bin staunch-gateway -p staunch-mock --bin staunch-mock
+fi
+MOCK=$REL/staunch-mock
+GATEWAY=$REL/staunch-gateway
+for bin in "$MOCK" "$GATEWAY"; do
+    [[ -x $bin ]] || { echo "missing $bin (build it, or unset SKIP_BUILD)" >&2; exit 1; }
+done
+
+# The faults. "random" is drawn in order, the first that hits wins; stream
+# faults leave a request without `stream` its normal answer, and broken
+# tool arguments one without tools. The outage counts from the reset the
+# load sends the mock as it starts.
+cat >"$OUT/scenario.toml" <<EOF
+# Generated by scripts/soak.sh.
+seed = 27
+latency_ms = 20
+stream_token_ms = 5
+
+[outage]
+start_ms = $((OUTAGE_FROM * 1000))
+end_ms = $(((OUTAGE_FROM + OUTAGE_FOR) * 1000))
+routes = ["openai"]
+
+[openai]
+random = [
+    { probability = 0.04, fault = { type = "rate_limit", retry_after = 0.3 } },
+    { probability = 0.03, fault = { type = "server_error" } },
+    { probability = 0.03, fault = { type = "overloaded", retry_after = 0.2 } },
+    { probability = 0.01, fault = { type = "bad_gateway" } },
+    { probability = 0.01, fault = { type = "reset" } },
+    { probability = 0.01, fault = { type = "truncated" } },
+    { probability = 0.05, fault = { type = "cut_after", tokens = 3 } },
+    { probability = 0.02, fault = { type = "error_event_at", n = 2, kind = "overloaded" } },
+    { probability = 0.01, fault = { type = "stall_after", tokens = 2 } },
+    { probability = 0.03, fault = { type = "bad_tool_arguments" } },
+    { probability = 0.05, fault = { type = "latency", ms = 400 } },
+]
+
+[anthropic]
+random = [
+    { probability = 0.03, fault = { type = "overloaded" } },
+    { probability = 0.02, fault = { type = "server_error" } },
+    { probability = 0.02, fault = { type = "cut_after", tokens = 5 } },
+    { probability = 0.03, fault = { type = "latency", ms = 200 } },
+]
+EOF
+
+say "starting the mock"
+"$MOCK" --scenario "$OUT/scenario.toml" --port 0 >"$OUT/mock.log" 2>&1 &
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
+MOCK_URL=
+for ((i = 0; i < 80; i++)); do
+    MOCK_URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$OUT/mock.log" | head -n 1 || true)
+    [[ -n $MOCK_URL ]] && break
+    kill -0 "$MOCK_PID" 2>/dev/null || { echo "the mock exited:" >&2; cat "$OUT/mock.log" >&2; exit 1; }
+    sleep 0.25
+done
+[[ -n $MOCK_URL ]] || { echo "the mock printed no address" >&2; exit 1; }
+
+# Generated per run; checked against the gateway's log at the end.
+PROVIDER_KEY="sk-soak-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+CLIENT_KEY="soak-client-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+CLIENT_SHA=$(printf %s "$CLIENT_KEY" | sha256sum | cut -d' ' -f1)
+PORT=$(free_port)
+cat >"$OUT/gateway.toml" <<EOF
+# Generated by scripts/soak.sh.
+[server]
+listen = "127.0.0.1:$PORT"
+
+[providers.primary]
+kind = "openai-compatible"
+base_url = "$MOCK_URL/v1"
+api_key_env = "SOAK_PROVIDER_KEY"
+header_timeout_secs = 5
+first_token_timeout_secs = 5
+idle_timeout_secs = 1
+request_timeout_secs = 10
+
+[providers.spare]
+kind = "anthropic"
+base_url = "$MOCK_URL"
+api_key_env = "SOAK_PROVIDER_KEY"
+header_timeout_secs = 5
+first_token_timeout_secs = 5
+idle_timeout_secs = 1
+request_timeout_secs = 10
+
+[[routes]]
+model = "soak-*"
+deadline_secs = 15
+  [[routes.targets]]
+  provider = "primary"
+  model = "gpt-soak"
+  retry = { max_retries = 2, base_delay_ms = 50, max_delay_ms = 1000 }
+  breaker = { consecutive_failures = 3, break_secs = 2, break_growth = 2.0, max_break_secs = 8, break_jitter = 0.2 }
+  attempt_timeout_secs = 5
+  [[routes.targets]]
+  provider = "spare"
+  model = "claude-soak"
+  accepts_prefill = true
+  retry = { max_retries = 1, base_delay_ms = 50, max_delay_ms = 500 }
+
+[[client_keys]]
+name = "soak"
+sha256 = "$CLIENT_SHA"
+EOF
+say "starting the gateway on $PORT"
+SOAK_PROVIDER_KEY=$PROVIDER_KEY "$GATEWAY" --config "$OUT/gateway.toml" >"$OUT/gateway.log" 2>&1 &
+GATEWAY_PID=$!
+PIDS+=("$GATEWAY_PID")
+wait_port "$PORT" gateway "$GATEWAY_PID"
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "machine: $(nproc) cores, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "staunch: HEAD $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$GATEWAY" --version)"
+    echo "load: ${RATE}/s for ${N} s, ${CANCEL} hung up, warm-up ${WARMUP} s; primary down ${OUTAGE_FROM}-$((OUTAGE_FROM + OUTAGE_FOR)) s"
+} | tee "$OUT/versions.txt" >&2
+
+say "load for $N s"
+SOAK_CLIENT_KEY=$CLIENT_KEY python3 scripts/soak_load.py run --gateway "http://127.0.0.1:$PORT" \
+    --pid "$GATEWAY_PID" --mock "$MOCK_URL" --mock-pid "$MOCK_PID" --out "$OUT/run.json" \
+    --rate "$RATE" --seconds "$N" --cancel "$CANCEL" --unique-models "$UNIQUE_MODELS" \
+    --outage "$OUTAGE_FROM,$((OUTAGE_FROM + OUTAGE_FOR))"
+kill -0 "$GATEWAY_PID" 2>/dev/null || { echo "the gateway exited during the run" >&2; tail -n 20 "$OUT/gateway.log" >&2; exit 1; }
+
+status=0
+python3 scripts/soak_load.py report --run "$OUT/run.json" --warmup "$WARMUP" --bucket "$BUCKET" \
+    | tee "$OUT/report.txt" || status=1
+if ((N < 300)); then
+    # A smoke run: a slope over a few samples, early in the process' life,
+    # says little.
+    echo "a short run (under 300 s): the verdicts are indicative only and do not fail it" | tee -a "$OUT/report.txt"
+    status=0
+fi
+# The keys, the log's levels, panics.
+leaks=""
+grep -qF -- "$PROVIDER_KEY" "$OUT/gateway.log" && leaks+=" the provider key"
+grep -qF -- "$CLIENT_KEY" "$OUT/gateway.log" && leaks+=" the client key"
+panics=$(grep -c 'panicked' "$OUT/gateway.log" || true)
+levels=$(grep -o '"level":"[A-Z]*"' "$OUT/gateway.log" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' | sed 's/"level"://g; s/"//g; s/, $//' || true)
+echo "gateway log: $(wc -l <"$OUT/gateway.log") lines ($levels), $panics panics" | tee -a "$OUT/report.txt"
+if [[ -n $leaks ]]; then
+    echo "FAIL: the gateway log holds$leaks" | tee -a "$OUT/report.txt"
+    status=1
+else
+    echo "neither the provider key nor the client key appears in the gateway log" | tee -a "$OUT/report.txt"
+fi
+((panics == 0)) || status=1
+exit $status
