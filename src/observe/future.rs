@@ -110,12 +110,13 @@ struct AnswerKeys {
 
 impl AnswerKeys {
     fn new(provider: &str, model: &str) -> Self {
+        let label = super::model_label::bounded(model);
         let tokens = |direction: &'static str| {
             Key::from_parts(
                 names::TOKENS,
                 vec![
                     Label::new("provider", provider.to_owned()),
-                    Label::new("model", model.to_owned()),
+                    Label::new("model", label.to_owned()),
                     Label::new("direction", direction),
                 ],
             )
@@ -166,6 +167,7 @@ fn with_answer_keys<T>(provider: &str, model: &str, f: impl FnOnce(&AnswerKeys) 
 }
 
 fn count_tokens(provider: &str, model: &str, usage: Usage) {
+    let model = super::model_label::bounded(model);
     if usage.input_tokens > 0 {
         metrics::counter!(names::TOKENS, "provider" => provider.to_owned(), "model" => model.to_owned(), "direction" => "input")
             .increment(usage.input_tokens);

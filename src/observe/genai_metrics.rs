@@ -7,6 +7,7 @@
 //! label sets a stack answers with, as the request metrics' are: a key
 //! built by the macros at each call allocates its labels and hashes them.
 
+use super::model_label;
 use super::semconv::{self, attr, metric};
 use metrics::{Key, Label, Level, Metadata};
 use staunch_core::{LlmError, Operation, Usage};
@@ -44,8 +45,14 @@ impl Keys {
                     attr::PROVIDER_NAME,
                     semconv::provider_name(labels.provider).to_owned(),
                 ),
-                Label::new(attr::REQUEST_MODEL, labels.request_model.to_owned()),
-                Label::new(attr::RESPONSE_MODEL, labels.response_model.to_owned()),
+                Label::new(
+                    attr::REQUEST_MODEL,
+                    model_label::bounded(labels.request_model).to_owned(),
+                ),
+                Label::new(
+                    attr::RESPONSE_MODEL,
+                    model_label::bounded(labels.response_model).to_owned(),
+                ),
             ]
         };
         let tokens = |kind: &'static str| {
@@ -191,7 +198,7 @@ fn failed_labels(
         metric::OPERATION_DURATION,
         attr::OPERATION_NAME => operation.as_str(),
         attr::PROVIDER_NAME => semconv::provider_name(provider).to_owned(),
-        attr::REQUEST_MODEL => request_model.to_owned(),
+        attr::REQUEST_MODEL => model_label::bounded(request_model).to_owned(),
         attr::ERROR_TYPE => kind,
     )
     .record(seconds);

@@ -16,6 +16,10 @@
 //! no recorder installed they cost next to nothing. Their names are the
 //! constants of [`names`]; labels are kept low-cardinality (provider,
 //! model, target and breaker names, error kinds, tiers, fixed reasons).
+//! A model name can come from a client (a gateway's glob route passes it
+//! on), so at most [`MAX_MODEL_LABELS`] distinct names label metrics in a
+//! process; later ones are labelled [`OTHER_MODEL`] (`_OTHER`), while
+//! spans keep the name as sent.
 //! Tokens of failed attempts that a successful answer reports are counted
 //! under the answering provider; those of a failed request under the
 //! provider of each target that spent them.
@@ -119,6 +123,7 @@
 mod future;
 mod genai_metrics;
 mod layer;
+mod model_label;
 pub use crate::metrics as names;
 pub mod semconv;
 mod service;
@@ -127,4 +132,5 @@ mod tests;
 
 pub use future::ResponseFuture;
 pub use layer::InstrumentLayer;
+pub use model_label::{MAX_MODEL_LABELS, OTHER_MODEL};
 pub use service::Instrument;
