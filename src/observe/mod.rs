@@ -17,9 +17,9 @@
 //! constants of [`names`]; labels are kept low-cardinality (provider,
 //! model, target and breaker names, error kinds, tiers, fixed reasons).
 //! A model name can come from a client (a gateway's glob route passes it
-//! on), so at most [`MAX_MODEL_LABELS`] distinct names label metrics in a
-//! process; later ones are labelled [`OTHER_MODEL`] (`_OTHER`), while
-//! spans keep the name as sent.
+//! on), so at most [`MAX_MODEL_LABELS`] (64) distinct names label metrics in a
+//! process (see [`limit_model_labels`]); later ones are labelled
+//! [`OTHER_MODEL`] (`_OTHER`), while spans keep the name as sent.
 //! Tokens of failed attempts that a successful answer reports are counted
 //! under the answering provider; those of a failed request under the
 //! provider of each target that spent them.
@@ -132,5 +132,5 @@ mod tests;
 
 pub use future::ResponseFuture;
 pub use layer::InstrumentLayer;
-pub use model_label::{MAX_MODEL_LABELS, OTHER_MODEL};
+pub use model_label::{MAX_MODEL_LABELS, OTHER_MODEL, limit_model_labels};
 pub use service::Instrument;

@@ -8,27 +8,38 @@
 //! [`MAX_MODEL_LABELS`] names a process sees are labels as they are; any
 //! later one is labelled [`OTHER_MODEL`], as OpenTelemetry's conventions
 //! label a value outside a known set (`_OTHER`). Spans and logs still carry
-//! the name as sent.
+//! the name as sent. Each name kept costs a Prometheus exporter about fifty
+//! series (the GenAI histograms' buckets); [`limit_model_labels`] changes
+//! the bound.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// How many distinct model names label metrics in one process.
-pub const MAX_MODEL_LABELS: usize = 100;
+/// How many distinct model names label metrics in one process by default.
+pub const MAX_MODEL_LABELS: usize = 64;
+
+/// Sets how many distinct model names label metrics in this process
+/// (by default [`MAX_MODEL_LABELS`]): raise it for a deployment that serves
+/// more models, lower it to keep an exporter smaller. Names kept already
+/// keep their labels; the bound applies to names seen from now on.
+pub fn limit_model_labels(max: usize) {
+    PROCESS.max.store(max, Ordering::Relaxed);
+}
 
 /// The label of a model name seen after the first [`MAX_MODEL_LABELS`].
 pub const OTHER_MODEL: &str = "_OTHER";
 
 /// A bounded set of model names.
 struct ModelLabels {
-    max: usize,
+    max: AtomicUsize,
     seen: Mutex<Option<HashSet<Box<str>>>>,
 }
 
 impl ModelLabels {
     const fn new(max: usize) -> Self {
         ModelLabels {
-            max,
+            max: AtomicUsize::new(max),
             seen: Mutex::new(None),
         }
     }
@@ -39,7 +50,7 @@ impl ModelLabels {
         if seen.contains(model) {
             return model;
         }
-        if seen.len() < self.max {
+        if seen.len() < self.max.load(Ordering::Relaxed) {
             seen.insert(model.into());
             return model;
         }
