@@ -13,7 +13,8 @@ use tokio::time::Instant;
 /// provider (Finagle's budget).
 ///
 /// Every logical request deposits once; every retry withdraws once. Clones
-/// share the same budget. The window is ten slots of `ttl / 10`, lock-free;
+/// share the same budget. The window is lock-free, in slots of about a tenth
+/// of `ttl` (a power of two of nanoseconds, so it may run up to a slot long);
 /// a request deposits at the instant its clock started, so the common path
 /// (a request that succeeds at once) reads no clock and takes no lock.
 ///

@@ -1,10 +1,12 @@
 //! The retry budget's sliding window: deposits and withdrawals over the
-//! last `ttl`, in ten slots of `ttl / 10`, lock-free.
+//! last `ttl`, in slots of about a tenth of it, lock-free.
 //!
 //! A deposit takes the instant the caller already read (the request's
 //! start, which the retry layer reads anyway), so the common path, a
-//! request that succeeds at once, costs one division and one atomic add:
-//! no clock read, no lock. Only a withdrawal, which happens on a retry,
+//! request that succeeds at once, costs a shift and one atomic add: no
+//! clock read, no lock, no division (a slot is a power of two of
+//! nanoseconds, the one nearest a tenth of `ttl`, and the window is as many
+//! slots as cover `ttl`). Only a withdrawal, which happens on a retry,
 //! reads every slot.
 //!
 //! Amounts are fixed-point ([`SCALE`] per retry), so a fraction of a retry
@@ -14,8 +16,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Slots in a window.
-const SLOTS: usize = 10;
+/// Slots in the ring: enough for a window of `ttl` in slots of the power
+/// of two nearest `ttl / 10` (at most 14 of them), plus the one filling.
+const SLOTS: usize = 16;
 
 /// One retry, in the window's fixed-point units.
 pub(super) const SCALE: i64 = 1_000;
@@ -32,7 +35,10 @@ struct Slot {
 /// Deposits and withdrawals over a sliding window.
 pub(super) struct Window {
     origin: Instant,
-    slot_nanos: u64,
+    /// A slot is `1 << slot_shift` nanoseconds.
+    slot_shift: u32,
+    /// Slots that cover the window.
+    span: u64,
     /// Always allowed in a window: the floor per second times the window.
     reserve: i64,
     /// What one request deposits: the retry fraction times [`SCALE`].
@@ -44,23 +50,39 @@ impl Window {
     /// A window of `ttl` (at least 10 ns), a floor of `min_per_sec`
     /// retries per second and `retry_percent` retries per request.
     pub(super) fn new(ttl: Duration, min_per_sec: u32, retry_percent: f32) -> Self {
-        let ttl_nanos = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
-        let slot_nanos = (ttl_nanos / SLOTS as u64).max(1);
+        let ttl_nanos = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let tenth = (ttl_nanos / 10).max(1);
+        // The power of two nearest a tenth of the window.
+        let below = 63 - tenth.leading_zeros();
+        let slot_shift = if below < 63 && tenth - (1 << below) > (1 << (below + 1)) - tenth {
+            below + 1
+        } else {
+            below
+        };
+        let span = ttl_nanos
+            .div_ceil(1 << slot_shift)
+            .clamp(1, SLOTS as u64 - 1);
         let reserve = (i64::from(min_per_sec))
             .saturating_mul(SCALE)
             .saturating_mul(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1));
         Window {
             origin: Instant::now(),
-            slot_nanos,
+            slot_shift,
+            span,
             reserve,
             deposit: (f64::from(retry_percent) * SCALE as f64).round() as i64,
             slots: Default::default(),
         }
     }
 
+    #[inline]
     fn epoch(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.origin);
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX) / self.slot_nanos
+        let nanos = since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()));
+        nanos >> self.slot_shift
     }
 
     /// Adds `amount` to the slot of `now`, starting that slot afresh when
@@ -94,7 +116,7 @@ impl Window {
     /// less the withdrawals of the slots still in it.
     pub(super) fn balance(&self, now: Instant) -> i64 {
         let epoch = self.epoch(now);
-        let oldest = epoch.saturating_sub(SLOTS as u64 - 1);
+        let oldest = epoch.saturating_sub(self.span - 1);
         self.slots
             .iter()
             .filter(|slot| (oldest..=epoch).contains(&slot.epoch.load(Ordering::Acquire)))
@@ -145,11 +167,24 @@ mod tests {
             5 * SCALE,
             "still in the window"
         );
-        tokio::time::advance(SECOND).await;
+        // The window is 10 slots of 2^30 ns (10.7 s): a deposit leaves it
+        // within one slot after its length.
+        tokio::time::advance(2 * SECOND).await;
         assert_eq!(window.balance(Instant::now()), 0, "out of the window");
         // A slot reused for a later slot of time starts afresh.
         window.deposit(Instant::now());
         assert_eq!(window.balance(Instant::now()), SCALE);
+    }
+
+    #[test]
+    fn slots_are_the_power_of_two_nearest_a_tenth_and_cover_the_window() {
+        for (secs, shift, span) in [(1, 26, 15), (10, 30, 10), (60, 32, 14)] {
+            let window = Window::new(Duration::from_secs(secs), 0, 0.0);
+            assert_eq!((window.slot_shift, window.span), (shift, span), "{secs} s");
+            let covered = window.span << window.slot_shift;
+            assert!(covered >= secs * 1_000_000_000, "{secs} s covered");
+            assert!(window.span < SLOTS as u64);
+        }
     }
 
     #[tokio::test(start_paused = true)]
