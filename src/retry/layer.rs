@@ -24,6 +24,6 @@ impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {
-        Retry::from_shared(&self.config, inner)
+        Retry::new(inner, RetryConfig::clone(&self.config))
     }
 }

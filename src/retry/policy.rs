@@ -66,8 +66,8 @@ pub(crate) struct Progress {
 
 impl Progress {
     /// Whether and how long to wait before retrying `error`. `request` is
-    /// the copy kept for the next attempt: `None` when the configuration
-    /// allows no retry at all, so none was kept.
+    /// the copy kept for the next attempt: `None` when no retry may follow
+    /// (none configured, or the last one already made), so none was kept.
     fn decide<C: Call>(
         &self,
         config: &RetryConfig,

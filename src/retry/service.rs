@@ -62,10 +62,6 @@ impl<S> Retry<S> {
         }
     }
 
-    pub(super) fn from_shared(config: &RetryConfig, inner: S) -> Self {
-        Self::new(inner, config.clone())
-    }
-
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         self.inner.get_ref()
