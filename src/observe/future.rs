@@ -167,6 +167,9 @@ fn with_answer_keys<T>(provider: &str, model: &str, f: impl FnOnce(&AnswerKeys) 
 }
 
 fn count_tokens(provider: &str, model: &str, usage: Usage) {
+    if usage.input_tokens == 0 && usage.output_tokens == 0 {
+        return;
+    }
     let model = super::model_label::bounded(model);
     if usage.input_tokens > 0 {
         metrics::counter!(names::TOKENS, "provider" => provider.to_owned(), "model" => model.to_owned(), "direction" => "input")
