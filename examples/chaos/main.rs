@@ -225,18 +225,8 @@ where
 {
     let (i, o) = price(model);
     Ok(TargetBuilder::new(name, client)
-        .breaker(
-            CircuitBreakerConfig::new(name)
-                .consecutive_failures(Some(5))
-                .break_duration(Duration::from_secs(1)),
-        )
-        .retry(
-            RetryConfig::new()
-                .max_retries(2)
-                .base_delay(Duration::from_millis(50))
-                .max_delay(Duration::from_millis(500))
-                .max_retry_after(Duration::from_secs(1)),
-        )
+        .breaker(demo_breaker(name))
+        .retry(demo_retry())
         .attempt_timeout(Duration::from_millis(800))
         .model(model)
         .context_window(window)
@@ -680,4 +670,21 @@ async fn run_stream(
         .into());
     }
     Ok(())
+}
+
+/// Every scenario's breaker: open after 5 failures in a row, for 1 s.
+fn demo_breaker(name: &str) -> CircuitBreakerConfig {
+    CircuitBreakerConfig::new(name)
+        .consecutive_failures(Some(5))
+        .break_duration(Duration::from_secs(1))
+}
+
+/// Every scenario's retries: 2, from 50 ms up to 500 ms, honouring a
+/// `Retry-After` of up to 1 s.
+fn demo_retry() -> RetryConfig {
+    RetryConfig::new()
+        .max_retries(2)
+        .base_delay(Duration::from_millis(50))
+        .max_delay(Duration::from_millis(500))
+        .max_retry_after(Duration::from_secs(1))
 }

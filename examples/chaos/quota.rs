@@ -23,12 +23,11 @@ use super::{Args, counter_totals, html, pace};
 use metrics_util::debugging::Snapshotter;
 use serde::Serialize;
 use staunch::TargetBuilder;
-use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle};
+use staunch::circuit_breaker::CircuitBreakerHandle;
 use staunch::core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message};
 use staunch::fallback::{Fallback, Target};
 use staunch::observe::names;
 use staunch::quota::QuotaConfig;
-use staunch::retry::RetryConfig;
 use staunch_mock::MockServer;
 use staunch_providers::{Anthropic, AnthropicConfig, HttpOptions, OpenAi, OpenAiConfig};
 use staunch_redis::{RedisConnection, SharedQuotaConfig, SharedQuotaHandle, SharedQuotaLayer};
@@ -215,18 +214,8 @@ fn target(
     quota: Option<QuotaConfig>,
 ) -> Result<(Target, CircuitBreakerHandle), Box<dyn std::error::Error>> {
     let mut builder = TargetBuilder::new(name, client)
-        .breaker(
-            CircuitBreakerConfig::new(name)
-                .consecutive_failures(Some(5))
-                .break_duration(Duration::from_secs(1)),
-        )
-        .retry(
-            RetryConfig::new()
-                .max_retries(2)
-                .base_delay(Duration::from_millis(50))
-                .max_delay(Duration::from_millis(500))
-                .max_retry_after(Duration::from_secs(1)),
-        )
+        .breaker(super::demo_breaker(name))
+        .retry(super::demo_retry())
         .attempt_timeout(Duration::from_millis(800))
         .model(model);
     if let Some(quota) = quota {

@@ -27,11 +27,10 @@ use metrics_util::debugging::{DebugValue, Snapshotter};
 use serde::Serialize;
 use staunch::TargetBuilder;
 use staunch::balance::{Balance, BalanceConfig, Deployment, FAILOVERS};
-use staunch::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle};
+use staunch::circuit_breaker::CircuitBreakerHandle;
 use staunch::core::{ChatRequest, ChatResponse, ErrorKind, LlmError, Message};
 use staunch::hedge::{HEDGES, HedgeAfter, HedgeBudget, HedgeConfig, HedgeLayer};
 use staunch::observe::names;
-use staunch::retry::RetryConfig;
 use staunch_mock::{Fault, MockServer, RandomFault, Route, Scenario};
 use staunch_providers::{HttpOptions, OpenAi, OpenAiConfig};
 use std::collections::BTreeMap;
@@ -252,21 +251,10 @@ fn deployment(
             ),
     )?;
     Ok(TargetBuilder::new(name, Provider { inner, account })
-        .breaker(
-            CircuitBreakerConfig::new(name)
-                .consecutive_failures(Some(5))
-                .break_duration(Duration::from_secs(1)),
-        )
-        .retry(
-            RetryConfig::new()
-                .max_retries(2)
-                .base_delay(Duration::from_millis(50))
-                .max_delay(Duration::from_millis(500))
-                // A deployment that asks for a longer wait is left to
-                // the other: its breaker opens for the wait and the
-                // balancer moves the call on.
-                .max_retry_after(Duration::from_millis(100)),
-        )
+        .breaker(super::demo_breaker(name))
+        // A deployment that asks for a longer wait is left to the other:
+        // its breaker opens for the wait and the balancer moves the call on.
+        .retry(super::demo_retry().max_retry_after(Duration::from_millis(100)))
         // Longer than the tail: the tail is slowness to route around, not
         // a failure.
         .attempt_timeout(Duration::from_secs(8))
