@@ -43,6 +43,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/processes.sh
+source "$ROOT/scripts/processes.sh"
 cd "$ROOT"
 REL=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 OUT=${CARGO_TARGET_DIR:-$ROOT/target}/bench-gateway
@@ -56,32 +58,10 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/*.toml
 
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-}
+cleanup() { stop "${PIDS[@]}"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say() { printf '== %s\n' "$*" >&2; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_port PORT NAME PID: until 127.0.0.1:PORT accepts (20 s at most).
-wait_port() {
-    local port=$1 name=$2 pid=$3 i
-    for ((i = 0; i < 80; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || { echo "$name exited:" >&2; tail -n 20 "$OUT/$name.log" >&2; exit 1; }
-        sleep 0.25
-    done
-    echo "$name did not listen on $port within 20 s" >&2
-    exit 1
-}
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
     say "building (release)"
