@@ -66,10 +66,15 @@ fn default_stack() -> Stack {
 const OPENAI_BODY: &str = r#"{"model": "gpt-4o-mini", "max_tokens": 32, "messages": [{"role": "user", "content": "Say hello, replayed byte for byte."}]}"#;
 
 fn openai_call(mock: &MockServer) -> HttpCall {
+    openai_call_of(mock, OPENAI_BODY)
+}
+
+/// `body` as a user's client sends it to the mock's OpenAI route.
+fn openai_call_of(mock: &MockServer, body: &'static str) -> HttpCall {
     let request = http::Request::post(format!("{}/chat/completions", mock.openai_base_url()))
         .header("content-type", "application/json")
         .header("authorization", "Bearer sk-test")
-        .body(Bytes::from_static(OPENAI_BODY.as_bytes()))
+        .body(Bytes::from_static(body.as_bytes()))
         .expect("a request");
     HttpCall::new(request).expect("a call")
 }
@@ -365,12 +370,7 @@ async fn drop_in_http_the_quota_learns_the_rate_limit_headers() {
 const STREAM_BODY: &str = r#"{"model": "gpt-4o-mini", "stream": true, "max_tokens": 32, "messages": [{"role": "user", "content": "Stream me a hello."}]}"#;
 
 fn openai_stream_call(mock: &MockServer) -> HttpCall {
-    let request = http::Request::post(format!("{}/chat/completions", mock.openai_base_url()))
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer sk-test")
-        .body(Bytes::from_static(STREAM_BODY.as_bytes()))
-        .expect("a request");
-    HttpCall::new(request).expect("a call")
+    openai_call_of(mock, STREAM_BODY)
 }
 
 /// A streamed call over raw HTTP: a 429 before the headers is retried,
