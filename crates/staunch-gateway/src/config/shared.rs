@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::durations::millis;
-use super::spans::{Seg, child, key, render};
+use super::spans::{Seg, child, key};
 use super::validate::Check;
-use super::{Config, ConfigError, Quota};
+use super::{Config, Quota};
 
 /// The `[shared]` table.
 ///
@@ -148,15 +148,6 @@ fn redact(url: &str) -> String {
 }
 
 impl Check<'_> {
-    fn shared_error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            origin: self.origin.to_owned(),
-            line: (self.locate)(&path),
-            field: render(&path),
-            message: message.into(),
-        });
-    }
-
     /// The checks of `[shared]`. Nothing here prints the URL: it may hold
     /// a password.
     pub(super) fn shared(&mut self, config: &Config) {
@@ -165,13 +156,13 @@ impl Check<'_> {
         if let Some(url) = &s.redis_url
             && let Some(why) = url_problem(url)
         {
-            self.shared_error(at("redis_url"), why);
+            self.error(at("redis_url"), why);
         }
         if s.replicas == 0 {
-            self.shared_error(at("replicas"), "must be at least 1");
+            self.error(at("replicas"), "must be at least 1");
         }
         if s.decision_timeout.is_zero() || s.decision_timeout > Duration::from_secs(10) {
-            self.shared_error(
+            self.error(
                 at("decision_timeout_ms"),
                 format!(
                     "must be between 1 and 10000 ms (got {}): a request waits this long \
@@ -185,7 +176,7 @@ impl Check<'_> {
             ("lease_tokens", s.lease_tokens),
         ] {
             if lease == Some(0) {
-                self.shared_error(
+                self.error(
                     at(name),
                     "must be greater than 0 (leave it out for no lease)",
                 );
@@ -196,7 +187,7 @@ impl Check<'_> {
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control())
         {
-            self.shared_error(
+            self.error(
                 at("prefix"),
                 "must be a non-empty name without spaces (the prefix of the Redis keys)",
             );
@@ -228,7 +219,7 @@ impl Check<'_> {
                         ),
                         "quota",
                     );
-                    self.shared_error(
+                    self.error(
                         path,
                         format!(
                             "with [shared] a quota belongs to {}/{} in every route, and \
@@ -282,6 +273,7 @@ fn url_problem(url: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
 
     fn parse(extra: &str) -> Result<Config, Vec<ConfigError>> {
         let text = format!(

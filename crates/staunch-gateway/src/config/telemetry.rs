@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
 use super::durations::secs;
-use super::spans::{Seg, child, key, render};
+use super::spans::{Seg, child, key};
 use super::validate::Check;
 
 /// The `[telemetry]` table.
@@ -127,15 +126,6 @@ impl OtlpProtocol {
 }
 
 impl Check<'_> {
-    fn telemetry_error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            origin: self.origin.to_owned(),
-            line: (self.locate)(&path),
-            field: render(&path),
-            message: message.into(),
-        });
-    }
-
     /// The checks of `[telemetry]`. Nothing here prints a header's value.
     pub(super) fn telemetry(&mut self, t: &Telemetry) {
         let at = |k: &str| key(&[Seg::Key("telemetry".into())], k);
@@ -147,24 +137,24 @@ impl Check<'_> {
                 {
                     let path = uri.path().trim_end_matches('/');
                     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-                        self.telemetry_error(
+                        self.error(
                             at("otlp_endpoint"),
                             "credentials do not belong in the URL; put them in [telemetry.headers]",
                         );
                     } else if uri.query().is_some() {
-                        self.telemetry_error(
+                        self.error(
                             at("otlp_endpoint"),
                             "the collector's base URL takes no query",
                         );
                     } else if path.ends_with("/v1/traces") || path.ends_with("/v1/metrics") {
-                        self.telemetry_error(
+                        self.error(
                             at("otlp_endpoint"),
                             "give the collector's base URL (e.g. \"http://127.0.0.1:4318\"): \
                              the gateway adds /v1/traces and /v1/metrics",
                         );
                     }
                 }
-                _ => self.telemetry_error(
+                _ => self.error(
                     at("otlp_endpoint"),
                     "not an http:// or https:// URL (e.g. \"http://127.0.0.1:4318\"; \
                      OTLP over gRPC is not offered)",
@@ -174,24 +164,24 @@ impl Check<'_> {
         for (name, value) in &t.headers {
             let path = child(&at("headers"), Seg::Key(name.clone()));
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                self.telemetry_error(path, format!("{name:?} is not a valid header name"));
+                self.error(path, format!("{name:?} is not a valid header name"));
             } else if http::HeaderValue::from_str(value).is_err() {
                 // The value may be a key: never shown.
-                self.telemetry_error(path, "not a valid header value");
+                self.error(path, "not a valid header value");
             }
         }
         if !(0.0..=1.0).contains(&t.sampling_ratio) {
-            self.telemetry_error(
+            self.error(
                 at("sampling_ratio"),
                 format!("must be between 0.0 and 1.0 (got {})", t.sampling_ratio),
             );
         }
         if t.service_name.trim().is_empty() {
-            self.telemetry_error(at("service_name"), "must not be empty");
+            self.error(at("service_name"), "must not be empty");
         }
         let interval = Duration::from_secs(1)..=Duration::from_secs(3_600);
         if !interval.contains(&t.metrics_interval) {
-            self.telemetry_error(
+            self.error(
                 at("metrics_interval_secs"),
                 format!(
                     "must be between 1 and 3600 seconds (got {})",
@@ -206,6 +196,7 @@ impl Check<'_> {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::config::ConfigError;
 
     const ROUTES: &str = r#"
 [providers.mock]

@@ -36,7 +36,8 @@ pub(super) struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+    /// Records an error at `path`, with the line it is on.
+    pub(super) fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             origin: self.origin.to_owned(),
             line: (self.locate)(&path),
