@@ -3,14 +3,18 @@
 //!
 //! ```text
 //! cargo run --release -p staunch-gateway --example forwarder -- \
-//!     --listen 127.0.0.1:8090 --upstream http://127.0.0.1:PORT
+//!     --listen 127.0.0.1:8090 --upstream http://127.0.0.1:PORT [--http2]
 //! ```
 //!
 //! Every request goes to the upstream as it came (method, path, headers,
 //! body streamed through), and the upstream's answer comes back as it is.
 //! Nothing is parsed, checked or retried: it does what any proxy must do and
 //! nothing more, with the same runtime, accept loop settings (`TCP_NODELAY`)
-//! and client (hyper-util's pooled client) as the gateway. Loopback only.
+//! and client (hyper-util's pooled client) as the gateway. A streamed answer
+//! is relayed frame by frame as it arrives. `--http2` speaks HTTP/2 to the
+//! upstream (prior knowledge, one multiplexed connection), as the gateway
+//! does with `http2_prior_knowledge = true` or with a provider that
+//! negotiates HTTP/2 over TLS. Loopback only.
 
 use http::uri::{Authority, Scheme};
 use hyper::body::Incoming;
@@ -32,6 +36,9 @@ struct Args {
     /// The upstream's URL, on loopback.
     #[arg(long, value_name = "http://127.0.0.1:PORT", value_parser = loopback_upstream)]
     upstream: Authority,
+    /// Speak HTTP/2 to the upstream (prior knowledge) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
 }
 
 /// A socket address on loopback.
@@ -70,8 +77,14 @@ async fn forward(
 
 #[tokio::main]
 async fn main() {
-    let Args { listen, upstream } = clap::Parser::parse();
-    let client: Upstream = Client::builder(TokioExecutor::new()).build_http();
+    let Args {
+        listen,
+        upstream,
+        http2,
+    } = clap::Parser::parse();
+    let client: Upstream = Client::builder(TokioExecutor::new())
+        .http2_only(http2)
+        .build_http();
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -79,7 +92,8 @@ async fn main() {
             std::process::exit(1)
         }
     };
-    println!("forwarder listening on http://{listen}, upstream http://{upstream}");
+    let version = if http2 { "HTTP/2" } else { "HTTP/1.1" };
+    println!("forwarder listening on http://{listen}, upstream http://{upstream} over {version}");
     let http = hyper::server::conn::http1::Builder::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {

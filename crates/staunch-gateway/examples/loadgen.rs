@@ -262,6 +262,9 @@ enum Outcome {
     /// Answered in full: time to the first body byte, from the send.
     Ok {
         ttfb: Duration,
+        /// SSE `data:` lines read (streams only: the tokens and the
+        /// frames around them, `[DONE]` included).
+        events: u32,
     },
     Err(String),
 }
@@ -377,6 +380,7 @@ impl Shot {
         let mut tail: Vec<u8> = Vec::new();
         let mut done = false;
         let mut total = 0usize;
+        let mut events = 0u32;
         while let Some(frame) = body.frame().await {
             let frame = match frame {
                 Ok(frame) => frame,
@@ -388,7 +392,14 @@ impl Shot {
                 }
                 total += data.len();
                 if self.stream && !done {
+                    // The tail's bytes were searched already: count only
+                    // the `data:` lines that end in the new bytes.
+                    let searched = tail.len().saturating_sub(5);
                     tail.extend_from_slice(data);
+                    events += tail[searched..]
+                        .windows(6)
+                        .filter(|w| *w == b"data: ")
+                        .count() as u32;
                     if tail.windows(12).any(|w| w == b"data: [DONE]") {
                         done = true;
                     }
@@ -408,6 +419,7 @@ impl Shot {
         }
         Outcome::Ok {
             ttfb: ttfb.unwrap_or_else(|| sent.elapsed()),
+            events,
         }
     }
 }
@@ -422,14 +434,17 @@ struct Record {
     ttfb: Vec<u32>,
     errors: BTreeMap<String, u64>,
     last_done: Option<Instant>,
+    /// SSE events of the recorded streams.
+    events: u64,
 }
 
 impl Record {
     fn add(&mut self, outcome: Outcome, latency: Duration) {
         match outcome {
-            Outcome::Ok { ttfb } if self.latencies.len() < MAX_RECORDED => {
+            Outcome::Ok { ttfb, events } if self.latencies.len() < MAX_RECORDED => {
                 self.latencies.push(micros(latency));
                 self.ttfb.push(micros(ttfb));
+                self.events += u64::from(events);
             }
             Outcome::Ok { .. } => *self.errors.entry("not-recorded".to_owned()).or_default() += 1,
             Outcome::Err(kind) => *self.errors.entry(kind).or_default() += 1,
@@ -440,6 +455,7 @@ impl Record {
     fn merge(&mut self, other: Record) {
         self.latencies.extend(other.latencies);
         self.ttfb.extend(other.ttfb);
+        self.events += other.events;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
         }
@@ -464,6 +480,8 @@ struct PathStats {
     p99_ms: f64,
     max_ms: f64,
     ttfb_p50_ms: f64,
+    /// SSE events per answered stream (0 without `--stream`).
+    events_per_request: f64,
     process: Option<ProcessStats>,
     loadgen_cpu_cores: f64,
 }
@@ -492,6 +510,11 @@ impl PathStats {
                 .last()
                 .map_or(f64::NAN, |&v| v as f64 / 1000.0),
             ttfb_p50_ms: percentile(&record.ttfb, 0.50),
+            events_per_request: if ok > 0 {
+                record.events as f64 / ok as f64
+            } else {
+                0.0
+            },
             process: None,
             loadgen_cpu_cores: 0.0,
         }
@@ -514,6 +537,7 @@ impl PathStats {
             "p99_ms": round(self.p99_ms, 3),
             "max_ms": round(self.max_ms, 3),
             "ttfb_p50_ms": round(self.ttfb_p50_ms, 3),
+            "events_per_request": round(self.events_per_request, 2),
             "loadgen_cpu_cores": round(self.loadgen_cpu_cores, 2),
             "process": self.process.as_ref().map(ProcessStats::to_json),
         })
@@ -612,6 +636,8 @@ struct ProcessStats {
     wall_s: f64,
     cpu_cores: f64,
     cpu_us_per_request: f64,
+    /// CPU per SSE event relayed (streams only).
+    cpu_us_per_event: f64,
     peak_rss_mb: f64,
     rss_mb: f64,
     peak_reset: bool,
@@ -625,6 +651,7 @@ impl ProcessStats {
             "cpu_s": round(self.cpu_s, 3),
             "cpu_cores": round(self.cpu_cores, 2),
             "cpu_us_per_request": round(self.cpu_us_per_request, 1),
+            "cpu_us_per_event": round(self.cpu_us_per_event, 2),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "rss_mb": round(self.rss_mb, 1),
             "peak_is_of_this_phase": self.peak_reset,
@@ -665,6 +692,7 @@ fn sample_after(pid: u32, before: &ProcessSample, tck: f64) -> ProcessStats {
         wall_s: wall,
         cpu_cores: if wall > 0.0 { cpu_s / wall } else { 0.0 },
         cpu_us_per_request: f64::NAN,
+        cpu_us_per_event: f64::NAN,
         peak_rss_mb: peak as f64 / (1024.0 * 1024.0),
         rss_mb: rss as f64 / (1024.0 * 1024.0),
         peak_reset: before.peak_reset,
@@ -684,6 +712,7 @@ impl ProcessStats {
             wall_s,
             cpu_cores: if wall_s > 0.0 { cpu_s / wall_s } else { 0.0 },
             cpu_us_per_request: f64::NAN,
+            cpu_us_per_event: f64::NAN,
             peak_rss_mb: self.peak_rss_mb.max(later.peak_rss_mb),
             rss_mb: later.rss_mb,
             peak_reset: self.peak_reset && later.peak_reset,
@@ -911,6 +940,9 @@ impl PathRun {
         stats.process = self.process.map(|mut p| {
             if stats.ok > 0 {
                 p.cpu_us_per_request = p.cpu_s * 1e6 / stats.ok as f64;
+            }
+            if stats.events_per_request > 0.0 {
+                p.cpu_us_per_event = p.cpu_us_per_request / stats.events_per_request;
             }
             p
         });
