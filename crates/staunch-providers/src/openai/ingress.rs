@@ -542,45 +542,81 @@ pub fn encode_chunk(
     include_usage: bool,
 ) -> Option<Vec<u8>> {
     use staunch_core::StreamEvent;
-    let choice = |delta: Value, finish: Value| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
-    };
-    let with_role = |mut delta: Value| {
-        if first {
-            delta["role"] = Value::from("assistant");
+    use std::io::Write as _;
+    // Written straight into the frame, with the keys in the order a
+    // `serde_json::Value` keeps them (sorted), so the bytes are those of
+    // the chunk built as a value: no map or string per key per token.
+    let mut out = Vec::with_capacity(160 + id.len() + model.len());
+    out.extend_from_slice(b"data: {\"choices\":[");
+    let role = if first { ",\"role\":\"assistant\"" } else { "" };
+    match event {
+        StreamEvent::TextDelta(text) => {
+            out.extend_from_slice(b"{\"delta\":{\"content\":");
+            json_str(&mut out, text);
+            out.extend_from_slice(role.as_bytes());
+            out.extend_from_slice(b"},\"finish_reason\":null");
         }
-        delta
-    };
-    let chunk = match event {
-        StreamEvent::TextDelta(text) => choice(with_role(json!({"content": text})), Value::Null),
         StreamEvent::ToolCallDelta {
             index,
             id: call_id,
             name,
             arguments,
         } => {
-            let mut call = json!({"index": index, "function": {"arguments": arguments}});
-            if let Some(call_id) = call_id {
-                call["id"] = Value::from(call_id.as_str());
-                call["type"] = Value::from("function");
+            out.extend_from_slice(b"{\"delta\":{");
+            if first {
+                out.extend_from_slice(b"\"role\":\"assistant\",");
             }
+            out.extend_from_slice(b"\"tool_calls\":[{\"function\":{\"arguments\":");
+            json_str(&mut out, arguments);
             if let Some(name) = name {
-                call["function"]["name"] = Value::from(name.as_str());
+                out.extend_from_slice(b",\"name\":");
+                json_str(&mut out, name);
             }
-            choice(with_role(json!({"tool_calls": [call]})), Value::Null)
+            out.push(b'}');
+            if let Some(call_id) = call_id {
+                out.extend_from_slice(b",\"id\":");
+                json_str(&mut out, call_id);
+            }
+            out.extend_from_slice(b",\"index\":");
+            let _ = write!(out, "{index}");
+            if call_id.is_some() {
+                out.extend_from_slice(b",\"type\":\"function\"");
+            }
+            out.extend_from_slice(b"}]},\"finish_reason\":null");
         }
         StreamEvent::Finish(reason) => {
-            choice(with_role(json!({})), Value::from(finish_reason(reason)))
+            out.extend_from_slice(b"{\"delta\":{");
+            out.extend_from_slice(role.trim_start_matches(',').as_bytes());
+            out.extend_from_slice(b"},\"finish_reason\":\"");
+            out.extend_from_slice(finish_reason(reason).as_bytes());
+            out.push(b'"');
         }
-        StreamEvent::Usage(usage) if include_usage => json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [],
-            "usage": usage_json(usage),
-        }),
+        StreamEvent::Usage(_) if include_usage => {}
         _ => return None,
-    };
-    Some(sse_data(&chunk))
+    }
+    if !matches!(event, StreamEvent::Usage(_)) {
+        out.extend_from_slice(b",\"index\":0,\"logprobs\":null}");
+    }
+    out.extend_from_slice(b"],\"created\":");
+    let _ = write!(out, "{created}");
+    out.extend_from_slice(b",\"id\":");
+    json_str(&mut out, id);
+    out.extend_from_slice(b",\"model\":");
+    json_str(&mut out, model);
+    out.extend_from_slice(b",\"object\":\"chat.completion.chunk\"");
+    if let StreamEvent::Usage(usage) = event {
+        out.extend_from_slice(b",\"usage\":");
+        // Once a stream, and sorted like the rest: through a value.
+        let _ = serde_json::to_writer(&mut out, &usage_json(usage));
+    }
+    out.extend_from_slice(b"}\n\n");
+    Some(out)
+}
+
+/// Appends `text` as a JSON string, escaped as serde_json escapes it.
+fn json_str(out: &mut Vec<u8>, text: &str) {
+    // Writing a string into a vector can't fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// A stream's in-band error, as OpenAI-compatible servers send one after
@@ -605,4 +641,132 @@ fn sse_data(value: &Value) -> Vec<u8> {
     let _ = serde_json::to_writer(&mut out, value);
     out.extend_from_slice(b"\n\n");
     out
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+    use staunch_core::{StreamEvent, Usage};
+
+    /// The chunk built as a `serde_json::Value` and serialized, as the
+    /// encoder did before it wrote the bytes itself: the oracle.
+    fn through_a_value(
+        event: &StreamEvent,
+        id: &str,
+        model: &str,
+        created: u64,
+        first: bool,
+        include_usage: bool,
+    ) -> Option<Vec<u8>> {
+        let choice = |delta: Value, finish: Value| {
+            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+        };
+        let with_role = |mut delta: Value| {
+            if first {
+                delta["role"] = Value::from("assistant");
+            }
+            delta
+        };
+        let chunk = match event {
+            StreamEvent::TextDelta(text) => {
+                choice(with_role(json!({"content": text})), Value::Null)
+            }
+            StreamEvent::ToolCallDelta {
+                index,
+                id: call_id,
+                name,
+                arguments,
+            } => {
+                let mut call = json!({"index": index, "function": {"arguments": arguments}});
+                if let Some(call_id) = call_id {
+                    call["id"] = Value::from(call_id.as_str());
+                    call["type"] = Value::from("function");
+                }
+                if let Some(name) = name {
+                    call["function"]["name"] = Value::from(name.as_str());
+                }
+                choice(with_role(json!({"tool_calls": [call]})), Value::Null)
+            }
+            StreamEvent::Finish(reason) => {
+                choice(with_role(json!({})), Value::from(finish_reason(reason)))
+            }
+            StreamEvent::Usage(usage) if include_usage => json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [],
+                "usage": usage_json(usage),
+            }),
+            _ => return None,
+        };
+        let mut out = b"data: ".to_vec();
+        serde_json::to_writer(&mut out, &chunk).unwrap();
+        out.extend_from_slice(b"\n\n");
+        Some(out)
+    }
+
+    #[test]
+    fn chunks_are_written_byte_for_byte_as_through_a_value() {
+        let texts = [
+            "",
+            "hi",
+            "a \"quoted\" word\\ and a back\\slash",
+            "new\nline, tab\t, nul \u{0} and \u{1f} bell \u{7}",
+            "non-ASCII: héllo, 日本語, emoji 🦀, U+2028 \u{2028}",
+            "</script><!-- html -->",
+        ];
+        let mut usage = Usage::new(12, 34);
+        usage.cached_input_tokens = 5;
+        usage.reasoning_tokens = 7;
+        let mut events: Vec<StreamEvent> = texts
+            .iter()
+            .map(|t| StreamEvent::TextDelta((*t).to_owned()))
+            .collect();
+        for (i, text) in texts.iter().enumerate() {
+            let some = |s: &str| (i % 2 == 0).then(|| s.to_owned());
+            events.push(StreamEvent::ToolCallDelta {
+                index: u32::try_from(i).unwrap() * 1000,
+                id: some("call_\"1\""),
+                name: (i % 3 == 0).then(|| (*text).to_owned()),
+                arguments: format!("{{\"q\": {text:?}}}"),
+            });
+        }
+        events.extend([
+            StreamEvent::Finish(FinishReason::Stop),
+            StreamEvent::Finish(FinishReason::Length),
+            StreamEvent::Finish(FinishReason::ToolCalls),
+            StreamEvent::Finish(FinishReason::ContentFilter),
+            StreamEvent::Finish(FinishReason::Other("odd".to_owned())),
+            StreamEvent::Usage(Usage::new(0, 0)),
+            StreamEvent::Usage(usage),
+            StreamEvent::Continued {
+                target: "spare".to_owned(),
+            },
+        ]);
+        let mut compared = 0;
+        for event in &events {
+            for (id, model) in [
+                ("chatcmpl-1", "gpt-4o-mini"),
+                ("", ""),
+                ("id \"with\" quotes\n", "modèle/日本"),
+            ] {
+                for created in [0, 1_733_500_000, u64::MAX] {
+                    for first in [true, false] {
+                        for include_usage in [true, false] {
+                            let mine =
+                                encode_chunk(event, id, model, created, first, include_usage);
+                            let oracle =
+                                through_a_value(event, id, model, created, first, include_usage);
+                            assert_eq!(
+                                mine.as_deref().map(String::from_utf8_lossy),
+                                oracle.as_deref().map(String::from_utf8_lossy),
+                                "{event:?} id={id:?} model={model:?} first={first} usage={include_usage}"
+                            );
+                            compared += usize::from(mine.is_some());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 500, "only {compared} chunks compared");
+    }
 }
