@@ -11,7 +11,7 @@ use crate::sse::{SseFrame, Step};
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
-use staunch_core::{ErrorKind, FinishReason, LlmError, StreamEvent};
+use staunch_core::{ErrorKind, FinishReason, LlmError, StreamEvent, Usage};
 
 /// The status of a streamed answer: errors in its body came with it.
 const STREAM_STATUS: u16 = 200;
@@ -44,6 +44,21 @@ impl OpenAiEvents {
         if data == "[DONE]" {
             return Step::Done;
         }
+        if frame.event.as_deref() != Some("error")
+            && let Some(common) = super::chunk::read(data)
+        {
+            let mut events = Vec::new();
+            for text in [common.content, common.refusal].into_iter().flatten() {
+                events.push(StreamEvent::TextDelta(text.into_owned()));
+            }
+            return chunk_step(events, common.usage, common.finish.map(String::from));
+        }
+        self.parse_value(frame, data)
+    }
+
+    /// Reads one frame through a `serde_json::Value`: every frame the
+    /// common-chunk reader leaves, with the same meaning for the rest.
+    fn parse_value(&mut self, frame: &SseFrame, data: &str) -> Step {
         let value: Value = match serde_json::from_str(data) {
             Ok(v) => v,
             Err(_) if frame.event.as_deref() == Some("error") => {
@@ -116,40 +131,8 @@ impl OpenAiEvents {
                 }
             }
         }
-        if let Some(usage) = usage {
-            events.push(StreamEvent::Usage(usage));
-        }
-        if let Some(reason) = finish {
-            match FinishReason::from(reason) {
-                FinishReason::ContentFilter => {
-                    let error = LlmError::new(
-                        ErrorKind::ContentFiltered,
-                        "the answer was stopped by the content filter (finish_reason: content_filter)",
-                    )
-                    .with_code("content_filter")
-                    .with_status(STREAM_STATUS)
-                    .with_spent(usage.unwrap_or_default());
-                    return Step::Error(error);
-                }
-                FinishReason::Other(r) if r == "error" => {
-                    // OpenRouter and others end a failed stream so.
-                    let error = LlmError::new(
-                        ErrorKind::Server,
-                        "the stream ended with finish_reason: error",
-                    )
-                    .with_status(STREAM_STATUS);
-                    return Step::Error(error);
-                }
-                reason => events.push(StreamEvent::Finish(reason)),
-            }
-        }
-        if events.is_empty() {
-            Step::Ignore
-        } else {
-            Step::Events(events)
-        }
+        chunk_step(events, usage, finish)
     }
-
     /// The events of one `delta`: text, refusal text, tool-call pieces.
     fn delta(&mut self, delta: &Value, events: &mut Vec<StreamEvent>) -> Result<(), String> {
         for field in ["content", "refusal"] {
@@ -233,6 +216,43 @@ impl OpenAiEvents {
     }
 }
 
+/// The step of a chunk whose delta gave `events`: its usage, then its
+/// finish reason (or the error a finish reason stands for).
+fn chunk_step(mut events: Vec<StreamEvent>, usage: Option<Usage>, finish: Option<String>) -> Step {
+    if let Some(usage) = usage {
+        events.push(StreamEvent::Usage(usage));
+    }
+    if let Some(reason) = finish {
+        match FinishReason::from(reason) {
+            FinishReason::ContentFilter => {
+                let error = LlmError::new(
+                    ErrorKind::ContentFiltered,
+                    "the answer was stopped by the content filter (finish_reason: content_filter)",
+                )
+                .with_code("content_filter")
+                .with_status(STREAM_STATUS)
+                .with_spent(usage.unwrap_or_default());
+                return Step::Error(error);
+            }
+            FinishReason::Other(r) if r == "error" => {
+                // OpenRouter and others end a failed stream so.
+                let error = LlmError::new(
+                    ErrorKind::Server,
+                    "the stream ended with finish_reason: error",
+                )
+                .with_status(STREAM_STATUS);
+                return Step::Error(error);
+            }
+            reason => events.push(StreamEvent::Finish(reason)),
+        }
+    }
+    if events.is_empty() {
+        Step::Ignore
+    } else {
+        Step::Events(events)
+    }
+}
+
 /// The status an error's `code` or `type` stands for, so that the error
 /// body classifier sees a mid-stream error as it would see the same error
 /// sent with its status; an unknown error is a server failure.
@@ -291,6 +311,85 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
     use staunch_core::{StreamAccumulator, Usage};
+
+    /// Frames the common-chunk reader takes and frames it must leave to
+    /// the value path, each with what the value path makes of it.
+    const FRAMES: &[&str] = &[
+        r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"hi"},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"esc\"aped \u00e9 \n"},"finish_reason":null}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":""},"finish_reason":null}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}],"usage":null}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"error"}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"something_new"}]}"#,
+        r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}}}"#,
+        r#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+        r#"{"choices":null,"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+        r#"{"choices":[{"delta":{"content":"no index"}}]}"#,
+        r#"{"choices":[{"index":null,"delta":{"content":"null index"}}]}"#,
+        r#"{"choices":[{"index":1,"delta":{"content":"second"}},{"index":0,"delta":{"content":"first"}}]}"#,
+        r#"{"choices":[{"index":1,"delta":{"content":"only the second"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"refusal":"no"},"finish_reason":null}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"a","refusal":"b"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":null,"finish_reason":null}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":null,"tool_calls":null}}]}"#,
+        r#"{"error":null,"choices":[{"index":0,"delta":{"content":"x"}}]}"#,
+        r#"{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"x"}}],"system_fingerprint":"fp","service_tier":"default","obfuscation":"abc"}"#,
+        // Left to the value path:
+        r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+        r#"{"object":"error","message":"bad","code":429}"#,
+        r#"{"object":5,"choices":[{"index":0,"delta":{"content":"x"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":[{"type":"text","text":"part"}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":5}}]}"#,
+        r#"{"choices":[{"index":0,"delta":"text"}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":7}]}"#,
+        r#"{"choices":[{"index":-1,"delta":{"content":"x"}}]}"#,
+        r#"{"choices":[{"index":0.5,"delta":{"content":"x"}}]}"#,
+        r#"{"choices":[{"index":"0","delta":{"content":"x"}}]}"#,
+        r#"{"choices":[[0,{"content":"list"},null]]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"x"}},5]}"#,
+        r#"{"choices":{"index":0}}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"a","content":"b"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"x"}}],"choices":[]}"#,
+        r#"{"error":{"message":"m"},"error":null,"choices":[]}"#,
+        r#"{"usage":{"prompt_tokens":"many"},"choices":[]}"#,
+        r#"{"usage":[1,2],"choices":[]}"#,
+        r#"{"id":"no choices"}"#,
+        r#"[{"choices":[]}]"#,
+        "null",
+        "not json",
+        r#"{"choices":[]} trailing"#,
+    ];
+
+    #[test]
+    fn the_common_chunk_reader_means_what_the_value_path_means() {
+        let mut fast_taken = 0;
+        for data in FRAMES {
+            for event in [None, Some("message"), Some("error")] {
+                let frame = SseFrame {
+                    event: event.map(str::to_owned),
+                    data: (*data).to_owned(),
+                };
+                let both = OpenAiEvents::new().parse(&frame);
+                let by_value = OpenAiEvents::new().parse_value(&frame, frame.data.trim());
+                assert_eq!(
+                    format!("{both:?}"),
+                    format!("{by_value:?}"),
+                    "{data} (event {event:?})"
+                );
+                fast_taken += usize::from(
+                    event != Some("error") && crate::openai::chunk::read(data).is_some(),
+                );
+            }
+        }
+        // The 21 frames before "Left to the value path" are common, under two
+        // event names each; after them, only the usage given as a list
+        // (which the derived usage reads by position on both paths).
+        assert_eq!(fast_taken, 44);
+        assert!(crate::openai::chunk::read(r#"{"usage":[1,2],"choices":[]}"#).is_some());
+    }
 
     fn events(frames: &[SseFrame]) -> (Vec<StreamEvent>, bool) {
         let mut p = OpenAiEvents::new();

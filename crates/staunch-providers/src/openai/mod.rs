@@ -2,6 +2,7 @@
 //! them.
 
 mod answer;
+mod chunk;
 mod embeddings;
 mod error;
 mod events;
