@@ -1,0 +1,58 @@
+//! The gateway's wire work for the OpenAI dialect, per request and per
+//! streamed token, next to serde_json reading the same bytes into a
+//! `serde_json::Value` (the least any JSON-parsing proxy does with them),
+//! in one run:
+//!
+//! - `decode_request`: a client's Chat Completions body (a system and a
+//!   user message, `max_tokens`, `stream`, and two parameters staunch has
+//!   no field for, kept as extras) into a `ChatRequest`;
+//! - `value_request`: the same body into a `Value`;
+//! - `encode_chunk`: one streamed text delta written as a chunk frame;
+//! - `value_chunk`: the same chunk's JSON read into a `Value`.
+
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use staunch::core::StreamEvent;
+use staunch_providers::openai::wire::{decode_request, encode_chunk};
+
+const REQUEST: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a terse assistant. Answer in one short sentence."},{"role":"user","content":"What is the capital of France, and why is it famous?"}],"max_tokens":16,"temperature":0.2,"stream":true,"stream_options":{"include_usage":true},"user":"user-1234","seed":7}"#;
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wire");
+    group.bench_function("decode_request", |b| {
+        b.iter(|| decode_request(black_box(REQUEST)).expect("a valid request"))
+    });
+    group.bench_function("value_request", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(REQUEST)).expect("JSON"))
+    });
+    let event = StreamEvent::TextDelta(" famous".to_owned());
+    let id = "chatcmpl-AbCdEfGhIjKlMnOpQrStUvWxYz012";
+    group.bench_function("encode_chunk", |b| {
+        b.iter(|| {
+            encode_chunk(
+                black_box(&event),
+                id,
+                "gpt-4o-mini-2024-07-18",
+                1_733_500_000,
+                false,
+                true,
+            )
+        })
+    });
+    let chunk = encode_chunk(
+        &event,
+        id,
+        "gpt-4o-mini-2024-07-18",
+        1_733_500_000,
+        false,
+        true,
+    )
+    .expect("a chunk");
+    let json = &chunk[b"data: ".len()..chunk.len() - 2];
+    group.bench_function("value_chunk", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(json)).expect("JSON"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
