@@ -278,8 +278,16 @@ impl SseDecoder {
         if self.data.is_empty() {
             return;
         }
-        let mut data = std::mem::take(&mut self.data);
-        data.pop(); // the last line's `\n`
+        // The frame gets a copy of its exact size (without the last line's
+        // `\n`) and the buffer is kept for the next event, so a stream of
+        // small events allocates once per event instead of growing a new
+        // buffer from nothing each time; one event much larger than usual
+        // does not stay held for the rest of the stream.
+        let data = self.data[..self.data.len() - 1].to_vec();
+        self.data.clear();
+        if self.data.capacity() > KEPT_BUFFER {
+            self.data = Vec::new();
+        }
         let event = (!event.is_empty()).then(|| text(event));
         self.frames.push_back(SseFrame {
             event,
@@ -287,6 +295,9 @@ impl SseDecoder {
         });
     }
 }
+
+/// The most of its data buffer a decoder keeps between events.
+const KEPT_BUFFER: usize = 4096;
 
 /// UTF-8 text of `bytes`, invalid sequences replaced.
 fn text(bytes: Vec<u8>) -> String {
