@@ -792,5 +792,109 @@ mod tests {
                 }
             }
         }
+
+        /// Chunk-shaped frames with any values where the usual ones go, and
+        /// any JSON at all: reading the common chunk directly never changes
+        /// what a frame means.
+        #[test]
+        fn the_common_chunk_reader_never_changes_a_frames_meaning(
+            value in prop_oneof![chunk_like(), json_value()],
+            event in prop::option::of(prop::sample::select(vec!["error", "message"])),
+        ) {
+            let frame = SseFrame { event: event.map(str::to_owned), data: value.to_string() };
+            let both = OpenAiEvents::new().parse(&frame);
+            let by_value = OpenAiEvents::new().parse_value(&frame, frame.data.trim());
+            prop_assert_eq!(format!("{both:?}"), format!("{by_value:?}"));
+        }
+    }
+
+    #[test]
+    fn chunk_like_frames_often_take_the_common_path() {
+        // So that the property above compares the two paths, not the value
+        // path with itself.
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = chunk_like();
+        let (mut taken, cases) = (0, 1000);
+        for _ in 0..cases {
+            let value =
+                proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
+            taken += usize::from(crate::openai::chunk::read(&value.to_string()).is_some());
+        }
+        assert!(
+            taken * 10 >= cases,
+            "only {taken} of {cases} took the common path"
+        );
+        assert!(taken < cases, "every frame took the common path");
+    }
+
+    /// A chunk object whose fields are each left out, null, of the usual
+    /// type or of another.
+    fn chunk_like() -> impl Strategy<Value = Value> {
+        let text = prop_oneof![
+            "[a-z \"\\\n\u{e9}]{0,8}".prop_map(Value::String),
+            json_value(),
+        ];
+        let field = |v: BoxedStrategy<Value>| prop::option::of(v);
+        let delta = (
+            field(text.clone().boxed()),
+            field(text.clone().boxed()),
+            field(json_value().boxed()),
+        )
+            .prop_map(|(content, refusal, other)| {
+                let mut d = serde_json::Map::new();
+                content.map(|v| d.insert("content".into(), v));
+                refusal.map(|v| d.insert("refusal".into(), v));
+                other.map(|v| d.insert("role".into(), v));
+                Value::Object(d)
+            });
+        let index = prop_oneof![Just(json!(0)), Just(json!(1)), json_value()];
+        let finish = prop_oneof![
+            prop::sample::select(vec!["stop", "length", "content_filter", "error", "odd"])
+                .prop_map(|s| json!(s)),
+            json_value(),
+        ];
+        let choice = (
+            field(index.boxed()),
+            field(prop_oneof![delta, json_value()].boxed()),
+            field(finish.boxed()),
+        )
+            .prop_map(|(index, delta, finish)| {
+                let mut c = serde_json::Map::new();
+                index.map(|v| c.insert("index".into(), v));
+                delta.map(|v| c.insert("delta".into(), v));
+                finish.map(|v| c.insert("finish_reason".into(), v));
+                Value::Object(c)
+            });
+        let usage = prop_oneof![
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(p, c)| json!({"prompt_tokens": p, "completion_tokens": c})),
+            json_value(),
+        ];
+        (
+            field(
+                prop::collection::vec(prop_oneof![choice, json_value()], 0..3)
+                    .prop_map(Value::Array)
+                    .boxed(),
+            ),
+            field(usage.boxed()),
+            field(json_value().boxed()),
+            field(
+                prop_oneof![
+                    Just(json!("chat.completion.chunk")),
+                    Just(json!("error")),
+                    json_value()
+                ]
+                .boxed(),
+            ),
+        )
+            .prop_map(|(choices, usage, error, object)| {
+                let mut chunk = serde_json::Map::new();
+                choices.map(|v| chunk.insert("choices".into(), v));
+                usage.map(|v| chunk.insert("usage".into(), v));
+                error.map(|v| chunk.insert("error".into(), v));
+                object.map(|v| chunk.insert("object".into(), v));
+                chunk.insert("id".into(), json!("chatcmpl-1"));
+                Value::Object(chunk)
+            })
     }
 }
