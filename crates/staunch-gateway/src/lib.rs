@@ -40,6 +40,7 @@ mod errors;
 mod ingress;
 pub mod json_log;
 pub mod log_writer;
+pub mod metric_handles;
 mod ops;
 pub mod server;
 #[cfg(feature = "otlp")]

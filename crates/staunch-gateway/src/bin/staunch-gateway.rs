@@ -218,6 +218,9 @@ fn install_metrics(
 ) -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
     let prometheus = staunch_gateway::prometheus().build_recorder();
     let handle = prometheus.handle();
+    // No idle timeout is set, so the recorder's handles stay valid: each
+    // thread keeps them instead of a registry lookup per recording.
+    let prometheus = staunch_gateway::metric_handles::HandleCache::new(prometheus);
     let failed = |e: &dyn std::fmt::Display| format!("could not install the metrics recorder: {e}");
     #[cfg(feature = "otlp")]
     if let Some(otlp) = export.and_then(|e| e.metrics_recorder()) {
