@@ -76,7 +76,7 @@ where
             otel.name = %format_args!("{} {}", request.operation().as_str(), request.model()),
             otel.kind = "client",
             gen_ai.operation.name = request.operation().as_str(),
-            gen_ai.request.model = %request.model(),
+            gen_ai.request.model = request.model(),
             // Signed: OpenTelemetry has no unsigned integers.
             gen_ai.request.max_tokens = request
                 .max_output_tokens()
@@ -91,7 +91,7 @@ where
             error.type = tracing::field::Empty,
             server.address = tracing::field::Empty,
             server.port = tracing::field::Empty,
-            model = %request.model(),
+            model = request.model(),
             outcome = tracing::field::Empty,
             tier = tracing::field::Empty,
             provider = tracing::field::Empty,
