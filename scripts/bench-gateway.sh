@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The staunch gateway against a bare hyper forwarder, in one run, over the
-# same mock (issue 33): CPU per request, throughput, added latency and peak
+# The staunch gateway against two hyper forwarders, in one run, over the
+# same mock (issue 33): the forwarder the issue measures against (parse,
+# re-serialise, one fallback: examples/forwarder.rs --parse) and a bare one
+# (bytes passed through). CPU per request, throughput, added latency and peak
 # RSS at 1, 32 and 128 connections, and the gateway's CPU per request as a
 # multiple of the forwarder's; then streams: CPU per streamed event at 32
 # streams back to back, and peak RSS with 1,000 streams open at once.
@@ -15,7 +17,8 @@
 #   2. starts the mock, each gateway (a generated config: every model to
 #      the mock, otherwise the shipped defaults, so the JSON access log is
 #      on and goes to stderr, kept in a file) and
-#      crates/staunch-gateway/examples/forwarder.rs in front of the mock;
+#      crates/staunch-gateway/examples/forwarder.rs twice (--parse, and
+#      bare) in front of the mock;
 #   3. for each round, for each connection count, runs the same closed-loop
 #      load (loadgen --saturate, one connection per worker, 1 loadgen thread)
 #      against each server in turn: the mock alone, then the server, for
@@ -26,7 +29,7 @@
 #   4. prints, per connection count and server, the median over the rounds
 #      of CPU µs per request, req/s, p50/p99 added latency (server minus the
 #      mock alone in the same run) and the peak RSS, and the median of each
-#      round's gateway/forwarder CPU ratio;
+#      round's gateway/forwarder CPU ratio, to each forwarder;
 #   5. streams, on fresh processes of each server: STREAMS closed-loop
 #      streams (loadgen --stream, each SSE body read to [DONE]) over a mock
 #      sending a token every 5 ms, for CPU per SSE event relayed; then
@@ -110,7 +113,7 @@ start_mock() {
 
 # start_servers UPSTREAM_URL SUFFIX [MAX_CONCURRENCY]: each gateway and the
 # forwarder in front of UPSTREAM_URL, logging to $OUT/NAME$SUFFIX.log; sets
-# NAMES (the forwarder last), PID_OF, URL_OF and BIN_OF.
+# NAMES (the two forwarders last), PID_OF, URL_OF and BIN_OF.
 NAMES=()
 declare -A PID_OF URL_OF BIN_OF
 start_servers() {
@@ -148,16 +151,20 @@ EOF
         URL_OF[$name]=http://127.0.0.1:$port
         BIN_OF[$name]=$bin
     done
-    port=$(free_port)
-    "$FORWARDER" --listen "127.0.0.1:$port" --upstream "$upstream" ${UPSTREAM_HTTP2:+--http2} \
-        >"$OUT/forwarder$suffix.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait_port "$port" "forwarder$suffix" "$pid"
-    NAMES+=(forwarder)
-    PID_OF[forwarder]=$pid
-    URL_OF[forwarder]=http://127.0.0.1:$port
-    BIN_OF[forwarder]=$FORWARDER
+    # The forwarder as issue 33 defines it (parse, re-serialise, one
+    # fallback), then the bare one (bytes passed through), last.
+    for name in forwarder-parse forwarder; do
+        port=$(free_port)
+        "$FORWARDER" --listen "127.0.0.1:$port" --upstream "$upstream" ${UPSTREAM_HTTP2:+--http2} \
+            $([[ $name == forwarder-parse ]] && echo --parse) >"$OUT/$name$suffix.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        wait_port "$port" "$name$suffix" "$pid"
+        NAMES+=("$name")
+        PID_OF[$name]=$pid
+        URL_OF[$name]=http://127.0.0.1:$port
+        BIN_OF[$name]=$FORWARDER
+    done
 }
 
 # stop_servers: the servers start_servers started last.
@@ -239,61 +246,72 @@ def med(xs):
 def fmt(x, spec):
     return "-" if x is None else spec.format(x)
 
-print(f"\n{'conns':>5}  {'server':<12} {'CPU µs/req':>10} {'req/s':>8} {'p50 added':>10} {'p99 added':>10} {'peak RSS':>9} {'CPU vs fwd':>10}  errors")
-for c in conns:
-    for n in names:
-        runs = [run(r, c, n) for r in range(1, rounds + 1)]
-        cpu = [(x["target"].get("process") or {}).get("cpu_us_per_request") for x in runs]
-        ratios = []
-        for r in range(1, rounds + 1):
-            fwd = (run(r, c, "forwarder")["target"].get("process") or {}).get("cpu_us_per_request")
-            mine = cpu[r - 1]
-            if fwd and mine:
-                ratios.append(mine / fwd)
-        rss = [(x["target"].get("process") or {}).get("peak_rss_mb") for x in runs]
-        errors = sum(sum(x["target"]["errors"].values()) for x in runs)
-        print(f"{c:>5}  {n:<12} {fmt(med(cpu), '{:.1f}'):>10} {fmt(med([x['target']['throughput_rps'] for x in runs]), '{:,.0f}'):>8}"
-              f" {fmt(med([x['added_p50_ms'] for x in runs]), '{:.3f} ms'):>10} {fmt(med([x['added_p99_ms'] for x in runs]), '{:.3f} ms'):>10}"
-              f" {fmt(max([x for x in rss if x is not None], default=None), '{:.1f} MB'):>9}"
-              f" {fmt(med(ratios), '{:.2f}x') if n != 'forwarder' else '':>10}  {errors}")
-print("\nmedians over the rounds (peak RSS: the highest); CPU vs fwd: the median of each round's ratio")
-print("per round, CPU µs/request:")
-for c in conns:
-    for n in names:
-        cells = [fmt((run(r, c, n)["target"].get("process") or {}).get("cpu_us_per_request"), "{:.1f}") for r in range(1, rounds + 1)]
-        print(f"  c={c:<4} {n:<12} " + "  ".join(f"{x:>6}" for x in cells))
-
 def proc(x, key):
     return (x["target"].get("process") or {}).get(key)
 
+FORWARDERS = ("forwarder-parse", "forwarder")
+
+def ratios(get, n):
+    """Medians over the rounds of n's value over each forwarder's (from `get(round, name)`)."""
+    if n in FORWARDERS:
+        return ["", ""]
+    cells = []
+    for fwd in FORWARDERS:
+        xs = [get(r, n) / get(r, fwd) for r in range(1, rounds + 1) if get(r, n) and get(r, fwd)]
+        cells.append(fmt(med(xs), "{:.2f}x"))
+    return cells
+
+print(f"\n{'conns':>5}  {'server':<15} {'CPU µs/req':>10} {'req/s':>8} {'p50 added':>10} {'p99 added':>10} {'peak RSS':>9} {'vs parse':>8} {'vs bare':>8}  errors")
+for c in conns:
+    for n in names:
+        runs = [run(r, c, n) for r in range(1, rounds + 1)]
+        cpu = [proc(x, "cpu_us_per_request") for x in runs]
+        vs = ratios(lambda r, m: proc(run(r, c, m), "cpu_us_per_request"), n)
+        rss = [proc(x, "peak_rss_mb") for x in runs]
+        errors = sum(sum(x["target"]["errors"].values()) for x in runs)
+        print(f"{c:>5}  {n:<15} {fmt(med(cpu), '{:.1f}'):>10} {fmt(med([x['target']['throughput_rps'] for x in runs]), '{:,.0f}'):>8}"
+              f" {fmt(med([x['added_p50_ms'] for x in runs]), '{:.3f} ms'):>10} {fmt(med([x['added_p99_ms'] for x in runs]), '{:.3f} ms'):>10}"
+              f" {fmt(max([x for x in rss if x is not None], default=None), '{:.1f} MB'):>9}"
+              f" {vs[0]:>8} {vs[1]:>8}  {errors}")
+print("\nmedians over the rounds (peak RSS: the highest); vs parse / vs bare: the median of each round's")
+print("CPU ratio to forwarder-parse (issue 33's baseline: parse, re-serialise, one fallback) and to the")
+print("bare forwarder (bytes passed through)")
+print("per round, CPU µs/request:")
+for c in conns:
+    for n in names:
+        cells = [fmt(proc(run(r, c, n), "cpu_us_per_request"), "{:.1f}") for r in range(1, rounds + 1)]
+        print(f"  c={c:<4} {n:<15} " + "  ".join(f"{x:>6}" for x in cells))
+
 if streams > 0:
-    print(f"\n{streams} streams back to back (SSE to [DONE]), medians over the rounds:")
-    print(f"  {'server':<12} {'streams/s':>9} {'events/stream':>13} {'CPU µs/stream':>13} {'CPU µs/event':>12} {'CPU vs fwd':>10}  errors")
     def srun(r, n):
         return json.load(open(f"{out}/r{r}-s{streams}-{n}.json"))["runs"][0]
+    print(f"\n{streams} streams back to back (SSE to [DONE]), medians over the rounds; vs: CPU per stream,")
+    print("which is CPU per token (every server relays the same upstream streams; the gateway drops the")
+    print("role-only frame, so it sends one event fewer)")
+    print(f"  {'server':<15} {'streams/s':>9} {'events/stream':>13} {'CPU µs/stream':>13} {'CPU µs/event':>12} {'vs parse':>8} {'vs bare':>8}  errors")
     for n in names:
         runs = [srun(r, n) for r in range(1, rounds + 1)]
-        ratios = []
-        for r in range(1, rounds + 1):
-            fwd, mine = proc(srun(r, "forwarder"), "cpu_us_per_event"), proc(runs[r - 1], "cpu_us_per_event")
-            if fwd and mine:
-                ratios.append(mine / fwd)
+        vs = ratios(lambda r, m: proc(srun(r, m), "cpu_us_per_request"), n)
         errors = sum(sum(x["target"]["errors"].values()) for x in runs)
-        print(f"  {n:<12} {fmt(med([x['target']['throughput_rps'] for x in runs]), '{:,.0f}'):>9}"
+        print(f"  {n:<15} {fmt(med([x['target']['throughput_rps'] for x in runs]), '{:,.0f}'):>9}"
               f" {fmt(med([x['target'].get('events_per_request') for x in runs]), '{:.1f}'):>13}"
               f" {fmt(med([proc(x, 'cpu_us_per_request') for x in runs]), '{:.1f}'):>13}"
               f" {fmt(med([proc(x, 'cpu_us_per_event') for x in runs]), '{:.2f}'):>12}"
-              f" {fmt(med(ratios), '{:.2f}x') if n != 'forwarder' else '':>10}  {errors}")
+              f" {vs[0]:>8} {vs[1]:>8}  {errors}")
+    print("  per round, CPU µs/stream:")
+    for n in names:
+        cells = [fmt(proc(srun(r, n), "cpu_us_per_request"), "{:.1f}") for r in range(1, rounds + 1)]
+        print(f"    {n:<15} " + "  ".join(f"{x:>6}" for x in cells))
 if held > 0:
     print(f"\n{held} streams open at once (fresh processes):")
-    print(f"  {'server':<12} {'streams/s':>9} {'p50 / p99 (ms)':>17} {'TTFB p50':>9} {'CPU µs/event':>12} {'peak RSS':>9} {'RSS vs fwd':>10}  errors")
+    print(f"  {'server':<15} {'streams/s':>9} {'p50 / p99 (ms)':>17} {'TTFB p50':>9} {'CPU µs/event':>12} {'peak RSS':>9} {'RSS vs bare':>11}  errors")
     runs = {n: json.load(open(f"{out}/held-{n}.json"))["runs"][0] for n in names}
     fwd_rss = proc(runs["forwarder"], "peak_rss_mb")
     for n, x in runs.items():
         t, rss = x["target"], proc(x, "peak_rss_mb")
         ratio = rss / fwd_rss if rss and fwd_rss and n != "forwarder" else None
-        print(f"  {n:<12} {t['throughput_rps']:>9,.0f} {t['p50_ms']:>8.1f} / {t['p99_ms']:<7.1f}"
+        print(f"  {n:<15} {t['throughput_rps']:>9,.0f} {t['p50_ms']:>8.1f} / {t['p99_ms']:<7.1f}"
               f" {fmt(t.get('ttfb_p50_ms'), '{:.1f} ms'):>9} {fmt(proc(x, 'cpu_us_per_event'), '{:.2f}'):>12}"
-              f" {fmt(rss, '{:.1f} MB'):>9} {fmt(ratio, '{:.2f}x'):>10}  {sum(t['errors'].values())}")
+              f" {fmt(rss, '{:.1f} MB'):>9} {fmt(ratio, '{:.2f}x'):>11}  {sum(t['errors'].values())}")
 print(f"raw JSON: {out}/")
 PY

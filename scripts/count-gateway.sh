@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Instructions per request of the staunch gateway and of the bare forwarder
-# (crates/staunch-gateway/examples/forwarder.rs) over the same mock, counted
+# Instructions per request of the staunch gateway and of the two forwarders
+# (crates/staunch-gateway/examples/forwarder.rs, with --parse and bare)
+# over the same mock, counted
 # by valgrind's callgrind: user space only, all threads, the same from run
 # to run within about a percent. CPU time on this shared 2-core machine
 # moves by 10-30 % between rounds (docs/gateway-benchmarks.md), so a change
@@ -123,21 +124,27 @@ EOF
     done
     NAMES+=("$name")
 done
-PORT=$(free_port)
-for mode in plain stream; do
-    say "forwarder, $mode"
-    count forwarder "$mode" "$REL/examples/forwarder" --listen "127.0.0.1:$PORT" --upstream "$MOCK_URL"
+for name in forwarder-parse forwarder; do
+    PORT=$(free_port)
+    for mode in plain stream; do
+        say "$name, $mode"
+        count "$name" "$mode" "$REL/examples/forwarder" --listen "127.0.0.1:$PORT" --upstream "$MOCK_URL" \
+            $([[ $name == forwarder-parse ]] && echo --parse)
+    done
 done
 
 python3 - "$OUT/counts.txt" <<'PY' | tee "$OUT/report.txt"
 import sys
 rows = [line.split() for line in open(sys.argv[1])]
 per = {(n, m): int(t) / int(ok) for n, m, ok, t in rows if int(ok) > 0}
-print(f"\n{'server':<12} {'mode':<7} {'requests':>9} {'instructions/request':>21} {'vs forwarder':>13}")
+print(f"\n{'server':<16} {'mode':<7} {'requests':>9} {'instructions/request':>21} {'vs parse':>9} {'vs bare':>8}")
 for n, m, ok, t in rows:
     x = per.get((n, m))
-    fwd = per.get(("forwarder", m))
-    ratio = f"{x / fwd:.2f}x" if x and fwd and n != "forwarder" else ""
-    print(f"{n:<12} {m:<7} {int(ok):>9,} {x:>21,.0f} {ratio:>13}")
-print("user space only (callgrind); plain: one chat answer, stream: one SSE stream read to [DONE]")
+    cells = []
+    for fwd in ("forwarder-parse", "forwarder"):
+        f = per.get((fwd, m))
+        cells.append(f"{x / f:.2f}x" if x and f and not n.startswith("forwarder") else "")
+    print(f"{n:<16} {m:<7} {int(ok):>9,} {x:>21,.0f} {cells[0]:>9} {cells[1]:>8}")
+print("user space only (callgrind); plain: one chat answer, stream: one SSE stream read to [DONE];")
+print("vs parse: to forwarder --parse (parse, re-serialise, one fallback), vs bare: to the bare forwarder")
 PY

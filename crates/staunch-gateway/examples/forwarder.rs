@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p staunch-gateway --example forwarder -- \
-//!     --listen 127.0.0.1:8090 --upstream http://127.0.0.1:PORT [--http2]
+//!     --listen 127.0.0.1:8090 --upstream http://127.0.0.1:PORT [--http2] [--parse]
 //! ```
 //!
 //! Every request goes to the upstream as it came (method, path, headers,
@@ -15,8 +15,17 @@
 //! upstream (prior knowledge, one multiplexed connection), as the gateway
 //! does with `http2_prior_knowledge = true` or with a provider that
 //! negotiates HTTP/2 over TLS. Loopback only.
+//!
+//! `--parse` makes it the forwarder issue 33 measures against: "parse,
+//! re-serialise, one fallback". Each request body is read whole, parsed
+//! into a `serde_json::Value` and written again; a request that fails
+//! (a transport error, a 429 or a 5xx) is sent once more; an answer that
+//! is not streamed is read whole, parsed and written again, and a streamed
+//! one is relayed as it comes.
 
+use bytes::Bytes;
 use http::uri::{Authority, Scheme};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,6 +33,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 
 type Upstream = Client<HttpConnector, Incoming>;
+type ParsingUpstream = Client<HttpConnector, Full<Bytes>>;
 
 /// A bare HTTP/1.1 forwarder on loopback: every request goes to the
 /// upstream as it came, and the answer comes back as it is.
@@ -39,6 +49,10 @@ struct Args {
     /// Speak HTTP/2 to the upstream (prior knowledge) instead of HTTP/1.1.
     #[arg(long)]
     http2: bool,
+    /// Parse and re-serialise each JSON body, and send a failed request
+    /// once more.
+    #[arg(long)]
+    parse: bool,
 }
 
 /// A socket address on loopback.
@@ -67,12 +81,77 @@ async fn forward(
     request: http::Request<Incoming>,
 ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
     let (mut parts, body) = request.into_parts();
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    parts.uri = upstream_uri(std::mem::take(&mut parts.uri), upstream);
+    client.request(http::Request::from_parts(parts, body)).await
+}
+
+/// `uri` with the upstream's scheme and authority.
+fn upstream_uri(uri: http::Uri, upstream: Authority) -> http::Uri {
+    let mut uri = uri.into_parts();
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(upstream);
     // The parts of a URI taken from a valid one stay valid.
-    parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
-    client.request(http::Request::from_parts(parts, body)).await
+    http::Uri::from_parts(uri).unwrap_or_default()
+}
+
+/// A whole JSON body parsed and written again; other bytes as they came.
+fn reserialise(body: &Bytes) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => serde_json::to_vec(&value).map_or_else(|_| body.clone(), Bytes::from),
+        Err(_) => body.clone(),
+    }
+}
+
+type Answer = http::Response<Either<Incoming, Full<Bytes>>>;
+
+/// `--parse`: parse, re-serialise, one fallback.
+async fn forward_parsed(
+    client: ParsingUpstream,
+    upstream: Authority,
+    request: http::Request<Incoming>,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    let (mut parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let value = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let stream = value
+        .as_ref()
+        .and_then(|v| v.get("stream"))
+        .and_then(serde_json::Value::as_bool)
+        == Some(true);
+    let body = match value {
+        Some(value) => Bytes::from(serde_json::to_vec(&value)?),
+        None => body,
+    };
+    parts.uri = upstream_uri(std::mem::take(&mut parts.uri), upstream);
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let send = |parts: &http::request::Parts| {
+        let mut request = http::Request::new(Full::new(body.clone()));
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.headers_mut() = parts.headers.clone();
+        client.request(request)
+    };
+    let failed = |r: &Result<http::Response<Incoming>, _>| {
+        r.as_ref().map_or(true, |a| {
+            a.status() == http::StatusCode::TOO_MANY_REQUESTS || a.status().is_server_error()
+        })
+    };
+    let mut answer = send(&parts).await;
+    if failed(&answer) {
+        answer = send(&parts).await;
+    }
+    let answer = answer?;
+    if stream {
+        return Ok(answer.map(Either::Left));
+    }
+    let (mut parts, body) = answer.into_parts();
+    let body = reserialise(&body.collect().await?.to_bytes());
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    Ok(http::Response::from_parts(
+        parts,
+        Either::Right(Full::new(body)),
+    ))
 }
 
 #[tokio::main]
@@ -81,8 +160,12 @@ async fn main() {
         listen,
         upstream,
         http2,
+        parse,
     } = clap::Parser::parse();
     let client: Upstream = Client::builder(TokioExecutor::new())
+        .http2_only(http2)
+        .build_http();
+    let parsing: ParsingUpstream = Client::builder(TokioExecutor::new())
         .http2_only(http2)
         .build_http();
     let listener = match tokio::net::TcpListener::bind(listen).await {
@@ -93,20 +176,35 @@ async fn main() {
         }
     };
     let version = if http2 { "HTTP/2" } else { "HTTP/1.1" };
-    println!("forwarder listening on http://{listen}, upstream http://{upstream} over {version}");
+    let mode = if parse { ", parsing" } else { "" };
+    println!(
+        "forwarder listening on http://{listen}, upstream http://{upstream} over {version}{mode}"
+    );
     let http = hyper::server::conn::http1::Builder::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (client, upstream) = (client.clone(), upstream.clone());
-        let service = hyper::service::service_fn(move |request| {
-            forward(client.clone(), upstream.clone(), request)
-        });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let io = TokioIo::new(stream);
+        if parse {
+            let (client, upstream) = (parsing.clone(), upstream.clone());
+            let service = hyper::service::service_fn(move |request| {
+                forward_parsed(client.clone(), upstream.clone(), request)
+            });
+            let connection = http.serve_connection(io, service);
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        } else {
+            let (client, upstream) = (client.clone(), upstream.clone());
+            let service = hyper::service::service_fn(move |request| {
+                forward(client.clone(), upstream.clone(), request)
+            });
+            let connection = http.serve_connection(io, service);
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
     }
 }
