@@ -10,9 +10,10 @@
 //! - `encode_chunk`: one streamed text delta written as a chunk frame;
 //! - `value_chunk`: the same chunk's JSON read into a `Value`.
 
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use staunch::core::StreamEvent;
 use staunch_providers::openai::wire::{decode_request, encode_chunk};
+use std::hint::black_box;
 
 const REQUEST: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a terse assistant. Answer in one short sentence."},{"role":"user","content":"What is the capital of France, and why is it famous?"}],"max_tokens":16,"temperature":0.2,"stream":true,"stream_options":{"include_usage":true},"user":"user-1234","seed":7}"#;
 

@@ -108,20 +108,11 @@ impl<H: Clone> ByKey<H> {
     }
 }
 
+#[derive(Default)]
 struct Handles {
     counters: ByKey<Counter>,
     gauges: ByKey<Gauge>,
     histograms: ByKey<Histogram>,
-}
-
-impl Default for Handles {
-    fn default() -> Self {
-        Handles {
-            counters: ByKey::default(),
-            gauges: ByKey::default(),
-            histograms: ByKey::default(),
-        }
-    }
 }
 
 thread_local! {
