@@ -546,7 +546,23 @@ pub fn encode_chunk(
     // Written straight into the frame, with the keys in the order a
     // `serde_json::Value` keeps them (sorted), so the bytes are those of
     // the chunk built as a value: no map or string per key per token.
-    let mut out = Vec::with_capacity(160 + id.len() + model.len());
+    // The frame's fixed text is about 200 bytes; room for the event's
+    // strings and some escapes, so that writing it never grows the buffer.
+    let carried = match event {
+        StreamEvent::TextDelta(text) => text.len(),
+        StreamEvent::ToolCallDelta {
+            id: call_id,
+            name,
+            arguments,
+            ..
+        } => {
+            arguments.len()
+                + call_id.as_ref().map_or(0, String::len)
+                + name.as_ref().map_or(0, String::len)
+        }
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(256 + id.len() + model.len() + carried + carried / 8);
     out.extend_from_slice(b"data: {\"choices\":[");
     let role = if first { ",\"role\":\"assistant\"" } else { "" };
     match event {
