@@ -113,15 +113,7 @@ say "starting redis-server on $REDIS_PORT"
 start_redis
 
 say "starting the mock"
-"$MOCK" --port 0 >"$OUT/mock.log" 2>&1 &
-PIDS+=("$!")
-MOCK_URL=
-for ((i = 0; i < 80; i++)); do
-    MOCK_URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$OUT/mock.log" | head -n 1 || true)
-    [[ -n $MOCK_URL ]] && break
-    sleep 0.25
-done
-[[ -n $MOCK_URL ]] || { echo "the mock printed no address" >&2; exit 1; }
+start_mock "$MOCK" mock
 
 GATEWAY_URLS=()
 for r in 1 2 3; do

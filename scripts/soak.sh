@@ -125,17 +125,7 @@ random = [
 EOF
 
 say "starting the mock"
-"$MOCK" --scenario "$OUT/scenario.toml" --port 0 >"$OUT/mock.log" 2>&1 &
-MOCK_PID=$!
-PIDS+=("$MOCK_PID")
-MOCK_URL=
-for ((i = 0; i < 80; i++)); do
-    MOCK_URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$OUT/mock.log" | head -n 1 || true)
-    [[ -n $MOCK_URL ]] && break
-    kill -0 "$MOCK_PID" 2>/dev/null || { echo "the mock exited:" >&2; cat "$OUT/mock.log" >&2; exit 1; }
-    sleep 0.25
-done
-[[ -n $MOCK_URL ]] || { echo "the mock printed no address" >&2; exit 1; }
+start_mock "$MOCK" mock "$OUT/scenario.toml"
 
 # Generated per run; checked against the gateway's log at the end.
 PROVIDER_KEY="sk-soak-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"

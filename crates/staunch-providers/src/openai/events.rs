@@ -133,6 +133,7 @@ impl OpenAiEvents {
         }
         chunk_step(events, usage, finish)
     }
+
     /// The events of one `delta`: text, refusal text, tool-call pieces.
     fn delta(&mut self, delta: &Value, events: &mut Vec<StreamEvent>) -> Result<(), String> {
         for field in ["content", "refusal"] {
