@@ -547,7 +547,9 @@ pub fn encode_chunk(
     // `serde_json::Value` keeps them (sorted), so the bytes are those of
     // the chunk built as a value: no map or string per key per token.
     // The frame's fixed text is about 200 bytes; room for the event's
-    // strings and some escapes, so that writing it never grows the buffer.
+    // strings and an eighth more for escapes, so that writing an ordinary
+    // chunk does not grow the buffer (text made mostly of characters that
+    // need escaping still can).
     let carried = match event {
         StreamEvent::TextDelta(text) => text.len(),
         StreamEvent::ToolCallDelta {
