@@ -8,8 +8,8 @@
 # too small for scripts/bench-gateway.sh to see shows here first; the
 # kernel's share (about half of a streamed request's CPU) is not counted.
 #
-#   scripts/count-gateway.sh                          # about 3 minutes
-#   GATEWAYS="before=/tmp/gw-old after=target/release/staunch-gateway" \
+#   scripts/count-gateway.sh                          # about 3 minutes after the build
+#   GATEWAYS="before=/tmp/gw-old after=target/dist/staunch-gateway" \
 #       SKIP_BUILD=1 scripts/count-gateway.sh
 #
 # For each server, plain chat requests and then streamed ones: the server
@@ -20,15 +20,19 @@
 # target/count-gateway/ for `callgrind_annotate --inclusive=yes FILE`.
 #
 # Environment: GATEWAYS (space-separated NAME=BINARY, default
-# gateway=target/release/staunch-gateway), DURATION (10), WARMUP (3),
-# CONCURRENCY (8), SKIP_BUILD=1, BIN_DIR (target/release).
+# gateway=target/dist/staunch-gateway), DURATION (10), WARMUP (3),
+# CONCURRENCY (8), PROFILE (the cargo profile, default dist: what the wheel
+# ships), SKIP_BUILD=1, BIN_DIR (target/$PROFILE).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/processes.sh
 source "$ROOT/scripts/processes.sh"
 cd "$ROOT"
-REL=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+# The profile the wheel ships (Cargo.toml's [profile.dist]), for the
+# gateway and the forwarders alike.
+PROFILE=${PROFILE:-dist}
+REL=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE}
 OUT=${CARGO_TARGET_DIR:-$ROOT/target}/count-gateway
 GATEWAYS=${GATEWAYS:-gateway=$REL/staunch-gateway}
 DURATION=${DURATION:-10}

@@ -48,14 +48,14 @@ start_mock() {
     exit 1
 }
 
-# gateway_bench_binaries: builds (release) what bench-gateway.sh and
-# count-gateway.sh run, unless SKIP_BUILD is set, and checks that they are
-# in $REL.
+# gateway_bench_binaries: builds (with cargo profile $PROFILE, release by
+# default) what bench-gateway.sh and count-gateway.sh run, unless
+# SKIP_BUILD is set, and checks that they are in $REL.
 gateway_bench_binaries() {
     local bin
     if [[ -z ${SKIP_BUILD:-} ]]; then
-        say "building (release)"
-        cargo build --release -p staunch-gateway --bin staunch-gateway --example loadgen --example forwarder \
+        say "building (profile ${PROFILE:-release})"
+        cargo build --profile "${PROFILE:-release}" -p staunch-gateway --bin staunch-gateway --example loadgen --example forwarder \
             -p staunch-mock --bin staunch-mock
     fi
     for bin in "$REL/examples/loadgen" "$REL/examples/forwarder" "$REL/staunch-mock"; do

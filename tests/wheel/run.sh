@@ -9,8 +9,12 @@
 # compiler (jemalloc), and access to PyPI. Steps:
 #   1. maturin (from PyPI, into ${CARGO_TARGET_DIR:-target}/wheel/build-venv)
 #      builds the wheel from crates/staunch-gateway/pyproject.toml, in the
-#      release profile and in the usual target directory, so it shares the
-#      artifacts of `cargo build --release`;
+#      release profile (`--release`) and in the usual target directory, so
+#      it shares the artifacts of `cargo build --release`: the published
+#      wheel is built with the pyproject's `dist` profile (whole-program
+#      LTO), the same code at a higher optimisation that takes twice as
+#      long to build, so this test checks the packaging and the binary's
+#      behaviour, not that optimisation;
 #   2. a new virtualenv (${CARGO_TARGET_DIR:-target}/wheel/venv, made afresh
 #      every run) gets the wheel and nothing else from this project; the
 #      script checks that `staunch-gateway` is now on its PATH;
