@@ -266,7 +266,7 @@ fn write_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 
 /// Writes `value` as a JSON string, escaped as serde_json escapes.
 fn write_str(out: &mut Vec<u8>, value: &str) {
-    write_value(out, value);
+    staunch_providers::ingress::push_json_str(out, value);
 }
 
 /// Writes `value`'s `Debug` text as a JSON string, escaped as it is

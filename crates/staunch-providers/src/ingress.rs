@@ -24,6 +24,10 @@ use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError, StreamEvent};
 
 pub use crate::anthropic::ingress_seam::AnthropicMessages;
 pub use crate::gemini::ingress_seam::GeminiContent;
+/// Appends a string as JSON, byte for byte as serde_json writes it, with
+/// the strings that need no escape (most of them) copied whole: for a
+/// gateway writing JSON of its own (its log lines, say).
+pub use crate::json::push_json_str;
 pub use crate::openai::ingress_seam::{ChatOptions, OpenAiChat};
 pub use crate::responses::ingress_seam::{OpenAiResponsesApi, ResponsesOptions};
 

@@ -97,3 +97,116 @@ pub(crate) fn estimate_request(
         + estimate_map(request.extra.get(dialect));
     estimate + estimate / 32
 }
+
+/// Appends `text` as a JSON string, byte for byte as serde_json writes it.
+///
+/// Most strings on the hot path (a token of text, an id, a model name)
+/// need no escaping at all: those are found eight bytes at a time and
+/// copied whole, instead of passing serde_json's escaper byte by byte.
+/// Anything with a byte to escape goes through serde_json itself.
+pub fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    if needs_escape(text.as_bytes()) {
+        // Writing a string into a vector can't fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    } else {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether a JSON string of `bytes` needs an escape: a control byte (below
+/// 0x20), a `"` or a `\`. Every byte of UTF-8 text other than those is
+/// written as it is.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // Some byte of `w` is zero: (w - 1 per byte) & !w & 0x80 per byte,
+    // which is exact as a yes or no; for "below n" (n at most 0x80),
+    // subtract n per byte instead.
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS != 0;
+    let quote = ONES * u64::from(b'"');
+    let backslash = ONES * u64::from(b'\\');
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut eight = [0; 8];
+        eight.copy_from_slice(word);
+        let w = u64::from_le_bytes(eight);
+        if below(w, 0x20) || below(w ^ quote, 1) || below(w ^ backslash, 1) {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+#[cfg(test)]
+mod push_json_str_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pushed(text: &str) -> Vec<u8> {
+        let mut out = b"x".to_vec();
+        push_json_str(&mut out, text);
+        out
+    }
+
+    fn serde(text: &str) -> Vec<u8> {
+        let mut out = b"x".to_vec();
+        serde_json::to_writer(&mut out, text).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_escape_at_every_position_of_a_word() {
+        let specials = [
+            '"', '\\', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{7f}', 'é', '€', '😀',
+        ];
+        for len in 0..20 {
+            for at in 0..len {
+                for &c in &specials {
+                    let text: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
+                    assert_eq!(pushed(&text), serde(&text), "{text:?}");
+                }
+            }
+        }
+        assert_eq!(pushed(""), b"x\"\"");
+        assert_eq!(
+            pushed("plain text, no escapes"),
+            b"x\"plain text, no escapes\""
+        );
+    }
+
+    #[test]
+    fn bytes_just_around_the_bounds_are_judged_right() {
+        for b in 0u8..0x80 {
+            let text = format!("abcdefg{}", b as char);
+            assert_eq!(
+                needs_escape(text.as_bytes()),
+                b < 0x20 || b == b'"' || b == b'\\',
+                "{b:#x}"
+            );
+            let text = format!("{}abcdefghijklmno", b as char);
+            assert_eq!(
+                needs_escape(text.as_bytes()),
+                b < 0x20 || b == b'"' || b == b'\\',
+                "{b:#x}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn writes_what_serde_json_writes(text in any::<String>()) {
+            prop_assert_eq!(pushed(&text), serde(&text));
+        }
+
+        #[test]
+        fn writes_what_serde_json_writes_for_mostly_ascii(text in "[ -~\\t\\n\"\\\\é]{0,40}") {
+            prop_assert_eq!(pushed(&text), serde(&text));
+        }
+    }
+}

@@ -633,8 +633,7 @@ pub fn encode_chunk(
 
 /// Appends `text` as a JSON string, escaped as serde_json escapes it.
 fn json_str(out: &mut Vec<u8>, text: &str) {
-    // Writing a string into a vector can't fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+    crate::json::push_json_str(out, text);
 }
 
 /// A stream's in-band error, as OpenAI-compatible servers send one after
