@@ -243,60 +243,91 @@ struct GenAiAnswer<'a> {
 /// as they are recorded (tracing-subscriber's JSON formatter re-reads and
 /// rewrites all it holds each time) then does that once, not once per
 /// field: a tenth of the gateway's CPU went to it.
+/// The names of the fields `record_fields` sets, in its order.
+const OUTCOME_NAMES: [&str; 19] = [
+    "outcome",
+    "tier",
+    "provider",
+    "answered_model",
+    "target",
+    "attempts",
+    "fallback_depth",
+    "error_kind",
+    "status",
+    "latency_ms",
+    semconv::attr::PROVIDER_NAME,
+    semconv::attr::RESPONSE_MODEL,
+    semconv::attr::RESPONSE_ID,
+    semconv::attr::RESPONSE_FINISH_REASONS,
+    semconv::attr::USAGE_INPUT_TOKENS,
+    semconv::attr::USAGE_OUTPUT_TOKENS,
+    semconv::attr::ERROR_TYPE,
+    semconv::attr::SERVER_ADDRESS,
+    semconv::attr::SERVER_PORT,
+];
+
+/// Those fields of the span's one callsite, looked up once: finding a
+/// field by name compares it with each name before it (the span has
+/// thirty), which cost more than recording the values.
+struct OutcomeFields {
+    callsite: tracing::callsite::Identifier,
+    fields: [tracing::field::Field; 19],
+}
+
+static OUTCOME_FIELDS: std::sync::OnceLock<OutcomeFields> = std::sync::OnceLock::new();
+
+fn outcome_fields(set: &tracing::field::FieldSet) -> Option<[tracing::field::Field; 19]> {
+    let found: Option<Vec<_>> = OUTCOME_NAMES.iter().map(|name| set.field(name)).collect();
+    found?.try_into().ok()
+}
+
 fn record_fields(span: &Span, fields: &Outcome<'_>) {
     use tracing::field::Value;
     // A span no subscriber wants records nothing: skip the field lookups.
     if span.is_disabled() {
         return;
     }
-    let Some(set) = span.metadata().map(|m| m.fields()) else {
+    let Some(metadata) = span.metadata() else {
         return;
     };
+    let set = metadata.fields();
     // The span is declared in `service.rs` with every one of these.
-    let (
-        Some(outcome),
-        Some(tier),
-        Some(provider),
-        Some(answered_model),
-        Some(target),
-        Some(attempts),
-        Some(fallback_depth),
-        Some(error_kind),
-        Some(status),
-        Some(latency_ms),
-        Some(otel_provider),
-        Some(response_model),
-        Some(response_id),
-        Some(finish_reasons),
-        Some(input_tokens),
-        Some(output_tokens),
-        Some(error_type),
-        Some(server_address),
-        Some(server_port),
-    ) = (
-        set.field("outcome"),
-        set.field("tier"),
-        set.field("provider"),
-        set.field("answered_model"),
-        set.field("target"),
-        set.field("attempts"),
-        set.field("fallback_depth"),
-        set.field("error_kind"),
-        set.field("status"),
-        set.field("latency_ms"),
-        set.field(semconv::attr::PROVIDER_NAME),
-        set.field(semconv::attr::RESPONSE_MODEL),
-        set.field(semconv::attr::RESPONSE_ID),
-        set.field(semconv::attr::RESPONSE_FINISH_REASONS),
-        set.field(semconv::attr::USAGE_INPUT_TOKENS),
-        set.field(semconv::attr::USAGE_OUTPUT_TOKENS),
-        set.field(semconv::attr::ERROR_TYPE),
-        set.field(semconv::attr::SERVER_ADDRESS),
-        set.field(semconv::attr::SERVER_PORT),
-    )
-    else {
-        return;
+    let looked_up;
+    let found = match OUTCOME_FIELDS.get() {
+        Some(cached) if cached.callsite == metadata.callsite() => &cached.fields,
+        _ => {
+            let Some(found) = outcome_fields(set) else {
+                return;
+            };
+            let _ = OUTCOME_FIELDS.set(OutcomeFields {
+                callsite: metadata.callsite(),
+                fields: found.clone(),
+            });
+            looked_up = found;
+            &looked_up
+        }
     };
+    let [
+        outcome,
+        tier,
+        provider,
+        answered_model,
+        target,
+        attempts,
+        fallback_depth,
+        error_kind,
+        status,
+        latency_ms,
+        otel_provider,
+        response_model,
+        response_id,
+        finish_reasons,
+        input_tokens,
+        output_tokens,
+        error_type,
+        server_address,
+        server_port,
+    ] = found;
     let answer = fields.answer.as_ref();
     let provider_name = fields
         .provider
@@ -318,40 +349,40 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
     let address = server.map(|(host, _)| host);
     let port = server.map(|(_, port)| i64::from(port));
     let values: [(&tracing::field::Field, Option<&dyn Value>); 19] = [
-        (&outcome, Some(&fields.outcome)),
-        (&tier, Some(&fields.tier)),
-        (&provider, fields.provider.as_ref().map(|v| v as &dyn Value)),
+        (outcome, Some(&fields.outcome)),
+        (tier, Some(&fields.tier)),
+        (provider, fields.provider.as_ref().map(|v| v as &dyn Value)),
         (
-            &answered_model,
+            answered_model,
             fields.answered_model.as_ref().map(|v| v as &dyn Value),
         ),
-        (&target, fields.target.as_ref().map(|v| v as &dyn Value)),
-        (&attempts, Some(&attempts_value)),
-        (&fallback_depth, depth.as_ref().map(|v| v as &dyn Value)),
+        (target, fields.target.as_ref().map(|v| v as &dyn Value)),
+        (attempts, Some(&attempts_value)),
+        (fallback_depth, depth.as_ref().map(|v| v as &dyn Value)),
         (
-            &error_kind,
+            error_kind,
             fields.error_kind.as_ref().map(|v| v as &dyn Value),
         ),
-        (&status, status_value.as_ref().map(|v| v as &dyn Value)),
-        (&latency_ms, Some(&fields.latency_ms)),
+        (status, status_value.as_ref().map(|v| v as &dyn Value)),
+        (latency_ms, Some(&fields.latency_ms)),
         (
-            &otel_provider,
+            otel_provider,
             provider_name.as_ref().map(|v| v as &dyn Value),
         ),
         (
-            &response_model,
+            response_model,
             fields.answered_model.as_ref().map(|v| v as &dyn Value),
         ),
-        (&response_id, id.as_ref().map(|v| v as &dyn Value)),
-        (&finish_reasons, finish.as_ref().map(|v| v as &dyn Value)),
-        (&input_tokens, input.as_ref().map(|v| v as &dyn Value)),
-        (&output_tokens, output.as_ref().map(|v| v as &dyn Value)),
+        (response_id, id.as_ref().map(|v| v as &dyn Value)),
+        (finish_reasons, finish.as_ref().map(|v| v as &dyn Value)),
+        (input_tokens, input.as_ref().map(|v| v as &dyn Value)),
+        (output_tokens, output.as_ref().map(|v| v as &dyn Value)),
         (
-            &error_type,
+            error_type,
             fields.error_kind.as_ref().map(|v| v as &dyn Value),
         ),
-        (&server_address, address.as_ref().map(|v| v as &dyn Value)),
-        (&server_port, port.as_ref().map(|v| v as &dyn Value)),
+        (server_address, address.as_ref().map(|v| v as &dyn Value)),
+        (server_port, port.as_ref().map(|v| v as &dyn Value)),
     ];
     span.record_all(&set.value_set(&values));
 }
