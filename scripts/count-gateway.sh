@@ -29,10 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/processes.sh
 source "$ROOT/scripts/processes.sh"
 cd "$ROOT"
-# The profile the wheel ships (Cargo.toml's [profile.dist]), for the
-# gateway and the forwarders alike.
-PROFILE=${PROFILE:-dist}
-REL=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE}
+gateway_bench_profile
 OUT=${CARGO_TARGET_DIR:-$ROOT/target}/count-gateway
 GATEWAYS=${GATEWAYS:-gateway=$REL/staunch-gateway}
 DURATION=${DURATION:-10}

@@ -1,7 +1,8 @@
 # Sourced by scripts/bench-gateway.sh, count-gateway.sh, replicas.sh and
 # soak.sh: the processes they start on loopback, and how they stop them.
 # Expects $OUT (where each process NAME logs to $OUT/NAME.log), PIDS (what
-# to stop on exit) and, for the gateway benchmarks' helpers, $REL.
+# to stop on exit) and, for the gateway benchmarks' helpers, $ROOT (the
+# repository); gateway_bench_profile sets $PROFILE and $REL for the others.
 
 say() { printf '== %s\n' "$*" >&2; }
 
@@ -48,14 +49,24 @@ start_mock() {
     exit 1
 }
 
-# gateway_bench_binaries: builds (with cargo profile $PROFILE, release by
-# default) what bench-gateway.sh and count-gateway.sh run, unless
-# SKIP_BUILD is set, and checks that they are in $REL.
+# gateway_bench_profile: sets PROFILE, the cargo profile bench-gateway.sh
+# and count-gateway.sh build and run (dist unless set: what the wheel
+# ships, Cargo.toml's [profile.dist], for the gateway and the forwarders
+# alike), and REL, where its binaries are ($BIN_DIR, else the target
+# directory's folder for that profile).
+gateway_bench_profile() {
+    PROFILE=${PROFILE:-dist}
+    REL=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE}
+}
+
+# gateway_bench_binaries: builds (with cargo profile $PROFILE) what
+# bench-gateway.sh and count-gateway.sh run, unless SKIP_BUILD is set, and
+# checks that they are in $REL.
 gateway_bench_binaries() {
     local bin
     if [[ -z ${SKIP_BUILD:-} ]]; then
-        say "building (profile ${PROFILE:-release})"
-        cargo build --profile "${PROFILE:-release}" -p staunch-gateway --bin staunch-gateway --example loadgen --example forwarder \
+        say "building (profile $PROFILE)"
+        cargo build --profile "$PROFILE" -p staunch-gateway --bin staunch-gateway --example loadgen --example forwarder \
             -p staunch-mock --bin staunch-mock
     fi
     for bin in "$REL/examples/loadgen" "$REL/examples/forwarder" "$REL/staunch-mock"; do
