@@ -1,5 +1,6 @@
 //! Lock-free counters: striped totals, and the failure-rate windows.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Keeps a value on its own cache line, so that threads writing
@@ -12,10 +13,19 @@ const STRIPES: usize = 8;
 
 fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Const-initialised (no lazy-init check on each access); `STRIPES`
+    // until the thread's first use picks its stripe.
     thread_local! {
-        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        static MINE: Cell<usize> = const { Cell::new(STRIPES) };
     }
-    MINE.with(|s| *s)
+    MINE.with(|s| match s.get() {
+        STRIPES => {
+            let mine = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(mine);
+            mine
+        }
+        mine => mine,
+    })
 }
 
 /// A counter that many threads add to without sharing a cache line; reads
@@ -26,6 +36,7 @@ pub(crate) struct Striped {
 }
 
 impl Striped {
+    #[inline]
     pub(crate) fn add(&self, n: u64) {
         self.cells[stripe()].0.fetch_add(n, Ordering::Relaxed);
     }

@@ -11,6 +11,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::time::Instant;
 
+thread_local! {
+    static BREAKER_REFS: crate::ref_pool::RefPools<Breaker> =
+        const { crate::ref_pool::RefPools::new() };
+}
+
 /// An admission held from `poll_ready` to the call's end. Dropped before
 /// the call ends (the caller gave up, an outer timeout fired), it gives back
 /// a probe slot and counts the call as ignored, never as a success.
@@ -27,9 +32,10 @@ pub(crate) struct Permit {
 }
 
 impl Permit {
+    #[inline]
     pub(crate) fn new(breaker: &Arc<Breaker>, admission: Admission) -> Self {
         Permit {
-            breaker: Some(crate::ref_pool::take(breaker)),
+            breaker: Some(crate::ref_pool::take(&BREAKER_REFS, breaker)),
             admission,
             called: false,
             started: None,
@@ -37,6 +43,7 @@ impl Permit {
         }
     }
 
+    #[inline]
     pub(crate) fn admission(&self) -> Admission {
         self.admission
     }
@@ -45,10 +52,12 @@ impl Permit {
         self.settled = true;
     }
 
+    #[inline]
     fn elapsed(&self) -> std::time::Duration {
         self.started.map_or_else(Default::default, |s| s.elapsed())
     }
 
+    #[inline]
     fn complete<A: Answer>(&mut self, result: &Result<A, LlmError>) {
         if let Some(breaker) = &self.breaker {
             breaker.complete(self.admission, result, self.elapsed());
@@ -68,6 +77,7 @@ impl Permit {
         self.breaker.as_ref().map(|b| b.config.outcome.clone())
     }
 
+    #[inline]
     pub(crate) fn start(&mut self) {
         self.called = true;
         if self
@@ -81,6 +91,7 @@ impl Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         let Some(breaker) = self.breaker.take() else {
             return;
@@ -103,7 +114,7 @@ impl Drop for Permit {
                 Admission::Rejected { .. } => {}
             }
         }
-        crate::ref_pool::give(breaker);
+        crate::ref_pool::give(&BREAKER_REFS, breaker);
     }
 }
 
@@ -126,6 +137,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    #[inline]
     pub(super) fn running(inner: F, mut permit: Permit) -> Self {
         permit.start();
         ResponseFuture {
@@ -144,6 +156,7 @@ where
 {
     type Output = Result<A, LlmError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(inner) = this.inner.as_pin_mut() else {
@@ -155,32 +168,40 @@ where
             })));
         };
         let mut result = ready!(inner.poll(cx)).map_err(to_llm);
-        if let Some(mut permit) = this.permit.take() {
+        if let Some(permit) = this.permit.take() {
             match &mut result {
-                // A streamed answer is judged at its end: a break after the
-                // commit point is a failure of this target.
                 Ok(response) if response.is_streaming() && response.as_chat().is_some() => {
-                    let Some(response) = response.as_chat_mut() else {
-                        return Poll::Ready(result);
-                    };
-                    let outcome = permit.outcome_rule();
-                    crate::stream_watch::watch(response, move |end, _| match end {
-                        StreamEnd::Complete => permit.record(super::Outcome::Success),
-                        StreamEnd::Broke(error) => {
-                            let verdict = outcome
-                                .as_ref()
-                                .map_or(super::Outcome::Failure, |rule| rule(&Err(shallow(error))));
-                            permit.record(verdict);
-                        }
-                        // Permit's drop: the call counts as ignored.
-                        StreamEnd::Dropped => drop(permit),
-                    });
+                    judge_at_end(response, permit);
                 }
-                _ => permit.complete(&result),
+                _ => {
+                    let mut permit = permit;
+                    permit.complete(&result);
+                }
             }
         }
         Poll::Ready(result)
     }
+}
+
+/// A streamed answer is judged at its end: a break after the commit point
+/// is a failure of this target.
+#[inline(never)]
+fn judge_at_end<A: Answer>(response: &mut A, mut permit: Permit) {
+    let Some(response) = response.as_chat_mut() else {
+        return; // Not reached: the caller checked. Counted as ignored.
+    };
+    let outcome = permit.outcome_rule();
+    crate::stream_watch::watch(response, move |end, _| match end {
+        StreamEnd::Complete => permit.record(super::Outcome::Success),
+        StreamEnd::Broke(error) => {
+            let verdict = outcome
+                .as_ref()
+                .map_or(super::Outcome::Failure, |rule| rule(&Err(shallow(error))));
+            permit.record(verdict);
+        }
+        // Permit's drop: the call counts as ignored.
+        StreamEnd::Dropped => drop(permit),
+    });
 }
 
 use super::state::shallow;

@@ -2,13 +2,14 @@
 
 use super::future::{Permit, ResponseFuture};
 use super::handle::CircuitBreakerHandle;
-use super::state::Admission;
+use super::state::{Admission, Breaker};
 use crate::into_llm::to_llm;
 use staunch_core::{BoxError, Call, ErrorKind, LlmError};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::time::Sleep;
 use tower_service::Service;
 
@@ -117,27 +118,28 @@ where
     type Error = LlmError;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LlmError>> {
-        let breaker = &self.handle.breaker;
-        // Half-open with every probe slot taken: wait for the verdict
-        // before asking for an admission, so a wait that ends well is not
-        // counted as a refusal.
-        let wait = breaker.config.half_open_wait;
-        while self.permit.is_none() && !wait.is_zero() && breaker.probe_slots_taken() {
-            let timer = self
-                .verdict_timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
-            if timer.as_mut().poll(cx).is_ready() {
-                break; // Waited long enough: the admission below refuses.
+        let permit = match &mut self.permit {
+            Some(permit) => permit,
+            None => {
+                let breaker = &self.handle.breaker;
+                let admission = match breaker.closed_admission() {
+                    // Closed: no verdict to wait for.
+                    Some(admission) => {
+                        if self.verdict_timer.is_some() {
+                            self.verdict_timer = None;
+                        }
+                        admission
+                    }
+                    None => match wait_and_admit(breaker, &mut self.verdict_timer, cx) {
+                        Poll::Ready(admission) => admission,
+                        Poll::Pending => return Poll::Pending,
+                    },
+                };
+                self.permit.insert(Permit::new(breaker, admission))
             }
-            if breaker.wait_for_verdict(cx.waker()) {
-                return Poll::Pending;
-            }
-        }
-        self.verdict_timer = None;
-        let permit = self
-            .permit
-            .get_or_insert_with(|| Permit::new(breaker, breaker.acquire()));
+        };
         if matches!(permit.admission(), Admission::Rejected { .. }) {
             return Poll::Ready(Ok(()));
         }
@@ -151,6 +153,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, mut request: C) -> Self::Future {
         let breaker = &self.handle.breaker;
         let permit = self
@@ -159,18 +162,8 @@ where
             .unwrap_or_else(|| Permit::new(breaker, breaker.acquire()));
         match permit.admission() {
             Admission::Rejected { wait, forced } => {
-                let name = &*breaker.config.name;
-                let message = if forced {
-                    format!("circuit {name} is forced open")
-                } else if wait.is_some() {
-                    format!("circuit {name} is open")
-                } else {
-                    format!("circuit {name} is half-open and its probe slots are taken")
-                };
-                let mut error = LlmError::new(ErrorKind::CircuitOpen, message).with_attempts(0);
-                error.retry_after = wait;
                 permit.discard();
-                ResponseFuture::rejected(error)
+                ResponseFuture::rejected(refusal(&breaker.config.name, wait, forced))
             }
             Admission::Probe { .. } => {
                 // One attempt: a retry layer below must not turn the probe
@@ -183,4 +176,42 @@ where
             }
         }
     }
+}
+
+/// A call that found the circuit other than closed: waits, while the
+/// circuit is half-open with every probe slot taken, for the probes'
+/// verdict (up to `half_open_wait`), then asks for an admission. The wait
+/// comes first so that one that ends well is not counted as a refusal.
+fn wait_and_admit(
+    breaker: &Breaker,
+    verdict_timer: &mut Option<Pin<Box<Sleep>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Admission> {
+    let wait = breaker.config.half_open_wait;
+    while !wait.is_zero() && breaker.probe_slots_taken() {
+        let timer = verdict_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
+        if timer.as_mut().poll(cx).is_ready() {
+            break; // Waited long enough: the admission below refuses.
+        }
+        if breaker.wait_for_verdict(cx.waker()) {
+            return Poll::Pending;
+        }
+    }
+    *verdict_timer = None;
+    Poll::Ready(breaker.acquire())
+}
+
+/// The error of a refused call.
+#[cold]
+fn refusal(name: &str, wait: Option<Duration>, forced: bool) -> LlmError {
+    let message = if forced {
+        format!("circuit {name} is forced open")
+    } else if wait.is_some() {
+        format!("circuit {name} is open")
+    } else {
+        format!("circuit {name} is half-open and its probe slots are taken")
+    };
+    let mut error = LlmError::new(ErrorKind::CircuitOpen, message).with_attempts(0);
+    error.retry_after = wait;
+    error
 }

@@ -36,6 +36,7 @@ impl CircuitState {
         CircuitState::Disabled,
     ];
 
+    #[inline]
     fn code(self) -> u64 {
         match self {
             CircuitState::Closed => 0,
@@ -46,6 +47,7 @@ impl CircuitState {
         }
     }
 
+    #[inline]
     fn from_code(code: u64) -> CircuitState {
         Self::ALL[(code as usize).min(4)]
     }
@@ -193,10 +195,12 @@ pub(crate) struct Breaker {
     waiters: Mutex<Vec<Waker>>,
 }
 
+#[inline]
 fn pack(epoch: u64, state: CircuitState) -> u64 {
     (epoch << 8) | state.code()
 }
 
+#[inline]
 fn unpack(word: u64) -> (u64, CircuitState) {
     (word >> 8, CircuitState::from_code(word & 0xFF))
 }
@@ -289,7 +293,26 @@ impl Breaker {
     }
 
     /// Decides whether a call may go through now.
+    #[inline]
     pub(crate) fn acquire(&self) -> Admission {
+        match self.closed_admission() {
+            Some(admission) => admission,
+            None => self.acquire_slow(),
+        }
+    }
+
+    /// The admission of a call while the circuit is closed (the common
+    /// case: one load); `None`, with nothing counted, in any other state.
+    #[inline]
+    pub(crate) fn closed_admission(&self) -> Option<Admission> {
+        let word = self.word.0.load(Ordering::Acquire);
+        (word & 0xFF == CircuitState::Closed.code())
+            .then_some(Admission::Normal { epoch: word >> 8 })
+    }
+
+    /// [`acquire`](Self::acquire) in every state, off the closed path.
+    #[inline(never)]
+    fn acquire_slow(&self) -> Admission {
         loop {
             let word = self.word.0.load(Ordering::Acquire);
             let (epoch, state) = unpack(word);
@@ -339,6 +362,7 @@ impl Breaker {
     }
 
     /// Records the outcome of an admitted call.
+    #[inline]
     pub(crate) fn complete<A: Answer>(
         &self,
         admission: Admission,
@@ -346,6 +370,15 @@ impl Breaker {
         elapsed: Duration,
     ) {
         let outcome = judge(&*self.config.outcome, result);
+        if let (Outcome::Success, Admission::Normal { epoch }) = (outcome, admission)
+            && self.config.slow_call.is_none()
+        {
+            // The closed circuit's success, the common case, without the
+            // general bookkeeping below.
+            self.stats.successes.add(1);
+            self.complete_closed(epoch, outcome, None);
+            return;
+        }
         let cooldown = match result {
             Err(e) if self.config.rate_limit_cooldown && e.kind == ErrorKind::RateLimited => {
                 e.retry_after.filter(|d| !d.is_zero())
@@ -380,6 +413,7 @@ impl Breaker {
         }
     }
 
+    #[inline]
     fn complete_closed(&self, epoch: u64, outcome: Outcome, cooldown: Option<Duration>) {
         let expected = pack(epoch, CircuitState::Closed);
         if self.word.0.load(Ordering::Acquire) != expected {
@@ -390,8 +424,19 @@ impl Breaker {
                 if self.consecutive.0.load(Ordering::Relaxed) != 0 {
                     self.consecutive.0.store(0, Ordering::Relaxed);
                 }
-                self.record_rate(false);
+                if self.rate.is_some() {
+                    self.record_rate(false);
+                }
             }
+            _ => self.fail_closed(expected, outcome, cooldown),
+        }
+    }
+
+    /// A failed (or ignored) call in a closed circuit: may open it.
+    #[inline(never)]
+    fn fail_closed(&self, expected: u64, outcome: Outcome, cooldown: Option<Duration>) {
+        match outcome {
+            Outcome::Success => {}
             Outcome::Failure => {
                 if let Some(wait) = cooldown {
                     self.transition(

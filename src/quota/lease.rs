@@ -56,6 +56,8 @@ struct Stock {
 
 thread_local! {
     static STOCKS: RefCell<Vec<Stock>> = const { RefCell::new(Vec::new()) };
+    static SHARED_REFS: crate::ref_pool::RefPools<Shared> =
+        const { crate::ref_pool::RefPools::new() };
 }
 
 /// Runs `f` on this thread's stock of quota `id`, made (empty) if there is
@@ -154,7 +156,7 @@ pub(crate) fn admit(shared: &Arc<Shared>, size: LeaseSize, tokens: u64) -> Optio
             stock.tokens = stock.tokens.saturating_sub(reserved);
         }
         Some(Leased {
-            shared: crate::ref_pool::take(shared),
+            shared: crate::ref_pool::take(&SHARED_REFS, shared),
             tokens,
         })
     })
@@ -196,6 +198,6 @@ impl Leased {
                 stock.tokens = 0;
             }
         });
-        crate::ref_pool::give(shared);
+        crate::ref_pool::give(&SHARED_REFS, shared);
     }
 }
