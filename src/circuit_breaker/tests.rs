@@ -732,6 +732,61 @@ async fn the_wait_for_a_verdict_is_bounded() {
     probe.abort();
 }
 
+/// A service that once waited for a verdict (and was then let through by a
+/// closed circuit) waits its full `half_open_wait` again the next time the
+/// probes are busy: its earlier timer, long expired, is not reused.
+#[tokio::test(start_paused = true)]
+async fn a_second_wait_for_a_verdict_starts_its_own_timer() {
+    let fake = Scripted::scripted([
+        fail(ErrorKind::Server),
+        Step::Slow(S(2)), // the first probe: a success after 2 s
+        Step::Answer,     // the waiter's call, through the closed circuit
+        fail(ErrorKind::Server),
+        Step::Slow(S(3600)), // the second probe, still in flight
+    ]);
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(1))
+            .break_duration(S(1))
+            .half_open_wait(S(5)),
+    );
+    let handle = cb.handle();
+    let service = cb.layer(fake.clone());
+    run(&service, 1).await;
+    tokio::time::advance(S(1)).await;
+    let first_probe = tokio::spawn(service.clone().oneshot(request()));
+    tokio::task::yield_now().await;
+
+    let mut waiter = service.clone();
+    let started = Instant::now();
+    waiter.ready().await.unwrap();
+    assert_eq!(started.elapsed(), S(2), "waited for the probe's verdict");
+    assert_eq!(handle.state(), CircuitState::Closed);
+    assert!(waiter.call(request()).await.is_ok());
+    assert!(first_probe.await.unwrap().is_ok());
+
+    // Open again, and past the (grown) break, so that the first wait's
+    // 5 s timer would long have fired.
+    assert!(service.clone().oneshot(request()).await.is_err());
+    assert_eq!(handle.state(), CircuitState::Open);
+    tokio::time::advance(S(4)).await;
+    let second_probe = tokio::spawn(service.clone().oneshot(request()));
+    tokio::task::yield_now().await;
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
+
+    let started = Instant::now();
+    waiter.ready().await.unwrap();
+    assert_eq!(started.elapsed(), S(5), "a full wait of its own");
+    let err = waiter.call(request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CircuitOpen);
+    assert_eq!(
+        fake.calls(),
+        5,
+        "the waiter never reached the target busy probing"
+    );
+    second_probe.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_breaker_without_a_trip_rule_is_off() {
     let fake = Scripted::scripted([fail_after(ErrorKind::RateLimited, 429, S(7))]);
