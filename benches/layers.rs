@@ -401,12 +401,32 @@ fn main() {
         .build()
         .expect("runtime");
     let _guard = runtime.enter();
-    // `LAYERS_COUNT=<id>:<calls>`: call one variant that many times, no timing.
+    // `LAYERS_COUNT=<id>:<calls>`: call one variant that many times, no
+    // timing (`scripts/count-layers.sh`); `LAYERS_COUNT=list`: the ids.
     if let Ok(spec) = std::env::var("LAYERS_COUNT") {
-        let (id, calls) = spec.split_once(':').expect("LAYERS_COUNT=<id>:<calls>");
+        if spec == "list" {
+            for (id, _) in ROWS {
+                println!("{id}");
+            }
+            return;
+        }
+        let parsed = spec
+            .split_once(':')
+            .and_then(|(id, calls)| Some((id, calls.parse::<u64>().ok()?)))
+            .filter(|(id, _)| ROWS.iter().any(|(row, _)| row == id));
+        let Some((id, calls)) = parsed else {
+            eprintln!(
+                "LAYERS_COUNT={spec:?}: expected <id>:<calls>, with <id> one of: {}",
+                ROWS.iter()
+                    .map(|(id, _)| *id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            std::process::exit(2);
+        };
         bench(&mut Runner::Count {
             id: id.to_owned(),
-            calls: calls.parse().expect("a number of calls"),
+            calls,
         });
         return;
     }
