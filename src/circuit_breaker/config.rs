@@ -127,6 +127,9 @@ pub struct CircuitBreakerConfig {
     pub(super) rate_limit_cooldown: bool,
     pub(super) half_open_wait: Duration,
     pub(super) outcome: Arc<OutcomeFn>,
+    /// Whether `outcome` is the user's rule rather than [`default_outcome`]
+    /// (under which every answer is a success).
+    pub(super) custom_outcome: bool,
     pub(super) on_transition: Option<Arc<TransitionFn>>,
 }
 
@@ -199,6 +202,7 @@ impl CircuitBreakerConfig {
             rate_limit_cooldown: true,
             half_open_wait: Duration::from_secs(5),
             outcome: Arc::new(default_outcome),
+            custom_outcome: false,
             on_transition: None,
         }
     }
@@ -305,6 +309,7 @@ impl CircuitBreakerConfig {
         F: Fn(&Result<ChatResponse, LlmError>) -> Outcome + Send + Sync + 'static,
     {
         self.outcome = Arc::new(rule);
+        self.custom_outcome = true;
         self
     }
 

@@ -65,6 +65,21 @@ impl Permit {
         self.settled = true;
     }
 
+    /// Settles a call that answered, if the breaker judges answers by the
+    /// default rule (every answer a success); false when its rule must see
+    /// the answer, so [`complete`](Self::complete) is still to be called.
+    #[inline]
+    fn answered(&mut self) -> bool {
+        match &self.breaker {
+            Some(breaker) if !breaker.config.custom_outcome => {
+                breaker.complete_answered(self.admission, self.elapsed());
+                self.settled = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn record(&mut self, outcome: super::Outcome) {
         if let Some(breaker) = &self.breaker {
             breaker.record(self.admission, outcome, None, self.elapsed());
@@ -168,15 +183,14 @@ where
             })));
         };
         let mut result = ready!(inner.poll(cx)).map_err(to_llm);
-        if let Some(permit) = this.permit.take() {
+        if let Some(mut permit) = this.permit.take() {
             match &mut result {
                 Ok(response) if response.is_streaming() && response.as_chat().is_some() => {
                     judge_at_end(response, permit);
                 }
-                _ => {
-                    let mut permit = permit;
-                    permit.complete(&result);
-                }
+                // The default rule's verdict on an answer, without asking it.
+                Ok(_) if permit.answered() => {}
+                _ => permit.complete(&result),
             }
         }
         Poll::Ready(result)

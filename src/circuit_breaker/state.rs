@@ -388,6 +388,22 @@ impl Breaker {
         self.record(admission, outcome, cooldown, elapsed);
     }
 
+    /// Records an admitted call that answered, when the outcome rule is the
+    /// default one, under which an answer is a success (what
+    /// [`complete`](Self::complete) would decide, without a `Result` to
+    /// judge).
+    #[inline]
+    pub(crate) fn complete_answered(&self, admission: Admission, elapsed: Duration) {
+        if let Admission::Normal { epoch } = admission
+            && self.config.slow_call.is_none()
+        {
+            self.stats.successes.add(1);
+            self.complete_closed(epoch, Outcome::Success, None);
+            return;
+        }
+        self.record(admission, Outcome::Success, None, elapsed);
+    }
+
     /// Records an admitted call's outcome (decided by the caller), with the
     /// cooldown a rate limit asked for.
     pub(crate) fn record(

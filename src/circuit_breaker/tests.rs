@@ -408,6 +408,36 @@ async fn a_custom_outcome_rule_decides() {
     assert_eq!(handle.state(), CircuitState::Open);
 }
 
+/// A rule of one's own sees every answer too (only the default rule's
+/// verdict on an answer, a success, is taken without asking it).
+#[tokio::test(start_paused = true)]
+async fn a_custom_outcome_rule_judges_answers_too() {
+    let cb = layer(
+        CircuitBreakerConfig::new("p")
+            .consecutive_failures(Some(2))
+            .outcome(|r: &Result<ChatResponse, LlmError>| match r {
+                // An empty answer is as bad as an error here.
+                Ok(answer) if answer.text().is_empty() => Outcome::Failure,
+                Ok(_) => Outcome::Success,
+                Err(_) => Outcome::Failure,
+            }),
+    );
+    let handle = cb.handle();
+    let empty = tower::service_fn(|r: ChatRequest| async move {
+        Ok::<_, LlmError>(ChatResponse::new(r.model, ""))
+    });
+    let service = cb.layer(empty);
+    run(&service, 1).await;
+    assert_eq!(handle.state(), CircuitState::Closed);
+    assert_eq!(
+        handle.counts().failures,
+        1,
+        "the answer was judged a failure"
+    );
+    run(&service, 1).await;
+    assert_eq!(handle.state(), CircuitState::Open);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failure_rate_over_the_last_calls_trips_after_the_minimum() {
     let cb = layer(
