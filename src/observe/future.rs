@@ -281,6 +281,33 @@ fn outcome_fields(set: &tracing::field::FieldSet) -> Option<[tracing::field::Fie
     found?.try_into().ok()
 }
 
+/// The longest `["reason"]` text [`reasons_text`] writes.
+pub(super) const REASONS_TEXT_MAX: usize = 64;
+
+/// `["reason"]`, the `Debug` text of a list of one finish reason, written
+/// into `buf` without the formatting machinery (a third of the cost of
+/// recording the span's results, in the gateway's JSON log): the same
+/// text, so every subscriber records the same value. `None` when `reason`
+/// has a character `Debug` would escape (only printable ASCII other than
+/// `"` and `\` is written as it is) or is too long for `buf`; the caller
+/// then formats it.
+pub(super) fn reasons_text<'b>(
+    reason: &str,
+    buf: &'b mut [u8; REASONS_TEXT_MAX],
+) -> Option<&'b str> {
+    let plain = reason
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    let end = reason.len() + 4;
+    if !plain || end > buf.len() {
+        return None;
+    }
+    buf[..2].copy_from_slice(b"[\"");
+    buf[2..end - 2].copy_from_slice(reason.as_bytes());
+    buf[end - 2..end].copy_from_slice(b"\"]");
+    std::str::from_utf8(&buf[..end]).ok()
+}
+
 fn record_fields(span: &Span, fields: &Outcome<'_>) {
     use tracing::field::Value;
     // A span no subscriber wants records nothing: skip the field lookups.
@@ -334,8 +361,11 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
         .map(semconv::provider_name)
         .or(answer.map(|a| semconv::provider_name(a.provider)));
     // One finish reason per choice: staunch answers one.
-    let finish = answer.and_then(|a| a.finish_reason).map(|r| [r]);
-    let finish = finish.as_ref().map(|r| tracing::field::debug(r.as_slice()));
+    let reason = answer.and_then(|a| a.finish_reason);
+    let mut text = [0; REASONS_TEXT_MAX];
+    let plain = reason.and_then(|r| reasons_text(r, &mut text));
+    let listed = reason.map(|r| [r]);
+    let listed = listed.as_ref().map(|r| tracing::field::debug(r.as_slice()));
     let id = answer.and_then(|a| a.id);
     // Whole numbers go out signed: OpenTelemetry has no unsigned integer,
     // and tracing-opentelemetry writes a `u64` as a string.
@@ -374,7 +404,13 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
             fields.answered_model.as_ref().map(|v| v as &dyn Value),
         ),
         (response_id, id.as_ref().map(|v| v as &dyn Value)),
-        (finish_reasons, finish.as_ref().map(|v| v as &dyn Value)),
+        (
+            finish_reasons,
+            match (&plain, &listed) {
+                (Some(text), _) => Some(text as &dyn Value),
+                (None, listed) => listed.as_ref().map(|v| v as &dyn Value),
+            },
+        ),
         (input_tokens, input.as_ref().map(|v| v as &dyn Value)),
         (output_tokens, output.as_ref().map(|v| v as &dyn Value)),
         (

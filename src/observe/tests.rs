@@ -404,3 +404,52 @@ fn the_genai_metrics_have_the_conventions_names_labels_and_values() {
         vec![0.0]
     );
 }
+
+/// The finish reasons' text, written by hand, is `Debug`'s text of a list
+/// of one reason, byte for byte, whenever it is written at all; a reason
+/// `Debug` would escape is left to `Debug`.
+#[test]
+fn finish_reasons_text_is_debugs_text() {
+    use super::future::{REASONS_TEXT_MAX, reasons_text};
+    let written = |reason: &str| {
+        let mut buf = [0; REASONS_TEXT_MAX];
+        reasons_text(reason, &mut buf).map(str::to_owned)
+    };
+    for reason in [
+        "stop",
+        "length",
+        "tool_calls",
+        "content_filter",
+        "end_turn",
+        "",
+        "a b'c~",
+    ] {
+        assert_eq!(
+            written(reason),
+            Some(format!("{:?}", [reason])),
+            "{reason:?}"
+        );
+    }
+    let long = "x".repeat(REASONS_TEXT_MAX);
+    for escaped in [
+        "say \"hi\"",
+        "back\\slash",
+        "tab\t",
+        "new\nline",
+        "é",
+        "\u{7f}",
+        long.as_str(),
+    ] {
+        assert_eq!(written(escaped), None, "{escaped:?}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn finish_reasons_text_matches_debug_for_any_reason(reason in "[ -~\\t\\né]{0,70}") {
+        let mut buf = [0; super::future::REASONS_TEXT_MAX];
+        if let Some(text) = super::future::reasons_text(&reason, &mut buf) {
+            proptest::prop_assert_eq!(text, format!("{:?}", [reason.as_str()]));
+        }
+    }
+}
