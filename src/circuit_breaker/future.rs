@@ -72,7 +72,7 @@ impl Permit {
     fn answered(&mut self) -> bool {
         match &self.breaker {
             Some(breaker) if !breaker.config.custom_outcome => {
-                breaker.complete_answered(self.admission, self.elapsed());
+                breaker.succeeded(self.admission, None, self.elapsed());
                 self.settled = true;
                 true
             }

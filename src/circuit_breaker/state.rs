@@ -370,30 +370,29 @@ impl Breaker {
         elapsed: Duration,
     ) {
         let outcome = judge(&*self.config.outcome, result);
-        if let (Outcome::Success, Admission::Normal { epoch }) = (outcome, admission)
-            && self.config.slow_call.is_none()
-        {
-            // The closed circuit's success, the common case, without the
-            // general bookkeeping below.
-            self.stats.successes.add(1);
-            self.complete_closed(epoch, outcome, None);
-            return;
-        }
         let cooldown = match result {
             Err(e) if self.config.rate_limit_cooldown && e.kind == ErrorKind::RateLimited => {
                 e.retry_after.filter(|d| !d.is_zero())
             }
             _ => None,
         };
-        self.record(admission, outcome, cooldown, elapsed);
+        match outcome {
+            Outcome::Success => self.succeeded(admission, cooldown, elapsed),
+            _ => self.record(admission, outcome, cooldown, elapsed),
+        }
     }
 
-    /// Records an admitted call that answered, when the outcome rule is the
-    /// default one, under which an answer is a success (what
-    /// [`complete`](Self::complete) would decide, without a `Result` to
-    /// judge).
+    /// Records a success: [`record`](Self::record)'s, with the closed
+    /// circuit's (the common case) decided here, without its general
+    /// bookkeeping. A call that answered under the default outcome rule
+    /// (every answer a success) comes here directly, with no cooldown.
     #[inline]
-    pub(crate) fn complete_answered(&self, admission: Admission, elapsed: Duration) {
+    pub(crate) fn succeeded(
+        &self,
+        admission: Admission,
+        cooldown: Option<Duration>,
+        elapsed: Duration,
+    ) {
         if let Admission::Normal { epoch } = admission
             && self.config.slow_call.is_none()
         {
@@ -401,7 +400,7 @@ impl Breaker {
             self.complete_closed(epoch, Outcome::Success, None);
             return;
         }
-        self.record(admission, Outcome::Success, None, elapsed);
+        self.record(admission, Outcome::Success, cooldown, elapsed);
     }
 
     /// Records an admitted call's outcome (decided by the caller), with the
