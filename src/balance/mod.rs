@@ -60,7 +60,9 @@
 //!     Ok::<_, LlmError>(ChatResponse::new(r.model, "hello"))
 //! });
 //! let balance = Balance::new(
-//!     BalanceConfig::new("gpt-4o").strategy(Strategy::WeightedRandom),
+//!     // Seeded, so that the picks (and this example) are the same at
+//!     // every run: the old key is drawn within the four calls.
+//!     BalanceConfig::new("gpt-4o").strategy(Strategy::WeightedRandom).seed(1),
 //!     [Deployment::new("old-key", revoked), Deployment::new("new-key", healthy)],
 //! )
 //! .expect("two deployments");
