@@ -417,6 +417,9 @@ impl Core {
             stream = true,
             status = tracing::field::Empty,
         );
+        // The status goes on this span only: with the span unwanted, the
+        // current span is the caller's, and its `status` is not this one.
+        let traced = !span.is_disabled();
         let options = self.transport.options();
         // The first-token timeout is this attempt's own.
         let first_token_by = Instant::now() + options.first_token_timeout;
@@ -426,7 +429,9 @@ impl Core {
                 .transport
                 .send_streaming(http, deadline, first_token_by)
                 .await?;
-            tracing::Span::current().record("status", head.status);
+            if traced {
+                tracing::Span::current().record("status", head.status);
+            }
             if !(200..300).contains(&head.status) {
                 let bytes = self.transport.read_error_body(head.body).await;
                 let error = match wire.parse(request, head.status, &head.headers, &bytes) {
@@ -496,10 +501,14 @@ impl Core {
             model = %model,
             status = tracing::field::Empty,
         );
+        // As in `stream`: the status goes on this span or nowhere.
+        let traced = !span.is_disabled();
         let request = self.http_request(uri, body);
         let outcome = async {
             let raw = self.transport.send(request?, deadline).await?;
-            tracing::Span::current().record("status", raw.status);
+            if traced {
+                tracing::Span::current().record("status", raw.status);
+            }
             match parse(raw.status, &raw.headers, &raw.body) {
                 Ok(mut response) => {
                     response.meta_mut().rate_limit_headers =
