@@ -22,6 +22,8 @@ pin_project! {
         // Whether `started` is the request's own start, from which the
         // answer's latency was measured.
         owns_clock: bool,
+        // Whether the span gets the request's outcome fields.
+        span_outcome: bool,
         done: bool,
         // The GenAI metrics' labels of the request.
         operation: Operation,
@@ -47,6 +49,7 @@ impl<F> ResponseFuture<F> {
         span: Span,
         started: Instant,
         owns_clock: bool,
+        span_outcome: bool,
         operation: Operation,
         request_model: Box<str>,
     ) -> Self {
@@ -55,6 +58,7 @@ impl<F> ResponseFuture<F> {
             span,
             started,
             owns_clock,
+            span_outcome,
             done: false,
             operation,
             request_model,
@@ -423,38 +427,41 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
     span.record_all(&set.value_set(&values));
 }
 
-fn record_ok<A: Answer>(span: &Span, response: &A, seconds: f64) {
+/// Records an answer's outcome: on `span` (when given) and in the metrics.
+fn record_ok<A: Answer>(span: Option<&Span>, response: &A, seconds: f64) {
     let meta = response.meta();
     let provider = meta.provider.as_deref().unwrap_or("unknown");
     let model = response.answered_model();
-    record_fields(
-        span,
-        &Outcome {
-            outcome: "ok",
-            tier: meta.tier.as_str(),
-            provider: Some(provider),
-            answered_model: Some(model),
-            target: meta.target.as_deref(),
-            attempts: meta.attempts,
-            fallback_depth: Some(meta.fallback_depth),
-            error_kind: None,
-            status: None,
-            latency_ms: seconds * 1e3,
-            answer: Some(GenAiAnswer {
-                provider,
-                server: meta.server_address.as_deref().zip(meta.server_port),
-                id: response
-                    .as_chat()
-                    .map(|c| c.id.as_str())
-                    .filter(|id| !id.is_empty()),
-                finish_reason: response
-                    .as_chat()
-                    .filter(|c| !c.is_streaming())
-                    .map(|c| c.finish_reason.as_str()),
-                usage: response.usage(),
-            }),
-        },
-    );
+    if let Some(span) = span {
+        record_fields(
+            span,
+            &Outcome {
+                outcome: "ok",
+                tier: meta.tier.as_str(),
+                provider: Some(provider),
+                answered_model: Some(model),
+                target: meta.target.as_deref(),
+                attempts: meta.attempts,
+                fallback_depth: Some(meta.fallback_depth),
+                error_kind: None,
+                status: None,
+                latency_ms: seconds * 1e3,
+                answer: Some(GenAiAnswer {
+                    provider,
+                    server: meta.server_address.as_deref().zip(meta.server_port),
+                    id: response
+                        .as_chat()
+                        .map(|c| c.id.as_str())
+                        .filter(|id| !id.is_empty()),
+                    finish_reason: response
+                        .as_chat()
+                        .filter(|c| !c.is_streaming())
+                        .map(|c| c.finish_reason.as_str()),
+                    usage: response.usage(),
+                }),
+            },
+        );
+    }
     metrics::with_recorder(|recorder| {
         match ok_requests(meta.tier) {
             Some(key) => recorder.register_counter(key, &METADATA).increment(1),
@@ -471,23 +478,26 @@ fn record_ok<A: Answer>(span: &Span, response: &A, seconds: f64) {
     count_answer(provider, model, response.total_usage(), meta.cost);
 }
 
-fn record_err(span: &Span, error: &LlmError, seconds: f64) {
-    record_fields(
-        span,
-        &Outcome {
-            outcome: "error",
-            tier: "none",
-            provider: error.provider.as_deref(),
-            answered_model: None,
-            target: None,
-            attempts: error.attempts,
-            fallback_depth: None,
-            error_kind: Some(error.kind.as_str()),
-            status: error.status,
-            latency_ms: seconds * 1e3,
-            answer: None,
-        },
-    );
+/// Records a failure's outcome: on `span` (when given) and in the metrics.
+fn record_err(span: Option<&Span>, error: &LlmError, seconds: f64) {
+    if let Some(span) = span {
+        record_fields(
+            span,
+            &Outcome {
+                outcome: "error",
+                tier: "none",
+                provider: error.provider.as_deref(),
+                answered_model: None,
+                target: None,
+                attempts: error.attempts,
+                fallback_depth: None,
+                error_kind: Some(error.kind.as_str()),
+                status: error.status,
+                latency_ms: seconds * 1e3,
+                answer: None,
+            },
+        );
+    }
     metrics::counter!(names::REQUESTS, "outcome" => "error", "tier" => "none", "kind" => error.kind.as_str(), "class" => error.class().as_str())
         .increment(1);
     metrics::histogram!(names::REQUEST_DURATION, "outcome" => "error").record(seconds);
@@ -532,7 +542,7 @@ where
                 } else {
                     this.started.elapsed().as_secs_f64()
                 };
-                record_ok(this.span, response, seconds);
+                record_ok(this.span_outcome.then_some(&*this.span), response, seconds);
                 let labels = genai_metrics::Labels {
                     operation: *this.operation,
                     provider: response.meta().provider.as_deref().unwrap_or(""),
@@ -554,7 +564,7 @@ where
             }
             Err(error) => {
                 let seconds = this.started.elapsed().as_secs_f64();
-                record_err(this.span, error, seconds);
+                record_err(this.span_outcome.then_some(&*this.span), error, seconds);
                 genai_metrics::failed(*this.operation, this.request_model, error, seconds);
             }
         }

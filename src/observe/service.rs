@@ -19,12 +19,24 @@ use tower_service::Service;
 #[derive(Clone, Debug)]
 pub struct Instrument<S> {
     pub(super) inner: S,
+    pub(super) span_outcome: bool,
 }
 
 impl<S> Instrument<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        Instrument { inner }
+        Instrument {
+            inner,
+            span_outcome: true,
+        }
+    }
+
+    /// Whether the `llm.request` span gets the request's outcome fields
+    /// when the request ends (default `true`); see
+    /// [`InstrumentLayer::span_outcome`](super::InstrumentLayer::span_outcome).
+    pub fn span_outcome(mut self, record: bool) -> Self {
+        self.span_outcome = record;
+        self
     }
 
     /// The inner service.
@@ -108,6 +120,14 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ResponseFuture::new(future, span, started, owns_clock, operation, model)
+        ResponseFuture::new(
+            future,
+            span,
+            started,
+            owns_clock,
+            self.span_outcome,
+            operation,
+            model,
+        )
     }
 }

@@ -335,6 +335,64 @@ fn the_request_span_gets_its_outcome_fields_in_one_record() {
 }
 
 #[test]
+fn without_span_outcome_the_span_keeps_its_request_fields_and_the_metrics_count() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    // One request that plays `step` under a layer that records no outcome
+    // on its span: the span's fields, the records after its creation and
+    // the request counters.
+    let run = |step: Step| {
+        let seen = SpanFields::default();
+        let stack = ServiceBuilder::new()
+            .layer(InstrumentLayer::new().span_outcome(false))
+            .service(provider("openai", [step]));
+        let ((), recorded) = capture(|| {
+            tracing::subscriber::with_default(seen.clone(), || {
+                runtime.block_on(async {
+                    let _ = stack
+                        .oneshot(ChatRequest::new("any", vec![Message::user("hi")]))
+                        .await;
+                })
+            })
+        });
+        let records = *seen.records.lock().unwrap();
+        let fields = seen.fields.lock().unwrap().clone();
+        (records, fields, recorded.counters())
+    };
+    let request: BTreeMap<String, String> = [
+        ("otel.name", "chat any"),
+        ("otel.kind", "client"),
+        (semconv::attr::OPERATION_NAME, "chat"),
+        (semconv::attr::REQUEST_MODEL, "any"),
+        (semconv::attr::REQUEST_STREAM, "false"),
+        ("model", "any"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+
+    let (records, fields, counters) = run(Step::Answer);
+    assert_eq!((records, &fields), (0, &request));
+    assert_eq!(
+        counters.get("staunch_requests_total{class=none,kind=none,outcome=ok,tier=full}"),
+        Some(&1),
+        "{counters:?}"
+    );
+    let (records, fields, counters) = run(fail_status(ErrorKind::RateLimited, 429));
+    assert_eq!((records, &fields), (0, &request));
+    assert_eq!(
+        counters.get(
+            "staunch_requests_total{class=transient,kind=rate_limited,outcome=error,tier=none}"
+        ),
+        Some(&1),
+        "{counters:?}"
+    );
+}
+
+#[test]
 fn the_genai_metrics_have_the_conventions_names_labels_and_values() {
     use staunch_test::{FakeProvider, stream};
     let runtime = tokio::runtime::Builder::new_current_thread()

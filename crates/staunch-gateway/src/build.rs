@@ -17,7 +17,7 @@ use staunch::core::{
 };
 use staunch::degrade::DegradeConfig;
 use staunch::fallback::Fallback;
-use staunch::observe::Instrument;
+use staunch::observe::{Instrument, InstrumentLayer};
 use staunch::quota::QuotaConfig;
 use staunch::retry::RetryConfig;
 use staunch::{ServiceBuilderExt, TargetBuilder};
@@ -82,9 +82,13 @@ impl CompiledRoute {
     /// then the route's own layers. The budget sits inside the
     /// instrumentation so that a refusal is counted in the request metrics
     /// (outcome `error`, kind `budget_exhausted`) like any other failure.
-    pub(crate) fn stack(&self, key_budget: Option<BudgetLayer>) -> Served {
+    pub(crate) fn stack(
+        &self,
+        key_budget: Option<BudgetLayer>,
+        instrument: InstrumentLayer,
+    ) -> Served {
         ServiceBuilder::new()
-            .instrument()
+            .layer(instrument)
             .option_layer(key_budget)
             .service(self.inner.clone())
     }
@@ -96,10 +100,11 @@ impl CompiledRoute {
     pub(crate) fn embeddings(
         &self,
         key_budget: Option<BudgetLayer>,
+        instrument: InstrumentLayer,
     ) -> Result<ServedEmbeddings, &str> {
         let inner = self.embeddings.as_ref().map_err(|why| &**why)?;
         Ok(ServiceBuilder::new()
-            .instrument()
+            .layer(instrument)
             .option_layer(key_budget)
             .service(inner.clone()))
     }
@@ -140,6 +145,8 @@ impl Running {
 pub struct Gateway {
     pub(crate) running: Arc<RwLock<Arc<Running>>>,
     pub(crate) metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// The instrumentation around each request's stack.
+    pub(crate) instrument: InstrumentLayer,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -156,7 +163,20 @@ impl Gateway {
         Ok(Gateway {
             running: Arc::new(RwLock::new(Arc::new(running))),
             metrics: None,
+            instrument: InstrumentLayer::new(),
         })
+    }
+
+    /// Whether each request's `llm.request` span gets the request's
+    /// outcome fields when it ends (default `true`; see
+    /// [`InstrumentLayer::span_outcome`]). Only what reads whole spans
+    /// sees them, an OpenTelemetry export among them; the logs show
+    /// events, and the span closes right after the fields are recorded.
+    /// The binary turns them off when it exports no spans: recording some
+    /// twenty fields a request that nothing shows.
+    pub fn span_outcome(mut self, record: bool) -> Self {
+        self.instrument = self.instrument.span_outcome(record);
+        self
     }
 
     /// Serves `render` (Prometheus text) at `/metrics`.

@@ -313,9 +313,13 @@ async fn serve(
             "max_connections leaves too few file descriptors for upstream connections and logs"
         );
     }
+    // Only an exporter reads whole spans: without one, the request spans'
+    // outcome fields (recorded as each span closes) would show nowhere.
+    let exports_spans = export.is_some();
     let gateway = Gateway::build(config)
         .await
         .map_err(|e| format!("could not start: {e}"))?
+        .span_outcome(exports_spans)
         .with_metrics(move || {
             log_lines_dropped.absolute(logs.dropped_lines());
             recorder.render()

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use staunch::Deadline;
 use staunch::budget::BudgetLayer;
+use staunch::observe::InstrumentLayer;
 use staunch_core::{Answer, Call, EncodingFormat, LlmError};
 use staunch_providers::ingress::{
     AnthropicMessages, ChatIngress, Endpoint, GeminiContent, OpenAiChat, OpenAiResponsesApi,
@@ -129,7 +130,7 @@ pub(crate) async fn chat<I: ChatIngress>(
     };
     drop(body);
     let options = inbound.options;
-    let stack = |route: &CompiledRoute, budget| Ok(route.stack(budget));
+    let stack = |route: &CompiledRoute, budget, instrument| Ok(route.stack(budget, instrument));
     serve(
         gateway,
         shape,
@@ -173,8 +174,8 @@ pub(crate) async fn openai_embeddings(
     };
     drop(body);
     let format = request.encoding_format.unwrap_or(EncodingFormat::Float);
-    let stack = |route: &CompiledRoute, budget| {
-        route.embeddings(budget).map_err(|why| {
+    let stack = |route: &CompiledRoute, budget, instrument| {
+        route.embeddings(budget, instrument).map_err(|why| {
             Box::new(reply(
                 &OpenAiChat,
                 StatusCode::BAD_REQUEST,
@@ -269,7 +270,7 @@ async fn serve<C, S>(
     shape: Shape<'_>,
     headers: HeaderMap,
     mut request: C,
-    stack: impl FnOnce(&CompiledRoute, Option<BudgetLayer>) -> Result<S, Box<Response>>,
+    stack: impl FnOnce(&CompiledRoute, Option<BudgetLayer>, InstrumentLayer) -> Result<S, Box<Response>>,
     answer: impl FnOnce(C::Answer) -> Response,
 ) -> Response
 where
@@ -297,7 +298,7 @@ where
     if let Some(deadline) = route.route.deadline {
         request.extensions_mut().insert(Deadline::after(deadline));
     }
-    let stack = match stack(route, budget) {
+    let stack = match stack(route, budget, gateway.instrument) {
         Ok(stack) => stack,
         Err(response) => return *response,
     };
