@@ -7,7 +7,7 @@ use crate::key::{ApiKey, MASK, Redactor};
 use crate::transport::{HttpOptions, Transport};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{HeaderMap, Request, Uri};
+use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
 use staunch_core::{
     ChatRequest, ChatResponse, Deadline, EmbeddingRequest, EmbeddingResponse, ErrorKind, LlmError,
@@ -424,7 +424,7 @@ impl Core {
         // The first-token timeout is this attempt's own.
         let first_token_by = Instant::now() + options.first_token_timeout;
         let outcome = async {
-            let http = self.http_request(uri, body)?;
+            let http = self.http_request(uri, body);
             let head = self
                 .transport
                 .send_streaming(http, deadline, first_token_by)
@@ -468,18 +468,20 @@ impl Core {
     }
 
     /// The HTTP request of `body` to `uri`, with the client's headers.
-    fn http_request(&self, uri: &Uri, body: Vec<u8>) -> Result<Request<Full<Bytes>>, LlmError> {
-        let mut request = Request::post(uri.clone());
-        if let Some(headers) = request.headers_mut() {
-            headers.extend(self.headers.clone());
+    ///
+    /// The header map has room for the two the connection adds (`host`,
+    /// `content-length`): filled to its capacity, it would be grown, its
+    /// entries rehashed, at the first of them.
+    fn http_request(&self, uri: &Uri, body: Vec<u8>) -> Request<Full<Bytes>> {
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + 2);
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
         }
-        request.body(Full::new(Bytes::from(body))).map_err(|e| {
-            LlmError::new(
-                ErrorKind::InvalidRequest,
-                "could not build the HTTP request",
-            )
-            .with_source(e)
-        })
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers;
+        request
     }
 
     /// POSTs `body` to `uri` and reads the answer with `parse`, within
@@ -505,7 +507,7 @@ impl Core {
         let traced = !span.is_disabled();
         let request = self.http_request(uri, body);
         let outcome = async {
-            let raw = self.transport.send(request?, deadline).await?;
+            let raw = self.transport.send(request, deadline).await?;
             if traced {
                 tracing::Span::current().record("status", raw.status);
             }
