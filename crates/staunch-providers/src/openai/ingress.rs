@@ -427,7 +427,24 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
         object: "chat.completion",
         usage: UsageOut::from(&response.usage),
     };
-    serde_json::to_vec(&body).unwrap_or_default()
+    // Sized for the whole answer (serde_json's own start of 128 bytes
+    // grows twice for the smallest one): the fixed keys and numbers, what
+    // is carried over, an eighth more for escapes.
+    let carried = text.len()
+        + body.id.len()
+        + body.model.len()
+        + response.refusal.as_ref().map_or(0, String::len)
+        + response
+            .message
+            .tool_calls
+            .iter()
+            .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 80)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(320 + carried + carried / 8);
+    match serde_json::to_writer(&mut out, &body) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 // A completion as Chat Completions writes it, serialized straight from the
