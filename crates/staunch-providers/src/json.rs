@@ -7,7 +7,15 @@ use staunch_core::{ErrorKind, LlmError};
 /// response (transient: the next attempt may arrive whole); anything else
 /// that is not the expected shape is a malformed one.
 pub(crate) fn decode<T: DeserializeOwned>(provider: &str, body: &[u8]) -> Result<T, LlmError> {
-    serde_json::from_slice(body).map_err(|e| {
+    // The body checked as UTF-8 once, in one pass: from bytes, serde_json
+    // checks each string it reads on its own, a call per string. A body
+    // that is not UTF-8 throughout is read from its bytes as before (the
+    // strings it skips are not checked there).
+    let read = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    read.map_err(|e| {
         let kind = if e.is_eof() {
             ErrorKind::TruncatedResponse
         } else {
@@ -208,5 +216,55 @@ mod push_json_str_tests {
         fn writes_what_serde_json_writes_for_mostly_ascii(text in "[ -~\\t\\n\"\\\\é]{0,40}") {
             prop_assert_eq!(pushed(&text), serde(&text));
         }
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Read {
+        text: String,
+    }
+
+    fn read(body: &[u8]) -> Result<Read, LlmError> {
+        decode("Test", body)
+    }
+
+    #[test]
+    fn bodies_read_the_same_from_text_as_from_bytes() {
+        let ok = Read {
+            text: "é \"q\" ☃".to_owned(),
+        };
+        assert_eq!(
+            read(br#"{"text":"\u00e9 \"q\" \u2603","other":[1,2]}"#).unwrap(),
+            ok
+        );
+        assert_eq!(read("{\"text\":\"é \\\"q\\\" ☃\"}".as_bytes()).unwrap(), ok);
+        // Cut short: truncated, whatever the bytes.
+        let cut = read(br#"{"text":"abc"#).unwrap_err();
+        assert_eq!(cut.kind, ErrorKind::TruncatedResponse, "{cut}");
+        // Not UTF-8 in a string the answer skips: read as before, from its
+        // bytes (serde_json checks only the strings it reads).
+        let mut skipped = br#"{"other":"x"#.to_vec();
+        skipped.push(0xff);
+        skipped.extend_from_slice(br#"","text":"kept"}"#);
+        assert_eq!(read(&skipped).unwrap().text, "kept");
+        // Not UTF-8 in a string it reads: malformed, and the message says
+        // what the parser saw.
+        let mut bad = br#"{"text":"x"#.to_vec();
+        bad.push(0xff);
+        bad.extend_from_slice(br#""}"#);
+        let bad = read(&bad).unwrap_err();
+        assert_eq!(bad.kind, ErrorKind::MalformedResponse, "{bad}");
+        assert!(
+            bad.message.contains("could not read the Test response"),
+            "{bad}"
+        );
+        assert!(bad.message.contains("invalid unicode"), "{bad}");
+        // Not JSON at all.
+        let junk = read(b"<html>").unwrap_err();
+        assert_eq!(junk.kind, ErrorKind::MalformedResponse, "{junk}");
     }
 }
