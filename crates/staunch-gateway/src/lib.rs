@@ -39,6 +39,7 @@ pub mod config;
 mod errors;
 mod ingress;
 pub mod json_log;
+pub mod log_filter;
 pub mod log_writer;
 pub mod metric_handles;
 mod ops;

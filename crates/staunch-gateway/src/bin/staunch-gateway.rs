@@ -41,6 +41,7 @@ pub static malloc_conf: &[u8; 46] = b"narenas:1,dirty_decay_ms:250,muzzy_decay_m
 
 use staunch_gateway::config::{Config, LogFormat};
 use staunch_gateway::json_log::JsonLog;
+use staunch_gateway::log_filter::log_filter;
 use staunch_gateway::log_writer::{self, LogWriter};
 use staunch_gateway::{Gateway, router};
 use std::net::SocketAddr;
@@ -151,8 +152,9 @@ fn main() -> ExitCode {
 const LOG_LINES_DROPPED: &str = "staunch_gateway_log_lines_dropped_total";
 
 fn init_logs(format: LogFormat, logs: LogWriter, export: Option<&Export>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // RUST_LOG as EnvFilter reads it; targets and levels alone through a
+    // filter that has nothing to do per span (src/log_filter.rs).
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     #[cfg(feature = "otlp")]
     if let Some(export) = export {
         use tracing_subscriber::prelude::*;
@@ -164,7 +166,7 @@ fn init_logs(format: LogFormat, logs: LogWriter, export: Option<&Export>) {
                 _ => Box::new(tracing_subscriber::fmt::layer().with_writer(logs)),
             };
         tracing_subscriber::registry()
-            .with(fmt.with_filter(filter))
+            .with(fmt.with_filter(filter.per_layer()))
             .with(export.layer())
             .init();
         return;
@@ -177,17 +179,15 @@ fn init_logs(format: LogFormat, logs: LogWriter, export: Option<&Export>) {
     // (and counted) lines, not stalled requests. JSON lines are written by
     // the gateway's own layer (src/json_log.rs), in tracing-subscriber's
     // JSON shape at a fraction of its cost.
+    use tracing_subscriber::prelude::*;
     match format {
-        LogFormat::Json => {
-            use tracing_subscriber::prelude::*;
-            tracing_subscriber::registry()
-                .with(JsonLog::new(logs))
-                .with(filter)
-                .init();
-        }
-        _ => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(logs)
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(JsonLog::new(logs))
+            .with(filter.layer())
+            .init(),
+        _ => tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(logs))
+            .with(filter.layer())
             .init(),
     }
 }
