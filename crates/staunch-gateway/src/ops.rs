@@ -187,11 +187,14 @@ pub(crate) async fn request_id(mut request: Request, next: Next) -> Response {
     span.in_scope(|| {
         tracing::info!(
             target: "staunch_gateway",
+            // The message as a string field, first as a format string's
+            // would be: the same key, value and place, written without the
+            // formatting machinery.
+            message = "served",
             status = response.status().as_u16(),
             model = response.headers().get("x-staunch-model").and_then(|v| v.to_str().ok()).unwrap_or(""),
             tier = response.headers().get("x-staunch-tier").and_then(|v| v.to_str().ok()).unwrap_or(""),
             ms = started.elapsed().as_secs_f64() * 1e3,
-            "served"
         );
     });
     response.headers_mut().insert(X_REQUEST_ID, value);
