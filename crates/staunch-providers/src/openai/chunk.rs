@@ -28,7 +28,16 @@ pub(super) struct Common<'a> {
 }
 
 /// `data`, when it is a common chunk; `None` for anything else.
+///
+/// Most frames are read by a scan of their text
+/// ([`super::chunk_scan::common`]); what it leaves (usage chunks, keys with
+/// escapes, ...) by the deserializer here.
 pub(super) fn read(data: &str) -> Option<Common<'_>> {
+    super::chunk_scan::common(data).or_else(|| deserialized(data))
+}
+
+/// `data`, when it is a common chunk, read by a deserializer.
+pub(super) fn deserialized(data: &str) -> Option<Common<'_>> {
     let chunk: Chunk<'_> = serde_json::from_str(data).ok()?;
     let choices = match chunk.choices {
         Some(choices) => choices,

@@ -3,6 +3,7 @@
 
 mod answer;
 mod chunk;
+mod chunk_scan;
 mod embeddings;
 mod error;
 mod events;
