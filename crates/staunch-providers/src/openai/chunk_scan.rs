@@ -42,6 +42,20 @@ pub(super) fn common(data: &str) -> Option<Common<'_>> {
     Some(first.unwrap_or_default())
 }
 
+/// The bytes a string's plain run stops at: its end, an escape, or a
+/// control character (which must have been escaped).
+static STOPS_A_STRING: [bool; 256] = {
+    let mut stops = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        stops[b] = true;
+        b += 1;
+    }
+    stops[b'"' as usize] = true;
+    stops[b'\\' as usize] = true;
+    stops
+};
+
 struct Scan<'a> {
     text: &'a str,
     at: usize,
@@ -148,19 +162,28 @@ impl<'a> Scan<'a> {
     /// A string, borrowed when it has no escapes.
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
-        let start = self.at;
         let bytes = self.bytes();
-        loop {
-            match *bytes.get(self.at)? {
-                b'"' => {
-                    let text = self.text.get(start..self.at)?;
-                    self.at += 1;
-                    return Some(Cow::Borrowed(text));
-                }
-                b'\\' => return self.escaped(start).map(Cow::Owned),
-                0..=0x1f => return None,
-                _ => self.at += 1,
+        let start = self.at;
+        // The strings of a chunk are short: a byte at a time, one table
+        // lookup each, beats a vectorised search and its setup.
+        let mut end = start;
+        while let Some(&b) = bytes.get(end) {
+            if STOPS_A_STRING[usize::from(b)] {
+                break;
             }
+            end += 1;
+        }
+        match bytes.get(end)? {
+            b'"' => {
+                self.at = end + 1;
+                self.text.get(start..end).map(Cow::Borrowed)
+            }
+            b'\\' => {
+                self.at = end;
+                self.escaped(start).map(Cow::Owned)
+            }
+            // A control character, which JSON has escaped.
+            _ => None,
         }
     }
 
