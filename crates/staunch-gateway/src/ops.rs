@@ -183,8 +183,11 @@ pub(crate) async fn request_id(mut request: Request, next: Next) -> Response {
         path = request.uri().path(),
     );
     let started = std::time::Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| {
+    // The span is kept in the future and read back once it is done (no
+    // second handle to it, taken and released for every request).
+    let mut served = std::pin::pin!(next.run(request).instrument(span));
+    let mut response = served.as_mut().await;
+    served.span().in_scope(|| {
         tracing::info!(
             target: "staunch_gateway",
             // The message as a string field, first as a format string's
