@@ -87,7 +87,13 @@ impl<H: Clone> ByKey<H> {
         // without `Key`'s own comparison, which sorts labels to compare
         // them in any order (a tenth of a request's metrics work). Keys
         // from one call site always list their labels in one order.
-        let same_order = |k: &Key| k.name() == key.name() && k.labels().eq(key.labels());
+        let same_order = |k: &Key| {
+            same_text(k.name(), key.name())
+                && k.labels().len() == key.labels().len()
+                && k.labels()
+                    .zip(key.labels())
+                    .all(|(a, b)| same_text(a.key(), b.key()) && same_text(a.value(), b.value()))
+        };
         entries
             .iter()
             .find(|(k, _)| same_order(k))
@@ -106,6 +112,13 @@ impl<H: Clone> ByKey<H> {
             .push((key, handle));
         self.len += 1;
     }
+}
+
+/// `a == b`, answered without comparing bytes when both are the same text
+/// in memory: a key's name and its label names come from one call site's
+/// constants, and the copy kept here shares them.
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
 }
 
 #[derive(Default)]
@@ -301,6 +314,20 @@ mod tests {
         });
         assert_eq!(inner.registrations.load(Ordering::Relaxed), 5);
         assert_eq!(inner.get("requests,model=a"), 106);
+    }
+
+    #[test]
+    fn texts_are_the_same_by_content_wherever_they_are() {
+        let owned = String::from("model");
+        let other = String::from("mode1");
+        assert!(same_text("model", "model"));
+        assert!(same_text(&owned, "model"));
+        assert!(same_text("model", &owned));
+        assert!(!same_text(&other, "model"));
+        assert!(!same_text("model", "models"));
+        // The same start in memory, not the same length.
+        assert!(!same_text(&owned[..4], &owned));
+        assert!(same_text("", &owned[5..]));
     }
 
     #[test]
