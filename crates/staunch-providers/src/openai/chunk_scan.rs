@@ -116,33 +116,31 @@ impl<'a> Scan<'a> {
     /// Walks an object: `each` is called with every key (without escapes)
     /// when the scan is at its value, and must take the value.
     fn object(&mut self, mut each: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            let Cow::Borrowed(key) = self.string()? else {
+        self.items(b'{', b'}', |scan| {
+            let Cow::Borrowed(key) = scan.string()? else {
                 // A key with escapes: the deserializer reads those.
                 return None;
             };
-            self.eat(b':')?;
-            each(self, key)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            scan.eat(b':')?;
+            each(scan, key)
+        })
     }
 
     /// Walks an array, `each` taking every element.
-    fn array(&mut self, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
+    fn array(&mut self, each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.items(b'[', b']', each)
+    }
+
+    /// Walks what `open` and `close` enclose, `each` taking every item and
+    /// a comma between two.
+    fn items(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut each: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
@@ -150,7 +148,7 @@ impl<'a> Scan<'a> {
             each(self)?;
             match self.peek()? {
                 b',' => self.at += 1,
-                b']' => {
+                b if b == close => {
                     self.at += 1;
                     return Some(());
                 }
