@@ -253,29 +253,43 @@ impl tracing::Subscriber for SpanFields {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-#[test]
-fn the_request_span_gets_its_outcome_fields_in_one_record() {
+/// One request that plays `step` through `layer` over a fake provider,
+/// on a paused clock: the fields its span ended with, the records made
+/// after its creation, and the request counters.
+fn one_request(
+    layer: InstrumentLayer,
+    step: Step,
+) -> (u32, BTreeMap<String, String>, BTreeMap<String, u64>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
-    // One request that plays `step`: the fields its span ended with, less
-    // the latency (any value), checked to have come in one record.
-    let run = |step: Step| {
-        let seen = SpanFields::default();
-        let stack = ServiceBuilder::new()
-            .layer(InstrumentLayer::new())
-            .service(provider("openai", [step]));
+    let seen = SpanFields::default();
+    let stack = ServiceBuilder::new()
+        .layer(layer)
+        .service(provider("openai", [step]));
+    let ((), recorded) = capture(|| {
         tracing::subscriber::with_default(seen.clone(), || {
             runtime.block_on(async {
                 let _ = stack
                     .oneshot(ChatRequest::new("any", vec![Message::user("hi")]))
                     .await;
             })
-        });
-        assert_eq!(*seen.records.lock().unwrap(), 1);
-        let mut fields = seen.fields.lock().unwrap().clone();
+        })
+    });
+    let records = *seen.records.lock().unwrap();
+    let fields = seen.fields.lock().unwrap().clone();
+    (records, fields, recorded.counters())
+}
+
+#[test]
+fn the_request_span_gets_its_outcome_fields_in_one_record() {
+    // The fields the span ended with, less the latency (any value),
+    // checked to have come in one record.
+    let run = |step: Step| {
+        let (records, mut fields, _) = one_request(InstrumentLayer::new(), step);
+        assert_eq!(records, 1);
         assert!(fields.remove("latency_ms").is_some(), "{fields:?}");
         fields
     };
@@ -336,32 +350,8 @@ fn the_request_span_gets_its_outcome_fields_in_one_record() {
 
 #[test]
 fn without_span_outcome_the_span_keeps_its_request_fields_and_the_metrics_count() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    // One request that plays `step` under a layer that records no outcome
-    // on its span: the span's fields, the records after its creation and
-    // the request counters.
-    let run = |step: Step| {
-        let seen = SpanFields::default();
-        let stack = ServiceBuilder::new()
-            .layer(InstrumentLayer::new().span_outcome(false))
-            .service(provider("openai", [step]));
-        let ((), recorded) = capture(|| {
-            tracing::subscriber::with_default(seen.clone(), || {
-                runtime.block_on(async {
-                    let _ = stack
-                        .oneshot(ChatRequest::new("any", vec![Message::user("hi")]))
-                        .await;
-                })
-            })
-        });
-        let records = *seen.records.lock().unwrap();
-        let fields = seen.fields.lock().unwrap().clone();
-        (records, fields, recorded.counters())
-    };
+    // Under a layer that records no outcome on its span.
+    let run = |step: Step| one_request(InstrumentLayer::new().span_outcome(false), step);
     let request: BTreeMap<String, String> = [
         ("otel.name", "chat any"),
         ("otel.kind", "client"),
