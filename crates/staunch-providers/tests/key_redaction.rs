@@ -5,8 +5,12 @@
 //! no metric label. Each client is pointed at a loopback HTTP server that
 //! answers one fixed response.
 
+#[path = "support/span_stack.rs"]
+mod span_stack;
+
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use serde_json::json;
+use span_stack::SpanStack;
 use staunch_core::{ChatRequest, ErrorKind, LlmError, Message};
 use staunch_providers::{Anthropic, AnthropicConfig, ApiKey, OpenAi, OpenAiConfig};
 use std::fmt::Write as _;
@@ -95,10 +99,8 @@ async fn serve(answer: Answer) -> (String, Arc<Mutex<Vec<String>>>) {
 #[derive(Clone, Default)]
 struct Capture {
     lines: Arc<Mutex<Vec<String>>>,
-    /// Every span's metadata by id (the index), and the entered ones, so
-    /// that `Span::current().record(…)` reaches this subscriber.
-    spans: Arc<Mutex<Vec<&'static Metadata<'static>>>>,
-    entered: Arc<Mutex<Vec<Id>>>,
+    /// So that `Span::current().record(…)` reaches this subscriber.
+    spans: SpanStack,
 }
 
 struct Fields(String);
@@ -142,9 +144,7 @@ impl Subscriber for Capture {
         let mut fields = Fields(String::new());
         span.record(&mut fields);
         self.push("span", span.metadata(), fields);
-        let mut spans = self.spans.lock().unwrap();
-        spans.push(span.metadata());
-        Id::from_u64(spans.len() as u64)
+        self.spans.new_span(span.metadata())
     }
     fn record(&self, _: &Id, values: &Record<'_>) {
         let mut fields = Fields(String::new());
@@ -161,22 +161,13 @@ impl Subscriber for Capture {
         self.push("event", event.metadata(), fields);
     }
     fn enter(&self, id: &Id) {
-        self.entered.lock().unwrap().push(id.clone());
+        self.spans.enter(id);
     }
     fn exit(&self, id: &Id) {
-        let mut entered = self.entered.lock().unwrap();
-        if let Some(at) = entered.iter().rposition(|e| e == id) {
-            entered.remove(at);
-        }
+        self.spans.exit(id);
     }
     fn current_span(&self) -> tracing_core::span::Current {
-        match self.entered.lock().unwrap().last() {
-            Some(id) => {
-                let meta = self.spans.lock().unwrap()[id.into_u64() as usize - 1];
-                tracing_core::span::Current::new(id.clone(), meta)
-            }
-            None => tracing_core::span::Current::none(),
-        }
+        self.spans.current()
     }
 }
 

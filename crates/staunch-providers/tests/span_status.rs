@@ -7,8 +7,11 @@
 //! wanted, and a subscriber that wants DEBUG spans elsewhere in the same
 //! process would change what these calls see.
 
+#[path = "support/span_stack.rs"]
+mod span_stack;
 mod support;
 
+use span_stack::SpanStack;
 use staunch_mock::Fault;
 use std::sync::{Arc, Mutex};
 use support::{ask, openai, server};
@@ -22,8 +25,7 @@ use tracing::{Event, Instrument, Level, Metadata, Subscriber};
 /// after a span's creation, with the span's name.
 #[derive(Clone, Default)]
 struct InfoOnly {
-    spans: Arc<Mutex<Vec<&'static Metadata<'static>>>>,
-    entered: Arc<Mutex<Vec<Id>>>,
+    spans: SpanStack,
     records: Arc<Mutex<Vec<String>>>,
 }
 
@@ -43,12 +45,10 @@ impl Subscriber for InfoOnly {
         Some(LevelFilter::INFO)
     }
     fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let mut spans = self.spans.lock().unwrap();
-        spans.push(span.metadata());
-        Id::from_u64(spans.len() as u64)
+        self.spans.new_span(span.metadata())
     }
     fn record(&self, id: &Id, values: &Record<'_>) {
-        let name = self.spans.lock().unwrap()[id.into_u64() as usize - 1].name();
+        let name = self.spans.metadata(id).name();
         let mut text = Text(String::new());
         values.record(&mut text);
         self.records
@@ -59,22 +59,13 @@ impl Subscriber for InfoOnly {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, _: &Event<'_>) {}
     fn enter(&self, id: &Id) {
-        self.entered.lock().unwrap().push(id.clone());
+        self.spans.enter(id);
     }
     fn exit(&self, id: &Id) {
-        let mut entered = self.entered.lock().unwrap();
-        if let Some(at) = entered.iter().rposition(|e| e == id) {
-            entered.remove(at);
-        }
+        self.spans.exit(id);
     }
     fn current_span(&self) -> tracing_core::span::Current {
-        match self.entered.lock().unwrap().last() {
-            Some(id) => {
-                let metadata = self.spans.lock().unwrap()[id.into_u64() as usize - 1];
-                tracing_core::span::Current::new(id.clone(), metadata)
-            }
-            None => tracing_core::span::Current::none(),
-        }
+        self.spans.current()
     }
 }
 
@@ -96,13 +87,6 @@ async fn the_status_never_lands_on_the_callers_span() {
         assert_eq!(answer.is_streaming(), stream);
     }
     // Both calls opened the caller's span, and nothing was recorded on it.
-    let names: Vec<&str> = seen
-        .spans
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|m| m.name())
-        .collect();
-    assert_eq!(names, ["caller", "caller"]);
+    assert_eq!(seen.spans.names(), ["caller", "caller"]);
     assert_eq!(*seen.records.lock().unwrap(), Vec::<String>::new());
 }
