@@ -43,6 +43,7 @@ pub mod log_filter;
 pub mod log_writer;
 pub mod metric_handles;
 mod ops;
+mod request_id;
 pub mod server;
 #[cfg(feature = "otlp")]
 pub mod telemetry;
@@ -51,16 +52,35 @@ pub use build::{Gateway, GatewayError};
 pub use ops::{METRICS_UPKEEP_EVERY, metrics_upkeep, prometheus};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use errors::Shape;
 use staunch_providers::ingress::{AnthropicMessages, GeminiContent, OpenAiChat};
+use std::convert::Infallible;
+use tower::Service;
 
 /// The gateway's routes, with the body and concurrency limits of the
-/// configuration it was built from.
+/// configuration it was built from, as an axum [`Router`] to serve or to
+/// merge into an application of your own. It routes every request to
+/// [`service`]'s stack.
 pub fn router(gateway: Gateway) -> Router {
+    Router::new().fallback_service(service(gateway))
+}
+
+/// The gateway's routes as one tower service: what [`router`] serves, and
+/// what [`server::serve`] serves directly. A request id, its span and the
+/// access log line, and the body limit, are applied once around the
+/// routes, not around each of them (each layer of an axum router wraps
+/// every route in a boxed service of its own).
+pub fn service(
+    gateway: Gateway,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
     let server = gateway.config().server;
     let limit = tower::limit::GlobalConcurrencyLimitLayer::new(server.max_concurrency);
     let api = Router::new()
@@ -71,16 +91,18 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/models", get(ingress::models))
         .route("/v1beta/models/{*rest}", post(ingress::gemini))
         .layer(limit);
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(gateway);
+    tower::ServiceBuilder::new()
+        .layer(request_id::RequestIdLayer)
         .layer(DefaultBodyLimit::max(server.max_body_bytes))
-        .layer(axum::middleware::from_fn(ops::request_id))
-        .with_state(gateway)
+        .service(routes)
 }
 
 fn shape_of(uri: &Uri) -> Shape<'static> {

@@ -39,11 +39,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[allow(non_upper_case_globals)]
 pub static malloc_conf: &[u8; 46] = b"narenas:1,dirty_decay_ms:250,muzzy_decay_ms:0\0";
 
+use staunch_gateway::Gateway;
 use staunch_gateway::config::{Config, LogFormat};
 use staunch_gateway::json_log::JsonLog;
 use staunch_gateway::log_filter::log_filter;
 use staunch_gateway::log_writer::{self, LogWriter};
-use staunch_gateway::{Gateway, router};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -338,7 +338,7 @@ async fn serve(
     // allocates comes from the workers' malloc arenas, not a third one.
     let mut server = tokio::spawn(staunch_gateway::server::serve(
         listener,
-        router(gateway),
+        staunch_gateway::service(gateway),
         limits,
         stop_rx,
     ));

@@ -100,12 +100,22 @@ impl Connection {
 
     /// Serves `app` on the connection until it closes, the watch closes
     /// it, or `stop` resolves (then the request being served finishes).
-    pub(super) fn run(
+    pub(super) fn run<S>(
         self,
         http: &hyper::server::conn::http1::Builder,
-        app: axum::Router,
+        app: S,
         stop: impl Future<Output = ()> + Send + 'static,
-    ) -> impl Future<Output = ()> + Send + 'static {
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        S: tower::Service<
+                axum::extract::Request,
+                Response = axum::response::Response,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
         let Connection {
             stream,
             slot,

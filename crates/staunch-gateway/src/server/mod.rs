@@ -75,12 +75,24 @@ pub const CONNECTIONS_CLOSED: &str = "staunch_gateway_connections_closed_total";
 /// A failed `accept` never makes the loop spin: a connection reset before
 /// it was accepted is skipped, and when the process runs out of file
 /// descriptors the loop waits until a connection closes (or a second).
-pub async fn serve(
+///
+/// `app` is any tower service of requests with axum's body, such as an
+/// [`axum::Router`] or [`crate::service`] (which the binary serves).
+pub async fn serve<S>(
     listener: tokio::net::TcpListener,
-    app: axum::Router,
+    app: S,
     limits: Limits,
     stop: watch::Receiver<bool>,
-) {
+) where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let limits = Arc::new(limits);
     let slots = Slots::new(limits.max_connections);
     let mut http = hyper::server::conn::http1::Builder::new();
