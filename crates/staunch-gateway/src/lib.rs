@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod api_limit;
 mod auth;
 mod build;
 pub mod config;
@@ -71,8 +72,8 @@ pub fn router(gateway: Gateway) -> Router {
 
 /// The gateway's routes as one tower service: what [`router`] serves, and
 /// what [`server::serve`] serves directly. A request id, its span and the
-/// access log line, and the body limit, are applied once around the
-/// routes, not around each of them (each layer of an axum router wraps
+/// access log line, the body limit and the cap on model requests at once
+/// are applied once around the routes, not around each of them (each layer of an axum router wraps
 /// every route in a boxed service of its own).
 pub fn service(
     gateway: Gateway,
@@ -82,17 +83,13 @@ pub fn service(
 + Sync
 + 'static {
     let server = gateway.config().server;
-    let limit = tower::limit::GlobalConcurrencyLimitLayer::new(server.max_concurrency);
-    let api = Router::new()
+    let routes = Router::new()
         .route("/v1/chat/completions", post(ingress::openai_chat))
         .route("/v1/embeddings", post(ingress::openai_embeddings))
         .route("/v1/messages", post(ingress::anthropic_messages))
         .route("/v1/responses", post(ingress::openai_responses))
         .route("/v1/models", get(ingress::models))
         .route("/v1beta/models/{*rest}", post(ingress::gemini))
-        .layer(limit);
-    let routes = Router::new()
-        .merge(api)
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -102,6 +99,7 @@ pub fn service(
     tower::ServiceBuilder::new()
         .layer(request_id::RequestIdLayer)
         .layer(DefaultBodyLimit::max(server.max_body_bytes))
+        .layer(api_limit::ApiLimitLayer::new(server.max_concurrency))
         .service(routes)
 }
 

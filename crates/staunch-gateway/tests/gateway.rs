@@ -543,9 +543,39 @@ async fn requests_beyond_max_concurrency_wait_for_a_slot_and_then_are_served() {
         "a request beyond max_concurrency was answered while the slot was taken"
     );
     assert_eq!(running.mock.stats().requests_to(Route::OpenAi), 0);
-    // Once the first is gone, the waiting one is served.
+    // Only model requests take a slot: health checks, metrics and unknown
+    // paths are answered while every slot is taken.
+    let get = |path: &str| {
+        http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    for (path, status) in [("/healthz", 200), ("/readyz", 200), ("/nowhere", 404)] {
+        let response = tokio::time::timeout(Duration::from_secs(5), app.clone().oneshot(get(path)))
+            .await
+            .unwrap_or_else(|_| panic!("{path} waited for a model request's slot"))
+            .unwrap();
+        assert_eq!(response.status(), status, "{path}");
+    }
+    // A waiting request whose client gives up holds no slot afterwards.
+    let mut given_up = tokio::spawn(app.clone().oneshot(post("gpt-4o")));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), &mut given_up)
+            .await
+            .is_err()
+    );
+    given_up.abort();
+    // Once the first is gone, the waiting one is served, and the slot
+    // serves the next one after it.
     first.abort();
     let response = second.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(running.mock.stats().requests_to(Route::OpenAi), 1);
+    let response =
+        tokio::time::timeout(Duration::from_secs(5), app.clone().oneshot(post("gpt-4o")))
+            .await
+            .expect("the slot was not given back")
+            .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(running.mock.stats().requests_to(Route::OpenAi), 2);
 }
