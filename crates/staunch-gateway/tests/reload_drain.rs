@@ -60,6 +60,14 @@ impl Process {
         let mut child = self.0.take().expect("the process is running");
         child.wait().expect("the process's exit")
     }
+
+    /// How the process exited, if it has.
+    fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.0.as_mut().expect("the process is running");
+        let status = child.try_wait().expect("the process's state")?;
+        self.0 = None;
+        Some(status)
+    }
 }
 
 impl Drop for Process {
@@ -222,7 +230,7 @@ async fn sighup_under_load_cuts_no_stream_and_serves_the_new_routes() {
 async fn sigterm_under_load_finishes_every_stream_and_accepts_nothing_new() {
     let dir = common::tempdir();
     write_config(&dir, &["*"]);
-    let (process, url) = start(&dir);
+    let (mut process, url) = start(&dir);
     let http = client();
     let streams = open_streams(&http, &url, "gpt-4o").await;
 
@@ -244,8 +252,18 @@ async fn sigterm_under_load_finishes_every_stream_and_accepts_nothing_new() {
         STREAMS,
         "every stream in flight at SIGTERM finished"
     );
-    let exited = tokio::task::spawn_blocking(move || process.wait())
-        .await
-        .unwrap();
+    // With every stream done, the client's kept-alive connections are idle:
+    // they close at once, so the process exits long before its 20 s grace.
+    let drained = std::time::Instant::now();
+    let exited = loop {
+        if let Some(status) = process.try_wait() {
+            break status;
+        }
+        assert!(
+            drained.elapsed() < Duration::from_secs(10),
+            "still running 10 s after its streams finished: idle connections waited for the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(exited.success(), "exit 0 after draining: {exited:?}");
 }

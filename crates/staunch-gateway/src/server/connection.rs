@@ -5,6 +5,7 @@ use super::CONNECTIONS_CLOSED;
 use super::body::Paced;
 use super::limits::Limits;
 use super::slots::{Slot, Waiting};
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -15,16 +16,19 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 /// What a connection's task, its request service, its socket and its
 /// bodies tell each other. Everything but eviction happens on the
-/// connection's own task, while hyper polls the connection.
+/// connection's own task, while hyper polls the connection: the watch reads
+/// it again after each poll, so those changes need no wake-up (a wake-up of
+/// the task from within its own poll would poll the whole connection, and
+/// each request's stack, once more for nothing).
 #[derive(Default)]
 pub(crate) struct Shared {
     /// Requests whose response has not been written yet.
@@ -36,15 +40,16 @@ pub(crate) struct Shared {
     /// A request body arrived too slowly: the connection closes after its
     /// answer.
     body_too_slow: AtomicBool,
-    /// Wakes the connection's watch when any of the above changes.
-    changed: Notify,
+    /// Wakes the connection's watch for an eviction, the one change made
+    /// from another task.
+    waker: AtomicWaker,
 }
 
 impl Shared {
     /// Asks the connection to close if it is still waiting for a request.
     pub(super) fn evict(&self) {
-        self.evicted.store(true, Ordering::Relaxed);
-        self.changed.notify_one();
+        self.evicted.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     /// Notes that a request body broke its pace.
@@ -99,12 +104,12 @@ impl Connection {
     }
 
     /// Serves `app` on the connection until it closes, the watch closes
-    /// it, or `stop` resolves (then the request being served finishes).
+    /// it, or `stop` turns true (then the request being served finishes).
     pub(super) fn run<S>(
         self,
         http: &hyper::server::conn::http1::Builder,
         app: S,
-        stop: impl Future<Output = ()> + Send + 'static,
+        stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
         S: tower::Service<
@@ -160,88 +165,141 @@ impl Connection {
 /// request is in flight: a head slower than `header_timeout` (timed from
 /// the connection's start, or from the first byte of a later head), an
 /// idle spell longer than `idle_timeout`, or the accept loop's eviction.
-async fn watch<C>(
+fn watch<C>(
     connection: C,
     shared: Arc<Shared>,
     slot: Slot,
     waiting: Waiting,
     limits: Arc<Limits>,
-    stop: impl Future<Output = ()>,
-) where
+    stop: watch::Receiver<bool>,
+) -> Watch<C, impl Future<Output = ()>>
+where
     C: Future<Output = hyper::Result<()>> + GracefulShutdown,
 {
-    let mut connection = std::pin::pin!(connection);
-    let mut stop = std::pin::pin!(stop);
     let start = Instant::now();
     // A new connection owes its first head from the start.
-    let mut head_since = Some(start);
-    let mut idle_since = start;
-    let mut waiting = Some(waiting);
-    loop {
+    let first_head = start + limits.header_timeout;
+    Watch {
+        connection,
+        stop: super::stopped(stop),
+        timer: tokio::time::sleep_until(first_head),
+        armed: true,
+        stopping: false,
+        shared,
+        slot,
+        waiting: Some(waiting),
+        limits,
+        head_since: Some(start),
+        idle_since: start,
+    }
+}
+
+pin_project! {
+    /// [`watch`]'s future: hyper's connection, and the bounds above checked
+    /// after each of its polls.
+    ///
+    /// One timer serves every bound, and it is moved only to an earlier
+    /// deadline: a later one (the idle deadline after each request of a
+    /// kept-alive connection) waits until the timer fires, which then
+    /// looks at the deadline of the moment and is set again if it is not
+    /// due. So a busy connection sets its timer about once per bound's
+    /// length, not once per request.
+    struct Watch<C, St> {
+        #[pin]
+        connection: C,
+        #[pin]
+        stop: St,
+        #[pin]
+        timer: Sleep,
+        // The timer is set and has not been seen to fire.
+        armed: bool,
+        // `stop` resolved: the connection is finishing its request.
+        stopping: bool,
+        shared: Arc<Shared>,
+        slot: Slot,
+        // Listed among the connections waiting for a request (while idle).
+        waiting: Option<Waiting>,
+        limits: Arc<Limits>,
+        // When the head being waited for began (the connection's start, or
+        // the first byte of a later head).
+        head_since: Option<Instant>,
+        // When the connection last fell idle.
+        idle_since: Instant,
+    }
+}
+
+impl<C, St> Future for Watch<C, St>
+where
+    C: Future<Output = hyper::Result<()>> + GracefulShutdown,
+    St: Future<Output = ()>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
+            // Let the request being served finish; an idle connection
+            // closes at once.
+            *this.stopping = true;
+            this.connection.as_mut().graceful_shutdown();
+        }
+        if let Poll::Ready(result) = this.connection.as_mut().poll(cx) {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+            return Poll::Ready(());
+        }
+        if *this.stopping {
+            return Poll::Pending;
+        }
+        // Registered before the flag is read, so that an eviction after
+        // the read wakes this task.
+        let shared = &**this.shared;
+        shared.waker.register(cx.waker());
         let busy = shared.in_flight.load(Ordering::Relaxed) > 0;
         if busy {
-            waiting = None;
-            head_since = None;
+            *this.waiting = None;
+            *this.head_since = None;
         } else {
-            if waiting.is_none() {
-                waiting = Some(slot.waiting(&shared));
-                idle_since = Instant::now();
+            if this.waiting.is_none() {
+                *this.waiting = Some(this.slot.waiting(this.shared));
+                *this.idle_since = Instant::now();
             }
-            if head_since.is_none() && shared.head_started.load(Ordering::Relaxed) {
-                head_since = Some(Instant::now());
+            if this.head_since.is_none() && shared.head_started.load(Ordering::Relaxed) {
+                *this.head_since = Some(Instant::now());
             }
         }
-        let deadline = match (busy, head_since) {
-            (true, _) => None,
-            (false, Some(since)) => Some((since + limits.header_timeout, Closed::HeaderTimeout)),
-            (false, None) => Some((idle_since + limits.idle_timeout, Closed::IdleTimeout)),
+        if shared.evicted.swap(false, Ordering::Acquire) && !busy {
+            close(Closed::Evicted);
+            return Poll::Ready(());
+        }
+        let (due, why) = match *this.head_since {
+            _ if busy => return Poll::Pending,
+            Some(since) => (since + this.limits.header_timeout, Closed::HeaderTimeout),
+            None => (
+                *this.idle_since + this.limits.idle_timeout,
+                Closed::IdleTimeout,
+            ),
         };
-        let due = deadline.map(|(at, _)| at);
-        tokio::select! {
-            biased;
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                }
-                break;
+        loop {
+            if !*this.armed || this.timer.deadline() > due {
+                this.timer.as_mut().reset(due);
+                *this.armed = true;
             }
-            () = shared.changed.notified() => {
-                if shared.evicted.swap(false, Ordering::Relaxed)
-                    && shared.in_flight.load(Ordering::Relaxed) == 0
-                {
-                    close(Closed::Evicted);
-                    break;
-                }
+            ready!(this.timer.as_mut().poll(cx));
+            *this.armed = false;
+            if this.timer.deadline() >= due {
+                close(why);
+                return Poll::Ready(());
             }
-            () = sleep_until(due), if due.is_some() => {
-                if let Some((_, why)) = deadline
-                    && shared.in_flight.load(Ordering::Relaxed) == 0
-                {
-                    close(why);
-                    break;
-                }
-            }
-            () = &mut stop => {
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
-                break;
-            }
+            // It fired for an earlier deadline than today's: set again.
         }
     }
-    drop(waiting);
-    drop(slot);
 }
 
 fn close(why: Closed) {
     metrics::counter!(CONNECTIONS_CLOSED, "reason" => why.as_str()).increment(1);
     tracing::debug!(reason = why.as_str(), "closing a client connection");
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// hyper's `graceful_shutdown`, as a trait so the watch can name it.
@@ -271,7 +329,6 @@ struct InFlight {
 impl InFlight {
     fn start(shared: &Arc<Shared>) -> InFlight {
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        shared.changed.notify_one();
         InFlight {
             shared: shared.clone(),
         }
@@ -284,7 +341,6 @@ impl Drop for InFlight {
             // Idle again: the next bytes begin a new head.
             self.shared.head_started.store(false, Ordering::Relaxed);
         }
-        self.shared.changed.notify_one();
     }
 }
 
@@ -331,11 +387,8 @@ impl AsyncRead for Watched {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before
-            && self.shared.in_flight.load(Ordering::Relaxed) == 0
-            && !self.shared.head_started.swap(true, Ordering::Relaxed)
-        {
-            self.shared.changed.notify_one();
+        if buf.filled().len() > before && self.shared.in_flight.load(Ordering::Relaxed) == 0 {
+            self.shared.head_started.store(true, Ordering::Relaxed);
         }
         polled
     }

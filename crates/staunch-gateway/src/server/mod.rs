@@ -126,7 +126,7 @@ pub async fn serve<S>(
         // Best effort: a socket that refuses it still works.
         let _ = stream.set_nodelay(true);
         let connection = Connection::new(stream, slot, limits.clone());
-        let task = connection.run(&http, app.clone(), stopped(stop.clone()));
+        let task = connection.run(&http, app.clone(), stop.clone());
         let open = open_rx.clone();
         tokio::spawn(async move {
             task.await;
@@ -161,7 +161,7 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
 }
 
 /// Resolves once `stop` is true (or its sender is gone).
-async fn stopped(mut stop: watch::Receiver<bool>) {
+pub(super) async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
