@@ -50,7 +50,7 @@ pub mod server;
 pub mod telemetry;
 
 pub use build::{Gateway, GatewayError};
-pub use ops::{METRICS_UPKEEP_EVERY, metrics_upkeep, prometheus};
+pub use ops::{COST_BUCKETS, DEPTH_BUCKETS, METRICS_UPKEEP_EVERY, metrics_upkeep, prometheus};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};

@@ -23,12 +23,18 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
 
 /// The Prometheus exporter as the gateway sets it up: recommended naming
 /// (a unit suffix on described metrics, `_total` on counters that lack
-/// it), and the OpenTelemetry GenAI metrics as true histograms with the
-/// conventions' bucket boundaries (`gen_ai_client_operation_duration_seconds`,
+/// it), and every histogram a true histogram with bucket boundaries, never
+/// a summary: the OpenTelemetry GenAI metrics with the conventions'
+/// boundaries (`gen_ai_client_operation_duration_seconds`,
 /// `gen_ai_client_token_usage`,
-/// `gen_ai_client_operation_time_to_first_chunk_seconds`); the others are
-/// summaries. Call [`describe_metrics`](staunch::observe::semconv::describe_metrics)
-/// once its recorder is installed, so that the units are known.
+/// `gen_ai_client_operation_time_to_first_chunk_seconds`), staunch's own
+/// durations with the same ones as the GenAI durations, the fallback depth
+/// by depth ([`DEPTH_BUCKETS`]) and the cost per request in dollars
+/// ([`COST_BUCKETS`]). Buckets add up across replicas, where a summary's
+/// quantiles do not, and a sample costs a bucket's count rather than a
+/// place in a sketch that is kept re-centred. Call
+/// [`describe_metrics`](staunch::observe::semconv::describe_metrics) once
+/// its recorder is installed, so that the units are known.
 ///
 /// ```
 /// let recorder = staunch_gateway::prometheus().build_recorder();
@@ -36,13 +42,19 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
 /// ```
 pub fn prometheus() -> metrics_exporter_prometheus::PrometheusBuilder {
     use metrics_exporter_prometheus::Matcher;
+    use staunch::metrics as names;
     use staunch::observe::semconv::{DURATION_BUCKETS, TOKEN_BUCKETS, metric};
     let builder =
         metrics_exporter_prometheus::PrometheusBuilder::new().with_recommended_naming(true);
-    let buckets = [
+    let buckets: [(&str, &[f64]); 8] = [
         (metric::OPERATION_DURATION, &DURATION_BUCKETS),
         (metric::TIME_TO_FIRST_CHUNK, &DURATION_BUCKETS),
         (metric::TOKEN_USAGE, &TOKEN_BUCKETS),
+        (names::REQUEST_DURATION, &DURATION_BUCKETS),
+        (names::TIME_TO_FIRST_TOKEN, &DURATION_BUCKETS),
+        (names::STREAM_DURATION, &DURATION_BUCKETS),
+        (names::FALLBACK_DEPTH, &DEPTH_BUCKETS),
+        (names::REQUEST_COST, &COST_BUCKETS),
     ];
     buckets
         .into_iter()
@@ -56,6 +68,18 @@ pub fn prometheus() -> metrics_exporter_prometheus::PrometheusBuilder {
                 })
         })
 }
+
+/// The bucket boundaries of `staunch_fallback_depth` in the gateway's
+/// exporter: the target that answered, 0 being the first.
+pub const DEPTH_BUCKETS: [f64; 7] = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0];
+
+/// The bucket boundaries of `staunch_request_cost_usd` in the gateway's
+/// exporter, in dollars: a thousandth of a cent to 300 dollars, two per
+/// decade.
+pub const COST_BUCKETS: [f64; 16] = [
+    0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0,
+    100.0, 300.0,
+];
 
 /// How often [`metrics_upkeep`] folds the recorded histogram samples into
 /// their summaries.

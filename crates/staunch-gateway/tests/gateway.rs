@@ -382,6 +382,21 @@ async fn metrics_has_the_genai_conventions_histograms_with_their_names_units_and
     );
     // The request metrics keep their names.
     assert!(has("staunch_requests_total{"), "{text}");
+    // staunch's own histograms are histograms too (buckets add up across
+    // replicas; a summary's quantiles do not): no summary at all.
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("staunch_request_duration_seconds_bucket{")
+                && l.contains(r#"le="0.01""#)
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("staunch_fallback_depth_bucket{") && l.contains(r#"le="0""#)),
+        "{text}"
+    );
+    assert!(!text.contains("quantile="), "a summary in\n{text}");
 }
 
 #[tokio::test]
