@@ -48,6 +48,9 @@ pub(crate) enum Auth {
 pub(crate) struct Core {
     pub(crate) provider: String,
     uri: Uri,
+    /// The server every answer comes from, read from `uri` once: its host
+    /// and port (the scheme's default when the URL names none).
+    server: Option<(String, u16)>,
     headers: HeaderMap,
     transport: Transport,
     /// The key, custom header values and query values, masked out of every
@@ -236,9 +239,18 @@ impl Core {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let server = uri.host().map(|host| {
+            let default = if uri.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            };
+            (host.to_owned(), uri.port_u16().unwrap_or(default))
+        });
         Ok(Core {
             provider,
             uri,
+            server,
             headers,
             transport: Transport::new(http)?,
             redactor,
@@ -538,16 +550,8 @@ impl Core {
             Ok(mut response) => {
                 let meta = response.meta_mut();
                 meta.answered_by(self.provider.clone(), model);
-                if let Some(host) = self.uri.host() {
-                    let port =
-                        self.uri
-                            .port_u16()
-                            .unwrap_or(if self.uri.scheme_str() == Some("http") {
-                                80
-                            } else {
-                                443
-                            });
-                    meta.answered_from(host, port);
+                if let Some((host, port)) = &self.server {
+                    meta.answered_from(host.as_str(), *port);
                 }
                 meta.record_latency(started);
                 Ok(response)
@@ -596,6 +600,38 @@ mod tests {
         );
         assert_eq!(redact_url("http://h/p"), "http://h/p");
         assert_eq!(redact_query("code=x&"), "code=[redacted]&");
+    }
+
+    #[test]
+    fn answers_name_the_server_and_its_port_or_the_schemes_default() {
+        for (base, server) in [
+            ("https://api.openai.com/v1", ("api.openai.com", 443)),
+            ("http://localhost/v1", ("localhost", 80)),
+            ("http://127.0.0.1:8000/v1", ("127.0.0.1", 8000)),
+            ("https://user:pw@example.com:8443/v1", ("example.com", 8443)),
+        ] {
+            let uri = endpoint(base, "/chat/completions", None).unwrap();
+            let core = Core::new(
+                "p".into(),
+                uri,
+                None,
+                &Auth::Bearer,
+                &[],
+                crate::HttpOptions::default(),
+            )
+            .unwrap();
+            let answer = core
+                .settle(Ok(ChatResponse::new("m", "hi")), "m".into(), Instant::now())
+                .unwrap();
+            assert_eq!(
+                (
+                    answer.meta.server_address.as_deref(),
+                    answer.meta.server_port
+                ),
+                (Some(server.0), Some(server.1)),
+                "{base}"
+            );
+        }
     }
 
     #[test]
