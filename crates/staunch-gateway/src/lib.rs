@@ -73,8 +73,9 @@ pub fn router(gateway: Gateway) -> Router {
 /// The gateway's routes as one tower service: what [`router`] serves, and
 /// what [`server::serve`] serves directly. A request id, its span and the
 /// access log line, the body limit and the cap on model requests at once
-/// are applied once around the routes, not around each of them (each layer of an axum router wraps
-/// every route in a boxed service of its own).
+/// are applied once around the routes, not around each of them (each
+/// layer of an axum router wraps every route in a boxed service of its
+/// own, cloned for every request).
 pub fn service(
     gateway: Gateway,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>

@@ -82,13 +82,13 @@ pub const COST_BUCKETS: [f64; 16] = [
 ];
 
 /// How often [`metrics_upkeep`] folds the recorded histogram samples into
-/// their summaries.
+/// their buckets (or summaries).
 pub const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Keeps a Prometheus recorder's memory bounded whether or not anything
 /// scrapes `/metrics`: every [`METRICS_UPKEEP_EVERY`], it folds the
-/// histogram samples recorded since into their summaries, whose size is
-/// bounded.
+/// histogram samples recorded since into their buckets (a summary's
+/// sketch, for a recorder that keeps summaries), whose size is bounded.
 ///
 /// A recorder from `PrometheusBuilder::install_recorder` keeps every
 /// histogram sample until the next scrape: unscraped, a busy gateway's
