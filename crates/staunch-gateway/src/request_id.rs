@@ -8,6 +8,7 @@
 //! is a plain state machine where `from_fn`'s clones the router and boxes
 //! the request's whole future.
 
+use crate::ingress::{X_STAUNCH_MODEL, X_STAUNCH_TIER};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
@@ -111,8 +112,8 @@ where
                 // the formatting machinery.
                 message = "served",
                 status = response.status().as_u16(),
-                model = response.headers().get("x-staunch-model").and_then(|v| v.to_str().ok()).unwrap_or(""),
-                tier = response.headers().get("x-staunch-tier").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                model = response.headers().get(&X_STAUNCH_MODEL).and_then(|v| v.to_str().ok()).unwrap_or(""),
+                tier = response.headers().get(&X_STAUNCH_TIER).and_then(|v| v.to_str().ok()).unwrap_or(""),
                 ms = this.started.elapsed().as_secs_f64() * 1e3,
             );
         });

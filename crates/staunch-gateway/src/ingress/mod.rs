@@ -396,8 +396,8 @@ const ATTEMPTS: [HeaderValue; 4] = [
 
 // Header names as constants: a name given as a `&str` is copied onto the
 // heap at each insert.
-const X_STAUNCH_MODEL: HeaderName = HeaderName::from_static("x-staunch-model");
-const X_STAUNCH_TIER: HeaderName = HeaderName::from_static("x-staunch-tier");
+pub(crate) const X_STAUNCH_MODEL: HeaderName = HeaderName::from_static("x-staunch-model");
+pub(crate) const X_STAUNCH_TIER: HeaderName = HeaderName::from_static("x-staunch-tier");
 const X_STAUNCH_ATTEMPTS: HeaderName = HeaderName::from_static("x-staunch-attempts");
 const X_STAUNCH_TARGET: HeaderName = HeaderName::from_static("x-staunch-target");
 const X_STAUNCH_DEPLOYMENT: HeaderName = HeaderName::from_static("x-staunch-deployment");
