@@ -57,16 +57,34 @@ pub(crate) struct ApiLimit<S> {
     slots: Arc<Semaphore>,
 }
 
+/// The model API's routes, as the router registers them: every request to
+/// one of them takes a slot.
+pub(crate) mod routes {
+    /// OpenAI's chat completions.
+    pub(crate) const CHAT: &str = "/v1/chat/completions";
+    /// OpenAI's embeddings.
+    pub(crate) const EMBEDDINGS: &str = "/v1/embeddings";
+    /// Anthropic's messages.
+    pub(crate) const MESSAGES: &str = "/v1/messages";
+    /// OpenAI's Responses API.
+    pub(crate) const RESPONSES: &str = "/v1/responses";
+    /// OpenAI's model list.
+    pub(crate) const MODELS: &str = "/v1/models";
+    /// Gemini's `models/{model}:generateContent` and the streaming one.
+    pub(crate) const GEMINI: &str = "/v1beta/models/{*rest}";
+    /// [`GEMINI`] without its catch-all.
+    pub(super) const GEMINI_PREFIX: &str = "/v1beta/models/";
+}
+
 /// Whether a request to `path` takes a slot: the paths of the model API's
 /// routes, whatever the method (a wrong method is answered 405 within the
 /// slot, as before).
 fn limited(path: &str) -> bool {
-    matches!(
-        path,
-        "/v1/chat/completions" | "/v1/embeddings" | "/v1/messages" | "/v1/responses" | "/v1/models"
-    ) || path
-        .strip_prefix("/v1beta/models/")
-        .is_some_and(|rest| !rest.is_empty())
+    use routes::*;
+    matches!(path, CHAT | EMBEDDINGS | MESSAGES | RESPONSES | MODELS)
+        || path
+            .strip_prefix(GEMINI_PREFIX)
+            .is_some_and(|rest| !rest.is_empty())
 }
 
 type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
@@ -192,12 +210,14 @@ where
 mod tests {
     #[test]
     fn the_model_api_takes_slots_and_operations_do_not() {
+        use super::routes::*;
+        assert_eq!(GEMINI, format!("{GEMINI_PREFIX}{{*rest}}"));
         for path in [
-            "/v1/chat/completions",
-            "/v1/embeddings",
-            "/v1/messages",
-            "/v1/responses",
-            "/v1/models",
+            CHAT,
+            EMBEDDINGS,
+            MESSAGES,
+            RESPONSES,
+            MODELS,
             "/v1beta/models/gemini-2.5-flash:generateContent",
         ] {
             assert!(super::limited(path), "{path}");

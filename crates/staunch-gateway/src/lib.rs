@@ -84,13 +84,14 @@ pub fn service(
 + Sync
 + 'static {
     let server = gateway.config().server;
+    use api_limit::routes;
     let routes = Router::new()
-        .route("/v1/chat/completions", post(ingress::openai_chat))
-        .route("/v1/embeddings", post(ingress::openai_embeddings))
-        .route("/v1/messages", post(ingress::anthropic_messages))
-        .route("/v1/responses", post(ingress::openai_responses))
-        .route("/v1/models", get(ingress::models))
-        .route("/v1beta/models/{*rest}", post(ingress::gemini))
+        .route(routes::CHAT, post(ingress::openai_chat))
+        .route(routes::EMBEDDINGS, post(ingress::openai_embeddings))
+        .route(routes::MESSAGES, post(ingress::anthropic_messages))
+        .route(routes::RESPONSES, post(ingress::openai_responses))
+        .route(routes::MODELS, get(ingress::models))
+        .route(routes::GEMINI, post(ingress::gemini))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
