@@ -66,7 +66,7 @@ mod sealed {
 /// use tower::{service_fn, ServiceBuilder};
 ///
 /// let provider = service_fn(|r: ChatRequest| async move {
-///     Ok::<_, LlmError>(ChatResponse::new(r.model, "ok"))
+///     Ok::<_, LlmError>(ChatResponse::new(&r.model, "ok"))
 /// });
 /// let stack = ServiceBuilder::new()
 ///     .instrument()

@@ -33,7 +33,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), LlmError> {
 //! let provider = service_fn(|req: ChatRequest| async move {
-//!     Ok::<_, LlmError>(ChatResponse::new(req.model, "pong"))
+//!     Ok::<_, LlmError>(ChatResponse::new(&req.model, "pong"))
 //! });
 //! let client = ServiceBuilder::new()
 //!     .layer(RetryLayer::new(RetryConfig::new().max_retries(3)))

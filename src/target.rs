@@ -53,7 +53,7 @@ use tower_service::Service;
 /// use tower::service_fn;
 ///
 /// let provider = service_fn(|r: ChatRequest| async move {
-///     Ok::<_, LlmError>(ChatResponse::new(r.model, "hi"))
+///     Ok::<_, LlmError>(ChatResponse::new(&r.model, "hi"))
 /// });
 /// let (openai, openai_circuit) = TargetBuilder::new("openai", provider.clone())
 ///     .model("gpt-4o")
@@ -236,7 +236,7 @@ where
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let provider = service_fn(|r: ChatRequest| async move {
-    ///     Ok::<_, LlmError>(ChatResponse::new(r.model, "hi"))
+    ///     Ok::<_, LlmError>(ChatResponse::new(&r.model, "hi"))
     /// });
     /// let builder = TargetBuilder::new("openai", provider)
     ///     .quota(QuotaConfig::new("openai").requests_per_minute(500).tokens_per_minute(30_000))?;
@@ -390,7 +390,7 @@ where
     /// use tower::service_fn;
     ///
     /// let key = |name: &'static str| {
-    ///     let client = service_fn(|r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(r.model, "hi")) });
+    ///     let client = service_fn(|r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(&r.model, "hi")) });
     ///     TargetBuilder::new(name, client).build_deployment().expect("valid breaker")
     /// };
     /// let ((a, _), (b, _)) = (key("key-a"), key("key-b"));

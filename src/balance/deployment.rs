@@ -95,7 +95,7 @@ impl HeadroomSource for crate::quota::QuotaHandle {
 ///
 /// let east = Deployment::new(
 ///     "eastus",
-///     service_fn(|r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(r.model, "hi")) }),
+///     service_fn(|r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(&r.model, "hi")) }),
 /// )
 /// .weight(3)
 /// .model("gpt-4o-eastus");

@@ -57,7 +57,7 @@
 //!     Err::<ChatResponse, _>(LlmError::new(ErrorKind::Authentication, "invalid api key").with_status(401))
 //! });
 //! let healthy = service_fn(|r: ChatRequest| async move {
-//!     Ok::<_, LlmError>(ChatResponse::new(r.model, "hello"))
+//!     Ok::<_, LlmError>(ChatResponse::new(&r.model, "hello"))
 //! });
 //! let balance = Balance::new(
 //!     // Seeded, so that the picks (and this example) are the same at

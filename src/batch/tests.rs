@@ -94,7 +94,7 @@ async fn a_failed_part_fails_the_batch_with_what_the_others_spent() {
 async fn chat_passes_through() {
     let echo =
         service_fn(
-            |r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(r.model, "hi")) },
+            |r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(&r.model, "hi")) },
         );
     let answer = SplitBatch::new(echo, 1, 1)
         .oneshot(ChatRequest::new(

@@ -15,7 +15,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let provider = service_fn(|r: ChatRequest| async move {
-//!     Ok::<_, LlmError>(ChatResponse::new(r.model, "ok").with_usage(Usage::new(900, 100)))
+//!     Ok::<_, LlmError>(ChatResponse::new(&r.model, "ok").with_usage(Usage::new(900, 100)))
 //! });
 //! let layer = BudgetLayer::new(BudgetConfig::new().window_tokens(1_100)).expect("valid");
 //! let service = layer.layer(provider);

@@ -204,7 +204,7 @@ impl Service<ChatRequest> for Remote {
         self.senders.lock().unwrap().push(tx);
         Box::pin(async move {
             match rx.await {
-                Ok(Verdict::Ok) => Ok(ChatResponse::new(r.model, "ok")),
+                Ok(Verdict::Ok) => Ok(ChatResponse::new(&r.model, "ok")),
                 Ok(Verdict::Fail(kind)) => Err(LlmError::new(kind, "x").with_status(500)),
                 Ok(Verdict::RateLimited(s)) => Err(LlmError::new(ErrorKind::RateLimited, "x")
                     .with_status(429)

@@ -424,7 +424,7 @@ async fn a_custom_outcome_rule_judges_answers_too() {
     );
     let handle = cb.handle();
     let empty = tower::service_fn(|r: ChatRequest| async move {
-        Ok::<_, LlmError>(ChatResponse::new(r.model, ""))
+        Ok::<_, LlmError>(ChatResponse::new(&r.model, ""))
     });
     let service = cb.layer(empty);
     run(&service, 1).await;
@@ -646,7 +646,7 @@ async fn concurrent_callers_never_exceed_the_probe_limit() {
                     .acquire()
                     .await
                     .map_err(|_| LlmError::new(ErrorKind::Server, "closed"))?;
-                Ok(ChatResponse::new(r.model, "ok"))
+                Ok(ChatResponse::new(&r.model, "ok"))
             }
         })
     };

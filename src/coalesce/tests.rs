@@ -94,7 +94,7 @@ async fn chat_is_shared_only_when_the_rule_says_so_and_never_streamed() {
         seen.fetch_add(1, Ordering::SeqCst);
         async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            Ok::<_, LlmError>(ChatResponse::new(r.model, "4"))
+            Ok::<_, LlmError>(ChatResponse::new(&r.model, "4"))
         }
     });
     let ask = |t: f32| ChatRequest::new("m", vec![Message::user("2+2?")]).with_temperature(t);

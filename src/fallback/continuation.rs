@@ -264,7 +264,7 @@ impl Complete {
         if !answer.usage.is_zero() {
             events.push(StreamEvent::Usage(answer.usage));
         }
-        events.push(StreamEvent::Finish(answer.finish_reason));
+        events.push(StreamEvent::Finish(answer.into_parts().finish_reason));
         Complete(events.into_iter())
     }
 }

@@ -17,7 +17,7 @@ use tower_service::Service;
 /// use tower::{service_fn, ServiceBuilder};
 ///
 /// let answer = |text: &'static str| {
-///     service_fn(move |r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(r.model, text)) })
+///     service_fn(move |r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(&r.model, text)) })
 /// };
 /// let chain = ServiceBuilder::new()
 ///     .layer(FallbackLayer::new(Target::new("last-resort", answer("c")).model("gpt-4o-mini")))

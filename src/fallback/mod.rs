@@ -17,7 +17,7 @@
 //!     Err::<ChatResponse, _>(LlmError::new(ErrorKind::Overloaded, "Overloaded").with_status(529))
 //! });
 //! let up = service_fn(|r: ChatRequest| async move {
-//!     Ok::<_, LlmError>(ChatResponse::new(r.model, "hello from the backup"))
+//!     Ok::<_, LlmError>(ChatResponse::new(&r.model, "hello from the backup"))
 //! });
 //! let chain = Fallback::new([
 //!     Target::new("anthropic", down).model("claude-sonnet-4-5"),

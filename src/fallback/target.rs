@@ -22,7 +22,7 @@ pub type TargetService<C = ChatRequest> = BoxCloneSyncService<C, <C as Call>::An
 ///
 /// let mini = Target::new(
 ///     "openai-mini",
-///     service_fn(|r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(r.model, "hi")) }),
+///     service_fn(|r: ChatRequest| async move { Ok::<_, LlmError>(ChatResponse::new(&r.model, "hi")) }),
 /// )
 /// .model("gpt-4o-mini")
 /// .context_window(128_000)

@@ -48,7 +48,7 @@
 //!     async move {
 //!         let wait = if n == 0 { 3_600 } else { 0 };
 //!         tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(100)).await;
-//!         Ok::<_, LlmError>(ChatResponse::new(r.model, "hello"))
+//!         Ok::<_, LlmError>(ChatResponse::new(&r.model, "hello"))
 //!     }
 //! });
 //! let budget = staunch::hedge::HedgeBudget::new(Duration::from_secs(10), 1, 0.05).unwrap();

@@ -86,7 +86,7 @@ impl tower_service::Service<ChatRequest> for Timed {
             .unwrap_or(Duration::from_millis(100));
         TimedCall {
             sleep: Box::pin(tokio::time::sleep(delay)),
-            model: r.model,
+            model: r.model.clone(),
             cancelled: self.cancelled.clone(),
             done: false,
         }

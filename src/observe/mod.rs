@@ -31,7 +31,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let provider = service_fn(|r: ChatRequest| async move {
-//!     Ok::<_, LlmError>(ChatResponse::new(r.model, "ok"))
+//!     Ok::<_, LlmError>(ChatResponse::new(&r.model, "ok"))
 //! });
 //! let service = ServiceBuilder::new().layer(InstrumentLayer::new()).service(provider);
 //! let answer = service.oneshot(ChatRequest::new("gpt-4o", vec![Message::user("hi")])).await;
@@ -99,7 +99,7 @@
 //! let subscriber = tracing_subscriber::registry().with(otel);
 //!
 //! let provider_call = service_fn(|r: ChatRequest| async move {
-//!     Ok::<_, LlmError>(ChatResponse::new(r.model, "ok"))
+//!     Ok::<_, LlmError>(ChatResponse::new(&r.model, "ok"))
 //! });
 //! let service = ServiceBuilder::new()
 //!     .layer(InstrumentLayer::new())

@@ -83,7 +83,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let provider = service_fn(|r: ChatRequest| async move {
-//!     Ok::<_, LlmError>(ChatResponse::new(r.model, "ok").with_usage(Usage::new(10, 5)))
+//!     Ok::<_, LlmError>(ChatResponse::new(&r.model, "ok").with_usage(Usage::new(10, 5)))
 //! });
 //! let quota = QuotaLayer::new(
 //!     QuotaConfig::new("openai")

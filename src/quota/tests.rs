@@ -65,7 +65,7 @@ impl Billing {
         tower::util::BoxCloneSyncService::new(tower::service_fn(move |r: ChatRequest| {
             let usage = r.extensions.get::<Bill>().map_or(Usage::default(), |b| b.0);
             calls.lock().unwrap().push((Instant::now(), usage.total()));
-            async move { Ok::<_, LlmError>(ChatResponse::new(r.model, "ok").with_usage(usage)) }
+            async move { Ok::<_, LlmError>(ChatResponse::new(&r.model, "ok").with_usage(usage)) }
         }))
     }
 }
@@ -271,7 +271,7 @@ async fn a_streamed_answer_is_reconciled_at_its_end() {
     let handle = layer.handle();
     let provider = tower::service_fn(|r: ChatRequest| async move {
         let mut answer =
-            ChatResponse::new(r.model, "a streamed answer").with_usage(Usage::new(40, 300));
+            ChatResponse::new(&r.model, "a streamed answer").with_usage(Usage::new(40, 300));
         replay(&mut answer);
         Ok::<_, LlmError>(answer)
     });
@@ -550,7 +550,7 @@ mod property {
 async fn the_quota_learns_from_the_headers_the_provider_sent_with_its_answer() {
     // The provider's answer says one request is left for 2 s.
     let provider = tower::service_fn(|r: ChatRequest| async move {
-        let mut answer = ChatResponse::new(r.model, "ok").with_usage(Usage::new(6, 4));
+        let mut answer = ChatResponse::new(&r.model, "ok").with_usage(Usage::new(6, 4));
         let mut headers = http::HeaderMap::new();
         headers.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
         headers.insert("x-ratelimit-reset-requests", "2s".parse().unwrap());

@@ -47,7 +47,7 @@
 //!             if n == 0 {
 //!                 Err(LlmError::new(ErrorKind::Overloaded, "Overloaded").with_status(529))
 //!             } else {
-//!                 Ok(ChatResponse::new(req.model, "hello"))
+//!                 Ok(ChatResponse::new(&req.model, "hello"))
 //!             }
 //!         }
 //!     })

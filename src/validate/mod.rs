@@ -30,7 +30,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! // A model that calls the tool without its required argument.
 //! let model = service_fn(|r: ChatRequest| async move {
-//!     Ok::<_, LlmError>(ChatResponse::tool_calls(r.model, vec![ToolCall::new("call_1", "get_weather", "{}")]))
+//!     Ok::<_, LlmError>(ChatResponse::tool_calls(&r.model, vec![ToolCall::new("call_1", "get_weather", "{}")]))
 //! });
 //! let service = ValidateLayer::new(ValidateConfig::new().retries(0)).layer(model);
 //! let weather = ToolDefinition::new(

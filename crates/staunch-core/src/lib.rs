@@ -52,8 +52,8 @@ pub use error::{
 pub use extensions::Extensions;
 pub use quota_refusal::QuotaRefusal;
 pub use redact::redact_secrets;
-pub use request::{ChatRequest, Message, Role};
-pub use response::{ChatResponse, FinishReason, QualityTier, ResponseMeta};
+pub use request::{ChatRequest, ChatRequestParts, Message, Role};
+pub use response::{ChatResponse, ChatResponseParts, FinishReason, QualityTier, ResponseMeta};
 pub use stream::{EventStream, ResponseStream, StreamAccumulator, StreamEvent};
 pub use tool::{ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
 pub use usage::{Price, Usage};

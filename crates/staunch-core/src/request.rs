@@ -162,11 +162,18 @@ impl Message {
 
 /// A chat completion request, independent of any provider's wire format.
 ///
-/// Cloning is cheap and does not depend on the conversation's length: the
-/// message list, stop sequences and provider extras are shared behind
-/// [`Arc`]s, because retry and fallback clone the request for every attempt.
-/// Edit a shared list with [`Arc::make_mut`]-style copy-on-write through the
-/// `with_*` builders.
+/// Its fields are those of [`ChatRequestParts`], read and written through
+/// `Deref` (`request.model`, `request.max_tokens = Some(64)`). The request
+/// itself is one pointer to them, shared between clones: a request moves
+/// down through every layer's `call` and into every layer's future, so
+/// each move is eight bytes instead of a few hundred, and retry and
+/// fallback, which keep a copy of the request for every attempt, clone it
+/// by counting a reference. Writing to a request whose fields a clone
+/// shares copies them first (copy-on-write), so a clone never sees
+/// another's writes. Within the fields, the message list, stop sequences,
+/// tools and provider extras are shared behind [`Arc`]s of their own, so
+/// that copy does not depend on the conversation's length either. Take the
+/// fields out by value with [`into_parts`](ChatRequest::into_parts).
 ///
 /// Per-request metadata for the layers (a deadline, a degradation opt-out)
 /// travels in [`extensions`](Self::extensions), as in `http::Request`; it is
@@ -190,10 +197,22 @@ impl Message {
 /// assert_eq!(request.messages.len(), 1);
 /// assert_eq!(request.extra.get(Dialect::Anthropic)["top_k"], 40);
 /// assert!(request.extra.get(Dialect::OpenAi).is_empty());
+///
+/// let mut other = request.clone();
+/// other.max_tokens = Some(64);
+/// assert_eq!((request.max_tokens, other.max_tokens), (Some(256), Some(64)));
+/// assert_eq!(std::mem::size_of::<ChatRequest>(), 8);
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[non_exhaustive]
+#[serde(transparent)]
 pub struct ChatRequest {
+    parts: Arc<ChatRequestParts>,
+}
+
+/// The fields of a [`ChatRequest`].
+#[derive(Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChatRequestParts {
     /// The model to ask. Fallback targets may rewrite it.
     pub model: String,
     /// The conversation, shared between clones.
@@ -252,10 +271,34 @@ fn tools_are_empty(t: &Arc<[ToolDefinition]>) -> bool {
     t.is_empty()
 }
 
+impl std::ops::Deref for ChatRequest {
+    type Target = ChatRequestParts;
+    #[inline]
+    fn deref(&self) -> &ChatRequestParts {
+        &self.parts
+    }
+}
+
+/// Copy-on-write: the fields are copied first if a clone shares them.
+impl std::ops::DerefMut for ChatRequest {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut ChatRequestParts {
+        Arc::make_mut(&mut self.parts)
+    }
+}
+
+impl From<ChatRequestParts> for ChatRequest {
+    fn from(parts: ChatRequestParts) -> Self {
+        ChatRequest {
+            parts: Arc::new(parts),
+        }
+    }
+}
+
 impl ChatRequest {
     /// A request for `model` with `messages` and every option unset.
     pub fn new(model: impl Into<String>, messages: impl Into<Arc<[Message]>>) -> Self {
-        ChatRequest {
+        ChatRequest::from(ChatRequestParts {
             model: model.into(),
             messages: messages.into(),
             max_tokens: None,
@@ -270,7 +313,19 @@ impl ChatRequest {
             extra: Arc::default(),
             extensions: Extensions::new(),
             started: None,
-        }
+        })
+    }
+
+    /// The request's fields, by value (copied if a clone shares them).
+    ///
+    /// ```
+    /// use staunch_core::{ChatRequest, Message};
+    /// let parts = ChatRequest::new("gpt-4o", vec![Message::user("Hi")]).into_parts();
+    /// assert_eq!(parts.model, "gpt-4o");
+    /// assert_eq!(parts.messages.len(), 1);
+    /// ```
+    pub fn into_parts(self) -> ChatRequestParts {
+        Arc::unwrap_or_clone(self.parts)
     }
 
     /// The instant the request's clock started: when the first layer that
@@ -301,7 +356,12 @@ impl ChatRequest {
     /// ```
     #[inline]
     pub fn start_clock(&mut self) -> Instant {
-        *self.started.get_or_insert_with(Instant::now)
+        match self.started {
+            Some(started) => started,
+            // The only write: a started clock is read without copying a
+            // shared request.
+            None => *self.started.insert(Instant::now()),
+        }
     }
 
     /// A clone of the request that asks `model` instead: what a fallback
@@ -318,7 +378,7 @@ impl ChatRequest {
     /// assert!(std::sync::Arc::ptr_eq(&other.messages, &request.messages));
     /// ```
     pub fn clone_for_model(&self, model: &str) -> ChatRequest {
-        ChatRequest {
+        ChatRequest::from(ChatRequestParts {
             model: model.to_owned(),
             messages: self.messages.clone(),
             max_tokens: self.max_tokens,
@@ -333,7 +393,7 @@ impl ChatRequest {
             extra: self.extra.clone(),
             extensions: self.extensions.clone(),
             started: self.started,
-        }
+        })
     }
 
     /// Sets the model.
@@ -472,6 +532,14 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 impl fmt::Debug for ChatRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.parts, f)
+    }
+}
+
+/// Printed as `ChatRequest`, with provider extras whose keys look secret
+/// redacted.
+impl fmt::Debug for ChatRequestParts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         struct Extra<'a>(&'a Extras);
         impl fmt::Debug for Extra<'_> {

@@ -425,6 +425,13 @@ impl ResponseMeta {
 
 /// A chat completion.
 ///
+/// Its fields are those of [`ChatResponseParts`], read and written
+/// through `Deref` (`response.model`, `response.meta.attempts`); the answer
+/// itself is one pointer to them. An answer moves up through every layer's
+/// future, so a pointer keeps each of those moves to eight bytes instead
+/// of a few hundred (and returns it in a register). Take the fields out by
+/// value with [`into_parts`](ChatResponse::into_parts).
+///
 /// ```
 /// use staunch_core::{ChatResponse, FinishReason, QualityTier, Usage};
 /// let response = ChatResponse::new("gpt-4o", "Hello!").with_usage(Usage::new(9, 3));
@@ -432,10 +439,18 @@ impl ResponseMeta {
 /// assert_eq!(response.finish_reason, FinishReason::Stop);
 /// assert_eq!(response.meta.tier, QualityTier::Full);
 /// assert_eq!(response.meta.attempts, 1);
+/// assert_eq!(std::mem::size_of::<ChatResponse>(), 8);
 /// ```
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChatResponse {
+    parts: Box<ChatResponseParts>,
+}
+
+/// The fields of a [`ChatResponse`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct ChatResponse {
+pub struct ChatResponseParts {
     /// The provider's id for the completion.
     pub id: String,
     /// The model as the provider reported it.
@@ -449,31 +464,69 @@ pub struct ChatResponse {
     pub finish_reason: FinishReason,
     /// Tokens billed for this answer.
     pub usage: Usage,
-    /// How the answer was produced. Boxed: a response moves through every
-    /// layer's future, and the metadata is the larger half of it, so the
-    /// box keeps each move small (one allocation per answer instead of a
-    /// 300-byte copy per layer).
+    /// How the answer was produced.
     #[serde(default)]
-    pub meta: Box<ResponseMeta>,
+    pub meta: ResponseMeta,
     /// For a streamed answer, its events after the commit point (the
     /// fields above then hold only what the head of the stream said).
     #[serde(skip)]
     pub stream: Option<crate::ResponseStream>,
 }
 
+impl std::ops::Deref for ChatResponse {
+    type Target = ChatResponseParts;
+    #[inline]
+    fn deref(&self) -> &ChatResponseParts {
+        &self.parts
+    }
+}
+
+impl std::ops::DerefMut for ChatResponse {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut ChatResponseParts {
+        &mut self.parts
+    }
+}
+
+impl fmt::Debug for ChatResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.parts, f)
+    }
+}
+
+impl From<ChatResponseParts> for ChatResponse {
+    fn from(parts: ChatResponseParts) -> Self {
+        ChatResponse {
+            parts: Box::new(parts),
+        }
+    }
+}
+
 impl ChatResponse {
     /// A complete (`stop`) assistant answer from `model` with `content`.
     pub fn new(model: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatResponse {
+        ChatResponse::from(ChatResponseParts {
             id: String::new(),
             model: model.into(),
             message: Message::assistant(content.into()),
             refusal: None,
             finish_reason: FinishReason::Stop,
             usage: Usage::default(),
-            meta: Box::default(),
+            meta: ResponseMeta::default(),
             stream: None,
-        }
+        })
+    }
+
+    /// The answer's fields, by value.
+    ///
+    /// ```
+    /// use staunch_core::ChatResponse;
+    /// let parts = ChatResponse::new("gpt-4o", "Hello!").into_parts();
+    /// assert_eq!(parts.model, "gpt-4o");
+    /// assert_eq!(parts.message.content.text(), "Hello!");
+    /// ```
+    pub fn into_parts(self) -> ChatResponseParts {
+        *self.parts
     }
 
     /// Sets the id.
@@ -496,7 +549,7 @@ impl ChatResponse {
 
     /// Sets the metadata.
     pub fn with_meta(mut self, meta: ResponseMeta) -> Self {
-        *self.meta = meta;
+        self.meta = meta;
         self
     }
 
