@@ -187,8 +187,17 @@ impl<C: Call> Chain<C> {
                 error
             }));
         }
-        if let Some(allowance) = self.request.extensions().get::<Allowance>() {
+        if let Some(&allowance) = self.request.extensions().get::<Allowance>() {
             let spent: u64 = self.errors.iter().map(|e| e.total_spent().total()).sum();
+            // Written into the chain's own request, which the next
+            // target's copy is made from (only after a failure: before
+            // the first target nothing has been spent).
+            if allowance.earlier_targets() != spent
+                && let Some(mine) = self.request.extensions_mut().get_mut::<Allowance>()
+            {
+                mine.set_earlier_targets(spent);
+            }
+            let mut allowance = allowance;
             allowance.set_earlier_targets(spent);
             if !self.errors.is_empty() && !allowance.affords_another(0) {
                 tracing::debug!(target: "staunch::fallback", spent, "request token cap reached; not trying further targets");
