@@ -23,7 +23,7 @@ async fn made_up_model_names_cannot_grow_the_metrics_without_bound() {
         }
         let mut answer =
             ChatResponse::new(request.model.clone(), "hi").with_usage(Usage::new(3, 1));
-        answer.meta.answered_by("openai", &request.model);
+        answer.meta.answered_by("openai", request.model.as_str());
         Ok(answer)
     });
     let stack = ServiceBuilder::new()

@@ -118,7 +118,7 @@ pub async fn ask(client: Client, request: ChatRequest, reader: Reader) -> Outcom
         }
     };
     let tier = Some(answer.meta.tier);
-    let serving = answer.meta.target.clone().unwrap_or_else(|| "?".to_owned());
+    let serving = answer.meta.target.as_deref().unwrap_or("?").to_owned();
     let depth = Some(answer.meta.fallback_depth);
     let model = Some(answer.answered_model().to_owned());
     let Some(mut stream) = answer.take_stream() else {

@@ -246,7 +246,7 @@ impl<C: Call> Run<C> {
         let meta = answer.meta_mut();
         meta.answered_at_deployment(name);
         if let Some(model) = &self.shared.models[attempt.index] {
-            meta.fill_model(|| model.to_string());
+            meta.fill_model(|| model.clone());
         }
         for (_, e) in &self.errors {
             meta.absorb_failed_attempts(e.attempts, e.total_spent());

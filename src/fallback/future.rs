@@ -114,11 +114,10 @@ impl<C: Call> Chain<C> {
         // own targets.
         let passed: usize = self.errors.iter().map(|e| 1 + e.earlier.len()).sum();
         meta.add_fallback_depth(passed as u32);
-        meta.target
-            .get_or_insert_with(|| String::from(&*target.name));
+        meta.target.get_or_insert_with(|| target.name.clone());
         meta.fill_model(|| match &target.model {
-            Some(m) => String::from(&**m),
-            None => self.request.model().to_owned(),
+            Some(m) => m.clone(),
+            None => self.request.model().into(),
         });
         meta.cost = match (meta.cost, target.price) {
             (Some(inner), _) => Some(inner + self.failed_cost),

@@ -151,7 +151,7 @@ where
             .with_attempts(*this.rejected_calls);
             error.provider = meta.provider.clone();
             error.model = Some(answer.answered_model().to_owned());
-            error.target = meta.target.clone();
+            error.target = meta.target.as_deref().map(str::to_owned);
             return Poll::Ready(Err(error));
         }
     }

@@ -3,6 +3,7 @@
 use crate::{Message, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the model stopped writing.
@@ -129,10 +130,11 @@ pub struct ResponseMeta {
     /// The provider that answered (`openai`, `anthropic`, …).
     pub provider: Option<String>,
     /// The model that was asked at the target that answered (after any
-    /// fallback rewrite).
-    pub model: Option<String>,
-    /// The fallback target that answered.
-    pub target: Option<String>,
+    /// fallback rewrite). Shared with the target's configuration where it
+    /// comes from there, so naming it copies no string.
+    pub model: Option<Arc<str>>,
+    /// The fallback target that answered (shared with the target's name).
+    pub target: Option<Arc<str>>,
     /// The deployment of the target that answered, when a load balancer
     /// spread the target over several (an API key, a region, a pool), set
     /// through [`answered_at_deployment`](Self::answered_at_deployment).
@@ -221,7 +223,7 @@ impl ResponseMeta {
     /// assert_eq!(meta.provider.as_deref(), Some("openai"));
     /// assert_eq!(meta.model.as_deref(), Some("gpt-4o"));
     /// ```
-    pub fn answered_by(&mut self, provider: impl Into<String>, model: impl Into<String>) {
+    pub fn answered_by(&mut self, provider: impl Into<String>, model: impl Into<Arc<str>>) {
         self.provider = Some(provider.into());
         self.model = Some(model.into());
     }
@@ -246,11 +248,11 @@ impl ResponseMeta {
     /// ```
     /// use staunch_core::ResponseMeta;
     /// let mut meta = ResponseMeta::default();
-    /// meta.fill_model(|| "gpt-4o-mini".to_owned());
+    /// meta.fill_model(|| "gpt-4o-mini".into());
     /// meta.fill_model(|| unreachable!("the model is already named"));
     /// assert_eq!(meta.model.as_deref(), Some("gpt-4o-mini"));
     /// ```
-    pub fn fill_model(&mut self, model: impl FnOnce() -> String) {
+    pub fn fill_model(&mut self, model: impl FnOnce() -> Arc<str>) {
         self.model.get_or_insert_with(model);
     }
 
@@ -631,7 +633,7 @@ mod tests {
     fn the_answered_model_is_the_meta_model_else_the_reported_one() {
         let mut r = ChatResponse::new("gpt-4o-2024-08-06", "hi");
         assert_eq!(r.answered_model(), "gpt-4o-2024-08-06");
-        r.meta.fill_model(|| "gpt-4o".to_owned());
+        r.meta.fill_model(|| "gpt-4o".into());
         assert_eq!(r.answered_model(), "gpt-4o");
         r.meta.answered_by("openai", "gpt-4o-mini");
         assert_eq!(r.answered_model(), "gpt-4o-mini");
@@ -715,7 +717,7 @@ mod tests {
         );
         let mut meta = ResponseMeta::default();
         meta.answered_by("openai", "gpt-4o");
-        meta.target = Some("primary".to_owned());
+        meta.target = Some("primary".into());
         meta.absorb_failed_attempts(3, Usage::new(9, 9));
         meta.add_retry_wait(Duration::from_secs(2));
         meta.add_fallback_depth(1);

@@ -70,7 +70,7 @@ async fn ask(chain: &Fallback) -> String {
         .oneshot(ChatRequest::new("m", vec![Message::user("hi")]))
         .await
         .expect("an answer");
-    answer.into_parts().meta.target.unwrap_or_default()
+    answer.meta.target.as_deref().unwrap_or_default().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
