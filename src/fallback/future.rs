@@ -1,6 +1,6 @@
 //! The fallback response future: walks the chain one target at a time.
 
-use super::service::Shared;
+use super::service::{Held, Shared};
 use super::target::{Target, TargetService};
 use crate::allowance::Allowance;
 use crate::deadline::{Bounded, Deadline, DeadlineScope};
@@ -10,8 +10,9 @@ use staunch_core::{Answer, Call, ChatRequest, ErrorClass, ErrorKind, LlmError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use tower::util::Oneshot;
+use tower_service::Service;
 
 /// The response future of [`Fallback`](super::Fallback).
 ///
@@ -26,7 +27,80 @@ pin_project! {
     struct State<C: Call> {
         chain: Chain<C>,
         #[pin]
-        call: Option<Bounded<Oneshot<TargetService<C>, C>>>,
+        call: Option<Bounded<TargetCall<C>>>,
+        // The chain ended before its first call (no target could take the
+        // request, or its deadline had passed).
+        ended: Option<LlmError>,
+    }
+}
+
+pin_project! {
+    /// One target's call.
+    #[project = TargetCallProj]
+    enum TargetCall<C: Call> {
+        // Made at once on the chain service's own copy of the target's
+        // service, which was ready.
+        Called { #[pin] future: <TargetService<C> as Service<C>>::Future },
+        // Waiting for the target's readiness on a copy of its service.
+        Waiting { #[pin] oneshot: Oneshot<TargetService<C>, C> },
+        // The target's readiness failed.
+        Failed { error: Option<LlmError> },
+    }
+}
+
+impl<C: Call> Future for TargetCall<C> {
+    type Output = Result<C::Answer, LlmError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            TargetCallProj::Called { future } => future.poll(cx),
+            TargetCallProj::Waiting { oneshot } => oneshot.poll(cx),
+            TargetCallProj::Failed { error } => {
+                Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                    LlmError::new(
+                        ErrorKind::Other,
+                        "fallback target call polled after completion",
+                    )
+                })))
+            }
+        }
+    }
+}
+
+/// The first call of a request on a chain service used for many: made
+/// directly on the service's own copy of the target's service (`held`)
+/// when that is ready at once, so the request copies no service. One that
+/// is not ready at once (a concurrency limit that is full, a breaker
+/// waiting for its probes' verdict) goes to the call, which waits for it
+/// with the task's waker, and `held` takes a fresh copy: it never keeps a
+/// readiness, or a place in a queue, that no call will use.
+fn first_call<C: Call>(
+    held: &mut Held<C>,
+    index: usize,
+    target: &Target<C>,
+    request: C,
+) -> TargetCall<C> {
+    let service = match held {
+        Some((at, service)) if *at == index => service,
+        _ => &mut held.insert((index, target.service.clone())).1,
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => TargetCall::Called {
+            future: service.call(request),
+        },
+        Poll::Ready(Err(error)) => {
+            // A service whose readiness failed is not used again.
+            *held = None;
+            TargetCall::Failed { error: Some(error) }
+        }
+        Poll::Pending => {
+            let waiting = std::mem::replace(service, target.service.clone());
+            TargetCall::Waiting {
+                oneshot: Oneshot::new(waiting, request),
+            }
+        }
     }
 }
 
@@ -56,7 +130,23 @@ struct Chain<C: Call> {
 }
 
 impl<C: Call> ResponseFuture<C> {
-    pub(super) fn new(shared: Arc<Shared<C>>, request: C) -> Self {
+    /// The future of `request`, its first target's call already made
+    /// (through `held` when that target's service is ready at once).
+    pub(super) fn start(shared: Arc<Shared<C>>, request: C, held: &mut Held<C>) -> Self {
+        let mut future = ResponseFuture::new(shared, request);
+        let mut this = future.state.as_mut().project();
+        match this
+            .chain
+            .may_continue()
+            .and_then(|()| this.chain.start_next(Some(held)))
+        {
+            Ok(call) => this.call.set(Some(call)),
+            Err(end) => *this.ended = Some(end),
+        }
+        future
+    }
+
+    fn new(shared: Arc<Shared<C>>, request: C) -> Self {
         let state = State {
             chain: Chain {
                 shared,
@@ -68,6 +158,7 @@ impl<C: Call> ResponseFuture<C> {
                 overflowed: None,
             },
             call: None,
+            ended: None,
         };
         ResponseFuture {
             state: Box::pin(state),
@@ -208,7 +299,12 @@ impl<C: Call> Chain<C> {
 
     /// Picks the next target that may take the request and builds its
     /// call, bounded by the target's share of the deadline.
-    fn start_next(&mut self) -> Result<Bounded<Oneshot<TargetService<C>, C>>, LlmError> {
+    /// The first call goes through `held`, the chain service's own copy of
+    /// a target's service ([`first_call`]); the next ones each copy theirs.
+    fn start_next(
+        &mut self,
+        held: Option<&mut Held<C>>,
+    ) -> Result<Bounded<TargetCall<C>>, LlmError> {
         let Some((index, next)) = next_target(
             &self.shared.targets,
             self.next,
@@ -251,10 +347,13 @@ impl<C: Call> Chain<C> {
         }
         self.current = index;
         self.next = next;
-        Ok(Bounded::new(
-            Oneshot::new(target.service.clone(), request),
-            deadline,
-        ))
+        let call = match held {
+            Some(held) => first_call(held, index, target, request),
+            None => TargetCall::Waiting {
+                oneshot: Oneshot::new(target.service.clone(), request),
+            },
+        };
+        Ok(Bounded::new(call, deadline))
     }
 }
 
@@ -263,6 +362,9 @@ impl<C: Call> Future for ResponseFuture<C> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.state.as_mut().project();
+        if let Some(end) = this.ended.take() {
+            return Poll::Ready(Err(end));
+        }
         loop {
             if let Some(call) = this.call.as_mut().as_pin_mut() {
                 let result = ready!(call.poll(cx));
@@ -279,7 +381,7 @@ impl<C: Call> Future for ResponseFuture<C> {
             let next = this
                 .chain
                 .may_continue()
-                .and_then(|()| this.chain.start_next());
+                .and_then(|()| this.chain.start_next(None));
             match next {
                 Ok(call) => this.call.set(Some(call)),
                 Err(end) => return Poll::Ready(Err(end)),

@@ -3,7 +3,7 @@
 use super::continuation::ContinuationOrder;
 use super::future::ResponseFuture;
 use super::split::DeadlineSplit;
-use super::target::Target;
+use super::target::{Target, TargetService};
 use staunch_core::{Call, ChatRequest, Classify, DefaultClassify, LlmError, Operation};
 use std::fmt;
 use std::sync::Arc;
@@ -47,12 +47,21 @@ use tower_service::Service;
 /// `attempts` counting every call of the chain.
 pub struct Fallback<C: Call = ChatRequest> {
     pub(super) shared: Arc<Shared<C>>,
+    // This instance's own copy of the service of the target its last
+    // request started on, called directly when it is ready at once: a
+    // service reused for many requests does not copy the target's service
+    // for each (see `future::first_call`). Not shared with clones.
+    held: Held<C>,
 }
+
+/// A target's index and this instance's copy of its service.
+pub(super) type Held<C> = Option<(usize, TargetService<C>)>;
 
 impl<C: Call> Clone for Fallback<C> {
     fn clone(&self) -> Self {
         Fallback {
             shared: self.shared.clone(),
+            held: None,
         }
     }
 }
@@ -85,6 +94,7 @@ impl<C: Call> Fallback<C> {
                 split: DeadlineSplit::default(),
                 continuation: ContinuationOrder::default(),
             }),
+            held: None,
         }
     }
 }
@@ -197,6 +207,6 @@ impl<C: Call> Service<C> for Fallback<C> {
     fn call(&mut self, mut request: C) -> ResponseFuture<C> {
         // Every target's answer is timed from here.
         request.start_clock();
-        ResponseFuture::new(self.shared.clone(), request)
+        ResponseFuture::start(self.shared.clone(), request, &mut self.held)
     }
 }

@@ -6,7 +6,7 @@ use staunch_core::{ChatRequest, ErrorKind, Price, QualityTier, Usage};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 fn chain(targets: impl IntoIterator<Item = Target>) -> Fallback {
     Fallback::new(targets).unwrap()
@@ -444,4 +444,142 @@ async fn a_burst_while_every_target_is_probed_waits_for_a_verdict() {
     assert_eq!(answered, 300, "every request got an answer");
     assert!(started.elapsed() <= Duration::from_secs(1));
     assert!(handles.iter().all(|h| h.state() == CircuitState::Closed));
+}
+
+/// A target's service that counts the copies made of it, and can refuse
+/// readiness.
+struct Counted {
+    inner: Scripted,
+    copies: Arc<std::sync::atomic::AtomicUsize>,
+    unready: bool,
+}
+
+impl Counted {
+    fn new(inner: Scripted) -> Self {
+        Counted {
+            inner,
+            copies: Arc::default(),
+            unready: false,
+        }
+    }
+
+    fn copies(&self) -> usize {
+        self.copies.load(Ordering::SeqCst)
+    }
+
+    /// The service to hand to a target: the same counter and script.
+    fn service(&self) -> Self {
+        Counted {
+            inner: self.inner.clone(),
+            copies: self.copies.clone(),
+            unready: self.unready,
+        }
+    }
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.copies.fetch_add(1, Ordering::SeqCst);
+        self.service()
+    }
+}
+
+impl Service<ChatRequest> for Counted {
+    type Response = staunch_core::ChatResponse;
+    type Error = staunch_core::LlmError;
+    type Future = <Scripted as Service<ChatRequest>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.unready {
+            return std::task::Poll::Ready(Err(staunch_core::LlmError::new(
+                ErrorKind::Connect,
+                "the client is shut down",
+            )));
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        self.inner.call(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chain_used_for_many_requests_copies_a_ready_targets_service_once() {
+    let counted = Counted::new(Scripted::scripted(std::iter::repeat_n(Step::Answer, 4)));
+    let mut service = chain([Target::new("a", counted.service())]);
+    for _ in 0..3 {
+        let answer = service.ready().await.unwrap().call(request()).await;
+        assert_eq!(answer.unwrap().meta.target.as_deref(), Some("a"));
+    }
+    assert_eq!(counted.inner.calls(), 3);
+    assert_eq!(counted.copies(), 1, "one copy, kept for every request");
+    // A clone of the chain keeps no copy of its own yet: its first request
+    // makes one.
+    let mut clone = service.clone();
+    clone.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(counted.copies(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_that_is_not_ready_at_once_is_waited_for_and_keeps_no_slot() {
+    // One slot: the first request holds it for ten seconds, the next two
+    // find the target not ready and must wait for it with their own waker.
+    let provider = Scripted::scripted([
+        Step::Slow(Duration::from_secs(10)),
+        Step::Answer,
+        Step::Answer,
+        Step::Answer,
+    ]);
+    let limited = ServiceBuilder::new()
+        .concurrency_limit(1)
+        .service(provider.clone());
+    let mut service = chain([Target::new("a", limited)]);
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        service.ready().await.unwrap();
+        calls.push(tokio::spawn(service.call(request())));
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    // No further request on this chain: had it kept a place in the limit's
+    // queue, the slot the first call frees could go to that place and the
+    // second and third would wait for ever.
+    for call in calls {
+        let answer = tokio::time::timeout(Duration::from_secs(60), call)
+            .await
+            .expect("every waiting call gets the slot in its turn")
+            .unwrap();
+        assert_eq!(answer.unwrap().meta.target.as_deref(), Some("a"));
+    }
+    assert_eq!(provider.calls(), 3);
+    // And the slot is free for the next request.
+    let answer = service.ready().await.unwrap().call(request()).await;
+    assert!(answer.is_ok());
+    assert_eq!(provider.calls(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_whose_readiness_fails_is_passed_over() {
+    let mut down = Counted::new(Scripted::scripted([Step::Answer]));
+    down.unready = true;
+    let backup = Scripted::scripted([Step::Answer, Step::Answer]);
+    let mut service = chain([
+        Target::new("down", down.service()),
+        Target::new("backup", backup.clone()),
+    ]);
+    for _ in 0..2 {
+        let answer = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap();
+        assert_eq!(answer.meta.target.as_deref(), Some("backup"));
+        assert_eq!(answer.meta.fallback_depth, 1);
+    }
+    assert_eq!((down.inner.calls(), backup.calls()), (0, 2));
 }
