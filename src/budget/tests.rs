@@ -84,6 +84,30 @@ async fn fallback_stops_when_the_next_target_would_pass_the_request_cap() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_chain_inside_a_chain_counts_what_the_outer_targets_spent() {
+    // The outer chain's first target spends 200 of the request's 400; the
+    // inner chain's first then spends 100 more, so its second (106 more)
+    // would pass the cap: 200 + 100 + 106 > 400.
+    let a = Scripted::scripted([costly(ErrorKind::TruncatedResponse, Usage::new(150, 50))]);
+    let c = Scripted::scripted([
+        costly(ErrorKind::TruncatedResponse, Usage::new(80, 20)),
+        costly(ErrorKind::TruncatedResponse, Usage::new(80, 20)),
+    ]);
+    let b = Scripted::scripted([Step::Answer]);
+    let inner = Fallback::new([Target::new("c", c.clone()), Target::new("b", b.clone())]).unwrap();
+    let outer = Fallback::new([Target::new("a", a.clone()), Target::new("inner", inner)]).unwrap();
+    let service = layer(BudgetConfig::new().per_request_tokens(400)).layer(outer.clone());
+    let err = service.oneshot(ask()).await.unwrap_err();
+    assert_eq!((a.calls(), c.calls(), b.calls()), (1, 1, 0));
+    assert_eq!(err.kind, ErrorKind::TruncatedResponse);
+
+    // With room for it (300 + 106 <= 500), the inner chain goes on.
+    let roomy = layer(BudgetConfig::new().per_request_tokens(500)).layer(outer);
+    assert!(roomy.oneshot(ask()).await.is_ok());
+    assert_eq!(b.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_window_cap_refuses_until_spend_ages_out() {
     let fake = Scripted::scripted([Step::Answer]);
     let budget = layer(

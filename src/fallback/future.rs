@@ -127,6 +127,12 @@ struct Chain<C: Call> {
     failed_cost: f64,
     // The largest context window that overflowed.
     overflowed: Option<u64>,
+    // The request's deadline (read once: the chain's own copy of the
+    // request keeps it).
+    deadline: Option<Deadline>,
+    // What the request's allowance said was spent before this chain, read
+    // at the chain's first failure.
+    allowance_base: Option<u64>,
 }
 
 impl<C: Call> ResponseFuture<C> {
@@ -147,6 +153,7 @@ impl<C: Call> ResponseFuture<C> {
     }
 
     fn new(shared: Arc<Shared<C>>, request: C) -> Self {
+        let deadline = Deadline::of(&request);
         let state = State {
             chain: Chain {
                 shared,
@@ -156,6 +163,8 @@ impl<C: Call> ResponseFuture<C> {
                 errors: Vec::new(),
                 failed_cost: 0.0,
                 overflowed: None,
+                deadline,
+                allowance_base: None,
             },
             call: None,
             ended: None,
@@ -267,7 +276,7 @@ impl<C: Call> Chain<C> {
     /// Whether the chain may go on: the deadline has not passed and the
     /// request's token allowance affords another target.
     fn may_continue(&mut self) -> Result<(), LlmError> {
-        if let Some(deadline) = Deadline::of(&self.request)
+        if let Some(deadline) = self.deadline
             && deadline.is_expired()
         {
             return Err(chain_error(std::mem::take(&mut self.errors), || {
@@ -277,19 +286,21 @@ impl<C: Call> Chain<C> {
                 error
             }));
         }
-        if let Some(&allowance) = self.request.extensions().get::<Allowance>() {
-            let spent: u64 = self.errors.iter().map(|e| e.total_spent().total()).sum();
+        // Before the first target nothing has been spent here.
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        if let Some(allowance) = self.request.extensions_mut().get_mut::<Allowance>() {
+            let here: u64 = self.errors.iter().map(|e| e.total_spent().total()).sum();
             // Written into the chain's own request, which the next
-            // target's copy is made from (only after a failure: before
-            // the first target nothing has been spent).
-            if allowance.earlier_targets() != spent
-                && let Some(mine) = self.request.extensions_mut().get_mut::<Allowance>()
-            {
-                mine.set_earlier_targets(spent);
-            }
-            let mut allowance = allowance;
+            // target's copy is made from; on top of what was spent before
+            // the chain (by an outer chain's earlier targets).
+            let base = *self
+                .allowance_base
+                .get_or_insert(allowance.earlier_targets());
+            let spent = base.saturating_add(here);
             allowance.set_earlier_targets(spent);
-            if !self.errors.is_empty() && !allowance.affords_another(0) {
+            if !allowance.affords_another(0) {
                 tracing::debug!(target: "staunch::fallback", spent, "request token cap reached; not trying further targets");
                 return Err(chain_error(std::mem::take(&mut self.errors), chain_failed));
             }
@@ -329,7 +340,7 @@ impl<C: Call> Chain<C> {
             Some(model) => self.request.clone_for_model(model),
             None => self.request.clone(),
         };
-        let deadline = Deadline::of(&self.request).map(|d| {
+        let deadline = self.deadline.map(|d| {
             let after = self.shared.targets[index + 1..]
                 .iter()
                 .filter(|t| {
