@@ -376,8 +376,17 @@ impl ChatRequest {
     /// let other = request.clone_for_model("claude-sonnet-4-5");
     /// assert_eq!(other.model, "claude-sonnet-4-5");
     /// assert!(std::sync::Arc::ptr_eq(&other.messages, &request.messages));
+    /// // Asking the same model is a plain clone: the fields stay shared.
+    /// let same = request.clone_for_model("gpt-4o");
+    /// assert!(std::ptr::eq(&*same, &*request));
+    /// assert!(!std::ptr::eq(&*other, &*request));
     /// ```
     pub fn clone_for_model(&self, model: &str) -> ChatRequest {
+        if self.model == model {
+            // A target that asks the caller's own model: nothing to
+            // rewrite, so the fields stay shared.
+            return self.clone();
+        }
         ChatRequest::from(ChatRequestParts {
             model: model.to_owned(),
             messages: self.messages.clone(),
