@@ -237,7 +237,7 @@ fn bench(c: &mut Runner<'_>) {
     let embedder = tower::service_fn(|r: EmbeddingRequest| {
         let data = (0..3).map(|i| Embedding::new(i, vec![0.5; 16])).collect();
         std::future::ready(Ok::<_, LlmError>(
-            EmbeddingResponse::new(r.model, data).with_usage(Usage::new(12, 0)),
+            EmbeddingResponse::new(&r.model, data).with_usage(Usage::new(12, 0)),
         ))
     });
     let embedding_target = |name: &'static str| {

@@ -21,7 +21,7 @@
 //! let server = service_fn(|r: EmbeddingRequest| async move {
 //!     assert!(r.input.len() <= 2);
 //!     let data = (0..r.input.len()).map(|i| Embedding::new(i, vec![i as f32])).collect();
-//!     Ok::<_, LlmError>(EmbeddingResponse::new(r.model, data))
+//!     Ok::<_, LlmError>(EmbeddingResponse::new(&r.model, data))
 //! });
 //! let service = ServiceBuilder::new()
 //!     .layer(SplitBatchLayer::new(2, u64::MAX))

@@ -39,7 +39,7 @@ fn server(
                 .map(|(i, t)| Embedding::new(i, vec![t.len() as f32]))
                 .collect();
             let usage = Usage::new(texts.len() as u64, 0);
-            Ok(EmbeddingResponse::new(r.model, data).with_usage(usage))
+            Ok(EmbeddingResponse::new(&r.model, data).with_usage(usage))
         }
     });
     (service, calls)

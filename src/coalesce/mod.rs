@@ -36,7 +36,7 @@
 //!     seen.fetch_add(1, Ordering::SeqCst);
 //!     async move {
 //!         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-//!         Ok::<_, LlmError>(EmbeddingResponse::new(r.model, vec![Embedding::new(0, vec![1.0])]))
+//!         Ok::<_, LlmError>(EmbeddingResponse::new(&r.model, vec![Embedding::new(0, vec![1.0])]))
 //!     }
 //! });
 //! let service = CoalesceLayer::new().layer(provider);

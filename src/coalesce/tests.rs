@@ -27,7 +27,7 @@ fn counting_embedder(
                 return Err(LlmError::new(ErrorKind::Overloaded, "busy").with_status(503));
             }
             Ok(EmbeddingResponse::new(
-                r.model,
+                &r.model,
                 vec![Embedding::new(0, vec![r.input.len() as f32])],
             ))
         }

@@ -389,6 +389,7 @@ impl Call for EmbeddingRequest {
         let mut parts = parts.into_iter();
         let mut whole = parts.next()?;
         for part in parts {
+            let part = part.into_parts();
             let offset = whole.data.len();
             whole.data.extend(part.data.into_iter().map(|mut e| {
                 e.index += offset;

@@ -219,9 +219,12 @@ impl fmt::Display for EncodingFormat {
 
 /// An embeddings request, independent of any provider's wire format.
 ///
-/// Cloning is cheap whatever the batch's size: the input and the provider
-/// extras are shared behind [`Arc`]s, because retry and fallback clone the
-/// request for every attempt. Per-request metadata for the layers (a
+/// Like a [`ChatRequest`](crate::ChatRequest), it is one pointer to its
+/// fields ([`EmbeddingRequestParts`], read and written through `Deref`),
+/// shared between clones and copied on write, so moving it through the
+/// layers and cloning it for every attempt cost the same whatever the
+/// batch's size; within the fields, the input and the provider extras are
+/// shared behind [`Arc`]s of their own. Per-request metadata for the layers (a
 /// deadline, a degradation opt-out) travels in
 /// [`extensions`](Self::extensions), as in `http::Request`; it is not
 /// serialized. The request has the same clock as a
@@ -239,10 +242,18 @@ impl fmt::Display for EncodingFormat {
 /// assert!(std::sync::Arc::ptr_eq(&request.input, &attempt.input));
 /// assert_eq!(request.dimensions, Some(1024));
 /// assert_eq!(request.extra.get(Dialect::OpenAi)["user"], "user-42");
+/// assert_eq!(std::mem::size_of::<EmbeddingRequest>(), 8);
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[non_exhaustive]
+#[serde(transparent)]
 pub struct EmbeddingRequest {
+    parts: Arc<EmbeddingRequestParts>,
+}
+
+/// The fields of an [`EmbeddingRequest`].
+#[derive(Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EmbeddingRequestParts {
     /// The model to ask. Fallback targets may rewrite it.
     pub model: String,
     /// The batch to embed, shared between clones.
@@ -273,12 +284,36 @@ fn extras_are_empty(m: &Arc<Extras>) -> bool {
     m.is_empty()
 }
 
+impl std::ops::Deref for EmbeddingRequest {
+    type Target = EmbeddingRequestParts;
+    #[inline]
+    fn deref(&self) -> &EmbeddingRequestParts {
+        &self.parts
+    }
+}
+
+/// Copy-on-write: the fields are copied first if a clone shares them.
+impl std::ops::DerefMut for EmbeddingRequest {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut EmbeddingRequestParts {
+        Arc::make_mut(&mut self.parts)
+    }
+}
+
+impl From<EmbeddingRequestParts> for EmbeddingRequest {
+    fn from(parts: EmbeddingRequestParts) -> Self {
+        EmbeddingRequest {
+            parts: Arc::new(parts),
+        }
+    }
+}
+
 impl EmbeddingRequest {
     /// A request for `model` to embed `input` (a string, strings, token
     /// arrays: anything that makes an [`EmbeddingInput`]), every option
     /// unset.
     pub fn new(model: impl Into<String>, input: impl Into<EmbeddingInput>) -> Self {
-        EmbeddingRequest {
+        EmbeddingRequest::from(EmbeddingRequestParts {
             model: model.into(),
             input: Arc::new(input.into()),
             dimensions: None,
@@ -286,7 +321,12 @@ impl EmbeddingRequest {
             extra: Arc::default(),
             extensions: Extensions::new(),
             started: None,
-        }
+        })
+    }
+
+    /// The request's fields, by value (copied if a clone shares them).
+    pub fn into_parts(self) -> EmbeddingRequestParts {
+        Arc::unwrap_or_clone(self.parts)
     }
 
     /// The instant the request's clock started: when the first layer that
@@ -311,7 +351,10 @@ impl EmbeddingRequest {
     /// ```
     #[inline]
     pub fn start_clock(&mut self) -> Instant {
-        *self.started.get_or_insert_with(Instant::now)
+        match self.started {
+            Some(started) => started,
+            None => *self.started.insert(Instant::now()),
+        }
     }
 
     /// A clone of the request that asks `model` instead: what a fallback
@@ -324,9 +367,14 @@ impl EmbeddingRequest {
     /// let other = request.clone_for_model("nomic-embed-text");
     /// assert_eq!(other.model, "nomic-embed-text");
     /// assert!(std::sync::Arc::ptr_eq(&other.input, &request.input));
+    /// // Asking the same model is a plain clone: the fields stay shared.
+    /// assert!(std::ptr::eq(&*request.clone_for_model("text-embedding-3-small"), &*request));
     /// ```
     pub fn clone_for_model(&self, model: &str) -> EmbeddingRequest {
-        EmbeddingRequest {
+        if self.model == model {
+            return self.clone();
+        }
+        EmbeddingRequest::from(EmbeddingRequestParts {
             model: model.to_owned(),
             input: self.input.clone(),
             dimensions: self.dimensions,
@@ -334,7 +382,7 @@ impl EmbeddingRequest {
             extra: self.extra.clone(),
             extensions: self.extensions.clone(),
             started: self.started,
-        }
+        })
     }
 
     /// Sets the model.
@@ -401,6 +449,13 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 impl fmt::Debug for EmbeddingRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.parts, f)
+    }
+}
+
+/// Printed as `EmbeddingRequest`.
+impl fmt::Debug for EmbeddingRequestParts {
     /// The model, the options and the batch's shape (kind and size, not its
     /// texts: a batch may be thousands of documents); secret-looking extras
     /// print as `[redacted]`.
@@ -491,10 +546,21 @@ impl Embedding {
 /// assert_eq!(answer.meta.tier, QualityTier::Full);
 /// assert_eq!(answer.total_usage(), Usage::new(3, 0));
 /// assert_eq!(answer.vectors().count(), 1);
+/// assert_eq!(std::mem::size_of::<EmbeddingResponse>(), 8);
 /// ```
+///
+/// Like a [`ChatResponse`](crate::ChatResponse), it is one pointer to its
+/// fields ([`EmbeddingResponseParts`], through `Deref`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EmbeddingResponse {
+    parts: Box<EmbeddingResponseParts>,
+}
+
+/// The fields of an [`EmbeddingResponse`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct EmbeddingResponse {
+pub struct EmbeddingResponseParts {
     /// The model as the provider reported it.
     pub model: String,
     /// The vectors, in input order.
@@ -502,21 +568,53 @@ pub struct EmbeddingResponse {
     /// Tokens billed for this answer (all input: embeddings write none).
     pub usage: Usage,
     /// How the answer was produced: the same meta a chat answer carries.
-    /// Boxed, as in [`ChatResponse`](crate::ChatResponse), to keep moves
-    /// through the layers small.
     #[serde(default)]
-    pub meta: Box<ResponseMeta>,
+    pub meta: ResponseMeta,
+}
+
+impl std::ops::Deref for EmbeddingResponse {
+    type Target = EmbeddingResponseParts;
+    #[inline]
+    fn deref(&self) -> &EmbeddingResponseParts {
+        &self.parts
+    }
+}
+
+impl std::ops::DerefMut for EmbeddingResponse {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut EmbeddingResponseParts {
+        &mut self.parts
+    }
+}
+
+impl fmt::Debug for EmbeddingResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.parts, f)
+    }
+}
+
+impl From<EmbeddingResponseParts> for EmbeddingResponse {
+    fn from(parts: EmbeddingResponseParts) -> Self {
+        EmbeddingResponse {
+            parts: Box::new(parts),
+        }
+    }
 }
 
 impl EmbeddingResponse {
     /// An answer from `model` with `data` (already in input order).
     pub fn new(model: impl Into<String>, data: Vec<Embedding>) -> Self {
-        EmbeddingResponse {
+        EmbeddingResponse::from(EmbeddingResponseParts {
             model: model.into(),
             data,
             usage: Usage::default(),
-            meta: Box::default(),
-        }
+            meta: ResponseMeta::default(),
+        })
+    }
+
+    /// The answer's fields, by value.
+    pub fn into_parts(self) -> EmbeddingResponseParts {
+        *self.parts
     }
 
     /// Sets the usage.
@@ -527,7 +625,7 @@ impl EmbeddingResponse {
 
     /// Sets the metadata.
     pub fn with_meta(mut self, meta: ResponseMeta) -> Self {
-        *self.meta = meta;
+        self.meta = meta;
         self
     }
 

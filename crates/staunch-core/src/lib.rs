@@ -44,7 +44,8 @@ pub use content::{Content, ContentPart, PartRef, PartsIter};
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use dialect::{Dialect, Extras};
 pub use embedding::{
-    Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EncodingFormat,
+    Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingRequestParts, EmbeddingResponse,
+    EmbeddingResponseParts, EncodingFormat,
 };
 pub use error::{
     BoxError, Classify, DefaultClassify, ErrorClass, ErrorDetails, ErrorKind, LlmError,
