@@ -30,16 +30,79 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone, Default)]
 pub struct Extensions {
-    map: Option<Arc<List>>,
+    map: Option<Arc<dyn Values>>,
 }
 
-/// How many values a map holds without a buffer of its own.
+/// The values behind a map: one value alone (most requests carry one, the
+/// budget's allowance or a deadline: its block is the value itself, one
+/// allocation), or a list once there are more.
+trait Values: Send + Sync {
+    fn get(&self, id: TypeId) -> Option<&dyn Any>;
+    fn get_mut(&mut self, id: TypeId) -> Option<&mut dyn Any>;
+    /// A copy for a writer while clones share this one.
+    fn copy(&self) -> Arc<dyn Values>;
+    fn len(&self) -> usize;
+    /// The values as a list's entries (copies of them).
+    fn entries(&self) -> Vec<Entry>;
+    /// Removes the value of type `id`; `None` when there is none.
+    fn take(&mut self, id: TypeId) -> Option<Box<dyn Any>>;
+    /// The list, when this is one.
+    fn as_list(&mut self) -> Option<&mut List>;
+}
+
+/// A map's only value (`None` once removed).
+struct One<T>(Option<T>);
+
+impl<T: Clone + Send + Sync + 'static> Values for One<T> {
+    fn get(&self, id: TypeId) -> Option<&dyn Any> {
+        match &self.0 {
+            Some(value) if id == TypeId::of::<T>() => Some(value),
+            _ => None,
+        }
+    }
+
+    fn get_mut(&mut self, id: TypeId) -> Option<&mut dyn Any> {
+        match &mut self.0 {
+            Some(value) if id == TypeId::of::<T>() => Some(value),
+            _ => None,
+        }
+    }
+
+    fn copy(&self) -> Arc<dyn Values> {
+        Arc::new(One(self.0.clone()))
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.0.is_some())
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.0
+            .iter()
+            .map(|value| Entry {
+                id: TypeId::of::<T>(),
+                value: Box::new(value.clone()),
+            })
+            .collect()
+    }
+
+    fn take(&mut self, id: TypeId) -> Option<Box<dyn Any>> {
+        if id != TypeId::of::<T>() {
+            return None;
+        }
+        Some(Box::new(self.0.take()?))
+    }
+
+    fn as_list(&mut self) -> Option<&mut List> {
+        None
+    }
+}
+
+/// How many values a list holds without a buffer of its own.
 const HEAD: usize = 4;
 
-/// The values. Most requests carry one to three (a deadline, the budget's
-/// allowance, the attempt number), so the first few live in the shared
-/// block itself: the first insert allocates that block and the value, not
-/// a third buffer.
+/// The values of a map of two or more: the first few live in the list's
+/// block itself, so a list is one allocation and its values.
 #[derive(Clone, Default)]
 struct List {
     head: [Option<Entry>; HEAD],
@@ -55,10 +118,6 @@ impl List {
         self.head.iter_mut().flatten().chain(&mut self.rest)
     }
 
-    fn len(&self) -> usize {
-        self.head.iter().flatten().count() + self.rest.len()
-    }
-
     fn push(&mut self, entry: Entry) {
         match self.head.iter_mut().find(|slot| slot.is_none()) {
             Some(slot) => *slot = Some(entry),
@@ -66,16 +125,55 @@ impl List {
         }
     }
 
-    fn remove(&mut self, id: TypeId) -> Option<Entry> {
-        if let Some(slot) = self
+    /// Inserts or replaces by type; returns the value replaced.
+    fn put(&mut self, entry: Entry) -> Option<Box<dyn AnyClone>> {
+        if let Some(mine) = self.iter_mut().find(|e| e.id == entry.id) {
+            return Some(std::mem::replace(&mut mine.value, entry.value));
+        }
+        self.push(entry);
+        None
+    }
+}
+
+impl Values for List {
+    fn get(&self, id: TypeId) -> Option<&dyn Any> {
+        self.iter().find(|e| e.id == id).map(|e| e.value.as_any())
+    }
+
+    fn get_mut(&mut self, id: TypeId) -> Option<&mut dyn Any> {
+        self.iter_mut()
+            .find(|e| e.id == id)
+            .map(|e| e.value.as_any_mut())
+    }
+
+    fn copy(&self) -> Arc<dyn Values> {
+        Arc::new(self.clone())
+    }
+
+    fn len(&self) -> usize {
+        self.head.iter().flatten().count() + self.rest.len()
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.iter().cloned().collect()
+    }
+
+    fn take(&mut self, id: TypeId) -> Option<Box<dyn Any>> {
+        let entry = if let Some(slot) = self
             .head
             .iter_mut()
             .find(|slot| slot.as_ref().is_some_and(|e| e.id == id))
         {
-            return slot.take();
-        }
-        let index = self.rest.iter().position(|e| e.id == id)?;
-        Some(self.rest.swap_remove(index))
+            slot.take()?
+        } else {
+            let index = self.rest.iter().position(|e| e.id == id)?;
+            self.rest.swap_remove(index)
+        };
+        Some(entry.value.into_any())
+    }
+
+    fn as_list(&mut self) -> Option<&mut List> {
+        Some(self)
     }
 }
 
@@ -105,9 +203,9 @@ impl<T: Clone + Send + Sync + 'static> AnyClone for T {
     }
 }
 
-/// One value and its type. A request carries a handful at most (a
-/// deadline, an allowance, a marker or two), so the map is a short list
-/// searched in order: no hashing, one allocation for the list.
+/// One value of a list and its type. A request carries a handful at most
+/// (a deadline, an allowance, a marker or two), so the list is searched in
+/// order: no hashing.
 struct Entry {
     id: TypeId,
     value: Box<dyn AnyClone>,
@@ -122,8 +220,8 @@ impl Clone for Entry {
     }
 }
 
-fn take<T: 'static>(value: Box<dyn AnyClone>) -> Option<T> {
-    value.into_any().downcast::<T>().ok().map(|b| *b)
+fn take<T: 'static>(value: Box<dyn Any>) -> Option<T> {
+    value.downcast::<T>().ok().map(|b| *b)
 }
 
 impl Extensions {
@@ -135,22 +233,39 @@ impl Extensions {
     /// Inserts `value`, returning the value of its type that was there.
     pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
         let id = TypeId::of::<T>();
-        let entries = self.writable();
-        if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
-            return take(std::mem::replace(&mut entry.value, Box::new(value)));
+        let Some(values) = self.writable() else {
+            // The first value: its own block.
+            self.map = Some(Arc::new(One(Some(value))));
+            return None;
+        };
+        if let Some(mine) = values.get_mut(id).and_then(|v| v.downcast_mut::<T>()) {
+            return Some(std::mem::replace(mine, value));
         }
-        entries.push(Entry {
+        let entry = Entry {
             id,
             value: Box::new(value),
-        });
+        };
+        match values.as_list() {
+            Some(list) => {
+                list.push(entry);
+            }
+            None => {
+                // A second value: the one value becomes a list.
+                let mut list = List::default();
+                for earlier in values.entries() {
+                    list.push(earlier);
+                }
+                list.push(entry);
+                self.map = Some(Arc::new(list));
+            }
+        }
         None
     }
 
     /// The value of type `T`, if any.
+    #[inline]
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        let id = TypeId::of::<T>();
-        let entry = self.map.as_deref()?.iter().find(|e| e.id == id)?;
-        entry.value.as_any().downcast_ref()
+        self.map.as_deref()?.get(TypeId::of::<T>())?.downcast_ref()
     }
 
     /// The value of type `T` for writing, if any. The map is copied first
@@ -158,16 +273,17 @@ impl Extensions {
     pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
         // A miss must not copy a shared map.
         self.get::<T>()?;
-        let id = TypeId::of::<T>();
-        let entry = self.writable().iter_mut().find(|e| e.id == id)?;
-        entry.value.as_any_mut().downcast_mut()
+        self.writable()?.get_mut(TypeId::of::<T>())?.downcast_mut()
     }
 
     /// Removes and returns the value of type `T`, if any.
     pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
         self.get::<T>()?;
-        let id = TypeId::of::<T>();
-        take(self.writable().remove(id)?.value)
+        let removed = self.writable()?.take(TypeId::of::<T>())?;
+        if self.is_empty() {
+            self.map = None;
+        }
+        take(removed)
     }
 
     /// Removes every value.
@@ -182,26 +298,33 @@ impl Extensions {
 
     /// How many values the map holds.
     pub fn len(&self) -> usize {
-        self.map.as_deref().map_or(0, List::len)
+        self.map.as_deref().map_or(0, |values| values.len())
     }
 
     /// Moves every value of `other` into this map, replacing those of the
     /// same types.
     pub fn extend(&mut self, other: Extensions) {
         let Some(other) = other.map else { return };
-        let entries = self.writable();
-        let other = Arc::unwrap_or_clone(other);
-        for entry in other.head.into_iter().flatten().chain(other.rest) {
-            if let Some(mine) = entries.iter_mut().find(|e| e.id == entry.id) {
-                *mine = entry;
-                continue;
+        let mut list = List::default();
+        if let Some(mine) = &self.map {
+            for entry in mine.entries() {
+                list.push(entry);
             }
-            entries.push(entry);
         }
+        for entry in other.entries() {
+            list.put(entry);
+        }
+        self.map = Some(Arc::new(list));
     }
 
-    fn writable(&mut self) -> &mut List {
-        Arc::make_mut(self.map.get_or_insert_with(Arc::default))
+    /// The values for writing, copied first if a clone shares them; `None`
+    /// for an empty map.
+    fn writable(&mut self) -> Option<&mut (dyn Values + 'static)> {
+        let values = self.map.as_mut()?;
+        if Arc::get_mut(values).is_none() {
+            *values = values.copy();
+        }
+        Arc::get_mut(values)
     }
 }
 
@@ -232,6 +355,13 @@ mod tests {
             a.map.as_ref().unwrap(),
             b.map.as_ref().unwrap()
         ));
+        let mut d = b.clone();
+        d.insert(Mark(3));
+        assert_eq!(
+            b.get::<Mark>(),
+            Some(&Mark(1)),
+            "a write copies a shared map"
+        );
         let mut c = b.clone();
         *c.get_mut::<Mark>().unwrap() = Mark(2);
         assert_eq!(a.get::<Mark>(), Some(&Mark(1)));
@@ -240,6 +370,27 @@ mod tests {
         assert_eq!(c.remove::<Mark>(), Some(Mark(2)));
         assert_eq!(c.len(), 0);
         assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn one_value_is_its_own_block_until_a_second_comes() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Other(&'static str);
+        let mut a = Extensions::new();
+        a.insert(Mark(1));
+        assert_eq!(a.insert(Mark(2)), Some(Mark(1)));
+        assert_eq!(a.get::<Other>(), None);
+        let shared = a.clone();
+        *a.get_mut::<Mark>().unwrap() = Mark(3);
+        assert_eq!(shared.get::<Mark>(), Some(&Mark(2)));
+        a.insert(Other("x"));
+        assert_eq!((a.len(), a.get::<Mark>()), (2, Some(&Mark(3))));
+        assert_eq!(shared.len(), 1);
+        let mut b = shared.clone();
+        assert_eq!(b.remove::<Other>(), None);
+        assert_eq!(b.remove::<Mark>(), Some(Mark(2)));
+        assert!(b.is_empty() && b.map.is_none());
+        assert_eq!(shared.get::<Mark>(), Some(&Mark(2)));
     }
 
     #[test]
