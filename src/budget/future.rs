@@ -1,6 +1,7 @@
 //! The budget response future and the settlement of a request's spend.
 
 use super::layer::Shared;
+use super::window::Tick;
 use crate::into_llm::to_llm;
 use pin_project_lite::pin_project;
 use staunch_core::{Answer, BoxError, LlmError, Price, Usage};
@@ -9,7 +10,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// A request's reservation in the window. Settling records the real spend;
 /// dropping it unsettled (the caller gave up) releases the reservation and
@@ -21,8 +21,9 @@ pub(crate) struct Settle {
     settled: bool,
     /// The request's input estimate, for a stream that reports no usage.
     pub(crate) input_estimate: u64,
-    /// The request's start: an answer came `latency` after it.
-    started: Instant,
+    /// The request's start, in the window's time: an answer came
+    /// `latency` after it.
+    started: Tick,
 }
 
 impl Settle {
@@ -30,7 +31,7 @@ impl Settle {
         shared: Arc<Shared>,
         price: Option<Price>,
         reserved: (u64, f64),
-        started: Instant,
+        started: Tick,
     ) -> Self {
         Settle {
             shared,
@@ -62,9 +63,10 @@ impl Settle {
     fn settle(&mut self, usage: Usage, cost: Option<f64>, latency: Duration) {
         let cost = cost.unwrap_or_else(|| self.price.map_or(0.0, |p| p.cost(&usage)));
         let now = if latency.is_zero() {
-            Instant::now()
+            self.shared.clock.now()
         } else {
-            self.started + latency
+            self.started
+                .saturating_add(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX))
         };
         let mut window = self.shared.window_at(now);
         release(&mut window, self.reserved);

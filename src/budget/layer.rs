@@ -2,25 +2,44 @@
 
 use super::Budget;
 use super::config::{BudgetConfig, InvalidBudget};
-use super::window::Window;
+use super::window::{Tick, Window};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 use tower_layer::Layer;
 
 pub(crate) struct Shared {
     pub(crate) config: BudgetConfig,
+    pub(crate) clock: Clock,
     window: Mutex<Window>,
+}
+
+/// The budget's clock: the instant its window's times count from.
+pub(crate) struct Clock {
+    base: Instant,
+}
+
+impl Clock {
+    /// `at` as a time in the window; an instant before the budget was
+    /// built (a request whose clock a layer started earlier) counts as its
+    /// start, later than it was, so its spend leaves the window no earlier.
+    pub(crate) fn tick(&self, at: Instant) -> Tick {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn now(&self) -> Tick {
+        self.tick(Instant::now())
+    }
 }
 
 impl Shared {
     /// The window, expired up to now. A poisoned lock still holds valid
     /// counts (every update is a single assignment), so it is used as is.
     pub(crate) fn window(&self) -> MutexGuard<'_, Window> {
-        self.window_at(Instant::now())
+        self.window_at(self.clock.now())
     }
 
     /// The window, expired up to `now` (a time the caller already read).
-    pub(crate) fn window_at(&self, now: Instant) -> MutexGuard<'_, Window> {
+    pub(crate) fn window_at(&self, now: Tick) -> MutexGuard<'_, Window> {
         let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
         window.expire(now);
         window
@@ -39,7 +58,13 @@ impl BudgetLayer {
         config.validate()?;
         let window = Mutex::new(Window::new(config.window));
         Ok(BudgetLayer {
-            shared: Arc::new(Shared { config, window }),
+            shared: Arc::new(Shared {
+                config,
+                clock: Clock {
+                    base: Instant::now(),
+                },
+                window,
+            }),
         })
     }
 

@@ -8,7 +8,6 @@ use staunch_core::{BoxError, Call, ErrorKind, LlmError};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::time::Instant;
 use tower_service::Service;
 
 /// Refuses requests that would exceed a token or cost cap, before any call,
@@ -99,7 +98,7 @@ where
         // The request's clock starts here unless a layer above started it;
         // the answer's latency runs from it, so the settlement knows when
         // the answer came without reading the clock again.
-        let started = request.start_clock();
+        let started = self.shared.clock.tick(request.start_clock());
         let mut reserved = (0, 0.0);
         if config.window_tokens.is_some() || config.window_cost.is_some() {
             // The window is judged at the request's start, not read again
@@ -125,7 +124,7 @@ where
                     "the window budget is spent: {used_tokens} tokens and ${used_cost:.4} used, {held_tokens} tokens reserved in the last {:?}; this request needs about {tokens} tokens (${cost:.4})",
                     config.window
                 ));
-                error.retry_after = window.wait_until(Instant::now(), fits);
+                error.retry_after = window.wait_until(self.shared.clock.now(), fits);
                 return ResponseFuture::refused(error, "window");
             }
             window.reserved_tokens = window.reserved_tokens.saturating_add(tokens);

@@ -2,13 +2,23 @@
 
 use std::collections::VecDeque;
 use std::time::Duration;
-use tokio::time::Instant;
 
 const BUCKETS: u32 = 20;
 
+/// A time in the window: nanoseconds since the budget's
+/// [`Clock`](super::layer::Clock) started. Every comparison and sum of
+/// times in the window is then one integer operation, where one on an
+/// `Instant` normalises seconds and nanoseconds each time (the window
+/// compares several per request).
+pub(crate) type Tick = u64;
+
+fn ticks(d: Duration) -> Tick {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[derive(Debug)]
 struct Bucket {
-    start: Instant,
+    start: Tick,
     tokens: u64,
     cost: f64,
 }
@@ -19,8 +29,8 @@ struct Bucket {
 /// undercounts.
 #[derive(Debug)]
 pub(crate) struct Window {
-    span: Duration,
-    bucket: Duration,
+    span: Tick,
+    bucket: Tick,
     buckets: VecDeque<Bucket>,
     pub(crate) reserved_tokens: u64,
     pub(crate) reserved_cost: f64,
@@ -29,19 +39,22 @@ pub(crate) struct Window {
 impl Window {
     pub(crate) fn new(span: Duration) -> Self {
         Window {
-            span,
-            bucket: (span / BUCKETS).max(Duration::from_millis(1)),
+            span: ticks(span),
+            bucket: ticks((span / BUCKETS).max(Duration::from_millis(1))),
             buckets: VecDeque::new(),
             reserved_tokens: 0,
             reserved_cost: 0.0,
         }
     }
 
-    fn expiry(&self, bucket: &Bucket) -> Instant {
-        bucket.start + self.bucket + self.span
+    fn expiry(&self, bucket: &Bucket) -> Tick {
+        bucket
+            .start
+            .saturating_add(self.bucket)
+            .saturating_add(self.span)
     }
 
-    pub(crate) fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Tick) {
         while let Some(front) = self.buckets.front() {
             if self.expiry(front) > now {
                 break;
@@ -57,9 +70,10 @@ impl Window {
         })
     }
 
-    pub(crate) fn record(&mut self, now: Instant, tokens: u64, cost: f64) {
+    pub(crate) fn record(&mut self, now: Tick, tokens: u64, cost: f64) {
+        let bucket = self.bucket;
         match self.buckets.back_mut() {
-            Some(back) if now < back.start + self.bucket => {
+            Some(back) if now < back.start.saturating_add(bucket) => {
                 back.tokens = back.tokens.saturating_add(tokens);
                 back.cost += cost;
             }
@@ -75,7 +89,7 @@ impl Window {
     /// what remains; `None` if it never will (the request alone is too big).
     pub(crate) fn wait_until(
         &self,
-        now: Instant,
+        now: Tick,
         mut fits: impl FnMut(u64, f64) -> bool,
     ) -> Option<Duration> {
         let (mut tokens, mut cost) = self.used();
@@ -83,7 +97,9 @@ impl Window {
             tokens = tokens.saturating_sub(bucket.tokens);
             cost -= bucket.cost;
             if fits(tokens, cost) {
-                return Some(self.expiry(bucket).saturating_duration_since(now));
+                return Some(Duration::from_nanos(
+                    self.expiry(bucket).saturating_sub(now),
+                ));
             }
         }
         None
