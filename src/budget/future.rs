@@ -1,7 +1,7 @@
 //! The budget response future and the settlement of a request's spend.
 
 use super::layer::Shared;
-use super::window::Tick;
+use super::window::{Tick, ticks};
 use crate::into_llm::to_llm;
 use pin_project_lite::pin_project;
 use staunch_core::{Answer, BoxError, LlmError, Price, Usage};
@@ -65,8 +65,7 @@ impl Settle {
         let now = if latency.is_zero() {
             self.shared.clock.now()
         } else {
-            self.started
-                .saturating_add(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX))
+            self.started.saturating_add(ticks(latency))
         };
         let mut window = self.shared.window_at(now);
         release(&mut window, self.reserved);

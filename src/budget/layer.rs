@@ -2,7 +2,7 @@
 
 use super::Budget;
 use super::config::{BudgetConfig, InvalidBudget};
-use super::window::{Tick, Window};
+use super::window::{Tick, Window, ticks};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 use tower_layer::Layer;
@@ -19,11 +19,13 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    /// `at` as a time in the window; an instant before the budget was
-    /// built (a request whose clock a layer started earlier) counts as its
-    /// start, later than it was, so its spend leaves the window no earlier.
+    /// `at` as a time in the window (negative for an instant before the
+    /// budget was built: a request whose clock a layer started earlier).
     pub(crate) fn tick(&self, at: Instant) -> Tick {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        match at.checked_duration_since(self.base) {
+            Some(after) => ticks(after),
+            None => ticks(self.base.saturating_duration_since(at)).saturating_neg(),
+        }
     }
 
     pub(crate) fn now(&self) -> Tick {

@@ -246,3 +246,25 @@ fn unenforceable_configs_are_clear_errors() {
             .contains("default_price")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_started_before_the_budget_was_built_is_counted_when_it_was_answered() {
+    let mut early = ask();
+    early.start_clock();
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let budget = layer(
+        BudgetConfig::new()
+            .window(Duration::from_secs(60))
+            .window_tokens(1_000),
+    );
+    let service = budget.layer(Scripted::scripted([Step::Answer]));
+    service.oneshot(early).await.unwrap();
+    assert_eq!(budget.handle().window_tokens(), 15);
+    // Counted when it was answered (the budget's start, 30 s after the
+    // request's): it stays for the whole window (and its 3 s bucket) after
+    // that.
+    tokio::time::advance(Duration::from_secs(62)).await;
+    assert_eq!(budget.handle().window_tokens(), 15);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(budget.handle().window_tokens(), 0);
+}

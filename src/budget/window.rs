@@ -6,14 +6,14 @@ use std::time::Duration;
 const BUCKETS: u32 = 20;
 
 /// A time in the window: nanoseconds since the budget's
-/// [`Clock`](super::layer::Clock) started. Every comparison and sum of
-/// times in the window is then one integer operation, where one on an
-/// `Instant` normalises seconds and nanoseconds each time (the window
-/// compares several per request).
-pub(crate) type Tick = u64;
+/// [`Clock`](super::layer::Clock) started (negative before it). Every
+/// comparison and sum of times in the window is then one integer
+/// operation, where one on an `Instant` normalises seconds and nanoseconds
+/// each time (the window compares several per request).
+pub(crate) type Tick = i64;
 
-fn ticks(d: Duration) -> Tick {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+pub(crate) fn ticks(d: Duration) -> Tick {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 #[derive(Debug)]
@@ -97,9 +97,8 @@ impl Window {
             tokens = tokens.saturating_sub(bucket.tokens);
             cost -= bucket.cost;
             if fits(tokens, cost) {
-                return Some(Duration::from_nanos(
-                    self.expiry(bucket).saturating_sub(now),
-                ));
+                let wait = self.expiry(bucket).saturating_sub(now).max(0);
+                return Some(Duration::from_nanos(wait.unsigned_abs()));
             }
         }
         None
