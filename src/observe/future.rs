@@ -8,6 +8,7 @@ use staunch_core::{Answer, BoxError, ChatResponse, LlmError, Operation, QualityT
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::time::Instant;
 use tracing::Span;
@@ -27,7 +28,7 @@ pin_project! {
         done: bool,
         // The GenAI metrics' labels of the request.
         operation: Operation,
-        request_model: Box<str>,
+        request_model: Arc<str>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -51,7 +52,7 @@ impl<F> ResponseFuture<F> {
         owns_clock: bool,
         span_outcome: bool,
         operation: Operation,
-        request_model: Box<str>,
+        request_model: Arc<str>,
     ) -> Self {
         ResponseFuture {
             inner,
@@ -578,7 +579,7 @@ fn watch_stream(
     response: &mut ChatResponse,
     first_token: f64,
     started: tokio::time::Instant,
-    request_model: Box<str>,
+    request_model: Arc<str>,
 ) {
     metrics::histogram!(names::TIME_TO_FIRST_TOKEN).record(first_token);
     let provider = response.meta.provider.clone().unwrap_or_default();

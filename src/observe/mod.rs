@@ -124,6 +124,7 @@ mod future;
 mod genai_metrics;
 mod layer;
 mod model_label;
+mod request_model;
 pub use crate::metrics as names;
 pub mod semconv;
 mod service;

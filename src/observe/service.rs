@@ -115,7 +115,10 @@ where
             status = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
         );
-        let (operation, model) = (request.operation(), Box::from(request.model()));
+        let (operation, model) = (
+            request.operation(),
+            super::request_model::shared(request.model()),
+        );
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
