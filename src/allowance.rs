@@ -2,7 +2,7 @@
 //! fallback and retry before they spend another attempt.
 
 /// The tokens a logical request may still spend, carried in
-/// [`ChatRequest::extensions`](staunch_core::ChatRequest::extensions) beside
+/// [`ChatRequest::extensions`](staunch_core::ChatRequestParts::extensions) beside
 /// the [`Deadline`](crate::Deadline).
 ///
 /// The [`BudgetLayer`](crate::budget::BudgetLayer) sets it when a

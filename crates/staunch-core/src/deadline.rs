@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The moment by which a logical request must be finished, carried in
-/// [`ChatRequest::extensions`](crate::ChatRequest::extensions).
+/// [`ChatRequest::extensions`](crate::ChatRequestParts::extensions).
 ///
 /// It bounds every retry and fallback below it (Envoy's route timeout): no
 /// staunch layer sleeps past it, an attempt in flight is cut when it comes

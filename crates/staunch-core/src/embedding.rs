@@ -226,7 +226,7 @@ impl fmt::Display for EncodingFormat {
 /// batch's size; within the fields, the input and the provider extras are
 /// shared behind [`Arc`]s of their own. Per-request metadata for the layers (a
 /// deadline, a degradation opt-out) travels in
-/// [`extensions`](Self::extensions), as in `http::Request`; it is not
+/// [`extensions`](EmbeddingRequestParts::extensions), as in `http::Request`; it is not
 /// serialized. The request has the same clock as a
 /// [`ChatRequest`](crate::ChatRequest): [`start_clock`](Self::start_clock),
 /// [`started`](Self::started).

@@ -176,11 +176,11 @@ impl Message {
 /// fields out by value with [`into_parts`](ChatRequest::into_parts).
 ///
 /// Per-request metadata for the layers (a deadline, a degradation opt-out)
-/// travels in [`extensions`](Self::extensions), as in `http::Request`; it is
+/// travels in [`extensions`](ChatRequestParts::extensions), as in `http::Request`; it is
 /// not serialized.
 ///
 /// Tools, the tool choice and the output format are fields of their own,
-/// which every provider dialect maps; [`extra`](Self::extra) carries what
+/// which every provider dialect maps; [`extra`](ChatRequestParts::extra) carries what
 /// only one dialect understands, for that dialect only.
 ///
 /// ```
@@ -366,7 +366,7 @@ impl ChatRequest {
 
     /// A clone of the request that asks `model` instead: what a fallback
     /// target with a model of its own sends. Unlike `clone()` followed by
-    /// setting [`model`](ChatRequest::model), it does not copy the model name
+    /// setting [`model`](ChatRequestParts::model), it does not copy the model name
     /// it replaces.
     ///
     /// ```

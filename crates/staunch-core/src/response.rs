@@ -163,7 +163,7 @@ pub struct ResponseMeta {
     pub latency: Duration,
     /// Time spent waiting between attempts (backoff and `Retry-After`).
     pub retry_wait: Duration,
-    /// Tokens billed by attempts that failed (on top of [`ChatResponse::usage`]).
+    /// Tokens billed by attempts that failed (on top of [`ChatResponseParts::usage`]).
     pub failed_usage: Usage,
     /// What the answer cost in US dollars, failed attempts included, when
     /// the answering target's price is known.
@@ -389,7 +389,7 @@ impl ResponseMeta {
     /// cleared. A [`Static`](QualityTier::Static) answer was made by
     /// staunch itself: its provider is `staunch` and it has no target.
     ///
-    /// The answer's own [`usage`](ChatResponse::usage) is the caller's to
+    /// The answer's own [`usage`](ChatResponseParts::usage) is the caller's to
     /// clear; [`latency`](Self::latency) is left for
     /// [`record_latency`](Self::record_latency).
     ///
