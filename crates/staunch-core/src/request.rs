@@ -603,6 +603,41 @@ mod tests {
     }
 
     #[test]
+    fn clones_share_the_fields_until_one_writes_and_never_see_its_writes() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Mark(u32);
+        let mut a = ChatRequest::new("m", vec![Message::user("x")]).with_extension(Mark(1));
+        let b = a.clone();
+        assert!(std::ptr::eq(&*a, &*b), "a clone counts a reference");
+        // Reading, and a clock already started, write nothing.
+        let started = a.start_clock();
+        let mut c = a.clone();
+        assert_eq!(c.start_clock(), started);
+        assert!(std::ptr::eq(&*a, &*c));
+        // A write copies the fields for the writer only.
+        c.model = "other".to_owned();
+        c.extensions.insert(Mark(2));
+        assert!(!std::ptr::eq(&*a, &*c));
+        assert_eq!(
+            (a.model.as_str(), b.model.as_str(), c.model.as_str()),
+            ("m", "m", "other")
+        );
+        assert_eq!(a.extensions.get::<Mark>(), Some(&Mark(1)));
+        assert_eq!(c.extensions.get::<Mark>(), Some(&Mark(2)));
+        assert_eq!(b.started(), None, "b was cloned before the clock started");
+        assert_eq!(c.started(), Some(started));
+        // The copy shares what the fields share.
+        assert!(Arc::ptr_eq(&a.messages, &c.messages));
+        // A request no clone shares is written in place.
+        let before: *const ChatRequestParts = &*c;
+        c.max_tokens = Some(5);
+        assert!(std::ptr::eq(before, &*c));
+        // into_parts takes the fields whether or not they are shared.
+        assert_eq!(b.into_parts().model, "m");
+        assert_eq!(c.into_parts().max_tokens, Some(5));
+    }
+
+    #[test]
     fn with_extra_copies_on_write() {
         let a = ChatRequest::new("m", vec![]).with_extra(Dialect::OpenAi, "seed", 1);
         let b = a.clone().with_extra(Dialect::Anthropic, "top_k", 5);
