@@ -290,7 +290,10 @@ impl<C: Call> Chain<C> {
         if self.errors.is_empty() {
             return Ok(());
         }
-        if let Some(allowance) = self.request.extensions_mut().get_mut::<Allowance>() {
+        // Read first: writing through the request copies its fields when
+        // a target's copy still shares them, and only an allowance needs
+        // the write.
+        if let Some(&allowance) = self.request.extensions().get::<Allowance>() {
             let here: u64 = self.errors.iter().map(|e| e.total_spent().total()).sum();
             // Written into the chain's own request, which the next
             // target's copy is made from; on top of what was spent before
@@ -299,6 +302,12 @@ impl<C: Call> Chain<C> {
                 .allowance_base
                 .get_or_insert(allowance.earlier_targets());
             let spent = base.saturating_add(here);
+            if allowance.earlier_targets() != spent
+                && let Some(mine) = self.request.extensions_mut().get_mut::<Allowance>()
+            {
+                mine.set_earlier_targets(spent);
+            }
+            let mut allowance = allowance;
             allowance.set_earlier_targets(spent);
             if !allowance.affords_another(0) {
                 tracing::debug!(target: "staunch::fallback", spent, "request token cap reached; not trying further targets");
