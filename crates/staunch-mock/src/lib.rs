@@ -227,8 +227,9 @@ mod server;
 mod state;
 
 pub use scenario::{
-    DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_MAX_INPUTS, DEFAULT_STREAM_TOKEN_MS, Fault,
-    Outage, RandomFault, RouteScenario, Scenario, ScenarioError, StreamErrorKind,
+    DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_EMBEDDING_MAX_INPUTS, DEFAULT_HTTP2_MAX_STREAMS,
+    DEFAULT_STREAM_TOKEN_MS, Fault, Outage, RandomFault, RouteScenario, Scenario, ScenarioError,
+    StreamErrorKind,
 };
 pub use server::MockServer;
 pub use state::{MockStats, Received, RecordLimits, RecordedBody, Route};

@@ -304,6 +304,11 @@ pub struct Scenario {
     /// ([`DEFAULT_EMBEDDING_MAX_INPUTS`], OpenAI's limit); a larger batch
     /// gets OpenAI's 400 "Too many inputs".
     pub embedding_max_inputs: usize,
+    /// The streams one HTTP/2 connection may carry at once, as the
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` a provider's server advertises
+    /// ([`DEFAULT_HTTP2_MAX_STREAMS`]); a client past it waits for a stream
+    /// to end or opens another connection. Read when a connection opens.
+    pub http2_max_streams: u32,
 }
 
 /// The default [`Scenario::embedding_dimensions`].
@@ -311,6 +316,9 @@ pub const DEFAULT_EMBEDDING_DIMENSIONS: u32 = 16;
 
 /// The default [`Scenario::embedding_max_inputs`] (OpenAI's limit).
 pub const DEFAULT_EMBEDDING_MAX_INPUTS: usize = 2048;
+
+/// The default [`Scenario::http2_max_streams`] (hyper's).
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 200;
 
 /// The default [`Scenario::stream_token_ms`].
 pub const DEFAULT_STREAM_TOKEN_MS: u64 = 5;
@@ -331,6 +339,7 @@ impl Default for Scenario {
             gemini_embeddings: RouteScenario::default(),
             embedding_dimensions: DEFAULT_EMBEDDING_DIMENSIONS,
             embedding_max_inputs: DEFAULT_EMBEDDING_MAX_INPUTS,
+            http2_max_streams: DEFAULT_HTTP2_MAX_STREAMS,
         }
     }
 }

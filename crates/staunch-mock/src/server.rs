@@ -141,10 +141,13 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
         };
         let _ = stream.set_nodelay(true);
         while connections.try_join_next().is_some() {}
+        let max_streams = state.connected();
         let (state, served) = (state.clone(), served.clone());
         connections.spawn(async move {
             let service = service_fn(move |request| handle(request, state.clone(), served.clone()));
-            let _ = auto::Builder::new(TokioExecutor::new())
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http2().max_concurrent_streams(max_streams);
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

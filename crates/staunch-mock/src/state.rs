@@ -264,6 +264,8 @@ pub struct MockStats {
     pub requests: BTreeMap<String, u64>,
     /// Faults served, by name (`ok` for normal answers).
     pub faults: BTreeMap<String, u64>,
+    /// Connections accepted.
+    pub connections: u64,
     /// The last requests, oldest first, within the [`RecordLimits`].
     pub recent: VecDeque<Received>,
     /// The bytes `recent` holds (see [`Received::recorded_bytes`]); never
@@ -444,6 +446,14 @@ impl State {
 
     pub(crate) fn stats(&self) -> MockStats {
         self.lock().stats.clone()
+    }
+
+    /// Counts a connection accepted, and says how many HTTP/2 streams it
+    /// may carry at once.
+    pub(crate) fn connected(&self) -> u32 {
+        let mut inner = self.lock();
+        inner.stats.connections += 1;
+        inner.scenario.http2_max_streams
     }
 
     /// Records a request (its raw `bytes`, within the limits) and decides
