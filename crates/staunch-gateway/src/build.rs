@@ -303,7 +303,8 @@ async fn client(
         .first_token_timeout(provider.first_token_timeout)
         .retry_first_token_timeout(provider.retry_first_token_timeout)
         .idle_timeout(provider.idle_timeout)
-        .http2_prior_knowledge(provider.http2_prior_knowledge);
+        .http2_prior_knowledge(provider.http2_prior_knowledge)
+        .max_streams_per_connection(provider.max_streams_per_connection);
     let key = provider.api_key_env.as_deref().and_then(ApiKey::from_env);
     let failed = |e: staunch_providers::ConfigError| GatewayError::Provider {
         provider: name.to_owned(),

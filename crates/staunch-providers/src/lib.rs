@@ -38,6 +38,7 @@ pub mod headers;
 pub mod ingress;
 mod json;
 mod key;
+mod lanes;
 pub mod openai;
 pub mod responses;
 mod sse;

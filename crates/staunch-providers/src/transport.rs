@@ -2,14 +2,12 @@
 //! rustls, with timeouts and a bound on the response size.
 
 use crate::ConfigError;
+use crate::lanes::{LaneSlot, Lanes};
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use staunch_core::BoxError;
 use staunch_core::{Deadline, ErrorKind, LlmError};
 use std::sync::Arc;
@@ -32,6 +30,7 @@ use tower_service::Service;
 /// | `retry_first_token_timeout` | off: a missed first token moves to the next target at once |
 /// | `max_event_bytes` (streams: one server-sent event) | 1 MiB |
 /// | `http2_prior_knowledge` (HTTP/2 on a plain `http://` URL) | off: HTTP/1.1 there; `https://` negotiates HTTP/2 or 1.1 |
+/// | `max_streams_per_connection` (HTTP/2: requests in flight on one connection before another opens) | 100 |
 /// | `transport` (a tower HTTP client of your own) | none: a pooled hyper client over rustls |
 ///
 /// A streamed request is bounded by the first four stream limits (and its
@@ -49,12 +48,18 @@ pub struct HttpOptions {
     pub(crate) retry_first_token_timeout: bool,
     pub(crate) max_event_bytes: usize,
     pub(crate) http2_prior_knowledge: bool,
+    pub(crate) max_streams_per_connection: usize,
     pub(crate) transport: Option<CustomTransport>,
 }
 
 /// The body of an upstream's answer: hyper's own, or a user transport's.
 pub(crate) enum WireBody {
-    Hyper(hyper::body::Incoming),
+    /// With the request's place in its connection lane, given back when
+    /// the body is dropped.
+    Hyper {
+        body: hyper::body::Incoming,
+        _slot: LaneSlot,
+    },
     Custom(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -67,21 +72,23 @@ impl http_body::Body for WireBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            WireBody::Hyper(body) => std::pin::Pin::new(body).poll_frame(cx).map_err(Into::into),
+            WireBody::Hyper { body, .. } => {
+                std::pin::Pin::new(body).poll_frame(cx).map_err(Into::into)
+            }
             WireBody::Custom(body) => std::pin::Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            WireBody::Hyper(body) => body.is_end_stream(),
+            WireBody::Hyper { body, .. } => body.is_end_stream(),
             WireBody::Custom(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
-            WireBody::Hyper(body) => body.size_hint(),
+            WireBody::Hyper { body, .. } => body.size_hint(),
             WireBody::Custom(body) => body.size_hint(),
         }
     }
@@ -112,6 +119,7 @@ impl Default for HttpOptions {
             retry_first_token_timeout: false,
             max_event_bytes: 1024 * 1024,
             http2_prior_knowledge: false,
+            max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
             transport: None,
         }
     }
@@ -128,6 +136,9 @@ impl HttpOptions {
     pub const DEFAULT_FIRST_TOKEN_TIMEOUT: Duration = Duration::from_secs(60);
     /// The default [`idle_timeout`](Self::idle_timeout): 30 s.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default [`max_streams_per_connection`](Self::max_streams_per_connection):
+    /// 100, the lowest stream limit providers' HTTP/2 servers advertise.
+    pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: usize = 100;
 
     /// The defaults of the table above.
     pub fn new() -> Self {
@@ -280,6 +291,21 @@ impl HttpOptions {
         self.http2_prior_knowledge = on;
         self
     }
+
+    /// HTTP/2: how many requests may be in flight on one connection before
+    /// the client opens another to the same upstream (at least 1). An
+    /// HTTP/2 server serves a limited number of streams at once on a
+    /// connection (its `SETTINGS_MAX_CONCURRENT_STREAMS`: 100 at some
+    /// providers, 200-256 at others), and hyper's pool keeps a single
+    /// connection per upstream, so past that limit a request would wait
+    /// for another's answer to end, for as long as a streamed answer
+    /// takes. Set it at or below the upstream's limit. Over HTTP/1.1 each
+    /// request holds a connection of its own and this changes nothing.
+    /// Past 64 connections' worth, requests share the least busy one.
+    pub fn max_streams_per_connection(mut self, n: usize) -> Self {
+        self.max_streams_per_connection = n.max(1);
+        self
+    }
 }
 
 /// A response read in full.
@@ -290,15 +316,13 @@ pub(crate) struct RawResponse {
     pub(crate) body: Bytes,
 }
 
-type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// What sends the requests: staunch's pooled hyper client, or a user's.
 /// The large variant is the usual one, the same size as before there was a
 /// choice: boxing it would add a pointer chase to every request.
 #[derive(Clone)]
 #[allow(clippy::large_enum_variant)]
 enum Sender {
-    Hyper(HyperClient),
+    Hyper(Lanes),
     Custom(CustomService),
 }
 
@@ -308,11 +332,16 @@ impl Sender {
         request: Request<Full<Bytes>>,
     ) -> Result<http::Response<WireBody>, LlmError> {
         match self {
-            Sender::Hyper(client) => client
-                .request(request)
-                .await
-                .map(|response| response.map(WireBody::Hyper))
-                .map_err(send_error),
+            Sender::Hyper(lanes) => {
+                // The place is held until the answer's body is dropped, or
+                // with this future if it is dropped first.
+                let (client, slot) = lanes.take();
+                client
+                    .request(request)
+                    .await
+                    .map(|response| response.map(|body| WireBody::Hyper { body, _slot: slot }))
+                    .map_err(send_error)
+            }
             Sender::Custom(service) => service.clone().oneshot(request).await.map_err(custom_error),
         }
     }
@@ -343,12 +372,14 @@ impl Transport {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(options.pool_idle_timeout)
-            .http2_only(options.http2_prior_knowledge)
-            .build(https);
+        let lanes = Lanes::new(
+            https,
+            options.pool_idle_timeout,
+            options.http2_prior_knowledge,
+            options.max_streams_per_connection,
+        );
         Ok(Transport {
-            client: Sender::Hyper(client),
+            client: Sender::Hyper(lanes),
             options: Arc::new(options),
         })
     }

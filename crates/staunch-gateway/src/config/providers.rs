@@ -145,6 +145,16 @@ pub struct Provider {
     /// ALPN on its own) nor kind `mock`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub http2_prior_knowledge: bool,
+    /// HTTP/2: how many requests may be in flight on one connection to
+    /// this provider before the gateway opens another
+    /// (`max_streams_per_connection`, default 100, at least 1). A provider's
+    /// server serves a limited number of streams at once per connection
+    /// (100 to 256 at the large providers), and a stream holds its place for
+    /// as long as its answer streams: past the limit, one connection would
+    /// make the next requests wait for others to end. Over HTTP/1.1 every
+    /// request holds a connection anyway.
+    #[serde(default = "Provider::default_max_streams_per_connection")]
+    pub max_streams_per_connection: usize,
 }
 
 impl Provider {
@@ -163,6 +173,9 @@ impl Provider {
     fn default_idle_timeout() -> Duration {
         HttpOptions::DEFAULT_IDLE_TIMEOUT
     }
+    fn default_max_streams_per_connection() -> usize {
+        HttpOptions::DEFAULT_MAX_STREAMS_PER_CONNECTION
+    }
 
     /// A provider of this kind with every other field at its default.
     pub fn new(kind: ProviderKind) -> Self {
@@ -179,6 +192,7 @@ impl Provider {
             retry_first_token_timeout: false,
             scenario: None,
             http2_prior_knowledge: false,
+            max_streams_per_connection: Self::default_max_streams_per_connection(),
         }
     }
 }
@@ -204,6 +218,24 @@ mod tests {
         )
         .unwrap();
         assert!(c.providers["up"].http2_prior_knowledge);
+    }
+
+    #[test]
+    fn max_streams_per_connection_defaults_to_100_is_read_and_is_at_least_1() {
+        let c = provider("kind = \"openai\"").unwrap();
+        assert_eq!(c.providers["up"].max_streams_per_connection, 100);
+        let c = provider("kind = \"openai\"\nmax_streams_per_connection = 8").unwrap();
+        assert_eq!(c.providers["up"].max_streams_per_connection, 8);
+        let errors = provider("kind = \"openai\"\nmax_streams_per_connection = 0")
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "providers.up.max_streams_per_connection");
+        assert!(
+            errors[0].message.contains("at least 1"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]

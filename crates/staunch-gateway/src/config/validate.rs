@@ -161,6 +161,12 @@ impl Check<'_> {
             p.first_token_timeout,
         );
         self.positive(key(&path, "idle_timeout_secs"), p.idle_timeout);
+        if p.max_streams_per_connection == 0 {
+            self.error(
+                key(&path, "max_streams_per_connection"),
+                "must be at least 1",
+            );
+        }
         if p.http2_prior_knowledge {
             let plain = p
                 .base_url
