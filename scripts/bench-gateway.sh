@@ -57,7 +57,10 @@
 #   HELD_TOKEN_MS the slow mock's milliseconds per token (default 60)
 #   UPSTREAM_HTTP2=1  every server speaks HTTP/2 to the mock (prior
 #                 knowledge: http2_prior_knowledge = true, forwarder --http2),
-#                 as to a provider that negotiates HTTP/2 over TLS
+#                 as to a provider that negotiates HTTP/2 over TLS. The mock
+#                 serves 200 streams per connection: the gateway opens
+#                 another connection every 100 streams, the forwarders
+#                 (hyper-util's client, one connection) queue the rest
 #   SKIP_BUILD=1  use the binaries already built
 #   BIN_DIR       where staunch-mock and examples/{loadgen,forwarder} are
 #                 (default target/$PROFILE)
