@@ -50,7 +50,6 @@
 // With only some layers built, helpers shared by the others go unused.
 #![cfg_attr(not(feature = "full"), allow(unused))]
 
-mod allowance;
 #[cfg(feature = "target")]
 mod any_call;
 #[cfg(feature = "balance")]
@@ -96,10 +95,10 @@ mod test_support;
 #[cfg(feature = "validate")]
 pub mod validate;
 
-pub use allowance::Allowance;
 pub use builder::ServiceBuilderExt;
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};
 pub use staunch_core as core;
+pub use staunch_core::Allowance;
 #[cfg(feature = "target")]
 pub use target::TargetBuilder;
 

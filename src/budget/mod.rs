@@ -37,8 +37,8 @@ mod service;
 mod tests;
 mod window;
 
-pub use crate::allowance::Allowance;
 pub use config::{BudgetConfig, InvalidBudget};
 pub use future::ResponseFuture;
 pub use layer::{BudgetHandle, BudgetLayer};
 pub use service::Budget;
+pub use staunch_core::Allowance;

@@ -2,8 +2,8 @@
 
 use super::future::{ResponseFuture, Settle};
 use super::layer::Shared;
-use crate::allowance::Allowance;
 use crate::into_llm::to_llm;
+use staunch_core::Allowance;
 use staunch_core::{BoxError, Call, ErrorKind, LlmError};
 use std::fmt;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ where
                     "request",
                 );
             }
-            request.extensions_mut().insert(Allowance::new(cap, tokens));
+            request.set_allowance(Some(Allowance::new(cap, tokens)));
         }
         let price = config.price_of(request.model());
         let cost = price.map_or(0.0, |p| p.cost(&per_attempt));

@@ -2,7 +2,6 @@
 
 use super::service::{Held, Shared};
 use super::target::{Target, TargetService};
-use crate::allowance::Allowance;
 use crate::deadline::{Bounded, Deadline, DeadlineScope};
 use crate::metrics as names;
 use pin_project_lite::pin_project;
@@ -290,10 +289,7 @@ impl<C: Call> Chain<C> {
         if self.errors.is_empty() {
             return Ok(());
         }
-        // Read first: writing through the request copies its fields when
-        // a target's copy still shares them, and only an allowance needs
-        // the write.
-        if let Some(&allowance) = self.request.extensions().get::<Allowance>() {
+        if let Some(allowance) = self.request.allowance() {
             let here: u64 = self.errors.iter().map(|e| e.total_spent().total()).sum();
             // Written into the chain's own request, which the next
             // target's copy is made from; on top of what was spent before
@@ -302,13 +298,11 @@ impl<C: Call> Chain<C> {
                 .allowance_base
                 .get_or_insert(allowance.earlier_targets());
             let spent = base.saturating_add(here);
-            if allowance.earlier_targets() != spent
-                && let Some(mine) = self.request.extensions_mut().get_mut::<Allowance>()
-            {
-                mine.set_earlier_targets(spent);
-            }
             let mut allowance = allowance;
             allowance.set_earlier_targets(spent);
+            // Writes (copying the request's fields if a target's copy
+            // still shares them) only a changed figure.
+            self.request.set_allowance(Some(allowance));
             if !allowance.affords_another(0) {
                 tracing::debug!(target: "staunch::fallback", spent, "request token cap reached; not trying further targets");
                 return Err(chain_error(std::mem::take(&mut self.errors), chain_failed));

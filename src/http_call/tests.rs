@@ -210,3 +210,18 @@ fn never_a_frame()
     }
     Never
 }
+
+#[test]
+fn a_call_without_a_place_of_its_own_keeps_its_allowance_in_its_extensions() {
+    // `HttpCall` takes `Call`'s default allowance methods, as a user's own
+    // call type would.
+    let mut call = HttpCall::new(post(br#"{"model": "gpt-4o"}"#)).expect("a call");
+    assert_eq!(call.allowance(), None);
+    let cap = crate::Allowance::new(1_000, 100);
+    call.set_allowance(Some(cap));
+    assert_eq!(call.allowance(), Some(cap));
+    assert_eq!(call.extensions().get::<crate::Allowance>(), Some(&cap));
+    call.set_allowance(None);
+    assert_eq!(call.allowance(), None);
+    assert!(call.extensions().get::<crate::Allowance>().is_none());
+}

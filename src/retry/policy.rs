@@ -3,7 +3,6 @@
 
 use super::RetryConfig;
 use super::attempt::AttemptNumber;
-use crate::allowance::Allowance;
 use crate::deadline::Deadline;
 use crate::metrics as names;
 use staunch_core::{Answer, Call, ErrorClass, LlmError, Usage};
@@ -106,8 +105,7 @@ impl Progress {
             return Err(GiveUp::Deadline);
         }
         if request
-            .extensions()
-            .get::<Allowance>()
+            .allowance()
             .is_some_and(|a| !a.affords_another(self.spent.total()))
         {
             return Err(GiveUp::RequestBudget);

@@ -23,8 +23,8 @@
 //! ```
 
 use crate::{
-    ChatRequest, ChatResponse, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, Extensions,
-    ResponseMeta, Usage,
+    Allowance, ChatRequest, ChatResponse, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
+    Extensions, ResponseMeta, Usage,
 };
 use std::fmt;
 use std::time::Duration;
@@ -100,8 +100,8 @@ pub trait Call: Clone + Send + Sync + 'static {
     /// event, the commit point.
     fn is_stream(&self) -> bool;
 
-    /// Per-request metadata the layers share (a deadline, a probe's mark,
-    /// a budget's allowance), as `http::Request::extensions`.
+    /// Per-request metadata the layers share (a deadline, a probe's mark),
+    /// as `http::Request::extensions`.
     fn extensions(&self) -> &Extensions;
 
     /// The extensions, mutably.
@@ -113,6 +113,27 @@ pub trait Call: Clone + Send + Sync + 'static {
 
     /// When the call's clock started, if it has.
     fn started(&self) -> Option<Instant>;
+
+    /// The tokens the call may still spend, as a budget above set them;
+    /// `None` without a per-request cap. Kept in the
+    /// [`extensions`](Self::extensions) unless the call type has a place of
+    /// its own for it (staunch's call types do: setting it allocates
+    /// nothing).
+    fn allowance(&self) -> Option<Allowance> {
+        self.extensions().get::<Allowance>().copied()
+    }
+
+    /// Sets the call's [`Allowance`], or clears it with `None`.
+    fn set_allowance(&mut self, allowance: Option<Allowance>) {
+        match allowance {
+            Some(allowance) => {
+                self.extensions_mut().insert(allowance);
+            }
+            None => {
+                self.extensions_mut().remove::<Allowance>();
+            }
+        }
+    }
 
     /// Splits a batch call into calls of at most `max_inputs` inputs and
     /// about `max_tokens` estimated tokens each, in order (an input larger
@@ -246,6 +267,16 @@ impl Call for ChatRequest {
     fn started(&self) -> Option<Instant> {
         ChatRequest::started(self)
     }
+
+    #[inline]
+    fn allowance(&self) -> Option<Allowance> {
+        ChatRequest::allowance(self)
+    }
+
+    #[inline]
+    fn set_allowance(&mut self, allowance: Option<Allowance>) {
+        ChatRequest::set_allowance(self, allowance);
+    }
 }
 
 impl Answer for ChatResponse {
@@ -343,6 +374,16 @@ impl Call for EmbeddingRequest {
     #[inline]
     fn started(&self) -> Option<Instant> {
         EmbeddingRequest::started(self)
+    }
+
+    #[inline]
+    fn allowance(&self) -> Option<Allowance> {
+        EmbeddingRequest::allowance(self)
+    }
+
+    #[inline]
+    fn set_allowance(&mut self, allowance: Option<Allowance>) {
+        EmbeddingRequest::set_allowance(self, allowance);
     }
 
     fn split_batch(&self, max_inputs: usize, max_tokens: u64) -> Option<Vec<Self>> {

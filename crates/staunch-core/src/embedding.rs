@@ -22,7 +22,7 @@
 //! assert_eq!(answer.dimensions(), Some(2));
 //! ```
 
-use crate::{Dialect, Extensions, Extras, ResponseMeta, Usage};
+use crate::{Allowance, Dialect, Extensions, Extras, ResponseMeta, Usage};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -278,6 +278,10 @@ pub struct EmbeddingRequestParts {
     /// [`EmbeddingRequest::start_clock`].
     #[serde(skip)]
     started: Option<Instant>,
+    /// What a budget above lets the request spend; see
+    /// [`EmbeddingRequest::allowance`].
+    #[serde(skip)]
+    allowance: Option<Allowance>,
 }
 
 fn extras_are_empty(m: &Arc<Extras>) -> bool {
@@ -321,6 +325,7 @@ impl EmbeddingRequest {
             extra: Arc::default(),
             extensions: Extensions::new(),
             started: None,
+            allowance: None,
         })
     }
 
@@ -357,6 +362,21 @@ impl EmbeddingRequest {
         }
     }
 
+    /// The tokens the request may still spend, as a budget above set them
+    /// ([`Allowance`]); `None` without a per-request cap. Clones share it
+    /// until one of them sets its own.
+    pub fn allowance(&self) -> Option<Allowance> {
+        self.allowance
+    }
+
+    /// Sets the request's [`Allowance`], or clears it with `None`. The
+    /// request carries it in a place of its own: nothing is allocated.
+    pub fn set_allowance(&mut self, allowance: Option<Allowance>) {
+        if self.allowance != allowance {
+            self.allowance = allowance;
+        }
+    }
+
     /// A clone of the request that asks `model` instead: what a fallback
     /// target with a model of its own sends. It shares the input.
     ///
@@ -382,6 +402,7 @@ impl EmbeddingRequest {
             extra: self.extra.clone(),
             extensions: self.extensions.clone(),
             started: self.started,
+            allowance: self.allowance,
         })
     }
 

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod allowance;
 mod call;
 pub mod classify_http;
 mod content;
@@ -39,6 +40,7 @@ mod tool;
 mod usage;
 pub mod wire_time;
 
+pub use allowance::Allowance;
 pub use call::{Answer, Call, Operation, TypedCall};
 pub use content::{Content, ContentPart, PartRef, PartsIter};
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineScope};

@@ -1,8 +1,8 @@
 //! The provider-neutral chat request.
 
 use crate::{
-    Content, ContentPart, Dialect, Extensions, Extras, ResponseFormat, ToolCall, ToolChoice,
-    ToolDefinition,
+    Allowance, Content, ContentPart, Dialect, Extensions, Extras, ResponseFormat, ToolCall,
+    ToolChoice, ToolDefinition,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -257,6 +257,10 @@ pub struct ChatRequestParts {
     /// [`ChatRequest::start_clock`].
     #[serde(skip)]
     started: Option<Instant>,
+    /// What a budget above lets the request spend; see
+    /// [`ChatRequest::allowance`].
+    #[serde(skip)]
+    allowance: Option<Allowance>,
 }
 
 fn slice_is_empty(s: &Arc<[String]>) -> bool {
@@ -313,6 +317,7 @@ impl ChatRequest {
             extra: Arc::default(),
             extensions: Extensions::new(),
             started: None,
+            allowance: None,
         })
     }
 
@@ -364,6 +369,21 @@ impl ChatRequest {
         }
     }
 
+    /// The tokens the request may still spend, as a budget above set them
+    /// ([`Allowance`]); `None` without a per-request cap. Clones share it
+    /// until one of them sets its own.
+    pub fn allowance(&self) -> Option<Allowance> {
+        self.allowance
+    }
+
+    /// Sets the request's [`Allowance`], or clears it with `None`. The
+    /// request carries it in a place of its own: nothing is allocated.
+    pub fn set_allowance(&mut self, allowance: Option<Allowance>) {
+        if self.allowance != allowance {
+            self.allowance = allowance;
+        }
+    }
+
     /// A clone of the request that asks `model` instead: what a fallback
     /// target with a model of its own sends. Unlike `clone()` followed by
     /// setting [`model`](ChatRequestParts::model), it does not copy the model name
@@ -402,6 +422,7 @@ impl ChatRequest {
             extra: self.extra.clone(),
             extensions: self.extensions.clone(),
             started: self.started,
+            allowance: self.allowance,
         })
     }
 
@@ -600,6 +621,31 @@ mod tests {
         let b = a.clone();
         assert!(Arc::ptr_eq(&a.messages, &b.messages));
         assert!(Arc::ptr_eq(&a.extra, &b.extra));
+    }
+
+    #[test]
+    fn an_allowance_is_the_requests_own_shared_by_clones_until_one_sets_another() {
+        let mut a = ChatRequest::new("m", vec![Message::user("x")]);
+        assert_eq!(a.allowance(), None);
+        let cap = Allowance::new(1_000, 100);
+        a.set_allowance(Some(cap));
+        assert_eq!(a.allowance(), Some(cap));
+        assert!(
+            a.extensions.is_empty(),
+            "not in the extensions: no allocation"
+        );
+        let mut b = a.clone();
+        // The same figure again writes nothing, so copies nothing.
+        b.set_allowance(Some(cap));
+        assert!(std::ptr::eq(&*a, &*b));
+        let mut spent = cap;
+        spent.set_earlier_targets(400);
+        b.set_allowance(Some(spent));
+        assert!(!std::ptr::eq(&*a, &*b));
+        assert_eq!((a.allowance(), b.allowance()), (Some(cap), Some(spent)));
+        assert_eq!(b.clone_for_model("other").allowance(), Some(spent));
+        b.set_allowance(None);
+        assert_eq!(b.allowance(), None);
     }
 
     #[test]

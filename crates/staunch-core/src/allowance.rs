@@ -1,19 +1,19 @@
-//! The per-request token allowance: set by the budget layer, consulted by
+//! The per-request token allowance: set by a budget layer, consulted by
 //! fallback and retry before they spend another attempt.
 
-/// The tokens a logical request may still spend, carried in
-/// [`ChatRequest::extensions`](staunch_core::ChatRequestParts::extensions) beside
-/// the [`Deadline`](crate::Deadline).
+/// The tokens a logical request may still spend, carried by the request
+/// itself ([`Call::allowance`](crate::Call::allowance)), as its
+/// [`Deadline`](crate::Deadline) is.
 ///
-/// The [`BudgetLayer`](crate::budget::BudgetLayer) sets it when a
-/// per-request cap is configured; a fallback chain records what its earlier
-/// targets spent in it, and the retry layer and the chain ask it whether
-/// one more attempt still fits, so a request gives up before it would pass
-/// its cap rather than after. A layer of your own can set or read it the
-/// same way.
+/// staunch's `BudgetLayer` sets it when a per-request cap is configured; a
+/// fallback chain records what its earlier targets spent in it, and the
+/// retry layer and the chain ask it whether one more attempt still fits,
+/// so a request gives up before it would pass its cap rather than after.
+/// A layer of your own can set or read it the same way
+/// ([`Call::set_allowance`](crate::Call::set_allowance)).
 ///
 /// ```
-/// use staunch::Allowance;
+/// use staunch_core::Allowance;
 /// // 10,000 tokens in all; an attempt may use up to 1,500.
 /// let mut allowance = Allowance::new(10_000, 1_500);
 /// assert!(allowance.affords_another(8_000));
