@@ -5,7 +5,6 @@ use crate::into_llm::to_llm;
 use metrics::{Key, Label, Level, Metadata};
 use pin_project_lite::pin_project;
 use staunch_core::{Answer, BoxError, ChatResponse, LlmError, Operation, QualityTier, Usage};
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -103,74 +102,6 @@ fn ok_requests(tier: QualityTier) -> Option<&'static Key> {
     })
 }
 
-/// The keys that carry a provider and a model, built once per thread for
-/// the few pairs a stack answers from.
-struct AnswerKeys {
-    provider: Box<str>,
-    model: Box<str>,
-    input: Key,
-    output: Key,
-    cost: Key,
-}
-
-impl AnswerKeys {
-    fn new(provider: &str, model: &str) -> Self {
-        let label = super::model_label::bounded(model);
-        let tokens = |direction: &'static str| {
-            Key::from_parts(
-                names::TOKENS,
-                vec![
-                    Label::new("provider", provider.to_owned()),
-                    Label::new("model", label.to_owned()),
-                    Label::new("direction", direction),
-                ],
-            )
-        };
-        AnswerKeys {
-            provider: provider.into(),
-            model: model.into(),
-            input: tokens("input"),
-            output: tokens("output"),
-            cost: Key::from_parts(
-                names::REQUEST_COST,
-                vec![Label::new("provider", provider.to_owned())],
-            ),
-        }
-    }
-}
-
-/// Pairs remembered per thread; past this many the memory starts over.
-const ANSWER_KEYS: usize = 32;
-
-thread_local! {
-    static KEYS: RefCell<Vec<AnswerKeys>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Calls `f` with the keys of (`provider`, `model`); `None` when this
-/// thread's keys are out of reach (being torn down, or borrowed by a
-/// recorder that called back into this layer).
-fn with_answer_keys<T>(provider: &str, model: &str, f: impl FnOnce(&AnswerKeys) -> T) -> Option<T> {
-    KEYS.try_with(|keys| {
-        let mut keys = keys.try_borrow_mut().ok()?;
-        let found = keys
-            .iter()
-            .position(|k| *k.provider == *provider && *k.model == *model);
-        let index = match found {
-            Some(index) => index,
-            None => {
-                if keys.len() >= ANSWER_KEYS {
-                    keys.clear();
-                }
-                keys.push(AnswerKeys::new(provider, model));
-                keys.len() - 1
-            }
-        };
-        Some(f(&keys[index]))
-    })
-    .ok()
-    .flatten()
-}
-
 fn count_tokens(provider: &str, model: &str, usage: Usage) {
     if usage.input_tokens == 0 && usage.output_tokens == 0 {
         return;
@@ -183,39 +114,6 @@ fn count_tokens(provider: &str, model: &str, usage: Usage) {
     if usage.output_tokens > 0 {
         metrics::counter!(names::TOKENS, "provider" => provider.to_owned(), "model" => model.to_owned(), "direction" => "output")
             .increment(usage.output_tokens);
-    }
-}
-
-/// The metrics of an answer: what `record_ok` used to record with the
-/// macros, through keys built once.
-fn count_answer(provider: &str, model: &str, usage: Usage, cost: Option<f64>) {
-    let recorded = (usage.input_tokens == 0 && usage.output_tokens == 0 && cost.is_none())
-        || with_answer_keys(provider, model, |keys| {
-            metrics::with_recorder(|recorder| {
-                if usage.input_tokens > 0 {
-                    recorder
-                        .register_counter(&keys.input, &METADATA)
-                        .increment(usage.input_tokens);
-                }
-                if usage.output_tokens > 0 {
-                    recorder
-                        .register_counter(&keys.output, &METADATA)
-                        .increment(usage.output_tokens);
-                }
-                if let Some(cost) = cost {
-                    recorder
-                        .register_histogram(&keys.cost, &METADATA)
-                        .record(cost);
-                }
-            })
-        })
-        .is_some();
-    if !recorded {
-        count_tokens(provider, model, usage);
-        if let Some(cost) = cost {
-            metrics::histogram!(names::REQUEST_COST, "provider" => provider.to_owned())
-                .record(cost);
-        }
     }
 }
 
@@ -476,7 +374,6 @@ fn record_ok<A: Answer>(span: Option<&Span>, response: &A, seconds: f64) {
             .register_histogram(&OK_DURATION, &METADATA)
             .record(seconds);
     });
-    count_answer(provider, model, response.total_usage(), meta.cost);
 }
 
 /// Records a failure's outcome: on `span` (when given) and in the metrics.
@@ -550,12 +447,12 @@ where
                     request_model: this.request_model,
                     response_model: response.answered_model(),
                 };
-                genai_metrics::answered(
-                    &labels,
-                    response.usage(),
-                    seconds,
-                    response.is_streaming(),
-                );
+                let spend = genai_metrics::Spend {
+                    usage: response.usage(),
+                    total: response.total_usage(),
+                    cost: response.meta().cost,
+                };
+                genai_metrics::answered(&labels, spend, seconds, response.is_streaming());
                 if response.is_streaming()
                     && let Some(response) = response.as_chat_mut()
                 {

@@ -3,15 +3,18 @@
 //! the operation, the provider, the requested and the answering model (and
 //! `error.type` on failures).
 //!
-//! The keys of the success path are built once per thread for the few
-//! label sets a stack answers with, as the request metrics' are: a key
-//! built by the macros at each call allocates its labels and hashes them.
+//! The keys of the success path, these and staunch's own token and cost
+//! metrics of an answer, are built once per thread for the few label sets
+//! a stack answers with: a key built by the macros at each call allocates
+//! its labels and hashes them. One lookup finds all of an answer's keys.
 
 use super::model_label;
+use super::names;
 use super::semconv::{self, attr, metric};
 use metrics::{Key, Label, Level, Metadata};
 use staunch_core::{LlmError, Operation, Usage};
 use std::cell::RefCell;
+use std::sync::Arc;
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -20,7 +23,9 @@ static METADATA: Metadata<'static> =
 pub(super) struct Labels<'a> {
     pub(super) operation: Operation,
     pub(super) provider: &'a str,
-    pub(super) request_model: &'a str,
+    /// From the instrument's per-thread set of names: the same name is
+    /// the same `Arc`, so a label set is found by pointer.
+    pub(super) request_model: &'a Arc<str>,
     pub(super) response_model: &'a str,
 }
 
@@ -28,12 +33,18 @@ pub(super) struct Labels<'a> {
 struct Keys {
     operation: Operation,
     provider: Box<str>,
-    request_model: Box<str>,
+    request_model: Arc<str>,
     response_model: Box<str>,
     duration: Key,
     ttfc: Key,
     input: Key,
     output: Key,
+    /// staunch's own counters of the answer's tokens (its failed
+    /// attempts' too) and histogram of its cost, by provider and
+    /// answering model.
+    tokens_input: Key,
+    tokens_output: Key,
+    cost: Key,
 }
 
 impl Keys {
@@ -60,10 +71,31 @@ impl Keys {
             l.push(Label::new(attr::TOKEN_TYPE, kind));
             Key::from_parts(metric::TOKEN_USAGE, l)
         };
+        let provider = match labels.provider {
+            "" => "unknown",
+            named => named,
+        };
+        let model = model_label::bounded(labels.response_model);
+        let staunch_tokens = |direction: &'static str| {
+            Key::from_parts(
+                names::TOKENS,
+                vec![
+                    Label::new("provider", provider.to_owned()),
+                    Label::new("model", model.to_owned()),
+                    Label::new("direction", direction),
+                ],
+            )
+        };
         Keys {
+            tokens_input: staunch_tokens("input"),
+            tokens_output: staunch_tokens("output"),
+            cost: Key::from_parts(
+                names::REQUEST_COST,
+                vec![Label::new("provider", provider.to_owned())],
+            ),
             operation: labels.operation,
             provider: labels.provider.into(),
-            request_model: labels.request_model.into(),
+            request_model: labels.request_model.clone(),
             response_model: labels.response_model.into(),
             duration: Key::from_parts(metric::OPERATION_DURATION, base()),
             ttfc: Key::from_parts(metric::TIME_TO_FIRST_CHUNK, base()),
@@ -75,7 +107,8 @@ impl Keys {
     fn matches(&self, labels: &Labels<'_>) -> bool {
         self.operation == labels.operation
             && *self.provider == *labels.provider
-            && *self.request_model == *labels.request_model
+            && (Arc::ptr_eq(&self.request_model, labels.request_model)
+                || *self.request_model == **labels.request_model)
             && *self.response_model == *labels.response_model
     }
 }
@@ -115,12 +148,36 @@ fn with_keys(labels: &Labels<'_>, f: impl FnOnce(&Keys)) {
     }
 }
 
+/// What an answer spent: this answer's `usage` (the GenAI histograms), and
+/// with its failed attempts' (`total`, staunch's counters) and its cost.
+pub(super) struct Spend {
+    pub(super) usage: Usage,
+    pub(super) total: Usage,
+    pub(super) cost: Option<f64>,
+}
+
 /// A whole answer (`seconds` from the request to the answer), or a
 /// stream's commit point (`first_chunk`: the time to its first chunk; its
 /// duration is recorded when it ends, by [`answered_stream_end`]).
-pub(super) fn answered(labels: &Labels<'_>, usage: Usage, seconds: f64, streaming: bool) {
+pub(super) fn answered(labels: &Labels<'_>, spend: Spend, seconds: f64, streaming: bool) {
+    let Spend { usage, total, cost } = spend;
     with_keys(labels, |keys| {
         metrics::with_recorder(|recorder| {
+            if total.input_tokens > 0 {
+                recorder
+                    .register_counter(&keys.tokens_input, &METADATA)
+                    .increment(total.input_tokens);
+            }
+            if total.output_tokens > 0 {
+                recorder
+                    .register_counter(&keys.tokens_output, &METADATA)
+                    .increment(total.output_tokens);
+            }
+            if let Some(cost) = cost {
+                recorder
+                    .register_histogram(&keys.cost, &METADATA)
+                    .record(cost);
+            }
             if streaming {
                 recorder
                     .register_histogram(&keys.ttfc, &METADATA)
