@@ -31,9 +31,9 @@ struct Degrading<C> {
 pub(super) enum ForStatic<C> {
     /// The model a static text answers as.
     Model(ModelName),
-    /// The request, for an answer built from it (boxed: it would triple the
-    /// size of the state every degrading request moves).
-    Request(Box<C>),
+    /// The request, for an answer built from it: a clone shares the
+    /// request's fields.
+    Request(C),
 }
 
 /// The model a static text answers as, inline when it is short (model
@@ -78,7 +78,7 @@ fn static_answer<C: Call>(config: &StaticAnswer, for_static: &ForStatic<C>) -> O
             ChatResponse::new(model.as_str(), text.as_ref())
         }
         (StaticAnswer::Built(build), ForStatic::Request(request)) => {
-            build((&**request as &dyn Any).downcast_ref::<ChatRequest>()?)
+            build((request as &dyn Any).downcast_ref::<ChatRequest>()?)
         }
         _ => return None,
     };

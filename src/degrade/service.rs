@@ -107,15 +107,15 @@ where
         // The fingerprint is the cache key: without a cache, no need to
         // hash the whole conversation.
         let key = self.shared.cache.as_ref().map(|_| request.fingerprint());
-        // A static text needs only the model it answers as; an answer built
-        // from the request needs the request (a clone: four reference
-        // counts and the model name). The model is kept inline when short.
+        // A static text needs only the model it answers as (kept inline
+        // when short); an answer built from the request needs the request
+        // (a clone: one reference count).
         let for_static = match &shared.config.static_answer {
             // Static answers are text: chat's alone.
             None => None,
             Some(_) if C::OPERATION != Operation::Chat => None,
             Some(answer) if answer.needs_request() => {
-                Some(ForStatic::Request(Box::new(request.clone())))
+                Some(ForStatic::Request(request.clone()))
             }
             Some(_) => Some(ForStatic::Model(ModelName::new(request.model()))),
         };
