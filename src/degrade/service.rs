@@ -114,9 +114,7 @@ where
             // Static answers are text: chat's alone.
             None => None,
             Some(_) if C::OPERATION != Operation::Chat => None,
-            Some(answer) if answer.needs_request() => {
-                Some(ForStatic::Request(request.clone()))
-            }
+            Some(answer) if answer.needs_request() => Some(ForStatic::Request(request.clone())),
             Some(_) => Some(ForStatic::Model(ModelName::new(request.model()))),
         };
         let started = request.start_clock();
