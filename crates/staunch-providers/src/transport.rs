@@ -301,7 +301,8 @@ impl HttpOptions {
     /// for another's answer to end, for as long as a streamed answer
     /// takes. Set it at or below the upstream's limit. Over HTTP/1.1 each
     /// request holds a connection of its own and this changes nothing.
-    /// Past 64 connections' worth, requests share the least busy one.
+    /// Past 64 connections' worth of requests in flight, further ones share
+    /// the least busy connection.
     pub fn max_streams_per_connection(mut self, n: usize) -> Self {
         self.max_streams_per_connection = n.max(1);
         self
@@ -316,11 +317,9 @@ pub(crate) struct RawResponse {
     pub(crate) body: Bytes,
 }
 
-/// What sends the requests: staunch's pooled hyper client, or a user's.
-/// The large variant is the usual one, the same size as before there was a
-/// choice: boxing it would add a pointer chase to every request.
+/// What sends the requests: staunch's pooled hyper client (spread over
+/// lanes, one HTTP/2 connection each), or a user's.
 #[derive(Clone)]
-#[allow(clippy::large_enum_variant)]
 enum Sender {
     Hyper(Lanes),
     Custom(CustomService),
