@@ -289,7 +289,7 @@ impl<C: Call> Chain<C> {
         if self.errors.is_empty() {
             return Ok(());
         }
-        if let Some(allowance) = self.request.allowance() {
+        if let Some(mut allowance) = self.request.allowance() {
             let here: u64 = self.errors.iter().map(|e| e.total_spent().total()).sum();
             // Written into the chain's own request, which the next
             // target's copy is made from; on top of what was spent before
@@ -298,7 +298,6 @@ impl<C: Call> Chain<C> {
                 .allowance_base
                 .get_or_insert(allowance.earlier_targets());
             let spent = base.saturating_add(here);
-            let mut allowance = allowance;
             allowance.set_earlier_targets(spent);
             // Writes (copying the request's fields if a target's copy
             // still shares them) only a changed figure.
