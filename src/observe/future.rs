@@ -326,8 +326,16 @@ fn record_fields(span: &Span, fields: &Outcome<'_>) {
     span.record_all(&set.value_set(&values));
 }
 
-/// Records an answer's outcome: on `span` (when given) and in the metrics.
-fn record_ok<A: Answer>(span: Option<&Span>, response: &A, seconds: f64) {
+/// Records an answer's outcome: on `span` (when given) and in the metrics,
+/// the GenAI conventions' (labelled by `request_model` and `operation`)
+/// with staunch's own, through one lookup of the recorder.
+fn record_ok<A: Answer>(
+    span: Option<&Span>,
+    response: &A,
+    seconds: f64,
+    operation: Operation,
+    request_model: &Arc<str>,
+) {
     let meta = response.meta();
     let provider = meta.provider.as_deref().unwrap_or("unknown");
     let model = response.answered_model();
@@ -373,6 +381,18 @@ fn record_ok<A: Answer>(span: Option<&Span>, response: &A, seconds: f64) {
         recorder
             .register_histogram(&OK_DURATION, &METADATA)
             .record(seconds);
+        let labels = genai_metrics::Labels {
+            operation,
+            provider: meta.provider.as_deref().unwrap_or(""),
+            request_model,
+            response_model: model,
+        };
+        let spend = genai_metrics::Spend {
+            usage: response.usage(),
+            total: response.total_usage(),
+            cost: meta.cost,
+        };
+        genai_metrics::answered(recorder, &labels, spend, seconds, response.is_streaming());
     });
 }
 
@@ -440,19 +460,13 @@ where
                 } else {
                     this.started.elapsed().as_secs_f64()
                 };
-                record_ok(this.span_outcome.then_some(&*this.span), response, seconds);
-                let labels = genai_metrics::Labels {
-                    operation: *this.operation,
-                    provider: response.meta().provider.as_deref().unwrap_or(""),
-                    request_model: this.request_model,
-                    response_model: response.answered_model(),
-                };
-                let spend = genai_metrics::Spend {
-                    usage: response.usage(),
-                    total: response.total_usage(),
-                    cost: response.meta().cost,
-                };
-                genai_metrics::answered(&labels, spend, seconds, response.is_streaming());
+                record_ok(
+                    this.span_outcome.then_some(&*this.span),
+                    response,
+                    seconds,
+                    *this.operation,
+                    this.request_model,
+                );
                 if response.is_streaming()
                     && let Some(response) = response.as_chat_mut()
                 {

@@ -159,10 +159,18 @@ pub(super) struct Spend {
 /// A whole answer (`seconds` from the request to the answer), or a
 /// stream's commit point (`first_chunk`: the time to its first chunk; its
 /// duration is recorded when it ends, by [`answered_stream_end`]).
-pub(super) fn answered(labels: &Labels<'_>, spend: Spend, seconds: f64, streaming: bool) {
+/// Records through `recorder`: the caller holds the one it records its own
+/// metrics of the answer with (finding it costs a thread-local lookup).
+pub(super) fn answered(
+    recorder: &dyn metrics::Recorder,
+    labels: &Labels<'_>,
+    spend: Spend,
+    seconds: f64,
+    streaming: bool,
+) {
     let Spend { usage, total, cost } = spend;
     with_keys(labels, |keys| {
-        metrics::with_recorder(|recorder| {
+        {
             if total.input_tokens > 0 {
                 recorder
                     .register_counter(&keys.tokens_input, &METADATA)
@@ -198,7 +206,7 @@ pub(super) fn answered(labels: &Labels<'_>, spend: Spend, seconds: f64, streamin
                     .register_histogram(&keys.output, &METADATA)
                     .record(usage.output_tokens as f64);
             }
-        });
+        }
     });
 }
 
