@@ -26,12 +26,15 @@ struct Bucket {
 /// Tokens and cost spent over the last `span`, in buckets of `span / 20`,
 /// plus what requests in flight have reserved. A bucket leaves the window
 /// only once all of it is older than `span`, so the window never
-/// undercounts.
+/// undercounts. The sums of the buckets are kept as they change: a busy
+/// window has all twenty filled, and every request reads the sums.
 #[derive(Debug)]
 pub(crate) struct Window {
     span: Tick,
     bucket: Tick,
     buckets: VecDeque<Bucket>,
+    tokens: u64,
+    cost: f64,
     pub(crate) reserved_tokens: u64,
     pub(crate) reserved_cost: f64,
 }
@@ -42,6 +45,8 @@ impl Window {
             span: ticks(span),
             bucket: ticks((span / BUCKETS).max(Duration::from_millis(1))),
             buckets: VecDeque::new(),
+            tokens: 0,
+            cost: 0.0,
             reserved_tokens: 0,
             reserved_cost: 0.0,
         }
@@ -59,18 +64,27 @@ impl Window {
             if self.expiry(front) > now {
                 break;
             }
-            self.buckets.pop_front();
+            if let Some(gone) = self.buckets.pop_front() {
+                self.tokens = self.tokens.saturating_sub(gone.tokens);
+                self.cost -= gone.cost;
+            }
+        }
+        if self.buckets.is_empty() {
+            // Nothing left: exactly nothing, whatever rounding the
+            // subtractions left in the cost.
+            self.tokens = 0;
+            self.cost = 0.0;
         }
     }
 
     /// Tokens and cost recorded in the window.
     pub(crate) fn used(&self) -> (u64, f64) {
-        self.buckets.iter().fold((0, 0.0), |(t, c), b| {
-            (t.saturating_add(b.tokens), c + b.cost)
-        })
+        (self.tokens, self.cost.max(0.0))
     }
 
     pub(crate) fn record(&mut self, now: Tick, tokens: u64, cost: f64) {
+        self.tokens = self.tokens.saturating_add(tokens);
+        self.cost += cost;
         let bucket = self.bucket;
         match self.buckets.back_mut() {
             Some(back) if now < back.start.saturating_add(bucket) => {
@@ -102,5 +116,37 @@ impl Window {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The sums kept as buckets come and go are the buckets' own sums,
+        /// and an emptied window holds exactly nothing.
+        #[test]
+        fn the_kept_sums_are_the_sums_of_the_buckets_in_the_window(
+            steps in prop::collection::vec((0i64..400, 0u64..10_000, 0u32..1_000), 1..200),
+        ) {
+            let mut window = Window::new(Duration::from_secs(1));
+            let mut now: Tick = 0;
+            for (millis, tokens, cents) in steps {
+                now += millis * 1_000_000;
+                window.expire(now);
+                window.record(now, tokens, f64::from(cents) / 100.0);
+                let (sum_tokens, sum_cost) = window
+                    .buckets
+                    .iter()
+                    .fold((0u64, 0.0), |(t, c), b| (t + b.tokens, c + b.cost));
+                let (tokens, cost) = window.used();
+                prop_assert_eq!(tokens, sum_tokens);
+                prop_assert!((cost - sum_cost).abs() < 1e-6, "{cost} against {sum_cost}");
+            }
+            window.expire(now + ticks(Duration::from_secs(5)));
+            prop_assert_eq!(window.used(), (0, 0.0));
+        }
     }
 }
