@@ -159,6 +159,7 @@ pub(super) struct Spend {
 /// A whole answer (`seconds` from the request to the answer), or a
 /// stream's commit point (`first_chunk`: the time to its first chunk; its
 /// duration is recorded when it ends, by [`answered_stream_end`]).
+///
 /// Records through `recorder`: the caller holds the one it records its own
 /// metrics of the answer with (finding it costs a thread-local lookup).
 pub(super) fn answered(
@@ -170,42 +171,40 @@ pub(super) fn answered(
 ) {
     let Spend { usage, total, cost } = spend;
     with_keys(labels, |keys| {
-        {
-            if total.input_tokens > 0 {
-                recorder
-                    .register_counter(&keys.tokens_input, &METADATA)
-                    .increment(total.input_tokens);
-            }
-            if total.output_tokens > 0 {
-                recorder
-                    .register_counter(&keys.tokens_output, &METADATA)
-                    .increment(total.output_tokens);
-            }
-            if let Some(cost) = cost {
-                recorder
-                    .register_histogram(&keys.cost, &METADATA)
-                    .record(cost);
-            }
-            if streaming {
-                recorder
-                    .register_histogram(&keys.ttfc, &METADATA)
-                    .record(seconds);
-            } else {
-                recorder
-                    .register_histogram(&keys.duration, &METADATA)
-                    .record(seconds);
-            }
-            if usage.input_tokens > 0 {
-                recorder
-                    .register_histogram(&keys.input, &METADATA)
-                    .record(usage.input_tokens as f64);
-            }
-            // A stream's output is counted when it ends.
-            if usage.output_tokens > 0 && !streaming {
-                recorder
-                    .register_histogram(&keys.output, &METADATA)
-                    .record(usage.output_tokens as f64);
-            }
+        if total.input_tokens > 0 {
+            recorder
+                .register_counter(&keys.tokens_input, &METADATA)
+                .increment(total.input_tokens);
+        }
+        if total.output_tokens > 0 {
+            recorder
+                .register_counter(&keys.tokens_output, &METADATA)
+                .increment(total.output_tokens);
+        }
+        if let Some(cost) = cost {
+            recorder
+                .register_histogram(&keys.cost, &METADATA)
+                .record(cost);
+        }
+        if streaming {
+            recorder
+                .register_histogram(&keys.ttfc, &METADATA)
+                .record(seconds);
+        } else {
+            recorder
+                .register_histogram(&keys.duration, &METADATA)
+                .record(seconds);
+        }
+        if usage.input_tokens > 0 {
+            recorder
+                .register_histogram(&keys.input, &METADATA)
+                .record(usage.input_tokens as f64);
+        }
+        // A stream's output is counted when it ends.
+        if usage.output_tokens > 0 && !streaming {
+            recorder
+                .register_histogram(&keys.output, &METADATA)
+                .record(usage.output_tokens as f64);
         }
     });
 }
