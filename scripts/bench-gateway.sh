@@ -59,8 +59,9 @@
 #                 knowledge: http2_prior_knowledge = true, forwarder --http2),
 #                 as to a provider that negotiates HTTP/2 over TLS. The mock
 #                 serves 200 streams per connection: the gateway opens
-#                 another connection every 100 streams, the forwarders
-#                 (hyper-util's client, one connection) queue the rest
+#                 another connection every 100 streams, and the forwarders
+#                 spread their client connections over one client per 100
+#                 held streams (--connections), so that no server queues
 #   SKIP_BUILD=1  use the binaries already built
 #   BIN_DIR       where staunch-mock and examples/{loadgen,forwarder} are
 #                 (default target/$PROFILE)
@@ -81,6 +82,11 @@ STREAMS=${STREAMS:-32}
 HELD_STREAMS=${HELD_STREAMS:-1000}
 HELD_TOKEN_MS=${HELD_TOKEN_MS:-60}
 UPSTREAM_HTTP2=${UPSTREAM_HTTP2:-}
+[[ $HELD_STREAMS =~ ^[0-9]+$ ]] || { echo "HELD_STREAMS must be a whole number, not '$HELD_STREAMS'" >&2; exit 2; }
+# Over HTTP/2 the forwarders' clients: one per 100 held streams, as the
+# gateway opens a connection per 100 streams.
+FORWARDER_CLIENTS=$(((HELD_STREAMS + 99) / 100))
+((FORWARDER_CLIENTS > 0)) || FORWARDER_CLIENTS=1
 read -r -a GATEWAY_ENV <<<"${GATEWAY_ENV:-}"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/*.toml
@@ -118,7 +124,8 @@ start_servers() {
     # fallback), then the bare one (bytes passed through), last.
     for name in forwarder-parse forwarder; do
         port=$(free_port)
-        "$FORWARDER" --listen "127.0.0.1:$port" --upstream "$upstream" ${UPSTREAM_HTTP2:+--http2} \
+        "$FORWARDER" --listen "127.0.0.1:$port" --upstream "$upstream" \
+            ${UPSTREAM_HTTP2:+--http2 --connections $FORWARDER_CLIENTS} \
             $([[ $name == forwarder-parse ]] && echo --parse) >"$OUT/$name$suffix.log" 2>&1 &
         started "$name" "$suffix" "$port" "$!" "$FORWARDER"
     done

@@ -12,9 +12,13 @@
 //! nothing more, with the same runtime, accept loop settings (`TCP_NODELAY`)
 //! and client (hyper-util's pooled client) as the gateway. A streamed answer
 //! is relayed frame by frame as it arrives. `--http2` speaks HTTP/2 to the
-//! upstream (prior knowledge, one multiplexed connection), as the gateway
-//! does with `http2_prior_knowledge = true` or with a provider that
-//! negotiates HTTP/2 over TLS. Loopback only.
+//! upstream (prior knowledge), as the gateway does with
+//! `http2_prior_knowledge = true` or with a provider that negotiates
+//! HTTP/2 over TLS. hyper-util's client keeps one multiplexed connection
+//! per upstream, so past the server's streams per connection the streams
+//! queue; `--connections N` spreads the client connections over `N`
+//! clients, each with a pool of its own (the gateway opens another
+//! connection every 100 streams instead). Loopback only.
 //!
 //! `--parse` makes it the forwarder issue 33 measures against: "parse,
 //! re-serialise, one fallback". Each request body is read whole, parsed
@@ -53,6 +57,10 @@ struct Args {
     /// once more.
     #[arg(long)]
     parse: bool,
+    /// Clients to spread the client connections over, in turn, each with
+    /// a pool (and so an HTTP/2 connection) of its own.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    connections: u16,
 }
 
 /// A socket address on loopback.
@@ -161,13 +169,22 @@ async fn main() {
         upstream,
         http2,
         parse,
+        connections,
     } = clap::Parser::parse();
-    let client: Upstream = Client::builder(TokioExecutor::new())
-        .http2_only(http2)
-        .build_http();
-    let parsing: ParsingUpstream = Client::builder(TokioExecutor::new())
-        .http2_only(http2)
-        .build_http();
+    let clients: Vec<Upstream> = (0..connections)
+        .map(|_| {
+            Client::builder(TokioExecutor::new())
+                .http2_only(http2)
+                .build_http()
+        })
+        .collect();
+    let parsing_clients: Vec<ParsingUpstream> = (0..connections)
+        .map(|_| {
+            Client::builder(TokioExecutor::new())
+                .http2_only(http2)
+                .build_http()
+        })
+        .collect();
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -176,19 +193,28 @@ async fn main() {
         }
     };
     let version = if http2 { "HTTP/2" } else { "HTTP/1.1" };
+    let spread = if connections > 1 {
+        format!(", {connections} clients")
+    } else {
+        String::new()
+    };
     let mode = if parse { ", parsing" } else { "" };
     println!(
-        "forwarder listening on http://{listen}, upstream http://{upstream} over {version}{mode}"
+        "forwarder listening on http://{listen}, upstream http://{upstream} over {version}{spread}{mode}"
     );
     let http = hyper::server::conn::http1::Builder::new();
+    let mut accepted = 0usize;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(stream);
+        // Each client connection to the next client, in turn.
+        let turn = accepted % clients.len();
+        accepted = accepted.wrapping_add(1);
         if parse {
-            let (client, upstream) = (parsing.clone(), upstream.clone());
+            let (client, upstream) = (parsing_clients[turn].clone(), upstream.clone());
             let service = hyper::service::service_fn(move |request| {
                 forward_parsed(client.clone(), upstream.clone(), request)
             });
@@ -197,7 +223,7 @@ async fn main() {
                 let _ = connection.await;
             });
         } else {
-            let (client, upstream) = (client.clone(), upstream.clone());
+            let (client, upstream) = (clients[turn].clone(), upstream.clone());
             let service = hyper::service::service_fn(move |request| {
                 forward(client.clone(), upstream.clone(), request)
             });
