@@ -162,6 +162,22 @@ async fn forward_parsed(
     ))
 }
 
+/// `count` clients, each with a pool of its own (no connection is opened
+/// before its first request).
+fn pooled_clients<B>(count: u16, http2: bool) -> Vec<Client<HttpConnector, B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    (0..count)
+        .map(|_| {
+            Client::builder(TokioExecutor::new())
+                .http2_only(http2)
+                .build_http()
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let Args {
@@ -171,20 +187,8 @@ async fn main() {
         parse,
         connections,
     } = clap::Parser::parse();
-    let clients: Vec<Upstream> = (0..connections)
-        .map(|_| {
-            Client::builder(TokioExecutor::new())
-                .http2_only(http2)
-                .build_http()
-        })
-        .collect();
-    let parsing_clients: Vec<ParsingUpstream> = (0..connections)
-        .map(|_| {
-            Client::builder(TokioExecutor::new())
-                .http2_only(http2)
-                .build_http()
-        })
-        .collect();
+    let clients: Vec<Upstream> = pooled_clients(connections, http2);
+    let parsing_clients: Vec<ParsingUpstream> = pooled_clients(connections, http2);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {
