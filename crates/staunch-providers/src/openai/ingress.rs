@@ -390,142 +390,94 @@ fn part(i: usize, j: usize, mut p: Map<String, Value>) -> Result<ContentPart, In
 /// Writes `response` as a Chat Completions answer: the text, the tool calls,
 /// the refusal, the finish reason and the usage (cached and reasoning
 /// tokens included), with `model` the model that actually answered.
+///
+/// Written straight into one buffer with its keys as fixed text, in the
+/// order serde writes the answer's fields (sorted, as a
+/// `serde_json::Value` object keeps them), so the bytes are those of the
+/// answer serialized through serde: only the strings carried over from the
+/// answer are escaped, not the two dozen keys of every answer.
 pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
-    let calls: Vec<CallOut<'_>> = response
-        .message
-        .tool_calls
-        .iter()
-        .map(|c| CallOut {
-            function: FunctionOut {
-                arguments: &c.arguments,
-                name: &c.name,
-            },
-            id: &c.id,
-            kind: "function",
-        })
-        .collect();
     let text = response.text();
-    let body = CompletionOut {
-        choices: [ChoiceOut {
-            finish_reason: finish_reason(&response.finish_reason),
-            index: 0,
-            logprobs: (),
-            message: MessageOut {
-                content: (!text.is_empty() || calls.is_empty()).then_some(text.as_ref()),
-                refusal: response.refusal.as_deref(),
-                role: "assistant",
-                tool_calls: calls,
-            },
-        }],
-        created,
-        id: if response.id.is_empty() {
-            "chatcmpl-staunch"
-        } else {
-            &response.id
-        },
-        model: response.answered_model(),
-        object: "chat.completion",
-        usage: UsageOut::from(&response.usage),
+    let calls = &response.message.tool_calls;
+    let id = if response.id.is_empty() {
+        "chatcmpl-staunch"
+    } else {
+        &response.id
     };
-    // Sized for the whole answer (serde_json's own start of 128 bytes
-    // grows twice for the smallest one): the fixed keys and numbers, what
-    // is carried over, an eighth more for escapes.
+    let model = response.answered_model();
+    // Sized for the whole answer: the fixed keys and numbers (about 330
+    // bytes), what is carried over, an eighth more for escapes.
     let carried = text.len()
-        + body.id.len()
-        + body.model.len()
+        + id.len()
+        + model.len()
         + response.refusal.as_ref().map_or(0, String::len)
-        + response
-            .message
-            .tool_calls
+        + calls
             .iter()
             .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 80)
             .sum::<usize>();
-    let mut out = Vec::with_capacity(320 + carried + carried / 8);
-    match serde_json::to_writer(&mut out, &body) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
+    let mut out = Vec::with_capacity(360 + carried + carried / 8);
+    out.extend_from_slice(b"{\"choices\":[{\"finish_reason\":\"");
+    out.extend_from_slice(finish_reason(&response.finish_reason).as_bytes());
+    out.extend_from_slice(b"\",\"index\":0,\"logprobs\":null,\"message\":{\"content\":");
+    if !text.is_empty() || calls.is_empty() {
+        json_str(&mut out, &text);
+    } else {
+        out.extend_from_slice(b"null");
     }
-}
-
-// A completion as Chat Completions writes it, serialized straight from the
-// answer's borrowed parts. The fields are in the order the wire has always
-// had them (alphabetical, as a `serde_json::Value` object writes them).
-
-#[derive(serde::Serialize)]
-struct CompletionOut<'a> {
-    choices: [ChoiceOut<'a>; 1],
-    created: u64,
-    id: &'a str,
-    model: &'a str,
-    object: &'static str,
-    usage: UsageOut,
-}
-
-#[derive(serde::Serialize)]
-struct ChoiceOut<'a> {
-    finish_reason: &'static str,
-    index: u32,
-    // Always `null`.
-    logprobs: (),
-    message: MessageOut<'a>,
-}
-
-#[derive(serde::Serialize)]
-struct MessageOut<'a> {
-    content: Option<&'a str>,
-    refusal: Option<&'a str>,
-    role: &'static str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<CallOut<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct CallOut<'a> {
-    function: FunctionOut<'a>,
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(serde::Serialize)]
-struct FunctionOut<'a> {
-    arguments: &'a str,
-    name: &'a str,
-}
-
-#[derive(serde::Serialize)]
-struct UsageOut {
-    completion_tokens: u64,
-    completion_tokens_details: ReasoningOut,
-    prompt_tokens: u64,
-    prompt_tokens_details: CachedOut,
-    total_tokens: u64,
-}
-
-#[derive(serde::Serialize)]
-struct ReasoningOut {
-    reasoning_tokens: u64,
-}
-
-#[derive(serde::Serialize)]
-struct CachedOut {
-    cached_tokens: u64,
-}
-
-impl From<&staunch_core::Usage> for UsageOut {
-    fn from(usage: &staunch_core::Usage) -> Self {
-        UsageOut {
-            completion_tokens: usage.output_tokens,
-            completion_tokens_details: ReasoningOut {
-                reasoning_tokens: usage.reasoning_tokens,
-            },
-            prompt_tokens: usage.input_tokens,
-            prompt_tokens_details: CachedOut {
-                cached_tokens: usage.cached_input_tokens,
-            },
-            total_tokens: usage.total(),
+    out.extend_from_slice(b",\"refusal\":");
+    match &response.refusal {
+        Some(refusal) => json_str(&mut out, refusal),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"role\":\"assistant\"");
+    if !calls.is_empty() {
+        out.extend_from_slice(b",\"tool_calls\":[");
+        for (i, call) in calls.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"function\":{\"arguments\":");
+            json_str(&mut out, &call.arguments);
+            out.extend_from_slice(b",\"name\":");
+            json_str(&mut out, &call.name);
+            out.extend_from_slice(b"},\"id\":");
+            json_str(&mut out, &call.id);
+            out.extend_from_slice(b",\"type\":\"function\"}");
         }
+        out.push(b']');
     }
+    out.extend_from_slice(b"}}],\"created\":");
+    push_u64(&mut out, created);
+    out.extend_from_slice(b",\"id\":");
+    json_str(&mut out, id);
+    out.extend_from_slice(b",\"model\":");
+    json_str(&mut out, model);
+    out.extend_from_slice(b",\"object\":\"chat.completion\",\"usage\":");
+    push_usage(&mut out, &response.usage);
+    out.push(b'}');
+    out
+}
+
+/// Appends a usage object as Chat Completions writes it (the bytes serde
+/// writes for [`UsageOut`]): cached and reasoning tokens in their detail
+/// objects, the keys sorted.
+fn push_usage(out: &mut Vec<u8>, usage: &staunch_core::Usage) {
+    out.extend_from_slice(b"{\"completion_tokens\":");
+    push_u64(out, usage.output_tokens);
+    out.extend_from_slice(b",\"completion_tokens_details\":{\"reasoning_tokens\":");
+    push_u64(out, usage.reasoning_tokens);
+    out.extend_from_slice(b"},\"prompt_tokens\":");
+    push_u64(out, usage.input_tokens);
+    out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+    push_u64(out, usage.cached_input_tokens);
+    out.extend_from_slice(b"},\"total_tokens\":");
+    push_u64(out, usage.total());
+    out.push(b'}');
+}
+
+/// Appends `n` in decimal, as serde_json writes an integer.
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A finish reason as Chat Completions names it; reasons it has no name
@@ -537,12 +489,6 @@ fn finish_reason(reason: &FinishReason) -> &'static str {
         FinishReason::ContentFilter => "content_filter",
         _ => "stop",
     }
-}
-
-/// A usage object as Chat Completions writes it, cached and reasoning
-/// tokens in their detail objects.
-fn usage_json(usage: &staunch_core::Usage) -> Value {
-    serde_json::to_value(UsageOut::from(usage)).unwrap_or(Value::Null)
 }
 
 /// Writes one event of a streamed answer as a Chat Completions chunk, the
@@ -641,8 +587,7 @@ pub fn encode_chunk(
     out.extend_from_slice(b",\"object\":\"chat.completion.chunk\"");
     if let StreamEvent::Usage(usage) = event {
         out.extend_from_slice(b",\"usage\":");
-        // Once a stream, and sorted like the rest: through a value.
-        let _ = serde_json::to_writer(&mut out, &usage_json(usage));
+        push_usage(&mut out, usage);
     }
     out.extend_from_slice(b"}\n\n");
     Some(out)
@@ -678,7 +623,217 @@ fn sse_data(value: &Value) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod response_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use staunch_core::{ToolCall, Usage};
+
+    /// The answer serialized through serde's derive, as the encoder did
+    /// before it wrote the bytes itself: the oracle.
+    fn through_serde(response: &ChatResponse, created: u64) -> Vec<u8> {
+        let calls: Vec<CallOut<'_>> = response
+            .message
+            .tool_calls
+            .iter()
+            .map(|c| CallOut {
+                function: FunctionOut {
+                    arguments: &c.arguments,
+                    name: &c.name,
+                },
+                id: &c.id,
+                kind: "function",
+            })
+            .collect();
+        let text = response.text();
+        let body = CompletionOut {
+            choices: [ChoiceOut {
+                finish_reason: finish_reason(&response.finish_reason),
+                index: 0,
+                logprobs: (),
+                message: MessageOut {
+                    content: (!text.is_empty() || calls.is_empty()).then_some(text.as_ref()),
+                    refusal: response.refusal.as_deref(),
+                    role: "assistant",
+                    tool_calls: calls,
+                },
+            }],
+            created,
+            id: if response.id.is_empty() {
+                "chatcmpl-staunch"
+            } else {
+                &response.id
+            },
+            model: response.answered_model(),
+            object: "chat.completion",
+            usage: UsageOut::from(&response.usage),
+        };
+        serde_json::to_vec(&body).expect("an answer serializes")
+    }
+
+    // A completion as Chat Completions writes it, serialized straight from the
+    // answer's borrowed parts. The fields are in the order the wire has always
+    // had them (alphabetical, as a `serde_json::Value` object writes them).
+
+    #[derive(serde::Serialize)]
+    struct CompletionOut<'a> {
+        choices: [ChoiceOut<'a>; 1],
+        created: u64,
+        id: &'a str,
+        model: &'a str,
+        object: &'static str,
+        usage: UsageOut,
+    }
+
+    #[derive(serde::Serialize)]
+    struct ChoiceOut<'a> {
+        finish_reason: &'static str,
+        index: u32,
+        // Always `null`.
+        logprobs: (),
+        message: MessageOut<'a>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct MessageOut<'a> {
+        content: Option<&'a str>,
+        refusal: Option<&'a str>,
+        role: &'static str,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<CallOut<'a>>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct CallOut<'a> {
+        function: FunctionOut<'a>,
+        id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+
+    #[derive(serde::Serialize)]
+    struct FunctionOut<'a> {
+        arguments: &'a str,
+        name: &'a str,
+    }
+
+    #[derive(serde::Serialize)]
+    struct UsageOut {
+        completion_tokens: u64,
+        completion_tokens_details: ReasoningOut,
+        prompt_tokens: u64,
+        prompt_tokens_details: CachedOut,
+        total_tokens: u64,
+    }
+
+    #[derive(serde::Serialize)]
+    struct ReasoningOut {
+        reasoning_tokens: u64,
+    }
+
+    #[derive(serde::Serialize)]
+    struct CachedOut {
+        cached_tokens: u64,
+    }
+
+    impl From<&staunch_core::Usage> for UsageOut {
+        fn from(usage: &staunch_core::Usage) -> Self {
+            UsageOut {
+                completion_tokens: usage.output_tokens,
+                completion_tokens_details: ReasoningOut {
+                    reasoning_tokens: usage.reasoning_tokens,
+                },
+                prompt_tokens: usage.input_tokens,
+                prompt_tokens_details: CachedOut {
+                    cached_tokens: usage.cached_input_tokens,
+                },
+                total_tokens: usage.total(),
+            }
+        }
+    }
+
+    /// A usage object as Chat Completions writes it, cached and reasoning
+    /// tokens in their detail objects.
+    pub(super) fn usage_json(usage: &staunch_core::Usage) -> Value {
+        serde_json::to_value(UsageOut::from(usage)).unwrap_or(Value::Null)
+    }
+
+    /// Strings that need escaping, non-ASCII ones, and plain ones.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z ]{1,12}",
+            any::<String>(),
+            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{0,10}",
+        ]
+    }
+
+    fn reason() -> impl Strategy<Value = FinishReason> {
+        prop_oneof![
+            Just(FinishReason::Stop),
+            Just(FinishReason::Length),
+            Just(FinishReason::ToolCalls),
+            Just(FinishReason::ContentFilter),
+            text().prop_map(FinishReason::Other),
+        ]
+    }
+
+    prop_compose! {
+        fn answer()(
+            model in text(),
+            answered in proptest::option::of(text()),
+            content in text(),
+            id in text(),
+            refusal in proptest::option::of(text()),
+            calls in proptest::collection::vec((text(), text(), text()), 0..3),
+            finish in reason(),
+            tokens in (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
+        ) -> ChatResponse {
+            let mut response = ChatResponse::new(model, content);
+            response.id = id;
+            response.refusal = refusal;
+            response.finish_reason = finish;
+            response.message.tool_calls = calls
+                .into_iter()
+                .map(|(id, name, arguments)| ToolCall::new(id, name, arguments))
+                .collect();
+            let mut usage = Usage::new(u64::from(tokens.0), u64::from(tokens.1));
+            usage.cached_input_tokens = u64::from(tokens.2);
+            usage.reasoning_tokens = u64::from(tokens.3);
+            response.usage = usage;
+            response.meta.model = answered.map(Into::into);
+            response
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn written_by_hand_it_is_byte_for_byte_what_serde_writes(
+            response in answer(),
+            created in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+        ) {
+            let mine = encode_response(&response, created);
+            let oracle = through_serde(&response, created);
+            prop_assert_eq!(String::from_utf8_lossy(&mine), String::from_utf8_lossy(&oracle));
+        }
+    }
+
+    #[test]
+    fn a_plain_answer_reads_as_chat_completions_json() {
+        let mut response = ChatResponse::new("gpt-4o", "hi \"there\"");
+        response.usage = Usage::new(12, 3);
+        let body: Value = serde_json::from_slice(&encode_response(&response, 7)).expect("JSON");
+        assert_eq!(body["choices"][0]["message"]["content"], "hi \"there\"");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert_eq!(body["created"], 7);
+        assert_eq!(body["id"], "chatcmpl-staunch");
+        assert_eq!(body["usage"]["total_tokens"], 15);
+        assert!(body["choices"][0]["message"].get("tool_calls").is_none());
+    }
+}
+
+#[cfg(test)]
 mod chunk_tests {
+    use super::response_tests::usage_json;
     use super::*;
     use staunch_core::{StreamEvent, Usage};
 
