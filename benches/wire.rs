@@ -8,11 +8,17 @@
 //!   no field for, kept as extras) into a `ChatRequest`;
 //! - `value_request`: the same body into a `Value`;
 //! - `encode_chunk`: one streamed text delta written as a chunk frame;
-//! - `value_chunk`: the same chunk's JSON read into a `Value`.
+//! - `value_chunk`: the same chunk's JSON read into a `Value`;
+//! - `openai_answer`: a whole answer (text, usage) written as a Chat
+//!   Completions body;
+//! - `anthropic_answer`: the same answer as a Messages body;
+//! - `anthropic_delta`: one streamed text delta written as a Messages
+//!   `content_block_delta` event (the stream already started).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use staunch::core::StreamEvent;
-use staunch_providers::openai::wire::{decode_request, encode_chunk};
+use staunch::core::{ChatResponse, StreamEvent, Usage};
+use staunch_providers::anthropic::wire as anthropic;
+use staunch_providers::openai::wire::{decode_request, encode_chunk, encode_response};
 use std::hint::black_box;
 
 const REQUEST: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a terse assistant. Answer in one short sentence."},{"role":"user","content":"What is the capital of France, and why is it famous?"}],"max_tokens":16,"temperature":0.2,"stream":true,"stream_options":{"include_usage":true},"user":"user-1234","seed":7}"#;
@@ -51,6 +57,24 @@ fn bench(c: &mut Criterion) {
     let json = &chunk[b"data: ".len()..chunk.len() - 2];
     group.bench_function("value_chunk", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(json)).expect("JSON"))
+    });
+    let mut answer = ChatResponse::new(
+        "gpt-4o-mini-2024-07-18",
+        "Paris; it is famous for the Eiffel Tower and the Louvre.",
+    );
+    answer.id = id.to_owned();
+    answer.usage = Usage::new(38, 14);
+    group.bench_function("openai_answer", |b| {
+        b.iter(|| encode_response(black_box(&answer), 1_733_500_000))
+    });
+    group.bench_function("anthropic_answer", |b| {
+        b.iter(|| anthropic::encode_response(black_box(&answer)).expect("an answer"))
+    });
+    let mut encoder = anthropic::StreamEncoder::new(id, "claude-sonnet-4-5");
+    // The stream's start and its text block's start, once.
+    black_box(encoder.encode(&event));
+    group.bench_function("anthropic_delta", |b| {
+        b.iter(|| encoder.encode(black_box(&event)))
     });
     group.finish();
 }

@@ -124,6 +124,11 @@ pub fn push_json_str(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// Appends `n` in decimal, as serde_json writes an integer.
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 /// Whether a JSON string of `bytes` needs an escape: a control byte (below
 /// 0x20), a `"` or a `\`. Every byte of UTF-8 text other than those is
 /// written as it is.

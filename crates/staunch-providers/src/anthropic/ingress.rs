@@ -282,88 +282,85 @@ fn image(block: &Map<String, Value>) -> Option<ContentPart> {
 /// Fails when a tool call's arguments are not a JSON object (an answer from
 /// another dialect that Anthropic clients could not read).
 pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError> {
-    let mut content = Vec::with_capacity(1 + response.message.tool_calls.len());
+    use crate::json::{push_json_str, push_u64};
+    // Every tool call's arguments as an object first: a call that has none
+    // fails the answer before anything is written.
+    let inputs = response
+        .message
+        .tool_calls
+        .iter()
+        .map(|call| match call.arguments_json() {
+            Ok(input @ Value::Object(_)) => Ok(input),
+            _ => Err(field(
+                "tool_calls.arguments",
+                format!(
+                    "the arguments of tool call {:?} are not a JSON object",
+                    call.id
+                ),
+            )),
+        })
+        .collect::<Result<Vec<Value>, IngressError>>()?;
     let text = response.text();
-    if !text.is_empty() {
-        content.push(BlockOut::Text {
-            text: &text,
-            kind: "text",
-        });
-    }
-    for call in &response.message.tool_calls {
-        let input = match call.arguments_json() {
-            Ok(input @ Value::Object(_)) => input,
-            _ => {
-                return Err(field(
-                    "tool_calls.arguments",
-                    format!(
-                        "the arguments of tool call {:?} are not a JSON object",
-                        call.id
-                    ),
-                ));
-            }
-        };
-        content.push(BlockOut::ToolUse {
-            id: &call.id,
-            input,
-            name: &call.name,
-            kind: "tool_use",
-        });
-    }
+    let id = if response.id.is_empty() {
+        "msg_staunch"
+    } else {
+        &response.id
+    };
+    let model = response.answered_model();
     let stop_reason = match &response.finish_reason {
         FinishReason::Other(other) => other.as_str(),
         reason => stop_reason(reason),
     };
-    let body = MessageOut {
-        content,
-        id: if response.id.is_empty() {
-            "msg_staunch"
-        } else {
-            &response.id
-        },
-        model: response.answered_model(),
-        role: "assistant",
-        stop_reason,
-        stop_sequence: (),
-        kind: "message",
-        usage: UsageOut::from(&response.usage),
-    };
-    Ok(serde_json::to_vec(&body).unwrap_or_default())
-}
-
-// A message as the Messages API writes it, serialized straight from the
-// answer's borrowed parts. The fields are in the order the wire has always
-// had them (alphabetical, as a `serde_json::Value` object writes them).
-
-#[derive(serde::Serialize)]
-struct MessageOut<'a> {
-    content: Vec<BlockOut<'a>>,
-    id: &'a str,
-    model: &'a str,
-    role: &'static str,
-    stop_reason: &'a str,
-    // Always `null`.
-    stop_sequence: (),
-    #[serde(rename = "type")]
-    kind: &'static str,
-    usage: UsageOut,
-}
-
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum BlockOut<'a> {
-    Text {
-        text: &'a str,
-        #[serde(rename = "type")]
-        kind: &'static str,
-    },
-    ToolUse {
-        id: &'a str,
-        input: Value,
-        name: &'a str,
-        #[serde(rename = "type")]
-        kind: &'static str,
-    },
+    // Written straight into one buffer, its keys as fixed text in the
+    // order serde writes the message's fields (sorted), so the bytes are
+    // those of the message serialized through serde; only what the answer
+    // carries is escaped. Sized for the fixed text (about 220 bytes), what
+    // is carried over and an eighth more for escapes.
+    let calls = &response.message.tool_calls;
+    let carried = text.len()
+        + id.len()
+        + model.len()
+        + stop_reason.len()
+        + calls
+            .iter()
+            .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 64)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(256 + carried + carried / 8);
+    out.extend_from_slice(b"{\"content\":[");
+    if !text.is_empty() {
+        out.extend_from_slice(b"{\"text\":");
+        push_json_str(&mut out, &text);
+        out.extend_from_slice(b",\"type\":\"text\"}");
+    }
+    for (i, (call, input)) in calls.iter().zip(&inputs).enumerate() {
+        if i > 0 || !text.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        push_json_str(&mut out, &call.id);
+        out.extend_from_slice(b",\"input\":");
+        // A JSON value written into a vector can't fail.
+        let _ = serde_json::to_writer(&mut out, input);
+        out.extend_from_slice(b",\"name\":");
+        push_json_str(&mut out, &call.name);
+        out.extend_from_slice(b",\"type\":\"tool_use\"}");
+    }
+    out.extend_from_slice(b"],\"id\":");
+    push_json_str(&mut out, id);
+    out.extend_from_slice(b",\"model\":");
+    push_json_str(&mut out, model);
+    out.extend_from_slice(b",\"role\":\"assistant\",\"stop_reason\":");
+    push_json_str(&mut out, stop_reason);
+    out.extend_from_slice(b",\"stop_sequence\":null,\"type\":\"message\",\"usage\":");
+    let usage = UsageOut::from(&response.usage);
+    out.extend_from_slice(b"{\"cache_read_input_tokens\":");
+    push_u64(&mut out, usage.cache_read_input_tokens);
+    out.extend_from_slice(b",\"input_tokens\":");
+    push_u64(&mut out, usage.input_tokens);
+    out.extend_from_slice(b",\"output_tokens\":");
+    push_u64(&mut out, usage.output_tokens);
+    out.extend_from_slice(b"}}");
+    Ok(out)
 }
 
 #[derive(serde::Serialize)]
@@ -440,6 +437,24 @@ impl StreamEncoder {
         out.extend_from_slice(b"\n\n");
     }
 
+    /// A `content_block_delta` event, the one event of every token:
+    /// written straight into the frame, its bytes those of the event built
+    /// as a `serde_json::Value` and serialized (keys sorted), with no map
+    /// or string made per key per token. `kind` and `key` are fixed text
+    /// that needs no escape.
+    fn delta(out: &mut Vec<u8>, index: usize, kind: &'static str, key: &'static str, value: &str) {
+        out.reserve(112 + value.len() + value.len() / 8);
+        out.extend_from_slice(b"event: content_block_delta\ndata: {\"delta\":{\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        crate::json::push_json_str(out, value);
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\"},\"index\":");
+        crate::json::push_u64(out, index as u64);
+        out.extend_from_slice(b",\"type\":\"content_block_delta\"}\n\n");
+    }
+
     fn start(&mut self, out: &mut Vec<u8>) {
         if self.started {
             return;
@@ -482,12 +497,7 @@ impl StreamEncoder {
                     );
                 }
                 let index = self.open.map_or(0, |(i, _)| i);
-                Self::event(
-                    &mut out,
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": index,
-                            "delta": {"type": "text_delta", "text": text}}),
-                );
+                Self::delta(&mut out, index, "text_delta", "text", text);
             }
             StreamEvent::ToolCallDelta {
                 index: call,
@@ -511,11 +521,12 @@ impl StreamEncoder {
                 }
                 if !arguments.is_empty() {
                     let index = self.open.map_or(0, |(i, _)| i);
-                    Self::event(
+                    Self::delta(
                         &mut out,
-                        "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": index,
-                                "delta": {"type": "input_json_delta", "partial_json": arguments}}),
+                        index,
+                        "input_json_delta",
+                        "partial_json",
+                        arguments,
                     );
                 }
             }
@@ -561,5 +572,238 @@ impl StreamEncoder {
             &json!({"type": "error", "error": {"type": kind, "message": error.to_string()}}),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use staunch_core::{StreamEvent, ToolCall, Usage};
+
+    /// The message serialized through serde's derive, as the encoder did
+    /// before it wrote the bytes itself: the oracle.
+    fn through_serde(response: &ChatResponse) -> Result<Vec<u8>, IngressError> {
+        let mut content = Vec::new();
+        let text = response.text();
+        if !text.is_empty() {
+            content.push(BlockOut::Text {
+                text: &text,
+                kind: "text",
+            });
+        }
+        for call in &response.message.tool_calls {
+            let input = match call.arguments_json() {
+                Ok(input @ Value::Object(_)) => input,
+                _ => return Err(field("tool_calls.arguments", "not an object")),
+            };
+            content.push(BlockOut::ToolUse {
+                id: &call.id,
+                input,
+                name: &call.name,
+                kind: "tool_use",
+            });
+        }
+        let body = MessageOut {
+            content,
+            id: if response.id.is_empty() {
+                "msg_staunch"
+            } else {
+                &response.id
+            },
+            model: response.answered_model(),
+            role: "assistant",
+            stop_reason: match &response.finish_reason {
+                FinishReason::Other(other) => other.as_str(),
+                reason => stop_reason(reason),
+            },
+            stop_sequence: (),
+            kind: "message",
+            usage: UsageOut::from(&response.usage),
+        };
+        Ok(serde_json::to_vec(&body).expect("a message serializes"))
+    }
+
+    // A message as the Messages API writes it, serialized straight from the
+    // answer's borrowed parts. The fields are in the order the wire has always
+    // had them (alphabetical, as a `serde_json::Value` object writes them).
+
+    #[derive(serde::Serialize)]
+    struct MessageOut<'a> {
+        content: Vec<BlockOut<'a>>,
+        id: &'a str,
+        model: &'a str,
+        role: &'static str,
+        stop_reason: &'a str,
+        // Always `null`.
+        stop_sequence: (),
+        #[serde(rename = "type")]
+        kind: &'static str,
+        usage: UsageOut,
+    }
+
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum BlockOut<'a> {
+        Text {
+            text: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        },
+        ToolUse {
+            id: &'a str,
+            input: Value,
+            name: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        },
+    }
+
+    /// A `content_block_delta` event built as a value, as the encoder wrote
+    /// every token's event before: the oracle of the stream's deltas.
+    fn delta_through_a_value(index: usize, kind: &str, key: &str, value: &str) -> Vec<u8> {
+        let mut delta = Map::new();
+        delta.insert("type".to_owned(), Value::from(kind));
+        delta.insert(key.to_owned(), Value::from(value));
+        let mut out = Vec::new();
+        StreamEncoder::event(
+            &mut out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        );
+        out
+    }
+
+    /// Strings that need escaping, non-ASCII ones, and plain ones.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z ]{1,12}",
+            any::<String>(),
+            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{0,10}",
+        ]
+    }
+
+    /// Tool arguments: objects (nested, escaped), and now and then text
+    /// that is not an object.
+    fn arguments() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => (text(), text(), any::<i64>()).prop_map(|(k, v, n)| {
+                json!({k: v, "n": n, "nested": {"list": [1, "two", null]}}).to_string()
+            }),
+            1 => Just(String::new()),
+            1 => prop::sample::select(vec!["[1]", "\"text\"", "{not json"]).prop_map(str::to_owned),
+        ]
+    }
+
+    fn reason() -> impl Strategy<Value = FinishReason> {
+        prop_oneof![
+            Just(FinishReason::Stop),
+            Just(FinishReason::Length),
+            Just(FinishReason::ToolCalls),
+            Just(FinishReason::ContentFilter),
+            text().prop_map(FinishReason::Other),
+        ]
+    }
+
+    prop_compose! {
+        fn answer()(
+            model in text(),
+            answered in proptest::option::of(text()),
+            content in text(),
+            id in text(),
+            calls in proptest::collection::vec((text(), text(), arguments()), 0..3),
+            finish in reason(),
+            tokens in (any::<u32>(), any::<u32>(), any::<u32>()),
+        ) -> ChatResponse {
+            let mut response = ChatResponse::new(model, content);
+            response.id = id;
+            response.finish_reason = finish;
+            response.message.tool_calls = calls
+                .into_iter()
+                .map(|(id, name, arguments)| ToolCall::new(id, name, arguments))
+                .collect();
+            let mut usage = Usage::new(u64::from(tokens.0), u64::from(tokens.1));
+            usage.cached_input_tokens = u64::from(tokens.2);
+            response.usage = usage;
+            response.meta.model = answered.map(Into::into);
+            response
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_message_written_by_hand_is_byte_for_byte_what_serde_writes(response in answer()) {
+            match (encode_response(&response), through_serde(&response)) {
+                (Ok(mine), Ok(oracle)) => prop_assert_eq!(
+                    String::from_utf8_lossy(&mine),
+                    String::from_utf8_lossy(&oracle)
+                ),
+                (Err(_), Err(_)) => {}
+                (mine, oracle) => prop_assert!(
+                    false,
+                    "one failed, the other did not: {:?} / {:?}",
+                    mine.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    oracle.map(|b| String::from_utf8_lossy(&b).into_owned())
+                ),
+            }
+        }
+
+        #[test]
+        fn a_token_s_event_written_by_hand_is_what_the_value_wrote(
+            value in text(),
+            index in prop_oneof![Just(0usize), any::<u32>().prop_map(|n| n as usize)],
+            tool in any::<bool>(),
+        ) {
+            let (kind, key) = if tool {
+                ("input_json_delta", "partial_json")
+            } else {
+                ("text_delta", "text")
+            };
+            let mut mine = Vec::new();
+            StreamEncoder::delta(&mut mine, index, kind, key, &value);
+            let oracle = delta_through_a_value(index, kind, key, &value);
+            prop_assert_eq!(String::from_utf8_lossy(&mine), String::from_utf8_lossy(&oracle));
+        }
+    }
+
+    #[test]
+    fn a_stream_of_text_and_a_tool_call_reads_as_messages_events() {
+        let mut encoder = StreamEncoder::new("msg_1", "claude-sonnet-4-5");
+        let mut bytes = encoder.encode(&StreamEvent::TextDelta("hel\"lo".to_owned()));
+        bytes.extend(encoder.encode(&StreamEvent::ToolCallDelta {
+            index: 0,
+            id: Some("toolu_1".to_owned()),
+            name: Some("lookup".to_owned()),
+            arguments: "{\"q\":".to_owned(),
+        }));
+        bytes.extend(encoder.finish());
+        let text = String::from_utf8(bytes).expect("UTF-8");
+        let events: Vec<(&str, Value)> = text
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let (name, data) = e.split_once("\ndata: ").expect("an event and its data");
+                let name = name.strip_prefix("event: ").expect("an event name");
+                (name, serde_json::from_str(data).expect("JSON data"))
+            })
+            .collect();
+        let deltas: Vec<&Value> = events
+            .iter()
+            .filter(|(name, _)| *name == "content_block_delta")
+            .map(|(_, data)| data)
+            .collect();
+        assert_eq!(deltas.len(), 2);
+        assert_eq!(
+            deltas[0]["delta"],
+            json!({"type": "text_delta", "text": "hel\"lo"})
+        );
+        assert_eq!(deltas[0]["index"], 0);
+        assert_eq!(
+            deltas[1]["delta"],
+            json!({"type": "input_json_delta", "partial_json": "{\"q\":"})
+        );
+        assert_eq!(deltas[1]["index"], 1);
+        assert_eq!(events.last().map(|(name, _)| *name), Some("message_stop"));
     }
 }

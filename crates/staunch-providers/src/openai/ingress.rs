@@ -447,7 +447,7 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
         out.push(b']');
     }
     out.extend_from_slice(b"}}],\"created\":");
-    push_u64(&mut out, created);
+    crate::json::push_u64(&mut out, created);
     out.extend_from_slice(b",\"id\":");
     json_str(&mut out, id);
     out.extend_from_slice(b",\"model\":");
@@ -462,6 +462,7 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
 /// writes for [`UsageOut`]): cached and reasoning tokens in their detail
 /// objects, the keys sorted.
 fn push_usage(out: &mut Vec<u8>, usage: &staunch_core::Usage) {
+    use crate::json::push_u64;
     out.extend_from_slice(b"{\"completion_tokens\":");
     push_u64(out, usage.output_tokens);
     out.extend_from_slice(b",\"completion_tokens_details\":{\"reasoning_tokens\":");
@@ -473,11 +474,6 @@ fn push_usage(out: &mut Vec<u8>, usage: &staunch_core::Usage) {
     out.extend_from_slice(b"},\"total_tokens\":");
     push_u64(out, usage.total());
     out.push(b'}');
-}
-
-/// Appends `n` in decimal, as serde_json writes an integer.
-fn push_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A finish reason as Chat Completions names it; reasons it has no name
