@@ -13,11 +13,17 @@
 //!   Completions body;
 //! - `anthropic_answer`: the same answer as a Messages body;
 //! - `anthropic_delta`: one streamed text delta written as a Messages
-//!   `content_block_delta` event (the stream already started).
+//!   `content_block_delta` event (the stream already started);
+//! - `responses_delta`: the same delta as a Responses
+//!   `response.output_text.delta` event (the stream and its message item
+//!   already started);
+//! - `gemini_chunk`: the same delta as a Gemini stream chunk.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use staunch::core::{ChatResponse, StreamEvent, Usage};
 use staunch_providers::anthropic::wire as anthropic;
+use staunch_providers::gemini::wire as gemini;
+use staunch_providers::responses::wire as responses;
 use staunch_providers::openai::wire::{decode_request, encode_chunk, encode_response};
 use std::hint::black_box;
 
@@ -74,6 +80,29 @@ fn bench(c: &mut Criterion) {
     // The stream's start and its text block's start, once.
     black_box(encoder.encode(&event));
     group.bench_function("anthropic_delta", |b| {
+        b.iter(|| encoder.encode(black_box(&event)))
+    });
+    // A fresh encoder per batch: a Responses encoder keeps the text so far
+    // (its `.done` events repeat it), which would grow without end here.
+    let started = || {
+        let mut encoder = responses::StreamEncoder::new(
+            "resp_AbCdEfGhIjKlMnOpQrStUvWxYz012",
+            "gpt-4o-mini-2024-07-18",
+            1_733_500_000,
+            responses::ResponsesOptions::default(),
+        );
+        black_box(encoder.encode(&event));
+        encoder
+    };
+    group.bench_function("responses_delta", |b| {
+        b.iter_batched_ref(
+            started,
+            |encoder| encoder.encode(black_box(&event)),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut encoder = gemini::StreamEncoder::new(id, "gemini-2.5-flash");
+    group.bench_function("gemini_chunk", |b| {
         b.iter(|| encoder.encode(black_box(&event)))
     });
     group.finish();

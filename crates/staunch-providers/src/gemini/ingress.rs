@@ -759,15 +759,31 @@ impl StreamEncoder {
         crate::ingress::sse_event(None, &chunk)
     }
 
+    /// A chunk of text, the one chunk of every token: written straight
+    /// into the frame, its bytes those of [`chunk`](Self::chunk)'s for one
+    /// text part (keys sorted), with no map or string made per key per
+    /// token.
+    fn text_chunk(&self, text: &str) -> Vec<u8> {
+        use crate::json::push_json_str;
+        let carried = text.len() + self.model.len() + self.id.len();
+        let mut out = Vec::with_capacity(128 + carried + carried / 8);
+        out.extend_from_slice(b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":");
+        push_json_str(&mut out, text);
+        out.extend_from_slice(b"}],\"role\":\"model\"},\"index\":0}],\"modelVersion\":");
+        push_json_str(&mut out, &self.model);
+        out.extend_from_slice(b",\"responseId\":");
+        push_json_str(&mut out, &self.id);
+        out.extend_from_slice(b"}\n\n");
+        out
+    }
+
     /// The bytes of one event (none for the events Gemini says at the end).
     pub fn encode(&mut self, event: &StreamEvent) -> Vec<u8> {
         if self.failed {
             return Vec::new();
         }
         match event {
-            StreamEvent::TextDelta(text) if !text.is_empty() => {
-                self.chunk(vec![json!({"text": text})], None, false)
-            }
+            StreamEvent::TextDelta(text) if !text.is_empty() => self.text_chunk(text),
             StreamEvent::ToolCallDelta {
                 index,
                 id,
@@ -1359,5 +1375,35 @@ mod tests {
         });
         let chunks = frames(&s.finish());
         assert!(chunks[0].get("error").is_some());
+    }
+}
+
+#[cfg(test)]
+mod text_chunk_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z ]{1,12}",
+            any::<String>(),
+            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{1,10}",
+        ]
+    }
+
+    proptest! {
+        /// The chunk of a token written by hand is the one built as a
+        /// value, as the encoder wrote every token's chunk before.
+        #[test]
+        fn a_token_s_chunk_written_by_hand_is_what_the_value_wrote(
+            token in text(),
+            id in prop_oneof![Just(String::new()), text()],
+            model in prop_oneof![Just(String::new()), text()],
+        ) {
+            let encoder = StreamEncoder::new(id, model);
+            let mine = encoder.text_chunk(&token);
+            let oracle = encoder.chunk(vec![json!({"text": token})], None, false);
+            prop_assert_eq!(String::from_utf8_lossy(&mine), String::from_utf8_lossy(&oracle));
+        }
     }
 }

@@ -993,13 +993,7 @@ impl StreamEncoder {
                     return out;
                 };
                 so_far.push_str(text);
-                let id = id.clone();
-                self.emit(
-                    &mut out,
-                    "response.output_text.delta",
-                    json!({"item_id": id, "output_index": at, "content_index": 0,
-                           "delta": text, "logprobs": []}),
-                );
+                write_delta(&mut out, &mut self.sequence, Delta::Text, id, at, text);
             }
             StreamEvent::ToolCallDelta {
                 index,
@@ -1043,11 +1037,13 @@ impl StreamEncoder {
                     return out;
                 };
                 so_far.push_str(arguments);
-                let id = id.clone();
-                self.emit(
+                write_delta(
                     &mut out,
-                    "response.function_call_arguments.delta",
-                    json!({"item_id": id, "output_index": at, "delta": arguments}),
+                    &mut self.sequence,
+                    Delta::Arguments,
+                    id,
+                    at,
+                    arguments,
                 );
             }
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
@@ -1099,6 +1095,60 @@ impl StreamEncoder {
         self.emit(&mut out, "response.failed", json!({"response": response}));
         out
     }
+}
+
+/// The two events a token can be: a message's text, a call's arguments.
+#[derive(Clone, Copy, Debug)]
+enum Delta {
+    Text,
+    Arguments,
+}
+
+impl Delta {
+    fn kind(self) -> &'static str {
+        match self {
+            Delta::Text => "response.output_text.delta",
+            Delta::Arguments => "response.function_call_arguments.delta",
+        }
+    }
+}
+
+/// Writes one token's delta event for item `item_id` at `output_index`
+/// `at`, numbered `sequence` (then counted on): straight into the frame,
+/// its bytes those of [`StreamEncoder::emit`]'s for the same data (keys
+/// sorted), with no map or string made per key per token.
+fn write_delta(
+    out: &mut Vec<u8>,
+    sequence: &mut u64,
+    delta: Delta,
+    item_id: &str,
+    at: usize,
+    text: &str,
+) {
+    use crate::json::{push_json_str, push_u64};
+    let kind = delta.kind();
+    out.reserve(2 * kind.len() + 120 + item_id.len() + text.len() + text.len() / 8);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {");
+    if let Delta::Text = delta {
+        out.extend_from_slice(b"\"content_index\":0,");
+    }
+    out.extend_from_slice(b"\"delta\":");
+    push_json_str(out, text);
+    out.extend_from_slice(b",\"item_id\":");
+    push_json_str(out, item_id);
+    if let Delta::Text = delta {
+        out.extend_from_slice(b",\"logprobs\":[]");
+    }
+    out.extend_from_slice(b",\"output_index\":");
+    push_u64(out, at as u64);
+    out.extend_from_slice(b",\"sequence_number\":");
+    push_u64(out, *sequence);
+    *sequence += 1;
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\"}\n\n");
 }
 
 #[cfg(test)]
@@ -1901,5 +1951,61 @@ mod tests {
         let mut e = StreamEncoder::new("msg_01X", "m", 0, ResponsesOptions::default());
         let events = sse(&e.finish());
         assert_eq!(events[0].1["response"]["id"], "resp_msg_01X");
+    }
+}
+
+#[cfg(test)]
+mod delta_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A delta event built as a value and written by `emit`, as the
+    /// encoder wrote every token's event before: the oracle.
+    fn through_a_value(
+        delta: Delta,
+        item_id: &str,
+        at: usize,
+        text: &str,
+        sequence: u64,
+    ) -> Vec<u8> {
+        let mut encoder = StreamEncoder::new("resp_1", "gpt-4o", 0, ResponsesOptions::default());
+        encoder.sequence = sequence;
+        let data = match delta {
+            Delta::Text => json!({"item_id": item_id, "output_index": at, "content_index": 0,
+                                  "delta": text, "logprobs": []}),
+            Delta::Arguments => json!({"item_id": item_id, "output_index": at, "delta": text}),
+        };
+        let mut out = Vec::new();
+        encoder.emit(&mut out, delta.kind(), data);
+        assert_eq!(encoder.sequence, sequence + 1);
+        out
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z ]{1,12}",
+            any::<String>(),
+            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{0,10}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_token_s_event_written_by_hand_is_what_the_value_wrote(
+            text in text(),
+            item_id in text(),
+            at in prop_oneof![Just(0usize), any::<u32>().prop_map(|n| n as usize)],
+            sequence in prop_oneof![Just(0u64), Just(u64::MAX - 1), any::<u64>().prop_map(|n| n / 2)],
+            arguments in any::<bool>(),
+        ) {
+            let delta = if arguments { Delta::Arguments } else { Delta::Text };
+            let mut mine = Vec::new();
+            let mut next = sequence;
+            write_delta(&mut mine, &mut next, delta, &item_id, at, &text);
+            prop_assert_eq!(next, sequence + 1);
+            let oracle = through_a_value(delta, &item_id, at, &text, sequence);
+            prop_assert_eq!(String::from_utf8_lossy(&mine), String::from_utf8_lossy(&oracle));
+        }
     }
 }
