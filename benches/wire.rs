@@ -23,8 +23,8 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use staunch::core::{ChatResponse, StreamEvent, Usage};
 use staunch_providers::anthropic::wire as anthropic;
 use staunch_providers::gemini::wire as gemini;
-use staunch_providers::responses::wire as responses;
 use staunch_providers::openai::wire::{decode_request, encode_chunk, encode_response};
+use staunch_providers::responses::wire as responses;
 use std::hint::black_box;
 
 const REQUEST: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a terse assistant. Answer in one short sentence."},{"role":"user","content":"What is the capital of France, and why is it famous?"}],"max_tokens":16,"temperature":0.2,"stream":true,"stream_options":{"include_usage":true},"user":"user-1234","seed":7}"#;
