@@ -459,8 +459,8 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
 }
 
 /// Appends a usage object as Chat Completions writes it (the bytes serde
-/// writes for [`UsageOut`]): cached and reasoning tokens in their detail
-/// objects, the keys sorted.
+/// writes for the tests' `UsageOut`): cached and reasoning tokens in their
+/// detail objects, the keys sorted.
 fn push_usage(out: &mut Vec<u8>, usage: &staunch_core::Usage) {
     use crate::json::push_u64;
     out.extend_from_slice(b"{\"completion_tokens\":");
