@@ -17,7 +17,8 @@
 //! - `responses_delta`: the same delta as a Responses
 //!   `response.output_text.delta` event (the stream and its message item
 //!   already started);
-//! - `gemini_chunk`: the same delta as a Gemini stream chunk.
+//! - `gemini_chunk`: the same delta as a Gemini stream chunk;
+//! - `gemini_answer`: the whole answer as a `GenerateContentResponse`.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use staunch::core::{ChatResponse, StreamEvent, Usage};
@@ -100,6 +101,9 @@ fn bench(c: &mut Criterion) {
             |encoder| encoder.encode(black_box(&event)),
             BatchSize::SmallInput,
         )
+    });
+    group.bench_function("gemini_answer", |b| {
+        b.iter(|| gemini::encode_response(black_box(&answer)).expect("an answer"))
     });
     let mut encoder = gemini::StreamEncoder::new(id, "gemini-2.5-flash");
     group.bench_function("gemini_chunk", |b| {

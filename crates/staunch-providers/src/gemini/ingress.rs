@@ -626,25 +626,24 @@ fn call_part(call: &ToolCall) -> Result<Value, String> {
 /// assert_eq!(body["usageMetadata"]["totalTokenCount"], 5);
 /// ```
 pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError> {
-    let mut parts = Vec::new();
-    for part in response.message.content.parts() {
-        match part {
-            staunch_core::PartRef::Text("") => {}
-            staunch_core::PartRef::Text(text) => parts.push(json!({"text": text})),
-            staunch_core::PartRef::Part(ContentPart::Opaque {
-                dialect: Dialect::Gemini,
-                part,
-            }) => parts.push(part.clone()),
-            // Images and other dialects' parts: not in a Gemini answer.
-            _ => {}
-        }
-    }
-    for call in &response.message.tool_calls {
-        parts.push(call_part(call).map_err(|why| field("tool_calls.arguments", why))?);
-    }
-    if parts.is_empty() {
-        parts.push(json!({"text": ""}));
-    }
+    use crate::json::{push_json_str, push_u64};
+    // Every tool call's arguments as an object first: a call that has none
+    // fails the answer before anything is written.
+    let args = response
+        .message
+        .tool_calls
+        .iter()
+        .map(|call| match call.arguments_json() {
+            Ok(args @ Value::Object(_)) => Ok(args),
+            _ => Err(field(
+                "tool_calls.arguments",
+                format!(
+                    "the arguments of tool call {:?} are not a JSON object",
+                    call.id
+                ),
+            )),
+        })
+        .collect::<Result<Vec<Value>, IngressError>>()?;
     let finish = if response.refusal.is_some() && response.message.content.is_empty() {
         "SAFETY"
     } else {
@@ -655,13 +654,89 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
     } else {
         &response.id
     };
-    let body = json!({
-        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}],
-        "usageMetadata": usage_json(&response.usage),
-        "modelVersion": response.answered_model(),
-        "responseId": id,
-    });
-    Ok(serde_json::to_vec(&body).unwrap_or_default())
+    let model = response.answered_model();
+    // Written straight into one buffer, its keys as fixed text in the
+    // order a `serde_json::Value` object keeps them (sorted), so the bytes
+    // are those of the answer built as a value; only what the answer
+    // carries is escaped. Sized for the fixed text (about 220 bytes), what
+    // is carried over and an eighth more for escapes.
+    let calls = &response.message.tool_calls;
+    let carried = response.message.content.byte_len()
+        + id.len()
+        + model.len()
+        + calls
+            .iter()
+            .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 64)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(256 + carried + carried / 8);
+    out.extend_from_slice(b"{\"candidates\":[{\"content\":{\"parts\":[");
+    let mut parts = 0;
+    let mut next_part = |out: &mut Vec<u8>| {
+        if parts > 0 {
+            out.push(b',');
+        }
+        parts += 1;
+    };
+    for part in response.message.content.parts() {
+        match part {
+            staunch_core::PartRef::Text("") => {}
+            staunch_core::PartRef::Text(text) => {
+                next_part(&mut out);
+                out.extend_from_slice(b"{\"text\":");
+                push_json_str(&mut out, text);
+                out.push(b'}');
+            }
+            staunch_core::PartRef::Part(ContentPart::Opaque {
+                dialect: Dialect::Gemini,
+                part,
+            }) => {
+                next_part(&mut out);
+                // A JSON value written into a vector can't fail.
+                let _ = serde_json::to_writer(&mut out, part);
+            }
+            // Images and other dialects' parts: not in a Gemini answer.
+            _ => {}
+        }
+    }
+    for (call, args) in calls.iter().zip(&args) {
+        next_part(&mut out);
+        out.extend_from_slice(b"{\"functionCall\":{\"args\":");
+        let _ = serde_json::to_writer(&mut out, args);
+        out.extend_from_slice(b",\"id\":");
+        push_json_str(&mut out, &call.id);
+        out.extend_from_slice(b",\"name\":");
+        push_json_str(&mut out, &call.name);
+        out.extend_from_slice(b"}}");
+    }
+    if parts == 0 {
+        out.extend_from_slice(b"{\"text\":\"\"}");
+    }
+    out.extend_from_slice(b"],\"role\":\"model\"},\"finishReason\":");
+    push_json_str(&mut out, finish);
+    out.extend_from_slice(b",\"index\":0}],\"modelVersion\":");
+    push_json_str(&mut out, model);
+    out.extend_from_slice(b",\"responseId\":");
+    push_json_str(&mut out, id);
+    out.extend_from_slice(b",\"usageMetadata\":{");
+    let usage = &response.usage;
+    let thoughts = usage.reasoning_tokens.min(usage.output_tokens);
+    if usage.cached_input_tokens > 0 {
+        out.extend_from_slice(b"\"cachedContentTokenCount\":");
+        push_u64(&mut out, usage.cached_input_tokens);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"candidatesTokenCount\":");
+    push_u64(&mut out, usage.output_tokens - thoughts);
+    out.extend_from_slice(b",\"promptTokenCount\":");
+    push_u64(&mut out, usage.input_tokens);
+    if thoughts > 0 {
+        out.extend_from_slice(b",\"thoughtsTokenCount\":");
+        push_u64(&mut out, thoughts);
+    }
+    out.extend_from_slice(b",\"totalTokenCount\":");
+    push_u64(&mut out, usage.total());
+    out.extend_from_slice(b"}}");
+    Ok(out)
 }
 
 /// Gemini's `status` for an HTTP status.
@@ -1404,6 +1479,155 @@ mod text_chunk_tests {
             let mine = encoder.text_chunk(&token);
             let oracle = encoder.chunk(vec![json!({"text": token})], None, false);
             prop_assert_eq!(String::from_utf8_lossy(&mine), String::from_utf8_lossy(&oracle));
+        }
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The answer built as a value and serialized, as the encoder did
+    /// before it wrote the bytes itself: the oracle.
+    fn through_a_value(response: &ChatResponse) -> Result<Vec<u8>, IngressError> {
+        let mut parts = Vec::new();
+        for part in response.message.content.parts() {
+            match part {
+                staunch_core::PartRef::Text("") => {}
+                staunch_core::PartRef::Text(text) => parts.push(json!({"text": text})),
+                staunch_core::PartRef::Part(ContentPart::Opaque {
+                    dialect: Dialect::Gemini,
+                    part,
+                }) => parts.push(part.clone()),
+                // Images and other dialects' parts: not in a Gemini answer.
+                _ => {}
+            }
+        }
+        for call in &response.message.tool_calls {
+            parts.push(call_part(call).map_err(|why| field("tool_calls.arguments", why))?);
+        }
+        if parts.is_empty() {
+            parts.push(json!({"text": ""}));
+        }
+        let finish = if response.refusal.is_some() && response.message.content.is_empty() {
+            "SAFETY"
+        } else {
+            finish_reason(&response.finish_reason)
+        };
+        let id = if response.id.is_empty() {
+            "staunch"
+        } else {
+            &response.id
+        };
+        let body = json!({
+            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}],
+            "usageMetadata": usage_json(&response.usage),
+            "modelVersion": response.answered_model(),
+            "responseId": id,
+        });
+        Ok(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z ]{1,12}",
+            any::<String>(),
+            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{0,10}",
+        ]
+    }
+
+    /// A content part: text, a Gemini part kept as it came, or a part no
+    /// Gemini answer has (an image, another dialect's part).
+    fn part() -> impl Strategy<Value = ContentPart> {
+        prop_oneof![
+            3 => text().prop_map(|text| ContentPart::Text { text }),
+            1 => (text(), any::<i32>()).prop_map(|(t, n)| ContentPart::Opaque {
+                dialect: Dialect::Gemini,
+                part: json!({"thought": true, "text": t, "thoughtSignature": n.to_string()}),
+            }),
+            1 => text().prop_map(|url| ContentPart::ImageUrl { url, detail: None }),
+            1 => Just(ContentPart::Opaque {
+                dialect: Dialect::Anthropic,
+                part: json!({"type": "thinking"}),
+            }),
+        ]
+    }
+
+    fn content() -> impl Strategy<Value = Content> {
+        prop_oneof![
+            text().prop_map(Content::Text),
+            proptest::collection::vec(part(), 0..4).prop_map(Content::Parts),
+        ]
+    }
+
+    fn arguments() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => (text(), text(), any::<i64>()).prop_map(|(k, v, n)| {
+                json!({k: v, "n": n, "nested": {"list": [1, "two", null]}}).to_string()
+            }),
+            1 => Just(String::new()),
+            1 => prop::sample::select(vec!["[1]", "\"text\"", "{not json"]).prop_map(str::to_owned),
+        ]
+    }
+
+    fn reason() -> impl Strategy<Value = FinishReason> {
+        prop_oneof![
+            Just(FinishReason::Stop),
+            Just(FinishReason::Length),
+            Just(FinishReason::ToolCalls),
+            Just(FinishReason::ContentFilter),
+            Just(FinishReason::Other("RECITATION".to_owned())),
+            text().prop_map(FinishReason::Other),
+        ]
+    }
+
+    prop_compose! {
+        fn answer()(
+            model in text(),
+            answered in proptest::option::of(text()),
+            content in content(),
+            id in text(),
+            refusal in proptest::option::of(text()),
+            calls in proptest::collection::vec((text(), text(), arguments()), 0..3),
+            finish in reason(),
+            tokens in (any::<u32>(), any::<u32>(), prop_oneof![Just(0u32), any::<u32>()], prop_oneof![Just(0u32), any::<u32>()]),
+        ) -> ChatResponse {
+            let mut response = ChatResponse::new(model, "");
+            response.message.content = content;
+            response.id = id;
+            response.refusal = refusal;
+            response.finish_reason = finish;
+            response.message.tool_calls = calls
+                .into_iter()
+                .map(|(id, name, arguments)| ToolCall::new(id, name, arguments))
+                .collect();
+            let mut usage = Usage::new(u64::from(tokens.0), u64::from(tokens.1));
+            usage.cached_input_tokens = u64::from(tokens.2);
+            usage.reasoning_tokens = u64::from(tokens.3);
+            response.usage = usage;
+            response.meta.model = answered.map(Into::into);
+            response
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn written_by_hand_it_is_byte_for_byte_the_value_s(response in answer()) {
+            match (encode_response(&response), through_a_value(&response)) {
+                (Ok(mine), Ok(oracle)) => prop_assert_eq!(
+                    String::from_utf8_lossy(&mine),
+                    String::from_utf8_lossy(&oracle)
+                ),
+                (Err(_), Err(_)) => {}
+                (mine, oracle) => prop_assert!(
+                    false,
+                    "one failed, the other did not: {:?} / {:?}",
+                    mine.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    oracle.map(|b| String::from_utf8_lossy(&b).into_owned())
+                ),
+            }
         }
     }
 }
