@@ -20,7 +20,7 @@
 
 use crate::openai::wire::IngressError;
 use serde_json::Value;
-use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError, StreamEvent};
+use staunch_core::{ChatRequest, ChatResponse, Dialect, LlmError, StreamEvent, ToolCall};
 
 pub use crate::anthropic::ingress_seam::AnthropicMessages;
 pub use crate::gemini::ingress_seam::GeminiContent;
@@ -174,6 +174,19 @@ fn unique() -> String {
 }
 
 /// One server-sent event: `event: NAME` (when named) and `data: JSON`.
+/// A tool call's arguments as the JSON object a Messages or Gemini answer
+/// carries, or why they are not one (an answer from another dialect, which
+/// a client of these could not read).
+pub(crate) fn object_arguments(call: &ToolCall) -> Result<Value, String> {
+    match call.arguments_json() {
+        Ok(arguments @ Value::Object(_)) => Ok(arguments),
+        _ => Err(format!(
+            "the arguments of tool call {:?} are not a JSON object",
+            call.id
+        )),
+    }
+}
+
 pub(crate) fn sse_event(name: Option<&str>, data: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     if let Some(name) = name {

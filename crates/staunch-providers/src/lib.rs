@@ -43,6 +43,8 @@ pub mod openai;
 pub mod responses;
 mod sse;
 mod streaming;
+#[cfg(test)]
+mod test_strategies;
 mod transport;
 
 pub use anthropic::{Anthropic, AnthropicConfig};

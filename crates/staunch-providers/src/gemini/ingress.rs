@@ -599,14 +599,8 @@ fn usage_json(usage: &Usage) -> Value {
 
 /// A `functionCall` part, or why the call's arguments can't be one.
 fn call_part(call: &ToolCall) -> Result<Value, String> {
-    match call.arguments_json() {
-        Ok(args @ Value::Object(_)) => Ok(json!({"functionCall": {
-            "id": call.id, "name": call.name, "args": args}})),
-        _ => Err(format!(
-            "the arguments of tool call {:?} are not a JSON object",
-            call.id
-        )),
-    }
+    crate::ingress::object_arguments(call)
+        .map(|args| json!({"functionCall": {"id": call.id, "name": call.name, "args": args}}))
 }
 
 /// Writes `response` as a `GenerateContentResponse`: the first candidate's
@@ -633,15 +627,8 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
         .message
         .tool_calls
         .iter()
-        .map(|call| match call.arguments_json() {
-            Ok(args @ Value::Object(_)) => Ok(args),
-            _ => Err(field(
-                "tool_calls.arguments",
-                format!(
-                    "the arguments of tool call {:?} are not a JSON object",
-                    call.id
-                ),
-            )),
+        .map(|call| {
+            crate::ingress::object_arguments(call).map_err(|why| field("tool_calls.arguments", why))
         })
         .collect::<Result<Vec<Value>, IngressError>>()?;
     let finish = if response.refusal.is_some() && response.message.content.is_empty() {
@@ -1456,24 +1443,17 @@ mod tests {
 #[cfg(test)]
 mod text_chunk_tests {
     use super::*;
+    use crate::test_strategies::json_text;
     use proptest::prelude::*;
-
-    fn text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            "[a-z ]{1,12}",
-            any::<String>(),
-            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{1,10}",
-        ]
-    }
 
     proptest! {
         /// The chunk of a token written by hand is the one built as a
         /// value, as the encoder wrote every token's chunk before.
         #[test]
         fn a_token_s_chunk_written_by_hand_is_what_the_value_wrote(
-            token in text(),
-            id in prop_oneof![Just(String::new()), text()],
-            model in prop_oneof![Just(String::new()), text()],
+            token in json_text(),
+            id in json_text(),
+            model in json_text(),
         ) {
             let encoder = StreamEncoder::new(id, model);
             let mine = encoder.text_chunk(&token);
@@ -1486,6 +1466,7 @@ mod text_chunk_tests {
 #[cfg(test)]
 mod answer_tests {
     use super::*;
+    use crate::test_strategies::{chat_answer, json_text, same_output};
     use proptest::prelude::*;
 
     /// The answer built as a value and serialized, as the encoder did
@@ -1529,25 +1510,16 @@ mod answer_tests {
         Ok(serde_json::to_vec(&body).unwrap_or_default())
     }
 
-    fn text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just(String::new()),
-            "[a-z ]{1,12}",
-            any::<String>(),
-            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{0,10}",
-        ]
-    }
-
     /// A content part: text, a Gemini part kept as it came, or a part no
     /// Gemini answer has (an image, another dialect's part).
     fn part() -> impl Strategy<Value = ContentPart> {
         prop_oneof![
-            3 => text().prop_map(|text| ContentPart::Text { text }),
-            1 => (text(), any::<i32>()).prop_map(|(t, n)| ContentPart::Opaque {
+            3 => json_text().prop_map(|text| ContentPart::Text { text }),
+            1 => (json_text(), any::<i32>()).prop_map(|(t, n)| ContentPart::Opaque {
                 dialect: Dialect::Gemini,
                 part: json!({"thought": true, "text": t, "thoughtSignature": n.to_string()}),
             }),
-            1 => text().prop_map(|url| ContentPart::ImageUrl { url, detail: None }),
+            1 => json_text().prop_map(|url| ContentPart::ImageUrl { url, detail: None }),
             1 => Just(ContentPart::Opaque {
                 dialect: Dialect::Anthropic,
                 part: json!({"type": "thinking"}),
@@ -1557,77 +1529,15 @@ mod answer_tests {
 
     fn content() -> impl Strategy<Value = Content> {
         prop_oneof![
-            text().prop_map(Content::Text),
+            json_text().prop_map(Content::Text),
             proptest::collection::vec(part(), 0..4).prop_map(Content::Parts),
         ]
     }
 
-    fn arguments() -> impl Strategy<Value = String> {
-        prop_oneof![
-            4 => (text(), text(), any::<i64>()).prop_map(|(k, v, n)| {
-                json!({k: v, "n": n, "nested": {"list": [1, "two", null]}}).to_string()
-            }),
-            1 => Just(String::new()),
-            1 => prop::sample::select(vec!["[1]", "\"text\"", "{not json"]).prop_map(str::to_owned),
-        ]
-    }
-
-    fn reason() -> impl Strategy<Value = FinishReason> {
-        prop_oneof![
-            Just(FinishReason::Stop),
-            Just(FinishReason::Length),
-            Just(FinishReason::ToolCalls),
-            Just(FinishReason::ContentFilter),
-            Just(FinishReason::Other("RECITATION".to_owned())),
-            text().prop_map(FinishReason::Other),
-        ]
-    }
-
-    prop_compose! {
-        fn answer()(
-            model in text(),
-            answered in proptest::option::of(text()),
-            content in content(),
-            id in text(),
-            refusal in proptest::option::of(text()),
-            calls in proptest::collection::vec((text(), text(), arguments()), 0..3),
-            finish in reason(),
-            tokens in (any::<u32>(), any::<u32>(), prop_oneof![Just(0u32), any::<u32>()], prop_oneof![Just(0u32), any::<u32>()]),
-        ) -> ChatResponse {
-            let mut response = ChatResponse::new(model, "");
-            response.message.content = content;
-            response.id = id;
-            response.refusal = refusal;
-            response.finish_reason = finish;
-            response.message.tool_calls = calls
-                .into_iter()
-                .map(|(id, name, arguments)| ToolCall::new(id, name, arguments))
-                .collect();
-            let mut usage = Usage::new(u64::from(tokens.0), u64::from(tokens.1));
-            usage.cached_input_tokens = u64::from(tokens.2);
-            usage.reasoning_tokens = u64::from(tokens.3);
-            response.usage = usage;
-            response.meta.model = answered.map(Into::into);
-            response
-        }
-    }
-
     proptest! {
         #[test]
-        fn written_by_hand_it_is_byte_for_byte_the_value_s(response in answer()) {
-            match (encode_response(&response), through_a_value(&response)) {
-                (Ok(mine), Ok(oracle)) => prop_assert_eq!(
-                    String::from_utf8_lossy(&mine),
-                    String::from_utf8_lossy(&oracle)
-                ),
-                (Err(_), Err(_)) => {}
-                (mine, oracle) => prop_assert!(
-                    false,
-                    "one failed, the other did not: {:?} / {:?}",
-                    mine.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                    oracle.map(|b| String::from_utf8_lossy(&b).into_owned())
-                ),
-            }
+        fn written_by_hand_it_is_byte_for_byte_the_value_s(response in chat_answer(content())) {
+            same_output(encode_response(&response), through_a_value(&response))?;
         }
     }
 }

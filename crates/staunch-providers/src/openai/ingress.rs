@@ -621,8 +621,9 @@ fn sse_data(value: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod response_tests {
     use super::*;
+    use crate::test_strategies::{chat_answer, json_text};
     use proptest::prelude::*;
-    use staunch_core::{ToolCall, Usage};
+    use staunch_core::{Content, Usage};
 
     /// The answer serialized through serde's derive, as the encoder did
     /// before it wrote the bytes itself: the oracle.
@@ -753,58 +754,10 @@ mod response_tests {
         serde_json::to_value(UsageOut::from(usage)).unwrap_or(Value::Null)
     }
 
-    /// Strings that need escaping, non-ASCII ones, and plain ones.
-    fn text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just(String::new()),
-            "[a-z ]{1,12}",
-            any::<String>(),
-            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{0,10}",
-        ]
-    }
-
-    fn reason() -> impl Strategy<Value = FinishReason> {
-        prop_oneof![
-            Just(FinishReason::Stop),
-            Just(FinishReason::Length),
-            Just(FinishReason::ToolCalls),
-            Just(FinishReason::ContentFilter),
-            text().prop_map(FinishReason::Other),
-        ]
-    }
-
-    prop_compose! {
-        fn answer()(
-            model in text(),
-            answered in proptest::option::of(text()),
-            content in text(),
-            id in text(),
-            refusal in proptest::option::of(text()),
-            calls in proptest::collection::vec((text(), text(), text()), 0..3),
-            finish in reason(),
-            tokens in (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
-        ) -> ChatResponse {
-            let mut response = ChatResponse::new(model, content);
-            response.id = id;
-            response.refusal = refusal;
-            response.finish_reason = finish;
-            response.message.tool_calls = calls
-                .into_iter()
-                .map(|(id, name, arguments)| ToolCall::new(id, name, arguments))
-                .collect();
-            let mut usage = Usage::new(u64::from(tokens.0), u64::from(tokens.1));
-            usage.cached_input_tokens = u64::from(tokens.2);
-            usage.reasoning_tokens = u64::from(tokens.3);
-            response.usage = usage;
-            response.meta.model = answered.map(Into::into);
-            response
-        }
-    }
-
     proptest! {
         #[test]
         fn written_by_hand_it_is_byte_for_byte_what_serde_writes(
-            response in answer(),
+            response in chat_answer(json_text().prop_map(Content::Text)),
             created in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
         ) {
             let mine = encode_response(&response, created);

@@ -1957,6 +1957,7 @@ mod tests {
 #[cfg(test)]
 mod delta_tests {
     use super::*;
+    use crate::test_strategies::json_text;
     use proptest::prelude::*;
 
     /// A delta event built as a value and written by `emit`, as the
@@ -1981,20 +1982,11 @@ mod delta_tests {
         out
     }
 
-    fn text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just(String::new()),
-            "[a-z ]{1,12}",
-            any::<String>(),
-            "[\"\\\\\n\t\u{0}\u{1f}\u{7f}é日🦀\u{2028}a]{0,10}",
-        ]
-    }
-
     proptest! {
         #[test]
         fn a_token_s_event_written_by_hand_is_what_the_value_wrote(
-            text in text(),
-            item_id in text(),
+            text in json_text(),
+            item_id in json_text(),
             at in prop_oneof![Just(0usize), any::<u32>().prop_map(|n| n as usize)],
             sequence in prop_oneof![Just(0u64), Just(u64::MAX - 1), any::<u64>().prop_map(|n| n / 2)],
             arguments in any::<bool>(),
