@@ -18,7 +18,9 @@
 //!   `response.output_text.delta` event (the stream and its message item
 //!   already started);
 //! - `gemini_chunk`: the same delta as a Gemini stream chunk;
-//! - `gemini_answer`: the whole answer as a `GenerateContentResponse`.
+//! - `gemini_answer`: the whole answer as a `GenerateContentResponse`;
+//! - `responses_answer`: the whole answer as a Response object, repeating
+//!   the settings of a typical request (instructions, a temperature).
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use staunch::core::{ChatResponse, StreamEvent, Usage};
@@ -104,6 +106,14 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("gemini_answer", |b| {
         b.iter(|| gemini::encode_response(black_box(&answer)).expect("an answer"))
+    });
+    let options = responses::decode_request(
+        br#"{"model":"gpt-4o-mini","input":"What is the capital of France?","instructions":"Answer in one sentence.","temperature":0.2}"#,
+    )
+    .expect("a valid request")
+    .options;
+    group.bench_function("responses_answer", |b| {
+        b.iter(|| responses::encode_response(black_box(&answer), &options, 1_733_500_000))
     });
     let mut encoder = gemini::StreamEncoder::new(id, "gemini-2.5-flash");
     group.bench_function("gemini_chunk", |b| {

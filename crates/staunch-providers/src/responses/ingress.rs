@@ -709,42 +709,169 @@ pub fn encode_response(
     options: &ResponsesOptions,
     created_at: u64,
 ) -> Vec<u8> {
+    use crate::json::{push_json_str, push_u64};
     let id = response_id(&crate::ingress::answer_id(response, "resp_"));
     let suffix = id_suffix(&id);
-    let mut output = Vec::with_capacity(1 + response.message.tool_calls.len());
     let text = response.text();
-    let mut content = Vec::new();
-    if !text.is_empty() && response.refusal.as_deref() != Some(&*text) {
-        content.push(text_part(&text));
+    let calls = &response.message.tool_calls;
+    // The output items, written straight into their array's bytes, each
+    // item's keys as fixed text in the order a `serde_json::Value` object
+    // keeps them (sorted).
+    let carried = text.len()
+        + response.refusal.as_ref().map_or(0, String::len)
+        + calls
+            .iter()
+            .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 160)
+            .sum::<usize>();
+    let mut output = Vec::with_capacity(160 + carried + carried / 8);
+    output.push(b'[');
+    let with_text = !text.is_empty() && response.refusal.as_deref() != Some(&*text);
+    if with_text || response.refusal.is_some() || calls.is_empty() {
+        output.extend_from_slice(b"{\"content\":[");
+        if with_text {
+            output.extend_from_slice(b"{\"annotations\":[],\"logprobs\":[],\"text\":");
+            push_json_str(&mut output, &text);
+            output.extend_from_slice(b",\"type\":\"output_text\"}");
+        }
+        if let Some(refusal) = &response.refusal {
+            if with_text {
+                output.push(b',');
+            }
+            output.extend_from_slice(b"{\"refusal\":");
+            push_json_str(&mut output, refusal);
+            output.extend_from_slice(b",\"type\":\"refusal\"}");
+        }
+        output.extend_from_slice(b"],\"id\":\"msg_");
+        push_json_str_contents(&mut output, suffix);
+        output.extend_from_slice(
+            b"\",\"role\":\"assistant\",\"status\":\"completed\",\"type\":\"message\"}",
+        );
     }
-    if let Some(refusal) = &response.refusal {
-        content.push(json!({"type": "refusal", "refusal": refusal}));
+    for (i, call) in calls.iter().enumerate() {
+        if output.len() > 1 {
+            output.push(b',');
+        }
+        output.extend_from_slice(b"{\"arguments\":");
+        push_json_str(&mut output, &call.arguments);
+        output.extend_from_slice(b",\"call_id\":");
+        push_json_str(&mut output, &call.id);
+        output.extend_from_slice(b",\"id\":\"fc_");
+        push_json_str_contents(&mut output, suffix);
+        output.push(b'_');
+        push_u64(&mut output, i as u64);
+        output.extend_from_slice(b"\",\"name\":");
+        push_json_str(&mut output, &call.name);
+        output.extend_from_slice(b",\"status\":\"completed\",\"type\":\"function_call\"}");
     }
-    if !content.is_empty() || response.message.tool_calls.is_empty() {
-        output.push(message_item(&format!("msg_{suffix}"), "completed", content));
-    }
-    for (i, c) in response.message.tool_calls.iter().enumerate() {
-        output.push(call_item(
-            &format!("fc_{suffix}_{i}"),
-            "completed",
-            &c.id,
-            &c.name,
-            &c.arguments,
-        ));
-    }
-    let (status, details) = status(&response.finish_reason);
-    let body = response_json(
-        &id,
-        created_at,
-        response.answered_model(),
-        status,
-        details,
-        Value::Null,
-        output,
-        Some(&response.usage),
-        options,
+    output.push(b']');
+    let usage = &response.usage;
+    let mut usage_bytes = Vec::with_capacity(200);
+    usage_bytes.extend_from_slice(b"{\"input_tokens\":");
+    push_u64(&mut usage_bytes, usage.input_tokens);
+    usage_bytes.extend_from_slice(
+        b",\"input_tokens_details\":{\"cache_write_tokens\":0,\"cached_tokens\":",
     );
-    serde_json::to_vec(&body).unwrap_or_default()
+    push_u64(&mut usage_bytes, usage.cached_input_tokens);
+    usage_bytes.extend_from_slice(b"},\"output_tokens\":");
+    push_u64(&mut usage_bytes, usage.output_tokens);
+    usage_bytes.extend_from_slice(b",\"output_tokens_details\":{\"reasoning_tokens\":");
+    push_u64(&mut usage_bytes, usage.reasoning_tokens);
+    usage_bytes.extend_from_slice(b"},\"total_tokens\":");
+    push_u64(&mut usage_bytes, usage.total());
+    usage_bytes.push(b'}');
+    let (status, details): (&str, &[u8]) = match response.finish_reason {
+        FinishReason::Length => ("incomplete", b"{\"reason\":\"max_output_tokens\"}"),
+        FinishReason::ContentFilter => ("incomplete", b"{\"reason\":\"content_filter\"}"),
+        _ => ("completed", b"null"),
+    };
+    // The object's fields by name, each later kind replacing an earlier
+    // one of the same name as `response_json` does: the defaults, the
+    // request's settings, then the answer's own; written in the names'
+    // order, as a `serde_json::Value` object writes them.
+    let mut fields: std::collections::BTreeMap<&str, Piece<'_>> = RESPONSE_DEFAULTS
+        .iter()
+        .map(|&(key, json)| (key, Piece::Json(json)))
+        .collect();
+    for (key, value) in &options.echo {
+        fields.insert(key, Piece::Value(value));
+    }
+    let mut created = Vec::with_capacity(20);
+    push_u64(&mut created, created_at);
+    for (key, piece) in [
+        ("id", Piece::Str(&id)),
+        ("object", Piece::Json(b"\"response\"")),
+        ("created_at", Piece::Bytes(&created)),
+        ("status", Piece::Str(status)),
+        ("background", Piece::Json(b"false")),
+        ("error", Piece::Json(b"null")),
+        ("incomplete_details", Piece::Json(details)),
+        ("model", Piece::Str(response.answered_model())),
+        ("output", Piece::Bytes(&output)),
+        ("previous_response_id", Piece::Json(b"null")),
+        ("store", Piece::Json(b"false")),
+        ("usage", Piece::Bytes(&usage_bytes)),
+    ] {
+        fields.insert(key, piece);
+    }
+    let mut out = Vec::with_capacity(640 + output.len() + id.len() + options.echo.len() * 32);
+    out.push(b'{');
+    for (i, (key, piece)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(&mut out, key);
+        out.push(b':');
+        match piece {
+            Piece::Json(json) => out.extend_from_slice(json),
+            Piece::Bytes(bytes) => out.extend_from_slice(bytes),
+            Piece::Str(text) => push_json_str(&mut out, text),
+            // A JSON value written into a vector can't fail.
+            Piece::Value(value) => {
+                let _ = serde_json::to_writer(&mut out, value);
+            }
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+/// The JSON of one field of a Response written by hand.
+enum Piece<'a> {
+    /// Fixed JSON text.
+    Json(&'static [u8]),
+    /// JSON text written for this answer.
+    Bytes(&'a [u8]),
+    /// A string, escaped when written.
+    Str(&'a str),
+    /// One of the request's settings.
+    Value(&'a Value),
+}
+
+/// What a Response says of settings its request did not give, as JSON
+/// text (the same defaults as [`response_json`]'s).
+const RESPONSE_DEFAULTS: [(&str, &[u8]); 12] = [
+    ("instructions", b"null"),
+    ("max_output_tokens", b"null"),
+    ("metadata", b"{}"),
+    ("parallel_tool_calls", b"true"),
+    ("reasoning", b"{\"effort\":null,\"summary\":null}"),
+    ("temperature", b"null"),
+    ("text", b"{\"format\":{\"type\":\"text\"}}"),
+    ("tool_choice", b"\"auto\""),
+    ("tools", b"[]"),
+    ("top_p", b"null"),
+    ("truncation", b"\"disabled\""),
+    ("user", b"null"),
+];
+
+/// Appends `text` escaped as the inside of a JSON string (without its
+/// quotes).
+fn push_json_str_contents(out: &mut Vec<u8>, text: &str) {
+    let start = out.len();
+    crate::json::push_json_str(out, text);
+    // The string's closing quote, then its opening one.
+    out.pop();
+    out.remove(start);
 }
 
 /// One output item of a streamed answer.
@@ -1998,6 +2125,111 @@ mod delta_tests {
             prop_assert_eq!(next, sequence + 1);
             let oracle = through_a_value(delta, &item_id, at, &text, sequence);
             prop_assert_eq!(String::from_utf8_lossy(&mine), String::from_utf8_lossy(&oracle));
+        }
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+    use crate::test_strategies::{chat_answer, json_text, same_output};
+    use proptest::prelude::*;
+    use staunch_core::Content;
+
+    /// The Response built as a value and serialized, as the encoder did
+    /// before it wrote the bytes itself: the oracle.
+    fn through_a_value(
+        response: &ChatResponse,
+        options: &ResponsesOptions,
+        created_at: u64,
+    ) -> Vec<u8> {
+        let id = response_id(&crate::ingress::answer_id(response, "resp_"));
+        let suffix = id_suffix(&id);
+        let mut output = Vec::with_capacity(1 + response.message.tool_calls.len());
+        let text = response.text();
+        let mut content = Vec::new();
+        if !text.is_empty() && response.refusal.as_deref() != Some(&*text) {
+            content.push(text_part(&text));
+        }
+        if let Some(refusal) = &response.refusal {
+            content.push(json!({"type": "refusal", "refusal": refusal}));
+        }
+        if !content.is_empty() || response.message.tool_calls.is_empty() {
+            output.push(message_item(&format!("msg_{suffix}"), "completed", content));
+        }
+        for (i, c) in response.message.tool_calls.iter().enumerate() {
+            output.push(call_item(
+                &format!("fc_{suffix}_{i}"),
+                "completed",
+                &c.id,
+                &c.name,
+                &c.arguments,
+            ));
+        }
+        let (status, details) = status(&response.finish_reason);
+        let body = response_json(
+            &id,
+            created_at,
+            response.answered_model(),
+            status,
+            details,
+            Value::Null,
+            output,
+            Some(&response.usage),
+            options,
+        );
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// A request's settings as a Response repeats them: the usual names,
+    /// names the answer's own fields take back, and any other name.
+    fn echo() -> impl Strategy<Value = Map<String, Value>> {
+        let key = prop_oneof![
+            prop::sample::select(vec![
+                "instructions",
+                "metadata",
+                "tools",
+                "temperature",
+                "text",
+                "top_p",
+                "include",
+                "prompt_cache_key",
+                "model",
+                "id",
+                "usage",
+                "status",
+                "a",
+                "zz",
+            ])
+            .prop_map(str::to_owned),
+            json_text(),
+        ];
+        let value = prop_oneof![
+            Just(Value::Null),
+            json_text().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (json_text(), any::<bool>()).prop_map(|(k, b)| json!({k: b, "list": [1, null]})),
+        ];
+        proptest::collection::btree_map(key, value, 0..6).prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn written_by_hand_it_is_byte_for_byte_the_value_s(
+            response in chat_answer(json_text().prop_map(Content::Text)),
+            echo in echo(),
+            created_at in any::<u64>(),
+        ) {
+            // An answer with no id gets a fresh one at each writing.
+            let mut response = response;
+            if response.id.is_empty() {
+                response.id = "chatcmpl-1".to_owned();
+            }
+            let options = ResponsesOptions { echo };
+            same_output::<()>(
+                Ok(encode_response(&response, &options, created_at)),
+                Ok(through_a_value(&response, &options, created_at)),
+            )?;
         }
     }
 }
