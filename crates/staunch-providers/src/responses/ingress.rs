@@ -646,22 +646,13 @@ fn response_json(
     options: &ResponsesOptions,
 ) -> Value {
     let mut r = Map::new();
-    // Defaults for a request that was not read here.
-    for (k, v) in [
-        ("instructions", Value::Null),
-        ("max_output_tokens", Value::Null),
-        ("metadata", json!({})),
-        ("parallel_tool_calls", json!(true)),
-        ("reasoning", json!({"effort": null, "summary": null})),
-        ("temperature", Value::Null),
-        ("text", json!({"format": {"type": "text"}})),
-        ("tool_choice", json!("auto")),
-        ("tools", json!([])),
-        ("top_p", Value::Null),
-        ("truncation", json!("disabled")),
-        ("user", Value::Null),
-    ] {
-        r.insert(k.to_owned(), v);
+    // Defaults for a request that was not read here (fixed JSON text,
+    // which always parses).
+    for (k, json) in RESPONSE_DEFAULTS {
+        r.insert(
+            k.to_owned(),
+            serde_json::from_slice(json).unwrap_or(Value::Null),
+        );
     }
     for (k, v) in &options.echo {
         r.insert(k.clone(), v.clone());
@@ -795,12 +786,10 @@ pub fn encode_response(
     for (key, value) in &options.echo {
         fields.insert(key, Piece::Value(value));
     }
-    let mut created = Vec::with_capacity(20);
-    push_u64(&mut created, created_at);
     for (key, piece) in [
         ("id", Piece::Str(&id)),
         ("object", Piece::Json(b"\"response\"")),
-        ("created_at", Piece::Bytes(&created)),
+        ("created_at", Piece::U64(created_at)),
         ("status", Piece::Str(status)),
         ("background", Piece::Json(b"false")),
         ("error", Piece::Json(b"null")),
@@ -825,6 +814,7 @@ pub fn encode_response(
             Piece::Json(json) => out.extend_from_slice(json),
             Piece::Bytes(bytes) => out.extend_from_slice(bytes),
             Piece::Str(text) => push_json_str(&mut out, text),
+            Piece::U64(n) => push_u64(&mut out, *n),
             // A JSON value written into a vector can't fail.
             Piece::Value(value) => {
                 let _ = serde_json::to_writer(&mut out, value);
@@ -843,12 +833,15 @@ enum Piece<'a> {
     Bytes(&'a [u8]),
     /// A string, escaped when written.
     Str(&'a str),
+    /// A number.
+    U64(u64),
     /// One of the request's settings.
     Value(&'a Value),
 }
 
 /// What a Response says of settings its request did not give, as JSON
-/// text (the same defaults as [`response_json`]'s).
+/// text: written as they are by [`encode_response`], read into values by
+/// `response_json` for a stream's Response objects.
 const RESPONSE_DEFAULTS: [(&str, &[u8]); 12] = [
     ("instructions", b"null"),
     ("max_output_tokens", b"null"),
