@@ -213,10 +213,6 @@ pub(super) fn reasons_text<'b>(
 
 fn record_fields(span: &Span, fields: &Outcome<'_>) {
     use tracing::field::Value;
-    // A span no subscriber wants records nothing: skip the field lookups.
-    if span.is_disabled() {
-        return;
-    }
     let Some(metadata) = span.metadata() else {
         return;
     };
@@ -339,7 +335,8 @@ fn record_ok<A: Answer>(
     let meta = response.meta();
     let provider = meta.provider.as_deref().unwrap_or("unknown");
     let model = response.answered_model();
-    if let Some(span) = span {
+    // A span no subscriber wants records nothing: don't gather its fields.
+    if let Some(span) = span.filter(|span| !span.is_disabled()) {
         record_fields(
             span,
             &Outcome {
@@ -398,7 +395,7 @@ fn record_ok<A: Answer>(
 
 /// Records a failure's outcome: on `span` (when given) and in the metrics.
 fn record_err(span: Option<&Span>, error: &LlmError, seconds: f64) {
-    if let Some(span) = span {
+    if let Some(span) = span.filter(|span| !span.is_disabled()) {
         record_fields(
             span,
             &Outcome {
