@@ -20,7 +20,11 @@
 //! - `gemini_chunk`: the same delta as a Gemini stream chunk;
 //! - `gemini_answer`: the whole answer as a `GenerateContentResponse`;
 //! - `responses_answer`: the whole answer as a Response object, repeating
-//!   the settings of a typical request (instructions, a temperature).
+//!   the settings of a typical request (instructions, a temperature);
+//! - `responses_stream`: the same answer streamed as the Responses events,
+//!   eight text deltas with the usage and finish reason: the stream's
+//!   `response.created`, `response.in_progress`, its message item's events
+//!   and `response.completed`, each repeating those settings.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use staunch::core::{ChatResponse, StreamEvent, Usage};
@@ -114,6 +118,27 @@ fn bench(c: &mut Criterion) {
     .options;
     group.bench_function("responses_answer", |b| {
         b.iter(|| responses::encode_response(black_box(&answer), &options, 1_733_500_000))
+    });
+    let tokens: Vec<StreamEvent> = [
+        "The", " capital", " of", " France", " is", " Paris", ",", " famous.",
+    ]
+    .into_iter()
+    .map(|t| StreamEvent::TextDelta(t.to_owned()))
+    .chain([
+        StreamEvent::Usage(Usage::new(31, 8)),
+        StreamEvent::Finish(staunch::core::FinishReason::Stop),
+    ])
+    .collect();
+    group.bench_function("responses_stream", |b| {
+        b.iter(|| {
+            let mut encoder =
+                responses::StreamEncoder::new(id, "gpt-4o-mini", 1_733_500_000, options.clone());
+            let mut bytes = 0;
+            for event in &tokens {
+                bytes += encoder.encode(black_box(event)).len();
+            }
+            bytes + encoder.finish().len()
+        })
     });
     let mut encoder = gemini::StreamEncoder::new(id, "gemini-2.5-flash");
     group.bench_function("gemini_chunk", |b| {

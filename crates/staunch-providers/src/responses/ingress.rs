@@ -9,7 +9,10 @@
 //! conversation with `store: false`.
 
 use super::request::Format;
-use crate::ingress::sse_event;
+use super::response_object::{
+    ItemId, ResponseObject, push_call_item, push_message_item, push_text_part, status,
+    write_response,
+};
 use crate::openai::ingress::field;
 use crate::openai::wire::IngressError;
 use serde::Deserialize;
@@ -607,87 +610,8 @@ pub(crate) fn response_id(id: &str) -> String {
 }
 
 /// The part of a response id that names its items (`msg_…`, `fc_…`).
-fn id_suffix(id: &str) -> &str {
+pub(super) fn id_suffix(id: &str) -> &str {
     id.strip_prefix("resp_").unwrap_or(id)
-}
-
-/// A usage object as the Responses API writes it.
-fn usage_json(usage: &Usage) -> Value {
-    json!({
-        "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_input_tokens, "cache_write_tokens": 0},
-        "output_tokens": usage.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "total_tokens": usage.total(),
-    })
-}
-
-/// A Response's status and `incomplete_details` for a finish reason.
-fn status(reason: &FinishReason) -> (&'static str, Value) {
-    match reason {
-        FinishReason::Length => ("incomplete", json!({"reason": "max_output_tokens"})),
-        FinishReason::ContentFilter => ("incomplete", json!({"reason": "content_filter"})),
-        _ => ("completed", Value::Null),
-    }
-}
-
-/// The Response object: the fields every SDK's model requires, the
-/// request's settings (`options`), then the answer's own.
-#[allow(clippy::too_many_arguments)]
-fn response_json(
-    id: &str,
-    created_at: u64,
-    model: &str,
-    status: &str,
-    incomplete_details: Value,
-    error: Value,
-    output: Vec<Value>,
-    usage: Option<&Usage>,
-    options: &ResponsesOptions,
-) -> Value {
-    let mut r = Map::new();
-    // Defaults for a request that was not read here (fixed JSON text,
-    // which always parses).
-    for (k, json) in RESPONSE_DEFAULTS {
-        r.insert(
-            k.to_owned(),
-            serde_json::from_slice(json).unwrap_or(Value::Null),
-        );
-    }
-    for (k, v) in &options.echo {
-        r.insert(k.clone(), v.clone());
-    }
-    for (k, v) in [
-        ("id", json!(id)),
-        ("object", json!("response")),
-        ("created_at", json!(created_at)),
-        ("status", json!(status)),
-        ("background", json!(false)),
-        ("error", error),
-        ("incomplete_details", incomplete_details),
-        ("model", json!(model)),
-        ("output", Value::Array(output)),
-        ("previous_response_id", Value::Null),
-        ("store", json!(false)),
-        ("usage", usage.map_or(Value::Null, usage_json)),
-    ] {
-        r.insert(k.to_owned(), v);
-    }
-    Value::Object(r)
-}
-
-/// An `output_text` content part.
-fn text_part(text: &str) -> Value {
-    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
-}
-
-fn message_item(id: &str, status: &str, content: Vec<Value>) -> Value {
-    json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
-}
-
-fn call_item(id: &str, status: &str, call_id: &str, name: &str, arguments: &str) -> Value {
-    json!({"id": id, "type": "function_call", "status": status, "call_id": call_id,
-           "name": name, "arguments": arguments})
 }
 
 /// Writes `response` as a Response object: a `message` item with the text
@@ -700,14 +624,10 @@ pub fn encode_response(
     options: &ResponsesOptions,
     created_at: u64,
 ) -> Vec<u8> {
-    use crate::json::{push_json_str, push_u64};
     let id = response_id(&crate::ingress::answer_id(response, "resp_"));
     let suffix = id_suffix(&id);
     let text = response.text();
     let calls = &response.message.tool_calls;
-    // The output items, written straight into their array's bytes, each
-    // item's keys as fixed text in the order a `serde_json::Value` object
-    // keeps them (sorted).
     let carried = text.len()
         + response.refusal.as_ref().map_or(0, String::len)
         + calls
@@ -718,153 +638,53 @@ pub fn encode_response(
     output.push(b'[');
     let with_text = !text.is_empty() && response.refusal.as_deref() != Some(&*text);
     if with_text || response.refusal.is_some() || calls.is_empty() {
-        output.extend_from_slice(b"{\"content\":[");
-        if with_text {
-            output.extend_from_slice(b"{\"annotations\":[],\"logprobs\":[],\"text\":");
-            push_json_str(&mut output, &text);
-            output.extend_from_slice(b",\"type\":\"output_text\"}");
-        }
-        if let Some(refusal) = &response.refusal {
-            if with_text {
-                output.push(b',');
-            }
-            output.extend_from_slice(b"{\"refusal\":");
-            push_json_str(&mut output, refusal);
-            output.extend_from_slice(b",\"type\":\"refusal\"}");
-        }
-        output.extend_from_slice(b"],\"id\":\"msg_");
-        push_json_str_contents(&mut output, suffix);
-        output.extend_from_slice(
-            b"\",\"role\":\"assistant\",\"status\":\"completed\",\"type\":\"message\"}",
+        push_message_item(
+            &mut output,
+            ItemId {
+                prefix: "msg_",
+                name: suffix,
+                index: None,
+            },
+            "completed",
+            with_text.then_some(&*text),
+            response.refusal.as_deref(),
         );
     }
     for (i, call) in calls.iter().enumerate() {
         if output.len() > 1 {
             output.push(b',');
         }
-        output.extend_from_slice(b"{\"arguments\":");
-        push_json_str(&mut output, &call.arguments);
-        output.extend_from_slice(b",\"call_id\":");
-        push_json_str(&mut output, &call.id);
-        output.extend_from_slice(b",\"id\":\"fc_");
-        push_json_str_contents(&mut output, suffix);
-        output.push(b'_');
-        push_u64(&mut output, i as u64);
-        output.extend_from_slice(b"\",\"name\":");
-        push_json_str(&mut output, &call.name);
-        output.extend_from_slice(b",\"status\":\"completed\",\"type\":\"function_call\"}");
+        push_call_item(
+            &mut output,
+            ItemId {
+                prefix: "fc_",
+                name: suffix,
+                index: Some(i),
+            },
+            "completed",
+            &call.id,
+            &call.name,
+            &call.arguments,
+        );
     }
     output.push(b']');
-    let usage = &response.usage;
-    let mut usage_bytes = Vec::with_capacity(200);
-    usage_bytes.extend_from_slice(b"{\"input_tokens\":");
-    push_u64(&mut usage_bytes, usage.input_tokens);
-    usage_bytes.extend_from_slice(
-        b",\"input_tokens_details\":{\"cache_write_tokens\":0,\"cached_tokens\":",
+    let (status, incomplete_details) = status(&response.finish_reason);
+    let mut out = Vec::new();
+    write_response(
+        &mut out,
+        &ResponseObject {
+            id: &id,
+            created_at,
+            model: response.answered_model(),
+            status,
+            incomplete_details,
+            error: None,
+            output: &output,
+            usage: Some(&response.usage),
+            options,
+        },
     );
-    push_u64(&mut usage_bytes, usage.cached_input_tokens);
-    usage_bytes.extend_from_slice(b"},\"output_tokens\":");
-    push_u64(&mut usage_bytes, usage.output_tokens);
-    usage_bytes.extend_from_slice(b",\"output_tokens_details\":{\"reasoning_tokens\":");
-    push_u64(&mut usage_bytes, usage.reasoning_tokens);
-    usage_bytes.extend_from_slice(b"},\"total_tokens\":");
-    push_u64(&mut usage_bytes, usage.total());
-    usage_bytes.push(b'}');
-    let (status, details): (&str, &[u8]) = match response.finish_reason {
-        FinishReason::Length => ("incomplete", b"{\"reason\":\"max_output_tokens\"}"),
-        FinishReason::ContentFilter => ("incomplete", b"{\"reason\":\"content_filter\"}"),
-        _ => ("completed", b"null"),
-    };
-    // The object's fields by name, each later kind replacing an earlier
-    // one of the same name as `response_json` does: the defaults, the
-    // request's settings, then the answer's own; written in the names'
-    // order, as a `serde_json::Value` object writes them.
-    let mut fields: std::collections::BTreeMap<&str, Piece<'_>> = RESPONSE_DEFAULTS
-        .iter()
-        .map(|&(key, json)| (key, Piece::Json(json)))
-        .collect();
-    for (key, value) in &options.echo {
-        fields.insert(key, Piece::Value(value));
-    }
-    for (key, piece) in [
-        ("id", Piece::Str(&id)),
-        ("object", Piece::Json(b"\"response\"")),
-        ("created_at", Piece::U64(created_at)),
-        ("status", Piece::Str(status)),
-        ("background", Piece::Json(b"false")),
-        ("error", Piece::Json(b"null")),
-        ("incomplete_details", Piece::Json(details)),
-        ("model", Piece::Str(response.answered_model())),
-        ("output", Piece::Bytes(&output)),
-        ("previous_response_id", Piece::Json(b"null")),
-        ("store", Piece::Json(b"false")),
-        ("usage", Piece::Bytes(&usage_bytes)),
-    ] {
-        fields.insert(key, piece);
-    }
-    let mut out = Vec::with_capacity(640 + output.len() + id.len() + options.echo.len() * 32);
-    out.push(b'{');
-    for (i, (key, piece)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_json_str(&mut out, key);
-        out.push(b':');
-        match piece {
-            Piece::Json(json) => out.extend_from_slice(json),
-            Piece::Bytes(bytes) => out.extend_from_slice(bytes),
-            Piece::Str(text) => push_json_str(&mut out, text),
-            Piece::U64(n) => push_u64(&mut out, *n),
-            // A JSON value written into a vector can't fail.
-            Piece::Value(value) => {
-                let _ = serde_json::to_writer(&mut out, value);
-            }
-        }
-    }
-    out.push(b'}');
     out
-}
-
-/// The JSON of one field of a Response written by hand.
-enum Piece<'a> {
-    /// Fixed JSON text.
-    Json(&'static [u8]),
-    /// JSON text written for this answer.
-    Bytes(&'a [u8]),
-    /// A string, escaped when written.
-    Str(&'a str),
-    /// A number.
-    U64(u64),
-    /// One of the request's settings.
-    Value(&'a Value),
-}
-
-/// What a Response says of settings its request did not give, as JSON
-/// text: written as they are by [`encode_response`], read into values by
-/// `response_json` for a stream's Response objects.
-const RESPONSE_DEFAULTS: [(&str, &[u8]); 12] = [
-    ("instructions", b"null"),
-    ("max_output_tokens", b"null"),
-    ("metadata", b"{}"),
-    ("parallel_tool_calls", b"true"),
-    ("reasoning", b"{\"effort\":null,\"summary\":null}"),
-    ("temperature", b"null"),
-    ("text", b"{\"format\":{\"type\":\"text\"}}"),
-    ("tool_choice", b"\"auto\""),
-    ("tools", b"[]"),
-    ("top_p", b"null"),
-    ("truncation", b"\"disabled\""),
-    ("user", b"null"),
-];
-
-/// Appends `text` escaped as the inside of a JSON string (without its
-/// quotes).
-fn push_json_str_contents(out: &mut Vec<u8>, text: &str) {
-    let start = out.len();
-    crate::json::push_json_str(out, text);
-    // The string's closing quote, then its opening one.
-    out.pop();
-    out.remove(start);
 }
 
 /// One output item of a streamed answer.
@@ -894,6 +714,10 @@ enum Item {
 /// Every event is `event: <type>` with `type` and a `sequence_number`
 /// counting from 0 in its data. A failure after the commit point is a
 /// `response.failed` event, and nothing follows it.
+///
+/// Each event is written straight into its frame, keys as fixed text in
+/// the order a `serde_json::Value` object keeps them (sorted); its Response
+/// and items through the same writers as a whole answer's.
 #[derive(Debug)]
 pub struct StreamEncoder {
     id: String,
@@ -909,6 +733,48 @@ pub struct StreamEncoder {
     finish: Option<FinishReason>,
     /// A terminal event went out.
     ended: bool,
+}
+
+/// Opens an event's frame: its `event:` line and its data's `{`.
+fn head(out: &mut Vec<u8>, kind: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {");
+}
+
+/// Writes the event's `sequence_number`, then counts it.
+fn push_sequence(out: &mut Vec<u8>, sequence: &mut u64) {
+    out.extend_from_slice(b"\"sequence_number\":");
+    crate::json::push_u64(out, *sequence);
+    *sequence += 1;
+}
+
+/// Closes an event's frame: its `type`, the data's `}` and the blank line.
+fn tail(out: &mut Vec<u8>, kind: &str) {
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\"}\n\n");
+}
+
+/// Writes `item` as a Response lists it, with `status`; a message with its
+/// text part when `with_content`, else with none (as when announced).
+fn push_item(out: &mut Vec<u8>, item: &Item, status: &str, with_content: bool) {
+    match item {
+        Item::Message { id, text } => push_message_item(
+            out,
+            ItemId::whole(id),
+            status,
+            with_content.then_some(text.as_str()),
+            None,
+        ),
+        Item::Call {
+            id,
+            call_id,
+            name,
+            arguments,
+            ..
+        } => push_call_item(out, ItemId::whole(id), status, call_id, name, arguments),
+    }
 }
 
 impl StreamEncoder {
@@ -935,71 +801,133 @@ impl StreamEncoder {
         }
     }
 
-    /// Writes one event with its type and sequence number.
-    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, data: Value) {
-        let mut data = match data {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        };
-        data.insert("type".into(), json!(kind));
-        data.insert("sequence_number".into(), json!(self.sequence));
-        self.sequence += 1;
-        out.extend_from_slice(&sse_event(Some(kind), &Value::Object(data)));
-    }
-
-    /// The items so far, as a Response lists them.
-    fn output(&self, done_status: &str) -> Vec<Value> {
-        self.items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let status = if self.open == Some(i) {
-                    done_status
-                } else {
-                    "completed"
-                };
-                self.item_json(item, status, true)
-            })
-            .collect()
-    }
-
-    fn item_json(&self, item: &Item, status: &str, with_content: bool) -> Value {
-        match item {
-            Item::Message { id, text } => {
-                let content = if with_content {
-                    vec![text_part(text)]
-                } else {
-                    Vec::new()
-                };
-                message_item(id, status, content)
+    /// The items so far, as the JSON text of a Response's `output`: the
+    /// open one with `done_status`, the others `completed`.
+    fn output(&self, done_status: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            2 + self
+                .items
+                .iter()
+                .map(|item| match item {
+                    Item::Message { id, text } => id.len() + text.len() + 160,
+                    Item::Call {
+                        id,
+                        call_id,
+                        name,
+                        arguments,
+                        ..
+                    } => id.len() + call_id.len() + name.len() + arguments.len() + 120,
+                })
+                .sum::<usize>(),
+        );
+        out.push(b'[');
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
-            Item::Call {
-                id,
-                call_id,
-                name,
-                arguments,
-                ..
-            } => call_item(id, status, call_id, name, arguments),
+            let status = if self.open == Some(i) {
+                done_status
+            } else {
+                "completed"
+            };
+            push_item(&mut out, item, status, true);
         }
+        out.push(b']');
+        out
     }
 
-    fn response(&self, status: &str, details: Value, error: Value, output: Vec<Value>) -> Value {
-        let usage = if status == "in_progress" {
-            None
-        } else {
-            self.usage.as_ref()
+    /// The Response with `status` (its usage once no longer in progress),
+    /// as JSON text.
+    fn response(
+        &self,
+        status: &str,
+        incomplete_details: &'static [u8],
+        error: Option<(&'static str, &str)>,
+        output: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_response(
+            &mut out,
+            &ResponseObject {
+                id: &self.id,
+                created_at: self.created_at,
+                model: &self.model,
+                status,
+                incomplete_details,
+                error,
+                output,
+                usage: if status == "in_progress" {
+                    None
+                } else {
+                    self.usage.as_ref()
+                },
+                options: &self.options,
+            },
+        );
+        out
+    }
+
+    /// Writes an event that carries a Response: `response.created`,
+    /// `response.completed`, ….
+    fn emit_response(&mut self, out: &mut Vec<u8>, kind: &str, response: &[u8]) {
+        out.reserve(response.len() + 2 * kind.len() + 64);
+        head(out, kind);
+        out.extend_from_slice(b"\"response\":");
+        out.extend_from_slice(response);
+        out.push(b',');
+        push_sequence(out, &mut self.sequence);
+        tail(out, kind);
+    }
+
+    /// Writes `response.output_item.added` (`done` false: the item in
+    /// progress, without content) or `response.output_item.done` for the
+    /// item at `at`.
+    fn emit_item(&mut self, out: &mut Vec<u8>, at: usize, done: bool) {
+        let Some(item) = self.items.get(at) else {
+            return;
         };
-        response_json(
-            &self.id,
-            self.created_at,
-            &self.model,
-            status,
-            details,
-            error,
-            output,
-            usage,
-            &self.options,
-        )
+        let kind = if done {
+            "response.output_item.done"
+        } else {
+            "response.output_item.added"
+        };
+        head(out, kind);
+        out.extend_from_slice(b"\"item\":");
+        let status = if done { "completed" } else { "in_progress" };
+        push_item(out, item, status, done);
+        out.extend_from_slice(b",\"output_index\":");
+        crate::json::push_u64(out, at as u64);
+        out.push(b',');
+        push_sequence(out, &mut self.sequence);
+        tail(out, kind);
+    }
+
+    /// Writes `response.content_part.added` (`done` false: with an empty
+    /// part) or `response.content_part.done` (with the whole `text`) for
+    /// message `id` at `at`.
+    fn emit_part(
+        out: &mut Vec<u8>,
+        sequence: &mut u64,
+        done: bool,
+        id: &str,
+        at: usize,
+        text: &str,
+    ) {
+        let kind = if done {
+            "response.content_part.done"
+        } else {
+            "response.content_part.added"
+        };
+        head(out, kind);
+        out.extend_from_slice(b"\"content_index\":0,\"item_id\":");
+        crate::json::push_json_str(out, id);
+        out.extend_from_slice(b",\"output_index\":");
+        crate::json::push_u64(out, at as u64);
+        out.extend_from_slice(b",\"part\":");
+        push_text_part(out, if done { text } else { "" });
+        out.push(b',');
+        push_sequence(out, sequence);
+        tail(out, kind);
     }
 
     fn start(&mut self, out: &mut Vec<u8>) {
@@ -1007,75 +935,66 @@ impl StreamEncoder {
             return;
         }
         self.started = true;
-        let response = self.response("in_progress", Value::Null, Value::Null, Vec::new());
-        self.emit(out, "response.created", json!({"response": response}));
-        self.emit(out, "response.in_progress", json!({"response": response}));
+        let response = self.response("in_progress", b"null", None, b"[]");
+        self.emit_response(out, "response.created", &response);
+        self.emit_response(out, "response.in_progress", &response);
     }
 
     /// Ends the open item: its `.done` events.
     fn close(&mut self, out: &mut Vec<u8>) {
+        use crate::json::{push_json_str, push_u64};
         let Some(at) = self.open.take() else {
             return;
         };
-        let Some(item) = self.items.get(at) else {
-            return;
-        };
-        let done = self.item_json(item, "completed", true);
-        let events: Vec<(&str, Value)> = match item {
-            Item::Message { id, text } => vec![
-                (
-                    "response.output_text.done",
-                    json!({"item_id": id, "output_index": at, "content_index": 0,
-                           "text": text, "logprobs": []}),
-                ),
-                (
-                    "response.content_part.done",
-                    json!({"item_id": id, "output_index": at, "content_index": 0,
-                           "part": text_part(text)}),
-                ),
-            ],
-            Item::Call {
+        match self.items.get(at) {
+            Some(Item::Message { id, text }) => {
+                let kind = "response.output_text.done";
+                head(out, kind);
+                out.extend_from_slice(b"\"content_index\":0,\"item_id\":");
+                push_json_str(out, id);
+                out.extend_from_slice(b",\"logprobs\":[],\"output_index\":");
+                push_u64(out, at as u64);
+                out.push(b',');
+                push_sequence(out, &mut self.sequence);
+                out.extend_from_slice(b",\"text\":");
+                push_json_str(out, text);
+                tail(out, kind);
+                Self::emit_part(out, &mut self.sequence, true, id, at, text);
+            }
+            Some(Item::Call {
                 id,
                 name,
                 arguments,
                 ..
-            } => vec![(
-                "response.function_call_arguments.done",
-                json!({"item_id": id, "output_index": at, "name": name, "arguments": arguments}),
-            )],
-        };
-        for (kind, data) in events {
-            self.emit(out, kind, data);
+            }) => {
+                let kind = "response.function_call_arguments.done";
+                head(out, kind);
+                out.extend_from_slice(b"\"arguments\":");
+                push_json_str(out, arguments);
+                out.extend_from_slice(b",\"item_id\":");
+                push_json_str(out, id);
+                out.extend_from_slice(b",\"name\":");
+                push_json_str(out, name);
+                out.extend_from_slice(b",\"output_index\":");
+                push_u64(out, at as u64);
+                out.push(b',');
+                push_sequence(out, &mut self.sequence);
+                tail(out, kind);
+            }
+            None => return,
         }
-        self.emit(
-            out,
-            "response.output_item.done",
-            json!({"output_index": at, "item": done}),
-        );
+        self.emit_item(out, at, true);
     }
 
     /// Opens a new item and announces it.
     fn open(&mut self, out: &mut Vec<u8>, item: Item) -> usize {
         self.close(out);
         let at = self.items.len();
-        let added = self.item_json(&item, "in_progress", false);
-        let message = match &item {
-            Item::Message { id, .. } => Some(id.clone()),
-            Item::Call { .. } => None,
-        };
         self.items.push(item);
         self.open = Some(at);
-        self.emit(
-            out,
-            "response.output_item.added",
-            json!({"output_index": at, "item": added}),
-        );
-        if let Some(id) = message {
-            self.emit(
-                out,
-                "response.content_part.added",
-                json!({"item_id": id, "output_index": at, "content_index": 0, "part": text_part("")}),
-            );
+        self.emit_item(out, at, false);
+        if let Some(Item::Message { id, .. }) = self.items.get(at) {
+            Self::emit_part(out, &mut self.sequence, false, id, at, "");
         }
         at
     }
@@ -1184,14 +1103,15 @@ impl StreamEncoder {
         self.start(&mut out);
         self.close(&mut out);
         self.ended = true;
-        let (status, details) = status(self.finish.as_ref().unwrap_or(&FinishReason::Stop));
-        let response = self.response(status, details, Value::Null, self.output("completed"));
+        let (status, incomplete_details) =
+            status(self.finish.as_ref().unwrap_or(&FinishReason::Stop));
+        let response = self.response(status, incomplete_details, None, &self.output("completed"));
         let kind = if status == "completed" {
             "response.completed"
         } else {
             "response.incomplete"
         };
-        self.emit(&mut out, kind, json!({"response": response}));
+        self.emit_response(&mut out, kind, &response);
         out
     }
 
@@ -1210,9 +1130,14 @@ impl StreamEncoder {
             ErrorKind::ContentFiltered => "invalid_prompt",
             _ => "server_error",
         };
-        let error = json!({"code": code, "message": error.to_string()});
-        let response = self.response("failed", Value::Null, error, self.output("incomplete"));
-        self.emit(&mut out, "response.failed", json!({"response": response}));
+        let message = error.to_string();
+        let response = self.response(
+            "failed",
+            b"null",
+            Some((code, &message)),
+            &self.output("incomplete"),
+        );
+        self.emit_response(&mut out, "response.failed", &response);
         out
     }
 }
@@ -2076,6 +2001,7 @@ mod tests {
 
 #[cfg(test)]
 mod delta_tests {
+    use super::super::value_oracle::ValueStreamEncoder;
     use super::*;
     use crate::test_strategies::json_text;
     use proptest::prelude::*;
@@ -2089,7 +2015,8 @@ mod delta_tests {
         text: &str,
         sequence: u64,
     ) -> Vec<u8> {
-        let mut encoder = StreamEncoder::new("resp_1", "gpt-4o", 0, ResponsesOptions::default());
+        let mut encoder =
+            ValueStreamEncoder::new("resp_1", "gpt-4o", 0, ResponsesOptions::default());
         encoder.sequence = sequence;
         let data = match delta {
             Delta::Text => json!({"item_id": item_id, "output_index": at, "content_index": 0,
@@ -2124,6 +2051,7 @@ mod delta_tests {
 
 #[cfg(test)]
 mod answer_tests {
+    use super::super::value_oracle::{call_item, message_item, response_json, status, text_part};
     use super::*;
     use crate::test_strategies::{chat_answer, json_text, same_output};
     use proptest::prelude::*;
@@ -2176,7 +2104,7 @@ mod answer_tests {
 
     /// A request's settings as a Response repeats them: the usual names,
     /// names the answer's own fields take back, and any other name.
-    fn echo() -> impl Strategy<Value = Map<String, Value>> {
+    pub(super) fn echo() -> impl Strategy<Value = Map<String, Value>> {
         let key = prop_oneof![
             prop::sample::select(vec![
                 "instructions",
@@ -2223,6 +2151,103 @@ mod answer_tests {
                 Ok(encode_response(&response, &options, created_at)),
                 Ok(through_a_value(&response, &options, created_at)),
             )?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::super::value_oracle::ValueStreamEncoder;
+    use super::*;
+    use crate::test_strategies::{finish_reason, json_text, tool_arguments};
+    use proptest::prelude::*;
+
+    /// What a stream can bring: text (some of it empty), call deltas of a
+    /// few calls (first with an id and a name or not), usage, a finish
+    /// reason, a continuation.
+    fn event() -> impl Strategy<Value = StreamEvent> {
+        let usage = (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+            |(input, output, cached, reasoning)| {
+                let mut usage = Usage::new(u64::from(input), u64::from(output));
+                usage.cached_input_tokens = u64::from(cached);
+                usage.reasoning_tokens = u64::from(reasoning);
+                usage
+            },
+        );
+        prop_oneof![
+            4 => json_text().prop_map(StreamEvent::TextDelta),
+            1 => Just(StreamEvent::TextDelta(String::new())),
+            4 => (
+                0..3u32,
+                proptest::option::of(json_text()),
+                proptest::option::of(json_text()),
+                prop_oneof![tool_arguments(), json_text(), Just(String::new())],
+            )
+                .prop_map(|(index, id, name, arguments)| StreamEvent::ToolCallDelta {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                }),
+            1 => usage.prop_map(StreamEvent::Usage),
+            1 => finish_reason().prop_map(StreamEvent::Finish),
+            1 => json_text().prop_map(|target| StreamEvent::Continued { target }),
+        ]
+    }
+
+    /// How a stream ends: complete, with an error of some kind, or cut
+    /// (nothing written at the end).
+    fn ending() -> impl Strategy<Value = Option<Option<(ErrorKind, String)>>> {
+        prop_oneof![
+            Just(Some(None)),
+            Just(None),
+            (
+                prop::sample::select(vec![
+                    ErrorKind::RateLimited,
+                    ErrorKind::QuotaExhausted,
+                    ErrorKind::ContentFiltered,
+                    ErrorKind::Timeout,
+                    ErrorKind::TruncatedResponse,
+                ]),
+                json_text(),
+            )
+                .prop_map(|error| Some(Some(error))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_event_written_by_hand_is_byte_for_byte_the_value_s(
+            id in prop_oneof![Just("resp_1".to_owned()), json_text()],
+            model in json_text(),
+            created_at in any::<u64>(),
+            echo in super::answer_tests::echo(),
+            events in proptest::collection::vec(event(), 0..12),
+            ending in ending(),
+        ) {
+            let options = ResponsesOptions { echo };
+            let mut mine = StreamEncoder::new(id.clone(), model.clone(), created_at, options.clone());
+            let mut oracle = ValueStreamEncoder::new(id, model, created_at, options);
+            let same = |mine: Vec<u8>, oracle: Vec<u8>| {
+                prop_assert_eq!(String::from_utf8_lossy(&mine), String::from_utf8_lossy(&oracle));
+                Ok(())
+            };
+            for event in &events {
+                same(mine.encode(event), oracle.encode(event))?;
+            }
+            match ending {
+                Some(None) => same(mine.finish(), oracle.finish())?,
+                Some(Some((kind, message))) => {
+                    let error = LlmError::new(kind, message);
+                    same(mine.error(&error), oracle.error(&error))?;
+                }
+                None => {}
+            }
+            // After the end, nothing more; a cut stream still ends.
+            for event in events.iter().take(2) {
+                same(mine.encode(event), oracle.encode(event))?;
+            }
+            same(mine.finish(), oracle.finish())?;
         }
     }
 }

@@ -39,6 +39,9 @@ mod events;
 pub(crate) mod ingress;
 pub(crate) mod ingress_seam;
 mod request;
+mod response_object;
+#[cfg(test)]
+mod value_oracle;
 pub mod wire;
 
 use crate::ConfigError;
