@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 /// What a Response says of settings its request did not give, as JSON
 /// text; a request's own settings replace them.
-const RESPONSE_DEFAULTS: [(&str, &[u8]); 12] = [
+pub(super) const RESPONSE_DEFAULTS: [(&str, &[u8]); 12] = [
     ("instructions", b"null"),
     ("max_output_tokens", b"null"),
     ("metadata", b"{}"),

@@ -4,6 +4,7 @@
 //! hand-written bytes must equal.
 
 use super::ingress::{ResponsesOptions, id_suffix, response_id};
+use super::response_object::RESPONSE_DEFAULTS;
 use crate::ingress::sse_event;
 use serde_json::{Map, Value, json};
 use staunch_core::{ErrorKind, FinishReason, LlmError, StreamEvent, Usage};
@@ -92,23 +93,6 @@ pub(super) fn call_item(
     json!({"id": id, "type": "function_call", "status": status, "call_id": call_id,
            "name": name, "arguments": arguments})
 }
-
-/// What a Response says of settings its request did not give, as JSON
-/// text, read into values by `response_json`.
-const RESPONSE_DEFAULTS: [(&str, &[u8]); 12] = [
-    ("instructions", b"null"),
-    ("max_output_tokens", b"null"),
-    ("metadata", b"{}"),
-    ("parallel_tool_calls", b"true"),
-    ("reasoning", b"{\"effort\":null,\"summary\":null}"),
-    ("temperature", b"null"),
-    ("text", b"{\"format\":{\"type\":\"text\"}}"),
-    ("tool_choice", b"\"auto\""),
-    ("tools", b"[]"),
-    ("top_p", b"null"),
-    ("truncation", b"\"disabled\""),
-    ("user", b"null"),
-];
 
 /// One output item of a streamed answer.
 #[derive(Debug)]
