@@ -124,6 +124,16 @@ pub fn push_json_str(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// The bytes tool `calls` take in a body: their ids', names' and
+/// arguments' text, plus `per_call` for each call's keys and quotes. For
+/// sizing a buffer before writing into it.
+pub(crate) fn calls_len(calls: &[staunch_core::ToolCall], per_call: usize) -> usize {
+    calls
+        .iter()
+        .map(|c| c.id.len() + c.name.len() + c.arguments.len() + per_call)
+        .sum()
+}
+
 /// Appends `n` in decimal, as serde_json writes an integer.
 pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());

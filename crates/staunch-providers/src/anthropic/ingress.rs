@@ -310,14 +310,8 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
     // carries is escaped. Sized for the fixed text (about 220 bytes), what
     // is carried over and an eighth more for escapes.
     let calls = &response.message.tool_calls;
-    let carried = text.len()
-        + id.len()
-        + model.len()
-        + stop_reason.len()
-        + calls
-            .iter()
-            .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 64)
-            .sum::<usize>();
+    let carried =
+        text.len() + id.len() + model.len() + stop_reason.len() + crate::json::calls_len(calls, 64);
     let mut out = Vec::with_capacity(256 + carried + carried / 8);
     out.extend_from_slice(b"{\"content\":[");
     if !text.is_empty() {

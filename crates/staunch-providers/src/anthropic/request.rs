@@ -134,10 +134,7 @@ pub fn encode_request(request: &ChatRequest, default_max_tokens: u32) -> Result<
             m.content.byte_len()
                 + 34
                 + m.tool_call_id.as_ref().map_or(0, |id| id.len() + 48)
-                + m.tool_calls
-                    .iter()
-                    .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 48)
-                    .sum::<usize>()
+                + crate::json::calls_len(&m.tool_calls, 48)
         },
         48,
     );

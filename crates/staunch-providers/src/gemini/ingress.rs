@@ -651,10 +651,7 @@ pub fn encode_response(response: &ChatResponse) -> Result<Vec<u8>, IngressError>
     let carried = response.message.content.byte_len()
         + id.len()
         + model.len()
-        + calls
-            .iter()
-            .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 64)
-            .sum::<usize>();
+        + crate::json::calls_len(calls, 64);
     let mut out = Vec::with_capacity(256 + carried + carried / 8);
     out.extend_from_slice(b"{\"candidates\":[{\"content\":{\"parts\":[");
     let mut parts = 0;

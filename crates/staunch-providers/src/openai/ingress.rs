@@ -411,10 +411,7 @@ pub fn encode_response(response: &ChatResponse, created: u64) -> Vec<u8> {
         + id.len()
         + model.len()
         + response.refusal.as_ref().map_or(0, String::len)
-        + calls
-            .iter()
-            .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 80)
-            .sum::<usize>();
+        + crate::json::calls_len(calls, 80);
     let mut out = Vec::with_capacity(360 + carried + carried / 8);
     out.extend_from_slice(b"{\"choices\":[{\"finish_reason\":\"");
     out.extend_from_slice(finish_reason(&response.finish_reason).as_bytes());

@@ -65,10 +65,7 @@ pub fn encode_request(request: &ChatRequest) -> Result<Vec<u8>, LlmError> {
                 + m.content.byte_len()
                 + m.name.as_ref().map_or(0, |n| n.len() + 10)
                 + m.tool_call_id.as_ref().map_or(0, |n| n.len() + 18)
-                + m.tool_calls
-                    .iter()
-                    .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 64)
-                    .sum::<usize>()
+                + crate::json::calls_len(&m.tool_calls, 64)
         },
         80,
     );

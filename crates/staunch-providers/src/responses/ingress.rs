@@ -630,10 +630,7 @@ pub fn encode_response(
     let calls = &response.message.tool_calls;
     let carried = text.len()
         + response.refusal.as_ref().map_or(0, String::len)
-        + calls
-            .iter()
-            .map(|c| c.id.len() + c.name.len() + c.arguments.len() + 160)
-            .sum::<usize>();
+        + crate::json::calls_len(calls, 160);
     let mut output = Vec::with_capacity(160 + carried + carried / 8);
     output.push(b'[');
     let with_text = !text.is_empty() && response.refusal.as_deref() != Some(&*text);
