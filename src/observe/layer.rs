@@ -7,12 +7,16 @@ use tower_layer::Layer;
 /// logical request. Put it outermost.
 #[derive(Clone, Copy, Debug)]
 pub struct InstrumentLayer {
+    spans: bool,
     span_outcome: bool,
 }
 
 impl Default for InstrumentLayer {
     fn default() -> Self {
-        InstrumentLayer { span_outcome: true }
+        InstrumentLayer {
+            spans: true,
+            span_outcome: true,
+        }
     }
 }
 
@@ -46,6 +50,29 @@ impl InstrumentLayer {
         self.span_outcome = record;
         self
     }
+
+    /// Whether each request gets its `llm.request` span: `true` by
+    /// default. With `false` the layer records the metrics alone.
+    ///
+    /// The span is what a trace of the request is made of, and what the
+    /// lines of events logged during the call are nested in (with the
+    /// span's request fields: the operation and the model). A process
+    /// that exports no spans and whose log already names each request (an
+    /// HTTP server's request span with its id, say) can turn it off: the
+    /// span then costs nothing, where a subscriber that records spans
+    /// otherwise creates, enters and closes one for every request.
+    ///
+    /// ```
+    /// use staunch::observe::InstrumentLayer;
+    ///
+    /// // Metrics only: no span for any request.
+    /// let layer = InstrumentLayer::new().spans(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn spans(mut self, on: bool) -> Self {
+        self.spans = on;
+        self
+    }
 }
 
 impl<S> Layer<S> for InstrumentLayer {
@@ -54,6 +81,7 @@ impl<S> Layer<S> for InstrumentLayer {
     fn layer(&self, inner: S) -> Instrument<S> {
         Instrument {
             inner,
+            spans: self.spans,
             span_outcome: self.span_outcome,
         }
     }

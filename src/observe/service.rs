@@ -19,6 +19,7 @@ use tower_service::Service;
 #[derive(Clone, Debug)]
 pub struct Instrument<S> {
     pub(super) inner: S,
+    pub(super) spans: bool,
     pub(super) span_outcome: bool,
 }
 
@@ -27,8 +28,16 @@ impl<S> Instrument<S> {
     pub fn new(inner: S) -> Self {
         Instrument {
             inner,
+            spans: true,
             span_outcome: true,
         }
+    }
+
+    /// Whether each request gets its `llm.request` span (default `true`);
+    /// see [`InstrumentLayer::spans`](super::InstrumentLayer::spans).
+    pub fn spans(mut self, on: bool) -> Self {
+        self.spans = on;
+        self
     }
 
     /// Whether the `llm.request` span gets the request's outcome fields
@@ -78,43 +87,11 @@ where
             None => (request.start_clock(), true),
             Some(_) => (Instant::now(), false),
         };
-        // The GenAI attributes' names are `semconv::attr`'s (a test checks
-        // them against this declaration).
-        let span = tracing::info_span!(
-            target: "staunch",
-            "llm.request",
-            // OpenTelemetry's span name: `{operation} {model}` (formatted
-            // only when a subscriber wants the span).
-            otel.name = %format_args!("{} {}", request.operation().as_str(), request.model()),
-            otel.kind = "client",
-            gen_ai.operation.name = request.operation().as_str(),
-            gen_ai.request.model = request.model(),
-            // Signed: OpenTelemetry has no unsigned integers.
-            gen_ai.request.max_tokens = request
-                .max_output_tokens()
-                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
-            gen_ai.request.stream = request.is_stream(),
-            gen_ai.provider.name = tracing::field::Empty,
-            gen_ai.response.model = tracing::field::Empty,
-            gen_ai.response.id = tracing::field::Empty,
-            gen_ai.response.finish_reasons = tracing::field::Empty,
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-            gen_ai.usage.output_tokens = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            server.address = tracing::field::Empty,
-            server.port = tracing::field::Empty,
-            model = request.model(),
-            outcome = tracing::field::Empty,
-            tier = tracing::field::Empty,
-            provider = tracing::field::Empty,
-            answered_model = tracing::field::Empty,
-            target = tracing::field::Empty,
-            attempts = tracing::field::Empty,
-            fallback_depth = tracing::field::Empty,
-            error_kind = tracing::field::Empty,
-            status = tracing::field::Empty,
-            latency_ms = tracing::field::Empty,
-        );
+        let span = if self.spans {
+            request_span(&request)
+        } else {
+            tracing::Span::none()
+        };
         let (operation, model) = (
             request.operation(),
             super::request_model::shared(request.model()),
@@ -133,4 +110,45 @@ where
             model,
         )
     }
+}
+
+/// The `llm.request` span of `request`.
+fn request_span<C: Call>(request: &C) -> tracing::Span {
+    // The GenAI attributes' names are `semconv::attr`'s (a test checks
+    // them against this declaration).
+    tracing::info_span!(
+        target: "staunch",
+        "llm.request",
+        // OpenTelemetry's span name: `{operation} {model}` (formatted
+        // only when a subscriber wants the span).
+        otel.name = %format_args!("{} {}", request.operation().as_str(), request.model()),
+        otel.kind = "client",
+        gen_ai.operation.name = request.operation().as_str(),
+        gen_ai.request.model = request.model(),
+        // Signed: OpenTelemetry has no unsigned integers.
+        gen_ai.request.max_tokens = request
+            .max_output_tokens()
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        gen_ai.request.stream = request.is_stream(),
+        gen_ai.provider.name = tracing::field::Empty,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.response.id = tracing::field::Empty,
+        gen_ai.response.finish_reasons = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
+        model = request.model(),
+        outcome = tracing::field::Empty,
+        tier = tracing::field::Empty,
+        provider = tracing::field::Empty,
+        answered_model = tracing::field::Empty,
+        target = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+        fallback_depth = tracing::field::Empty,
+        error_kind = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
 }

@@ -383,6 +383,29 @@ fn without_span_outcome_the_span_keeps_its_request_fields_and_the_metrics_count(
 }
 
 #[test]
+fn without_spans_no_span_is_made_and_the_metrics_count() {
+    // Under a layer that makes no span, with a subscriber that wants
+    // every span and keeps every field of the ones made.
+    let run = |step: Step| one_request(InstrumentLayer::new().spans(false), step);
+    let (records, fields, counters) = run(Step::Answer);
+    assert_eq!((records, fields), (0, BTreeMap::new()));
+    assert_eq!(
+        counters.get("staunch_requests_total{class=none,kind=none,outcome=ok,tier=full}"),
+        Some(&1),
+        "{counters:?}"
+    );
+    let (records, fields, counters) = run(fail_status(ErrorKind::RateLimited, 429));
+    assert_eq!((records, fields), (0, BTreeMap::new()));
+    assert_eq!(
+        counters.get(
+            "staunch_requests_total{class=transient,kind=rate_limited,outcome=error,tier=none}"
+        ),
+        Some(&1),
+        "{counters:?}"
+    );
+}
+
+#[test]
 fn the_genai_metrics_have_the_conventions_names_labels_and_values() {
     use staunch_test::{FakeProvider, stream};
     let runtime = tokio::runtime::Builder::new_current_thread()

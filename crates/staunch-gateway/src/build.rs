@@ -179,6 +179,19 @@ impl Gateway {
         self
     }
 
+    /// Whether each request's call gets its `llm.request` span (default
+    /// `true`; see [`InstrumentLayer::spans`]). Without it, the lines of
+    /// events logged during a call are nested in the request's own span
+    /// alone (its method, path and `request_id`), and the metrics are as
+    /// they were. The binary turns the span off when it exports no spans
+    /// and `RUST_LOG` does not show staunch's debug lines: the log's
+    /// subscriber would otherwise create, enter and close it for every
+    /// request, about a twentieth of a plain request's instructions.
+    pub fn llm_spans(mut self, on: bool) -> Self {
+        self.instrument = self.instrument.spans(on);
+        self
+    }
+
     /// Serves `render` (Prometheus text) at `/metrics`.
     pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.metrics = Some(Arc::new(render));

@@ -57,6 +57,21 @@ fn default_targets() -> Targets {
 }
 
 impl LogFilter {
+    /// Whether the log shows staunch's own debug lines (`RUST_LOG` with
+    /// `staunch=debug`, `debug` or finer): then whoever reads it is
+    /// looking into the calls, and each call's `llm.request` span around
+    /// their lines helps. For span or field directives, whether anything
+    /// at DEBUG or finer may be shown.
+    pub fn shows_staunch_debug(&self) -> bool {
+        match self {
+            LogFilter::Targets(targets) => targets.would_enable("staunch", &tracing::Level::DEBUG),
+            LogFilter::Env(filter) => {
+                <EnvFilter as Layer<tracing_subscriber::Registry>>::max_level_hint(filter)
+                    .is_none_or(|level| level >= tracing::level_filters::LevelFilter::DEBUG)
+            }
+        }
+    }
+
     /// The filter as a layer of its own, filtering for every layer of the
     /// subscriber.
     pub fn layer<S>(self) -> Box<dyn Layer<S> + Send + Sync>

@@ -276,3 +276,82 @@ fn version_names_the_commit_and_help_lists_the_flags() {
     let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "clap's usage error status");
 }
+
+/// The binary makes no `llm.request` span when it exports no spans and
+/// `RUST_LOG` does not show staunch's debug lines: an event logged during
+/// a call (here the chain falling back from a target out of quota) is
+/// nested in the request's own span alone, which names the request. With
+/// `staunch=debug` the call's span is around it again.
+#[tokio::test]
+async fn a_call_s_span_is_in_the_log_only_when_staunch_debug_is_shown() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("scenario.toml"),
+        "[openai]\nscript = [{ type = \"quota\" }]\n",
+    )
+    .unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        r#"
+[server]
+listen = "127.0.0.1:0"
+log_format = "json"
+
+[providers.mock]
+kind = "mock"
+scenario = "scenario.toml"
+
+[[routes]]
+model = "gpt-4o"
+  [[routes.targets]]
+  provider = "mock"
+  model = "first"
+  [[routes.targets]]
+  provider = "mock"
+  model = "second"
+"#,
+    )
+    .unwrap();
+    for (rust_log, want) in [
+        (None, vec!["request"]),
+        (Some("info,staunch=debug"), vec!["request", "llm.request"]),
+    ] {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--config")
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(rust_log) = rust_log {
+            command.env("RUST_LOG", rust_log);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().trim_start_matches("gateway listening on ");
+        assert_eq!(status_of(url, "gpt-4o").await, 200, "RUST_LOG={rust_log:?}");
+        signal(&child, "TERM");
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        let fell_back: serde_json::Value = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "falling back")
+            .unwrap_or_else(|| panic!("RUST_LOG={rust_log:?}: no fallback line in {log}"));
+        let spans: Vec<&str> = fell_back["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(spans, want, "RUST_LOG={rust_log:?}: {fell_back}");
+        assert!(
+            fell_back["spans"][0]["request_id"].is_string(),
+            "{fell_back}"
+        );
+    }
+}

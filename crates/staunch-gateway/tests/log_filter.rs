@@ -124,3 +124,31 @@ fn every_setting_lets_through_what_env_filter_did() {
     }
     assert!(filtered_somewhere, "the settings told the events apart");
 }
+
+/// The gateway keeps each call's `llm.request` span only when the log
+/// shows staunch's debug lines (or it exports spans): whoever sets that is
+/// looking into the calls. Which settings count.
+#[test]
+fn staunch_debug_is_shown_exactly_when_a_setting_lets_it_through() {
+    for (setting, shown) in [
+        (None, false),
+        (Some("info"), false),
+        (Some("warn"), false),
+        (Some("staunch_gateway=debug"), false),
+        (Some("staunch=debug"), true),
+        (Some("info,staunch=debug,hyper=warn"), true),
+        (Some("debug"), true),
+        (Some("trace"), true),
+        (Some("debug,staunch=info"), false),
+        (Some("not a filter ["), false),
+        // Span and field settings: whether anything at DEBUG may show.
+        (Some("info,[request]=debug"), true),
+        (Some("[request]=info"), false),
+    ] {
+        assert_eq!(
+            log_filter(setting).shows_staunch_debug(),
+            shown,
+            "RUST_LOG={setting:?}"
+        );
+    }
+}

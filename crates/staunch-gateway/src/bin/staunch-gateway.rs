@@ -151,10 +151,12 @@ fn main() -> ExitCode {
 /// Log lines the log writer dropped because stderr did not keep up.
 const LOG_LINES_DROPPED: &str = "staunch_gateway_log_lines_dropped_total";
 
-fn init_logs(format: LogFormat, logs: LogWriter, export: Option<&Export>) {
+/// Starts the log; returns whether it shows staunch's debug lines.
+fn init_logs(format: LogFormat, logs: LogWriter, export: Option<&Export>) -> bool {
     // RUST_LOG as EnvFilter reads it; targets and levels alone through a
     // filter that has nothing to do per span (src/log_filter.rs).
     let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let staunch_debug = filter.shows_staunch_debug();
     #[cfg(feature = "otlp")]
     if let Some(export) = export {
         use tracing_subscriber::prelude::*;
@@ -169,7 +171,7 @@ fn init_logs(format: LogFormat, logs: LogWriter, export: Option<&Export>) {
             .with(fmt.with_filter(filter.per_layer()))
             .with(export.layer())
             .init();
-        return;
+        return staunch_debug;
     }
     #[cfg(not(feature = "otlp"))]
     let _ = export;
@@ -190,6 +192,7 @@ fn init_logs(format: LogFormat, logs: LogWriter, export: Option<&Export>) {
             .with(filter.layer())
             .init(),
     }
+    staunch_debug
 }
 
 /// Starts the OTLP export `config` asks for, if any.
@@ -252,7 +255,7 @@ async fn serve(
         config.validate().map_err(|e| e.to_string())?;
     }
     *export = start_export(&config)?;
-    init_logs(config.server.log_format, logs.clone(), export.as_ref());
+    let staunch_debug = init_logs(config.server.log_format, logs.clone(), export.as_ref());
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
         let t = &config.telemetry;
         // The headers' names only: their values are credentials.
@@ -315,11 +318,14 @@ async fn serve(
     }
     // Only an exporter reads whole spans: without one, the request spans'
     // outcome fields (recorded as each span closes) would show nowhere.
+    // Nor, unless the log shows staunch's debug lines, would the span
+    // itself: the log names each request by its own span's request_id.
     let exports_spans = export.is_some();
     let gateway = Gateway::build(config)
         .await
         .map_err(|e| format!("could not start: {e}"))?
         .span_outcome(exports_spans)
+        .llm_spans(exports_spans || staunch_debug)
         .with_metrics(move || {
             log_lines_dropped.absolute(logs.dropped_lines());
             recorder.render()
