@@ -80,6 +80,15 @@ struct Entry {
     end: u32,
 }
 
+impl Entry {
+    /// A placeholder, never written out.
+    const EMPTY: Entry = Entry {
+        name: "",
+        start: 0,
+        end: 0,
+    };
+}
+
 /// Values are compacted when they take more than this many bytes and
 /// more than twice what the latest values take.
 const COMPACT_AFTER: usize = 4096;
@@ -132,21 +141,42 @@ impl SpanFields {
         self.values = values;
     }
 
-    /// Writes the span as an object: its fields by name (each name once),
-    /// then `"name"`.
+    /// Writes the span as an object: its fields by name (each name once:
+    /// the last field of that name), then `"name"`.
     fn write_object(&self, name: &str, out: &mut Vec<u8>) {
+        // A span has a few fields: they are put in order on the stack.
+        const ON_STACK: usize = 16;
+        let mut stack = [Entry::EMPTY; ON_STACK];
+        let mut heap = Vec::new();
+        let mut count = 0;
+        for entry in self.slots.iter().flatten() {
+            match stack.get_mut(count) {
+                Some(slot) => *slot = *entry,
+                None => {
+                    if heap.is_empty() {
+                        heap.extend_from_slice(&stack);
+                    }
+                    heap.push(*entry);
+                }
+            }
+            count += 1;
+        }
+        let entries = if heap.is_empty() {
+            &mut stack[..count]
+        } else {
+            &mut heap[..]
+        };
+        // Stable: fields of one name stay in their order, and the last of
+        // them is written, as tracing-subscriber's map of them keeps it.
+        entries.sort_by(|a, b| a.name.cmp(b.name));
         out.push(b'{');
-        // The next name after the last one written, by a scan of them all:
-        // a span has a few fields, and is written out far more rarely
-        // than recorded.
-        let mut last: Option<&str> = None;
-        while let Some(entry) = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|e| last.is_none_or(|last| e.name > last))
-            .min_by(|a, b| a.name.cmp(b.name))
-        {
+        for (i, entry) in entries.iter().enumerate() {
+            if entries
+                .get(i + 1)
+                .is_some_and(|next| next.name == entry.name)
+            {
+                continue;
+            }
             let value = self
                 .values
                 .get(entry.start as usize..entry.end as usize)
@@ -155,7 +185,6 @@ impl SpanFields {
             out.push(b':');
             out.extend_from_slice(value);
             out.push(b',');
-            last = Some(entry.name);
         }
         out.extend_from_slice(b"\"name\":");
         write_str(out, name);

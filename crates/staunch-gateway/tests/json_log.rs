@@ -120,6 +120,36 @@ fn emit() {
     tracing::warn!(n = 4, "re-recorded");
     tracing::info!(parent: &outer, n = 5, "explicit parent");
     tracing::info!(parent: None, n = 6, "explicit root");
+    // More fields than the writer orders on its stack, and two fields
+    // that a log names alike (`r#kind` is written `kind`).
+    let wide = tracing::info_span!(
+        "wide",
+        f17 = 17,
+        f16 = 16,
+        f15 = 15,
+        f14 = 14,
+        f13 = 13,
+        f12 = 12,
+        f11 = 11,
+        f10 = 10,
+        f09 = 9,
+        f08 = 8,
+        f07 = 7,
+        f06 = 6,
+        f05 = 5,
+        f04 = 4,
+        f03 = 3,
+        f02 = 2,
+        f01 = 1,
+        f00 = 0,
+        r#kind = "raw first",
+        "kind" = "plain second",
+    );
+    let _wide = wide.enter();
+    tracing::info!(n = 7, "wide");
+    let alike = tracing::info_span!("alike", r#kind = "raw first", "kind" = "plain second");
+    let _alike = alike.enter();
+    tracing::info!(n = 8, "alike");
 }
 
 fn run(subscriber: impl tracing::Subscriber + Send + Sync + 'static) {
@@ -157,7 +187,7 @@ fn lines_are_tracing_subscriber_s_json_lines() {
     let (theirs, ours_text) = (theirs.text(), ours.text());
     let theirs: Vec<&str> = theirs.lines().collect();
     let ours_lines: Vec<&str> = ours_text.lines().collect();
-    assert_eq!(ours_lines.len(), 13, "{ours_text}");
+    assert_eq!(ours_lines.len(), 15, "{ours_text}");
     assert_eq!(ours_lines.len(), theirs.len());
     for (ours, theirs) in ours_lines.iter().zip(&theirs) {
         assert_eq!(without_timestamp(ours), without_timestamp(theirs));
