@@ -899,9 +899,9 @@ impl StreamEncoder {
         tail(out, kind);
     }
 
-    /// Writes `response.content_part.added` (`done` false: with an empty
-    /// part) or `response.content_part.done` (with the whole `text`) for
-    /// message `id` at `at`.
+    /// Writes `response.content_part.added` (`done` false; its part's
+    /// `text` is empty) or `response.content_part.done` (the whole `text`)
+    /// for message `id` at `at`.
     fn emit_part(
         out: &mut Vec<u8>,
         sequence: &mut u64,
@@ -921,7 +921,7 @@ impl StreamEncoder {
         out.extend_from_slice(b",\"output_index\":");
         crate::json::push_u64(out, at as u64);
         out.extend_from_slice(b",\"part\":");
-        push_text_part(out, if done { text } else { "" });
+        push_text_part(out, text);
         out.push(b',');
         push_sequence(out, sequence);
         tail(out, kind);
@@ -1170,9 +1170,7 @@ fn write_delta(
     use crate::json::{push_json_str, push_u64};
     let kind = delta.kind();
     out.reserve(2 * kind.len() + 120 + item_id.len() + text.len() + text.len() / 8);
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\ndata: {");
+    head(out, kind);
     if let Delta::Text = delta {
         out.extend_from_slice(b"\"content_index\":0,");
     }
@@ -1185,12 +1183,9 @@ fn write_delta(
     }
     out.extend_from_slice(b",\"output_index\":");
     push_u64(out, at as u64);
-    out.extend_from_slice(b",\"sequence_number\":");
-    push_u64(out, *sequence);
-    *sequence += 1;
-    out.extend_from_slice(b",\"type\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\"}\n\n");
+    out.push(b',');
+    push_sequence(out, sequence);
+    tail(out, kind);
 }
 
 #[cfg(test)]
